@@ -1,0 +1,102 @@
+// Typed configuration. Each component owns its struct (torchtitan's lesson: no component
+// receives the whole job config); JobConfig only groups them for loading.
+//
+// Loading (config/load.hpp): YAML file -> `model:` may name a model file -> `--set a.b=v`
+// overrides -> typed structs -> validation. Every error names the file (or the --set
+// option), the key path and what was expected.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strata::config {
+
+enum class NormKind { layernorm, rmsnorm };
+enum class MlpKind { gelu, swiglu };
+enum class PositionKind { learned, rope };
+enum class AttentionKind { causal, bidirectional };
+enum class RecomputeKind { none, full };
+
+struct ModelConfig {
+  std::string name = "custom";
+  int num_layers = 2;
+  int d_model = 64;
+  int num_heads = 4;
+  int num_kv_heads = 0;       // 0: same as num_heads (no GQA)
+  int ffn_hidden = 0;         // 0: 4*d_model for GELU, LLaMA's 2/3*4*d rounded to 256 for SwiGLU
+  int vocab_size = 256;
+  int max_seq_len = 128;
+  NormKind norm = NormKind::layernorm;
+  MlpKind mlp = MlpKind::gelu;
+  PositionKind positions = PositionKind::learned;
+  AttentionKind attention = AttentionKind::causal;
+  bool tied_embeddings = true;
+  bool bias = true;           // biases in linear layers and LayerNorm
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  double init_std = 0.02;
+  RecomputeKind recompute = RecomputeKind::none;
+
+  int kv_heads() const { return num_kv_heads > 0 ? num_kv_heads : num_heads; }
+  int head_size() const { return d_model / num_heads; }
+  int ffn() const;  // resolved ffn_hidden
+};
+
+struct ParallelConfig {
+  int tp = 1;
+  int pp = 1;
+  int dp = 0;                 // 0: derived as world_size / (tp * pp)
+  int micro_batch_size = 4;
+  int global_batch_size = 0;  // 0: micro_batch_size * dp (no accumulation)
+};
+
+enum class ScheduleKind { cosine, constant, linear };
+
+struct OptimConfig {
+  double lr = 6e-4;
+  double min_lr = 6e-5;       // the floor the schedule decays to
+  int warmup_steps = 100;
+  int decay_steps = 0;        // 0: train.steps
+  ScheduleKind schedule = ScheduleKind::cosine;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  bool decay_embeddings = false;  // weight decay on the embedding tables
+  double grad_clip = 1.0;         // global-norm clip; 0 disables
+};
+
+struct TrainConfig {
+  int steps = 100;
+  std::uint64_t seed = 1234;
+  int seq_len = 128;
+  std::string out_dir = "runs/default";
+  int log_interval = 10;
+};
+
+enum class DataSource { synthetic, text };
+
+struct DataConfig {
+  DataSource source = DataSource::synthetic;
+  std::vector<std::string> paths;  // text: files read as bytes (byte-level vocabulary of 256)
+};
+
+enum class DeviceKind { cpu, cuda };
+
+struct HardwareConfig {
+  DeviceKind device = DeviceKind::cpu;
+  double peak_tflops = 0.0;   // per rank; 0: measured at start-up (CPU) or looked up (GPU)
+  int threads = 0;            // BLAS/compute threads per rank; 0: cores / local ranks
+};
+
+struct JobConfig {
+  std::string source;         // where it was loaded from, for messages
+  ModelConfig model;
+  ParallelConfig parallel;
+  OptimConfig optim;
+  TrainConfig train;
+  DataConfig data;
+  HardwareConfig hardware;
+};
+
+}  // namespace strata::config

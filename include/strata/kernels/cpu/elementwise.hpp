@@ -1,0 +1,14 @@
+// Small element-wise and reduction kernels the model and optimizer glue needs.
+#pragma once
+#include "strata/kernels/cpu/common.hpp"
+
+namespace strata::kernels::cpu {
+
+template <class T> void fill(T* x, T value, index_t n);               // x = value
+template <class T> void copy(T* y, const T* x, index_t n);            // y = x
+template <class T> void add(T* y, const T* a, const T* b, index_t n); // y = a + b
+template <class T> void accumulate(T* y, const T* x, index_t n);      // y += x
+template <class T> void scale(T* x, T alpha, index_t n);              // x *= alpha
+template <class T> double sum_squares(const T* x, index_t n);         // sum x^2 (in double)
+
+}  // namespace strata::kernels::cpu

@@ -1,0 +1,32 @@
+// GEMMs through CBLAS.
+//
+// gemm: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, with leading dimensions —
+// the one entry point every GEMM in strata goes through (attention's strided per-head
+// products too).
+//
+// Linear layer (PyTorch layout, W stored [out, in]):
+//   forward   Y[N,out] = X[N,in] W^T + b
+//   backward  dX += dY W,  dW += dY^T X,  db += sum_rows dY     (any of dX/dW/db may be null)
+#pragma once
+#include "strata/kernels/cpu/common.hpp"
+
+namespace strata::kernels::cpu {
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc);
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in,
+                    index_t out);
+
+template <class T>
+void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows,
+                     index_t in, index_t out);
+
+// Number of BLAS threads (OpenBLAS); 0 leaves it as the environment set it.
+void set_blas_threads(int threads);
+int blas_threads();
+const char* blas_name();  // e.g. "OpenBLAS 0.3.21 (pthread, SkylakeX)"
+
+}  // namespace strata::kernels::cpu

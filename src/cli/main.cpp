@@ -1,1 +1,44 @@
-int main() { return 0; }
+// strata: parse the command line, initialise MPI then Kokkos, run one subcommand, finalise in
+// reverse. Any exception ends the job: it is reported with the rank, and with more than one
+// rank MPI_Abort takes the others down instead of letting them hang (DESIGN.md invariant 5).
+#include <mpi.h>
+
+#include <Kokkos_Core.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "commands.hpp"
+#include "strata/config.hpp"
+#include "strata/core/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata: pre-train transformer language models on CPU and GPU clusters"};
+  app.set_version_flag("--version", std::string("strata ") + strata::build::version);
+  app.require_subcommand(1);
+  auto train = strata::cli::add_train_command(app);
+  auto info = strata::cli::add_info_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  const strata::cli::Action& action = app.got_subcommand("train") ? train : info;
+
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int world_rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  int rc = 0;
+  try {
+    Kokkos::ScopeGuard kokkos;
+    rc = action();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "strata: error (rank %d of %d): %s\n", world_rank, world_size, e.what());
+    std::fflush(stderr);
+    if (world_size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    rc = 1;
+  }
+  MPI_Finalize();
+  return rc;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install strata's build and test dependencies from Debian 12 packages. Idempotent: only
+# missing packages are installed (apt-get as root; sudo is used when not root).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  openmpi-bin libopenmpi-dev          # MPI (Open MPI 4.1)
+  libhdf5-openmpi-dev                 # parallel HDF5 1.10
+  libtrilinos-kokkos-dev              # Kokkos 3.4 (Serial backend)
+  libopenblas-dev                     # BLAS with the CBLAS interface
+  libyaml-cpp-dev                     # configs
+  libcli11-dev                        # command line
+  nlohmann-json3-dev                  # metrics and JSON I/O
+  libgtest-dev googletest             # tests
+  libbenchmark-dev                    # benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,48 @@
+#include <hdf5.h>
+#include <mpi.h>
+
+#include <Kokkos_Core.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "commands.hpp"
+#include "strata/config.hpp"
+#include "strata/kernels/cpu/matmul.hpp"
+#include "strata/kernels/cuda/device.hpp"
+
+namespace strata::cli {
+
+Action add_info_command(CLI::App& app) {
+  app.add_subcommand("info", "Print the build, the libraries and the devices strata sees");
+  return [] {
+    char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+    int len = 0;
+    MPI_Get_library_version(mpi_version, &len);
+    for (int i = 0; i < len; ++i)
+      if (mpi_version[i] == '\n') mpi_version[i] = ' ';
+    unsigned h5_major = 0, h5_minor = 0, h5_release = 0;
+    H5get_libversion(&h5_major, &h5_minor, &h5_release);
+    const kernels::cuda::CudaReport cuda = kernels::cuda::query_cuda();
+    std::printf("strata %s (%s, %s)\n", build::version, build::build_type, build::cxx_compiler);
+    std::printf("  Kokkos        %d.%d.%d, execution space %s\n", KOKKOS_VERSION / 10000,
+                KOKKOS_VERSION / 100 % 100, KOKKOS_VERSION % 100, Kokkos::DefaultExecutionSpace::name());
+    std::printf("  BLAS          %s, %d threads\n", kernels::cpu::blas_name(), kernels::cpu::blas_threads());
+    std::printf("  MPI           %s\n", mpi_version);
+    std::printf("  HDF5          %u.%u.%u (parallel)\n", h5_major, h5_minor, h5_release);
+    std::printf("  CPU cores     %u\n", std::thread::hardware_concurrency());
+    if (!cuda.compiled) {
+      std::printf("  CUDA          %s\n", cuda.status.c_str());
+      return 0;
+    }
+    std::printf("  CUDA          runtime %s, driver %s, cuBLAS %s\n", cuda.runtime_version.c_str(),
+                cuda.driver_version.c_str(), cuda.cublas_version.c_str());
+    std::printf("  NCCL          %s\n", cuda.nccl_version.c_str());
+    std::printf("  GPUs          %s\n", cuda.status.c_str());
+    for (const auto& d : cuda.devices)
+      std::printf("    [%d] %s, sm_%d%d, %.1f GiB, %d SMs\n", d.index, d.name.c_str(), d.sm_major,
+                  d.sm_minor, d.memory_gib, d.multiprocessors);
+    return 0;
+  };
+}
+
+}  // namespace strata::cli

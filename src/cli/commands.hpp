@@ -1,0 +1,14 @@
+// The subcommands of `strata`. Each registers its options on the CLI11 app and returns the
+// action to run after parsing.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace strata::cli {
+
+using Action = std::function<int()>;
+
+Action add_train_command(CLI::App& app);
+Action add_info_command(CLI::App& app);
+
+}  // namespace strata::cli

@@ -99,9 +99,9 @@ void validate(const JobConfig& job) {
     const bool own = o.decay_steps > 0;
     const int decay = own ? o.decay_steps : t.steps;
     if (o.warmup_steps > decay)
-      throw make_error(at, "optim.warmup_steps (", o.warmup_steps, ") must not exceed the decay length (",
-                       own ? "optim.decay_steps" : "train.steps, as optim.decay_steps is 0", " = ", decay,
-                       ") of the ", to_string(o.schedule), " schedule");
+      throw make_error(at, "optim.warmup_steps (", o.warmup_steps, ") must not exceed the length of the ",
+                       to_string(o.schedule), " schedule (", own ? "optim.decay_steps = " : "train.steps = ",
+                       decay, own ? ")" : ", as optim.decay_steps is 0)");
   }
 
   // ---- training and data ----

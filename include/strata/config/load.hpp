@@ -11,15 +11,21 @@ namespace strata::config {
 // validate. Throws strata::Error naming file/option, key path and expectation.
 JobConfig load_job_config(const std::string& path, const std::vector<std::string>& overrides = {});
 
-// Parse a job config from YAML text (for tests); `origin` names it in messages.
+// Parse a job config from YAML text (for tests); `origin` names it in messages and its folder
+// is where a relative `model:` file is looked for first. Overrides and validation as above.
 JobConfig parse_job_config(const std::string& yaml_text, const std::string& origin,
                            const std::vector<std::string>& overrides = {});
 
-// A model config on its own (configs/models/*.yaml).
+// A model config on its own (configs/models/*.yaml: the top level is the model mapping),
+// checked with validate(ModelConfig).
 ModelConfig load_model_config(const std::string& path);
 
 // Semantic checks across fields (heads divide width, ...). Throws strata::Error.
 void validate(const JobConfig& job);
+
+// The model's own checks (ranges, heads divide width, GQA groups, even RoPE head size);
+// part of validate(JobConfig). `origin` prefixes the message when not empty.
+void validate(const ModelConfig& model, const std::string& origin = "");
 
 // The config back as YAML (written next to the run's metrics, and into checkpoints).
 std::string to_yaml(const JobConfig& job);

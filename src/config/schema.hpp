@@ -1,0 +1,263 @@
+// The config schema: every struct lists its fields once, in a visitor. The same list drives
+// YAML parsing (load.cpp), unknown-key detection and suggestions, range checks in
+// validate() (validate.cpp) and to_yaml() (to_yaml.cpp). A new field is added here and
+// nowhere else.
+//
+//   template <class V> void visit_fields(ModelConfig& c, V&& v) {
+//     v("num_layers", c.num_layers, positive);   // YAML key, member, range rule
+//   }
+//
+// Private to src/config.
+#pragma once
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "strata/config/config.hpp"
+
+namespace strata::config::schema {
+
+// ---- range rules ------------------------------------------------------------------------
+enum class Rule {
+  any,           // no constraint beyond the type
+  positive,      // > 0
+  non_negative,  // >= 0
+  unit,          // in [0, 1)  (probabilities, Adam betas)
+  non_empty,     // strings: not ""
+};
+inline constexpr Rule any = Rule::any;
+inline constexpr Rule positive = Rule::positive;
+inline constexpr Rule non_negative = Rule::non_negative;
+inline constexpr Rule unit = Rule::unit;
+inline constexpr Rule non_empty = Rule::non_empty;
+
+// ---- enums: lowercase YAML names ----------------------------------------------------------
+template <class E>
+struct EnumNames;  // static constexpr std::array<std::pair<std::string_view, E>, N> values
+
+#define STRATA_ENUM_NAMES(E, ...)                                                  \
+  template <>                                                                      \
+  struct EnumNames<E> {                                                            \
+    static constexpr std::pair<std::string_view, E> values[] = {__VA_ARGS__};      \
+  };
+STRATA_ENUM_NAMES(NormKind, {"layernorm", NormKind::layernorm}, {"rmsnorm", NormKind::rmsnorm})
+STRATA_ENUM_NAMES(MlpKind, {"gelu", MlpKind::gelu}, {"swiglu", MlpKind::swiglu})
+STRATA_ENUM_NAMES(PositionKind, {"learned", PositionKind::learned}, {"rope", PositionKind::rope})
+STRATA_ENUM_NAMES(AttentionKind, {"causal", AttentionKind::causal},
+                  {"bidirectional", AttentionKind::bidirectional})
+STRATA_ENUM_NAMES(RecomputeKind, {"none", RecomputeKind::none}, {"full", RecomputeKind::full})
+STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine},
+                  {"constant", ScheduleKind::constant}, {"linear", ScheduleKind::linear})
+STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text})
+STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
+#undef STRATA_ENUM_NAMES
+
+template <class E>
+concept ConfigEnum = requires { EnumNames<E>::values; };
+
+// "layernorm|rmsnorm"
+template <ConfigEnum E>
+std::string enum_choices() {
+  std::string s;
+  for (const auto& [name, value] : EnumNames<E>::values) {
+    if (!s.empty()) s += '|';
+    s += name;
+  }
+  return s;
+}
+
+template <ConfigEnum E>
+const char* enum_name(E v) {
+  for (const auto& [name, value] : EnumNames<E>::values)
+    if (value == v) return name.data();  // string literals: NUL-terminated
+  return "?";
+}
+
+// ---- the field lists ------------------------------------------------------------------------
+template <class V>
+void visit_fields(ModelConfig& c, V&& v) {
+  v("name", c.name, non_empty);
+  v("num_layers", c.num_layers, positive);
+  v("d_model", c.d_model, positive);
+  v("num_heads", c.num_heads, positive);
+  v("num_kv_heads", c.num_kv_heads, non_negative);
+  v("ffn_hidden", c.ffn_hidden, non_negative);
+  v("vocab_size", c.vocab_size, positive);
+  v("max_seq_len", c.max_seq_len, positive);
+  v("norm", c.norm, any);
+  v("mlp", c.mlp, any);
+  v("positions", c.positions, any);
+  v("attention", c.attention, any);
+  v("tied_embeddings", c.tied_embeddings, any);
+  v("bias", c.bias, any);
+  v("norm_eps", c.norm_eps, positive);
+  v("rope_theta", c.rope_theta, positive);
+  v("init_std", c.init_std, positive);
+  v("recompute", c.recompute, any);
+}
+
+template <class V>
+void visit_fields(ParallelConfig& c, V&& v) {
+  v("tp", c.tp, positive);
+  v("pp", c.pp, positive);
+  v("dp", c.dp, non_negative);
+  v("micro_batch_size", c.micro_batch_size, positive);
+  v("global_batch_size", c.global_batch_size, non_negative);
+}
+
+template <class V>
+void visit_fields(OptimConfig& c, V&& v) {
+  v("lr", c.lr, non_negative);
+  v("min_lr", c.min_lr, non_negative);
+  v("warmup_steps", c.warmup_steps, non_negative);
+  v("decay_steps", c.decay_steps, non_negative);
+  v("schedule", c.schedule, any);
+  v("beta1", c.beta1, unit);
+  v("beta2", c.beta2, unit);
+  v("eps", c.eps, positive);
+  v("weight_decay", c.weight_decay, non_negative);
+  v("decay_embeddings", c.decay_embeddings, any);
+  v("grad_clip", c.grad_clip, non_negative);
+}
+
+template <class V>
+void visit_fields(TrainConfig& c, V&& v) {
+  v("steps", c.steps, positive);
+  v("seed", c.seed, any);
+  v("seq_len", c.seq_len, positive);
+  v("out_dir", c.out_dir, non_empty);
+  v("log_interval", c.log_interval, positive);
+}
+
+template <class V>
+void visit_fields(DataConfig& c, V&& v) {
+  v("source", c.source, any);
+  v("paths", c.paths, non_empty);  // each path non-empty
+}
+
+template <class V>
+void visit_fields(HardwareConfig& c, V&& v) {
+  v("device", c.device, any);
+  v("peak_tflops", c.peak_tflops, non_negative);
+  v("threads", c.threads, non_negative);
+}
+
+// The top-level sections of a job file, in the order to_yaml writes them.
+template <class V>
+void visit_sections(JobConfig& j, V&& v) {
+  v("model", j.model);
+  v("parallel", j.parallel);
+  v("optim", j.optim);
+  v("train", j.train);
+  v("data", j.data);
+  v("hardware", j.hardware);
+}
+
+// ---- shared by parsing and validate(): what a field expects, and whether a value fits ---------
+
+template <class T>
+std::string type_noun() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  else if constexpr (std::is_same_v<T, int>) return "an integer";
+  else if constexpr (std::is_same_v<T, std::uint64_t>) return "a non-negative integer";
+  else if constexpr (std::is_same_v<T, double>) return "a number";
+  else if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
+  else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
+  else static_assert(sizeof(T) == 0, "config field of unsupported type");
+}
+
+// "an integer > 0", "a number in [0, 1)", "a non-empty string".
+template <class T>
+std::string expectation(Rule r) {
+  std::string noun = type_noun<T>();
+  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    switch (r) {
+      case Rule::positive: return noun + " > 0";
+      case Rule::non_negative: return noun + " >= 0";
+      case Rule::unit: return noun + " in [0, 1)";
+      default: return noun;
+    }
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return r == Rule::non_empty ? "a non-empty string" : noun;
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    return r == Rule::non_empty ? "a non-empty string or a list of non-empty strings" : noun;
+  } else {
+    return noun;
+  }
+}
+
+template <class T>
+bool satisfies(const T& v, Rule r) {
+  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    switch (r) {
+      case Rule::positive: return v > 0;
+      case Rule::non_negative: return v >= 0;
+      case Rule::unit: return v >= 0 && v < 1;
+      default: return true;
+    }
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return r != Rule::non_empty || !v.empty();
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (r == Rule::non_empty)
+      for (const auto& s : v)
+        if (s.empty()) return false;
+    return true;
+  } else {
+    return true;
+  }
+}
+
+// Shortest text that reads back to the same double ("6e-05", "0.0006", "10000").
+inline std::string format_double(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string("?");
+}
+
+// A value as it would appear in YAML (for messages and to_yaml's scalars).
+template <class T>
+std::string format_value(const T& v) {
+  if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, double>) return format_double(v);
+  else if constexpr (std::is_arithmetic_v<T>) return std::to_string(v);
+  else if constexpr (std::is_same_v<T, std::string>) return "'" + v + "'";
+  else if constexpr (ConfigEnum<T>) return enum_name(v);
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", '" : "'") + v[i] + "'";
+    return s + "]";
+  }
+}
+
+// The candidate closest to `key` (case-insensitive Levenshtein distance at most
+// min(3, max(1, |candidate|/2)), or one containing the other), or "" when none is close.
+std::string closest(std::string_view key, const std::vector<std::string>& candidates);
+
+// " (did you mean 'num_layers'?)" or "".
+inline std::string did_you_mean(std::string_view key, const std::vector<std::string>& candidates) {
+  const std::string c = closest(key, candidates);
+  return c.empty() ? std::string() : "; did you mean '" + c + "'?";
+}
+
+// Field names of one struct, in schema order.
+template <class C>
+std::vector<std::string> field_names() {
+  C c{};
+  std::vector<std::string> names;
+  visit_fields(c, [&](const char* name, auto&, Rule) { names.emplace_back(name); });
+  return names;
+}
+
+inline std::vector<std::string> section_names() {
+  JobConfig j;
+  std::vector<std::string> names;
+  visit_sections(j, [&](const char* name, auto&) { names.emplace_back(name); });
+  return names;
+}
+
+}  // namespace strata::config::schema

@@ -1,0 +1,120 @@
+// validate(): the schema's range rules re-checked on the typed structs (so configs built in
+// code get the same checks as files), then the rules that span fields. Every message names
+// the keys involved and their values: "model.d_model (768) must be divisible by
+// model.num_heads (10)".
+#include "schema.hpp"
+#include "strata/config/load.hpp"
+#include "strata/core/error.hpp"
+
+namespace strata::config {
+
+int ModelConfig::ffn() const {
+  if (ffn_hidden > 0) return ffn_hidden;
+  if (mlp == MlpKind::gelu) return 4 * d_model;
+  // SwiGLU (LLaMA, Touvron et al. 2023, sec. 2.2): 2/3 of 4d keeps the parameter count of a
+  // 4d GELU MLP with three matrices instead of two; rounded up to a multiple of 256.
+  const long hidden = 2L * 4L * d_model / 3L;
+  constexpr long multiple = 256;
+  return static_cast<int>((hidden + multiple - 1) / multiple * multiple);
+}
+
+namespace {
+
+std::string prefix(const std::string& origin) { return origin.empty() ? "" : origin + ": "; }
+
+// Every field against its schema rule: "model.num_layers: expected an integer > 0, got 0".
+template <class C>
+void check_ranges(const std::string& origin, const char* section, const C& config) {
+  C copy = config;  // visit_fields takes a mutable struct; nothing is written
+  schema::visit_fields(copy, [&](const char* name, auto& value, schema::Rule rule) {
+    using T = std::remove_cvref_t<decltype(value)>;
+    if (!schema::satisfies(value, rule))
+      throw make_error(prefix(origin), section, ".", name, ": expected ", schema::expectation<T>(rule),
+                       ", got ", schema::format_value(value));
+  });
+}
+
+void check_model(const ModelConfig& m, const std::string& origin) {
+  check_ranges(origin, "model", m);
+  const std::string at = prefix(origin);
+  if (m.d_model % m.num_heads != 0)
+    throw make_error(at, "model.d_model (", m.d_model, ") must be divisible by model.num_heads (",
+                     m.num_heads, ")");
+  if (m.num_kv_heads > m.num_heads || m.num_heads % m.kv_heads() != 0)
+    throw make_error(at, "model.num_heads (", m.num_heads,
+                     ") must be a multiple of model.num_kv_heads (", m.num_kv_heads,
+                     "): each key/value head serves a whole group of query heads");
+  if (m.positions == PositionKind::rope && m.head_size() % 2 != 0)
+    throw make_error(at, "model.positions is rope, which rotates pairs of dimensions, so the head size "
+                     "model.d_model / model.num_heads (", m.d_model, " / ", m.num_heads, " = ",
+                     m.head_size(), ") must be even");
+}
+
+}  // namespace
+
+void validate(const ModelConfig& model, const std::string& origin) { check_model(model, origin); }
+
+void validate(const JobConfig& job) {
+  const std::string at = prefix(job.source);
+  const ModelConfig& m = job.model;
+  const ParallelConfig& p = job.parallel;
+  const OptimConfig& o = job.optim;
+  const TrainConfig& t = job.train;
+
+  check_model(m, job.source);
+  check_ranges(job.source, "parallel", p);
+  check_ranges(job.source, "optim", o);
+  check_ranges(job.source, "train", t);
+  check_ranges(job.source, "data", job.data);
+  check_ranges(job.source, "hardware", job.hardware);
+
+  // ---- parallel layout against the model (Megatron's tensor/pipeline split) ----
+  if (m.num_heads % p.tp != 0)
+    throw make_error(at, "model.num_heads (", m.num_heads, ") must be divisible by parallel.tp (", p.tp,
+                     "): each tensor-parallel rank holds whole attention heads");
+  if (m.kv_heads() % p.tp != 0)
+    throw make_error(at, "model.num_kv_heads (", m.kv_heads(), ") must be divisible by parallel.tp (",
+                     p.tp, "): each tensor-parallel rank holds whole key/value heads");
+  if (m.ffn() % p.tp != 0)
+    throw make_error(at, "the MLP width (model.ffn_hidden, resolved to ", m.ffn(),
+                     ") must be divisible by parallel.tp (", p.tp, ")");
+  if (m.num_layers < p.pp)
+    throw make_error(at, "model.num_layers (", m.num_layers, ") must be at least parallel.pp (", p.pp,
+                     "): every pipeline stage needs a layer");
+  if (p.global_batch_size > 0) {
+    if (p.dp > 0 && p.global_batch_size % (p.micro_batch_size * p.dp) != 0)
+      throw make_error(at, "parallel.global_batch_size (", p.global_batch_size,
+                       ") must be a multiple of parallel.micro_batch_size x parallel.dp (",
+                       p.micro_batch_size, " x ", p.dp, " = ", p.micro_batch_size * p.dp, ")");
+    if (p.global_batch_size % p.micro_batch_size != 0)
+      throw make_error(at, "parallel.global_batch_size (", p.global_batch_size,
+                       ") must be a multiple of parallel.micro_batch_size (", p.micro_batch_size, ")");
+  }
+
+  // ---- optimizer and schedule ----
+  if (o.min_lr > o.lr)
+    throw make_error(at, "optim.min_lr (", schema::format_double(o.min_lr),
+                     ") must not exceed optim.lr (", schema::format_double(o.lr), ")");
+  if (o.schedule != ScheduleKind::constant) {
+    const bool own = o.decay_steps > 0;
+    const int decay = own ? o.decay_steps : t.steps;
+    if (o.warmup_steps > decay)
+      throw make_error(at, "optim.warmup_steps (", o.warmup_steps, ") must not exceed the length of the ",
+                       to_string(o.schedule), " schedule (", own ? "optim.decay_steps = " : "train.steps = ",
+                       decay, own ? ")" : ", as optim.decay_steps is 0)");
+  }
+
+  // ---- training and data ----
+  if (t.seq_len > m.max_seq_len)
+    throw make_error(at, "train.seq_len (", t.seq_len, ") must not exceed model.max_seq_len (",
+                     m.max_seq_len, ")");
+  if (job.data.source == DataSource::text) {
+    if (job.data.paths.empty())
+      throw make_error(at, "data.source is text but data.paths is empty: give at least one file");
+    if (m.vocab_size < 256)
+      throw make_error(at, "data.source is text, read as bytes (256 symbols), so model.vocab_size (",
+                       m.vocab_size, ") must be at least 256");
+  }
+}
+
+}  // namespace strata::config

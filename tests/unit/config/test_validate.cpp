@@ -1,0 +1,140 @@
+// validate(): cross-field rules, range rules on configs built in code, and ModelConfig::ffn().
+#include "config_test_util.hpp"
+#include "strata/config/load.hpp"
+
+using namespace strata::config;
+using namespace strata::config::testing;
+
+namespace {
+std::string invalid(const JobConfig& j) { return error_of([&] { validate(j); }); }
+}  // namespace
+
+TEST(ConfigValidate, DefaultConfigIsValid) { EXPECT_NO_THROW(validate(JobConfig{})); }
+
+TEST(ConfigValidate, HeadsMustDivideWidth) {
+  JobConfig j;
+  j.model.d_model = 768;
+  j.model.num_heads = 10;
+  EXPECT_EQ(invalid(j), "model.d_model (768) must be divisible by model.num_heads (10)");
+  j.source = "run.yaml";
+  EXPECT_EQ(invalid(j), "run.yaml: model.d_model (768) must be divisible by model.num_heads (10)");
+}
+
+TEST(ConfigValidate, KvHeadsMustDivideHeads) {
+  JobConfig j;
+  j.model.num_heads = 4;
+  j.model.num_kv_heads = 3;
+  EXPECT_TRUE(mentions(invalid(j), {"model.num_heads (4) must be a multiple of model.num_kv_heads (3)"}));
+  j.model.num_kv_heads = 8;
+  EXPECT_TRUE(mentions(invalid(j), {"model.num_kv_heads (8)"}));
+}
+
+TEST(ConfigValidate, RopeNeedsAnEvenHeadSize) {
+  JobConfig j;
+  j.model.d_model = 36;
+  j.model.num_heads = 4;  // head size 9
+  EXPECT_NO_THROW(validate(j));
+  j.model.positions = PositionKind::rope;
+  EXPECT_TRUE(mentions(invalid(j), {"model.positions is rope", "(36 / 4 = 9) must be even"}));
+}
+
+TEST(ConfigValidate, SeqLenMustFitTheModel) {
+  JobConfig j;
+  j.train.seq_len = 256;
+  j.model.max_seq_len = 128;
+  EXPECT_EQ(invalid(j), "train.seq_len (256) must not exceed model.max_seq_len (128)");
+}
+
+TEST(ConfigValidate, WarmupMustFitTheDecay) {
+  JobConfig j;
+  j.train.steps = 50;
+  j.optim.warmup_steps = 100;
+  EXPECT_TRUE(mentions(invalid(j), {"optim.warmup_steps (100) must not exceed the length of the cosine schedule (train.steps = 50"}));
+  j.optim.decay_steps = 200;
+  EXPECT_NO_THROW(validate(j));
+  j.optim.decay_steps = 80;
+  EXPECT_TRUE(mentions(invalid(j), {"optim.warmup_steps (100)", "(optim.decay_steps = 80)"}));
+  j.optim.schedule = ScheduleKind::constant;  // nothing decays: any warmup is fine
+  EXPECT_NO_THROW(validate(j));
+}
+
+TEST(ConfigValidate, GlobalBatchMustBeAMultipleOfMicroBatchTimesDp) {
+  JobConfig j;
+  j.parallel.micro_batch_size = 4;
+  j.parallel.dp = 2;
+  j.parallel.global_batch_size = 12;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.global_batch_size (12)", "parallel.micro_batch_size x parallel.dp (4 x 2 = 8)"}));
+  j.parallel.global_batch_size = 16;
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.dp = 0;  // derived later: only the micro-batch is known
+  j.parallel.global_batch_size = 10;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.global_batch_size (10)", "parallel.micro_batch_size (4)"}));
+}
+
+TEST(ConfigValidate, MinLrMustNotExceedLr) {
+  JobConfig j;
+  j.optim.lr = 1e-4;
+  j.optim.min_lr = 1e-3;
+  EXPECT_EQ(invalid(j), "optim.min_lr (0.001) must not exceed optim.lr (1e-04)");
+}
+
+TEST(ConfigValidate, TensorParallelMustSplitHeadsAndMlp) {
+  JobConfig j;  // 4 heads, d_model 64
+  j.parallel.tp = 3;
+  EXPECT_TRUE(mentions(invalid(j), {"model.num_heads (4) must be divisible by parallel.tp (3)"}));
+  j.parallel.tp = 2;
+  j.model.num_kv_heads = 1;
+  EXPECT_TRUE(mentions(invalid(j), {"model.num_kv_heads (1) must be divisible by parallel.tp (2)"}));
+}
+
+TEST(ConfigValidate, PipelineNeedsALayerPerStage) {
+  JobConfig j;
+  j.parallel.pp = 4;  // 2 layers
+  EXPECT_TRUE(mentions(invalid(j), {"model.num_layers (2) must be at least parallel.pp (4)"}));
+}
+
+TEST(ConfigValidate, TextDataNeedsPathsAndAByteVocabulary) {
+  JobConfig j;
+  j.data.source = DataSource::text;
+  EXPECT_TRUE(mentions(invalid(j), {"data.source is text but data.paths is empty"}));
+  j.data.paths = {"a.txt"};
+  EXPECT_NO_THROW(validate(j));
+  j.model.vocab_size = 64;
+  EXPECT_TRUE(mentions(invalid(j), {"model.vocab_size (64) must be at least 256"}));
+  j.model.vocab_size = 256;
+  j.data.paths = {""};
+  EXPECT_TRUE(mentions(invalid(j), {"data.paths", "non-empty"}));
+}
+
+TEST(ConfigValidate, RangesAreCheckedOnConfigsBuiltInCode) {
+  JobConfig j;
+  j.model.num_layers = 0;
+  EXPECT_EQ(invalid(j), "model.num_layers: expected an integer > 0, got 0");
+  j = JobConfig{};
+  j.parallel.tp = 0;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.tp: expected an integer > 0, got 0"}));
+  j = JobConfig{};
+  j.optim.beta2 = 1.0;
+  EXPECT_TRUE(mentions(invalid(j), {"optim.beta2: expected a number in [0, 1), got 1"}));
+  j = JobConfig{};
+  j.optim.lr = -1;
+  EXPECT_TRUE(mentions(invalid(j), {"optim.lr: expected a number >= 0, got -1"}));
+  j = JobConfig{};
+  j.train.out_dir = "";
+  EXPECT_TRUE(mentions(invalid(j), {"train.out_dir: expected a non-empty string"}));
+}
+
+TEST(ConfigValidate, FfnFollowsGeluAndLlamaRules) {
+  ModelConfig m;
+  m.d_model = 768;
+  EXPECT_EQ(m.ffn(), 3072);  // GELU: 4d
+  m.mlp = MlpKind::swiglu;
+  m.d_model = 4096;
+  EXPECT_EQ(m.ffn(), 11008);  // LLaMA-7B
+  m.d_model = 8192;
+  EXPECT_EQ(m.ffn(), 22016);  // LLaMA-65B (multiple_of 256)
+  m.d_model = 256;
+  EXPECT_EQ(m.ffn(), 768);  // 682 rounded up
+  m.ffn_hidden = 100;
+  EXPECT_EQ(m.ffn(), 100);  // explicit wins
+}

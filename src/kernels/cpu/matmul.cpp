@@ -16,6 +16,7 @@
 #include <cblas.h>
 
 #include <climits>
+#include <string>
 
 #include "detail.hpp"
 #include "strata/core/error.hpp"
@@ -103,6 +104,19 @@ int blas_threads() { return openblas_get_num_threads(); }
 const char* blas_name() {
   // openblas_get_config() returns e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
   return openblas_get_config();
+}
+
+const char* blas_suggested_coretype() {
+  const std::string config = openblas_get_config();
+  const bool fallback = config.find("Prescott") != std::string::npos ||
+                        config.find("Core2") != std::string::npos ||
+                        config.find("Nehalem") != std::string::npos;
+  if (!fallback) return nullptr;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
+  if (__builtin_cpu_supports("avx2")) return "Haswell";
+#endif
+  return nullptr;
 }
 
 #define STRATA_INSTANTIATE(T)                                                                 \

@@ -29,4 +29,11 @@ void set_blas_threads(int threads);
 int blas_threads();
 const char* blas_name();  // e.g. "OpenBLAS 0.3.21 (pthread, SkylakeX)"
 
+// OpenBLAS 0.3.21's DYNAMIC_ARCH does not recognise newer Xeons (this machine: family 6
+// model 207 under KVM) and falls back to its Prescott (SSE3) kernels, which run sgemm ~4x
+// slower. Returns the core type to force through the environment variable
+// OPENBLAS_CORETYPE (read only when libopenblas loads, so a process must set it and
+// re-exec itself, or be launched with it), or nullptr when the detected core is fine.
+const char* blas_suggested_coretype();
+
 }  // namespace strata::kernels::cpu

@@ -22,6 +22,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "strata/kernels/cpu/common.hpp"
@@ -81,24 +82,31 @@ inline T lane_dot(const T* a, const T* b, index_t n) {
   return lane_sum<T>(n, [a, b](index_t i) { return a[i] * b[i]; });
 }
 
-// max_{i<n} x[i] (n >= 1); written as compare-select so it maps to vmaxps lane-wise.
+// max_{i<n} x[i] (n >= 1). GCC vector extensions: the loop vectoriser does not turn a
+// compare-select max reduction into vmaxps by itself; with two 64-byte accumulators it does.
 template <class T>
 inline T lane_max(const T* x, index_t n) {
+  typedef T vec __attribute__((vector_size(64)));
   constexpr int L = kLanes<T>;
-  if (n < L) {
-    T m = x[0];
-    for (index_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;
-    return m;
+  T m = x[0];
+  index_t i = 0;
+  if (n >= 2 * L) {
+    vec a, b;
+    std::memcpy(&a, x, 64);
+    std::memcpy(&b, x + L, 64);
+    for (i = 2 * L; i + 2 * L <= n; i += 2 * L) {
+      vec u, v;
+      std::memcpy(&u, x + i, 64);
+      std::memcpy(&v, x + i + L, 64);
+      a = u > a ? u : a;
+      b = v > b ? v : b;
+    }
+    a = b > a ? b : a;
+    m = a[0];
+    for (int j = 1; j < L; ++j) m = a[j] > m ? a[j] : m;
   }
-  T acc[L];
-  for (int j = 0; j < L; ++j) acc[j] = x[j];
-  index_t i = L;
-  for (; i + L <= n; i += L)
-    for (int j = 0; j < L; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
-  for (; i < n; ++i) acc[0] = x[i] > acc[0] ? x[i] : acc[0];
-  for (int w = L / 2; w > 0; w /= 2)
-    for (int j = 0; j < w; ++j) acc[j] = acc[j + w] > acc[j] ? acc[j + w] : acc[j];
-  return acc[0];
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
 }
 
 // e^x for float, branch-free and vectorisable (see the file comment).

@@ -69,6 +69,7 @@ BENCHMARK(BM_TrainStepGpt2Small)->ArgNames({"B", "T"})->Args({4, 64})->Args({4, 
     ->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
 int main(int argc, char** argv) {
+  strata::kernels::cpu::ensure_blas_coretype(argv);
   Kokkos::ScopeGuard kokkos(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

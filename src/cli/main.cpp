@@ -10,8 +10,10 @@
 #include "commands.hpp"
 #include "strata/config.hpp"
 #include "strata/core/error.hpp"
+#include "strata/kernels/cpu/matmul.hpp"
 
 int main(int argc, char** argv) {
+  strata::kernels::cpu::ensure_blas_coretype(argv);  // may re-exec: before MPI and threads
   CLI::App app{"strata: pre-train transformer language models on CPU and GPU clusters"};
   app.set_version_flag("--version", std::string("strata ") + strata::build::version);
   app.require_subcommand(1);

@@ -2,6 +2,8 @@
 // reads key/value head h / (NH / NKV).
 //   q[B, T, NH, HS], k, v [B, T, NKV, HS] (rows may be strided: ld_q, ld_kv elements between
 //   consecutive (b, t) rows, so q/k/v can live inside one fused QKV buffer)
+//   out and dout are contiguous [B, T, NH, HS]; dq, dk, dv use the strides of q, k, v
+//   (ld_q, ld_kv), e.g. one fused dQKV buffer.
 //   S = q k^T / sqrt(HS) per (b, h), masked to s <= t when causal
 //   P = softmax(S) (saved: att[B, NH, T, T], zero above the diagonal when causal)
 //   out[B, T, NH, HS] = P v

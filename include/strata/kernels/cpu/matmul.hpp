@@ -29,4 +29,17 @@ void set_blas_threads(int threads);
 int blas_threads();
 const char* blas_name();  // e.g. "OpenBLAS 0.3.21 (pthread, SkylakeX)"
 
+// OpenBLAS 0.3.21's DYNAMIC_ARCH does not recognise newer Xeons (this machine: family 6
+// model 207 under KVM) and falls back to its Prescott (SSE3) kernels, which run sgemm ~4x
+// slower. Returns the core type to force through the environment variable
+// OPENBLAS_CORETYPE (read only when libopenblas loads, so a process must set it and
+// re-exec itself, or be launched with it), or nullptr when the detected core is fine.
+const char* blas_suggested_coretype();
+
+// Call first thing in main(), before MPI or threads start: where blas_suggested_coretype()
+// names a core type and OPENBLAS_CORETYPE is unset, set it and re-exec this program (same
+// pid and arguments, so it works under mpirun/srun too). Returns when nothing was needed
+// or the re-exec failed (the program then runs with the slow kernels, after a warning).
+void ensure_blas_coretype(char** argv);
+
 }  // namespace strata::kernels::cpu

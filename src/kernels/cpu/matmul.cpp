@@ -1,0 +1,147 @@
+// GEMMs through CBLAS, and the linear layer built on them.
+//
+// gemm (row-major):  C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C,  op = identity or ^T,
+//   lda/ldb/ldc = elements between consecutive rows of the matrices as stored. Every GEMM in
+//   strata goes through here (attention's per-(b, h) products on strided views too).
+//
+// Linear layer, PyTorch layout W[out, in]:
+//   forward   Y[N,out] = X[N,in] W^T + b          (beta = 0, or Y pre-filled with b, beta = 1)
+//   backward  dX[N,in]  += dY[N,out] W[out,in]     (GEMM, beta = 1)
+//             dW[out,in] += dY^T X                  (GEMM, beta = 1)
+//             db[out]    += sum_n dY[n, :]          (column-blocked Kokkos loop)
+//   Gradients accumulate (+=) so that weights shared by several consumers and successive
+//   micro-batches add up; the caller zeroes them when an accumulation starts.
+#include "strata/kernels/cpu/matmul.hpp"
+
+#include <cblas.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "detail.hpp"
+#include "strata/core/error.hpp"
+
+// OpenBLAS extensions. Debian's openblas-pthread cblas.h declares them; other cblas.h
+// files (reference CBLAS, BLIS) do not, and redeclaring an identical prototype is harmless.
+extern "C" {
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+char* openblas_get_config(void);
+}
+
+namespace strata::kernels::cpu {
+
+namespace {
+
+int as_blas_int(index_t v, const char* what) {
+  STRATA_CHECK(v >= 0 && v <= INT_MAX, "gemm: ", what, " = ", v, " does not fit a 32-bit BLAS int");
+  return static_cast<int>(v);
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
+               const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
+               const double* A, int lda, const double* B, int ldb, double beta, double* C,
+               int ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+}  // namespace
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
+          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+  if (M == 0 || N == 0) return;
+  blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+            as_blas_int(M, "M"), as_blas_int(N, "N"), as_blas_int(K, "K"), alpha, A,
+            as_blas_int(lda, "lda"), B, as_blas_int(ldb, "ldb"), beta, C,
+            as_blas_int(ldc, "ldc"));
+}
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in,
+                    index_t out) {
+  T beta = T(0);
+  if (bias) {
+    detail::for_each("kernels::linear_bias_fill", rows, [=](index_t n) {
+      T* yr = y + n * out;
+      for (index_t o = 0; o < out; ++o) yr[o] = bias[o];
+    });
+    beta = T(1);
+  }
+  gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, beta, y, out);
+}
+
+template <class T>
+void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows,
+                     index_t in, index_t out) {
+  if (dx) gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(1), dx, in);
+  if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
+  if (dbias) {
+    // Threads own disjoint column blocks of db; each walks all rows.
+    constexpr index_t CB = detail::kColBlock;
+    const index_t nblk = (out + CB - 1) / CB;
+    detail::for_each("kernels::linear_bias_bwd", nblk, [=](index_t blk) {
+      const index_t c0 = blk * CB, nc = std::min<index_t>(out, c0 + CB) - c0;
+      T acc[CB] = {};
+      for (index_t n = 0; n < rows; ++n) {
+        const T* r = dy + n * out + c0;
+        for (index_t c = 0; c < nc; ++c) acc[c] += r[c];
+      }
+      for (index_t c = 0; c < nc; ++c) dbias[c0 + c] += acc[c];
+    });
+  }
+}
+
+void set_blas_threads(int threads) {
+  if (threads > 0) openblas_set_num_threads(threads);
+}
+
+int blas_threads() { return openblas_get_num_threads(); }
+
+const char* blas_name() {
+  // openblas_get_config() returns e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
+  return openblas_get_config();
+}
+
+const char* blas_suggested_coretype() {
+  const std::string config = openblas_get_config();
+  const bool fallback = config.find("Prescott") != std::string::npos ||
+                        config.find("Core2") != std::string::npos ||
+                        config.find("Nehalem") != std::string::npos;
+  if (!fallback) return nullptr;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
+  if (__builtin_cpu_supports("avx2")) return "Haswell";
+#endif
+  return nullptr;
+}
+
+void ensure_blas_coretype(char** argv) {
+  const char* core = blas_suggested_coretype();
+  if (!core || std::getenv("OPENBLAS_CORETYPE")) return;
+  setenv("OPENBLAS_CORETYPE", core, 1);
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s (%s); GEMMs use slow generic kernels\n",
+               core, std::strerror(errno));
+}
+
+#define STRATA_INSTANTIATE(T)                                                                 \
+  template void gemm<T>(bool, bool, index_t, index_t, index_t, T, const T*, index_t, const T*, \
+                        index_t, T, T*, index_t);                                             \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t); \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, index_t, index_t, \
+                                   index_t);
+STRATA_INSTANTIATE(float)
+STRATA_INSTANTIATE(double)
+#undef STRATA_INSTANTIATE
+
+}  // namespace strata::kernels::cpu

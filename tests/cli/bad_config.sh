@@ -36,7 +36,7 @@ expect_error zero-size "model.d_model" --config "$good" --set model.d_model=0
 expect_error negative-size "train.steps" --config "$good" --set train.steps=-5
 expect_error heads-not-dividing "num_heads" --config "$good" --set model.num_heads=5
 expect_error unknown-set-key "--set" --config "$good" --set model.widht=3
-expect_error missing-data-file "/no/such/corpus.txt" --config "$good" --set data.source=text \
+expect_error missing-data-file "/no/such/corpus.txt" --config "$good" --set data.source=text --set model.vocab_size=256 \
   --set "data.paths=[/no/such/corpus.txt]"
 
 if [ $failures -ne 0 ]; then echo "$failures case(s) failed"; exit 1; fi

@@ -1,0 +1,57 @@
+// MpiCommunicator: Communicator over an MPI communicator it owns (RAII, move-only: the
+// handle is exchanged on move; MPI_COMM_NULL means moved-from).
+#pragma once
+#include <mpi.h>
+
+#include <string>
+#include <vector>
+
+#include "strata/comm/communicator.hpp"
+
+namespace strata::comm {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Takes ownership of `comm` (freed with MPI_Comm_free unless it is MPI_COMM_WORLD/SELF).
+  // `timeout_s` bounds every wait (the watchdog); <= 0 disables it.
+  MpiCommunicator(MPI_Comm comm, std::string name, int global_rank, double timeout_s);
+  ~MpiCommunicator() override;
+  MpiCommunicator(MpiCommunicator&& other) noexcept;
+  MpiCommunicator& operator=(MpiCommunicator&&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  MPI_Comm handle() const { return comm_; }
+
+  Work iall_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) override;
+  Work ireduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+                       ReduceOp op) override;
+  Work iall_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
+  Work ibroadcast(void* buf, std::size_t count, DType dtype, int root) override;
+  Work isend(const void* buf, std::size_t count, DType dtype, int peer, int tag) override;
+  Work irecv(void* buf, std::size_t count, DType dtype, int peer, int tag) override;
+  void wait(Work& work) override;
+  bool test(Work& work) override;
+  void barrier() override;
+
+ private:
+  Work start(const char* op);  // claims a request slot
+  MPI_Request& request(const Work& w) { return requests_[std::size_t(w.slot)]; }
+  void release(Work& w);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::string name_;
+  int rank_ = 0, size_ = 1, global_rank_ = 0;
+  double timeout_s_;
+  std::vector<MPI_Request> requests_;  // pool; grows only past the most ever outstanding
+  std::vector<int> free_slots_;
+};
+
+MPI_Datatype mpi_type(DType dtype);
+MPI_Op mpi_op(ReduceOp op);
+
+// Throws strata::Error with the MPI error string when rc != MPI_SUCCESS.
+void check_mpi(int rc, const char* what, const std::string& group);
+
+}  // namespace strata::comm

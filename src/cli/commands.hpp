@@ -10,5 +10,6 @@ using Action = std::function<int()>;
 
 Action add_train_command(CLI::App& app);
 Action add_info_command(CLI::App& app);
+Action add_tokenizer_command(CLI::App& app);
 
 }  // namespace strata::cli

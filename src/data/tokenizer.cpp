@@ -1,9 +1,13 @@
 #include "strata/data/tokenizer.hpp"
 
-#include "strata/core/error.hpp"
 #include <cstdio>
+#include <filesystem>
+#include <utility>
 
+#include "strata/core/error.hpp"
 #include "strata/core/rng.hpp"
+#include "strata/data/bpe_tokenizer.hpp"
+#include "strata/data/sentencepiece_tokenizer.hpp"
 
 namespace strata::data {
 
@@ -26,9 +30,43 @@ std::string ByteTokenizer::content_hash() const {
   return buf;
 }
 
+namespace {
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// GPT-2's two files in `dir`, under either of their names.
+std::unique_ptr<Tokenizer> load_gpt2_dir(const std::filesystem::path& dir, std::string name) {
+  namespace fs = std::filesystem;
+  for (const auto& [vocab, merges] : {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}})
+    if (fs::exists(dir / vocab) && fs::exists(dir / merges))
+      return BpeTokenizer::from_gpt2_files((dir / vocab).string(), (dir / merges).string(), std::move(name));
+  throw make_error("tokenizer '", name, "': no encoder.json + vocab.bpe (or vocab.json + merges.txt) in '",
+                   dir.string(), "' (run scripts/fetch-tokenizers.sh, or set STRATA_TOKENIZER_DIR)");
+}
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
+  namespace fs = std::filesystem;
   if (spec == "bytes") return std::make_unique<ByteTokenizer>();
-  throw make_error("unknown tokenizer '", spec, "' (known: bytes)");
+  if (spec == "gpt2") return load_gpt2_dir(fs::path(default_tokenizer_dir()) / "gpt2", "gpt2");
+  for (const char* encoding : {"r50k_base", "p50k_base", "cl100k_base", "o200k_base"})
+    if (spec == encoding) {
+      const fs::path file = fs::path(default_tokenizer_dir()) / (spec + ".tiktoken");
+      if (!fs::exists(file))
+        throw make_error("tokenizer '", spec, "': '", file.string(),
+                         "' is missing (run scripts/fetch-tokenizers.sh, or set STRATA_TOKENIZER_DIR)");
+      return BpeTokenizer::from_tiktoken(file.string());
+    }
+  if (ends_with(spec, ".json")) return BpeTokenizer::from_tokenizer_json(spec);
+  if (ends_with(spec, ".tiktoken")) return BpeTokenizer::from_tiktoken(spec);
+  if (ends_with(spec, ".model")) return load_sentencepiece(spec);
+  if (fs::is_directory(spec)) return load_gpt2_dir(spec, fs::path(spec).filename().string());
+  throw make_error("unknown tokenizer '", spec,
+                   "' (known: bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, a path to a "
+                   "tokenizer.json, a .tiktoken file, a SentencePiece .model, or a folder with GPT-2's files)");
 }
 
 }  // namespace strata::data

@@ -43,9 +43,16 @@ class ByteTokenizer final : public Tokenizer {
   std::string content_hash() const override;
 };
 
-// A tokenizer from a spec: "bytes"; more kinds (gpt2, tokenizer.json, *.tiktoken, *.model)
-// are added by their implementations. An unknown spec or unreadable file is a strata::Error
-// naming it.
+// A tokenizer from a spec (docs/tokenizers.md):
+//   "bytes"                      ByteTokenizer
+//   "gpt2"                       GPT-2's encoder.json + vocab.bpe (or vocab.json + merges.txt) in
+//                                $STRATA_TOKENIZER_DIR/gpt2/ or <repo>/.cache/tokenizers/gpt2/
+//   "r50k_base" "p50k_base" "cl100k_base" "o200k_base"   <that dir>/<name>.tiktoken
+//   <path>.json                  Hugging Face tokenizer.json (byte-level BPE)
+//   <path>.tiktoken              tiktoken rank file; its stem picks the pattern and specials
+//   <path>.model                 SentencePiece model
+//   <folder>                     GPT-2-format files in that folder
+// An unknown spec or unreadable file is a strata::Error naming it.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
 
 }  // namespace strata::data

@@ -1,19 +1,36 @@
 #include "strata/model/parameters.hpp"
 
+#include <cmath>
+
 #include "strata/core/error.hpp"
 
 namespace strata::model {
 
-void ParameterTable::add(std::string name, Shape shape, ParamKind kind, double init_std,
-                         bool in_matmul) {
-  ParamInfo p{std::move(name), shape, shape, numel_, shape_numel(shape), kind, init_std, in_matmul};
+std::int64_t ParamInfo::global_index(std::int64_t i) const {
+  if (split == TpSplit::replicated) return i;
+  const std::int64_t cols = shape.size() > 1 ? shape[1] : 1;
+  const std::int64_t r = i / cols, c = i % cols;
+  if (split == TpSplit::rows) return (split_offset + r) * cols + c;
+  return r * global_shape[1] + split_offset + c;
+}
+
+int padded_vocab(int vocab_size, int tp_size) { return (vocab_size + tp_size - 1) / tp_size * tp_size; }
+
+void ParameterTable::add(ParamInfo p) {
+  p.numel = shape_numel(p.shape);
+  p.offset = numel_;
   numel_ += p.numel;
   entries_.push_back(std::move(p));
 }
 
-const ParamInfo& ParameterTable::get(const std::string& name) const {
+const ParamInfo* ParameterTable::find(const std::string& name) const {
   for (const auto& p : entries_)
-    if (p.name == name) return p;
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+const ParamInfo& ParameterTable::get(const std::string& name) const {
+  if (const ParamInfo* p = find(name)) return *p;
   throw make_error("no parameter named '", name, "'");
 }
 
@@ -22,6 +39,127 @@ std::int64_t ParameterTable::matmul_numel() const {
   for (const auto& p : entries_)
     if (p.in_matmul) n += p.numel;
   return n;
+}
+
+namespace {
+std::string layer_name(int l, const char* rest) { return "layers." + std::to_string(l) + "." + rest; }
+}  // namespace
+
+ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkPlacement& place) {
+  const int tp = place.tp_size, r = place.tp_rank;
+  const std::int64_t C = cfg.d_model, F = cfg.ffn();
+  const std::int64_t HS = cfg.head_size(), Q = cfg.num_heads * HS, KV = cfg.kv_heads() * HS;
+  const std::int64_t V = cfg.vocab_size, Vp = padded_vocab(cfg.vocab_size, tp), Vl = Vp / tp;
+  const double std0 = cfg.init_std;
+  // GPT-2: residual-branch output projections scaled by 1/sqrt(2 L) so the residual stream's
+  // variance does not grow with depth (Radford et al. 2019, section 2.3).
+  const double std_out = cfg.init_std / std::sqrt(2.0 * cfg.num_layers);
+  const bool ln = cfg.norm == config::NormKind::layernorm;
+  const bool sp = place.sequence_parallel && tp > 1;
+  ParameterTable t;
+  auto replicated = [&](std::string name, std::int64_t n, ParamKind kind) {
+    ParamInfo p;
+    p.name = std::move(name);
+    p.shape = p.global_shape = {n};
+    p.kind = kind;
+    p.grad_needs_tp_sum = sp;
+    p.counts_in_norm = r == 0;
+    t.add(std::move(p));
+  };
+  // Column-parallel: Y = X A + b with A's output dimension (our weight's rows) split.
+  auto column = [&](const std::string& name, std::int64_t out, std::int64_t in, double sd) {
+    ParamInfo w;
+    w.name = name + ".weight";
+    w.global_shape = {out, in};
+    w.shape = {out / tp, in};
+    w.split = TpSplit::rows;
+    w.split_offset = r * (out / tp);
+    w.init_std = sd;
+    w.in_matmul = true;
+    t.add(w);
+    if (cfg.bias) {
+      ParamInfo b;
+      b.name = name + ".bias";
+      b.global_shape = {out};
+      b.shape = {out / tp};
+      b.split = TpSplit::rows;
+      b.split_offset = r * (out / tp);
+      b.kind = ParamKind::bias;
+      t.add(b);
+    }
+  };
+  // Row-parallel: Y = X A + b with A's input dimension (our weight's columns) split; the
+  // bias is added once, after the reduction, so it is replicated.
+  auto row = [&](const std::string& name, std::int64_t out, std::int64_t in, double sd) {
+    ParamInfo w;
+    w.name = name + ".weight";
+    w.global_shape = {out, in};
+    w.shape = {out, in / tp};
+    w.split = TpSplit::cols;
+    w.split_offset = r * (in / tp);
+    w.init_std = sd;
+    w.in_matmul = true;
+    t.add(w);
+    if (cfg.bias) replicated(name + ".bias", out, ParamKind::bias);
+  };
+  auto norm = [&](const std::string& name) {
+    replicated(name + ".weight", C, ParamKind::norm);
+    if (ln && cfg.bias) replicated(name + ".bias", C, ParamKind::bias);
+  };
+  auto vocab_table = [&](const std::string& name, ParamKind kind, bool in_matmul, bool counts) {
+    ParamInfo p;
+    p.name = name;
+    p.global_shape = {V, C};
+    p.shape = {Vl, C};
+    p.split = TpSplit::rows;
+    p.split_offset = r * Vl;
+    p.real_rows = std::max<std::int64_t>(0, std::min<std::int64_t>(Vl, V - r * Vl));
+    p.kind = kind;
+    p.init_std = std0;
+    p.in_matmul = in_matmul;
+    p.counts_in_norm = counts;
+    t.add(p);
+  };
+  const int first = place.first_layer;
+  const int count = place.num_layers < 0 ? cfg.num_layers : place.num_layers;
+  if (place.has_embedding) {
+    vocab_table("embed.wte", ParamKind::embedding, cfg.tied_embeddings && place.has_head, true);
+    if (cfg.positions == config::PositionKind::learned) {
+      ParamInfo p;
+      p.name = "embed.wpe";
+      p.shape = p.global_shape = {cfg.max_seq_len, C};
+      p.kind = ParamKind::embedding;
+      p.init_std = std0;
+      p.counts_in_norm = r == 0;
+      t.add(p);
+    }
+  }
+  for (int l = first; l < first + count; ++l) {
+    norm(layer_name(l, "attn_norm"));
+    column(layer_name(l, "attn.wq"), Q, C, std0);
+    column(layer_name(l, "attn.wk"), KV, C, std0);
+    column(layer_name(l, "attn.wv"), KV, C, std0);
+    row(layer_name(l, "attn.wo"), C, Q, std_out);
+    norm(layer_name(l, "mlp_norm"));
+    if (cfg.mlp == config::MlpKind::gelu) {
+      column(layer_name(l, "mlp.fc"), F, C, std0);
+      row(layer_name(l, "mlp.proj"), C, F, std_out);
+    } else {
+      column(layer_name(l, "mlp.gate"), F, C, std0);
+      column(layer_name(l, "mlp.up"), F, C, std0);
+      row(layer_name(l, "mlp.down"), C, F, std_out);
+    }
+  }
+  if (place.has_head) {
+    norm("final_norm");
+    if (!cfg.tied_embeddings)
+      vocab_table("lm_head.weight", ParamKind::matrix, true, true);
+    else if (!place.has_embedding)
+      // Tied output layer on a later pipeline stage: a copy of embed.wte kept in sync through
+      // the embedding group; the first stage's copy is the one the norm counts.
+      vocab_table("embed.wte", ParamKind::embedding, true, false);
+  }
+  return t;
 }
 
 }  // namespace strata::model

@@ -1,42 +1,81 @@
-// The parameter table of one model replica (one pipeline stage of one tensor-parallel rank
-// once those exist): every tensor's name, local shape, global shape, offset into one flat
+// The parameter table of one model chunk on one rank (a range of layers of one pipeline
+// stage, the tensor-parallel shard of each tensor): every tensor's global name, local and
+// global shape, where the local shard sits in the global tensor, its offset into one flat
 // buffer, and its optimizer treatment. Parameters and gradients are two flat buffers with
-// the same layout, so the optimizer, gradient clipping and (later) bucketed data-parallel
-// reduction work on contiguous ranges rather than on tensor lists.
+// the same layout, so the optimizer, clipping and data-parallel reduction work on
+// contiguous ranges rather than on tensor lists.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "strata/config/config.hpp"
 #include "strata/core/tensor.hpp"
 
 namespace strata::model {
 
 enum class ParamKind { matrix, embedding, norm, bias };
 
+// How a tensor is split over the tensor-parallel ranks.
+enum class TpSplit {
+  replicated,  // every TP rank holds the whole tensor (norms, row-parallel biases, wpe)
+  rows,        // dimension 0 split: column-parallel weights and biases, vocab-parallel tables
+  cols,        // dimension 1 split: row-parallel weights
+};
+
 struct ParamInfo {
   std::string name;       // global name, global layer index: "layers.11.mlp.fc.weight"
   Shape shape;            // local shape (this rank's shard)
   Shape global_shape;     // shape of the whole tensor
-  std::int64_t offset;    // element offset into the flat buffers
-  std::int64_t numel;
-  ParamKind kind;
-  double init_std;        // 0 with kind norm: ones; 0 with kind bias: zeros
-  bool in_matmul;         // enters a matrix multiply (counted in the 6N FLOP rule)
+  TpSplit split = TpSplit::replicated;
+  std::int64_t split_offset = 0;  // first row (rows) or column (cols) of the shard
+  std::int64_t real_rows = -1;    // rows of the shard inside the unpadded tensor (vocab tables)
+  std::int64_t offset = 0;        // element offset into the flat buffers
+  std::int64_t numel = 0;
+  ParamKind kind = ParamKind::matrix;
+  double init_std = 0;    // 0 with kind norm: ones; 0 with kind bias: zeros
+  bool in_matmul = false; // enters a matrix multiply (counted in the 6N FLOP rule)
+  // Under sequence parallelism each TP rank computes this replicated tensor's gradient from
+  // its own sequence shard, so the gradient must be summed over the TP group.
+  bool grad_needs_tp_sum = false;
+  // Counted in the global gradient norm on this rank (replicated copies count once: on TP
+  // rank 0, and a tied output layer's copy on the last stage not at all).
+  bool counts_in_norm = true;
+
+  // Global flat index of local element i (for initialisation and checkpoints).
+  std::int64_t global_index(std::int64_t i) const;
 };
+
+// Where a model chunk sits in the rank grid.
+struct ChunkPlacement {
+  int tp_size = 1, tp_rank = 0;
+  int first_layer = 0;
+  int num_layers = -1;        // -1: all layers of the model
+  bool has_embedding = true;  // the first chunk of the first stage
+  bool has_head = true;       // the last chunk of the last stage
+  bool sequence_parallel = false;
+};
+
+// The vocabulary padded to a multiple of tp (Megatron-LM pads it the same way) so every TP
+// rank holds an equal slice of the embedding and output tables.
+int padded_vocab(int vocab_size, int tp_size);
 
 class ParameterTable {
  public:
-  void add(std::string name, Shape shape, ParamKind kind, double init_std, bool in_matmul);
+  void add(ParamInfo info);
   const std::vector<ParamInfo>& entries() const { return entries_; }
   const ParamInfo& get(const std::string& name) const;
+  const ParamInfo* find(const std::string& name) const;
   std::int64_t numel() const { return numel_; }
-  // Elements that enter a matmul: the N of the 6N FLOP-per-token rule.
+  // Elements that enter a matmul: the N of the 6N FLOP rule (this rank's share).
   std::int64_t matmul_numel() const;
 
  private:
   std::vector<ParamInfo> entries_;
   std::int64_t numel_ = 0;
 };
+
+// The table for one chunk; with the default placement, the whole model on one rank.
+ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkPlacement& place = {});
 
 }  // namespace strata::model

@@ -1,4 +1,6 @@
-// The configurable decoder transformer of DESIGN.md ("The model"), one rank, CPU.
+// The configurable decoder transformer of DESIGN.md ("The model"): one chunk of it — a
+// range of layers, with the embedding when it is the first chunk and the output layer and
+// loss when it is the last — on one tensor-parallel rank.
 //
 //   x0 = wte[tokens] (+ wpe[t])
 //   for each layer l:  h = x + Wo · attn(rope(Wq·n1(x)), rope(Wk·n1(x)), Wv·n1(x))
@@ -6,16 +8,33 @@
 //   logits = lm_head(nf(x))   (lm_head = wte when embeddings are tied)
 //   loss   = mean over target tokens of cross-entropy(logits, target)
 //
-// Shapes use the glossary of kernels/cpu/common.hpp. Every buffer — parameters, gradients,
-// activations, backward work space — is planned once in the constructor (MemoryPlan) and
-// allocated in a few blocks; forward/backward never allocate. With recompute = full only
-// each layer's input is kept, and the layer's forward is re-run inside the backward.
+// Tensor parallelism (Megatron-LM, Shoeybi et al. 2019, section 3): Wq/Wk/Wv and the MLP's
+// first projections are column-parallel (heads, KV heads and the hidden width split), Wo
+// and the MLP's last projection row-parallel; the embedding and output tables are
+// vocab-parallel and the loss is computed without gathering the logits. Communication in
+// conjugate pairs:
+//   entering a TP region   forward: identity (all-gather with SP)   backward: all-reduce (reduce-scatter with SP)
+//   leaving a TP region    forward: all-reduce (reduce-scatter with SP)   backward: identity (all-gather with SP)
+// Sequence parallelism (Korthikanti et al. 2022, section 4.2.2): the residual stream and
+// the norms run on 1/tp of the rows; row r of the [B*T, C] stream belongs to TP rank
+// r / (B*T/tp).
+//
+// Pipeline parallelism keeps several micro-batches in flight: each has an activation
+// "slot". forward(slot) takes tokens (first chunk) or the previous stage's activation;
+// loss(slot) runs the head (last chunk); backward(slot) takes the gradient of the output
+// (or starts from the loss) and leaves the gradient of the input in input_grad().
+//
+// Every buffer — parameters, gradients, activations of every slot, backward work space —
+// is planned in the constructor (MemoryPlan) and allocated in a few blocks; forward and
+// backward never allocate. With recompute = full only each layer's input is kept, and the
+// layer's forward is re-run inside the backward.
 #pragma once
 #include <cstdint>
-#include <ostream>
+#include <functional>
 #include <span>
 #include <vector>
 
+#include "strata/comm/communicator.hpp"
 #include "strata/config/config.hpp"
 #include "strata/core/memory_plan.hpp"
 #include "strata/model/parameters.hpp"
@@ -29,24 +48,38 @@ struct LossSum {
   double mean() const { return count ? sum / double(count) : 0.0; }
 };
 
-// Build the parameter table for a model config (names, shapes, init) without allocating.
-ParameterTable make_parameter_table(const config::ModelConfig& cfg);
-
 template <class T>
 class Transformer {
  public:
   // Plans and allocates every buffer for micro-batches of `batch` sequences of `seq_len`.
-  Transformer(const config::ModelConfig& cfg, int batch, int seq_len);
+  // `tp` is the tensor-parallel group (null when placement.tp_size == 1).
+  Transformer(const config::ModelConfig& cfg, int batch, int seq_len, const ChunkPlacement& placement = {},
+              comm::Communicator* tp = nullptr, int slots = 1);
 
   // Draw every parameter from the counter-based RNG keyed by (seed, name, global index).
   void init_parameters(std::uint64_t seed);
 
+  // --- one rank, whole model -------------------------------------------------------------
   // Loss only (evaluation): tokens and targets are [batch, seq_len] int32; target < 0 = no loss.
   LossSum forward(const std::int32_t* tokens, const std::int32_t* targets);
-
   // Forward and backward of one micro-batch; ACCUMULATES into grads() the gradient of
   // grad_scale * sum of the token losses (grad_scale = 1 / tokens in the global batch).
   LossSum forward_backward(const std::int32_t* tokens, const std::int32_t* targets, T grad_scale);
+
+  // --- pipeline pieces ---------------------------------------------------------------------
+  // tokens: [batch, seq_len] (first chunk: has_embedding), else input: [rows, C] activation.
+  void forward_chunk(int slot, const std::int32_t* tokens, const T* input);
+  const T* output(int slot) const;  // [rows, C], valid until the slot's next forward
+  // Last chunk: head and loss; with_grad stores dlogits for backward_chunk.
+  LossSum loss(int slot, const std::int32_t* targets, T grad_scale, bool with_grad);
+  // output_grad: [rows, C] gradient of output(slot) (null on the last chunk: starts from the loss).
+  void backward_chunk(int slot, const T* output_grad);
+  const T* input_grad() const { return d_resid_; }  // after backward_chunk: [rows, C]
+  std::int64_t activation_rows() const { return Nsp_; }  // rows of the exchanged [rows, C]
+
+  // Called after each layer's backward with that layer's index (for bucketed gradient
+  // reduction overlapped with the rest of backward); null by default.
+  std::function<void(int layer)> on_layer_grads_ready;
 
   void zero_grads();
   std::span<T> params() { return {params_, size_t(table_.numel())}; }
@@ -55,13 +88,16 @@ class Transformer {
   T* grad(const std::string& name) { return grads_ + table_.get(name).offset; }
   const ParameterTable& table() const { return table_; }
   const config::ModelConfig& config() const { return cfg_; }
+  const ChunkPlacement& placement() const { return place_; }
   const MemoryPlan& parameter_memory() const { return param_plan_; }
   const MemoryPlan& activation_memory() const { return act_plan_; }
+  // Flat-buffer range [begin, end) of layer l's parameters (for gradient buckets).
+  std::pair<std::int64_t, std::int64_t> layer_range(int layer) const;
 
-  // Training FLOPs per token: 6 N (N = parameters in matmuls) + 12 L T C (attention), and
-  // 8 N + ... with full recomputation (one more forward). See docs/performance.md.
-  double model_flops_per_token() const;
-  double hardware_flops_per_token() const;  // what this run executes (recompute included)
+  // Training FLOPs per token of the whole model (all ranks together): 6 N (N = parameters in
+  // matmuls) + 12 L T C (attention); see docs/performance.md.
+  static double model_flops_per_token(const config::ModelConfig& cfg, int seq_len);
+  double model_flops_per_token() const { return model_flops_per_token(cfg_, T_); }
 
  private:
   // Pointers into one layer's parameters (or gradients: same offsets in the other buffer).
@@ -69,37 +105,56 @@ class Transformer {
     T *n1_w, *n1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *n2_w, *n2_b;
     T *w1, *b1, *w3, *w2, *b2;  // gelu: w1 = fc, w2 = proj; swiglu: w1 = gate, w3 = up, w2 = down
   };
-  // Pointers into one layer's saved activations.
+  // Pointers into one layer's saved activations (for one slot).
   struct LayerActs {
-    T *ln1, *ln1_mean, *ln1_rstd, *q, *k, *v, *att, *attn_y, *mid, *ln2, *ln2_mean, *ln2_rstd;
-    T *fc, *up, *act;
+    T *ln1_mean, *ln1_rstd, *ln1_full, *q, *k, *v, *att, *attn_y, *mid;
+    T *ln2_mean, *ln2_rstd, *ln2_full, *fc, *up, *act;
+  };
+  struct SlotBuffers {
+    std::vector<T*> resid;          // L_local + 1 residual streams [Nsp, C]
+    std::vector<LayerActs> layers;  // per layer (all alias one set under recompute)
+    T *lnf_mean, *lnf_rstd, *lnf_full, *logits, *losses;
+    T* head_dx;  // gradient of the chunk's output, from the loss (last chunk)
+    std::int32_t* tokens;
   };
   LayerWeights find_layer_weights(int l, T* base) const;
-  void embed(const std::int32_t* tokens);
-  void layer_forward(int l);
-  void layer_backward(int l);
-  void head_forward();
-  LossSum head_loss(const std::int32_t* targets, bool with_grad, T grad_scale);
-  void embed_backward();
+  void layer_forward(const SlotBuffers& s, int l);
+  void layer_backward(const SlotBuffers& s, int l);
+  void head_forward(const SlotBuffers& s);
+  void head_backward(const SlotBuffers& s);
+  void embed_forward(const SlotBuffers& s);
+  void embed_backward(const SlotBuffers& s);
+  // norm over the Nsp rows of x; the output lands in `full` (rows of this rank's block under
+  // SP, then all-gathered), ready as the input of a column-parallel layer.
+  void norm_into_full(T* full, T* mean, T* rstd, const T* x, const T* w, const T* b);
+  void norm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
+                     const T* rstd);
+  // Leaving a TP region: partial [N, C] -> out [Nsp, C] (all-reduce, or reduce-scatter with SP).
+  void reduce_from_tp(T* partial, T* out);
+  // Entering a TP region backward: partial d of the full input -> d [Nsp, C].
+  void reduce_grad_to_shard(T* partial_full, T* shard);
+  // Leaving a TP region backward: d [Nsp, C] -> the full [N, C] gradient of the partials.
+  const T* gather_grad_from_shard(const T* shard);
 
   config::ModelConfig cfg_;
-  int B_, T_, C_, NH_, NKV_, HS_, F_, V_, L_;
-  std::int64_t N_;  // B*T rows
+  ChunkPlacement place_;
+  comm::Communicator* tp_;
+  int B_, T_, C_, NH_, NKV_, HS_, F_, V_, L_, Lfirst_;  // NH_, NKV_, F_, V_ are local (per TP rank)
+  std::int64_t N_, Nsp_;       // B*T rows; rows of the residual stream on this rank
+  std::int64_t vocab_start_, vocab_real_;
+  bool sp_;
   ParameterTable table_;
   MemoryPlan param_plan_{"parameters"};
   MemoryPlan act_plan_{"activations"};
   T* params_ = nullptr;
   T* grads_ = nullptr;
-  // Resolved once after allocation, so the step never searches or allocates.
-  std::vector<LayerWeights> w_, g_;     // per layer: parameters, gradients
-  std::vector<LayerActs> acts_;         // per layer (recompute: all alias one set)
-  std::vector<T*> resid_;               // L+1 residual streams [N, C]
-  T *wte_, *dwte_, *wpe_ = nullptr, *dwpe_ = nullptr, *head_w_, *dhead_w_;
-  T *nf_w_, *nf_b_, *dnf_w_, *dnf_b_;
-  T *lnf_, *lnf_mean_, *lnf_rstd_, *logits_, *losses_;
-  std::int32_t* tokens_;
-  // backward work space, shared by all layers
-  T *d_resid_, *d_ln_, *d_attn_y_, *d_q_, *d_k_, *d_v_, *d_fc_, *d_up_, *d_act_, *att_scratch_;
+  std::vector<LayerWeights> w_, g_;  // per local layer: parameters, gradients
+  std::vector<SlotBuffers> slots_;
+  T *wte_ = nullptr, *dwte_ = nullptr, *wpe_ = nullptr, *dwpe_ = nullptr, *head_w_ = nullptr,
+    *dhead_w_ = nullptr, *nf_w_ = nullptr, *nf_b_ = nullptr, *dnf_w_ = nullptr, *dnf_b_ = nullptr;
+  // work space shared by all slots and layers
+  T *d_resid_, *d_ln_, *d_full_, *d_attn_y_, *d_q_, *d_k_, *d_v_, *d_fc_, *d_up_, *d_act_,
+      *att_scratch_, *partial_, *ce_max_, *ce_sum_, *ce_target_;
 };
 
 extern template class Transformer<float>;

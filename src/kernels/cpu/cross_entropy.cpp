@@ -13,6 +13,8 @@
 // the reported loss does not depend on V's size.
 #include "strata/kernels/cpu/cross_entropy.hpp"
 
+#include <limits>
+
 #include "detail.hpp"
 #include "strata/core/error.hpp"
 
@@ -107,7 +109,67 @@ void cross_entropy_fused(T* logits_to_grad, T* losses, const std::int32_t* targe
   });
 }
 
+template <class T>
+void vocab_parallel_ce_max(T* row_max, const T* logits, index_t N, index_t V_real, index_t ld) {
+  detail::for_each("kernels::vocab_ce_max", N, [=](index_t n) {
+    // A rank whose slice is all padding contributes -inf-like (lowest) to the max.
+    row_max[n] = V_real > 0 ? detail::lane_max(logits + n * ld, V_real) : std::numeric_limits<T>::lowest();
+  });
+}
+
+template <class T>
+void vocab_parallel_ce_sumexp(T* sumexp, T* target_logit, const T* logits, const T* row_max,
+                              const std::int32_t* targets, index_t N, index_t V_real, index_t ld,
+                              index_t vocab_start) {
+  detail::for_each("kernels::vocab_ce_sumexp", N, [=](index_t n) {
+    const T* x = logits + n * ld;
+    const T mx = row_max[n];
+    double s = 0.0;
+    T buf[kChunk];
+    for (index_t v0 = 0; v0 < V_real; v0 += kChunk) {
+      const index_t len = std::min<index_t>(kChunk, V_real - v0);
+      for (index_t i = 0; i < len; ++i) buf[i] = detail::exp_fast(x[v0 + i] - mx);
+      s += detail::lane_sum<double>(len, [&buf](index_t i) { return static_cast<double>(buf[i]); });
+    }
+    sumexp[n] = static_cast<T>(s);
+    const index_t local = index_t(targets[n]) - vocab_start;
+    target_logit[n] = (targets[n] >= 0 && local >= 0 && local < V_real) ? x[local] : T(0);
+  });
+}
+
+template <class T>
+void vocab_parallel_ce_finish(T* logits_to_grad, T* losses, const T* row_max, const T* sumexp,
+                              const T* target_logit, const std::int32_t* targets, T dloss,
+                              bool with_grad, index_t N, index_t V_real, index_t ld,
+                              index_t vocab_start) {
+  detail::for_each("kernels::vocab_ce_finish", N, [=](index_t n) {
+    T* x = logits_to_grad + n * ld;
+    const std::int32_t tgt = targets[n];
+    if (tgt < 0) {
+      losses[n] = T(0);
+      if (with_grad)
+        for (index_t v = 0; v < ld; ++v) x[v] = T(0);
+      return;
+    }
+    const T mx = row_max[n];
+    const double s = static_cast<double>(sumexp[n]);
+    losses[n] = static_cast<T>(std::log(s) + static_cast<double>(mx) - static_cast<double>(target_logit[n]));
+    if (!with_grad) return;
+    const T sc = static_cast<T>(static_cast<double>(dloss) / s);
+    for (index_t v = 0; v < V_real; ++v) x[v] = detail::exp_fast(x[v] - mx) * sc;
+    for (index_t v = V_real; v < ld; ++v) x[v] = T(0);
+    const index_t local = index_t(tgt) - vocab_start;
+    if (local >= 0 && local < V_real) x[local] -= dloss;
+  });
+}
+
 #define STRATA_INSTANTIATE(T)                                                                 \
+  template void vocab_parallel_ce_max<T>(T*, const T*, index_t, index_t, index_t);            \
+  template void vocab_parallel_ce_sumexp<T>(T*, T*, const T*, const T*, const std::int32_t*,  \
+                                            index_t, index_t, index_t, index_t);              \
+  template void vocab_parallel_ce_finish<T>(T*, T*, const T*, const T*, const T*,             \
+                                            const std::int32_t*, T, bool, index_t, index_t,   \
+                                            index_t, index_t);                                \
   template void cross_entropy_forward<T>(T*, const T*, const std::int32_t*, index_t, index_t, \
                                          index_t);                                            \
   template void cross_entropy_backward<T>(T*, const T*, const std::int32_t*, const T*,       \

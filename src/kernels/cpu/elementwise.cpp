@@ -68,7 +68,16 @@ double sum_squares(const T* x, index_t n) {
   return total;
 }
 
+template <class T>
+void add_bias(T* y, const T* bias, index_t rows, index_t cols) {
+  detail::for_each("kernels::add_bias", rows, [=](index_t r) {
+    T* yr = y + r * cols;
+    for (index_t c = 0; c < cols; ++c) yr[c] += bias[c];
+  });
+}
+
 #define STRATA_INSTANTIATE(T)                                  \
+  template void add_bias<T>(T*, const T*, index_t, index_t);   \
   template void fill<T>(T*, T, index_t);                       \
   template void copy<T>(T*, const T*, index_t);                \
   template void add<T>(T*, const T*, const T*, index_t);       \

@@ -241,6 +241,13 @@ void Transformer<T>::zero_grads() {
   k::fill(grads_, T(0), table_.numel());
 }
 
+template <class T>
+void Transformer<T>::reduce_sequence_parallel_grads() {
+  if (!sp_) return;
+  for (const ParamInfo& p : table_.entries())
+    if (p.grad_needs_tp_sum) tp_->all_reduce(grads_ + p.offset, std::size_t(p.numel), dtype_of<T>());
+}
+
 // ---- tensor-parallel communication ----------------------------------------------------
 
 template <class T>

@@ -82,6 +82,10 @@ class Transformer {
   std::function<void(int layer)> on_layer_grads_ready;
 
   void zero_grads();
+  // Sum over the TP group the gradients of replicated tensors that sequence parallelism
+  // computes from sequence shards (norms, row-parallel biases). Once per step, after the
+  // last micro-batch's backward; no-op without sequence parallelism.
+  void reduce_sequence_parallel_grads();
   std::span<T> params() { return {params_, size_t(table_.numel())}; }
   std::span<T> grads() { return {grads_, size_t(table_.numel())}; }
   T* param(const std::string& name) { return params_ + table_.get(name).offset; }

@@ -13,6 +13,7 @@ const char* to_string(PositionKind v) { return schema::enum_name(v); }
 const char* to_string(AttentionKind v) { return schema::enum_name(v); }
 const char* to_string(RecomputeKind v) { return schema::enum_name(v); }
 const char* to_string(ScheduleKind v) { return schema::enum_name(v); }
+const char* to_string(PipelineSchedule v) { return schema::enum_name(v); }
 const char* to_string(DataSource v) { return schema::enum_name(v); }
 const char* to_string(DeviceKind v) { return schema::enum_name(v); }
 

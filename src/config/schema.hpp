@@ -52,6 +52,9 @@ STRATA_ENUM_NAMES(AttentionKind, {"causal", AttentionKind::causal},
 STRATA_ENUM_NAMES(RecomputeKind, {"none", RecomputeKind::none}, {"full", RecomputeKind::full})
 STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine},
                   {"constant", ScheduleKind::constant}, {"linear", ScheduleKind::linear})
+STRATA_ENUM_NAMES(PipelineSchedule, {"gpipe", PipelineSchedule::gpipe},
+                  {"1f1b", PipelineSchedule::one_f_one_b},
+                  {"interleaved_1f1b", PipelineSchedule::interleaved_1f1b})
 STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text})
 STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
 #undef STRATA_ENUM_NAMES
@@ -107,6 +110,13 @@ void visit_fields(ParallelConfig& c, V&& v) {
   v("dp", c.dp, non_negative);
   v("micro_batch_size", c.micro_batch_size, positive);
   v("global_batch_size", c.global_batch_size, non_negative);
+  v("num_microbatches", c.num_microbatches, non_negative);
+  v("schedule", c.schedule, any);
+  v("virtual_stages", c.virtual_stages, positive);
+  v("layers_per_stage", c.layers_per_stage, positive);
+  v("sequence_parallel", c.sequence_parallel, any);
+  v("zero_stage", c.zero_stage, non_negative);
+  v("bucket_mb", c.bucket_mb, positive);
 }
 
 template <class V>
@@ -131,6 +141,7 @@ void visit_fields(TrainConfig& c, V&& v) {
   v("seq_len", c.seq_len, positive);
   v("out_dir", c.out_dir, non_empty);
   v("log_interval", c.log_interval, positive);
+  v("rank_logs", c.rank_logs, any);
 }
 
 template <class V>
@@ -167,6 +178,7 @@ std::string type_noun() {
   else if constexpr (std::is_same_v<T, double>) return "a number";
   else if constexpr (std::is_same_v<T, std::string>) return "a string";
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
+  else if constexpr (std::is_same_v<T, std::vector<int>>) return "a list of integers";
   else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
   else static_assert(sizeof(T) == 0, "config field of unsupported type");
 }
@@ -186,6 +198,8 @@ std::string expectation(Rule r) {
     return r == Rule::non_empty ? "a non-empty string" : noun;
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     return r == Rule::non_empty ? "a non-empty string or a list of non-empty strings" : noun;
+  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+    return r == Rule::positive ? "a list of integers > 0" : noun;
   } else {
     return noun;
   }
@@ -206,6 +220,10 @@ bool satisfies(const T& v, Rule r) {
     if (r == Rule::non_empty)
       for (const auto& s : v)
         if (s.empty()) return false;
+    return true;
+  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+    for (int x : v)
+      if (!satisfies(x, r)) return false;
     return true;
   } else {
     return true;
@@ -230,6 +248,10 @@ std::string format_value(const T& v) {
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", '" : "'") + v[i] + "'";
+    return s + "]";
+  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
     return s + "]";
   }
 }

@@ -20,6 +20,10 @@ void emit(YAML::Emitter& out, const T& v) {
     out << YAML::Flow << YAML::BeginSeq;
     for (const auto& s : v) out << YAML::DoubleQuoted << s;
     out << YAML::EndSeq;
+  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+    out << YAML::Flow << YAML::BeginSeq;
+    for (int x : v) out << x;
+    out << YAML::EndSeq;
   }
 }
 

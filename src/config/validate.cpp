@@ -78,9 +78,24 @@ void validate(const JobConfig& job) {
   if (m.ffn() % p.tp != 0)
     throw make_error(at, "the MLP width (model.ffn_hidden, resolved to ", m.ffn(),
                      ") must be divisible by parallel.tp (", p.tp, ")");
-  if (m.num_layers < p.pp)
-    throw make_error(at, "model.num_layers (", m.num_layers, ") must be at least parallel.pp (", p.pp,
-                     "): every pipeline stage needs a layer");
+  const int chunks = p.pp * p.virtual_stages;
+  if (m.num_layers < chunks)
+    throw make_error(at, "model.num_layers (", m.num_layers, ") must be at least parallel.pp x ",
+                     "parallel.virtual_stages (", p.pp, " x ", p.virtual_stages, " = ", chunks,
+                     "): every pipeline stage (and model chunk) needs a layer");
+  if (!p.layers_per_stage.empty()) {
+    int total = 0;
+    for (int n : p.layers_per_stage) total += n;
+    if (int(p.layers_per_stage.size()) != chunks || total != m.num_layers)
+      throw make_error(at, "parallel.layers_per_stage has ", p.layers_per_stage.size(), " entries summing to ",
+                       total, "; expected pp x virtual_stages = ", chunks, " entries summing to model.num_layers (",
+                       m.num_layers, ")");
+  }
+  if (p.zero_stage > 1)
+    throw make_error(at, "parallel.zero_stage (", p.zero_stage, ") must be 0 or 1");
+  if ((p.virtual_stages > 1) != (p.schedule == PipelineSchedule::interleaved_1f1b))
+    throw make_error(at, "parallel.virtual_stages (", p.virtual_stages, ") > 1 goes with parallel.schedule: ",
+                     "interleaved_1f1b and only with it (schedule is ", to_string(p.schedule), ")");
   if (p.global_batch_size > 0) {
     if (p.dp > 0 && p.global_batch_size % (p.micro_batch_size * p.dp) != 0)
       throw make_error(at, "parallel.global_batch_size (", p.global_batch_size,

@@ -42,12 +42,21 @@ struct ModelConfig {
   int ffn() const;  // resolved ffn_hidden
 };
 
+enum class PipelineSchedule { gpipe, one_f_one_b, interleaved_1f1b };
+
 struct ParallelConfig {
   int tp = 1;
   int pp = 1;
   int dp = 0;                 // 0: derived as world_size / (tp * pp)
   int micro_batch_size = 4;
-  int global_batch_size = 0;  // 0: micro_batch_size * dp (no accumulation)
+  int global_batch_size = 0;  // 0: micro_batch_size * dp * num_microbatches
+  int num_microbatches = 0;   // per DP rank and step; 0: global_batch_size / (micro_batch_size * dp)
+  PipelineSchedule schedule = PipelineSchedule::one_f_one_b;
+  int virtual_stages = 1;     // model chunks per pipeline rank (interleaved_1f1b)
+  std::vector<int> layers_per_stage;  // empty: layers split evenly over pp * virtual_stages
+  bool sequence_parallel = false;
+  int zero_stage = 0;         // 0: replicated optimizer; 1: optimizer state sharded over DP
+  double bucket_mb = 25.0;    // gradient all-reduce / reduce-scatter bucket size
 };
 
 enum class ScheduleKind { cosine, constant, linear };
@@ -72,6 +81,7 @@ struct TrainConfig {
   int seq_len = 128;
   std::string out_dir = "runs/default";
   int log_interval = 10;
+  bool rank_logs = false;     // every rank writes <out_dir>/rank<N>.log
 };
 
 enum class DataSource { synthetic, text };

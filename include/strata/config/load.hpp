@@ -37,6 +37,7 @@ const char* to_string(PositionKind v);
 const char* to_string(AttentionKind v);
 const char* to_string(RecomputeKind v);
 const char* to_string(ScheduleKind v);
+const char* to_string(PipelineSchedule v);
 const char* to_string(DataSource v);
 const char* to_string(DeviceKind v);
 

@@ -1,0 +1,71 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "strata/core/error.hpp"
+#include "strata/parallel/schedule.hpp"
+
+using namespace strata;
+using config::PipelineSchedule;
+using parallel::build_schedule;
+using parallel::to_string;
+
+TEST(Schedule, GpipeRunsAllForwardsThenAllBackwards) {
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::gpipe, 2, 0, 3, 1)), "F0 F1 F2 B0 B1 B2");
+}
+
+TEST(Schedule, OneFOneBWarmupIsPpMinusStageMinusOne) {
+  // pp = 4, m = 6: stage 0 warms up with 3 forwards, the last stage with none.
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::one_f_one_b, 4, 0, 6, 1)),
+            "F0 F1 F2 F3 B0 F4 B1 F5 B2 B3 B4 B5");
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::one_f_one_b, 4, 2, 6, 1)),
+            "F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 B5");
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::one_f_one_b, 4, 3, 6, 1)),
+            "F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5");
+  // warm-up capped by the number of micro-batches
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::one_f_one_b, 4, 0, 2, 1)), "F0 F1 B0 B1");
+  // one stage: forward and backward alternate, one micro-batch in flight
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::one_f_one_b, 1, 0, 3, 1)), "F0 B0 F1 B1 F2 B2");
+}
+
+TEST(Schedule, InFlightMicroBatchesBoundMemory) {
+  for (int pp : {1, 2, 4, 8})
+    for (int stage = 0; stage < pp; ++stage)
+      for (int m : {1, 3, 8, 16}) {
+        SCOPED_TRACE(m);
+        EXPECT_EQ(parallel::max_in_flight(build_schedule(PipelineSchedule::one_f_one_b, pp, stage, m, 1), 0),
+                  std::min(pp - stage, m));
+        EXPECT_EQ(parallel::max_in_flight(build_schedule(PipelineSchedule::gpipe, pp, stage, m, 1), 0), m);
+      }
+}
+
+TEST(Schedule, InterleavedVisitsEveryMicroBatchOnEveryChunkOnceInEachDirection) {
+  for (int pp : {2, 4})
+    for (int v : {2, 3})
+      for (int m : {pp, 2 * pp, 4 * pp})
+        for (int stage = 0; stage < pp; ++stage) {
+          const auto s = build_schedule(PipelineSchedule::interleaved_1f1b, pp, stage, m, v);
+          ASSERT_EQ(int(s.size()), 2 * m * v);
+          std::set<std::tuple<int, int, int>> seen;
+          for (const auto& a : s) {
+            // a backward only after its forward on the same chunk
+            if (a.kind == parallel::PipelineAction::Kind::backward) {
+              EXPECT_TRUE(seen.count({0, a.microbatch, a.chunk})) << to_string(s);
+            }
+            EXPECT_TRUE(seen.insert({int(a.kind), a.microbatch, a.chunk}).second);
+          }
+        }
+}
+
+TEST(Schedule, InterleavedMatchesMegatronOrderForTwoStagesTwoChunks) {
+  // pp = 2, v = 2, m = 4: stage 0 warms up with (2-0-1)*2 + (2-1)*2 = 4 forwards.
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::interleaved_1f1b, 2, 0, 4, 2)),
+            "F0c0 F1c0 F0c1 F1c1 F2c0 B0c1 F3c0 B1c1 F2c1 B0c0 F3c1 B1c0 B2c1 B3c1 B2c0 B3c0");
+  EXPECT_THROW(build_schedule(PipelineSchedule::interleaved_1f1b, 2, 0, 3, 2), strata::Error);
+}
+
+TEST(Schedule, BubbleFractionIsPMinusOneOverVM) {
+  EXPECT_DOUBLE_EQ(parallel::bubble_fraction(4, 8, 1), 3.0 / 8);
+  EXPECT_DOUBLE_EQ(parallel::bubble_fraction(4, 8, 2), 3.0 / 16);
+  EXPECT_DOUBLE_EQ(parallel::bubble_fraction(1, 8, 1), 0.0);
+}

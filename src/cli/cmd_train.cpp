@@ -1,3 +1,5 @@
+#include <mpi.h>
+
 #include "commands.hpp"
 #include "strata/config/load.hpp"
 #include "strata/train/trainer.hpp"
@@ -14,7 +16,7 @@ Action add_train_command(CLI::App& app) {
       ->allow_extra_args(false);
   return [config_path, overrides] {
     const config::JobConfig job = config::load_job_config(*config_path, *overrides);
-    train::run_training(job);
+    train::run_training(job, MPI_COMM_WORLD);
     return 0;
   };
 }

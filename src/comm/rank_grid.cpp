@@ -45,6 +45,12 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   MPI_Comm world_dup = MPI_COMM_NULL;
   check_mpi(MPI_Comm_dup(world, &world_dup), "MPI_Comm_dup", "world");
   world_ = std::make_unique<MpiCommunicator>(world_dup, "world", global_rank_, t);
+  MPI_Comm node = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, global_rank_, MPI_INFO_NULL, &node),
+            "MPI_Comm_split_type", "node");
+  MPI_Comm_size(node, &local_size_);
+  MPI_Comm_rank(node, &local_rank_);
+  MPI_Comm_free(&node);
   const GridCoord& c = coord_;
   // Ranks sharing every coordinate but one form that dimension's group, ordered by it.
   tp_ = split(c.dp_rank + shape_.dp * c.pp_rank, c.tp_rank, "tp");
@@ -60,12 +66,16 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   }
 }
 
-std::string RankGrid::describe() const {
+std::string RankGrid::coordinates() const {
   std::ostringstream os;
-  os << "rank " << global_rank_ << " of " << shape_.size() << " (tp " << coord_.tp_rank << "/"
-     << shape_.tp << ", dp " << coord_.dp_rank << "/" << shape_.dp << ", pp " << coord_.pp_rank
-     << "/" << shape_.pp << ")";
+  os << "tp " << coord_.tp_rank << "/" << shape_.tp << ", dp " << coord_.dp_rank << "/" << shape_.dp
+     << ", pp " << coord_.pp_rank << "/" << shape_.pp;
   return os.str();
+}
+
+std::string RankGrid::describe() const {
+  return "rank " + std::to_string(global_rank_) + " of " + std::to_string(shape_.size()) + " (" +
+         coordinates() + ")";
 }
 
 }  // namespace strata::comm

@@ -53,8 +53,12 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
                N_, ") divisible by tp (", tps, ")");
   STRATA_CHECK(slots >= 1, "a model chunk needs at least one activation slot");
   const DType dt = dtype_of<T>();
-  param_plan_.add("params", {table_.numel()}, dt, "persistent");
-  param_plan_.add("grads", {table_.numel()}, dt, "persistent");
+  // Padded to a multiple of flat_multiple (the DP size, for ZeRO-1's equal pieces); the
+  // padding stays zero.
+  const std::int64_t flat = (table_.numel() + placement.flat_multiple - 1) / placement.flat_multiple *
+                            placement.flat_multiple;
+  param_plan_.add("params", {flat}, dt, "persistent");
+  param_plan_.add("grads", {flat}, dt, "persistent");
   param_plan_.allocate();
   params_ = param_plan_.data<T>(0);
   grads_ = param_plan_.data<T>(1);
@@ -242,10 +246,11 @@ void Transformer<T>::zero_grads() {
 }
 
 template <class T>
-void Transformer<T>::reduce_sequence_parallel_grads() {
+void Transformer<T>::reduce_sequence_parallel_grads(std::int64_t begin, std::int64_t end) {
   if (!sp_) return;
   for (const ParamInfo& p : table_.entries())
-    if (p.grad_needs_tp_sum) tp_->all_reduce(grads_ + p.offset, std::size_t(p.numel), dtype_of<T>());
+    if (p.grad_needs_tp_sum && p.offset >= begin && p.offset < end)
+      tp_->all_reduce(grads_ + p.offset, std::size_t(p.numel), dtype_of<T>());
 }
 
 // ---- tensor-parallel communication ----------------------------------------------------

@@ -3,22 +3,22 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <memory>
 #include <sstream>
 #include <thread>
 
+#include "strata/comm/rank_grid.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
 #include "strata/data/corpus.hpp"
-#include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
-#include "strata/model/transformer.hpp"
 #include "strata/optim/optimizer.hpp"
+#include "strata/parallel/pipeline.hpp"
 
 namespace strata::train {
 
@@ -34,8 +34,8 @@ data::TokenCorpus build_corpus(const config::DataConfig& cfg, const config::Mode
   return data::TokenCorpus::from_text_files(cfg.paths);
 }
 
-// Appends one JSON object per step to metrics.jsonl, formatted into a fixed buffer: no
-// allocation in the step loop.
+// Appends one JSON object per step to a file, formatted into a fixed buffer: no allocation
+// in the step loop.
 class MetricsFile {
  public:
   explicit MetricsFile(const std::filesystem::path& path) : file_(std::fopen(path.c_str(), "w")) {
@@ -48,9 +48,11 @@ class MetricsFile {
     std::fprintf(file_,
                  "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
-                 "\"mem_bytes\": %zu}\n",
+                 "\"mem_bytes\": %zu, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
+                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu}\n",
                  m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
-                 m.mem_bytes);
+                 m.mem_bytes, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
+                 m.optimizer_state_bytes);
     std::fflush(file_);
   }
 
@@ -58,131 +60,198 @@ class MetricsFile {
   std::FILE* file_;
 };
 
-}  // namespace
+struct BatchShape {
+  int micro, dp, microbatches, global;
+};
 
-TrainSummary run_training(const config::JobConfig& job) {
+BatchShape resolve_batch(const config::ParallelConfig& p, int dp) {
+  BatchShape b{p.micro_batch_size, dp, 1, 0};
+  if (p.num_microbatches > 0) {
+    b.microbatches = p.num_microbatches;
+    b.global = b.micro * dp * b.microbatches;
+    if (p.global_batch_size > 0 && p.global_batch_size != b.global)
+      throw make_error("parallel.global_batch_size (", p.global_batch_size, ") != micro_batch_size x dp x ",
+                       "num_microbatches (", b.micro, " x ", dp, " x ", b.microbatches, " = ", b.global, ")");
+  } else if (p.global_batch_size > 0) {
+    if (p.global_batch_size % (b.micro * dp) != 0)
+      throw make_error("parallel.global_batch_size (", p.global_batch_size,
+                       ") must be a multiple of micro_batch_size x dp (", b.micro, " x ", dp, " = ",
+                       b.micro * dp, ")");
+    b.global = p.global_batch_size;
+    b.microbatches = b.global / (b.micro * dp);
+  } else {
+    b.global = b.micro * dp;
+  }
+  return b;
+}
+
+// Test hook: STRATA_INJECT_FAILURE="rank=R,step=S" makes global rank R throw at step S, to
+// test that one failing rank ends the whole job instead of hanging it.
+void maybe_inject_failure(int global_rank, long step) {
+  const char* spec = std::getenv("STRATA_INJECT_FAILURE");
+  if (!spec) return;
+  int rank = -1;
+  long at = -1;
+  if (std::sscanf(spec, "rank=%d,step=%ld", &rank, &at) == 2 && rank == global_rank && at == step)
+    throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
+}
+
+TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const config::ModelConfig& mcfg = job.model;
   const config::TrainConfig& tcfg = job.train;
-  const config::ParallelConfig& pcfg = job.parallel;
-  const int dp = pcfg.dp > 0 ? pcfg.dp : 1;
-  STRATA_CHECK(pcfg.tp == 1 && pcfg.pp == 1 && dp == 1,
-               "parallel.tp/pp/dp = ", pcfg.tp, "/", pcfg.pp, "/", dp,
-               ": this version of strata trains on one rank (tp = pp = dp = 1)");
-  const int micro = pcfg.micro_batch_size;
-  const int global = pcfg.global_batch_size > 0 ? pcfg.global_batch_size : micro * dp;
-  STRATA_CHECK(global % (micro * dp) == 0, "parallel.global_batch_size (", global,
-               ") must be a multiple of micro_batch_size x dp (", micro * dp, ")");
-  const int accum = global / (micro * dp);
+  const comm::GridShape& shape = grid.shape();
+  const bool lead = grid.global_rank() == 0;
+  const BatchShape batch = resolve_batch(job.parallel, shape.dp);
   const int T = tcfg.seq_len;
 
-  // Threads: BLAS gets every core this rank may use.
-  const int threads = job.hardware.threads > 0 ? job.hardware.threads
-                                               : int(std::max(1u, std::thread::hardware_concurrency()));
+  // Threads: this rank's share of the node's cores, for BLAS.
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = job.hardware.threads > 0 ? job.hardware.threads : std::max(1, cores / grid.local_size());
   kernels::cpu::set_blas_threads(threads);
 
   // Components, each from its own config.
   const data::TokenCorpus corpus = build_corpus(job.data, mcfg, tcfg);
   STRATA_CHECK(corpus.vocab_needed() <= mcfg.vocab_size, "data: ", corpus.description(),
-               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ",
-               mcfg.vocab_size);
+               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ", mcfg.vocab_size);
   data::GlobalSampler sampler(std::int64_t(corpus.tokens().size()), T + 1, tcfg.seed);
-  model::Transformer<float> model(mcfg, micro, T);
-  model.init_parameters(tcfg.seed);
-  optim::AdamW<float> adamw(job.optim, optim::make_param_groups(model.table(), job.optim),
-                            model.table().numel());
-  MemoryPlan batch_plan("batch");
-  const auto i_inputs = batch_plan.add("inputs", {micro, T}, DType::i32, "step");
-  const auto i_targets = batch_plan.add("targets", {micro, T}, DType::i32, "step");
-  batch_plan.allocate();
-  std::int32_t* inputs = batch_plan.data<std::int32_t>(i_inputs);
-  std::int32_t* targets = batch_plan.data<std::int32_t>(i_targets);
+  parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
+  engine.init_parameters(tcfg.seed);
 
-  // Peak FLOP/s for MFU: configured, or this machine's measured fp32 FMA peak.
+  // Peak FLOP/s per rank for MFU: configured, or the node's measured fp32 FMA peak shared
+  // among the ranks on the node (rank 0 measures while the others wait).
   double peak_tflops = job.hardware.peak_tflops;
   const char* peak_source = "hardware.peak_tflops";
   if (peak_tflops <= 0) {
-    peak_tflops = kernels::cpu::measure_fp32_peak_gflops(threads, 0.3) / 1e3;
-    peak_source = "measured fp32 FMA peak";
+    double node_peak = lead ? kernels::cpu::measure_fp32_peak_gflops(cores, 0.3) / 1e3 : 0.0;
+    grid.world_group().broadcast(&node_peak, 1, DType::f64, 0);
+    peak_tflops = node_peak / grid.local_size();
+    peak_source = "measured fp32 FMA peak of the node / ranks per node";
   }
 
   namespace fs = std::filesystem;
   fs::create_directories(tcfg.out_dir);
-  {
-    std::ofstream cfg_out(fs::path(tcfg.out_dir) / "config.yaml");
-    cfg_out << config::to_yaml(job);
+  std::unique_ptr<MetricsFile> metrics;
+  if (lead) {
+    std::ofstream(fs::path(tcfg.out_dir) / "config.yaml") << config::to_yaml(job);
+    metrics = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl");
   }
-  MetricsFile metrics(fs::path(tcfg.out_dir) / "metrics.jsonl");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log(nullptr, std::fclose);
+  if (tcfg.rank_logs) {
+    const auto path = fs::path(tcfg.out_dir) / ("rank" + std::to_string(grid.global_rank()) + ".log");
+    rank_log.reset(std::fopen(path.c_str(), "w"));
+    if (!rank_log) throw make_error("cannot create rank log '", path.string(), "'");
+    std::fprintf(rank_log.get(), "%s; schedule %s\n", grid.describe().c_str(),
+                 parallel::to_string(engine.schedule()).c_str());
+  }
 
   TrainSummary summary;
   summary.peak_tflops = peak_tflops;
-  summary.planned_bytes = model.parameter_memory().total_bytes() + adamw.state_bytes() +
-                          model.activation_memory().total_bytes() + batch_plan.total_bytes();
+  summary.planned_bytes = engine.parameter_bytes() + engine.optimizer_bytes() + engine.activation_bytes();
   summary.steps.reserve(std::size_t(tcfg.steps));
-  {
+  if (lead) {
+    const model::ParameterTable whole = model::make_parameter_table(mcfg);
     std::ostringstream os;
-    os << "model '" << mcfg.name << "': " << model.table().numel() << " parameters ("
-       << model.table().matmul_numel() << " in matmuls), " << mcfg.num_layers << " layers, d_model "
-       << mcfg.d_model << ", heads " << mcfg.num_heads << "/" << mcfg.kv_heads() << ", ffn "
-       << mcfg.ffn() << ", vocab " << mcfg.vocab_size << '\n';
-    os << "data: " << corpus.description() << "; " << sampler.num_windows() << " windows of "
-       << T + 1 << " tokens\n";
-    os << "batch: " << global << " sequences x " << T << " tokens = " << std::int64_t(global) * T
-       << " tokens/step (micro-batch " << micro << ", " << accum << " accumulation steps)\n";
-    model.parameter_memory().print(os);
-    adamw.memory().print(os);
-    model.activation_memory().print(os, 8);
-    os << "planned total: " << format_bytes(double(summary.planned_bytes)) << "; threads " << threads
-       << "; peak " << peak_tflops * 1e3 << " GFLOP/s (" << peak_source << ")";
+    os << "model '" << mcfg.name << "': " << whole.numel() << " parameters (" << whole.matmul_numel()
+       << " in matmuls), " << mcfg.num_layers << " layers, d_model " << mcfg.d_model << ", heads "
+       << mcfg.num_heads << "/" << mcfg.kv_heads() << ", ffn " << mcfg.ffn() << ", vocab " << mcfg.vocab_size << '\n';
+    os << "layout: tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << " = " << shape.size()
+       << " ranks; schedule " << config::to_string(job.parallel.schedule) << " (virtual stages "
+       << job.parallel.virtual_stages << ", bubble " << parallel::bubble_fraction(shape.pp, batch.microbatches,
+                                                                                  job.parallel.virtual_stages)
+       << "); sequence parallel " << (job.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage "
+       << job.parallel.zero_stage << "; recompute " << config::to_string(mcfg.recompute) << '\n';
+    os << "data: " << corpus.description() << "; " << sampler.num_windows() << " windows of " << T + 1 << " tokens\n";
+    os << "batch: " << batch.global << " sequences x " << T << " tokens = " << std::int64_t(batch.global) * T
+       << " tokens/step (micro-batch " << batch.micro << ", " << batch.microbatches
+       << " micro-batches per DP rank)\n";
+    for (int c = 0; c < engine.num_chunks(); ++c) {
+      engine.chunk(c).parameter_memory().print(os);
+      engine.chunk(c).activation_memory().print(os, 8);
+    }
+    os << "rank 0 planned total: " << format_bytes(double(summary.planned_bytes)) << " (optimizer state "
+       << format_bytes(double(engine.optimizer_bytes())) << "); threads per rank " << threads << "; peak "
+       << peak_tflops * 1e3 << " GFLOP/s per rank (" << peak_source << ")";
     log_info(os.str());
   }
 
-  const double tokens_per_step = double(global) * T;
+  const double tokens_per_step = double(batch.global) * T;
   const float grad_scale = float(1.0 / tokens_per_step);
-  const double flops_per_token = model.model_flops_per_token();
+  const double flops_per_token = model::Transformer<float>::model_flops_per_token(mcfg, T);
+  const double bubble = parallel::bubble_fraction(shape.pp, batch.microbatches, job.parallel.virtual_stages);
+  const std::uint64_t dp_share = std::uint64_t(batch.global / shape.dp);
   std::uint64_t consumed = 0;
+  // This DP rank's micro-batch mb of the current global batch (DESIGN.md invariant 3: the
+  // global sample order is fixed; DP rank r takes samples [r G/dp, (r+1) G/dp)).
+  const parallel::PipelineEngine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
+    const std::uint64_t first = consumed + std::uint64_t(grid.coord().dp_rank) * dp_share +
+                                std::uint64_t(mb) * std::uint64_t(batch.micro);
+    data::fill_batch(corpus, sampler, first, batch.micro, T, tokens, targets);
+  };
   for (long step = 1; step <= tcfg.steps; ++step) {
     const Timer timer;
-    model.zero_grads();
-    model::LossSum loss;
-    for (int m = 0; m < accum; ++m) {
-      data::fill_batch(corpus, sampler, consumed, micro, T, inputs, targets);
-      consumed += std::uint64_t(micro);
-      const model::LossSum l = model.forward_backward(inputs, targets, grad_scale);
-      loss.sum += l.sum;
-      loss.count += l.count;
-    }
-    const double grad_norm =
-        std::sqrt(kernels::cpu::sum_squares(model.grads().data(), std::int64_t(model.grads().size())));
-    if (!std::isfinite(loss.mean()) || !std::isfinite(grad_norm))
-      throw make_error("training diverged at step ", step, ": loss ", loss.mean(), ", gradient norm ",
-                       grad_norm, " (lower optim.lr or check the data)");
+    maybe_inject_failure(grid.global_rank(), step);
+    const parallel::StepStats stats = engine.run(fill, grad_scale);
+    consumed += std::uint64_t(batch.global);
+    // The loss lives on the last stage: sum over PP (others add 0) and DP.
+    double loss[2] = {stats.loss.sum, double(stats.loss.count)};
+    grid.pp_group().all_reduce(loss, 2);
+    grid.dp_group().all_reduce(loss, 2);
+    const double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
+    const double grad_norm = engine.grad_norm();
+    if (!std::isfinite(mean_loss) || !std::isfinite(grad_norm))
+      throw make_error("training diverged at step ", step, ": loss ", mean_loss, ", gradient norm ", grad_norm,
+                       " (lower optim.lr or check the data)");
     const double lr = optim::learning_rate(job.optim, step, tcfg.steps);
-    adamw.step(model.params().data(), model.grads().data(), lr,
-               optim::clip_factor(grad_norm, job.optim.grad_clip));
+    const double gather_wait = engine.optimizer_step(lr, optim::clip_factor(grad_norm, job.optim.grad_clip));
 
     StepMetrics s;
     s.step = step;
-    s.loss = loss.mean();
+    s.loss = mean_loss;
     s.lr = lr;
     s.grad_norm = grad_norm;
     s.step_ms = timer.ms();
     s.tokens_per_s = tokens_per_step / (s.step_ms * 1e-3);
-    s.tflops = s.tokens_per_s * flops_per_token / 1e12;
+    s.tflops = s.tokens_per_s * flops_per_token / shape.size() / 1e12;
     s.mfu = peak_tflops > 0 ? s.tflops / peak_tflops : 0.0;
     s.mem_bytes = peak_rss_bytes();
-    metrics.write(s);
+    s.bubble_fraction = bubble;
+    s.pipeline_wait_ms = stats.pipeline_wait_s * 1e3;
+    s.dp_wait_ms = (stats.dp_wait_s + gather_wait) * 1e3;
+    s.optimizer_state_bytes = engine.optimizer_bytes();
     summary.steps.push_back(s);
+    if (rank_log)
+      std::fprintf(rank_log.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n",
+                   step, s.loss, stats.compute_s * 1e3, s.pipeline_wait_ms, s.dp_wait_ms);
+    if (!lead) continue;
+    metrics->write(s);
     if (step == 1 || step % tcfg.log_interval == 0 || step == tcfg.steps) {
-      char line[256];
+      char line[320];
       std::snprintf(line, sizeof line,
                     "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | %.0f tok/s | %.1f ms | "
-                    "%.3f TFLOP/s | MFU %.1f%% | mem %.0f MiB",
+                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | mem %.0f MiB",
                     step, tcfg.steps, s.loss, lr, grad_norm, s.tokens_per_s, s.step_ms, s.tflops,
-                    100.0 * s.mfu, double(s.mem_bytes) / 1048576.0);
+                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, double(s.mem_bytes) / 1048576.0);
       log_line(LogLevel::info, line);
     }
   }
+  for (int c = 0; c < engine.num_chunks(); ++c) {
+    auto p = engine.chunk(c).params();
+    summary.final_params.insert(summary.final_params.end(), p.begin(), p.end());
+  }
   return summary;
+}
+
+}  // namespace
+
+TrainSummary run_training(const config::JobConfig& job, MPI_Comm world) {
+  const config::ParallelConfig& p = job.parallel;
+  comm::RankGrid grid(world, p.tp, p.pp, p.dp);
+  try {
+    return train_on_grid(job, grid);
+  } catch (const std::exception& e) {
+    // Name this rank's grid coordinates; main() reports and aborts the job.
+    throw Error("[" + grid.coordinates() + "] " + e.what());
+  }
 }
 
 }  // namespace strata::train

@@ -55,11 +55,17 @@ class RankGrid {
 
   // "rank 5 of 8 (tp 1/2, dp 0/2, pp 1/2)": what every error message carries.
   std::string describe() const;
+  std::string coordinates() const;  // "tp 1/2, dp 0/2, pp 1/2"
+  // Ranks of this job on this node (MPI_Comm_split_type shared), and this rank's index there:
+  // for choosing threads per rank and, on GPUs, the device.
+  int local_size() const { return local_size_; }
+  int local_rank() const { return local_rank_; }
 
  private:
   GridShape shape_;
   GridCoord coord_;
   int global_rank_ = 0;
+  int local_size_ = 1, local_rank_ = 0;
   std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_;
 };
 

@@ -54,6 +54,7 @@ struct ChunkPlacement {
   bool has_embedding = true;  // the first chunk of the first stage
   bool has_head = true;       // the last chunk of the last stage
   bool sequence_parallel = false;
+  int flat_multiple = 1;      // pad the flat parameter/gradient buffers to a multiple of this (dp)
 };
 
 // The vocabulary padded to a multiple of tp (Megatron-LM pads it the same way) so every TP

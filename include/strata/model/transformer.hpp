@@ -29,6 +29,7 @@
 // backward never allocate. With recompute = full only each layer's input is kept, and the
 // layer's forward is re-run inside the backward.
 #pragma once
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -83,9 +84,10 @@ class Transformer {
 
   void zero_grads();
   // Sum over the TP group the gradients of replicated tensors that sequence parallelism
-  // computes from sequence shards (norms, row-parallel biases). Once per step, after the
-  // last micro-batch's backward; no-op without sequence parallelism.
-  void reduce_sequence_parallel_grads();
+  // computes from sequence shards (norms, row-parallel biases), for the tensors starting in
+  // the flat range [begin, end). Once per step per tensor, after its last micro-batch's
+  // backward; no-op without sequence parallelism.
+  void reduce_sequence_parallel_grads(std::int64_t begin = 0, std::int64_t end = INT64_MAX);
   std::span<T> params() { return {params_, size_t(table_.numel())}; }
   std::span<T> grads() { return {grads_, size_t(table_.numel())}; }
   T* param(const std::string& name) { return params_ + table_.get(name).offset; }

@@ -1,10 +1,14 @@
-// The trainer loop (one rank for now): build the components from their configs, plan and
+// The trainer loop: build the rank grid and the components from their configs, plan and
 // allocate everything, then run steps that allocate nothing:
-//   for each micro-batch: fill batch -> forward/backward (gradients accumulate)
-//   global gradient norm -> clip factor -> AdamW with the scheduled learning rate
-//   metrics: one JSON object per step in <out_dir>/metrics.jsonl, a log line every
-//   train.log_interval steps.
+//   pipeline schedule over the micro-batches (forward/backward, gradients accumulate;
+//   gradient buckets reduced over DP while backward runs)
+//   global gradient norm -> clip factor -> AdamW (ZeRO-1: on this rank's shard, then
+//   all-gather) with the scheduled learning rate
+//   metrics: one JSON object per step in <out_dir>/metrics.jsonl (rank 0), a log line every
+//   train.log_interval steps, and per-rank logs on request (train.rank_logs).
 #pragma once
+#include <mpi.h>
+
 #include <cstddef>
 #include <vector>
 
@@ -19,17 +23,23 @@ struct StepMetrics {
   double grad_norm = 0;   // before clipping
   double tokens_per_s = 0;
   double step_ms = 0;
-  double tflops = 0;      // achieved model TFLOP/s of this rank (6N + attention rule)
-  double mfu = 0;         // tflops / hardware.peak_tflops
-  std::size_t mem_bytes = 0;  // peak resident memory of the process
+  double tflops = 0;      // achieved model TFLOP/s per rank (6N + attention rule)
+  double mfu = 0;         // tflops / per-rank peak
+  std::size_t mem_bytes = 0;       // peak resident memory of this process
+  double bubble_fraction = 0;      // (pp - 1) / (v m): the schedule's idle share
+  double pipeline_wait_ms = 0;     // waiting on neighbouring stages
+  double dp_wait_ms = 0;           // waiting on gradient reduction and parameter all-gather
+  std::size_t optimizer_state_bytes = 0;  // fp32 Adam moments on this rank
 };
 
 struct TrainSummary {
   std::vector<StepMetrics> steps;
-  double peak_tflops = 0;      // the peak MFU was measured against
-  std::size_t planned_bytes = 0;  // parameters + optimizer + activations, as planned
+  double peak_tflops = 0;         // per rank, the peak MFU was measured against
+  std::size_t planned_bytes = 0;  // parameters + optimizer + activations on this rank, as planned
+  std::vector<float> final_params;  // rank's flat parameters after training (tests)
 };
 
-TrainSummary run_training(const config::JobConfig& job);
+// Collective over `world`: every rank of the job calls it with the same config.
+TrainSummary run_training(const config::JobConfig& job, MPI_Comm world);
 
 }  // namespace strata::train

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <mpi.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +11,18 @@
 using namespace strata;
 
 namespace {
+// The trainer builds its rank grid over MPI: one rank here (an MPI singleton).
+class MpiEnvironment : public testing::Environment {
+ public:
+  void SetUp() override {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) MPI_Init(nullptr, nullptr);
+  }
+  void TearDown() override { MPI_Finalize(); }
+};
+[[maybe_unused]] testing::Environment* const mpi_env = testing::AddGlobalTestEnvironment(new MpiEnvironment);
+
 config::JobConfig tiny_job(const std::string& out_dir) {
   config::JobConfig job = config::load_job_config(std::string(STRATA_SOURCE_DIR) + "/configs/test_tiny.yaml");
   job.train.out_dir = out_dir;
@@ -21,7 +35,7 @@ TEST(Trainer, LossFallsClearlyOnTheSyntheticLanguage) {
   // model, optimizer and data path must cut the loss by far more than noise in 150 steps.
   const std::string out = testing::TempDir() + "/strata_train_loss";
   config::JobConfig job = tiny_job(out);
-  const train::TrainSummary s = train::run_training(job);
+  const train::TrainSummary s = train::run_training(job, MPI_COMM_WORLD);
   ASSERT_EQ(s.steps.size(), std::size_t(job.train.steps));
   const double first = s.steps.front().loss, last = s.steps.back().loss;
   EXPECT_NEAR(first, std::log(double(job.model.vocab_size)), 0.3);
@@ -34,7 +48,7 @@ TEST(Trainer, WritesOneMetricsObjectPerStepWithEveryField) {
   config::JobConfig job = tiny_job(out);
   job.train.steps = 5;
   job.parallel.global_batch_size = 2 * job.parallel.micro_batch_size;  // two micro-batches
-  train::run_training(job);
+  train::run_training(job, MPI_COMM_WORLD);
   std::ifstream in(out + "/metrics.jsonl");
   std::string line;
   int n = 0;
@@ -57,6 +71,6 @@ TEST(Trainer, SameSeedGivesBitwiseIdenticalLosses) {
   config::JobConfig a = tiny_job(testing::TempDir() + "/strata_train_a");
   config::JobConfig b = tiny_job(testing::TempDir() + "/strata_train_b");
   a.train.steps = b.train.steps = 4;
-  const auto sa = train::run_training(a), sb = train::run_training(b);
+  const auto sa = train::run_training(a, MPI_COMM_WORLD), sb = train::run_training(b, MPI_COMM_WORLD);
   for (std::size_t i = 0; i < sa.steps.size(); ++i) EXPECT_EQ(sa.steps[i].loss, sb.steps[i].loss);
 }

@@ -235,6 +235,11 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     }
   }
   for (int c = 0; c < engine.num_chunks(); ++c) {
+    const std::int64_t base = std::int64_t(summary.final_params.size());
+    for (model::ParamInfo info : engine.chunk(c).table().entries()) {
+      info.offset += base;
+      summary.final_param_info.push_back(std::move(info));
+    }
     auto p = engine.chunk(c).params();
     summary.final_params.insert(summary.final_params.end(), p.begin(), p.end());
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "strata/config/config.hpp"
+#include "strata/model/parameters.hpp"
 
 namespace strata::train {
 
@@ -36,7 +37,10 @@ struct TrainSummary {
   std::vector<StepMetrics> steps;
   double peak_tflops = 0;         // per rank, the peak MFU was measured against
   std::size_t planned_bytes = 0;  // parameters + optimizer + activations on this rank, as planned
-  std::vector<float> final_params;  // rank's flat parameters after training (tests)
+  // This rank's parameters after training, every chunk's flat buffer concatenated, and the
+  // tensors in it (offsets into final_params): what the layout-equivalence tests compare.
+  std::vector<float> final_params;
+  std::vector<model::ParamInfo> final_param_info;
 };
 
 // Collective over `world`: every rank of the job calls it with the same config.

@@ -90,7 +90,24 @@ TEST(ConfigValidate, TensorParallelMustSplitHeadsAndMlp) {
 TEST(ConfigValidate, PipelineNeedsALayerPerStage) {
   JobConfig j;
   j.parallel.pp = 4;  // 2 layers
-  EXPECT_TRUE(mentions(invalid(j), {"model.num_layers (2) must be at least parallel.pp (4)"}));
+  EXPECT_TRUE(mentions(invalid(j), {"model.num_layers (2) must be at least parallel.pp x parallel.virtual_stages (4 x 1 = 4)"}));
+}
+
+TEST(ConfigValidate, PipelineOptionsAreConsistent) {
+  JobConfig j;
+  j.model.num_layers = 4;
+  j.parallel.pp = 2;
+  j.parallel.virtual_stages = 2;  // without the interleaved schedule
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.virtual_stages (2) > 1 goes with parallel.schedule: interleaved_1f1b"}));
+  j.parallel.schedule = PipelineSchedule::interleaved_1f1b;
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.layers_per_stage = {1, 1, 1};
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.layers_per_stage has 3 entries summing to 3; expected pp x virtual_stages = 4"}));
+  j.parallel.layers_per_stage = {1, 2, 0, 1};
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.layers_per_stage"}));
+  j.parallel.layers_per_stage = {};
+  j.parallel.zero_stage = 2;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage (2) must be 0 or 1"}));
 }
 
 TEST(ConfigValidate, TextDataNeedsPathsAndAByteVocabulary) {

@@ -1,0 +1,210 @@
+// Every parallel layout trains like one rank (DESIGN.md: layout-equivalence): for a tiny
+// model, the loss of each of 3 optimizer steps and every parameter after them match the
+// single-rank run to 1e-5 relative (fp32), for each layout of this world size with each
+// schedule, ZeRO stage, sequence parallelism on/off and recomputation on/off.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "strata/config/load.hpp"
+#include "strata/train/trainer.hpp"
+
+using namespace strata;
+
+namespace {
+
+int world_size() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+config::JobConfig base_job(bool llama) {
+  config::JobConfig j;
+  j.model.name = llama ? "layout_llama" : "layout_gpt";
+  j.model.num_layers = 4;
+  j.model.d_model = 32;
+  j.model.num_heads = 4;
+  j.model.num_kv_heads = llama ? 4 : 0;
+  j.model.ffn_hidden = 64;
+  j.model.vocab_size = 61;  // odd: vocabulary padding under TP
+  j.model.max_seq_len = 16;
+  if (llama) {
+    j.model.norm = config::NormKind::rmsnorm;
+    j.model.mlp = config::MlpKind::swiglu;
+    j.model.positions = config::PositionKind::rope;
+    j.model.tied_embeddings = false;
+    j.model.bias = false;
+  }
+  j.parallel.micro_batch_size = 1;
+  j.parallel.global_batch_size = 8;
+  j.optim.lr = 1e-3;
+  // Adam divides by sqrt(v) + eps: a gradient that cancels to ~eps (1e-8 by default) gets an
+  // update whose size depends on the fp32 rounding of that cancellation, which differs with
+  // the summation order of each layout. eps = 1e-6 keeps such updates proportional to the
+  // gradient, so 3 steps stay comparable to 1e-5 while real gradients (~1e-3) are unaffected.
+  j.optim.eps = 1e-6;
+  j.optim.warmup_steps = 0;
+  j.optim.schedule = config::ScheduleKind::constant;
+  j.optim.grad_clip = 1.0;
+  j.train.steps = 3;
+  j.train.seq_len = 16;
+  j.train.seed = 5;
+  j.train.out_dir = testing::TempDir() + "/strata_layouts";
+  j.train.log_interval = 100;
+  j.hardware.threads = 1;
+  j.hardware.peak_tflops = 1.0;
+  return j;
+}
+
+struct Reference {
+  std::vector<double> losses;
+  std::vector<float> params;
+  std::map<std::string, std::int64_t> offset;  // name -> offset in params
+};
+
+// The single-rank run, computed on rank 0 and broadcast.
+Reference reference(const config::JobConfig& job) {
+  Reference ref;
+  std::int64_t n = 0;
+  train::TrainSummary s;
+  if (world_rank() == 0) {
+    s = train::run_training(job, MPI_COMM_SELF);
+    n = std::int64_t(s.final_params.size());
+  }
+  MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  ref.params.resize(std::size_t(n));
+  ref.losses.resize(std::size_t(job.train.steps));
+  if (world_rank() == 0) {
+    ref.params = s.final_params;
+    for (std::size_t i = 0; i < ref.losses.size(); ++i) ref.losses[i] = s.steps[i].loss;
+  }
+  MPI_Bcast(ref.params.data(), int(n), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  MPI_Bcast(ref.losses.data(), int(ref.losses.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  const model::ParameterTable table = model::make_parameter_table(job.model);
+  for (const auto& p : table.entries()) ref.offset[p.name] = p.offset;
+  return ref;
+}
+
+std::string describe(const config::JobConfig& j) {
+  const auto& p = j.parallel;
+  return j.model.name + " tp" + std::to_string(p.tp) + " pp" + std::to_string(p.pp) + " dp" +
+         std::to_string(p.dp) + " " + config::to_string(p.schedule) + " v" + std::to_string(p.virtual_stages) +
+         " zero" + std::to_string(p.zero_stage) + (p.sequence_parallel ? " sp" : "") +
+         (j.model.recompute == config::RecomputeKind::full ? " recompute" : "");
+}
+
+// fp32 with sums in another order: agreement to 1e-5 relative. The absolute floor, 1/1000 of
+// one step of size lr, is for tensors whose gradient is zero in exact arithmetic and only
+// rounding noise in practice: the key bias (softmax ignores a constant added to a row of
+// scores), which Adam moves by ~lr * noise / eps ~ 1e-7 in a layout-dependent direction. A
+// real disagreement moves a parameter by ~lr = 1e-3.
+void expect_matches(const config::JobConfig& job, const Reference& ref) {
+  const float atol = float(1e-3 * job.optim.lr);
+  SCOPED_TRACE(describe(job));
+  const train::TrainSummary s = train::run_training(job, MPI_COMM_WORLD);
+  ASSERT_EQ(s.steps.size(), ref.losses.size());
+  for (std::size_t i = 0; i < ref.losses.size(); ++i)
+    EXPECT_NEAR(s.steps[i].loss, ref.losses[i], 1e-5 * std::abs(ref.losses[i])) << "step " << i + 1;
+  int bad = 0;
+  for (const model::ParamInfo& p : s.final_param_info) {
+    const std::int64_t base = ref.offset.at(p.name);
+    const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
+    for (std::int64_t i = 0; i < real; ++i) {
+      const float got = s.final_params[std::size_t(p.offset + i)];
+      const float want = ref.params[std::size_t(base + p.global_index(i))];
+      if (std::abs(got - want) > 1e-5f * std::abs(want) + atol && bad++ < 5)
+        ADD_FAILURE() << p.name << "[" << p.global_index(i) << "]: " << got << " vs " << want;
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+struct Layout {
+  int tp, pp, dp;
+};
+
+std::vector<Layout> layouts_for_world() {
+  std::vector<Layout> out;
+  for (int tp : {1, 2, 4})
+    for (int pp : {1, 2, 4})
+      for (int dp : {1, 2, 4, 8}) {
+        if (tp * pp * dp != world_size()) continue;
+        const int twos = (tp == 2) + (pp == 2) + (dp == 2), ones = (tp == 1) + (pp == 1) + (dp == 1);
+        // tp, pp, dp in {1, 2} (all 8 combinations), tp = 4 / pp = 4 / dp = 4 alone, dp = 8 alone
+        if (twos + ones == 3 || (ones == 2)) out.push_back({tp, pp, dp});
+      }
+  return out;
+}
+
+void run_all_variants(bool llama) {
+  const config::JobConfig base = base_job(llama);
+  const Reference ref = reference(base);
+  for (const Layout& l : layouts_for_world()) {
+    config::JobConfig j = base;
+    j.parallel.tp = l.tp;
+    j.parallel.pp = l.pp;
+    j.parallel.dp = l.dp;
+    std::vector<config::ParallelConfig> variants;
+    for (auto sched : {config::PipelineSchedule::one_f_one_b, config::PipelineSchedule::gpipe,
+                       config::PipelineSchedule::interleaved_1f1b}) {
+      if (l.pp == 1 && sched != config::PipelineSchedule::one_f_one_b) continue;
+      config::ParallelConfig p = j.parallel;
+      p.schedule = sched;
+      p.virtual_stages = sched == config::PipelineSchedule::interleaved_1f1b ? 2 : 1;
+      if (p.virtual_stages * l.pp > base.model.num_layers) continue;
+      variants.push_back(p);
+    }
+    for (config::ParallelConfig p : variants) {
+      for (int zero : {0, 1}) {
+        if (zero == 1 && l.dp == 1) continue;
+        for (bool sp : {false, true}) {
+          if (sp && l.tp == 1) continue;
+          p.zero_stage = zero;
+          p.sequence_parallel = sp;
+          j.parallel = p;
+          j.model.recompute = config::RecomputeKind::none;
+          expect_matches(j, ref);
+        }
+      }
+    }
+    // Recomputation on one variant of each layout.
+    j.parallel.schedule = config::PipelineSchedule::one_f_one_b;
+    j.parallel.virtual_stages = 1;
+    j.parallel.zero_stage = l.dp > 1 ? 1 : 0;
+    j.parallel.sequence_parallel = l.tp > 1;
+    j.model.recompute = config::RecomputeKind::full;
+    expect_matches(j, ref);
+  }
+}
+
+}  // namespace
+
+TEST(Layouts, GptStyleMatchesOneRankInEveryLayout) { run_all_variants(false); }
+TEST(Layouts, LlamaStyleMatchesOneRankInEveryLayout) { run_all_variants(true); }
+
+TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
+  if (world_size() < 2) GTEST_SKIP();
+  config::JobConfig j = base_job(false);
+  j.train.steps = 1;
+  j.parallel.tp = j.parallel.pp = 1;
+  j.parallel.dp = world_size();
+  j.parallel.zero_stage = 0;
+  const auto replicated = train::run_training(j, MPI_COMM_WORLD);
+  j.parallel.zero_stage = 1;
+  const auto sharded = train::run_training(j, MPI_COMM_WORLD);
+  const std::size_t full = replicated.steps[0].optimizer_state_bytes, shard = sharded.steps[0].optimizer_state_bytes;
+  EXPECT_EQ(shard * std::size_t(world_size()), full);  // the padded buffer splits exactly
+  const std::size_t numel = std::size_t(model::make_parameter_table(j.model).numel());
+  EXPECT_GE(full, 8 * numel);                          // m and v, fp32
+  EXPECT_LT(full, 8 * (numel + std::size_t(world_size())));
+}

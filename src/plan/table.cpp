@@ -48,7 +48,8 @@ std::string Table::render(TableFormat format) const {
   auto line = [&](const std::vector<std::string>& cells) {
     if (md) os << "| ";
     for (std::size_t i = 0; i < cells.size(); ++i) {
-      os << cells[i] << std::string(width[i] - cells[i].size(), ' ');
+      os << cells[i];
+      if (md || i + 1 < cells.size()) os << std::string(width[i] - cells[i].size(), ' ');
       if (i + 1 < cells.size()) os << (md ? " | " : "  ");
     }
     os << (md ? " |\n" : "\n");

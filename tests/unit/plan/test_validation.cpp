@@ -1,0 +1,90 @@
+// Predictions next to published measurements (docs/planner-validation.md has the tables):
+//   - Megatron-LM's 2021 weak-scaling runs (Narayanan et al. 2021, table 1): A100 80GB (Selene),
+//     GPT models with vocab 51200, sequence 2048, full recomputation, no sequence parallelism and
+//     no distributed optimizer (neither existed yet), TFLOP/s per GPU counted with eq. 3;
+//   - the GPU-hours Meta reports for LLaMA-2 (Touvron et al. 2023, table 2).
+// The tolerances are the model's stated accuracy: 15% on Megatron's per-GPU throughput, 25% on
+// LLaMA-2's GPU-hours (Meta's stack, batch and layout are not published in detail).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "plan_test_util.hpp"
+#include "strata/plan/search.hpp"
+
+namespace strata::plan {
+namespace {
+
+struct MegatronRun {
+  double billions;
+  int heads, hidden, layers, tp, pp, gpus, batch;
+  double tflops;  // achieved per GPU, published
+};
+
+// Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using
+// Megatron-LM", table 1.
+const MegatronRun kMegatron[] = {
+    {1.7, 24, 2304, 24, 1, 1, 32, 512, 137},       {3.6, 32, 3072, 30, 2, 1, 64, 512, 138},
+    {7.5, 32, 4096, 36, 4, 1, 128, 512, 142},      {18.4, 48, 6144, 40, 8, 1, 256, 1024, 135},
+    {39.1, 64, 8192, 48, 8, 2, 512, 1536, 138},    {76.1, 80, 10240, 60, 8, 4, 1024, 1792, 140},
+    {145.6, 96, 12288, 80, 8, 8, 1536, 2304, 148}, {310.1, 128, 16384, 96, 8, 16, 1920, 2160, 155},
+    {529.6, 128, 20480, 105, 8, 35, 2520, 2520, 163}, {1008.0, 160, 25600, 128, 8, 64, 3072, 3072, 163},
+};
+
+// The fastest fitting layout with Megatron's tp and pp and 2021's features.
+Candidate megatron_prediction(const MegatronRun& run) {
+  PlanRequest r;
+  config::ModelConfig m = test::gpt(run.layers, run.hidden, run.heads, 51200, 2048);
+  m.name = "gpt_" + std::to_string(run.billions);
+  r.workload = Workload::of(m, 2048);
+  r.cluster = test::cluster("a100_sxm_80gb");
+  // Megatron-LM's 2021 data parallelism (--DDP-impl local) all-reduced the gradient buffer after
+  // the backward, with no overlap (the --overlap-grad-reduce of later versions did not exist).
+  r.cluster.overlap_efficiency = 0;
+  r.gpus = run.gpus, r.global_batch = run.batch, r.tokens = 300e9;
+  r.recompute = {Recompute::full};
+  Candidate best;
+  best.time.total = INFINITY;
+  for (const Layout& l : enumerate_layouts(r)) {
+    if (l.tp != run.tp || l.pp != run.pp || l.sequence_parallel || l.zero != 0) continue;
+    const Candidate c = evaluate(r, l);
+    if (c.fits && c.time.total < best.time.total) best = c;
+  }
+  return best;
+}
+
+TEST(PlanValidation, MegatronWeakScalingWithinFifteenPercent) {
+  double sum_abs = 0;
+  for (const MegatronRun& run : kMegatron) {
+    const Candidate c = megatron_prediction(run);
+    ASSERT_TRUE(std::isfinite(c.time.total)) << run.billions << "B: no layout fits";
+    const double err = c.time.hardware_tflops_per_gpu / run.tflops - 1.0;
+    sum_abs += std::fabs(err);
+    std::printf("  %7.1fB  %-34s  published %5.0f  predicted %6.1f TFLOP/s  %+5.1f%%\n", run.billions,
+                to_string(c.layout).c_str(), run.tflops, c.time.hardware_tflops_per_gpu, 100 * err);
+    EXPECT_LT(std::fabs(err), 0.15) << run.billions << "B";
+  }
+  std::printf("  mean absolute error %.1f%%\n", 100 * sum_abs / std::size(kMegatron));
+}
+
+// Meta: 184,320 (7B), 368,640 (13B) and 1,720,320 (70B) A100-80GB GPU-hours for 2T tokens at a
+// 4M-token batch (Touvron et al. 2023, table 2 and sec. 2.2).
+TEST(PlanValidation, Llama2GpuHoursWithinTwentyFivePercent) {
+  const std::pair<const char*, double> runs[] = {{"llama2_7b", 184320}, {"llama2_13b", 368640}, {"llama2_70b", 1720320}};
+  for (const auto& [name, published] : runs) {
+    PlanRequest r;
+    r.workload = Workload::of(test::model(name), 4096);
+    r.cluster = test::cluster("a100_sxm_80gb");
+    r.gpus = 2048, r.global_batch = 1024, r.tokens = 2e12;
+    const PlanResult res = search_layouts(r);
+    const Candidate& best = res.fitting.front();
+    const double err = best.run.gpu_hours / published - 1.0;
+    std::printf("  %-10s  %-34s  published %9.0f  predicted %9.0f GPU-hours  %+5.1f%%  (MFU %.1f%%)\n", name,
+                to_string(best.layout).c_str(), published, best.run.gpu_hours, 100 * err, 100 * best.time.mfu);
+    EXPECT_LT(std::fabs(err), 0.25) << name;
+  }
+}
+
+}  // namespace
+}  // namespace strata::plan

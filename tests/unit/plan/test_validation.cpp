@@ -7,6 +7,7 @@
 // LLaMA-2's GPU-hours (Meta's stack, batch and layout are not published in detail).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -83,6 +84,41 @@ TEST(PlanValidation, Llama2GpuHoursWithinTwentyFivePercent) {
     std::printf("  %-10s  %-34s  published %9.0f  predicted %9.0f GPU-hours  %+5.1f%%  (MFU %.1f%%)\n", name,
                 to_string(best.layout).c_str(), published, best.run.gpu_hours, 100 * err, 100 * best.time.mfu);
     EXPECT_LT(std::fabs(err), 0.25) << name;
+  }
+}
+
+}  // namespace
+}  // namespace strata::plan
+
+namespace strata::plan {
+namespace {
+
+// Peak resident memory (mem_bytes in metrics.jsonl, the process's VmHWM) of single-rank strata
+// runs on this machine (2 cores, fp32, OpenBLAS), measured for docs/planner-validation.md with
+//   strata train --config configs/test_tiny.yaml --set model=configs/models/M.yaml
+//     --set parallel.micro_batch_size=B --set train.seq_len=T [--set model.recompute=full]
+// Prediction: the local cluster (fp32: strata's own memory plan + the 0.03 GiB process baseline).
+// Tolerance 3% or 2 MiB, whichever is larger (the baseline varies by a few MiB with libraries'
+// buffers and the corpus size, which dominates the tiny model).
+TEST(PlanValidation, StrataPeakMemoryOnThisMachineWithinThreePercent) {
+  struct Run { const char* model; int batch, seq; bool full; double measured_mib; };
+  const Run runs[] = {
+      {"tiny_gpt", 8, 32, false, 32.0},           {"llama_tiny", 8, 256, false, 300.3},
+      {"llama_tiny", 8, 256, true, 165.2},        {"gpt2_124m", 4, 256, false, 2918.6},
+      {"gpt2_124m", 4, 256, true, 2291.4},        {"gpt2_124m", 2, 1024, false, 4763.0},
+      {"gpt2_350m", 1, 512, false, 6756.4},       {"llama_tiny", 16, 256, false, 522.4},
+  };
+  const config::ClusterConfig local = test::cluster("local");
+  for (const Run& run : runs) {
+    const config::ModelConfig m = test::model(run.model);
+    Layout l;
+    l.precision = config::Precision::fp32, l.micro_batch = run.batch, l.zero = 0;
+    l.recompute = run.full ? Recompute::full : Recompute::none;
+    const double predicted = predict_memory(Workload::of(m, run.seq), l, local).total() / (1024.0 * 1024.0);
+    const double err = predicted / run.measured_mib - 1.0;
+    std::printf("  %-10s b%-2d T%-4d %-5s measured %7.1f MiB  predicted %7.1f MiB  %+5.1f%%\n", run.model, run.batch,
+                run.seq, run.full ? "full" : "none", run.measured_mib, predicted, 100 * err);
+    EXPECT_LT(std::fabs(predicted - run.measured_mib), std::max(0.03 * run.measured_mib, 2.0)) << run.model;
   }
 }
 

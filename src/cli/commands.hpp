@@ -11,5 +11,7 @@ using Action = std::function<int()>;
 Action add_train_command(CLI::App& app);
 Action add_info_command(CLI::App& app);
 Action add_tokenizer_command(CLI::App& app);
+Action add_plan_command(CLI::App& app);
+Action add_budget_command(CLI::App& app);
 
 }  // namespace strata::cli

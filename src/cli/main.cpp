@@ -21,10 +21,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("strata ") + strata::build::version);
   app.require_subcommand(1);
   // (subcommand, action): each subcommand registers itself and returns what to run.
-  const std::vector<std::pair<std::string, strata::cli::Action>> commands = {
+  const std::pair<const char*, strata::cli::Action> commands[] = {
       {"train", strata::cli::add_train_command(app)},
       {"info", strata::cli::add_info_command(app)},
       {"tokenizer", strata::cli::add_tokenizer_command(app)},
+      {"plan", strata::cli::add_plan_command(app)},
+      {"budget", strata::cli::add_budget_command(app)},
   };
   try {
     app.parse(argc, argv);
@@ -32,8 +34,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   strata::cli::Action action;
-  for (const auto& [name, a] : commands)
-    if (app.got_subcommand(name)) action = a;
+  for (const auto& [name, command] : commands)
+    if (app.got_subcommand(name)) action = command;
 
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);

@@ -29,7 +29,8 @@ std::string layer_name(int l, const char* rest) { return "layers." + std::to_str
 
 template <class T>
 Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_len,
-                            const ChunkPlacement& placement, comm::Communicator* tp, int slots)
+                            const ChunkPlacement& placement, comm::Communicator* tp, int slots,
+                            bool allocate)
     : cfg_(cfg), place_(placement), tp_(tp), B_(batch), T_(seq_len), C_(cfg.d_model),
       NH_(cfg.num_heads / placement.tp_size), NKV_(cfg.kv_heads() / placement.tp_size),
       HS_(cfg.head_size()), F_(cfg.ffn() / placement.tp_size),
@@ -44,7 +45,7 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
   const int tps = placement.tp_size;
   STRATA_CHECK(seq_len <= cfg.max_seq_len, "sequence length ", seq_len, " exceeds model.max_seq_len ",
                cfg.max_seq_len);
-  STRATA_CHECK(tps == 1 || (tp && tp->size() == tps), "tensor parallelism over ", tps,
+  STRATA_CHECK(tps == 1 || !allocate || (tp && tp->size() == tps), "tensor parallelism over ", tps,
                " ranks needs a TP communicator of that size");
   STRATA_CHECK(cfg.num_heads % tps == 0 && cfg.kv_heads() % tps == 0 && cfg.ffn() % tps == 0,
                "tp = ", tps, " must divide heads (", cfg.num_heads, "), KV heads (", cfg.kv_heads(),
@@ -59,24 +60,6 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
                             placement.flat_multiple;
   param_plan_.add("params", {flat}, dt, "persistent");
   param_plan_.add("grads", {flat}, dt, "persistent");
-  param_plan_.allocate();
-  params_ = param_plan_.data<T>(0);
-  grads_ = param_plan_.data<T>(1);
-  for (int l = Lfirst_; l < Lfirst_ + L_; ++l) {
-    w_.push_back(find_layer_weights(l, params_));
-    g_.push_back(find_layer_weights(l, grads_));
-  }
-  auto pair = [&](const char* name, T*& w, T*& g) {
-    const ParamInfo* p = table_.find(name);
-    w = p ? params_ + p->offset : nullptr;
-    g = p ? grads_ + p->offset : nullptr;
-  };
-  pair("embed.wte", wte_, dwte_);
-  pair("embed.wpe", wpe_, dwpe_);
-  pair(cfg.tied_embeddings ? "embed.wte" : "lm_head.weight", head_w_, dhead_w_);
-  pair("final_norm.weight", nf_w_, dnf_w_);
-  pair("final_norm.bias", nf_b_, dnf_b_);
-
   // Activations: per slot, the residual stream of every layer (each layer's input) and the
   // rest per layer, or one shared set of layer activations under full recomputation.
   const std::int64_t N = N_, Ns = Nsp_, Q = std::int64_t(NH_) * HS_, KV = std::int64_t(NKV_) * HS_;
@@ -142,6 +125,25 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
   const auto i_d_up = swiglu ? add_work("grad.up", {N, F_}) : i_d_fc;
   const auto i_d_act = add_work("grad.act", {N, F_});
   const auto i_scratch = add_work("grad.att_scratch", {T_, T_});
+  if (!allocate) return;
+  param_plan_.allocate();
+  params_ = param_plan_.data<T>(0);
+  grads_ = param_plan_.data<T>(1);
+  for (int l = Lfirst_; l < Lfirst_ + L_; ++l) {
+    w_.push_back(find_layer_weights(l, params_));
+    g_.push_back(find_layer_weights(l, grads_));
+  }
+  auto pair = [&](const char* name, T*& w, T*& g) {
+    const ParamInfo* p = table_.find(name);
+    w = p ? params_ + p->offset : nullptr;
+    g = p ? grads_ + p->offset : nullptr;
+  };
+  pair("embed.wte", wte_, dwte_);
+  pair("embed.wpe", wpe_, dwpe_);
+  pair(cfg.tied_embeddings ? "embed.wte" : "lm_head.weight", head_w_, dhead_w_);
+  pair("final_norm.weight", nf_w_, dnf_w_);
+  pair("final_norm.bias", nf_b_, dnf_b_);
+
   act_plan_.allocate();
 
   auto P = [&](std::size_t i) { return act_plan_.data<T>(i); };

@@ -57,9 +57,13 @@ PipelineEngine::PipelineEngine(const config::ModelConfig& model, const config::P
   for (int c = 0; c < v_; ++c)
     for (int s = 0; s < slots_[std::size_t(c)]; ++s) {
       const std::string p = "chunk" + std::to_string(c) + ".slot" + std::to_string(s) + ".";
-      idx[std::size_t(c)].push_back({buffers_.add(p + "act_in", {act_elems_}, DType::f32, "step"),
-                                     buffers_.add(p + "grad_in", {act_elems_}, DType::f32, "step"),
-                                     buffers_.add(p + "grad_out", {act_elems_}, DType::f32, "step")});
+      // Only what the chunk exchanges: no input on the first virtual stage, no output
+      // gradient on the last.
+      const int vs = virtual_stage(c);
+      const std::int64_t in = vs == 0 ? 0 : act_elems_, out = vs == last_vs ? 0 : act_elems_;
+      idx[std::size_t(c)].push_back({buffers_.add(p + "act_in", {in}, DType::f32, "step"),
+                                     buffers_.add(p + "grad_in", {out}, DType::f32, "step"),
+                                     buffers_.add(p + "grad_out", {in}, DType::f32, "step")});
     }
   const auto i_tokens = buffers_.add("tokens", {N}, DType::i32, "step");
   const auto i_targets = buffers_.add("targets", {N}, DType::i32, "step");

@@ -54,8 +54,9 @@ class Transformer {
  public:
   // Plans and allocates every buffer for micro-batches of `batch` sequences of `seq_len`.
   // `tp` is the tensor-parallel group (null when placement.tp_size == 1).
+  // allocate = false plans without allocating (the planner reads the memory tables).
   Transformer(const config::ModelConfig& cfg, int batch, int seq_len, const ChunkPlacement& placement = {},
-              comm::Communicator* tp = nullptr, int slots = 1);
+              comm::Communicator* tp = nullptr, int slots = 1, bool allocate = true);
 
   // Draw every parameter from the counter-based RNG keyed by (seed, name, global index).
   void init_parameters(std::uint64_t seed);

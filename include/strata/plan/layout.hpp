@@ -1,0 +1,53 @@
+// A parallel layout: how a job's GPUs split the model and the batch, and the memory-saving
+// switches. Written and parsed as one token, e.g. "tp8-pp4-dp16-v2-mb1-z1-sp-rfull":
+//
+//   tpN  tensor-parallel size          ppN  pipeline stages          dpN  data-parallel size
+//   vN   virtual stages per rank (interleaved 1F1B; 1 = plain 1F1B)
+//   mbN  micro-batch size (sequences)   zN   ZeRO stage (0: replicated Adam state, 1: sharded over dp)
+//   sp   sequence parallelism on (Korthikanti et al. 2022, sec. 4.2.2)
+//   rnone | rsel | rfull   activation recomputation: none, selective (attention core), full
+//
+// The number of micro-batches per step follows from the global batch: m = B / (mb · dp).
+#pragma once
+#include <string>
+
+#include "strata/config/cluster.hpp"
+#include "strata/plan/flops.hpp"
+
+namespace strata::plan {
+
+struct Layout {
+  int tp = 1;
+  int pp = 1;
+  int dp = 1;
+  int vpp = 1;              // virtual pipeline stages per rank
+  int micro_batch = 1;      // sequences per micro-batch
+  int micro_batches = 1;    // per step per DP rank (m)
+  int zero = 1;             // 0 or 1
+  bool sequence_parallel = false;
+  Recompute recompute = Recompute::none;
+  config::Precision precision = config::Precision::bf16;
+
+  int gpus() const { return tp * pp * dp; }
+  int global_batch() const { return micro_batch * micro_batches * dp; }
+};
+
+// What is trained: the model, its parameter counts (computed once) and the sequence length.
+struct Workload {
+  config::ModelConfig model;
+  ParameterCounts counts;
+  int seq_len = 0;
+
+  static Workload of(const config::ModelConfig& model, int seq_len) {
+    return {model, count_parameters(model), seq_len > 0 ? seq_len : model.max_seq_len};
+  }
+};
+
+// "tp8-pp4-dp16-v2-mb1-z1-sp-rfull" (no "sp" when off).
+std::string to_string(const Layout& layout);
+
+// Parse the form above; missing parts default (dp = gpus / (tp·pp), v1, mb1, z1, no sp, rnone),
+// micro_batches from `global_batch`. Throws naming the bad part and what is allowed.
+Layout parse_layout(const std::string& text, int gpus, int global_batch, config::Precision precision);
+
+}  // namespace strata::plan

@@ -1,0 +1,65 @@
+// Memory per rank for a layout: what the most loaded pipeline stage holds.
+//
+//   weights + gradients + optimizer state      bytes per parameter by precision and ZeRO stage
+//   activations                                 per layer x layers per stage x micro-batches in flight
+//   communication buffers, workspace            pipeline send/recv, sequence-parallel gathers;
+//                                               the runtime's reserve (CUDA context, NCCL, slack)
+//
+// Two activation models:
+//   bf16 (GPU): Korthikanti et al. 2022, sec. 4, eq. 1-2 and table 2, generalised to GQA and
+//               SwiGLU (reduces to 34 s b h + 5 a s^2 b for a GPT layer);
+//   fp32 (CPU): strata's own MemoryPlan for a micro-batch, built the way Transformer builds it
+//               (every buffer 64-byte aligned), so a one-rank prediction is exact.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "strata/config/cluster.hpp"
+#include "strata/plan/layout.hpp"
+
+namespace strata::plan {
+
+struct MemoryBreakdown {
+  int stage = 0;                      // the pipeline stage this describes (the most loaded)
+  double params_on_rank = 0;          // parameter elements this rank holds
+  double weights = 0;                 // bytes
+  double gradients = 0;
+  double optimizer = 0;
+  double activations = 0;             // all in-flight micro-batches
+  double activation_per_layer = 0;    // one layer, one micro-batch, as kept (recomputation applied)
+  double layer_activations_full = 0;  // one layer, one micro-batch, everything its forward writes
+  double in_flight = 0;               // micro-batches whose activations are alive at the peak
+  double comm_buffers = 0;
+  double workspace = 0;               // cluster.reserved_gib and other fixed costs
+  double total() const { return weights + gradients + optimizer + activations + comm_buffers + workspace; }
+};
+
+// The most loaded stage of `layout` (max over stages of total()).
+MemoryBreakdown predict_memory(const Workload& w, const Layout& layout, const config::ClusterConfig& cluster);
+
+// One stage (0 .. pp-1).
+MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& layout, const config::ClusterConfig& cluster,
+                                     int stage);
+
+// Bytes of strata's activation MemoryPlan for one micro-batch of `batch` x `seq_len` on one rank
+// (what Transformer<float>::activation_memory().total_bytes() reports), and of the parameter
+// plan (parameters + gradients) and the AdamW state; built without allocating.
+struct StrataCpuPlan {
+  double activations = 0;
+  double activations_stored = 0;      // lifetime "step": kept from forward to backward
+  double parameters_and_grads = 0;
+  double optimizer = 0;
+  double batch = 0;                   // the trainer's input and target buffers
+};
+StrataCpuPlan strata_cpu_plan(const config::ModelConfig& model, int batch, int seq_len, int tp = 1,
+                              int layers = -1);
+
+// Bytes per parameter (Megatron-LM docs/distrib_optimizer.md, "bytes per parameter" table;
+// Rajbhandari et al. 2020, ZeRO, sec. 3.1 / 5.1): bf16 weights 2, fp32 main grads 4, fp32
+// master weights + Adam m + v 12 (divided by dp under ZeRO-1); fp32: 4 + 4 + 8.
+struct BytesPerParam {
+  double weights, gradients, optimizer;
+};
+BytesPerParam bytes_per_param(config::Precision precision, int zero, int dp);
+
+}  // namespace strata::plan

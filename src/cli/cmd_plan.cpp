@@ -1,0 +1,110 @@
+// strata plan: predict memory, step time and MFU of every layout before launch; pick the best.
+//
+//   strata plan --model llama2_70b --gpu h100 --gpus 512 [--global-batch 1024] [--tokens 2T]
+//               [--explain tp8-pp4-dp16-v1-mb1-z1-sp-rfull] [--json] [--top 10]
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "commands.hpp"
+#include "strata/config/cluster.hpp"
+#include "strata/config/load.hpp"
+#include "strata/core/error.hpp"
+#include "strata/plan/report.hpp"
+
+namespace strata::cli {
+
+namespace {
+struct PlanOptions {
+  std::string model, cluster, explain, job = "configs/demo.yaml", tokens, recompute = "none,full";
+  int gpus = 0, global_batch = 0, seq_len = 0, top = 10;
+  bool json = false;
+};
+
+std::vector<plan::Recompute> parse_recompute(const std::string& list) {
+  std::vector<plan::Recompute> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item == "none") out.push_back(plan::Recompute::none);
+    else if (item == "selective" || item == "sel") out.push_back(plan::Recompute::selective);
+    else if (item == "full") out.push_back(plan::Recompute::full);
+    else throw make_error("--recompute: expected a list of none|selective|full, got '", item, "'");
+  }
+  if (out.empty()) throw make_error("--recompute: empty list");
+  return out;
+}
+
+int run_plan(const PlanOptions& o) {
+  const std::string model_path = config::find_named_config(o.model, "models", "model");
+  const std::string cluster_path = config::find_named_config(o.cluster, "clusters", "cluster");
+  plan::PlanRequest r;
+  const config::ModelConfig model = config::load_model_config(model_path);
+  if (o.seq_len > model.max_seq_len)
+    throw make_error("--seq-len ", o.seq_len, " exceeds the model's max_seq_len ", model.max_seq_len,
+                     " (", model_path, ")");
+  r.workload = plan::Workload::of(model, o.seq_len);
+  r.cluster = config::load_cluster_config(cluster_path);
+  r.gpus = o.gpus;
+  // Default batch: about 4M tokens per step (LLaMA-2, Touvron et al. 2023 sec. 2.2).
+  r.global_batch = o.global_batch > 0 ? o.global_batch : std::max(1, int(std::lround(4194304.0 / r.workload.seq_len)));
+  // Default target: 20 tokens per parameter (Hoffmann et al. 2022).
+  r.tokens = o.tokens.empty() ? 20.0 * double(r.workload.counts.total) : plan::parse_count(o.tokens, "--tokens");
+  r.recompute = parse_recompute(o.recompute);
+
+  if (!o.explain.empty()) {
+    const plan::Layout l = plan::parse_layout(o.explain, r.gpus, r.global_batch, r.cluster.precision);
+    const config::ModelConfig& m = r.workload.model;
+    if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
+      throw make_error("layout '", o.explain, "': tp ", l.tp, " must divide the ", m.num_heads, " heads, the ",
+                       m.kv_heads(), " KV heads and the MLP width ", m.ffn());
+    if (m.num_layers % (l.pp * l.vpp))
+      throw make_error("layout '", o.explain, "': pp x v = ", l.pp * l.vpp, " must divide the ", m.num_layers, " layers");
+    const plan::Candidate c = plan::evaluate(r, l);
+    if (o.json) std::cout << plan::to_json(c).dump(2) << "\n";
+    else std::cout << plan::describe_request(r) << "\n" << plan::explain(r, c);
+    return 0;
+  }
+
+  const plan::PlanResult result = plan::search_layouts(r);
+  const plan::Candidate& best = result.fitting.front();
+  if (o.json) {
+    nlohmann::json j = plan::to_json(r, result, o.top);
+    j["command"] = plan::launch_command(r, best, model_path, o.job);
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << plan::describe_request(r) << "\n"
+            << result.enumerated << " layouts enumerated, " << result.over_memory << " over memory, "
+            << result.fitting.size() << " fit; fastest first:\n\n"
+            << plan::layout_table(result, o.top).render(plan::TableFormat::text) << "\n"
+            << "best: " << plan::to_string(best.layout) << " (strata plan ... --explain " << plan::to_string(best.layout)
+            << " for the breakdown)\n"
+            << plan::launch_command(r, best, model_path, o.job) << "\n";
+  return 0;
+}
+}  // namespace
+
+Action add_plan_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plan", "Predict memory, step time and MFU of every layout; print the best and its "
+                                         "launch command");
+  auto o = std::make_shared<PlanOptions>();
+  cmd->add_option("-m,--model", o->model, "Model file or name in configs/models (llama2_70b)")->required();
+  cmd->add_option("--cluster,--gpu", o->cluster, "Cluster file or name in configs/clusters (h100, a100_sxm_80gb, local)")
+      ->required();
+  cmd->add_option("--gpus", o->gpus, "Number of GPUs (ranks)")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--global-batch", o->global_batch, "Sequences per optimizer step (default: ~4M tokens)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->seq_len, "Sequence length (default: the model's max_seq_len)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--tokens", o->tokens, "Token target of the run, e.g. 2T (default: 20 x parameters)");
+  cmd->add_option("--recompute", o->recompute, "Recomputation choices to search: none,selective,full")
+      ->capture_default_str();
+  cmd->add_option("--top", o->top, "Rows to print (0: all)")->capture_default_str();
+  cmd->add_option("--explain", o->explain, "Memory and time breakdown of one layout, e.g. tp8-pp4-dp16-mb1-z1-sp-rfull");
+  cmd->add_option("--job", o->job, "Job config the printed train command starts from")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Machine-readable output");
+  return [o] { return run_plan(*o); };
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,184 @@
+// Memory per rank; see memory.hpp for the model and its sources.
+#include "strata/plan/memory.hpp"
+
+#include "strata/model/transformer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "strata/core/memory_plan.hpp"
+
+namespace strata::plan {
+
+using config::MlpKind;
+using config::Precision;
+
+namespace {
+
+constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// Parameters of one transformer block held by one TP rank (Megatron, Shoeybi et al. 2019,
+// sec. 3): Q/K/V and the MLP's first matrices are split by output rows (column-parallel), the
+// attention output and the MLP's last matrix by input columns (row-parallel); norms and the
+// row-parallel layers' biases are replicated. Mirrors make_parameter_table's block.
+double layer_params_per_rank(const config::ModelConfig& m, int tp) {
+  const std::int64_t C = m.d_model, F = m.ffn(), HS = m.head_size();
+  const std::int64_t Q = std::int64_t(m.num_heads) * HS, KV = std::int64_t(m.kv_heads()) * HS;
+  const bool ln = m.norm == config::NormKind::layernorm;
+  const std::int64_t norm = 2 * (C + (ln && m.bias ? C : 0));  // attn_norm, mlp_norm
+  const int mats = m.mlp == MlpKind::swiglu ? 2 : 1;           // column-parallel MLP matrices
+  std::int64_t sharded = (Q + 2 * KV) * C + C * Q + mats * F * C + C * F;
+  std::int64_t replicated = norm;
+  if (m.bias) {
+    sharded += Q + 2 * KV + mats * F;  // column-parallel biases are split with their rows
+    replicated += 2 * C;               // wo and proj/down biases are added after the reduction
+  }
+  return double(ceil_div(sharded, tp) + replicated);
+}
+
+// Korthikanti et al. 2022, sec. 4.1, eq. 1 (bf16 activations, bytes, one layer, one micro-batch
+// of b sequences of s tokens), written term by term so GQA (K, V of width h_kv) and SwiGLU (three
+// F-wide tensors) fit:
+//   kept whole under TP without sequence parallelism, 10 s b h: the two norm inputs (2 x 2sbh),
+//     the QKV input (2sbh), the MLP input (2sbh), two dropout masks (2 x sbh);
+//   split by TP, 24 s b h + 5 a s^2 b for GPT: Q (2sbh), K and V (2 x 2sbh_kv), the output
+//     projection's input (2sbh), softmax output + its dropout mask + dropout output (5 a s^2 b),
+//     the MLP's hidden tensors (GELU: 2 x 2sbF; SwiGLU: 3 x 2sbF).
+// Sequence parallelism (sec. 4.2.2) splits the first part too: total / t (eq. 2's 34/t).
+// Selective recomputation (sec. 5) drops the 5 a s^2 b term. strata has no dropout, so these
+// figures overstate it by 2sbh + a s^2 b per layer; kept as published (conservative).
+double layer_activation_bytes(const config::ModelConfig& m, double s, double b, int tp, bool sp, bool selective) {
+  const double h = m.d_model, a = m.num_heads, F = m.ffn();
+  const double hkv = double(m.kv_heads()) * m.head_size();
+  const double replicated = 10.0 * s * b * h;
+  const double core = selective ? 0.0 : 5.0 * a * s * s * b;
+  const double mlp = (m.mlp == MlpKind::swiglu ? 3.0 : 2.0) * 2.0 * s * b * F;
+  const double split = 2.0 * s * b * h + 4.0 * s * b * hkv + 2.0 * s * b * h + core + mlp;
+  return sp ? (replicated + split) / tp : replicated + split / tp;
+}
+
+// Micro-batches whose activations a stage holds at its peak under 1F1B: stage s has pp - s in
+// flight (Narayanan et al. 2021, sec. 2.2.1); with v virtual stages the first stage holds
+// L (1 + (p-1)/(p v)) layers' worth (Korthikanti et al. 2022, sec. 4.2.3), i.e. p + (p-1)/v
+// micro-batches of its L/p layers. Never more than the step has.
+double in_flight(const Layout& l, int stage) {
+  double n = double(l.pp - stage);
+  if (l.vpp > 1) n += double(l.pp - 1) / l.vpp;
+  return std::min(n, double(l.micro_batches));
+}
+
+}  // namespace
+
+BytesPerParam bytes_per_param(Precision precision, int zero, int dp) {
+  const double shard = zero >= 1 ? double(dp) : 1.0;
+  if (precision == Precision::bf16) return {2.0, 4.0, 12.0 / shard};
+  return {4.0, 4.0, 8.0 / shard};  // strata on CPU: fp32 weights and grads, Adam m and v
+}
+
+StrataCpuPlan strata_cpu_plan(const config::ModelConfig& cfg, int batch, int seq_len, int tp, int layers) {
+  // strata's own plan: a Transformer<float> built without allocating, so the prediction is the
+  // model's memory table itself; AdamW's state and the trainer's token buffers beside it.
+  model::ChunkPlacement place;
+  place.tp_size = tp;
+  place.num_layers = layers >= 0 ? layers : cfg.num_layers;
+  const model::Transformer<float> dry(cfg, batch, seq_len, place, nullptr, 1, /*allocate=*/false);
+  double stored = 0;
+  for (const auto& e : dry.activation_memory().entries())
+    if (e.lifetime == "step") stored += double((e.nbytes + 63) / 64 * 64);
+  MemoryPlan adam("optimizer"), io("batch");
+  adam.add("adam.m", {dry.table().numel()}, DType::f32, "persistent");
+  adam.add("adam.v", {dry.table().numel()}, DType::f32, "persistent");
+  io.add("tokens", {std::int64_t(batch) * seq_len}, DType::i32, "step");
+  io.add("targets", {std::int64_t(batch) * seq_len}, DType::i32, "step");
+  return {double(dry.activation_memory().total_bytes()), stored, double(dry.parameter_memory().total_bytes()),
+          double(adam.total_bytes()), double(io.total_bytes())};
+}
+
+MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
+                                     int stage) {
+  const config::ModelConfig& m = w.model;
+  const int layers = m.num_layers / l.pp;
+  const bool first = stage == 0, last = stage == l.pp - 1;
+  const double C = m.d_model, V = double(ceil_div(m.vocab_size, l.tp));
+  const double s = w.seq_len, b = l.micro_batch;
+
+  // Parameters on this rank: its layers, plus the vocab-parallel embedding on the first stage
+  // and the output layer on the last (a tied output layer is a second copy of the embedding
+  // when they sit on different stages, as in Megatron-LM).
+  double P = layer_params_per_rank(m, l.tp) * layers;
+  if (first) {
+    P += V * C;
+    if (m.positions == config::PositionKind::learned) P += double(m.max_seq_len) * C;
+  }
+  if (last) {
+    P += double(w.counts.final_norm);
+    if (!m.tied_embeddings || l.pp > 1) P += V * C;
+  }
+
+  MemoryBreakdown mb;
+  mb.stage = stage;
+  mb.params_on_rank = P;
+  mb.in_flight = in_flight(l, stage);
+  const BytesPerParam bpp = bytes_per_param(l.precision, l.zero, l.dp);
+  mb.workspace = cluster.reserved_gib * GiB;
+
+  if (l.precision == Precision::fp32) {
+    // strata's own plan (CPU): the stored activations of every in-flight micro-batch plus one
+    // backward work space. One rank, pp = tp = 1: exactly the trainer's planned total.
+    config::ModelConfig shard = m;
+    shard.recompute = l.recompute == Recompute::full ? config::RecomputeKind::full : config::RecomputeKind::none;
+    const StrataCpuPlan plan = strata_cpu_plan(shard, l.micro_batch, w.seq_len, l.tp, layers);
+    const bool one_rank_model = l.tp == 1 && l.pp == 1;  // then the plan's aligned sizes are exact
+    mb.weights = mb.gradients = one_rank_model ? plan.parameters_and_grads / 2 : bpp.weights * P;
+    mb.optimizer = one_rank_model ? plan.optimizer * bpp.optimizer / 8.0 : bpp.optimizer * P;
+    mb.activations = plan.activations + (mb.in_flight - 1.0) * plan.activations_stored;
+    mb.activation_per_layer = plan.activations_stored / std::max(1, layers);
+    config::ModelConfig kept_all = shard;
+    kept_all.recompute = config::RecomputeKind::none;
+    mb.layer_activations_full = strata_cpu_plan(kept_all, l.micro_batch, w.seq_len, l.tp, 1).activations_stored -
+                                strata_cpu_plan(kept_all, l.micro_batch, w.seq_len, l.tp, 0).activations_stored;
+    mb.workspace += plan.batch;
+    return mb;
+  }
+
+  mb.weights = bpp.weights * P;
+  mb.gradients = bpp.gradients * P;
+  mb.optimizer = bpp.optimizer * P;
+
+  const bool sp = l.sequence_parallel && l.tp > 1;
+  const double full_layer = layer_activation_bytes(m, s, b, l.tp, sp, l.recompute == Recompute::selective);
+  // Full recomputation keeps each layer's input only, 2 s b h (/t under SP; Korthikanti sec. 5),
+  // and rebuilds one layer at a time in the backward: one layer's activations of working space.
+  const double kept = l.recompute == Recompute::full ? 2.0 * s * b * C / (sp ? l.tp : 1) : full_layer;
+  mb.activation_per_layer = kept;
+  mb.layer_activations_full = layer_activation_bytes(m, s, b, l.tp, sp, false);
+  double act = kept * layers * mb.in_flight;
+  if (l.recompute == Recompute::full)
+    act += layer_activation_bytes(m, s, b, l.tp, sp, false);
+  // Outside the layers (Korthikanti sec. 4.3): the embedding's dropout mask on the first stage
+  // (s b h per micro-batch in flight); the final norm's input and output (4 s b h) and the fp32
+  // logits of the cross-entropy (4 s b V / t) on the last.
+  if (first) act += s * b * C / (sp ? l.tp : 1) * mb.in_flight;
+  if (last) act += 4.0 * s * b * C / (sp ? l.tp : 1) + 4.0 * s * b * V;
+  mb.activations = act;
+
+  // Communication buffers: pipeline send and receive of one activation and one gradient
+  // (2 s b h bytes each, split over TP by Megatron's scatter/gather, Narayanan et al. 2021
+  // sec. 4.1); the full-sequence output of a sequence-parallel all-gather.
+  if (l.pp > 1) mb.comm_buffers += 4.0 * 2.0 * s * b * C / l.tp;
+  if (sp) mb.comm_buffers += 2.0 * s * b * C;
+  return mb;
+}
+
+MemoryBreakdown predict_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster) {
+  MemoryBreakdown worst = predict_stage_memory(w, l, cluster, 0);
+  if (l.pp > 1) {
+    const MemoryBreakdown tail = predict_stage_memory(w, l, cluster, l.pp - 1);
+    if (tail.total() > worst.total()) worst = tail;
+  }
+  return worst;
+}
+
+}  // namespace strata::plan

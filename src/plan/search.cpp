@@ -1,0 +1,144 @@
+// Layout enumeration, ranking, and the messages for requests no layout satisfies.
+#include "strata/plan/search.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "strata/core/error.hpp"
+#include "strata/core/memory_plan.hpp"
+
+namespace strata::plan {
+
+namespace {
+constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
+
+std::vector<int> divisors(int n) {
+  std::vector<int> d;
+  for (int i = 1; i <= n; ++i)
+    if (n % i == 0) d.push_back(i);
+  return d;
+}
+
+bool tp_fits_model(const config::ModelConfig& m, int tp) {
+  return m.num_heads % tp == 0 && m.kv_heads() % tp == 0 && m.ffn() % tp == 0;
+}
+
+double usable(const config::ClusterConfig& c) { return c.memory_gib * GiB; }
+}  // namespace
+
+Candidate evaluate(const PlanRequest& r, const Layout& layout) {
+  Candidate c;
+  c.layout = layout;
+  c.memory = predict_memory(r.workload, layout, r.cluster);
+  c.time = predict_step_time(r.workload, layout, r.cluster, c.memory);
+  c.run = run_time(r.tokens, c.time.tokens_per_s, layout.gpus(), r.cluster);
+  c.fits = c.memory.total() <= usable(r.cluster);
+  return c;
+}
+
+std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
+  const config::ModelConfig& m = r.workload.model;
+  std::vector<Layout> out;
+  for (int tp : divisors(std::gcd(r.gpus, r.cluster.gpus_per_node))) {
+    if (!tp_fits_model(m, tp)) continue;
+    for (int pp : divisors(m.num_layers)) {
+      if (r.gpus % (tp * pp) != 0) continue;
+      const int dp = r.gpus / (tp * pp);
+      for (int mb : r.micro_batch_sizes) {
+        if (r.global_batch % (mb * dp) != 0) continue;
+        const int micro_batches = r.global_batch / (mb * dp);
+        for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); v *= 2) {
+          if (v > 1 && (m.num_layers % (pp * v) != 0 || micro_batches % pp != 0)) continue;
+          for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
+            for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
+              for (Recompute rc : r.recompute) {
+                Layout l;
+                l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
+                l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
+                l.recompute = rc, l.precision = r.cluster.precision;
+                out.push_back(l);
+              }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+int min_gpus_to_fit(const PlanRequest& r, Layout* found) {
+  const config::ModelConfig& m = r.workload.model;
+  std::vector<int> counts;
+  for (int g = 1; g < r.cluster.gpus_per_node; g *= 2) counts.push_back(g);
+  for (int nodes = 1; nodes * r.cluster.gpus_per_node <= 65536; ++nodes) counts.push_back(nodes * r.cluster.gpus_per_node);
+  for (int g : counts) {
+    for (int tp : divisors(std::gcd(g, r.cluster.gpus_per_node))) {
+      if (!tp_fits_model(m, tp)) continue;
+      for (int pp : divisors(m.num_layers)) {
+        if (g % (tp * pp) != 0) continue;
+        Layout l;
+        l.tp = tp, l.pp = pp, l.dp = g / (tp * pp), l.micro_batch = 1, l.micro_batches = pp;
+        l.zero = l.dp > 1 ? 1 : 0, l.sequence_parallel = tp > 1, l.recompute = Recompute::full;
+        l.precision = r.cluster.precision;
+        if (predict_memory(r.workload, l, r.cluster).total() <= usable(r.cluster)) {
+          if (found) *found = l;
+          return g;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+PlanResult search_layouts(const PlanRequest& r) {
+  const config::ModelConfig& m = r.workload.model;
+  if (r.gpus <= 0) throw make_error("--gpus must be > 0, got ", r.gpus);
+  if (r.global_batch <= 0) throw make_error("--global-batch must be > 0, got ", r.global_batch);
+  PlanResult result;
+  result.usable_bytes = usable(r.cluster);
+  const std::vector<Layout> layouts = enumerate_layouts(r);
+  result.enumerated = int(layouts.size());
+  if (layouts.empty())
+    throw make_error("no layout of ", r.gpus, " GPUs splits a global batch of ", r.global_batch, " sequences for ",
+                     m.name, ": tp x pp x dp must equal the GPU count (tp dividing ", r.cluster.gpus_per_node,
+                     " GPUs per node and the ", m.num_heads, " heads, pp dividing the ", m.num_layers,
+                     " layers) and the global batch must be a multiple of micro-batch x dp; use a global batch "
+                     "that is a multiple of ", r.gpus, ", or a GPU count that divides it");
+  Candidate smallest;
+  double smallest_bytes = INFINITY;
+  for (const Layout& l : layouts) {
+    Candidate c = evaluate(r, l);
+    if (c.fits) {
+      result.fitting.push_back(std::move(c));
+    } else {
+      ++result.over_memory;
+      if (c.memory.total() < smallest_bytes) smallest_bytes = c.memory.total(), smallest = c;
+    }
+  }
+  if (result.fitting.empty()) {
+    Layout need_layout;
+    const int need = min_gpus_to_fit(r, &need_layout);
+    const std::string gpu = r.cluster.gpu;
+    if (need == 0)
+      throw make_error(m.name, " does not fit on any number of ", gpu, " (", r.cluster.memory_gib,
+                       " GiB each) up to 65536: even the smallest layout needs more memory per GPU; use an "
+                       "accelerator with more memory");
+    if (need <= r.gpus)
+      throw make_error(m.name, " fits on ", need, " ", gpu, " (", to_string(need_layout), ") but no layout of ", r.gpus,
+                       " GPUs with a global batch of ", r.global_batch, " does (smallest: ", to_string(smallest.layout),
+                       " needs ", format_bytes(smallest_bytes), " of ", format_bytes(result.usable_bytes),
+                       "); change --global-batch so that more layouts are valid (a multiple of ", r.gpus, ")");
+    throw make_error("needs at least ", need, " ", gpu, " for ", m.name, " at ZeRO-1 with full recomputation",
+                     need_layout.tp > 1 ? " and sequence parallelism" : "", " (", to_string(need_layout), "); got ",
+                     r.gpus, ": the leanest layout of ", r.gpus, " needs ", format_bytes(smallest_bytes), " per GPU of ",
+                     format_bytes(result.usable_bytes), "; raise --gpus to ", need,
+                     " or more, or use a GPU with more memory");
+  }
+  std::ranges::sort(result.fitting, [](const Candidate& a, const Candidate& b) {
+    if (a.time.total != b.time.total) return a.time.total < b.time.total;
+    return a.memory.total() < b.memory.total();
+  });
+  return result;
+}
+
+}  // namespace strata::plan

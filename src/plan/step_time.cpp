@@ -1,0 +1,131 @@
+// Time per step; see step_time.hpp for the model and its sources.
+#include "strata/plan/step_time.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace strata::plan {
+
+using config::Precision;
+
+double ring_reduce_scatter_s(double bytes, int n, double gb_per_s, double alpha_us) {
+  if (n <= 1) return 0.0;
+  return (n - 1) * alpha_us * 1e-6 + double(n - 1) / n * bytes / (gb_per_s * 1e9);
+}
+
+double ring_all_reduce_s(double bytes, int n, double gb_per_s, double alpha_us) {
+  return 2.0 * ring_reduce_scatter_s(bytes, n, gb_per_s, alpha_us);  // reduce-scatter + all-gather
+}
+
+StepTime predict_step_time(const Workload& w, const Layout& l, const config::ClusterConfig& c,
+                           const MemoryBreakdown& memory) {
+  const config::ModelConfig& m = w.model;
+  const double s = w.seq_len, b = l.micro_batch, C = m.d_model, F = m.ffn();
+  const double HS = m.head_size(), Q = m.num_heads * HS, KV = m.kv_heads() * HS;
+  const double V = m.vocab_size;
+  const int layers = m.num_layers / l.pp;
+  const double elt = l.precision == Precision::bf16 ? 2.0 : 4.0;
+  const bool full = l.recompute == Recompute::full, selective = l.recompute == Recompute::selective;
+
+  // FLOPs of one micro-batch on the busiest stage (the last: it adds the output layer). Per token
+  // and layer, forward: 2 x the layer's matmul parameters + 4 T C for the attention products;
+  // training = 3 forwards (backward is twice the forward), plus the recomputed part.
+  const double layer_matmul = (Q + 2 * KV) * C + C * Q + (m.mlp == config::MlpKind::swiglu ? 3 : 2) * F * C;
+  const double layer_fwd = 2.0 * layer_matmul + 4.0 * s * C;
+  const double layer_train = 3.0 * layer_fwd + (full ? layer_fwd : selective ? 4.0 * s * C : 0.0);
+  const double head_train = 3.0 * 2.0 * V * C;  // logits = x W^T, forward and backward
+  const double stage_flops = b * s * (layers * layer_train + head_train) / l.tp;
+  double rate = c.peak_tflops() * 1e12 * c.sustained_fraction;
+  if (c.small_gemm_width > 0) {  // narrow per-rank GEMMs (C / t) run below the calibrated rate
+    const double width = C / l.tp;
+    rate *= width / (width + c.small_gemm_width);
+  }
+
+  // Element-wise work (norms, softmax, activations, residual adds) is bound by memory bandwidth,
+  // not FLOPs: each layer's activations are written in the forward, read in the backward and
+  // their gradients written (3 passes; 4 when the forward is recomputed).
+  const double passes = full ? 4.0 : 3.0;
+  const double elementwise = layers * passes * memory.layer_activations_full / (c.memory_bandwidth_gb_per_s * 1e9);
+
+  StepTime t;
+  t.micro_batch = stage_flops / rate + elementwise;
+  t.compute = l.micro_batches * t.micro_batch;
+
+  // Tensor parallelism (Shoeybi et al. 2019, sec. 3; Korthikanti et al. 2022, sec. 4.2.2): two
+  // all-reduces of s b h per layer in the forward and two in the backward (with sequence
+  // parallelism an all-gather + reduce-scatter pair of the same cost each), two more when the
+  // forward is recomputed. Inside a node when t <= GPUs per node.
+  double tp_per_mb = 0;
+  if (l.tp > 1) {
+    const bool intra = l.tp <= c.gpus_per_node;
+    const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
+    const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
+    const int per_layer = full ? 6 : 4;
+    tp_per_mb = layers * per_layer * ring_all_reduce_s(s * b * C * elt, l.tp, gbs, alpha);
+  }
+  t.tp_comm = l.micro_batches * tp_per_mb;
+
+  // Pipeline: the fill and drain bubble is (p-1)/v micro-batch times (Narayanan et al. 2021,
+  // sec. 2.2.1-2.2.2: bubble fraction (p-1)/(v m)); one activation forward and one gradient
+  // backward per micro-batch and virtual stage cross each stage boundary. Rank order is TP, then
+  // DP, then PP (DESIGN.md), so neighbouring stages are t·d ranks apart: another node once
+  // t·d >= GPUs per node.
+  if (l.pp > 1) {
+    t.bubble = double(l.pp - 1) / l.vpp * (t.micro_batch + tp_per_mb);
+    const bool intra = l.tp * l.dp < c.gpus_per_node;
+    const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
+    const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
+    const double bytes = s * b * C * elt / l.tp;  // scatter/gather over TP (Narayanan sec. 4.1)
+    t.pp_comm = 2.0 * l.micro_batches * l.vpp * (alpha * 1e-6 + bytes / (gbs * 1e9));
+  }
+
+  // Data parallelism: fp32 gradients reduce-scattered and parameters all-gathered (ZeRO-1,
+  // Rajbhandari et al. 2020 sec. 5.1), or one all-reduce. The gradient collective overlaps the
+  // last micro-batch's backward and the gather the first micro-batch's forward (Megatron-LM's
+  // --overlap-grad-reduce / --overlap-param-gather); only the rest is exposed.
+  const double P = memory.params_on_rank;
+  if (l.dp > 1) {
+    const bool intra = l.tp * l.dp <= c.gpus_per_node;
+    const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
+    const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
+    const double bwd_share = full ? 0.75 : selective ? 0.70 : 2.0 / 3.0;
+    const double window_b = c.overlap_efficiency * bwd_share * t.micro_batch;
+    const double window_f = c.overlap_efficiency * (1.0 - bwd_share) * t.micro_batch;
+    if (l.zero >= 1) {
+      const double rs = ring_reduce_scatter_s(4.0 * P, l.dp, gbs, alpha);
+      const double ag = ring_reduce_scatter_s(elt * P, l.dp, gbs, alpha);
+      t.dp_comm = rs + ag;
+      t.dp_exposed = std::max(0.0, rs - window_b) + std::max(0.0, ag - window_f);
+    } else {
+      t.dp_comm = ring_all_reduce_s(4.0 * P, l.dp, gbs, alpha);
+      t.dp_exposed = std::max(0.0, t.dp_comm - window_b);
+    }
+  }
+
+  // The optimizer step is bound by memory bandwidth: AdamW reads gradient, weight, m and v and
+  // writes weight, m and v (bf16: fp32 master + a bf16 copy), on this rank's shard; the gradient
+  // norm reads and the zeroing writes the whole local gradient buffer.
+  const double shard = l.zero >= 1 ? P / l.dp : P;
+  const double adam_bytes = (l.precision == Precision::bf16 ? 30.0 : 28.0) * shard + 8.0 * P;
+  t.optimizer = adam_bytes / (c.memory_bandwidth_gb_per_s * 1e9);
+
+  t.total = t.compute + t.tp_comm + t.bubble + t.pp_comm + t.dp_exposed + t.optimizer;
+  const FlopsPerToken fpt = flops_per_token(m, w.counts, w.seq_len, l.recompute);
+  t.tokens_per_s = double(l.global_batch()) * s / t.total;
+  t.model_tflops_per_gpu = t.tokens_per_s * fpt.model / l.gpus() / 1e12;
+  t.hardware_tflops_per_gpu = t.tokens_per_s * fpt.hardware / l.gpus() / 1e12;
+  t.mfu = t.model_tflops_per_gpu / c.peak_tflops();
+  return t;
+}
+
+RunTime run_time(double tokens, double tokens_per_s, int gpus, const config::ClusterConfig& cluster) {
+  RunTime r;
+  r.seconds = tokens / tokens_per_s;
+  r.days = r.seconds / 86400.0;
+  r.gpu_hours = r.seconds * gpus / 3600.0;
+  r.cost = r.gpu_hours * cluster.price_per_gpu_hour;
+  r.energy_mwh = r.gpu_hours * cluster.power_watts / 1e6;
+  return r;
+}
+
+}  // namespace strata::plan

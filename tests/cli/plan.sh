@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `strata plan` and `strata budget`: the tables print, --json parses, and bad input gives one
+# clear line naming what to change and a non-zero exit.
+# usage: plan.sh STRATA_BINARY SOURCE_DIR
+set -uo pipefail
+strata="$1"; src="$2"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cd "$src"
+failures=0
+
+expect_ok() {  # name, expected substring, args...
+  local name="$1" want="$2"; shift 2
+  local out rc
+  out=$(timeout 60 "$strata" "$@" 2>&1); rc=$?
+  if [ $rc -ne 0 ] || ! grep -qF -- "$want" <<<"$out"; then
+    echo "FAIL $name: rc $rc, want '$want' in: $out"; failures=$((failures + 1))
+  else
+    echo "ok   $name"
+  fi
+}
+
+expect_error() {  # name, expected substring, args...
+  local name="$1" want="$2"; shift 2
+  local out rc
+  out=$(timeout 60 "$strata" "$@" 2>&1 >/dev/null); rc=$?
+  local lines; lines=$(printf '%s\n' "$out" | grep -c .)
+  if [ $rc -eq 0 ] || [ $rc -ge 124 ]; then
+    echo "FAIL $name: exit code $rc (want 1..123)"; failures=$((failures + 1))
+  elif ! grep -qF -- "$want" <<<"$out"; then
+    echo "FAIL $name: message lacks '$want': $out"; failures=$((failures + 1))
+  elif [ "$lines" -ne 1 ]; then
+    echo "FAIL $name: $lines lines of error, want one: $out"; failures=$((failures + 1))
+  else
+    echo "ok   $name: $out"
+  fi
+}
+
+expect_ok plan-table "best: tp8" plan --model llama2_70b --gpu h100 --gpus 512
+expect_ok plan-sbatch "sbatch --nodes=64" plan --model llama2_70b --gpu h100 --gpus 512
+expect_ok plan-explain "activations" plan --model llama2_70b --gpu h100 --gpus 512 --explain tp8-pp4-mb1-z1-sp-rfull
+expect_ok plan-local "tp1-pp1-dp1" plan --model gpt2_124m --gpu local --gpus 1 --global-batch 4 --seq-len 256
+out=$("$strata" plan --model llama2_7b --gpu a100_sxm_80gb --gpus 64 --json)
+if ! python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["layouts"] and j["command"].startswith("sbatch")' <<<"$out"; then
+  echo "FAIL plan-json"; failures=$((failures + 1)); else echo "ok   plan-json"; fi
+expect_ok budget-seed "GPT-4 (speculative)" budget --table seed
+expect_ok budget-chinchilla "216T" budget --table chinchilla
+expect_ok budget-csv "params,FLOPs,tokens" budget --table chinchilla --csv
+expect_ok budget-markdown "| model" budget --table seed --markdown
+expect_ok budget-run "GPU-hours" budget --params 70B --tokens 2T --gpu a100_sxm_80gb --gpus 2048 --mfu 0.43
+expect_ok budget-flops "compute-optimal" budget --flops 1e24 --gpu h100 --gpus 1024
+
+expect_error unknown-cluster "unknown cluster 'h200x'" plan --model llama2_70b --gpu h200x --gpus 64
+expect_error unknown-model "unknown model 'llama9'" plan --model llama9 --gpu h100 --gpus 64
+expect_error too-few-gpus "needs at least 16 H100 SXM 80GB for llama2_70b at ZeRO-1" plan --model llama2_70b --gpu h100 --gpus 8
+expect_error batch-not-splittable "multiple of 512" plan --model llama2_7b --gpu h100 --gpus 512 --global-batch 3
+expect_error bad-layout "unknown part" plan --model llama2_70b --gpu h100 --gpus 512 --explain tp8-qq4
+expect_error budget-too-small "too small for any model" budget --flops 1e12 --gpu h100
+expect_error budget-bad-number "--params" budget --params seventy --tokens 2T --gpu h100
+expect_error budget-nothing "give --params" budget --gpu h100
+expect_error budget-bad-table "seed or chinchilla" budget --table gpt5
+
+if [ $failures -ne 0 ]; then echo "$failures case(s) failed"; exit 1; fi
+echo "plan and budget commands ok"

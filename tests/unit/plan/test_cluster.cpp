@@ -1,0 +1,83 @@
+// Cluster files: every shipped file loads; errors name the file, line, key and the fix.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "plan_test_util.hpp"
+
+namespace strata::config {
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+std::string load_error(const std::string& text) {
+  const std::string path = write_temp("strata_cluster_test.yaml", text);
+  try {
+    load_cluster_config(path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(PlanCluster, ShippedClusterFilesLoad) {
+  for (const char* name : {"h100_sxm_80gb", "a100_sxm_80gb", "a100_sxm_40gb", "cpu_node", "local"}) {
+    const ClusterConfig c = plan::test::cluster(name);
+    EXPECT_EQ(c.name, name);
+    EXPECT_GT(c.peak_tflops(), 0) << name;
+  }
+  const ClusterConfig h100 = plan::test::cluster("h100_sxm_80gb");
+  EXPECT_EQ(h100.gpus_per_node, 8);
+  EXPECT_DOUBLE_EQ(h100.peak_tflops_bf16, 989);
+  EXPECT_EQ(plan::test::cluster("local").precision, Precision::fp32);
+}
+
+TEST(PlanCluster, UnknownKeySuggestsTheNearestWithFileAndLine) {
+  const std::string msg = load_error("name: x\npeak_tflops_bf6: 10\n");
+  EXPECT_NE(msg.find("strata_cluster_test.yaml:2:1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cluster.peak_tflops_bf6: unknown key"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'peak_tflops_bf16'"), std::string::npos) << msg;
+}
+
+TEST(PlanCluster, BadValuesAreNamed) {
+  EXPECT_NE(load_error("peak_tflops_bf16: fast\n").find("expected a number >= 0, got 'fast'"), std::string::npos);
+  EXPECT_NE(load_error("peak_tflops_bf16: 100\nprecision: fp16\n").find("expected one of bf16|fp32"),
+            std::string::npos);
+  EXPECT_NE(load_error("peak_tflops_bf16: 100\nsustained_fraction: 1.5\n").find("must be in (0, 1]"),
+            std::string::npos);
+  EXPECT_NE(load_error("precision: bf16\n").find("cluster.peak_tflops_bf16 must be > 0"), std::string::npos);
+  EXPECT_NE(load_error("- a\n- b\n").find("expected a mapping of cluster settings"), std::string::npos);
+}
+
+TEST(PlanCluster, NamedConfigsResolveByNameOrPrefix) {
+  EXPECT_TRUE(find_named_config("h100", "clusters", "cluster").ends_with("h100_sxm_80gb.yaml"));
+  EXPECT_TRUE(find_named_config("llama2_70b", "models", "model").ends_with("llama2_70b.yaml"));
+  try {
+    find_named_config("h200", "clusters", "cluster");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("unknown cluster 'h200'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("known: a100_sxm_40gb, a100_sxm_80gb"), std::string::npos) << msg;
+  }
+  try {
+    find_named_config("a100", "clusters", "cluster");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ambiguous cluster 'a100'"), std::string::npos) << e.what();
+  }
+  try {
+    find_named_config("configs/models/nope.yaml", "models", "model");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown model 'configs/models/nope.yaml'"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace strata::config

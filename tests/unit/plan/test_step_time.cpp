@@ -1,0 +1,98 @@
+// The time model: ring collective costs, the pipeline bubble, overlap of data-parallel traffic,
+// and the throughput figures derived from a step time.
+#include <gtest/gtest.h>
+
+#include "plan_test_util.hpp"
+#include "strata/plan/step_time.hpp"
+
+namespace strata::plan {
+namespace {
+
+// Ring reduce-scatter over n ranks: (n-1) steps of alpha plus (n-1)/n of the data over the link.
+TEST(PlanStepTime, RingCollectivesFollowTheAlphaBetaModel) {
+  // 1 GB over 4 ranks at 100 GB/s with 10 us latency: 3 x 10 us + 0.75 x 10 ms.
+  EXPECT_DOUBLE_EQ(ring_reduce_scatter_s(1e9, 4, 100, 10), 3 * 10e-6 + 0.75 * 1e9 / 100e9);
+  EXPECT_DOUBLE_EQ(ring_all_reduce_s(1e9, 4, 100, 10), 2 * ring_reduce_scatter_s(1e9, 4, 100, 10));
+  EXPECT_EQ(ring_all_reduce_s(1e9, 1, 100, 10), 0.0);
+}
+
+config::ClusterConfig ideal_links() {
+  config::ClusterConfig c = test::cluster("a100_sxm_80gb");
+  c.small_gemm_width = 0;
+  return c;
+}
+
+// With no tensor parallelism the bubble is exactly (p-1)/(v m) of the ideal compute time
+// (Narayanan et al. 2021, sec. 2.2).
+TEST(PlanStepTime, PipelineBubbleIsPMinusOneOverVM) {
+  const Workload w = Workload::of(test::gpt(48, 8192, 64), 2048);
+  const config::ClusterConfig c = ideal_links();
+  for (int v : {1, 2, 4})
+    for (int m : {8, 16, 64}) {
+      Layout l;
+      l.tp = 1, l.pp = 4, l.dp = 1, l.vpp = v, l.micro_batches = m;
+      const StepTime t = predict_step_time(w, l, c, predict_memory(w, l, c));
+      EXPECT_NEAR(t.bubble / t.compute, 3.0 / (v * m), 1e-12) << "v " << v << " m " << m;
+    }
+}
+
+// Compute time = FLOPs / (peak x sustained fraction) + 3 passes over every layer's activations at
+// memory bandwidth; one GPU, no communication.
+TEST(PlanStepTime, SingleGpuStepIsComputePlusOptimizer) {
+  const config::ModelConfig m = test::model("gpt2_124m");
+  const Workload w = Workload::of(m, 1024);
+  const config::ClusterConfig c = ideal_links();
+  Layout l;
+  l.micro_batch = 8, l.micro_batches = 4, l.zero = 0;
+  const MemoryBreakdown mem = predict_memory(w, l, c);
+  const StepTime t = predict_step_time(w, l, c, mem);
+  const double tokens = 8.0 * 4 * 1024;
+  const double flops = flops_per_token(m, w.counts, 1024, Recompute::none).hardware * tokens;
+  const double elementwise = 4 * 12 * 3 * mem.layer_activations_full / (c.memory_bandwidth_gb_per_s * 1e9);
+  EXPECT_NEAR(t.compute, flops / (c.peak_tflops_bf16 * 1e12 * c.sustained_fraction) + elementwise, 1e-9);
+  EXPECT_EQ(t.tp_comm + t.pp_comm + t.bubble + t.dp_comm, 0.0);
+  EXPECT_NEAR(t.total, t.compute + t.optimizer, 1e-12);
+  EXPECT_NEAR(t.mfu, tokens / t.total * flops_per_token(m, w.counts, 1024, Recompute::none).model /
+                         (c.peak_tflops_bf16 * 1e12), 1e-9);
+}
+
+// Data-parallel traffic hides behind the last micro-batch's backward when that is long enough,
+// and shows when it is not (tiny micro-batch, slow network).
+TEST(PlanStepTime, DataParallelTrafficOverlapsOnlyWhatTheWindowAllows) {
+  const Workload w = Workload::of(test::model("llama2_7b"), 4096);
+  config::ClusterConfig c = ideal_links();
+  Layout l;
+  l.tp = 8, l.pp = 1, l.dp = 16, l.micro_batch = 4, l.micro_batches = 4, l.zero = 1;
+  const StepTime fast = predict_step_time(w, l, c, predict_memory(w, l, c));
+  EXPECT_GT(fast.dp_comm, 0.0);
+  EXPECT_LE(fast.dp_exposed, fast.dp_comm);
+  c.inter_node_gb_per_s = 0.5;  // a slow network: most of it is exposed
+  const StepTime slow = predict_step_time(w, l, c, predict_memory(w, l, c));
+  EXPECT_GT(slow.dp_exposed, 0.5 * slow.dp_comm);
+  EXPECT_GT(slow.total, fast.total);
+}
+
+// Tensor parallelism across nodes uses the slower link.
+TEST(PlanStepTime, TensorParallelCommunicationGrowsWithTp) {
+  const Workload w = Workload::of(test::model("llama2_13b"), 4096);
+  const config::ClusterConfig c = ideal_links();
+  Layout l2, l8;
+  l2.tp = 2, l2.dp = 4, l2.micro_batches = 8;
+  l8.tp = 8, l8.dp = 1, l8.micro_batches = 32;
+  const StepTime t2 = predict_step_time(w, l2, c, predict_memory(w, l2, c));
+  const StepTime t8 = predict_step_time(w, l8, c, predict_memory(w, l8, c));
+  EXPECT_GT(t8.tp_comm / t8.compute, t2.tp_comm / t2.compute);
+}
+
+TEST(PlanStepTime, RunTimeAndCost) {
+  config::ClusterConfig c = test::cluster("h100_sxm_80gb");
+  const RunTime r = run_time(1e12, 1e6, 1000, c);  // 1T tokens at 1M tokens/s on 1000 GPUs
+  EXPECT_DOUBLE_EQ(r.seconds, 1e6);
+  EXPECT_NEAR(r.days, 1e6 / 86400, 1e-9);
+  EXPECT_NEAR(r.gpu_hours, 1e6 * 1000 / 3600, 1e-6);
+  EXPECT_NEAR(r.cost, r.gpu_hours * c.price_per_gpu_hour, 1e-6);
+  EXPECT_NEAR(r.energy_mwh, r.gpu_hours * c.power_watts / 1e6, 1e-9);
+}
+
+}  // namespace
+}  // namespace strata::plan

@@ -10,5 +10,7 @@ using Action = std::function<int()>;
 
 Action add_train_command(CLI::App& app);
 Action add_info_command(CLI::App& app);
+Action add_prepare_command(CLI::App& app);  // strata prepare
+Action add_data_command(CLI::App& app);     // strata data inspect
 
 }  // namespace strata::cli

@@ -6,6 +6,7 @@
 #include <Kokkos_Core.hpp>
 #include <cstdio>
 #include <exception>
+#include <utility>
 
 #include "commands.hpp"
 #include "strata/config.hpp"
@@ -15,14 +16,21 @@ int main(int argc, char** argv) {
   CLI::App app{"strata: pre-train transformer language models on CPU and GPU clusters"};
   app.set_version_flag("--version", std::string("strata ") + strata::build::version);
   app.require_subcommand(1);
-  auto train = strata::cli::add_train_command(app);
-  auto info = strata::cli::add_info_command(app);
+  // (subcommand, action): the one the command line names runs.
+  const std::pair<const char*, strata::cli::Action> commands[] = {
+      {"train", strata::cli::add_train_command(app)},
+      {"info", strata::cli::add_info_command(app)},
+      {"prepare", strata::cli::add_prepare_command(app)},
+      {"data", strata::cli::add_data_command(app)},
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  const strata::cli::Action& action = app.got_subcommand("train") ? train : info;
+  strata::cli::Action action;
+  for (const auto& [name, act] : commands)
+    if (app.got_subcommand(name)) action = act;
 
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);

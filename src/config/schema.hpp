@@ -10,6 +10,7 @@
 // Private to src/config.
 #pragma once
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -52,7 +53,8 @@ STRATA_ENUM_NAMES(AttentionKind, {"causal", AttentionKind::causal},
 STRATA_ENUM_NAMES(RecomputeKind, {"none", RecomputeKind::none}, {"full", RecomputeKind::full})
 STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine},
                   {"constant", ScheduleKind::constant}, {"linear", ScheduleKind::linear})
-STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text})
+STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text},
+                  {"hdf5", DataSource::hdf5})
 STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
 #undef STRATA_ENUM_NAMES
 
@@ -137,6 +139,11 @@ template <class V>
 void visit_fields(DataConfig& c, V&& v) {
   v("source", c.source, any);
   v("paths", c.paths, non_empty);  // each path non-empty
+  v("datasets", c.datasets, non_empty);  // each path non-empty, each weight > 0
+  v("tokenizer", c.tokenizer, any);
+  v("valid_fraction", c.valid_fraction, unit);
+  v("max_epochs", c.max_epochs, non_negative);
+  v("prefetch", c.prefetch, positive);
 }
 
 template <class V>
@@ -167,6 +174,7 @@ std::string type_noun() {
   else if constexpr (std::is_same_v<T, double>) return "a number";
   else if constexpr (std::is_same_v<T, std::string>) return "a string";
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
+  else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) return "a list of {path, weight} mappings";
   else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
   else static_assert(sizeof(T) == 0, "config field of unsupported type");
 }
@@ -186,6 +194,8 @@ std::string expectation(Rule r) {
     return r == Rule::non_empty ? "a non-empty string" : noun;
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     return r == Rule::non_empty ? "a non-empty string or a list of non-empty strings" : noun;
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    return r == Rule::non_empty ? "a list of {path: non-empty string, weight: number > 0} mappings" : noun;
   } else {
     return noun;
   }
@@ -206,6 +216,11 @@ bool satisfies(const T& v, Rule r) {
     if (r == Rule::non_empty)
       for (const auto& s : v)
         if (s.empty()) return false;
+    return true;
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    if (r == Rule::non_empty)
+      for (const auto& d : v)
+        if (d.path.empty() || !(d.weight > 0) || !std::isfinite(d.weight)) return false;
     return true;
   } else {
     return true;
@@ -230,6 +245,11 @@ std::string format_value(const T& v) {
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", '" : "'") + v[i] + "'";
+    return s + "]";
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i)
+      s += (i ? ", " : "") + std::string("{path: '") + v[i].path + "', weight: " + format_double(v[i].weight) + "}";
     return s + "]";
   }
 }

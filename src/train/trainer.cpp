@@ -13,7 +13,7 @@
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
-#include "strata/data/corpus.hpp"
+#include "strata/data/loader.hpp"
 #include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
@@ -23,16 +23,6 @@
 namespace strata::train {
 
 namespace {
-
-data::TokenCorpus build_corpus(const config::DataConfig& cfg, const config::ModelConfig& model,
-                               const config::TrainConfig& train) {
-  if (cfg.source == config::DataSource::synthetic)
-    // Enough tokens for a few thousand distinct windows; the stream repeats in epochs after that.
-    return data::TokenCorpus::synthetic(model.vocab_size,
-                                        std::max<std::int64_t>(1 << 20, 4096LL * (train.seq_len + 1)),
-                                        train.seed);
-  return data::TokenCorpus::from_text_files(cfg.paths);
-}
 
 // Appends one JSON object per step to metrics.jsonl, formatted into a fixed buffer: no
 // allocation in the step loop.
@@ -48,9 +38,9 @@ class MetricsFile {
     std::fprintf(file_,
                  "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
-                 "\"mem_bytes\": %zu}\n",
+                 "\"mem_bytes\": %zu, \"data_wait_ms\": %.3f}\n",
                  m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
-                 m.mem_bytes);
+                 m.mem_bytes, m.data_wait_ms);
     std::fflush(file_);
   }
 
@@ -81,11 +71,17 @@ TrainSummary run_training(const config::JobConfig& job) {
   kernels::cpu::set_blas_threads(threads);
 
   // Components, each from its own config.
-  const data::TokenCorpus corpus = build_corpus(job.data, mcfg, tcfg);
-  STRATA_CHECK(corpus.vocab_needed() <= mcfg.vocab_size, "data: ", corpus.description(),
-               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ",
-               mcfg.vocab_size);
-  data::GlobalSampler sampler(std::int64_t(corpus.tokens().size()), T + 1, tcfg.seed);
+  // Data: the source yields global sample s; the loader thread reads this rank's micro-batches
+  // ahead (DP slice of each global batch, DESIGN.md invariant 3).
+  const std::unique_ptr<data::SampleSource> source = data::make_sample_source(job.data, mcfg, T, tcfg.seed);
+  data::LoaderOptions loader_opt;
+  loader_opt.micro_batch_size = micro;
+  loader_opt.seq_len = T;
+  loader_opt.global_batch_size = global;
+  loader_opt.dp_size = dp;
+  loader_opt.dp_rank = 0;
+  loader_opt.prefetch = job.data.prefetch;
+  data::AsyncLoader loader(*source, loader_opt);
   model::Transformer<float> model(mcfg, micro, T);
   model.init_parameters(tcfg.seed);
   optim::AdamW<float> adamw(job.optim, optim::make_param_groups(model.table(), job.optim),
@@ -124,8 +120,10 @@ TrainSummary run_training(const config::JobConfig& job) {
        << model.table().matmul_numel() << " in matmuls), " << mcfg.num_layers << " layers, d_model "
        << mcfg.d_model << ", heads " << mcfg.num_heads << "/" << mcfg.kv_heads() << ", ffn "
        << mcfg.ffn() << ", vocab " << mcfg.vocab_size << '\n';
-    os << "data: " << corpus.description() << "; " << sampler.num_windows() << " windows of "
-       << T + 1 << " tokens\n";
+    os << "data: " << source->description() << "; " << source->num_train_windows() << " windows of "
+       << T + 1 << " tokens, prefetch " << job.data.prefetch << " micro-batches\n";
+    const std::string plan = source->epoch_plan(std::uint64_t(tcfg.steps) * std::uint64_t(global));
+    if (!plan.empty()) os << plan << '\n';
     os << "batch: " << global << " sequences x " << T << " tokens = " << std::int64_t(global) * T
        << " tokens/step (micro-batch " << micro << ", " << accum << " accumulation steps)\n";
     model.parameter_memory().print(os);
@@ -139,15 +137,13 @@ TrainSummary run_training(const config::JobConfig& job) {
   const double tokens_per_step = double(global) * T;
   const float grad_scale = float(1.0 / tokens_per_step);
   const double flops_per_token = model.model_flops_per_token();
-  std::uint64_t consumed = 0;
   for (long step = 1; step <= tcfg.steps; ++step) {
     const Timer timer;
     model.zero_grads();
     model::LossSum loss;
     for (int m = 0; m < accum; ++m) {
-      data::fill_batch(corpus, sampler, consumed, micro, T, inputs, targets);
-      consumed += std::uint64_t(micro);
-      const model::LossSum l = model.forward_backward(inputs, targets, grad_scale);
+      const data::AsyncLoader::Batch batch = loader.next();
+      const model::LossSum l = model.forward_backward(batch.inputs, batch.targets, grad_scale);
       loss.sum += l.sum;
       loss.count += l.count;
     }
@@ -170,17 +166,36 @@ TrainSummary run_training(const config::JobConfig& job) {
     s.tflops = s.tokens_per_s * flops_per_token / 1e12;
     s.mfu = peak_tflops > 0 ? s.tflops / peak_tflops : 0.0;
     s.mem_bytes = peak_rss_bytes();
+    s.data_wait_ms = loader.take_wait_ms();
     metrics.write(s);
     summary.steps.push_back(s);
     if (step == 1 || step % tcfg.log_interval == 0 || step == tcfg.steps) {
       char line[256];
       std::snprintf(line, sizeof line,
                     "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | %.0f tok/s | %.1f ms | "
-                    "%.3f TFLOP/s | MFU %.1f%% | mem %.0f MiB",
+                    "%.3f TFLOP/s | MFU %.1f%% | mem %.0f MiB | data wait %.1f ms",
                     step, tcfg.steps, s.loss, lr, grad_norm, s.tokens_per_s, s.step_ms, s.tflops,
-                    100.0 * s.mfu, double(s.mem_bytes) / 1048576.0);
+                    100.0 * s.mfu, double(s.mem_bytes) / 1048576.0, s.data_wait_ms);
       log_line(LogLevel::info, line);
     }
+  }
+  loader.stop();  // the source is ours again
+  // Held-out loss: up to 64 micro-batches of the validation windows, forward only.
+  if (const std::int64_t nv = std::min<std::int64_t>(source->num_valid_windows(), 64LL * micro); nv >= micro) {
+    std::vector<std::int32_t> window(std::size_t(T) + 1);
+    model::LossSum vl;
+    for (std::int64_t first = 0; first + micro <= nv; first += micro) {
+      for (int b = 0; b < micro; ++b) {
+        source->valid_window(first + b, window.data());
+        std::copy_n(window.data(), T, inputs + std::size_t(b) * T);
+        std::copy_n(window.data() + 1, T, targets + std::size_t(b) * T);
+      }
+      const model::LossSum l = model.forward(inputs, targets);
+      vl.sum += l.sum;
+      vl.count += l.count;
+    }
+    summary.valid_loss = vl.mean();
+    log_info("validation: loss ", vl.mean(), " over ", nv / micro * micro, " held-out windows");
   }
   return summary;
 }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "mpi_util.hpp"
 #include "strata/core/error.hpp"
@@ -16,6 +17,14 @@
 namespace strata::data {
 
 namespace {
+
+// Debian's parallel HDF5 is built without its thread-safe option, so calls from different
+// threads (the loader thread of each source, a validation pass) must not overlap. This lock is
+// the one process-wide state here, and it mirrors the library's own: one HDF5 per process.
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
 
 constexpr hsize_t kTokenChunk = 1 << 20;   // elements per /tokens chunk (2 or 4 MiB)
 constexpr hsize_t kOffsetChunk = 1 << 16;  // elements per /doc_offsets chunk (512 KiB)
@@ -166,6 +175,7 @@ int token_bytes_for_vocab(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; 
 void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo info,
                          std::span<const std::int32_t> local_tokens,
                          std::span<const std::uint64_t> local_doc_lengths) {
+  std::lock_guard lock(hdf5_mutex());
   quiet_hdf5();
   const detail::Collectives coll(comm);
   STRATA_CHECK(info.vocab_size > 0, path, ": vocab_size must be set before writing");
@@ -238,6 +248,7 @@ struct TokenDataset::Handles {
 };
 
 TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_unique<Handles>()) {
+  std::unique_lock lock(hdf5_mutex());
   quiet_hdf5();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
@@ -334,18 +345,24 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
     throw make_error(path, ": the last document ends at token ", offsets_.back(), " but /tokens has ",
                      info_.num_tokens);
   // A read of the last token catches a file cut short inside the token data.
+  lock.unlock();
   if (info_.num_tokens > 0) {
     std::int32_t last = 0;
     read(info_.num_tokens - 1, 1, &last);
   }
 }
 
-TokenDataset::~TokenDataset() = default;
+TokenDataset::~TokenDataset() {
+  if (!h_) return;
+  std::lock_guard lock(hdf5_mutex());
+  h_.reset();
+}
 TokenDataset::TokenDataset(TokenDataset&&) noexcept = default;
 TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
 
 void TokenDataset::read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const {
   if (count == 0) return;
+  std::lock_guard lock(hdf5_mutex());
   STRATA_CHECK(start + count <= info_.num_tokens, path_, ": read of tokens [", start, ", ", start + count,
                ") is past the end (", info_.num_tokens, " tokens)");
   Id file_space(H5Dget_space(h_->tokens.get()), H5Sclose);

@@ -14,6 +14,9 @@ packages=(
   nlohmann-json3-dev                  # metrics and JSON I/O
   libgtest-dev googletest             # tests
   libbenchmark-dev                    # benchmarks
+  zlib1g-dev libicu-dev               # strata prepare: gzip input, Unicode normalisation
+  bible-kjv bible-kjv-text            # demo corpus: the King James Bible (public domain)
+  fortunes fortunes-min               # demo corpus: fortune cookies, with real duplicates (BSD)
 )
 
 missing=()

@@ -239,10 +239,10 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
   os << line;
   auto row = [&](const std::string& what, std::uint64_t docs, std::uint64_t chars, bool show_chars = true) {
     if (show_chars)
-      std::snprintf(line, sizeof line, "  %-34s %12s docs %14s chars (%5.2f%%)\n", what.c_str(),
+      std::snprintf(line, sizeof line, "  %-40s %10s docs %12s chars (%5.2f%%)\n", what.c_str(),
                     with_commas(docs).c_str(), with_commas(chars).c_str(), pct(chars));
     else
-      std::snprintf(line, sizeof line, "  %-34s %12s\n", what.c_str(), with_commas(docs).c_str());
+      std::snprintf(line, sizeof line, "  %-40s %10s\n", what.c_str(), with_commas(docs).c_str());
     os << line;
   };
   row("documents read", documents_read, chars_read);

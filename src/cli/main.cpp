@@ -8,7 +8,6 @@
 #include <exception>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "commands.hpp"
 #include "strata/config.hpp"
@@ -24,6 +23,8 @@ int main(int argc, char** argv) {
   const std::pair<const char*, strata::cli::Action> commands[] = {
       {"train", strata::cli::add_train_command(app)},
       {"info", strata::cli::add_info_command(app)},
+      {"prepare", strata::cli::add_prepare_command(app)},
+      {"data", strata::cli::add_data_command(app)},
       {"tokenizer", strata::cli::add_tokenizer_command(app)},
       {"plan", strata::cli::add_plan_command(app)},
       {"budget", strata::cli::add_budget_command(app)},

@@ -10,6 +10,7 @@
 // Private to src/config.
 #pragma once
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -55,7 +56,8 @@ STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine},
 STRATA_ENUM_NAMES(PipelineSchedule, {"gpipe", PipelineSchedule::gpipe},
                   {"1f1b", PipelineSchedule::one_f_one_b},
                   {"interleaved_1f1b", PipelineSchedule::interleaved_1f1b})
-STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text})
+STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text},
+                  {"hdf5", DataSource::hdf5})
 STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
 #undef STRATA_ENUM_NAMES
 
@@ -148,6 +150,11 @@ template <class V>
 void visit_fields(DataConfig& c, V&& v) {
   v("source", c.source, any);
   v("paths", c.paths, non_empty);  // each path non-empty
+  v("datasets", c.datasets, non_empty);  // each path non-empty, each weight > 0
+  v("tokenizer", c.tokenizer, any);
+  v("valid_fraction", c.valid_fraction, unit);
+  v("max_epochs", c.max_epochs, non_negative);
+  v("prefetch", c.prefetch, positive);
 }
 
 template <class V>
@@ -179,6 +186,7 @@ std::string type_noun() {
   else if constexpr (std::is_same_v<T, std::string>) return "a string";
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
   else if constexpr (std::is_same_v<T, std::vector<int>>) return "a list of integers";
+  else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) return "a list of {path, weight} mappings";
   else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
   else static_assert(sizeof(T) == 0, "config field of unsupported type");
 }
@@ -200,6 +208,8 @@ std::string expectation(Rule r) {
     return r == Rule::non_empty ? "a non-empty string or a list of non-empty strings" : noun;
   } else if constexpr (std::is_same_v<T, std::vector<int>>) {
     return r == Rule::positive ? "a list of integers > 0" : noun;
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    return r == Rule::non_empty ? "a list of {path: non-empty string, weight: number > 0} mappings" : noun;
   } else {
     return noun;
   }
@@ -224,6 +234,11 @@ bool satisfies(const T& v, Rule r) {
   } else if constexpr (std::is_same_v<T, std::vector<int>>) {
     for (int x : v)
       if (!satisfies(x, r)) return false;
+    return true;
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    if (r == Rule::non_empty)
+      for (const auto& d : v)
+        if (d.path.empty() || !(d.weight > 0) || !std::isfinite(d.weight)) return false;
     return true;
   } else {
     return true;
@@ -252,6 +267,11 @@ std::string format_value(const T& v) {
   } else if constexpr (std::is_same_v<T, std::vector<int>>) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i)
+      s += (i ? ", " : "") + std::string("{path: '") + v[i].path + "', weight: " + format_double(v[i].weight) + "}";
     return s + "]";
   }
 }

@@ -24,6 +24,12 @@ void emit(YAML::Emitter& out, const T& v) {
     out << YAML::Flow << YAML::BeginSeq;
     for (int x : v) out << x;
     out << YAML::EndSeq;
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    out << YAML::BeginSeq;
+    for (const auto& d : v)
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << d.path
+          << YAML::Key << "weight" << YAML::Value << schema::format_double(d.weight) << YAML::EndMap;
+    out << YAML::EndSeq;
   }
 }
 

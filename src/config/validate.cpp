@@ -120,6 +120,24 @@ void validate(const JobConfig& job) {
   if (t.seq_len > m.max_seq_len)
     throw make_error(at, "train.seq_len (", t.seq_len, ") must not exceed model.max_seq_len (",
                      m.max_seq_len, ")");
+  const DataConfig& d = job.data;
+  if (d.source == DataSource::hdf5) {
+    if (d.datasets.empty())
+      throw make_error(at, "data.source is hdf5 but data.datasets is empty: give at least one dataset "
+                       "(e.g. datasets: [{path: data/web.h5, weight: 1}])");
+    if (!d.paths.empty())
+      throw make_error(at, "data.paths is for data.source: text; HDF5 datasets go in data.datasets");
+  } else {
+    if (!d.datasets.empty())
+      throw make_error(at, "data.datasets is set but data.source is ", to_string(d.source),
+                       "; set data.source: hdf5 to train on HDF5 datasets");
+    if (!d.tokenizer.empty())
+      throw make_error(at, "data.tokenizer is only used with data.source: hdf5 (source is ",
+                       to_string(d.source), ")");
+    if (d.valid_fraction > 0)
+      throw make_error(at, "data.valid_fraction is only used with data.source: hdf5 (source is ",
+                       to_string(d.source), ")");
+  }
   if (job.data.source == DataSource::text) {
     if (job.data.paths.empty())
       throw make_error(at, "data.source is text but data.paths is empty: give at least one file");

@@ -157,6 +157,38 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
     }
     out = std::move(items);
     return;
+  } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
+    // A list whose items are {path: P, weight: W} (weight optional, default 1) or a plain path.
+    if (n.IsNull()) { out.clear(); return; }
+    if (!n.IsSequence()) expected();
+    std::vector<DatasetSpec> items;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node item = n[i];
+      const std::string item_path = path + "[" + std::to_string(i) + "]";
+      DatasetSpec d;
+      if (item.IsScalar()) {
+        d.path = item.Scalar();
+      } else if (item.IsMap()) {
+        static const std::vector<std::string> keys = {"path", "weight"};
+        for (auto it = item.begin(); it != item.end(); ++it) {
+          const std::string k = it->first.IsScalar() ? it->first.Scalar() : "";
+          if (!std::ranges::count(keys, k))
+            fail(origins, item_path + "." + k, it->first,
+                 "unknown key in a dataset entry" + (schema::did_you_mean(k, keys).empty()
+                                                         ? std::string(" (known keys: path, weight)")
+                                                         : schema::did_you_mean(k, keys)));
+        }
+        if (!item["path"]) fail(origins, item_path, item, "a dataset entry needs a 'path'");
+        read_value(item["path"], item_path + ".path", d.path, Rule::non_empty, origins);
+        if (item["weight"]) read_value(item["weight"], item_path + ".weight", d.weight, Rule::positive, origins);
+      } else {
+        fail(origins, item_path, item, "expected a dataset path or a {path, weight} mapping, got " + describe(item));
+      }
+      if (d.path.empty()) fail(origins, item_path, item, "expected a non-empty path, got " + describe(item));
+      items.push_back(std::move(d));
+    }
+    out = std::move(items);
+    return;
   } else if constexpr (std::is_same_v<T, std::vector<int>>) {
     if (!n.IsSequence() && !n.IsNull()) expected();
     std::vector<int> items;

@@ -14,7 +14,8 @@
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
-#include "strata/data/corpus.hpp"
+#include "strata/data/loader.hpp"
+#include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
 #include "strata/optim/optimizer.hpp"
@@ -23,16 +24,6 @@
 namespace strata::train {
 
 namespace {
-
-data::TokenCorpus build_corpus(const config::DataConfig& cfg, const config::ModelConfig& model,
-                               const config::TrainConfig& train) {
-  if (cfg.source == config::DataSource::synthetic)
-    // Enough tokens for a few thousand distinct windows; the stream repeats in epochs after that.
-    return data::TokenCorpus::synthetic(model.vocab_size,
-                                        std::max<std::int64_t>(1 << 20, 4096LL * (train.seq_len + 1)),
-                                        train.seed);
-  return data::TokenCorpus::from_text_files(cfg.paths);
-}
 
 // Appends one JSON object per step to a file, formatted into a fixed buffer: no allocation
 // in the step loop.
@@ -49,10 +40,10 @@ class MetricsFile {
                  "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
                  "\"mem_bytes\": %zu, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
-                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu}\n",
+                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f}\n",
                  m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
                  m.mem_bytes, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
-                 m.optimizer_state_bytes);
+                 m.optimizer_state_bytes, m.data_wait_ms);
     std::fflush(file_);
   }
 
@@ -110,11 +101,31 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   kernels::cpu::set_blas_threads(threads);
 
   // Components, each from its own config.
-  const data::TokenCorpus corpus = build_corpus(job.data, mcfg, tcfg);
-  STRATA_CHECK(corpus.vocab_needed() <= mcfg.vocab_size, "data: ", corpus.description(),
-               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ", mcfg.vocab_size);
-  data::GlobalSampler sampler(std::int64_t(corpus.tokens().size()), T + 1, tcfg.seed);
+  // Data: the source yields global sample s; the ranks that hold the first or the last
+  // virtual stage (tokens, targets) read this DP rank's micro-batches ahead on a loader
+  // thread (DP slice of each global batch, DESIGN.md invariant 3).
+  const std::unique_ptr<data::SampleSource> source = data::make_sample_source(job.data, mcfg, T, tcfg.seed);
+  const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
+  std::unique_ptr<data::AsyncLoader> loader;
+  if (reads_data) {
+    data::LoaderOptions opt;
+    opt.micro_batch_size = batch.micro;
+    opt.seq_len = T;
+    opt.global_batch_size = batch.global;
+    opt.dp_size = shape.dp;
+    opt.dp_rank = grid.coord().dp_rank;
+    opt.prefetch = job.data.prefetch;
+    loader = std::make_unique<data::AsyncLoader>(*source, opt);
+  }
   parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
+  // This step's micro-batches, taken from the loader at the start of the step.
+  const std::int64_t mb_elems = std::int64_t(batch.micro) * T;
+  MemoryPlan step_batch("step batch");
+  const auto i_tokens = step_batch.add("tokens", {batch.microbatches, mb_elems}, DType::i32, "step");
+  const auto i_targets = step_batch.add("targets", {batch.microbatches, mb_elems}, DType::i32, "step");
+  step_batch.allocate();
+  std::int32_t* step_tokens = step_batch.data<std::int32_t>(i_tokens);
+  std::int32_t* step_targets = step_batch.data<std::int32_t>(i_targets);
   engine.init_parameters(tcfg.seed);
 
   // Peak FLOP/s per rank for MFU: configured, or the node's measured fp32 FMA peak shared
@@ -160,7 +171,10 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
                                                                                   job.parallel.virtual_stages)
        << "); sequence parallel " << (job.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage "
        << job.parallel.zero_stage << "; recompute " << config::to_string(mcfg.recompute) << '\n';
-    os << "data: " << corpus.description() << "; " << sampler.num_windows() << " windows of " << T + 1 << " tokens\n";
+    os << "data: " << source->description() << "; " << source->num_train_windows() << " windows of " << T + 1
+       << " tokens, prefetch " << job.data.prefetch << " micro-batches\n";
+    const std::string plan = source->epoch_plan(std::uint64_t(tcfg.steps) * std::uint64_t(batch.global));
+    if (!plan.empty()) os << plan << '\n';
     os << "batch: " << batch.global << " sequences x " << T << " tokens = " << std::int64_t(batch.global) * T
        << " tokens/step (micro-batch " << batch.micro << ", " << batch.microbatches
        << " micro-batches per DP rank)\n";
@@ -178,20 +192,23 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const float grad_scale = float(1.0 / tokens_per_step);
   const double flops_per_token = model::Transformer<float>::model_flops_per_token(mcfg, T);
   const double bubble = parallel::bubble_fraction(shape.pp, batch.microbatches, job.parallel.virtual_stages);
-  const std::uint64_t dp_share = std::uint64_t(batch.global / shape.dp);
-  std::uint64_t consumed = 0;
-  // This DP rank's micro-batch mb of the current global batch (DESIGN.md invariant 3: the
-  // global sample order is fixed; DP rank r takes samples [r G/dp, (r+1) G/dp)).
   const parallel::PipelineEngine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
-    const std::uint64_t first = consumed + std::uint64_t(grid.coord().dp_rank) * dp_share +
-                                std::uint64_t(mb) * std::uint64_t(batch.micro);
-    data::fill_batch(corpus, sampler, first, batch.micro, T, tokens, targets);
+    std::copy_n(step_tokens + mb * mb_elems, mb_elems, tokens);
+    std::copy_n(step_targets + mb * mb_elems, mb_elems, targets);
   };
   for (long step = 1; step <= tcfg.steps; ++step) {
     const Timer timer;
     maybe_inject_failure(grid.global_rank(), step);
+    double data_wait_ms = 0;
+    if (loader) {
+      for (int mb = 0; mb < batch.microbatches; ++mb) {
+        const data::AsyncLoader::Batch b = loader->next();
+        std::copy_n(b.inputs, mb_elems, step_tokens + mb * mb_elems);
+        std::copy_n(b.targets, mb_elems, step_targets + mb * mb_elems);
+      }
+      data_wait_ms = loader->take_wait_ms();
+    }
     const parallel::StepStats stats = engine.run(fill, grad_scale);
-    consumed += std::uint64_t(batch.global);
     // The loss lives on the last stage: sum over PP (others add 0) and DP.
     double loss[2] = {stats.loss.sum, double(stats.loss.count)};
     grid.pp_group().all_reduce(loss, 2);
@@ -218,6 +235,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     s.pipeline_wait_ms = stats.pipeline_wait_s * 1e3;
     s.dp_wait_ms = (stats.dp_wait_s + gather_wait) * 1e3;
     s.optimizer_state_bytes = engine.optimizer_bytes();
+    s.data_wait_ms = data_wait_ms;
     summary.steps.push_back(s);
     if (rank_log)
       std::fprintf(rank_log.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n",
@@ -228,11 +246,35 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
       char line[320];
       std::snprintf(line, sizeof line,
                     "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | %.0f tok/s | %.1f ms | "
-                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | mem %.0f MiB",
+                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
                     step, tcfg.steps, s.loss, lr, grad_norm, s.tokens_per_s, s.step_ms, s.tflops,
-                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, double(s.mem_bytes) / 1048576.0);
+                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
+                    double(s.mem_bytes) / 1048576.0);
       log_line(LogLevel::info, line);
     }
+  }
+  if (loader) loader->stop();  // the source is ours again
+  // Held-out loss: up to 64 micro-batches of the validation windows, forward only. With one
+  // pipeline stage the chunk holds the whole model (TP ranks run it together); a pipelined
+  // forward-only pass comes with evaluation during training.
+  if (const std::int64_t nv = std::min<std::int64_t>(source->num_valid_windows(), 64LL * batch.micro);
+      shape.pp == 1 && nv >= batch.micro) {
+    model::Transformer<float>& whole = engine.chunk(0);
+    std::vector<std::int32_t> window(std::size_t(T) + 1);
+    model::LossSum vl;
+    for (std::int64_t first = 0; first + batch.micro <= nv; first += batch.micro) {
+      for (int b = 0; b < batch.micro; ++b) {
+        source->valid_window(first + b, window.data());
+        std::copy_n(window.data(), T, step_tokens + std::size_t(b) * T);
+        std::copy_n(window.data() + 1, T, step_targets + std::size_t(b) * T);
+      }
+      whole.forward_chunk(0, step_tokens, nullptr);
+      const model::LossSum l = whole.loss(0, step_targets, 0.0f, false);
+      vl.sum += l.sum;
+      vl.count += l.count;
+    }
+    summary.valid_loss = vl.mean();
+    if (lead) log_info("validation: loss ", vl.mean(), " over ", nv / batch.micro * batch.micro, " held-out windows");
   }
   for (int c = 0; c < engine.num_chunks(); ++c) {
     const std::int64_t base = std::int64_t(summary.final_params.size());

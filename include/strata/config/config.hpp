@@ -84,11 +84,23 @@ struct TrainConfig {
   bool rank_logs = false;     // every rank writes <out_dir>/rank<N>.log
 };
 
-enum class DataSource { synthetic, text };
+enum class DataSource { synthetic, text, hdf5 };
+
+// One token dataset written by `strata prepare` and its share of the blend.
+struct DatasetSpec {
+  std::string path;
+  double weight = 1.0;  // relative; the weights are normalised over the list
+  friend bool operator==(const DatasetSpec&, const DatasetSpec&) = default;
+};
 
 struct DataConfig {
   DataSource source = DataSource::synthetic;
-  std::vector<std::string> paths;  // text: files read as bytes (byte-level vocabulary of 256)
+  std::vector<std::string> paths;      // text: files read as bytes (byte-level vocabulary of 256)
+  std::vector<DatasetSpec> datasets;   // hdf5: token datasets blended by weight
+  std::string tokenizer;               // hdf5: the model's tokenizer spec; "": the datasets' own
+  double valid_fraction = 0.0;         // hdf5: windows held out for validation, per dataset
+  int max_epochs = 1;                  // hdf5: warn when a dataset is repeated beyond this; 0: never
+  int prefetch = 4;                    // micro-batches read ahead by the loader thread
 };
 
 enum class DeviceKind { cpu, cuda };

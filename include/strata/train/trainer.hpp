@@ -1,5 +1,6 @@
 // The trainer loop: build the rank grid and the components from their configs, plan and
 // allocate everything, then run steps that allocate nothing:
+//   this rank's micro-batches from the async loader (prefetched while the last step ran)
 //   pipeline schedule over the micro-batches (forward/backward, gradients accumulate;
 //   gradient buckets reduced over DP while backward runs)
 //   global gradient norm -> clip factor -> AdamW (ZeRO-1: on this rank's shard, then
@@ -31,12 +32,14 @@ struct StepMetrics {
   double pipeline_wait_ms = 0;     // waiting on neighbouring stages
   double dp_wait_ms = 0;           // waiting on gradient reduction and parameter all-gather
   std::size_t optimizer_state_bytes = 0;  // fp32 Adam moments on this rank
+  double data_wait_ms = 0;         // time the step waited for its batches (0 when prefetch keeps up)
 };
 
 struct TrainSummary {
   std::vector<StepMetrics> steps;
   double peak_tflops = 0;         // per rank, the peak MFU was measured against
   std::size_t planned_bytes = 0;  // parameters + optimizer + activations on this rank, as planned
+  double valid_loss = -1;         // mean token loss on the held-out windows at the end; -1: none
   // This rank's parameters after training, every chunk's flat buffer concatenated, and the
   // tensors in it (offsets into final_params): what the layout-equivalence tests compare.
   std::vector<float> final_params;

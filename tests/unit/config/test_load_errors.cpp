@@ -87,7 +87,7 @@ TEST(ConfigErrors, BadEnumListsTheAllowedNames) {
   EXPECT_TRUE(mentions(parse_error("model:\n  mlp: SwiGLU\n"), {"model.mlp", "gelu|swiglu", "did you mean 'swiglu'?"}));
   EXPECT_TRUE(mentions(parse_error("optim:\n  schedule: wsd\n"), {"optim.schedule", "cosine|constant|linear"}));
   EXPECT_TRUE(mentions(parse_error("hardware:\n  device: rocm\n"), {"hardware.device", "cpu|cuda"}));
-  EXPECT_TRUE(mentions(parse_error("data:\n  source: hdf5\n"), {"data.source", "synthetic|text"}));
+  EXPECT_TRUE(mentions(parse_error("data:\n  source: parquet\n"), {"data.source", "synthetic|text|hdf5"}));
 }
 
 TEST(ConfigErrors, DuplicateKeyIsRejected) {

@@ -1,0 +1,73 @@
+// Stable non-cryptographic hashes for deduplication and content digests: the same bytes give
+// the same hash on every platform and in every run (no per-process seeding), which is what
+// makes global deduplication across ranks and dataset digests comparable.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace strata::data {
+
+// splitmix64's finaliser (Steele, Lea, Flood 2014): a bijective 64-bit mixer.
+constexpr std::uint64_t mix64(std::uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 31;
+  return x;
+}
+
+constexpr std::uint64_t rotl64(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+struct Hash128 {
+  std::uint64_t lo = 0, hi = 0;
+  friend bool operator==(const Hash128&, const Hash128&) = default;
+  friend auto operator<=>(const Hash128&, const Hash128&) = default;
+  std::string hex() const;
+};
+
+// Two 64-bit lanes over 8-byte little-endian words, each finalised with mix64.
+class Hasher128 {
+ public:
+  explicit Hasher128(std::uint64_t seed = 0) : a_(seed ^ 0x9E3779B97F4A7C15ull), b_(mix64(seed + 1)) {}
+  void update(const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    length_ += n;
+    while (n > 0) {
+      const std::size_t take = std::min<std::size_t>(8 - fill_, n);
+      std::memcpy(reinterpret_cast<unsigned char*>(&word_) + fill_, p, take);
+      fill_ += take, p += take, n -= take;
+      if (fill_ == 8) {
+        absorb(word_);
+        word_ = 0, fill_ = 0;
+      }
+    }
+  }
+  void update(std::string_view s) { update(s.data(), s.size()); }
+  Hash128 finish() {
+    if (fill_ > 0) absorb(word_);
+    absorb(length_);
+    return {mix64(a_ ^ rotl64(b_, 17)), mix64(b_ + 3 * a_)};
+  }
+
+ private:
+  void absorb(std::uint64_t w) {
+    a_ = rotl64((a_ ^ mix64(w)) * 0x9FB21C651E98DF25ull, 29);
+    b_ = rotl64((b_ + w) * 0xC2B2AE3D27D4EB4Full, 31) ^ a_;
+  }
+  std::uint64_t a_, b_, word_ = 0, length_ = 0;
+  std::size_t fill_ = 0;
+};
+
+inline Hash128 hash128(std::string_view s, std::uint64_t seed = 0) {
+  Hasher128 h(seed);
+  h.update(s);
+  return h.finish();
+}
+
+inline std::uint64_t hash64(std::string_view s, std::uint64_t seed = 0) { return hash128(s, seed).lo; }
+
+}  // namespace strata::data

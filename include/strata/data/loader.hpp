@@ -1,0 +1,92 @@
+// Training input: a SampleSource yields the window of global sample s (seq_len + 1 tokens);
+// the AsyncLoader reads the next micro-batches on a background thread into preallocated
+// buffers (a bounded ring of data.prefetch slots), so a step waits on I/O only when the reader
+// falls behind; that wait is measured and reported per step.
+//
+// Sources: `synthetic` and `text` (the in-memory corpora of corpus.hpp) and `hdf5` (datasets
+// from `strata prepare`, blended by weight: sampler.hpp). An HDF5 dataset must have been
+// tokenised with the model's tokenizer (name and content hash, when data.tokenizer is set, else
+// all datasets must agree) and its vocabulary must fit model.vocab_size; otherwise opening it
+// is an error naming the file.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "strata/config/config.hpp"
+
+namespace strata::data {
+
+class SampleSource {
+ public:
+  virtual ~SampleSource() = default;
+  // The seq_len + 1 tokens of global training sample `sample` into `window`. Called from the
+  // loader thread only.
+  virtual void train_window(std::uint64_t sample, std::int32_t* window) = 0;
+  virtual std::int64_t num_valid_windows() const { return 0; }
+  virtual void valid_window(std::int64_t /*index*/, std::int32_t* /*window*/) {}
+  virtual std::int64_t num_train_windows() const = 0;
+  virtual std::string description() const = 0;
+  // Expected epochs of each dataset after `total_samples` samples; one line per dataset, with
+  // a warning where it exceeds data.max_epochs. Empty for the in-memory sources.
+  virtual std::string epoch_plan(std::uint64_t /*total_samples*/) const { return {}; }
+};
+
+// The source data.source names. seq_len is train.seq_len; windows are seq_len + 1 tokens.
+std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data, const config::ModelConfig& model,
+                                                 int seq_len, std::uint64_t seed);
+
+struct LoaderOptions {
+  int micro_batch_size = 1;
+  int seq_len = 1;
+  int global_batch_size = 1;   // samples per optimizer step over all DP ranks
+  int dp_size = 1, dp_rank = 0;
+  int prefetch = 4;            // micro-batches read ahead
+  std::uint64_t first_batch = 0;  // global batch to start at (a resumed run)
+};
+
+// Micro-batches in order: step b, micro-batch m covers micro_batch_span(b, ..., m).
+class AsyncLoader {
+ public:
+  AsyncLoader(SampleSource& source, const LoaderOptions& options);
+  ~AsyncLoader();
+  AsyncLoader(const AsyncLoader&) = delete;
+  AsyncLoader& operator=(const AsyncLoader&) = delete;
+
+  struct Batch {
+    const std::int32_t* inputs;   // [micro_batch_size, seq_len]
+    const std::int32_t* targets;  // [micro_batch_size, seq_len]
+  };
+  // The next micro-batch; blocks until it is ready. Valid until the next call.
+  Batch next();
+  // Milliseconds next() spent waiting since the last call to this.
+  double take_wait_ms();
+  // Stops and joins the reader thread (also done by the destructor). After it, the source may
+  // be used from the calling thread again (e.g. for validation windows).
+  void stop();
+
+ private:
+  void run();
+  SampleSource& source_;
+  LoaderOptions opt_;
+  int accum_;
+  std::size_t slot_elems_;
+  std::vector<std::int32_t> buffers_;  // prefetch x (inputs, targets), allocated once
+  std::vector<std::int32_t> window_;   // one window, loader thread
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t produced_ = 0, consumed_ = 0;  // micro-batches
+  bool holding_ = false;                       // the consumer holds slot consumed_ - 1
+  bool stop_ = false;
+  std::exception_ptr error_;
+  double wait_ms_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace strata::data

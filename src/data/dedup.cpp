@@ -1,0 +1,147 @@
+// Exact and near deduplication (dedup.hpp).
+#include "strata/data/dedup.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "strata/core/error.hpp"
+#include "strata/core/rng.hpp"
+
+namespace strata::data {
+
+namespace {
+
+struct Hash128Hasher {
+  std::size_t operator()(const Hash128& h) const { return std::size_t(h.lo); }
+};
+
+bool is_word_char(unsigned char c) { return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
+// Integral of f over [a, b] by the midpoint rule (smooth integrands; 200 panels suffice).
+template <class F>
+double integrate(F f, double a, double b) {
+  constexpr int n = 200;
+  const double h = (b - a) / n;
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += f(a + (i + 0.5) * h);
+  return s * h;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> mark_exact_duplicates(std::span<const Hash128> hashes) {
+  std::vector<std::uint8_t> dup(hashes.size());
+  std::unordered_set<Hash128, Hash128Hasher> seen;
+  seen.reserve(hashes.size() * 2);
+  for (std::size_t i = 0; i < hashes.size(); ++i) dup[i] = !seen.insert(hashes[i]).second;
+  return dup;
+}
+
+void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
+  double best = std::numeric_limits<double>::max();
+  bands = 1, rows = num_perm;
+  for (int b = 1; b <= num_perm; ++b) {
+    for (int r = 1; b * r <= num_perm; ++r) {
+      auto p = [&](double s) { return 1 - std::pow(1 - std::pow(s, r), b); };
+      const double fp = integrate(p, 0.0, threshold);
+      const double fn = integrate([&](double s) { return 1 - p(s); }, threshold, 1.0);
+      if (fp + fn < best) best = fp + fn, bands = b, rows = r;
+    }
+  }
+}
+
+MinHasher::MinHasher(const MinHashConfig& config) : config_(config) {
+  STRATA_CHECK(config.num_perm >= 2, "MinHash needs at least 2 permutations, got ", config.num_perm);
+  STRATA_CHECK(config.shingle >= 1, "the shingle size must be at least 1, got ", config.shingle);
+  STRATA_CHECK(config.threshold > 0 && config.threshold <= 1, "the near-duplicate threshold must be in (0, 1], got ",
+               config.threshold);
+  optimal_lsh_params(config.threshold, config.num_perm, bands_, rows_);
+  const core::CounterRng rng(config.seed, "data.minhash");
+  mul_.resize(std::size_t(config.num_perm));
+  add_.resize(std::size_t(config.num_perm));
+  for (int p = 0; p < config.num_perm; ++p) {
+    const auto w = rng.bits(std::uint64_t(p));
+    mul_[std::size_t(p)] = (std::uint64_t(w[0]) << 32 | w[1]) | 1;  // odd multiplier
+    add_[std::size_t(p)] = std::uint64_t(w[2]) << 32 | w[3];
+  }
+}
+
+void MinHasher::signature(std::string_view text, std::uint32_t* out) const {
+  const int P = config_.num_perm;
+  std::fill(out, out + P, std::numeric_limits<std::uint32_t>::max());
+  // Word hashes of the lower-cased words (letters, digits and any non-ASCII byte).
+  std::vector<std::uint64_t> words;
+  std::string word;
+  for (std::size_t i = 0; i <= text.size(); ++i) {
+    const unsigned char c = i < text.size() ? static_cast<unsigned char>(text[i]) : ' ';
+    if (is_word_char(c)) {
+      word.push_back(c < 0x80 ? char(c | ((c >= 'A' && c <= 'Z') ? 0x20 : 0)) : char(c));
+    } else if (!word.empty()) {
+      words.push_back(hash64(word));
+      word.clear();
+    }
+  }
+  if (words.empty()) return;
+  const std::size_t k = std::min<std::size_t>(std::size_t(config_.shingle), words.size());
+  // A shingle's hash, then P universal-hash images h_p(x) = high 32 bits of (a_p x + c_p)
+  // mod 2^64 (multiply-shift, Dietzfelbinger et al. 1997).
+  for (std::size_t i = 0; i + k <= words.size(); ++i) {
+    std::uint64_t x = words[i];
+    for (std::size_t j = 1; j < k; ++j) x = mix64(x * 0x9E3779B97F4A7C15ull + words[i + j]);
+    for (int p = 0; p < P; ++p) {
+      const auto v = std::uint32_t((mul_[std::size_t(p)] * x + add_[std::size_t(p)]) >> 32);
+      out[p] = std::min(out[p], v);
+    }
+  }
+}
+
+std::vector<std::uint32_t> MinHasher::signature(std::string_view text) const {
+  std::vector<std::uint32_t> s(std::size_t(config_.num_perm));
+  signature(text, s.data());
+  return s;
+}
+
+double estimate_jaccard(const std::uint32_t* a, const std::uint32_t* b, int num_perm) {
+  int eq = 0;
+  for (int p = 0; p < num_perm; ++p) eq += a[p] == b[p];
+  return double(eq) / num_perm;
+}
+
+std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> signatures, const MinHasher& hasher) {
+  const int P = hasher.config().num_perm, B = hasher.bands(), R = hasher.rows();
+  STRATA_CHECK(signatures.size() % std::size_t(P) == 0, "signatures are not a whole number of ", P, "-value rows");
+  const std::size_t n = signatures.size() / std::size_t(P);
+  std::vector<std::uint8_t> dup(n);
+  // Band key -> kept documents with that band. Decisions only look keys up, so they do not
+  // depend on the map's iteration order.
+  std::unordered_map<std::uint64_t, std::vector<std::uint32_t>> buckets;
+  buckets.reserve(n * std::size_t(B));
+  std::vector<std::uint64_t> keys(static_cast<std::size_t>(B));
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t* sig = signatures.data() + i * std::size_t(P);
+    bool is_dup = false;
+    for (int b = 0; b < B; ++b) {
+      Hasher128 h{static_cast<std::uint64_t>(b)};
+      h.update(sig + b * R, std::size_t(R) * sizeof(std::uint32_t));
+      keys[std::size_t(b)] = h.finish().lo;
+      if (is_dup) continue;
+      const auto it = buckets.find(keys[std::size_t(b)]);
+      if (it == buckets.end()) continue;
+      for (std::uint32_t j : it->second)
+        if (estimate_jaccard(sig, signatures.data() + std::size_t(j) * std::size_t(P), P) >=
+            hasher.config().threshold) {
+          is_dup = true;
+          break;
+        }
+    }
+    dup[i] = is_dup;
+    if (!is_dup)
+      for (int b = 0; b < B; ++b) buckets[keys[std::size_t(b)]].push_back(std::uint32_t(i));
+  }
+  return dup;
+}
+
+}  // namespace strata::data

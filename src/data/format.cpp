@@ -1,0 +1,409 @@
+// HDF5 token datasets: the collective writer and the validating reader (format.hpp,
+// docs/data-format.md).
+#include "strata/data/format.hpp"
+
+#include <hdf5.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "mpi_util.hpp"
+#include "strata/core/error.hpp"
+#include "strata/data/hash.hpp"
+
+namespace strata::data {
+
+namespace {
+
+// Debian's parallel HDF5 is built without its thread-safe option, so calls from different
+// threads (the loader thread of each source, a validation pass) must not overlap. This lock is
+// the one process-wide state here, and it mirrors the library's own: one HDF5 per process.
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+constexpr hsize_t kTokenChunk = 1 << 20;   // elements per /tokens chunk (2 or 4 MiB)
+constexpr hsize_t kOffsetChunk = 1 << 16;  // elements per /doc_offsets chunk (512 KiB)
+
+// The innermost message on HDF5's error stack ("truncated file: eof = 1234, ..."), or "".
+std::string hdf5_error_text() {
+  std::string text;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD,
+           [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+             auto& s = *static_cast<std::string*>(out);
+             if (e->desc && *e->desc) s = e->desc;  // keep the last (innermost) description
+             (void)n;
+             return 0;
+           },
+           &text);
+  H5Eclear2(H5E_DEFAULT);
+  return text;
+}
+
+// Silence HDF5's automatic error printing; our errors carry the message instead.
+void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+// An hid_t closed by its matching H5*close.
+class Id {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Id() = default;
+  Id(hid_t id, Closer close) : id_(id), close_(close) {}
+  Id(Id&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), close_(o.close_) {}
+  Id& operator=(Id&& o) noexcept {
+    reset();
+    id_ = std::exchange(o.id_, H5I_INVALID_HID);
+    close_ = o.close_;
+    return *this;
+  }
+  ~Id() { reset(); }
+  void reset() {
+    if (id_ >= 0 && close_) close_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer close_ = nullptr;
+};
+
+// Checks an HDF5 return value; the error names the file and the operation.
+hid_t check(hid_t id, const std::string& path, const char* what) {
+  if (id < 0) {
+    const std::string detail = hdf5_error_text();
+    throw make_error(path, ": ", what, detail.empty() ? "" : ": ", detail);
+  }
+  return id;
+}
+
+// ---- attributes ----
+void write_attr_string(hid_t loc, const char* name, const std::string& value, const std::string& path) {
+  Id type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), std::max<std::size_t>(1, value.size()));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  Id space(H5Screate(H5S_SCALAR), H5Sclose);
+  Id attr(check(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name), H5Aclose);
+  const std::string padded = value.empty() ? std::string(1, '\0') : value;
+  check(H5Awrite(attr.get(), type.get(), padded.data()), path, name);
+}
+
+template <class T>
+void write_attr_number(hid_t loc, const char* name, T value, hid_t mem_type, hid_t file_type,
+                       const std::string& path) {
+  Id space(H5Screate(H5S_SCALAR), H5Sclose);
+  Id attr(check(H5Acreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name), H5Aclose);
+  check(H5Awrite(attr.get(), mem_type, &value), path, name);
+}
+
+Id open_attr(hid_t loc, const char* name, const std::string& path) {
+  if (H5Aexists(loc, name) <= 0)
+    throw make_error(path, ": missing attribute '", name, "' (not a strata token dataset, or written by "
+                     "an incompatible version)");
+  return Id(check(H5Aopen(loc, name, H5P_DEFAULT), path, name), H5Aclose);
+}
+
+std::string read_attr_string(hid_t loc, const char* name, const std::string& path) {
+  Id attr = open_attr(loc, name, path);
+  Id type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING)
+    throw make_error(path, ": attribute '", name, "' should be a string");
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* s = nullptr;
+    Id mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    check(H5Aread(attr.get(), mem.get(), &s), path, name);
+    std::string out = s ? s : "";
+    H5free_memory(s);
+    return out;
+  }
+  const std::size_t n = H5Tget_size(type.get());
+  std::string out(n, '\0');
+  check(H5Aread(attr.get(), type.get(), out.data()), path, name);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+template <class T>
+T read_attr_int(hid_t loc, const char* name, hid_t mem_type, const std::string& path) {
+  Id attr = open_attr(loc, name, path);
+  Id type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    throw make_error(path, ": attribute '", name, "' should be an integer");
+  T v{};
+  check(H5Aread(attr.get(), mem_type, &v), path, name);
+  return v;
+}
+
+// A 1-D chunked dataset of `n` elements (max size unlimited, so any chunk size is legal).
+Id create_1d(hid_t file, const char* name, hid_t type, hsize_t n, hsize_t chunk, const std::string& path) {
+  const hsize_t maxdims = H5S_UNLIMITED;
+  Id space(H5Screate_simple(1, &n, &maxdims), H5Sclose);
+  Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  const hsize_t c = std::max<hsize_t>(1, std::min(chunk, n));
+  H5Pset_chunk(dcpl.get(), 1, &c);
+  H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+  H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
+  return Id(check(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), path, name),
+            H5Dclose);
+}
+
+// Every rank writes [offset, offset + count) of a 1-D dataset (count may be 0); collective when
+// MPI is in use.
+void write_range(hid_t dset, hid_t mem_type, hsize_t offset, hsize_t count, const void* data, hid_t dxpl,
+                 const std::string& path, const char* name) {
+  Id file_space(H5Dget_space(dset), H5Sclose);
+  Id mem_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  if (count > 0) {
+    check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr), path, name);
+  } else {
+    H5Sselect_none(file_space.get());
+    H5Sselect_none(mem_space.get());
+  }
+  check(H5Dwrite(dset, mem_type, mem_space.get(), file_space.get(), dxpl, data), path, name);
+}
+
+}  // namespace
+
+int token_bytes_for_vocab(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+
+void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo info,
+                         std::span<const std::int32_t> local_tokens,
+                         std::span<const std::uint64_t> local_doc_lengths) {
+  std::lock_guard lock(hdf5_mutex());
+  quiet_hdf5();
+  const detail::Collectives coll(comm);
+  STRATA_CHECK(info.vocab_size > 0, path, ": vocab_size must be set before writing");
+  std::uint64_t local_sum = 0;
+  for (auto len : local_doc_lengths) local_sum += len;
+  STRATA_CHECK(local_sum == local_tokens.size(), path, ": document lengths (", local_sum,
+               " tokens) do not add up to the tokens given (", local_tokens.size(), ")");
+  for (std::int32_t t : local_tokens)
+    if (t < 0 || t >= info.vocab_size)
+      throw make_error(path, ": token id ", t, " is outside the vocabulary [0, ", info.vocab_size, ")");
+
+  // Where this rank's share goes: exclusive prefix sums over ranks.
+  const std::uint64_t tok_begin = coll.exscan_sum(local_tokens.size());
+  const std::uint64_t doc_begin = coll.exscan_sum(local_doc_lengths.size());
+  info.num_tokens = coll.sum(local_tokens.size());
+  info.num_documents = coll.sum(local_doc_lengths.size());
+  info.token_bytes = token_bytes_for_vocab(info.vocab_size);
+  info.format_version = kFormatVersion;
+
+  // doc_offsets: rank 0 also writes the leading 0; rank r writes the end of each of its docs.
+  std::vector<std::uint64_t> ends;
+  ends.reserve(local_doc_lengths.size() + 1);
+  if (coll.rank() == 0) ends.push_back(0);
+  std::uint64_t pos = tok_begin;
+  for (auto len : local_doc_lengths) ends.push_back(pos += len);
+  const hsize_t off_begin = coll.rank() == 0 ? 0 : doc_begin + 1;
+
+  const std::string tmp = path + ".tmp";
+  Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+  if (coll.active()) {
+    H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL);
+    H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+  }
+  {
+    Id file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), tmp, "cannot create file"),
+            H5Fclose);
+    const hid_t tok_type = info.token_bytes == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
+    Id tokens = create_1d(file.get(), "tokens", tok_type, info.num_tokens, kTokenChunk, tmp);
+    Id offsets = create_1d(file.get(), "doc_offsets", H5T_STD_U64LE, info.num_documents + 1, kOffsetChunk, tmp);
+    // HDF5 converts int32 -> uint16/uint32 on write (ids were range-checked above).
+    write_range(tokens.get(), H5T_NATIVE_INT32, tok_begin, local_tokens.size(), local_tokens.data(), dxpl.get(),
+                tmp, "tokens");
+    write_range(offsets.get(), H5T_NATIVE_UINT64, off_begin, ends.size(), ends.data(), dxpl.get(), tmp,
+                "doc_offsets");
+    const hid_t root = file.get();
+    write_attr_number(root, "format_version", std::int32_t(info.format_version), H5T_NATIVE_INT32, H5T_STD_I32LE, tmp);
+    write_attr_string(root, "tokenizer_name", info.tokenizer_name, tmp);
+    write_attr_string(root, "tokenizer_hash", info.tokenizer_hash, tmp);
+    write_attr_number(root, "vocab_size", std::int64_t(info.vocab_size), H5T_NATIVE_INT64, H5T_STD_I64LE, tmp);
+    write_attr_number(root, "eos_id", std::int64_t(info.eos_id), H5T_NATIVE_INT64, H5T_STD_I64LE, tmp);
+    write_attr_string(root, "source", info.source, tmp);
+    write_attr_number(root, "num_documents", info.num_documents, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
+    write_attr_number(root, "num_tokens", info.num_tokens, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
+    write_attr_string(root, "statistics", info.statistics, tmp);
+  }  // every handle closed: the file is complete on disk
+  coll.barrier();
+  if (coll.rank() == 0) {
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) throw make_error("cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  }
+  coll.barrier();
+}
+
+// ---- reader -------------------------------------------------------------------------------------------
+
+struct TokenDataset::Handles {
+  Id file, tokens, dxpl;
+};
+
+TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_unique<Handles>()) {
+  std::unique_lock lock(hdf5_mutex());
+  quiet_hdf5();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw make_error("cannot open dataset '", path, "': No such file");
+  if (std::filesystem::is_directory(path, ec))
+    throw make_error("cannot open dataset '", path, "': Is a directory");
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+  } else {
+    throw make_error("cannot open dataset '", path, "': ", std::strerror(errno));
+  }
+  const htri_t is_h5 = H5Fis_hdf5(path.c_str());
+  if (is_h5 <= 0) {
+    hdf5_error_text();
+    throw make_error(path, ": not an HDF5 file (no HDF5 signature; was it written completely?)");
+  }
+  h_->file = Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!h_->file.valid()) {
+    const std::string detail = hdf5_error_text();
+    throw make_error(path, ": cannot open as HDF5", detail.empty() ? "" : " (", detail,
+                     detail.empty() ? "" : "); the file may be truncated or damaged");
+  }
+  const hid_t root = h_->file.get();
+
+  // Attributes.
+  info_.format_version = read_attr_int<std::int32_t>(root, "format_version", H5T_NATIVE_INT32, path);
+  if (info_.format_version != kFormatVersion)
+    throw make_error(path, ": format_version ", info_.format_version, " is not supported (this strata reads ",
+                     kFormatVersion, ")");
+  info_.tokenizer_name = read_attr_string(root, "tokenizer_name", path);
+  info_.tokenizer_hash = read_attr_string(root, "tokenizer_hash", path);
+  const auto vocab = read_attr_int<std::int64_t>(root, "vocab_size", H5T_NATIVE_INT64, path);
+  if (vocab <= 0 || vocab > (1ll << 31) - 1) throw make_error(path, ": vocab_size ", vocab, " is out of range");
+  info_.vocab_size = int(vocab);
+  const auto eos = read_attr_int<std::int64_t>(root, "eos_id", H5T_NATIVE_INT64, path);
+  if (eos < -1 || eos >= vocab)
+    throw make_error(path, ": eos_id ", eos, " is outside the vocabulary of ", vocab);
+  info_.eos_id = std::int32_t(eos);
+  info_.source = read_attr_string(root, "source", path);
+  info_.num_documents = read_attr_int<std::uint64_t>(root, "num_documents", H5T_NATIVE_UINT64, path);
+  info_.num_tokens = read_attr_int<std::uint64_t>(root, "num_tokens", H5T_NATIVE_UINT64, path);
+  info_.statistics = read_attr_string(root, "statistics", path);
+  info_.token_bytes = token_bytes_for_vocab(info_.vocab_size);
+
+  // Datasets: present, 1-D, the right dtypes and sizes.
+  auto open_1d = [&](const char* name, hsize_t expected, hid_t& type_out) {
+    if (H5Lexists(root, name, H5P_DEFAULT) <= 0) throw make_error(path, ": missing dataset '/", name, "'");
+    Id dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+    H5Pset_chunk_cache(dapl.get(), H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+    Id d(check(H5Dopen2(root, name, dapl.get()), path, name), H5Dclose);
+    Id space(H5Dget_space(d.get()), H5Sclose);
+    if (H5Sget_simple_extent_ndims(space.get()) != 1) throw make_error(path, ": /", name, " must be 1-D");
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+    if (n != expected)
+      throw make_error(path, ": /", name, " has ", n, " elements but the attributes say ", expected,
+                       n < expected ? " (truncated?)" : "");
+    type_out = H5Dget_type(d.get());
+    return d;
+  };
+  hid_t tok_type = H5I_INVALID_HID, off_type = H5I_INVALID_HID;
+  h_->tokens = open_1d("tokens", info_.num_tokens, tok_type);
+  Id tok_type_id(tok_type, H5Tclose);
+  Id offsets = open_1d("doc_offsets", info_.num_documents + 1, off_type);
+  Id off_type_id(off_type, H5Tclose);
+  const bool tok_ok = H5Tget_class(tok_type) == H5T_INTEGER && H5Tget_sign(tok_type) == H5T_SGN_NONE &&
+                      int(H5Tget_size(tok_type)) == info_.token_bytes;
+  if (!tok_ok)
+    throw make_error(path, ": /tokens has the wrong dtype (expected uint", info_.token_bytes * 8,
+                     " for a vocabulary of ", info_.vocab_size, ", found a ", H5Tget_size(tok_type), "-byte ",
+                     H5Tget_class(tok_type) == H5T_INTEGER
+                         ? (H5Tget_sign(tok_type) == H5T_SGN_NONE ? "unsigned integer" : "signed integer")
+                         : "non-integer",
+                     ")");
+  if (!(H5Tget_class(off_type) == H5T_INTEGER && H5Tget_sign(off_type) == H5T_SGN_NONE && H5Tget_size(off_type) == 8))
+    throw make_error(path, ": /doc_offsets has the wrong dtype (expected uint64)");
+
+  // Offsets: all of them, each checked against the token count.
+  offsets_.resize(info_.num_documents + 1);
+  if (H5Dread(offsets.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets_.data()) < 0) {
+    const std::string detail = hdf5_error_text();
+    throw make_error(path, ": cannot read /doc_offsets (", detail, "); the file may be truncated");
+  }
+  if (offsets_.front() != 0) throw make_error(path, ": /doc_offsets[0] is ", offsets_.front(), ", expected 0");
+  for (std::size_t i = 1; i < offsets_.size(); ++i) {
+    if (offsets_[i] > info_.num_tokens)
+      throw make_error(path, ": /doc_offsets[", i, "] = ", offsets_[i], " is past the end of /tokens (",
+                       info_.num_tokens, " tokens)");
+    if (offsets_[i] < offsets_[i - 1])
+      throw make_error(path, ": /doc_offsets decreases at index ", i, " (", offsets_[i - 1], " then ",
+                       offsets_[i], ")");
+  }
+  if (offsets_.back() != info_.num_tokens)
+    throw make_error(path, ": the last document ends at token ", offsets_.back(), " but /tokens has ",
+                     info_.num_tokens);
+  // A read of the last token catches a file cut short inside the token data.
+  lock.unlock();
+  if (info_.num_tokens > 0) {
+    std::int32_t last = 0;
+    read(info_.num_tokens - 1, 1, &last);
+  }
+}
+
+TokenDataset::~TokenDataset() {
+  if (!h_) return;
+  std::lock_guard lock(hdf5_mutex());
+  h_.reset();
+}
+TokenDataset::TokenDataset(TokenDataset&&) noexcept = default;
+TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
+
+void TokenDataset::read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const {
+  if (count == 0) return;
+  std::lock_guard lock(hdf5_mutex());
+  STRATA_CHECK(start + count <= info_.num_tokens, path_, ": read of tokens [", start, ", ", start + count,
+               ") is past the end (", info_.num_tokens, " tokens)");
+  Id file_space(H5Dget_space(h_->tokens.get()), H5Sclose);
+  const hsize_t off = start, n = count;
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &off, nullptr, &n, nullptr);
+  Id mem_space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  herr_t rc;
+  if (info_.token_bytes == 2) {
+    // Read the narrow type and widen here: cheaper than HDF5's generic conversion path.
+    narrow_.resize(count);
+    rc = H5Dread(h_->tokens.get(), H5T_NATIVE_UINT16, mem_space.get(), file_space.get(), H5P_DEFAULT, narrow_.data());
+    for (std::uint64_t i = 0; i < count; ++i) out[i] = narrow_[i];
+  } else {
+    rc = H5Dread(h_->tokens.get(), H5T_NATIVE_INT32, mem_space.get(), file_space.get(), H5P_DEFAULT, out);
+  }
+  if (rc < 0) {
+    const std::string detail = hdf5_error_text();
+    throw make_error(path_, ": cannot read tokens [", start, ", ", start + count, ") (", detail,
+                     "); the file may be truncated");
+  }
+}
+
+std::string Hash128::hex() const {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(hi),
+                static_cast<unsigned long long>(lo));
+  return buf;
+}
+
+std::string content_digest(const TokenDataset& ds) {
+  Hasher128 h(0x5354524154414453ull);
+  std::vector<std::int32_t> buf;
+  const std::uint64_t step = 1 << 20;
+  for (std::uint64_t start = 0; start < ds.num_tokens(); start += step) {
+    const std::uint64_t n = std::min(step, ds.num_tokens() - start);
+    buf.resize(n);
+    ds.read(start, n, buf.data());
+    h.update(buf.data(), n * sizeof(std::int32_t));
+  }
+  h.update(ds.doc_offsets().data(), ds.doc_offsets().size() * sizeof(std::uint64_t));
+  return h.finish().hex();
+}
+
+}  // namespace strata::data

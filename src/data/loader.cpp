@@ -1,0 +1,244 @@
+// Sample sources and the asynchronous loader (loader.hpp).
+#include "strata/data/loader.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "strata/core/error.hpp"
+#include "strata/core/log.hpp"
+#include "strata/core/timer.hpp"
+#include "strata/data/corpus.hpp"
+#include "strata/data/format.hpp"
+#include "strata/data/sampler.hpp"
+#include "strata/data/tokenizer.hpp"
+
+namespace strata::data {
+
+namespace {
+
+// synthetic / text: the in-memory corpus and its GlobalSampler, as before the HDF5 path.
+class CorpusSource final : public SampleSource {
+ public:
+  CorpusSource(TokenCorpus corpus, int seq_len, std::uint64_t seed)
+      : corpus_(std::move(corpus)), sampler_(std::int64_t(corpus_.tokens().size()), seq_len + 1, seed),
+        window_(seq_len + 1) {}
+  void train_window(std::uint64_t sample, std::int32_t* window) override {
+    const std::int64_t start = sampler_.window_start(sample);
+    std::memcpy(window, corpus_.tokens().data() + start, std::size_t(window_) * sizeof(std::int32_t));
+  }
+  std::int64_t num_train_windows() const override { return sampler_.num_windows(); }
+  std::string description() const override { return corpus_.description(); }
+  const TokenCorpus& corpus() const { return corpus_; }
+
+ private:
+  TokenCorpus corpus_;
+  GlobalSampler sampler_;
+  int window_;
+};
+
+// hdf5: blended token datasets.
+class Hdf5Source final : public SampleSource {
+ public:
+  Hdf5Source(const config::DataConfig& cfg, const config::ModelConfig& model, int seq_len, std::uint64_t seed)
+      : window_(seq_len + 1), max_epochs_(cfg.max_epochs) {
+    std::unique_ptr<Tokenizer> expected;
+    if (!cfg.tokenizer.empty()) expected = load_tokenizer(cfg.tokenizer);
+    std::vector<double> weights;
+    for (std::size_t i = 0; i < cfg.datasets.size(); ++i) {
+      const config::DatasetSpec& spec = cfg.datasets[i];
+      TokenDataset ds(spec.path);
+      const DatasetInfo& info = ds.info();
+      if (expected) {
+        if (info.tokenizer_hash != expected->content_hash() || info.tokenizer_name != expected->name())
+          throw make_error(spec.path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash,
+                           ") but data.tokenizer is '", cfg.tokenizer, "' (", expected->name(), ", hash ",
+                           expected->content_hash(), "); prepare it again with --tokenizer ", cfg.tokenizer);
+      } else if (i > 0 && (info.tokenizer_hash != datasets_[0].info().tokenizer_hash)) {
+        throw make_error(spec.path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash,
+                         ") but ", datasets_[0].path(), " with '", datasets_[0].info().tokenizer_name, "' (hash ",
+                         datasets_[0].info().tokenizer_hash, "); every dataset must use the model's tokenizer");
+      }
+      if (info.vocab_size > model.vocab_size)
+        throw make_error(spec.path, ": its tokenizer '", info.tokenizer_name, "' has a vocabulary of ",
+                         info.vocab_size, " but model.vocab_size is ", model.vocab_size,
+                         " (set model.vocab_size >= ", info.vocab_size, ")");
+      const std::int64_t windows = std::int64_t(info.num_tokens / std::uint64_t(window_));
+      if (windows < 1)
+        throw make_error(spec.path, ": ", info.num_tokens, " tokens, fewer than one sample of ", window_,
+                         " tokens (train.seq_len + 1)");
+      samplers_.emplace_back(windows, cfg.valid_fraction, seed, int(i));
+      if (samplers_.back().num_train() < 1)
+        throw make_error(spec.path, ": no training windows left after holding out data.valid_fraction = ",
+                         cfg.valid_fraction);
+      for (std::int64_t v = 0; v < samplers_.back().num_valid(); ++v)
+        valid_.push_back({int(i), samplers_.back().valid_window(v)});
+      datasets_.push_back(std::move(ds));
+      weights.push_back(spec.weight);
+    }
+    blend_ = std::make_unique<BlendSchedule>(weights);
+    vocab_limit_ = model.vocab_size;
+    max_epoch_seen_.assign(datasets_.size(), 0);
+  }
+
+  void train_window(std::uint64_t sample, std::int32_t* window) override {
+    const BlendSchedule::Pick p = blend_->pick(sample);
+    std::uint64_t epoch = 0;
+    const std::int64_t w = samplers_[std::size_t(p.dataset)].train_window(p.index, &epoch);
+    read_window(p.dataset, w, window);
+    if (epoch + 1 > max_epoch_seen_[std::size_t(p.dataset)]) {
+      max_epoch_seen_[std::size_t(p.dataset)] = epoch + 1;
+      if (max_epochs_ > 0 && epoch + 1 > std::uint64_t(max_epochs_))
+        log_warn("data: ", datasets_[std::size_t(p.dataset)].path(), " enters epoch ", epoch + 1,
+                 " at global sample ", sample, ", beyond data.max_epochs = ", max_epochs_, " (its windows repeat)");
+    }
+  }
+  std::int64_t num_valid_windows() const override { return std::int64_t(valid_.size()); }
+  void valid_window(std::int64_t index, std::int32_t* window) override {
+    const auto& v = valid_[std::size_t(index)];
+    read_window(v.first, v.second, window);
+  }
+  std::int64_t num_train_windows() const override {
+    std::int64_t n = 0;
+    for (const auto& s : samplers_) n += s.num_train();
+    return n;
+  }
+  std::string description() const override {
+    std::ostringstream os;
+    os << datasets_.size() << " HDF5 dataset(s), tokenizer " << datasets_[0].info().tokenizer_name << ":";
+    const auto& per = blend_->per_block();
+    std::uint64_t total = 0;
+    for (auto c : per) total += c;
+    for (std::size_t i = 0; i < datasets_.size(); ++i)
+      os << "\n  " << datasets_[i].path() << ": " << datasets_[i].num_documents() << " docs, "
+         << datasets_[i].num_tokens() << " tokens, " << samplers_[i].num_train() << " train + "
+         << samplers_[i].num_valid() << " valid windows, weight " << double(per[i]) / double(total);
+    return os.str();
+  }
+  std::string epoch_plan(std::uint64_t total_samples) const override {
+    std::ostringstream os;
+    for (std::size_t i = 0; i < datasets_.size(); ++i) {
+      const double epochs =
+          double(blend_->count_before(int(i), total_samples)) / double(samplers_[i].num_train());
+      os << (i ? "\n" : "") << "data: " << datasets_[i].path() << " will be read " << epochs << " epochs";
+      if (max_epochs_ > 0 && epochs > max_epochs_)
+        os << " -- WARNING: more than data.max_epochs = " << max_epochs_ << ", its windows will repeat";
+    }
+    return os.str();
+  }
+
+ private:
+  void read_window(int d, std::int64_t w, std::int32_t* window) {
+    const TokenDataset& ds = datasets_[std::size_t(d)];
+    ds.read(std::uint64_t(w) * std::uint64_t(window_), std::uint64_t(window_), window);
+    for (int t = 0; t < window_; ++t)
+      if (window[t] < 0 || window[t] >= vocab_limit_)
+        throw make_error(ds.path(), ": token id ", window[t], " at position ", std::uint64_t(w) * std::uint64_t(window_) + std::uint64_t(t),
+                         " is outside the vocabulary (", vocab_limit_, ")");
+  }
+
+  int window_;
+  int max_epochs_;
+  int vocab_limit_ = 0;
+  std::vector<TokenDataset> datasets_;
+  std::vector<DatasetSampler> samplers_;
+  std::unique_ptr<BlendSchedule> blend_;
+  std::vector<std::pair<int, std::int64_t>> valid_;  // (dataset, window)
+  std::vector<std::uint64_t> max_epoch_seen_;
+};
+
+}  // namespace
+
+std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data, const config::ModelConfig& model,
+                                                 int seq_len, std::uint64_t seed) {
+  if (data.source == config::DataSource::hdf5) return std::make_unique<Hdf5Source>(data, model, seq_len, seed);
+  TokenCorpus corpus =
+      data.source == config::DataSource::synthetic
+          // Enough tokens for a few thousand distinct windows; the stream repeats in epochs after that.
+          ? TokenCorpus::synthetic(model.vocab_size, std::max<std::int64_t>(1 << 20, 4096LL * (seq_len + 1)), seed)
+          : TokenCorpus::from_text_files(data.paths);
+  STRATA_CHECK(corpus.vocab_needed() <= model.vocab_size, "data: ", corpus.description(),
+               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ", model.vocab_size);
+  return std::make_unique<CorpusSource>(std::move(corpus), seq_len, seed);
+}
+
+// ---- AsyncLoader ----------------------------------------------------------------------------------
+
+AsyncLoader::AsyncLoader(SampleSource& source, const LoaderOptions& options) : source_(source), opt_(options) {
+  STRATA_CHECK(opt_.prefetch >= 1, "data.prefetch must be >= 1, got ", opt_.prefetch);
+  const int local = opt_.global_batch_size / opt_.dp_size;
+  STRATA_CHECK(opt_.global_batch_size % opt_.dp_size == 0 && local % opt_.micro_batch_size == 0,
+               "global batch ", opt_.global_batch_size, " must split into dp ", opt_.dp_size, " x micro-batches of ",
+               opt_.micro_batch_size);
+  accum_ = local / opt_.micro_batch_size;
+  slot_elems_ = std::size_t(opt_.micro_batch_size) * std::size_t(opt_.seq_len);
+  buffers_.resize(std::size_t(opt_.prefetch) * 2 * slot_elems_);
+  window_.resize(std::size_t(opt_.seq_len) + 1);
+  thread_ = std::thread([this] { run(); });
+}
+
+AsyncLoader::~AsyncLoader() { stop(); }
+
+void AsyncLoader::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AsyncLoader::run() {
+  const std::uint64_t P = std::uint64_t(opt_.prefetch);
+  const int T = opt_.seq_len;
+  try {
+    for (std::uint64_t i = 0;; ++i) {
+      {
+        // Slot i % P is free once the consumer has moved past micro-batch i - P.
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || i < consumed_ - (holding_ ? 1 : 0) + P; });
+        if (stop_) return;
+      }
+      const SampleSpan span = micro_batch_span(opt_.first_batch + i / std::uint64_t(accum_), opt_.global_batch_size,
+                                               opt_.dp_size, opt_.dp_rank, opt_.micro_batch_size,
+                                               int(i % std::uint64_t(accum_)));
+      std::int32_t* inputs = buffers_.data() + (i % P) * 2 * slot_elems_;
+      std::int32_t* targets = inputs + slot_elems_;
+      for (int b = 0; b < span.count; ++b) {
+        source_.train_window(span.first + std::uint64_t(b), window_.data());
+        std::memcpy(inputs + std::size_t(b) * std::size_t(T), window_.data(), std::size_t(T) * sizeof(std::int32_t));
+        std::memcpy(targets + std::size_t(b) * std::size_t(T), window_.data() + 1, std::size_t(T) * sizeof(std::int32_t));
+      }
+      {
+        std::lock_guard lock(mu_);
+        produced_ = i + 1;
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    error_ = std::current_exception();
+    cv_.notify_all();
+  }
+}
+
+AsyncLoader::Batch AsyncLoader::next() {
+  const Timer wait;
+  std::unique_lock lock(mu_);
+  holding_ = false;  // the previous batch's slot is free again
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return produced_ > consumed_ || error_; });
+  if (produced_ <= consumed_ && error_) std::rethrow_exception(error_);
+  wait_ms_ += wait.ms();
+  const std::uint64_t i = consumed_++;
+  holding_ = true;
+  const std::int32_t* inputs = buffers_.data() + (i % std::uint64_t(opt_.prefetch)) * 2 * slot_elems_;
+  return {inputs, inputs + slot_elems_};
+}
+
+double AsyncLoader::take_wait_ms() {
+  std::lock_guard lock(mu_);
+  return std::exchange(wait_ms_, 0.0);
+}
+
+}  // namespace strata::data

@@ -1,6 +1,8 @@
 #include "strata/comm/mpi_communicator.hpp"
 
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 #include <utility>
 
@@ -47,8 +49,55 @@ int as_count(std::size_t count, const char* op) {
 }
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, int global_rank, double timeout_s)
-    : comm_(comm), name_(std::move(name)), global_rank_(global_rank), timeout_s_(timeout_s) {
+Watchdog::Watchdog(double timeout_s, int global_rank) : timeout_s_(timeout_s), global_rank_(global_rank) {
+  if (timeout_s_ > 0) thread_ = std::thread([this] { run(); });
+}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Watchdog::run() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (armed_ && std::chrono::steady_clock::now() > deadline_) {
+      std::fprintf(stderr,
+                   "strata: watchdog (global rank %d): %s on group '%s' did not complete within %g s; "
+                   "a peer rank is stuck or has failed. Ending the job.\n",
+                   global_rank_, op_, group_ ? group_->c_str() : "?", timeout_s_);
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+  }
+}
+
+Watchdog::Guard::Guard(Watchdog* w, const char* op, const std::string& group) : w_(w) {
+  if (!w_ || w_->timeout_s_ <= 0) return;
+  std::lock_guard lock(w_->mu_);
+  w_->armed_ = true;
+  w_->op_ = op;
+  w_->group_ = &group;
+  w_->deadline_ = std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(w_->timeout_s_));
+}
+
+Watchdog::Guard::~Guard() {
+  if (!w_ || w_->timeout_s_ <= 0) return;
+  std::lock_guard lock(w_->mu_);
+  w_->armed_ = false;
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, int global_rank, double timeout_s,
+                                 Watchdog* watchdog)
+    : comm_(comm), name_(std::move(name)), global_rank_(global_rank), timeout_s_(timeout_s),
+      watchdog_(watchdog) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   // Errors come back as codes and become exceptions (abort-not-hang is main's job).
@@ -58,7 +107,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, int global_ran
 MpiCommunicator::MpiCommunicator(MpiCommunicator&& other) noexcept
     : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), name_(std::move(other.name_)),
       rank_(other.rank_), size_(other.size_), global_rank_(other.global_rank_),
-      timeout_s_(other.timeout_s_), requests_(std::move(other.requests_)),
+      timeout_s_(other.timeout_s_), watchdog_(other.watchdog_), requests_(std::move(other.requests_)),
       free_slots_(std::move(other.free_slots_)) {}
 
 MpiCommunicator::~MpiCommunicator() {
@@ -168,6 +217,34 @@ void MpiCommunicator::wait(Work& work) {
                          " s; a peer rank is stuck or has failed");
     }
   }
+}
+
+void MpiCommunicator::all_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) {
+  const Watchdog::Guard guard(watchdog_, "all_reduce", name_);
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, buf, as_count(count, "all_reduce"), mpi_type(dtype), mpi_op(op), comm_),
+            "all_reduce", name_);
+}
+
+void MpiCommunicator::reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+                                     ReduceOp op) {
+  const Watchdog::Guard guard(watchdog_, "reduce_scatter", name_);
+  check_mpi(MPI_Reduce_scatter_block(send, recv, as_count(recv_count, "reduce_scatter"), mpi_type(dtype),
+                                     mpi_op(op), comm_),
+            "reduce_scatter", name_);
+}
+
+void MpiCommunicator::all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) {
+  const Watchdog::Guard guard(watchdog_, "all_gather", name_);
+  const std::size_t block = send_count * dtype_size(dtype);
+  const bool in_place = send == static_cast<const char*>(recv) + std::size_t(rank_) * block;
+  check_mpi(MPI_Allgather(in_place ? MPI_IN_PLACE : send, as_count(send_count, "all_gather"), mpi_type(dtype),
+                          recv, as_count(send_count, "all_gather"), mpi_type(dtype), comm_),
+            "all_gather", name_);
+}
+
+void MpiCommunicator::broadcast(void* buf, std::size_t count, DType dtype, int root) {
+  const Watchdog::Guard guard(watchdog_, "broadcast", name_);
+  check_mpi(MPI_Bcast(buf, as_count(count, "broadcast"), mpi_type(dtype), root, comm_), "broadcast", name_);
 }
 
 void MpiCommunicator::barrier() {

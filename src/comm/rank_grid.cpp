@@ -37,14 +37,15 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   shape_ = resolve_grid(world_size, tp, pp, dp);
   coord_ = coord_of(shape_, global_rank_);
   const double t = watchdog_timeout_s;
+  watchdog_ = std::make_unique<Watchdog>(t, global_rank_);
   auto split = [&](int color, int key, const char* name) {
     MPI_Comm c = MPI_COMM_NULL;
     check_mpi(MPI_Comm_split(world, color, key, &c), "MPI_Comm_split", name);
-    return std::make_unique<MpiCommunicator>(c, name, global_rank_, t);
+    return std::make_unique<MpiCommunicator>(c, name, global_rank_, t, watchdog_.get());
   };
   MPI_Comm world_dup = MPI_COMM_NULL;
   check_mpi(MPI_Comm_dup(world, &world_dup), "MPI_Comm_dup", "world");
-  world_ = std::make_unique<MpiCommunicator>(world_dup, "world", global_rank_, t);
+  world_ = std::make_unique<MpiCommunicator>(world_dup, "world", global_rank_, t, watchdog_.get());
   MPI_Comm node = MPI_COMM_NULL;
   check_mpi(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, global_rank_, MPI_INFO_NULL, &node),
             "MPI_Comm_split_type", "node");
@@ -62,7 +63,7 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
     check_mpi(MPI_Comm_split(world, member ? c.tp_rank + shape_.tp * c.dp_rank : MPI_UNDEFINED,
                              c.pp_rank, &e),
               "MPI_Comm_split", "embedding");
-    if (member) embedding_ = std::make_unique<MpiCommunicator>(e, "embedding", global_rank_, t);
+    if (member) embedding_ = std::make_unique<MpiCommunicator>(e, "embedding", global_rank_, t, watchdog_.get());
   }
 }
 

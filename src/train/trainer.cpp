@@ -165,6 +165,9 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     os << "model '" << mcfg.name << "': " << whole.numel() << " parameters (" << whole.matmul_numel()
        << " in matmuls), " << mcfg.num_layers << " layers, d_model " << mcfg.d_model << ", heads "
        << mcfg.num_heads << "/" << mcfg.kv_heads() << ", ffn " << mcfg.ffn() << ", vocab " << mcfg.vocab_size << '\n';
+    if (const int vp = model::padded_vocab(mcfg.vocab_size, shape.tp); vp != mcfg.vocab_size)
+      os << "vocabulary padded from " << mcfg.vocab_size << " to " << vp << " so each of the " << shape.tp
+         << " tensor-parallel ranks holds " << vp / shape.tp << " rows (the padding rows are never targets)\n";
     os << "layout: tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << " = " << shape.size()
        << " ranks; schedule " << config::to_string(job.parallel.schedule) << " (virtual stages "
        << job.parallel.virtual_stages << ", bubble " << parallel::bubble_fraction(shape.pp, batch.microbatches,

@@ -6,9 +6,11 @@
 // untouched (receive side) until the operation completes, i.e. until the call returns for
 // the blocking forms or until wait() for the non-blocking ones; counts are in elements of
 // `dtype`; every rank of the group makes the same sequence of collective calls.
-// Blocking forms are the non-blocking ones followed by wait(); wait() runs the watchdog:
-// an operation that does not complete within the timeout throws strata::Error naming the
-// operation, the group and the rank, so main() can abort the job instead of hanging.
+// Blocking forms default to the non-blocking ones followed by wait(); a backend may run them
+// as its own blocking calls (MPI's blocking collectives use faster algorithms than its
+// non-blocking ones). Watchdog: wait() throws strata::Error naming the operation, the group
+// and the rank when an operation does not complete within the timeout, so main() can abort
+// the job; a blocking call that hangs is ended by the backend's watchdog thread.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -59,20 +61,20 @@ class Communicator {
   virtual void barrier() = 0;
 
   // Blocking forms.
-  void all_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op = ReduceOp::sum) {
+  virtual void all_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op = ReduceOp::sum) {
     Work w = iall_reduce(buf, count, dtype, op);
     wait(w);
   }
-  void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+  virtual void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
                       ReduceOp op = ReduceOp::sum) {
     Work w = ireduce_scatter(send, recv, recv_count, dtype, op);
     wait(w);
   }
-  void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) {
+  virtual void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) {
     Work w = iall_gather(send, recv, send_count, dtype);
     wait(w);
   }
-  void broadcast(void* buf, std::size_t count, DType dtype, int root) {
+  virtual void broadcast(void* buf, std::size_t count, DType dtype, int root) {
     Work w = ibroadcast(buf, count, dtype, root);
     wait(w);
   }

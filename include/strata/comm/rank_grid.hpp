@@ -66,6 +66,7 @@ class RankGrid {
   GridCoord coord_;
   int global_rank_ = 0;
   int local_size_ = 1, local_rank_ = 0;
+  std::unique_ptr<Watchdog> watchdog_;  // before the communicators: they point to it
   std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_;
 };
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A training step per layout on 8 ranks, with the time breakdown from the trainer's own
+# metrics (second half of each run): step time, tokens/s, waiting on pipeline neighbours,
+# waiting on DP reduction, the schedule's bubble fraction.
+#   benchmarks/layouts.sh [BUILD_DIR] [STEPS]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${1:-$root/build}"; steps="${2:-8}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+printf "| layout | schedule | step ms | tokens/s | pipeline wait ms | DP wait ms | bubble | optimizer state/rank |\n"
+printf "|---|---|---|---|---|---|---|---|\n"
+while read -r tp pp dp sched v zero sp; do
+  name="tp${tp}-pp${pp}-dp${dp}"
+  mpiexec -n 8 --oversubscribe "$build/strata" train --config "$root/configs/bench_layouts.yaml" \
+    --set parallel.tp=$tp --set parallel.pp=$pp --set parallel.dp=$dp --set parallel.schedule=$sched \
+    --set parallel.virtual_stages=$v --set parallel.zero_stage=$zero --set parallel.sequence_parallel=$sp \
+    --set train.steps=$steps --set "train.out_dir=$out/$name-$sched" </dev/null >/dev/null 2>&1
+  python3 - "$out/$name-$sched/metrics.jsonl" "$name" "$sched v$v zero$zero sp=$sp" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+tail = rows[len(rows) // 2:]
+m = lambda k: sum(r[k] for r in tail) / len(tail)
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {m('step_ms'):.0f} | {m('tokens_per_s'):.0f} | {m('pipeline_wait_ms'):.0f} | "
+      f"{m('dp_wait_ms'):.0f} | {tail[-1]['bubble_fraction']:.2f} | {tail[-1]['optimizer_state_bytes'] / 2**20:.1f} MiB |")
+PY
+done <<'LAYOUTS'
+1 1 8 1f1b 1 0 false
+1 1 8 1f1b 1 1 false
+2 1 4 1f1b 1 1 true
+1 2 4 1f1b 1 1 false
+1 2 4 gpipe 1 1 false
+1 2 4 interleaved_1f1b 2 1 false
+2 2 2 1f1b 1 1 true
+8 1 1 1f1b 1 0 true
+1 8 1 1f1b 1 0 false
+LAYOUTS

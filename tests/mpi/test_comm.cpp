@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "mpi_test_util.hpp"
+
 #include <numeric>
 #include <set>
 #include <vector>
@@ -13,16 +15,8 @@ using namespace strata;
 using namespace strata::comm;
 
 namespace {
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::world_size;
+using test::world_rank;
 // Every layout of this world size with tp, pp in {1, 2, 4}.
 std::vector<GridShape> layouts() {
   std::vector<GridShape> out;

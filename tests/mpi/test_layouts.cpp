@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "mpi_test_util.hpp"
+
 #include <cmath>
 #include <map>
 #include <string>
@@ -17,16 +19,8 @@ using namespace strata;
 
 namespace {
 
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::world_size;
+using test::world_rank;
 
 config::JobConfig base_job(bool llama) {
   config::JobConfig j;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include "mpi_test_util.hpp"
+
 #include <cmath>
 #include <vector>
 
@@ -16,11 +18,7 @@ using config::ModelConfig;
 
 namespace {
 
-int world_size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+using test::world_size;
 
 ModelConfig gpt_like() {
   ModelConfig c;

@@ -66,7 +66,9 @@ TEST(NearDedup, OnlyEarlierKeptDocumentsCount) {
   const MinHasher h({.num_perm = 256, .shingle = 1, .threshold = 0.6});
   std::string a, b, c;
   for (int i = 0; i < 100; ++i) {
-    const std::string w = "w" + std::to_string(i) + " ";
+    std::string w = "w";  // built by append: GCC 12 warns falsely (-Wrestrict) on "w" + std::string
+    w += std::to_string(i);
+    w += ' ';
     if (i < 75) a += w;
     if (i >= 12 && i < 88) b += w;
     if (i >= 25) c += w;

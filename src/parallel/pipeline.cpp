@@ -85,6 +85,10 @@ PipelineEngine::PipelineEngine(const config::ModelConfig& model, const config::P
   tokens_ = buffers_.data<std::int32_t>(i_tokens);
   targets_ = buffers_.data<std::int32_t>(i_targets);
   last_backward_mb_.assign(std::size_t(v_), -1);
+  final_backward_.assign(std::size_t(v_), false);
+  final_from_.assign(std::size_t(v_), INT64_MAX);
+  for (int c = 0; c < v_; ++c)  // set once: no std::function is built in the step loop
+    chunks_[std::size_t(c)]->on_layer_grads_ready = [this, c](int layer) { layer_grads_ready(c, layer); };
   for (const auto& a : schedule_)
     if (a.kind == Kind::backward) last_backward_mb_[std::size_t(a.chunk)] = a.microbatch;
 }
@@ -155,20 +159,14 @@ void PipelineEngine::backward(int c, int mb, StepStats& stats) {
   pp.wait(act_send_[std::size_t(c)][std::size_t(slot)]);
   stats.pipeline_wait_s += wait.seconds();
   const bool last = mb == last_backward_mb_[std::size_t(c)];
-  std::int64_t boundary = INT64_MAX;  // gradients at and after this flat offset are final
-  if (last)
-    model.on_layer_grads_ready = [&](int layer) {
-      const std::int64_t begin = model.layer_range(layer).first;
-      model.reduce_sequence_parallel_grads(begin, boundary);
-      boundary = begin;
-      opt.grads_ready_from(begin, model.grads().data());
-    };
+  final_backward_[std::size_t(c)] = last;
+  final_from_[std::size_t(c)] = INT64_MAX;
   const Timer compute;
   model.backward_chunk(slot, out_grad);
   stats.compute_s += compute.seconds();
   if (last) {
-    model.on_layer_grads_ready = nullptr;
-    model.reduce_sequence_parallel_grads(0, boundary);
+    final_backward_[std::size_t(c)] = false;
+    model.reduce_sequence_parallel_grads(0, final_from_[std::size_t(c)]);
     opt.grads_ready_from(0, model.grads().data());
   }
   if (vs != 0) {
@@ -180,6 +178,17 @@ void PipelineEngine::backward(int c, int mb, StepStats& stats) {
     grad_send_[std::size_t(c)][std::size_t(slot)] =
         pp.isend(out, std::size_t(act_elems_), DType::f32, (stage_ + pp_ - 1) % pp_, tag(mb, vs - 1, true));
   }
+}
+
+void PipelineEngine::layer_grads_ready(int c, int layer) {
+  // During the step's last backward of chunk c, gradients from this layer's start to the end
+  // of the flat buffer are final: finish their sequence-parallel sums, hand them to DP.
+  if (!final_backward_[std::size_t(c)]) return;
+  model::Transformer<float>& model = *chunks_[std::size_t(c)];
+  const std::int64_t begin = model.layer_range(layer).first;
+  model.reduce_sequence_parallel_grads(begin, final_from_[std::size_t(c)]);
+  final_from_[std::size_t(c)] = begin;
+  optimizers_[std::size_t(c)]->grads_ready_from(begin, model.grads().data());
 }
 
 StepStats PipelineEngine::run(const FillBatch& fill, float grad_scale) {

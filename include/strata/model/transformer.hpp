@@ -156,6 +156,7 @@ class Transformer {
   T* params_ = nullptr;
   T* grads_ = nullptr;
   std::vector<LayerWeights> w_, g_;  // per local layer: parameters, gradients
+  std::vector<std::pair<std::int64_t, std::int64_t>> layer_ranges_;  // per local layer: flat range
   std::vector<SlotBuffers> slots_;
   T *wte_ = nullptr, *dwte_ = nullptr, *wpe_ = nullptr, *dwpe_ = nullptr, *head_w_ = nullptr,
     *dhead_w_ = nullptr, *nf_w_ = nullptr, *nf_b_ = nullptr, *dnf_w_ = nullptr, *dnf_b_ = nullptr;

@@ -69,6 +69,7 @@ class PipelineEngine {
   int tag(int microbatch, int vstage, bool grad) const { return (microbatch * pp_ * v_ + vstage) * 2 + (grad ? 1 : 0); }
   void forward(int chunk, int microbatch, const FillBatch& fill, float grad_scale, StepStats& stats);
   void backward(int chunk, int microbatch, StepStats& stats);
+  void layer_grads_ready(int chunk, int layer);
 
   comm::RankGrid& grid_;
   int pp_, stage_, v_, m_;
@@ -84,6 +85,8 @@ class PipelineEngine {
   std::int32_t* tokens_ = nullptr;
   std::int32_t* targets_ = nullptr;
   std::vector<int> last_backward_mb_;  // per chunk: the micro-batch whose backward completes the gradients
+  std::vector<bool> final_backward_;   // per chunk: that backward is running now
+  std::vector<std::int64_t> final_from_;  // per chunk: gradients from this flat offset on are final
 };
 
 }  // namespace strata::parallel

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # A training step per layout on 8 ranks, with the time breakdown from the trainer's own
-# metrics (second half of each run): step time, tokens/s, waiting on pipeline neighbours,
-# waiting on DP reduction, the schedule's bubble fraction.
+# metrics of rank 0 (second half of each run): step time, tokens/s, compute (forward and
+# backward kernels), waiting on pipeline neighbours, waiting on DP reduction and the
+# parameter all-gather, the schedule's bubble fraction.
 #   benchmarks/layouts.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"; steps="${2:-8}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
-printf "| layout | schedule | step ms | tokens/s | pipeline wait ms | DP wait ms | bubble | optimizer state/rank |\n"
-printf "|---|---|---|---|---|---|---|---|\n"
+printf "| layout | schedule | step ms | tokens/s | compute ms | pipeline wait ms | DP wait ms | bubble | optimizer state/rank |\n"
+printf "|---|---|---|---|---|---|---|---|---|\n"
 while read -r tp pp dp sched v zero sp; do
   name="tp${tp}-pp${pp}-dp${dp}"
   mpiexec -n 8 --oversubscribe "$build/strata" train --config "$root/configs/bench_layouts.yaml" \
@@ -21,7 +22,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 tail = rows[len(rows) // 2:]
 m = lambda k: sum(r[k] for r in tail) / len(tail)
-print(f"| {sys.argv[2]} | {sys.argv[3]} | {m('step_ms'):.0f} | {m('tokens_per_s'):.0f} | {m('pipeline_wait_ms'):.0f} | "
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {m('step_ms'):.0f} | {m('tokens_per_s'):.0f} | {m('compute_ms'):.0f} | {m('pipeline_wait_ms'):.0f} | "
       f"{m('dp_wait_ms'):.0f} | {tail[-1]['bubble_fraction']:.2f} | {tail[-1]['optimizer_state_bytes'] / 2**20:.1f} MiB |")
 PY
 done <<'LAYOUTS'

@@ -39,10 +39,10 @@ class MetricsFile {
     std::fprintf(file_,
                  "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
-                 "\"mem_bytes\": %zu, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
+                 "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
                  "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f}\n",
                  m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
-                 m.mem_bytes, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
+                 m.mem_bytes, m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
                  m.optimizer_state_bytes, m.data_wait_ms);
     std::fflush(file_);
   }
@@ -234,6 +234,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     s.tflops = s.tokens_per_s * flops_per_token / shape.size() / 1e12;
     s.mfu = peak_tflops > 0 ? s.tflops / peak_tflops : 0.0;
     s.mem_bytes = peak_rss_bytes();
+    s.compute_ms = stats.compute_s * 1e3;
     s.bubble_fraction = bubble;
     s.pipeline_wait_ms = stats.pipeline_wait_s * 1e3;
     s.dp_wait_ms = (stats.dp_wait_s + gather_wait) * 1e3;

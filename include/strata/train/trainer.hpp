@@ -28,6 +28,7 @@ struct StepMetrics {
   double tflops = 0;      // achieved model TFLOP/s per rank (6N + attention rule)
   double mfu = 0;         // tflops / per-rank peak
   std::size_t mem_bytes = 0;       // peak resident memory of this process
+  double compute_ms = 0;           // forward/backward kernels of this rank
   double bubble_fraction = 0;      // (pp - 1) / (v m): the schedule's idle share
   double pipeline_wait_ms = 0;     // waiting on neighbouring stages
   double dp_wait_ms = 0;           // waiting on gradient reduction and parameter all-gather

@@ -10,7 +10,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"; steps="${2:-6}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
-printf "| layout | schedule | planned (log) | peak RSS | step ms (median, 2nd half) | min step ms | load before |\n|---|---|---|---|---|---|---|\n"
+printf "| layout | schedule | planned (log) | peak RSS | step ms (median, 2nd half) | min step ms | MFU (median) | load before |\n|---|---|---|---|---|---|---|---|\n"
 while read -r tp pp dp sched v zero sp; do
   name="tp${tp}-pp${pp}-dp${dp}-$sched-v$v-z$zero-sp$sp"
   load=$(cut -d' ' -f1 /proc/loadavg)
@@ -28,7 +28,7 @@ planned = float(m.group(1)) * unit / 2**20
 tail = rows[len(rows) // 2:]
 step = statistics.median(r["step_ms"] for r in tail)
 rss = max(r["mem_bytes"] for r in rows) / 2**20
-print(f"| {sys.argv[3]} | | {planned:.2f} MiB | {rss:.1f} MiB | {step:.0f} | {min(r['step_ms'] for r in tail):.0f} | {sys.argv[4]} |")
+print(f"| {sys.argv[3]} | | {planned:.2f} MiB | {rss:.1f} MiB | {step:.0f} | {min(r['step_ms'] for r in tail):.0f} | {100 * statistics.median(r['mfu'] for r in tail):.1f}% | {sys.argv[4]} |")
 PY
 done <<'LAYOUTS'
 1 1 8 1f1b 1 0 false

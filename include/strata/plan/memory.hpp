@@ -8,8 +8,10 @@
 // Two activation models:
 //   bf16 (GPU): Korthikanti et al. 2022, sec. 4, eq. 1-2 and table 2, generalised to GQA and
 //               SwiGLU (reduces to 34 s b h + 5 a s^2 b for a GPT layer);
-//   fp32 (CPU): strata's own MemoryPlan for a micro-batch, built the way Transformer builds it
-//               (every buffer 64-byte aligned), so a one-rank prediction is exact.
+//   fp32 (CPU): strata's own plan for the rank, built the way the trainer builds it
+//               (strata_cpu_stage_plan: dry-run chunks with the schedule's activation slots,
+//               the DP optimizer's state, the pipeline engine's buffers; every buffer 64-byte
+//               aligned), so the prediction equals the trainer's planned bytes.
 #pragma once
 #include <string>
 #include <vector>

@@ -12,7 +12,7 @@ std::string to_string(const Layout& l) {
   std::ostringstream os;
   os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << "-v" << l.vpp << "-mb" << l.micro_batch << "-z"
      << l.zero << (l.sequence_parallel ? "-sp" : "") << "-r"
-     << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute));
+     << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute)) << (l.gpipe ? "-gpipe" : "");
   return os.str();
 }
 
@@ -23,13 +23,14 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   const auto bad = [&](const std::string& part, const std::string& why) {
     return make_error("layout '", text, "': ", part.empty() ? "" : "'" + part + "': ", why,
                       " (form: tp8-pp4-dp16-v2-mb1-z1-sp-rfull; parts tpN ppN dpN vN mbN zN sp "
-                      "rnone|rsel|rfull, separated by '-')");
+                      "rnone|rsel|rfull gpipe, separated by '-')");
   };
   std::stringstream ss(text);
   std::string part;
   while (std::getline(ss, part, '-')) {
     if (part.empty()) throw bad(part, "empty part");
     if (part == "sp") { l.sequence_parallel = true; continue; }
+    if (part == "gpipe") { l.gpipe = true; continue; }
     if (part == "rnone" || part == "rsel" || part == "rselective" || part == "rfull") {
       l.recompute = part == "rnone" ? Recompute::none : part == "rfull" ? Recompute::full : Recompute::selective;
       continue;

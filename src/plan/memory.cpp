@@ -7,6 +7,9 @@
 #include <cmath>
 
 #include "strata/core/memory_plan.hpp"
+#include "strata/parallel/distributed_optimizer.hpp"
+#include "strata/parallel/pipeline.hpp"
+#include "strata/parallel/schedule.hpp"
 
 namespace strata::plan {
 
@@ -64,6 +67,7 @@ double layer_activation_bytes(const config::ModelConfig& m, double s, double b, 
 // L (1 + (p-1)/(p v)) layers' worth (Korthikanti et al. 2022, sec. 4.2.3), i.e. p + (p-1)/v
 // micro-batches of its L/p layers. Never more than the step has.
 double in_flight(const Layout& l, int stage) {
+  if (l.gpipe) return double(l.micro_batches);  // GPipe: every micro-batch's forward before any backward
   double n = double(l.pp - stage);
   if (l.vpp > 1) n += double(l.pp - 1) / l.vpp;
   return std::min(n, double(l.micro_batches));
@@ -96,6 +100,114 @@ StrataCpuPlan strata_cpu_plan(const config::ModelConfig& cfg, int batch, int seq
           double(adam.total_bytes()), double(io.total_bytes())};
 }
 
+CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& cfg, const config::ParallelConfig& par,
+                                   config::PipelineSchedule schedule, int microbatches, int seq_len, int stage) {
+  const int pp = par.pp, v = par.virtual_stages, tp = par.tp, dp = par.dp;
+  const std::vector<parallel::PipelineAction> actions = parallel::build_schedule(schedule, pp, stage, microbatches, v);
+  const std::vector<int> lps = parallel::layers_per_virtual_stage(cfg, par);
+  const int last_vs = pp * v - 1;
+  CpuStagePlan out;
+  MemoryPlan buffers("pipeline buffers");
+  std::int64_t act_elems = -1;
+  for (int c = 0; c < v; ++c) {
+    const int vs = c * pp + stage;
+    model::ChunkPlacement place;
+    place.tp_size = tp;
+    for (int i = 0; i < vs; ++i) place.first_layer += lps[std::size_t(i)];
+    place.num_layers = lps[std::size_t(vs)];
+    place.has_embedding = vs == 0;
+    place.has_head = vs == last_vs;
+    place.sequence_parallel = par.sequence_parallel;
+    place.flat_multiple = dp;
+    const int slots = std::max(1, parallel::max_in_flight(actions, c));
+    const model::Transformer<float> dry(cfg, par.micro_batch_size, seq_len, place, nullptr, slots,
+                                        /*allocate=*/false);
+    out.slots += slots;
+    out.chunk_slots.push_back(slots);
+    out.parameters_and_grads += double(dry.parameter_memory().total_bytes());
+    out.activations += double(dry.activation_memory().total_bytes());
+    out.params_on_rank += double(dry.table().numel());
+    if (act_elems < 0) act_elems = dry.activation_rows() * cfg.d_model;
+    // DistributedOptimizer: m and v over this rank's part of the padded flat buffer; under
+    // ZeRO-1 (dp > 1) the part is 1/dp and a gradient shard of the same size receives the
+    // reduce-scatter.
+    const std::int64_t padded = parallel::padded_size(dry.table().numel(), dp);
+    const bool zero1 = par.zero_stage == 1 && dp > 1;
+    const std::int64_t state = zero1 ? padded / dp : padded;
+    MemoryPlan opt("optimizer");
+    opt.add("adam.m", {state}, DType::f32, "persistent");
+    opt.add("adam.v", {state}, DType::f32, "persistent");
+    out.optimizer += double(opt.total_bytes());
+    if (zero1) {
+      MemoryPlan shard("grad shard");
+      shard.add("grad.shard", {state}, DType::f32, "step");
+      out.grad_shard += double(shard.total_bytes());
+    }
+    for (int s = 0; s < slots; ++s) {
+      const std::string p = "chunk" + std::to_string(c) + ".slot" + std::to_string(s) + ".";
+      const std::int64_t in = vs == 0 ? 0 : act_elems, o = vs == last_vs ? 0 : act_elems;
+      buffers.add(p + "act_in", {in}, DType::f32, "step");
+      buffers.add(p + "grad_in", {o}, DType::f32, "step");
+      buffers.add(p + "grad_out", {in}, DType::f32, "step");
+    }
+  }
+  const std::int64_t N = std::int64_t(par.micro_batch_size) * seq_len;
+  buffers.add("tokens", {N}, DType::i32, "step");
+  buffers.add("targets", {N}, DType::i32, "step");
+  out.pipeline_buffers = double(buffers.total_bytes());
+  MemoryPlan step_batch("step batch");
+  step_batch.add("tokens", {microbatches, N}, DType::i32, "step");
+  step_batch.add("targets", {microbatches, N}, DType::i32, "step");
+  out.step_batch = double(step_batch.total_bytes());
+  return out;
+}
+
+namespace {
+
+// strata's own plan for one pipeline rank (CPU, fp32), built the way the trainer builds it:
+// the schedule's per-chunk in-flight count (parallel::max_in_flight) gives each chunk's number
+// of activation slots; each chunk is a dry-run Transformer<float> with the trainer's
+// ChunkPlacement; the DP optimizer's state is AdamW m and v over the padded flat buffer (1/dp of
+// it under ZeRO-1, plus the reduce-scatter's gradient shard); the pipeline engine's exchange
+// buffers (per slot: activation in, gradient in, gradient out) and its token/target buffers.
+// See PipelineEngine's constructor (src/parallel/pipeline.cpp) and DistributedOptimizer's.
+MemoryBreakdown predict_cpu_stage(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
+                                  int stage) {
+  const config::ModelConfig& m0 = w.model;
+  config::ModelConfig m = m0;
+  m.recompute = l.recompute == Recompute::full ? config::RecomputeKind::full : config::RecomputeKind::none;
+  config::ParallelConfig par;
+  par.tp = l.tp, par.pp = l.pp, par.dp = l.dp, par.virtual_stages = l.vpp;
+  par.micro_batch_size = l.micro_batch;
+  par.sequence_parallel = l.sequence_parallel && l.tp > 1;
+  par.zero_stage = l.zero;
+  const config::PipelineSchedule kind = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
+                                        : l.gpipe ? config::PipelineSchedule::gpipe
+                                                  : config::PipelineSchedule::one_f_one_b;
+  const CpuStagePlan plan = strata_cpu_stage_plan(m, par, kind, l.micro_batches, w.seq_len, stage);
+
+  MemoryBreakdown mb;
+  mb.stage = stage;
+  mb.params_on_rank = plan.params_on_rank;
+  mb.weights = mb.gradients = plan.parameters_and_grads / 2;
+  mb.optimizer = plan.optimizer;
+  mb.activations = plan.activations;
+  mb.comm_buffers = plan.grad_shard + plan.pipeline_buffers;
+  mb.in_flight = plan.slots / double(l.vpp);
+  mb.workspace = cluster.reserved_gib * GiB + plan.step_batch;
+  // Per layer, one micro-batch (for the step-time model's element-wise traffic and reports).
+  const int layers = std::max(1, m0.num_layers / (l.pp * l.vpp));
+  const StrataCpuPlan one = strata_cpu_plan(m, l.micro_batch, w.seq_len, l.tp, layers);
+  mb.activation_per_layer = one.activations_stored / layers;
+  config::ModelConfig kept_all = m;
+  kept_all.recompute = config::RecomputeKind::none;
+  mb.layer_activations_full = strata_cpu_plan(kept_all, l.micro_batch, w.seq_len, l.tp, 1).activations_stored -
+                              strata_cpu_plan(kept_all, l.micro_batch, w.seq_len, l.tp, 0).activations_stored;
+  return mb;
+}
+
+}  // namespace
+
 MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
                                      int stage) {
   const config::ModelConfig& m = w.model;
@@ -124,24 +236,7 @@ MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const c
   const BytesPerParam bpp = bytes_per_param(l.precision, l.zero, l.dp);
   mb.workspace = cluster.reserved_gib * GiB;
 
-  if (l.precision == Precision::fp32) {
-    // strata's own plan (CPU): the stored activations of every in-flight micro-batch plus one
-    // backward work space. One rank, pp = tp = 1: exactly the trainer's planned total.
-    config::ModelConfig shard = m;
-    shard.recompute = l.recompute == Recompute::full ? config::RecomputeKind::full : config::RecomputeKind::none;
-    const StrataCpuPlan plan = strata_cpu_plan(shard, l.micro_batch, w.seq_len, l.tp, layers);
-    const bool one_rank_model = l.tp == 1 && l.pp == 1;  // then the plan's aligned sizes are exact
-    mb.weights = mb.gradients = one_rank_model ? plan.parameters_and_grads / 2 : bpp.weights * P;
-    mb.optimizer = one_rank_model ? plan.optimizer * bpp.optimizer / 8.0 : bpp.optimizer * P;
-    mb.activations = plan.activations + (mb.in_flight - 1.0) * plan.activations_stored;
-    mb.activation_per_layer = plan.activations_stored / std::max(1, layers);
-    config::ModelConfig kept_all = shard;
-    kept_all.recompute = config::RecomputeKind::none;
-    mb.layer_activations_full = strata_cpu_plan(kept_all, l.micro_batch, w.seq_len, l.tp, 1).activations_stored -
-                                strata_cpu_plan(kept_all, l.micro_batch, w.seq_len, l.tp, 0).activations_stored;
-    mb.workspace += plan.batch;
-    return mb;
-  }
+  if (l.precision == Precision::fp32) return predict_cpu_stage(w, l, cluster, stage);
 
   mb.weights = bpp.weights * P;
   mb.gradients = bpp.gradients * P;

@@ -6,6 +6,7 @@
 //   mbN  micro-batch size (sequences)   zN   ZeRO stage (0: replicated Adam state, 1: sharded over dp)
 //   sp   sequence parallelism on (Korthikanti et al. 2022, sec. 4.2.2)
 //   rnone | rsel | rfull   activation recomputation: none, selective (attention core), full
+//   gpipe  the GPipe schedule instead of 1F1B (all m micro-batches in flight; strata's CPU plan)
 //
 // The number of micro-batches per step follows from the global batch: m = B / (mb · dp).
 #pragma once
@@ -25,6 +26,7 @@ struct Layout {
   int micro_batches = 1;    // per step per DP rank (m)
   int zero = 1;             // 0 or 1
   bool sequence_parallel = false;
+  bool gpipe = false;       // GPipe schedule (all forwards, then all backwards) instead of 1F1B
   Recompute recompute = Recompute::none;
   config::Precision precision = config::Precision::bf16;
 

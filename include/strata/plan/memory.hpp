@@ -8,8 +8,10 @@
 // Two activation models:
 //   bf16 (GPU): Korthikanti et al. 2022, sec. 4, eq. 1-2 and table 2, generalised to GQA and
 //               SwiGLU (reduces to 34 s b h + 5 a s^2 b for a GPT layer);
-//   fp32 (CPU): strata's own MemoryPlan for a micro-batch, built the way Transformer builds it
-//               (every buffer 64-byte aligned), so a one-rank prediction is exact.
+//   fp32 (CPU): strata's own plan for the rank, built the way the trainer builds it
+//               (strata_cpu_stage_plan: dry-run chunks with the schedule's activation slots,
+//               the DP optimizer's state, the pipeline engine's buffers; every buffer 64-byte
+//               aligned), so the prediction equals the trainer's planned bytes.
 #pragma once
 #include <string>
 #include <vector>
@@ -53,6 +55,27 @@ struct StrataCpuPlan {
 };
 StrataCpuPlan strata_cpu_plan(const config::ModelConfig& model, int batch, int seq_len, int tp = 1,
                               int layers = -1);
+
+// strata's plan for one pipeline rank of a CPU fp32 layout (what that rank's trainer plans and
+// allocates), built from dry-run Transformer<float> chunks with the trainer's ChunkPlacement and
+// as many activation slots as the schedule keeps micro-batches of each chunk in flight
+// (parallel::max_in_flight: gpipe m, 1f1b pp - stage, interleaved per chunk). Bytes.
+struct CpuStagePlan {
+  double parameters_and_grads = 0;  // every chunk's parameter plan (parameters + gradients)
+  double optimizer = 0;             // AdamW m and v (DistributedOptimizer::state_bytes, aligned)
+  double grad_shard = 0;            // ZeRO-1's reduce-scatter destination (dp > 1)
+  double activations = 0;           // every chunk's activation plan (all slots + work space)
+  double pipeline_buffers = 0;      // the engine's per-slot act/grad exchange + token/target buffers
+  double step_batch = 0;            // the trainer's tokens and targets of all the step's micro-batches
+  double params_on_rank = 0;        // parameter elements (padded flat buffers)
+  int slots = 0;                    // activation slots over all chunks
+  std::vector<int> chunk_slots;
+  // What the trainer logs as "planned total" (parameters + optimizer state + activations).
+  double trainer_planned() const { return parameters_and_grads + optimizer + activations + pipeline_buffers; }
+  double total() const { return trainer_planned() + grad_shard + step_batch; }
+};
+CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel,
+                                   config::PipelineSchedule schedule, int microbatches, int seq_len, int stage);
 
 // Bytes per parameter (Megatron-LM docs/distrib_optimizer.md, "bytes per parameter" table;
 // Rajbhandari et al. 2020, ZeRO, sec. 3.1 / 5.1): bf16 weights 2, fp32 main grads 4, fp32

@@ -12,7 +12,9 @@
 #include <cstdio>
 
 #include "plan_test_util.hpp"
+#include "strata/plan/memory.hpp"
 #include "strata/plan/search.hpp"
+#include "strata/plan/step_time.hpp"
 
 namespace strata::plan {
 namespace {
@@ -157,6 +159,66 @@ TEST(PlanValidation, StrataStepTimeOnThisMachineWithinTwentyPercent) {
     EXPECT_LT(std::fabs(err), 0.20) << run.model;
   }
   std::printf("  mean absolute error %.1f%%\n", 100 * sum_abs / std::size(runs));
+}
+
+}  // namespace
+}  // namespace strata::plan
+
+namespace strata::plan {
+namespace {
+
+// strata's own 8-rank runs on this machine (benchmarks/layouts_vs_plan.sh: configs/bench_layouts.yaml,
+// 16 sequences of 128 tokens per step in micro-batches of 2, 8 ranks on 2 cores, one BLAS thread
+// each). Rank 0 (stage 0, TP rank 0, DP rank 0) logs its planned bytes and reports its peak RSS;
+// the planner predicts stage 0 (predict_stage_memory) on local_8ranks.yaml, whose figures are
+// local.yaml's shared by 8 ranks. Planned bytes must agree to within the log's 0.01 MiB
+// rounding (the planner's trainer_planned() is the log's sum). Rank 0's predicted total adds
+// the ZeRO-1 gradient shard, the step batch and local.yaml's 0.03 GiB process baseline: within
+// 5% of the peak RSS without data parallelism; with dp > 1 the RSS is 10-30% higher (MPI's
+// temporary buffers of the non-blocking DP collectives, which no plan holds; sec. 5), so those
+// rows are only held to "below the RSS, within 35%". Step times are printed, not tested: they
+// come from an oversubscribed machine (8 ranks on 2 cores), measured with no other job running
+// (load below 1.5 at the start); the planner over-predicts them 1.5-7x (sec. 5.2).
+struct EightRankRun {
+  const char* layout;  // planner form (gpipe: GPipe schedule; v2: interleaved 1F1B)
+  double planned_mib, rss_mib, step_ms;
+};
+constexpr EightRankRun kEightRank[] = {
+    {"tp1-pp1-dp8-mb2-z0", 151.27, 210.0, 768},        {"tp1-pp1-dp8-mb2-z1", 105.37, 196.3, 587},
+    {"tp2-pp1-dp4-mb2-z1-sp", 58.96, 121.1, 578},       {"tp1-pp2-dp4-mb2-z1", 80.04, 144.3, 674},
+    {"tp1-pp2-dp4-mb2-z1-gpipe", 80.04, 144.2, 593},    {"tp1-pp2-dp4-v2-mb2-z1", 85.60, 149.7, 654},
+    {"tp2-pp2-dp2-mb2-z1-sp", 46.44, 89.4, 673},        {"tp8-pp1-dp1-mb2-z0-sp", 24.01, 56.4, 1210},
+    {"tp1-pp8-dp1-mb2-z0", 68.15, 101.7, 720},
+};
+
+TEST(PlanValidation, StrataEightRankLayoutsOnThisMachine) {
+  const Workload w = Workload::of(test::model("bench_layouts"), 128);
+  const config::ClusterConfig c = test::cluster("local_8ranks");
+  const double MiB = 1024.0 * 1024.0;
+  for (const EightRankRun& run : kEightRank) {
+    const Layout l = parse_layout(run.layout, 8, 16, config::Precision::fp32);
+    const MemoryBreakdown s0 = predict_stage_memory(w, l, c, 0);
+    config::ParallelConfig par;
+    par.tp = l.tp, par.pp = l.pp, par.dp = l.dp, par.virtual_stages = l.vpp, par.micro_batch_size = l.micro_batch;
+    par.sequence_parallel = l.sequence_parallel, par.zero_stage = l.zero;
+    const auto kind = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
+                      : l.gpipe ? config::PipelineSchedule::gpipe
+                                : config::PipelineSchedule::one_f_one_b;
+    const CpuStagePlan p = strata_cpu_stage_plan(w.model, par, kind, l.micro_batches, w.seq_len, 0);
+    const double planned = p.trainer_planned() / MiB, total = s0.total() / MiB;
+    const StepTime t = predict_step_time(w, l, c, predict_memory(w, l, c));
+    std::printf("  %-26s planned %7.2f MiB (log %7.2f, %+5.2f%%)  rank 0 total %6.1f MiB (RSS %6.1f, %+5.1f%%)  "
+                "step %6.0f ms (measured %6.0f, %+6.1f%%)\n",
+                run.layout, planned, run.planned_mib, 100 * (planned / run.planned_mib - 1), total, run.rss_mib,
+                100 * (total / run.rss_mib - 1), 1e3 * t.total, run.step_ms, 100 * (1e3 * t.total / run.step_ms - 1));
+    EXPECT_NEAR(planned, run.planned_mib, 0.011) << run.layout;
+    if (l.dp == 1) {
+      EXPECT_LT(std::fabs(total / run.rss_mib - 1), 0.05) << run.layout;
+    } else {
+      EXPECT_LT(total, run.rss_mib) << run.layout;
+      EXPECT_LT(1 - total / run.rss_mib, 0.35) << run.layout;
+    }
+  }
 }
 
 }  // namespace

@@ -344,11 +344,12 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
   if (offsets_.back() != info_.num_tokens)
     throw make_error(path, ": the last document ends at token ", offsets_.back(), " but /tokens has ",
                      info_.num_tokens);
-  // A read of the last token catches a file cut short inside the token data.
-  lock.unlock();
+  // A read of the last token catches a file cut short inside the token data. Still under the
+  // lock: the handles this constructor opened close when it returns, and no HDF5 call may
+  // overlap another thread's (a loader thread reading another dataset).
   if (info_.num_tokens > 0) {
     std::int32_t last = 0;
-    read(info_.num_tokens - 1, 1, &last);
+    read_unlocked(info_.num_tokens - 1, 1, &last);
   }
 }
 
@@ -363,6 +364,10 @@ TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
 void TokenDataset::read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const {
   if (count == 0) return;
   std::lock_guard lock(hdf5_mutex());
+  read_unlocked(start, count, out);
+}
+
+void TokenDataset::read_unlocked(std::uint64_t start, std::uint64_t count, std::int32_t* out) const {
   STRATA_CHECK(start + count <= info_.num_tokens, path_, ": read of tokens [", start, ", ", start + count,
                ") is past the end (", info_.num_tokens, " tokens)");
   Id file_space(H5Dget_space(h_->tokens.get()), H5Sclose);

@@ -70,6 +70,9 @@ class TokenDataset {
 
   // tokens [start, start + count) into out (int32).
   void read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const;
+ private:
+  void read_unlocked(std::uint64_t start, std::uint64_t count, std::int32_t* out) const;  // caller holds the HDF5 lock
+ public:
 
  private:
   struct Handles;

@@ -25,14 +25,4 @@ m = lambda k: sum(r[k] for r in tail) / len(tail)
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {m('step_ms'):.0f} | {m('tokens_per_s'):.0f} | {m('compute_ms'):.0f} | {m('pipeline_wait_ms'):.0f} | "
       f"{m('dp_wait_ms'):.0f} | {tail[-1]['bubble_fraction']:.2f} | {tail[-1]['optimizer_state_bytes'] / 2**20:.1f} MiB |")
 PY
-done <<'LAYOUTS'
-1 1 8 1f1b 1 0 false
-1 1 8 1f1b 1 1 false
-2 1 4 1f1b 1 1 true
-1 2 4 1f1b 1 1 false
-1 2 4 gpipe 1 1 false
-1 2 4 interleaved_1f1b 2 1 false
-2 2 2 1f1b 1 1 true
-8 1 1 1f1b 1 0 true
-1 8 1 1f1b 1 0 false
-LAYOUTS
+done < <(grep -v "^#" "$root/benchmarks/layouts.txt")

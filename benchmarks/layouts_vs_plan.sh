@@ -30,14 +30,4 @@ step = statistics.median(r["step_ms"] for r in tail)
 rss = max(r["mem_bytes"] for r in rows) / 2**20
 print(f"| {sys.argv[3]} | | {planned:.2f} MiB | {rss:.1f} MiB | {step:.0f} | {min(r['step_ms'] for r in tail):.0f} | {100 * statistics.median(r['mfu'] for r in tail):.1f}% | {sys.argv[4]} |")
 PY
-done <<'LAYOUTS'
-1 1 8 1f1b 1 0 false
-1 1 8 1f1b 1 1 false
-2 1 4 1f1b 1 1 true
-1 2 4 1f1b 1 1 false
-1 2 4 gpipe 1 1 false
-1 2 4 interleaved_1f1b 2 1 false
-2 2 2 1f1b 1 1 true
-8 1 1 1f1b 1 0 true
-1 8 1 1f1b 1 0 false
-LAYOUTS
+done < <(grep -v "^#" "$root/benchmarks/layouts.txt")

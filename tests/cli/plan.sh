@@ -6,7 +6,7 @@ set -uo pipefail
 strata="$1"; src="$2"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cd "$src"
-failures=0
+source "$(dirname "$0")/lib.bash"
 
 expect_ok() {  # name, expected substring, args...
   local name="$1" want="$2"; shift 2
@@ -19,21 +19,6 @@ expect_ok() {  # name, expected substring, args...
   fi
 }
 
-expect_error() {  # name, expected substring, args...
-  local name="$1" want="$2"; shift 2
-  local out rc
-  out=$(timeout 60 "$strata" "$@" 2>&1 >/dev/null); rc=$?
-  local lines; lines=$(printf '%s\n' "$out" | grep -c .)
-  if [ $rc -eq 0 ] || [ $rc -ge 124 ]; then
-    echo "FAIL $name: exit code $rc (want 1..123)"; failures=$((failures + 1))
-  elif ! grep -qF -- "$want" <<<"$out"; then
-    echo "FAIL $name: message lacks '$want': $out"; failures=$((failures + 1))
-  elif [ "$lines" -ne 1 ]; then
-    echo "FAIL $name: $lines lines of error, want one: $out"; failures=$((failures + 1))
-  else
-    echo "ok   $name: $out"
-  fi
-}
 
 expect_ok plan-table "best: tp8" plan --model llama2_70b --gpu h100 --gpus 512
 expect_ok plan-sbatch "sbatch --nodes=64" plan --model llama2_70b --gpu h100 --gpus 512

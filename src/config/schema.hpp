@@ -144,6 +144,15 @@ void visit_fields(TrainConfig& c, V&& v) {
   v("out_dir", c.out_dir, non_empty);
   v("log_interval", c.log_interval, positive);
   v("rank_logs", c.rank_logs, any);
+  v("resume", c.resume, non_empty);
+}
+
+template <class V>
+void visit_fields(CheckpointConfig& c, V&& v) {
+  v("dir", c.dir, any);
+  v("interval", c.interval, non_negative);
+  v("keep", c.keep, non_negative);
+  v("save_at_end", c.save_at_end, any);
 }
 
 template <class V>
@@ -171,6 +180,7 @@ void visit_sections(JobConfig& j, V&& v) {
   v("parallel", j.parallel);
   v("optim", j.optim);
   v("train", j.train);
+  v("ckpt", j.ckpt);
   v("data", j.data);
   v("hardware", j.hardware);
 }

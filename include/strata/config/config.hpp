@@ -82,6 +82,17 @@ struct TrainConfig {
   std::string out_dir = "runs/default";
   int log_interval = 10;
   bool rank_logs = false;     // every rank writes <out_dir>/rank<N>.log
+  // Where to start: "none" (fresh), "auto" (ckpt.dir's latest checkpoint when there is one,
+  // else fresh) or the path of a checkpoint file or directory (must exist).
+  std::string resume = "none";
+};
+
+// Checkpoints (docs/checkpoints.md): one logical HDF5 file per saved step.
+struct CheckpointConfig {
+  std::string dir;        // "": <train.out_dir>/checkpoints
+  int interval = 0;       // save every N steps; 0: only at the end (and on SIGTERM/SIGUSR1)
+  int keep = 3;           // published checkpoints kept; older ones are deleted; 0: keep all
+  bool save_at_end = true;
 };
 
 enum class DataSource { synthetic, text, hdf5 };
@@ -117,6 +128,7 @@ struct JobConfig {
   ParallelConfig parallel;
   OptimConfig optim;
   TrainConfig train;
+  CheckpointConfig ckpt;
   DataConfig data;
   HardwareConfig hardware;
 };

@@ -1,0 +1,53 @@
+// Logical checkpoints (DESIGN.md invariant 4; docs/checkpoints.md has the file layout).
+//
+// One HDF5 file per saved step, <ckpt.dir>/step_<8 digits>.h5, written collectively with
+// parallel HDF5: every parameter and both Adam moments of every tensor stored whole, with the
+// global shape (the unpadded vocabulary) and the global layer index, each rank writing only
+// the hyperslabs it owns (no gathering). Written as .step_<N>.h5.tmp, published by an atomic
+// rename, then <ckpt.dir>/latest (the file name) is replaced atomically. Any layout loads any
+// checkpoint: a rank reads the hyperslabs of its own shard and ZeRO pieces.
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "strata/config/config.hpp"
+#include "strata/model/parameters.hpp"
+
+namespace strata::ckpt {
+
+inline constexpr const char* kFormat = "strata-checkpoint";
+inline constexpr int kFormatVersion = 1;
+
+// What a checkpoint says about itself (root attributes and /train), read without the tensors.
+struct CheckpointInfo {
+  std::string file;                 // the resolved .h5 path
+  long step = 0;                    // optimizer steps taken
+  std::uint64_t consumed_samples = 0;
+  std::uint64_t tokens_seen = 0;
+  std::string layout;               // "tp2-pp2-dp2 zero1" it was written with
+  std::string config_yaml;          // the full job config it was written with
+  std::string tokenizer_hash;       // "" when the run had none
+  std::map<std::string, std::uint64_t> consumed_per_dataset;  // dataset path -> samples
+};
+
+// A directory resolves through its `latest` pointer; a file is returned as it is. Throws
+// strata::Error naming the path when neither exists or `latest` names a missing file.
+std::string resolve(const std::string& path);
+// The latest published checkpoint in `dir`, or "" when there is none.
+std::string find_latest(const std::string& dir);
+
+// Rank-local read of the metadata (opens the file on this process only).
+CheckpointInfo read_info(const std::string& path);
+
+// Loads the parameters of one model chunk's table (any TP shard, any layer range) into
+// `params` (the chunk's flat buffer), reading only this rank's hyperslabs. Collective over
+// `comm` (the ranks that open the file together; MPI_COMM_SELF for one process). Checks
+// every tensor's shape against the table and the stored checksums, and throws naming the
+// tensor on any mismatch.
+void load_parameters(const std::string& path, const model::ParameterTable& table, float* params, MPI_Comm comm);
+
+}  // namespace strata::ckpt

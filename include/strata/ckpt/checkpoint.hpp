@@ -43,6 +43,25 @@ std::string find_latest(const std::string& dir);
 // Rank-local read of the metadata (opens the file on this process only).
 CheckpointInfo read_info(const std::string& path);
 
+// One stored tensor as listed in the file: /model/<name>, /optim/exp_avg/<name>, ...
+struct StoredTensor {
+  std::string path;       // full dataset path, e.g. "/model/layers.0.attn.wq.weight"
+  std::string name;       // the parameter's global name, e.g. "layers.0.attn.wq.weight"
+  Shape shape;            // global shape (vocabulary tables: the unpadded vocab_size rows)
+  int layer = -1;         // global layer index; -1 for embeddings, final norm, output layer
+  std::uint64_t checksum = 0;  // checksum() of the stored values
+};
+// Every tensor dataset in the file, /model first, in file order. Rank-local.
+std::vector<StoredTensor> list_tensors(const std::string& file);
+// A whole tensor read on this process (tools: inspect, export); throws naming the tensor.
+std::vector<float> read_tensor(const std::string& file, const std::string& dataset_path);
+
+// The layout-independent checksum stored with every tensor: the sum over elements of
+// splitmix64(global_flat_index * 0x9E3779B97F4A7C15 ^ fp32_bits(value)), mod 2^64. A sum, so
+// every rank adds up the elements it writes and the parts are summed over ranks.
+std::uint64_t element_hash(std::uint64_t global_index, float value);
+std::uint64_t checksum(const float* values, std::int64_t n, std::uint64_t first_index = 0);
+
 // Loads the parameters of one model chunk's table (any TP shard, any layer range) into
 // `params` (the chunk's flat buffer), reading only this rank's hyperslabs. Collective over
 // `comm` (the ranks that open the file together; MPI_COMM_SELF for one process). Checks

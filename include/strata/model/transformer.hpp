@@ -74,6 +74,9 @@ class Transformer {
   const T* output(int slot) const;  // [rows, C], valid until the slot's next forward
   // Last chunk: head and loss; with_grad stores dlogits for backward_chunk.
   LossSum loss(int slot, const std::int32_t* targets, T grad_scale, bool with_grad);
+  // After loss(..., with_grad = false): the logits [rows, V_local] of this rank's vocabulary
+  // slice (V_local = padded vocabulary / tp; evaluation and tests). Valid until the next loss().
+  const T* logits() const { return slots_.front().logits; }
   // output_grad: [rows, C] gradient of output(slot) (null on the last chunk: starts from the loss).
   void backward_chunk(int slot, const T* output_grad);
   const T* input_grad() const { return d_resid_; }  // after backward_chunk: [rows, C]

@@ -127,7 +127,37 @@ void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T*
   }
 }
 
+template <class T>
+void attention_forward_cached(T* out, T* scratch, const T* q, const T* k, const T* v,
+                              const CachedAttentionShape& s) {
+  STRATA_CHECK(s.NKV > 0 && s.NH % s.NKV == 0, "attention: NH = ", s.NH, " is not a multiple of NKV = ", s.NKV);
+  STRATA_CHECK(s.ld_q >= s.NH * s.HS && s.ld_kv >= s.NKV * s.HS, "attention: ld_q = ", s.ld_q,
+               ", ld_kv = ", s.ld_kv, " are smaller than the heads they hold");
+  const index_t Tq = s.Tq, Tk = s.pos + s.Tq, HS = s.HS, NH = s.NH, group = s.NH / s.NKV, ld_o = NH * HS;
+  const index_t pos = s.pos;
+  const bool causal = s.causal;
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(HS)));
+  T* P = scratch;  // [Tq, Tk], one head at a time
+  for (index_t h = 0; h < NH; ++h) {
+    const T* kb = k + (h / group) * HS;
+    const T* vb = v + (h / group) * HS;
+    gemm<T>(false, true, Tq, Tk, HS, scale, q + h * HS, s.ld_q, kb, s.ld_kv, T(0), P, Tk);
+    detail::for_each("kernels::attention_softmax_cached", Tq, [=](index_t i) {
+      T* p = P + i * Tk;
+      const index_t len = causal ? pos + i + 1 : Tk;
+      const T mx = detail::lane_max(p, len);
+      for (index_t u = 0; u < len; ++u) p[u] = detail::exp_fast(p[u] - mx);
+      const T inv = T(1) / detail::lane_sum(p, len);
+      for (index_t u = 0; u < len; ++u) p[u] *= inv;
+      for (index_t u = len; u < Tk; ++u) p[u] = T(0);
+    });
+    gemm<T>(false, false, Tq, HS, Tk, T(1), P, Tk, vb, s.ld_kv, T(0), out + h * HS, ld_o);
+  }
+}
+
 #define STRATA_INSTANTIATE(T)                                                                \
+  template void attention_forward_cached<T>(T*, T*, const T*, const T*, const T*,            \
+                                            const CachedAttentionShape&);                    \
   template void attention_forward<T>(T*, T*, const T*, const T*, const T*,                   \
                                      const AttentionShape&);                                 \
   template void attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, \

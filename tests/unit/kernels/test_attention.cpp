@@ -125,3 +125,29 @@ TEST(Attention, RejectsHeadCountsThatDoNotGroup) {
   EXPECT_THROW(attention_forward(buf.data(), buf.data(), buf.data(), buf.data(), buf.data(), s),
                std::runtime_error);
 }
+
+// The KV-cache form: a prefill of 5 rows, then one row at a time (positions 5..69), against the
+// reference over the whole sequence; q/k/v read from the fused buffer as the cache would hold
+// them (the cache rows are the sequence's k/v rows). Bidirectional: one call from position 0.
+TEST(Attention, CachedForwardOverPrefillThenSingleRowsMatchesReference) {
+  const Fused f{1, 70, 4, 2, 8};
+  const auto qkv = randn(f.T * f.ld(), 11, 1.5);
+  for (bool causal : {true, false}) {
+    const auto ref = attention_ref(qkv, f, causal);
+    std::vector<double> out(f.T * f.NH * f.HS), scratch(f.T * f.T);
+    const index_t o = f.NH * f.HS;
+    std::vector<std::pair<index_t, index_t>> calls;  // (pos, Tq)
+    if (causal) {
+      calls.push_back({0, 5});
+      for (index_t p = 5; p < f.T; ++p) calls.push_back({p, 1});
+    } else {
+      calls.push_back({0, f.T});
+    }
+    for (const auto& [pos, tq] : calls) {
+      const CachedAttentionShape s{tq, pos, f.NH, f.NKV, f.HS, f.ld(), f.ld(), causal};
+      attention_forward_cached(out.data() + pos * o, scratch.data(), qkv.data() + pos * f.ld(),
+                               qkv.data() + f.koff(), qkv.data() + f.voff(), s);
+    }
+    EXPECT_LT(max_abs_diff(out, ref), 1e-13) << "causal " << causal;
+  }
+}

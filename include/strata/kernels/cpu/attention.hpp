@@ -29,4 +29,22 @@ template <class T>
 void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* att, const T* q,
                         const T* k, const T* v, const AttentionShape& s);
 
+// Inference with a key/value cache (one sequence): Tq new query rows at absolute positions
+// pos..pos+Tq-1 attend over the first pos + Tq rows of the cache (the new rows' keys and values
+// already written there).
+//   q[Tq, NH, HS] (row stride ld_q), k/v cache [>= pos+Tq, NKV, HS] (row stride ld_kv)
+//   S[i, u] = q_i . k_u / sqrt(HS) for u < pos + Tq, masked to u <= pos + i when causal
+//   out[Tq, NH, HS] = softmax_rows(S) V       (contiguous)
+// With pos = 0 and Tq = T this is attention_forward for B = 1. Decoding (Tq = 1) costs
+// O((pos + 1) HS) per head instead of re-running the whole prefix.
+// scratch: Tq * (pos + Tq) elements (the scores of one head), from the caller.
+struct CachedAttentionShape {
+  index_t Tq, pos, NH, NKV, HS;
+  index_t ld_q, ld_kv;
+  bool causal;
+};
+template <class T>
+void attention_forward_cached(T* out, T* scratch, const T* q, const T* k, const T* v,
+                              const CachedAttentionShape& s);
+
 }  // namespace strata::kernels::cpu

@@ -1,0 +1,50 @@
+// Cloze probes: multiple-choice facts in a JSONL file, one object per line,
+//   {"prompt": "In the beginning God created the", "answer": "heaven",
+//    "choices": ["heaven", "sea", "world", "light"]}
+// (blank lines and lines starting with # are skipped). A causal model scores each choice by
+// its log-likelihood as a continuation of the prompt (model/scoring.hpp); the probe is correct
+// when the answer scores highest. The continuation text is the choice with one space before it,
+// unless the prompt ends in whitespace or is empty, so "... created the" + " heaven" is tokenised
+// as the corpus has it; prompt and continuation are tokenised separately.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "strata/data/tokenizer.hpp"
+#include "strata/model/inference.hpp"
+
+namespace strata::train {
+
+struct Probe {
+  std::string prompt, answer;
+  std::vector<std::string> choices;  // the answer is one of them
+  int answer_index = 0;
+  int line = 0;                      // 1-based line in the file
+};
+
+// Reads and checks a probe file; errors name the file, the line and the field.
+std::vector<Probe> load_probes(const std::string& path);
+// The same from text (tests); `origin` names it in messages.
+std::vector<Probe> parse_probes(const std::string& text, const std::string& origin);
+
+// The text scored after the prompt for `choice`.
+std::string continuation_text(const std::string& prompt, const std::string& choice);
+
+struct ProbeScore {
+  std::vector<double> log_likelihood;  // per choice
+  int predicted = 0;
+  bool correct = false;
+};
+struct ProbeReport {
+  std::vector<ProbeScore> scores;  // per probe
+  int correct = 0;
+  double accuracy() const { return scores.empty() ? 0.0 : double(correct) / double(scores.size()); }
+};
+
+// Scores every probe with a causal model. Collective over the decoder's TP group. Throws,
+// naming the probe's line, when a prompt and choice do not fit the decoder's cache.
+template <class T>
+ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& tokenizer,
+                         const std::vector<Probe>& probes, const std::string& origin);
+
+}  // namespace strata::train

@@ -15,5 +15,7 @@ Action add_plan_command(CLI::App& app);
 Action add_budget_command(CLI::App& app);
 Action add_prepare_command(CLI::App& app);  // strata prepare
 Action add_data_command(CLI::App& app);     // strata data inspect
+Action add_eval_command(CLI::App& app);     // strata eval
+Action add_generate_command(CLI::App& app); // strata generate
 
 }  // namespace strata::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
       {"tokenizer", strata::cli::add_tokenizer_command(app)},
       {"plan", strata::cli::add_plan_command(app)},
       {"budget", strata::cli::add_budget_command(app)},
+      {"eval", strata::cli::add_eval_command(app)},
+      {"generate", strata::cli::add_generate_command(app)},
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,184 @@
+// `strata eval --ckpt DIR [--data FILE.h5 | --config FILE] [--probes FILE.jsonl]`: a trained
+// model's perplexity on held-out text and its accuracy on cloze probes.
+//   Perplexity = exp(mean next-token loss) over windows of train.seq_len + 1 tokens, computed
+//   with the training forward (model/scoring.hpp). The windows: every window of the --data
+//   files (held-out files), or else the held-out split (data.valid_fraction) of the datasets in
+//   --config or, by default, in the checkpoint's own config — the windows training held out.
+//   Probes: each choice scored by its log-likelihood after the prompt (train/probes.hpp).
+// Runs on one rank or on tensor-parallel ranks (mpiexec -n TP); rank 0 prints.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "commands.hpp"
+#include "inference_setup.hpp"
+#include "strata/comm/rank_grid.hpp"
+#include "strata/config/load.hpp"
+#include "strata/core/error.hpp"
+#include "strata/core/timer.hpp"
+#include "strata/data/format.hpp"
+#include "strata/data/loader.hpp"
+#include "strata/kernels/cpu/matmul.hpp"
+#include "strata/model/scoring.hpp"
+#include "strata/train/probes.hpp"
+
+namespace strata::cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string ckpt, config, probes, tokenizer;
+  std::vector<std::string> data;
+  std::int64_t windows = 0;
+  int batch = 8, tp = 0;
+  bool verbose = false, json = false;
+};
+
+// The evaluation windows [n, T + 1] and where they came from; empty when there are none.
+struct Windows {
+  std::vector<std::int32_t> tokens;
+  std::int64_t count = 0;
+  std::string origin;
+};
+
+Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
+  Windows w;
+  const std::size_t len = std::size_t(T) + 1;
+  const std::int64_t cap = o.windows > 0 ? o.windows : INT64_MAX;
+  auto take = [&](auto&& read_one, std::int64_t available) {
+    for (std::int64_t i = 0; i < available && w.count < cap; ++i, ++w.count) {
+      w.tokens.resize((std::size_t(w.count) + 1) * len);
+      read_one(i, w.tokens.data() + std::size_t(w.count) * len);
+    }
+  };
+  if (!o.data.empty()) {  // held-out files: every window
+    for (const std::string& path : o.data) {
+      const data::TokenDataset ds(path);
+      const data::DatasetInfo& info = ds.info();
+      if (!s.info.tokenizer_hash.empty() && info.tokenizer_hash != s.info.tokenizer_hash)
+        throw make_error(path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash, ") but ",
+                         s.info.file, " was trained with hash ", s.info.tokenizer_hash);
+      if (info.vocab_size > s.job.model.vocab_size)
+        throw make_error(path, ": vocabulary of ", info.vocab_size, " exceeds the model's ", s.job.model.vocab_size);
+      const std::int64_t n = std::int64_t(info.num_tokens / len);
+      if (n < 1) throw make_error(path, ": ", info.num_tokens, " tokens, fewer than one window of ", len);
+      take([&](std::int64_t i, std::int32_t* out) { ds.read(std::uint64_t(i) * len, len, out); }, n);
+    }
+    w.origin = std::to_string(o.data.size()) + " file(s) given with --data, every window";
+    return w;
+  }
+  const config::DataConfig dcfg = o.config.empty() ? s.job.data : config::load_job_config(o.config).data;
+  if (dcfg.source != config::DataSource::hdf5 || dcfg.valid_fraction <= 0) return w;
+  const auto source = data::make_sample_source(dcfg, s.job.model, T, s.job.train.seed);
+  take([&](std::int64_t i, std::int32_t* out) { source->valid_window(i, out); }, source->num_valid_windows());
+  w.origin = "the held-out split (data.valid_fraction " + std::to_string(dcfg.valid_fraction) + ") of " +
+             std::to_string(dcfg.datasets.size()) + " dataset(s) of " +
+             (o.config.empty() ? std::string("the checkpoint's config") : o.config);
+  return w;
+}
+
+int run_eval(const EvalOptions& o) {
+  int world_size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  if (o.batch < 1) throw make_error("--batch must be at least 1, got ", o.batch);
+  if (o.windows < 0) throw make_error("--windows must be >= 0 (0: all), got ", o.windows);
+  // Read the probe file first: a bad file fails before any model is loaded.
+  std::vector<train::Probe> probes;
+  if (!o.probes.empty()) probes = train::load_probes(o.probes);
+  InferenceSetup s = open_for_inference(o.ckpt, o.tokenizer, !probes.empty(), o.tp, world_size);
+  const config::ModelConfig& mcfg = s.job.model;
+  if (!probes.empty() && mcfg.attention != config::AttentionKind::causal)
+    throw make_error(s.info.file, ": cloze probes are scored by log-likelihood, which needs a causal model "
+                     "(this one has model.attention: bidirectional)");
+  comm::RankGrid grid(MPI_COMM_WORLD, s.tp, 1, 1);
+  const bool lead = grid.global_rank() == 0;
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  kernels::cpu::set_blas_threads(std::max(1, cores / grid.local_size()));
+  const int T = s.job.train.seq_len;
+  model::ChunkPlacement place;
+  place.tp_size = s.tp;
+  place.tp_rank = grid.coord().tp_rank;
+
+  nlohmann::json result = {{"checkpoint", s.info.file}, {"step", s.info.step}};
+  if (lead) std::printf("eval: %s (%s)\n", s.info.file.c_str(), describe(s.info).c_str());
+
+  const Windows w = read_windows(o, s, T);
+  if (w.count > 0) {
+    if (mcfg.attention != config::AttentionKind::causal)
+      throw make_error(s.info.file, ": perplexity here is next-token perplexity, which needs a causal model");
+    const Timer timer;
+    model::Transformer<float> net(mcfg, o.batch, T, place, &grid.tp_group());
+    ckpt::load_parameters(s.info.file, net.table(), net.params().data(), MPI_COMM_WORLD);
+    const model::LossSum l = model::window_loss(net, o.batch, T, w.tokens.data(), w.count);
+    if (lead)
+      std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld tokens) of %s; "
+                  "%.1f s\n",
+                  l.mean(), model::perplexity(l), static_cast<long long>(w.count), T, static_cast<long long>(l.count),
+                  w.origin.c_str(), timer.seconds());
+    result["validation"] = {{"loss", l.mean()}, {"perplexity", model::perplexity(l)}, {"windows", w.count},
+                            {"tokens", l.count}, {"source", w.origin}};
+  } else if (lead) {
+    std::printf("eval: no held-out windows (the checkpoint's data.valid_fraction is 0 or its data is not HDF5); "
+                "pass --data FILE.h5 for perplexity\n");
+  }
+  if (w.count == 0 && probes.empty())
+    throw make_error("nothing to evaluate: no held-out windows and no --probes file");
+
+  if (!probes.empty()) {
+    const Timer timer;
+    model::Decoder<float> dec(mcfg, 0, s.tp, place.tp_rank, &grid.tp_group());
+    ckpt::load_parameters(s.info.file, dec.table(), dec.params().data(), MPI_COMM_WORLD);
+    const train::ProbeReport r = train::score_probes(dec, *s.tokenizer, probes, o.probes);
+    if (lead) {
+      if (o.verbose)
+        for (std::size_t i = 0; i < probes.size(); ++i) {
+          const train::Probe& p = probes[i];
+          const train::ProbeScore& sc = r.scores[i];
+          std::printf("  %s %s [%s]  chose \"%s\" (log-likelihood %.2f vs answer %.2f)\n", sc.correct ? "ok  " : "MISS",
+                      p.prompt.c_str(), p.answer.c_str(), p.choices[std::size_t(sc.predicted)].c_str(),
+                      sc.log_likelihood[std::size_t(sc.predicted)], sc.log_likelihood[std::size_t(p.answer_index)]);
+        }
+      double chance = 0;
+      for (const auto& p : probes) chance += 1.0 / double(p.choices.size());
+      std::printf("eval: probes %s: %d / %zu correct (accuracy %.1f%%, chance %.1f%%); %.1f s\n", o.probes.c_str(),
+                  r.correct, probes.size(), 100.0 * r.accuracy(), 100.0 * chance / double(probes.size()),
+                  timer.seconds());
+    }
+    nlohmann::json per = nlohmann::json::array();
+    for (std::size_t i = 0; i < probes.size(); ++i)
+      per.push_back({{"line", probes[i].line},
+                     {"predicted", probes[i].choices[std::size_t(r.scores[i].predicted)]},
+                     {"correct", r.scores[i].correct},
+                     {"log_likelihood", r.scores[i].log_likelihood}});
+    result["probes"] = {{"file", o.probes}, {"correct", r.correct}, {"total", probes.size()},
+                        {"accuracy", r.accuracy()}, {"items", per}};
+  }
+  if (lead && o.json) std::printf("%s\n", result.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+Action add_eval_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval",
+                                 "Evaluate a checkpoint: validation perplexity and cloze-probe accuracy: strata eval "
+                                 "--ckpt DIR [--data FILE.h5] [--probes FILE.jsonl]");
+  auto o = std::make_shared<EvalOptions>();
+  cmd->add_option("--ckpt", o->ckpt, "Checkpoint file, or a checkpoint directory (its latest checkpoint)")->required();
+  cmd->add_option("--data", o->data, "Held-out token datasets (strata prepare); every window is evaluated");
+  cmd->add_option("-c,--config", o->config, "Take the datasets and their held-out split from this config's data section")
+      ->excludes(cmd->get_option("--data"));
+  cmd->add_option("--probes", o->probes, "Cloze probes, JSONL: {\"prompt\", \"answer\", \"choices\"} per line");
+  cmd->add_option("--windows", o->windows, "Evaluate at most this many windows (0: all)")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str();
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (default: the number of ranks)");
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer spec (default: the checkpoint's data.tokenizer; checked against its hash)");
+  cmd->add_flag("-v,--verbose", o->verbose, "One line per probe");
+  cmd->add_flag("--json", o->json, "Print the results as one JSON object at the end");
+  return [o] { return run_eval(*o); };
+}
+
+}  // namespace strata::cli

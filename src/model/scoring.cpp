@@ -74,6 +74,28 @@ std::vector<double> choice_log_likelihoods(Decoder<T>& decoder, std::span<const 
   return scores;
 }
 
+template <class T>
+std::vector<double> masked_choice_log_likelihoods(Decoder<T>& decoder, std::span<const std::int32_t> context,
+                                                  const std::vector<std::vector<std::int32_t>>& choices,
+                                                  std::int32_t mask_id, std::span<const std::int32_t> right_context) {
+  const std::size_t V = std::size_t(decoder.vocab_size());
+  std::vector<std::int32_t> seq;
+  std::vector<double> scores;
+  for (const auto& choice : choices) {
+    STRATA_CHECK(!choice.empty(), "cloze scoring: a choice encodes to no tokens");
+    seq.assign(context.begin(), context.end());
+    seq.insert(seq.end(), choice.size(), mask_id);
+    seq.insert(seq.end(), right_context.begin(), right_context.end());
+    decoder.reset();
+    const T* rows = decoder.forward(seq, true);
+    double ll = 0;
+    for (std::size_t i = 0; i < choice.size(); ++i)
+      ll += log_softmax_at(std::span<const T>(rows + (context.size() + i) * V, V), choice[i]);
+    scores.push_back(ll);
+  }
+  return scores;
+}
+
 int best_choice(const std::vector<double>& scores) {
   STRATA_CHECK(!scores.empty(), "best_choice of no scores");
   return int(std::max_element(scores.begin(), scores.end()) - scores.begin());
@@ -83,7 +105,10 @@ int best_choice(const std::vector<double>& scores) {
   template double log_softmax_at<T>(std::span<const T>, std::int32_t);                             \
   template LossSum window_loss<T>(Transformer<T>&, int, int, const std::int32_t*, std::int64_t);   \
   template std::vector<double> choice_log_likelihoods<T>(Decoder<T>&, std::span<const std::int32_t>, \
-                                                         const std::vector<std::vector<std::int32_t>>&);
+                                                         const std::vector<std::vector<std::int32_t>>&); \
+  template std::vector<double> masked_choice_log_likelihoods<T>(                                   \
+      Decoder<T>&, std::span<const std::int32_t>, const std::vector<std::vector<std::int32_t>>&,   \
+      std::int32_t, std::span<const std::int32_t>);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)
 #undef STRATA_INSTANTIATE

@@ -42,6 +42,16 @@ template <class T>
 std::vector<double> choice_log_likelihoods(Decoder<T>& decoder, std::span<const std::int32_t> context,
                                            const std::vector<std::vector<std::int32_t>>& choices);
 
+// Masked LM (fill the mask; model.attention = bidirectional): for each choice of m tokens the
+// sequence context + [mask] x m + right_context is run in one bidirectional pass from position
+// 0 and the choice scores sum_i log softmax(logits at position |context| + i)[x_i]. The mask
+// token's id comes from the masked-LM objective's tokenizer setup.
+template <class T>
+std::vector<double> masked_choice_log_likelihoods(Decoder<T>& decoder, std::span<const std::int32_t> context,
+                                                  const std::vector<std::vector<std::int32_t>>& choices,
+                                                  std::int32_t mask_id,
+                                                  std::span<const std::int32_t> right_context = {});
+
 // Index of the largest value (the first one on ties).
 int best_choice(const std::vector<double>& scores);
 

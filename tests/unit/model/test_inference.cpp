@@ -293,6 +293,36 @@ TEST(Scoring, ClozeLogLikelihoodEqualsTrainingForwardSum) {
   }
 }
 
+// Masked-LM scoring: each choice's tokens replaced by mask tokens, one bidirectional pass, the
+// log-probabilities of the choice's tokens at the masked positions — checked against the
+// training forward over the masked sequence.
+TEST(Scoring, MaskedChoiceLogLikelihoodSumsLogProbsAtTheMaskedPositions) {
+  ModelConfig cfg = llama_tiny();
+  cfg.attention = config::AttentionKind::bidirectional;
+  const int V = cfg.vocab_size;
+  const std::int32_t mask = 22;
+  const std::vector<std::int32_t> left = {3, 9, 14}, right = {5};
+  const std::vector<std::vector<std::int32_t>> choices = {{7}, {1, 15}};
+  model::Decoder<double> dec(cfg);
+  model::Transformer<double> seed_model(cfg, 1, 1);
+  init(seed_model, 31);
+  std::copy(seed_model.params().begin(), seed_model.params().end(), dec.params().begin());
+  const auto ll = model::masked_choice_log_likelihoods(dec, left, choices, mask, right);
+  for (std::size_t c = 0; c < choices.size(); ++c) {
+    std::vector<std::int32_t> seq = left;
+    seq.insert(seq.end(), choices[c].size(), mask);
+    seq.insert(seq.end(), right.begin(), right.end());
+    model::Transformer<double> t(cfg, 1, int(seq.size()));
+    std::copy(seed_model.params().begin(), seed_model.params().end(), t.params().begin());
+    const auto full = full_logits(t, seq, V);
+    double want = 0;
+    for (std::size_t i = 0; i < choices[c].size(); ++i)
+      want += model::log_softmax_at(
+          std::span<const double>(full.data() + (left.size() + i) * std::size_t(V), std::size_t(V)), choices[c][i]);
+    EXPECT_NEAR(ll[c], want, 1e-10) << "choice " << c;
+  }
+}
+
 // ---- perplexity --------------------------------------------------------------------------
 
 // Perplexity over a fixed set of 5 windows (batches of 2: the last one padded) is exp of the

@@ -2,7 +2,9 @@
 # The demo: install what is missing, build strata, turn real text into token datasets with
 # `strata prepare` (normalisation, quality filters, exact and near dedup, PII scrubbing on),
 # print what each step removed, then train a small LLaMA-style model on the blend for a few
-# hundred steps on one rank, printing the falling loss, tokens/s, MFU and data wait.
+# hundred steps on one rank, printing the falling loss, tokens/s, MFU and data wait, then
+# evaluate the checkpoint it saved (validation perplexity on the held-out windows, accuracy on
+# cloze probes of facts from the corpus) and let it continue a prompt.
 # Extra arguments are passed to `strata train` (e.g. --set train.steps=50).
 #   STRATA_TOKENIZER=gpt2 scripts/demo.sh   # once the GPT-2 tokenizer is in (vocab 50257)
 set -euo pipefail
@@ -54,3 +56,14 @@ print(f"demo: loss {first['loss']:.3f} -> {last['loss']:.3f} over {len(rows)} st
       f"{mean('tokens_per_s'):.0f} tokens/s, {mean('tflops') * 1e3:.1f} GFLOP/s, "
       f"MFU {100 * mean('mfu'):.1f}%, data wait {mean('data_wait_ms'):.2f} ms/step (second half of the run)")
 PY
+
+# The checkpoint the run saved at its end: held-out perplexity, cloze-probe accuracy, and a
+# continuation of a prompt (sampled, seeded: the same text every run).
+ckpt="$out/checkpoints"
+echo
+echo "== strata eval =="
+"$strata" eval --ckpt "$ckpt" --probes data/probes/demo_probes.jsonl --windows 256
+echo
+echo "== strata generate =="
+"$strata" generate --ckpt "$ckpt" --prompt "And the LORD said unto Moses," --max-new-tokens 160 \
+  --temperature 0.7 --top-p 0.9 --seed 1

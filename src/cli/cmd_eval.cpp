@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "commands.hpp"
@@ -44,19 +46,25 @@ struct Windows {
   std::string origin;
 };
 
-Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
+// Reads `cap` windows (0: all) spread evenly over the `total` windows `read(i, out)` yields, so a
+// capped evaluation samples every dataset rather than the first one.
+Windows read_spread(std::int64_t total, std::int64_t cap, std::size_t len,
+                    const std::function<void(std::int64_t, std::int32_t*)>& read) {
   Windows w;
+  w.count = cap > 0 ? std::min(cap, total) : total;
+  w.tokens.resize(std::size_t(w.count) * len);
+  for (std::int64_t k = 0; k < w.count; ++k)
+    read(k * (total / w.count) + (k * (total % w.count)) / w.count, w.tokens.data() + std::size_t(k) * len);
+  return w;
+}
+
+Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
   const std::size_t len = std::size_t(T) + 1;
-  const std::int64_t cap = o.windows > 0 ? o.windows : INT64_MAX;
-  auto take = [&](auto&& read_one, std::int64_t available) {
-    for (std::int64_t i = 0; i < available && w.count < cap; ++i, ++w.count) {
-      w.tokens.resize((std::size_t(w.count) + 1) * len);
-      read_one(i, w.tokens.data() + std::size_t(w.count) * len);
-    }
-  };
   if (!o.data.empty()) {  // held-out files: every window
+    std::vector<data::TokenDataset> files;
+    std::vector<std::int64_t> first{0};  // first window of each file in the concatenation
     for (const std::string& path : o.data) {
-      const data::TokenDataset ds(path);
+      data::TokenDataset ds(path);
       const data::DatasetInfo& info = ds.info();
       if (!s.info.tokenizer_hash.empty() && info.tokenizer_hash != s.info.tokenizer_hash)
         throw make_error(path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash, ") but ",
@@ -65,18 +73,26 @@ Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
         throw make_error(path, ": vocabulary of ", info.vocab_size, " exceeds the model's ", s.job.model.vocab_size);
       const std::int64_t n = std::int64_t(info.num_tokens / len);
       if (n < 1) throw make_error(path, ": ", info.num_tokens, " tokens, fewer than one window of ", len);
-      take([&](std::int64_t i, std::int32_t* out) { ds.read(std::uint64_t(i) * len, len, out); }, n);
+      first.push_back(first.back() + n);
+      files.push_back(std::move(ds));
     }
-    w.origin = std::to_string(o.data.size()) + " file(s) given with --data, every window";
+    Windows w = read_spread(first.back(), o.windows, len, [&](std::int64_t i, std::int32_t* out) {
+      const std::size_t f = std::size_t(std::upper_bound(first.begin(), first.end(), i) - first.begin() - 1);
+      files[f].read(std::uint64_t(i - first[f]) * len, len, out);
+    });
+    w.origin = std::to_string(o.data.size()) + " --data file(s) (" + std::to_string(first.back()) + " windows)";
     return w;
   }
   const config::DataConfig dcfg = o.config.empty() ? s.job.data : config::load_job_config(o.config).data;
-  if (dcfg.source != config::DataSource::hdf5 || dcfg.valid_fraction <= 0) return w;
+  if (dcfg.source != config::DataSource::hdf5 || dcfg.valid_fraction <= 0) return {};
   const auto source = data::make_sample_source(dcfg, s.job.model, T, s.job.train.seed);
-  take([&](std::int64_t i, std::int32_t* out) { source->valid_window(i, out); }, source->num_valid_windows());
-  w.origin = "the held-out split (data.valid_fraction " + std::to_string(dcfg.valid_fraction) + ") of " +
-             std::to_string(dcfg.datasets.size()) + " dataset(s) of " +
-             (o.config.empty() ? std::string("the checkpoint's config") : o.config);
+  Windows w = read_spread(source->num_valid_windows(), o.windows, len,
+                          [&](std::int64_t i, std::int32_t* out) { source->valid_window(i, out); });
+  std::ostringstream origin;
+  origin << "the held-out split (data.valid_fraction " << dcfg.valid_fraction << ", " << source->num_valid_windows()
+         << " windows) of " << dcfg.datasets.size() << " dataset(s) of "
+         << (o.config.empty() ? std::string("the checkpoint's config") : o.config);
+  w.origin = origin.str();
   return w;
 }
 
@@ -114,7 +130,7 @@ int run_eval(const EvalOptions& o) {
     ckpt::load_parameters(s.info.file, net.table(), net.params().data(), MPI_COMM_WORLD);
     const model::LossSum l = model::window_loss(net, o.batch, T, w.tokens.data(), w.count);
     if (lead)
-      std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld tokens) of %s; "
+      std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld tokens) from %s; "
                   "%.1f s\n",
                   l.mean(), model::perplexity(l), static_cast<long long>(w.count), T, static_cast<long long>(l.count),
                   w.origin.c_str(), timer.seconds());

@@ -55,10 +55,16 @@ greedy=$(gen --greedy)
 [ "$(gen --greedy --no-cache)" = "$greedy" ] && echo "ok   greedy with the KV cache = without: $greedy" \
   || fail "greedy with and without the KV cache differ: '$greedy' vs '$(gen --greedy --no-cache)'"
 s1=$(gen --temperature 0.9 --top-k 20 --top-p 0.95 --seed 5)
-[ "$(gen --temperature 0.9 --top-k 20 --top-p 0.95 --seed 5)" = "$s1" ] && echo "ok   sampling with a seed is reproducible" \
+[ "$(gen --temperature 0.9 --top-k 20 --top-p 0.95 --seed 5)" = "$s1" ] && echo "ok   sampling with a seed is reproducible: $s1" \
   || fail "sampling with the same seed differs"
+[ "$(gen --temperature 0.9 --top-k 20 --top-p 0.95 --seed 5 --no-cache)" = "$s1" ] \
+  && echo "ok   sampling with the KV cache = without" || fail "sampling with and without the KV cache differ"
+[ "$(gen --temperature 0.9 --top-k 20 --top-p 0.95 --seed 6)" != "$s1" ] || fail "another seed gives the same text"
 tp2=$(timeout 120 mpirun --oversubscribe -np 2 "$strata" generate --ckpt "$ckpt" --prompt "This License" -n 30 --greedy 2>/dev/null)
 [ "$tp2" = "$greedy" ] && echo "ok   tp=2 greedy = one rank" || fail "tp=2 greedy '$tp2' != one rank '$greedy'"
+tp2=$(timeout 120 mpirun --oversubscribe -np 2 "$strata" generate --ckpt "$ckpt" --prompt "This License" -n 30 \
+      --temperature 0.9 --top-k 20 --top-p 0.95 --seed 5 2>/dev/null)
+[ "$tp2" = "$s1" ] && echo "ok   tp=2 sampling = one rank" || fail "tp=2 sampling '$tp2' != one rank '$s1'"
 stats=$(timeout 120 "$strata" generate --ckpt "$ckpt" --prompt "This License" -n 30 --greedy 2>&1 >/dev/null)
 grep -q "tokens/s (KV cache, tp 1)" <<<"$stats" || fail "generate stats line: $stats"
 

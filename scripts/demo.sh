@@ -62,7 +62,7 @@ PY
 ckpt="$out/checkpoints"
 echo
 echo "== strata eval =="
-"$strata" eval --ckpt "$ckpt" --probes data/probes/demo_probes.jsonl --windows 256
+"$strata" eval --ckpt "$ckpt" --probes data/probes/demo_probes.jsonl --windows 128
 echo
 echo "== strata generate =="
 "$strata" generate --ckpt "$ckpt" --prompt "And the LORD said unto Moses," --max-new-tokens 160 \

@@ -76,6 +76,8 @@ expect_error missing-checkpoint "$tmp/no_such_ckpt" eval --ckpt "$tmp/no_such_ck
 expect_error missing-checkpoint-generate "$tmp/no_such_ckpt" generate --ckpt "$tmp/no_such_ckpt" --prompt x
 expect_error bad-top-p "--top-p" generate --ckpt "$ckpt" --prompt x --top-p 0
 expect_error tp-not-rank-count "--tp 2 needs exactly 2 ranks" generate --ckpt "$ckpt" --prompt x --tp 2
+"$strata" tokenizer train --input /usr/share/common-licenses/Apache-2.0 --vocab-size 280 --output "$tmp/other.json" >/dev/null 2>&1
+expect_error other-tokenizer "is not the one" generate --ckpt "$ckpt" --prompt x --tokenizer "$tmp/other.json"
 expect_error long-prompt "leaves no room" generate --ckpt "$ckpt" --prompt "$(printf 'x%.0s' {1..80})"
 
 if [ $failures -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi

@@ -22,11 +22,14 @@ model: {name: eval_tiny, num_layers: 2, d_model: 32, num_heads: 4, num_kv_heads:
         max_seq_len: 64, norm: rmsnorm, mlp: swiglu, positions: rope, tied_embeddings: false, bias: false}
 parallel: {micro_batch_size: 8}
 optim: {lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 5}
-train: {steps: 40, seq_len: 32, seed: 3, out_dir: $tmp/run, log_interval: 20}
+train: {steps: 100, seq_len: 32, seed: 3, out_dir: $tmp/run, log_interval: 20}
 data: {source: hdf5, datasets: [{path: $tmp/lic.h5}], tokenizer: bytes, valid_fraction: 0.05}
 hardware: {threads: 1}
 YAML
-out=$(timeout 120 "$strata" train --config "$tmp/run.yaml" 2>&1) || { echo "FAIL train: $out"; exit 1; }
+# Trained tensor-parallel over 2 ranks: everything below loads a checkpoint written in another
+# layout (one rank), or in the same (mpirun -np 2).
+out=$(timeout 120 mpirun --oversubscribe -np 2 "$strata" train --config "$tmp/run.yaml" --set parallel.tp=2 2>&1) \
+  || { echo "FAIL train: $out"; exit 1; }
 ckpt="$tmp/run/checkpoints"
 [ -f "$ckpt/latest" ] || { echo "FAIL train wrote no checkpoint in $ckpt"; exit 1; }
 
@@ -44,6 +47,15 @@ assert abs(math.exp(r["validation"]["loss"]) - ppl) < 1e-6 * ppl      # perplexi
 assert r["probes"]["total"] == 2 and 0 <= r["probes"]["correct"] <= 2
 assert all(len(i["log_likelihood"]) == 4 and all(x < 0 for x in i["log_likelihood"]) for i in r["probes"]["items"])
 print(f"ok   eval: perplexity {ppl:.2f}, probes {r['probes']['correct']}/2")
+PY
+json2=$(timeout 120 mpirun --oversubscribe -np 2 "$strata" eval --ckpt "$ckpt" --probes "$tmp/probes.jsonl" --json 2>&1 | tail -1)
+python3 - "$json" "$json2" <<'PY' || fail "eval on tp=2 differs from one rank: $json2"
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert abs(a["validation"]["loss"] - b["validation"]["loss"]) < 1e-5, (a["validation"], b["validation"])
+for x, y in zip(a["probes"]["items"], b["probes"]["items"]):
+    assert all(abs(u - v) < 1e-3 for u, v in zip(x["log_likelihood"], y["log_likelihood"])), (x, y)
+print("ok   eval on tp=2 = one rank")
 PY
 out=$(timeout 120 "$strata" eval --ckpt "$ckpt" --data "$tmp/lic.h5" --windows 10 2>&1)
 grep -q "over 10 windows x 32 tokens" <<<"$out" && echo "ok   eval --data --windows 10" || fail "eval --data: $out"

@@ -90,19 +90,22 @@ int run_generate(const GenerateOptions& o) {
   std::printf("%s%s\n", o.prompt.c_str(), tok.decode(out).c_str());
   std::fflush(stdout);
   const double decode_s = total_s - prefill_ms * 1e-3;
-  std::string how = o.sampling.greedy || o.sampling.temperature == 0 ? std::string("greedy")
-                                                                       : "temperature " + std::to_string(o.sampling.temperature);
-  if (!(o.sampling.greedy || o.sampling.temperature == 0)) {
-    if (o.sampling.top_k > 0) how += ", top-k " + std::to_string(o.sampling.top_k);
-    if (o.sampling.top_p < 1) how += ", top-p " + std::to_string(o.sampling.top_p);
-    how += ", seed " + std::to_string(o.sampling.seed);
+  // How tokens were chosen, e.g. "greedy" or "temperature 0.7, top-p 0.9, seed 1".
+  char how[160];
+  if (o.sampling.greedy || o.sampling.temperature == 0) {
+    std::snprintf(how, sizeof how, "greedy");
+  } else {
+    int n = std::snprintf(how, sizeof how, "temperature %g", o.sampling.temperature);
+    if (o.sampling.top_k > 0) n += std::snprintf(how + n, sizeof how - std::size_t(n), ", top-k %d", o.sampling.top_k);
+    if (o.sampling.top_p < 1) n += std::snprintf(how + n, sizeof how - std::size_t(n), ", top-p %g", o.sampling.top_p);
+    std::snprintf(how + n, sizeof how - std::size_t(n), ", seed %llu", static_cast<unsigned long long>(o.sampling.seed));
   }
   std::fprintf(stderr,
                "generate: %s; prompt %zu tokens (prefill %.1f ms), %d new tokens in %.3f s = %.0f tokens/s (%s, "
-               "tp %d)%s\n",
+               "tp %d); %s%s\n",
                describe(s.info).c_str(), prompt_len, prefill_ms, generated, decode_s,
                generated / std::max(decode_s, 1e-9), o.no_cache ? "no cache: the whole sequence per token" : "KV cache",
-               s.tp, stopped_at_eos ? "; stopped at EOS" : "");
+               s.tp, how, stopped_at_eos ? "; stopped at EOS" : "");
   return 0;
 }
 

@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "io.hpp"
 #include "strata/config/load.hpp"
@@ -167,6 +169,16 @@ void check_model_matches(const config::ModelConfig& stored, const config::ModelC
     mismatch("rope_theta", std::to_string(stored.rope_theta), std::to_string(cfg.rope_theta));
 }
 
+// Test hook: STRATA_TEST_SAVE_PAUSE="step=S,seconds=T" pauses the save of step S halfway
+// through its tensors, so a test can kill the job in the middle of a save.
+void pause_for_test(long step) {
+  const char* spec = std::getenv("STRATA_TEST_SAVE_PAUSE");
+  long at = -1;
+  double seconds = 0;
+  if (spec && std::sscanf(spec, "step=%ld,seconds=%lf", &at, &seconds) == 2 && at == step)
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+}
+
 }  // namespace
 
 struct EngineCheckpointer::Plan {
@@ -286,6 +298,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
     std::vector<Id> datasets;
     for (const Entry& e : plan_->entries) {
+      if (&e == &plan_->entries[plan_->entries.size() / 2]) pause_for_test(st.step);
       std::vector<hsize_t> dims(e.stored_shape.begin(), e.stored_shape.end());
       Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
       const Target* t = !e.targets.empty() && e.targets.front().primary ? &e.targets.front() : nullptr;

@@ -392,7 +392,10 @@ TrainSummary run_training(const config::JobConfig& job, MPI_Comm world) {
   const config::ParallelConfig& p = job.parallel;
   comm::RankGrid grid(world, p.tp, p.pp, p.dp);
   try {
-    return train_on_grid(job, grid);
+    // The derived DP size written down: config.yaml and checkpoints record the layout that ran.
+    config::JobConfig resolved = job;
+    resolved.parallel.dp = grid.shape().dp;
+    return train_on_grid(resolved, grid);
   } catch (const std::exception& e) {
     // Name this rank's grid coordinates; main() reports and aborts the job.
     throw Error("[" + grid.coordinates() + "] " + e.what());

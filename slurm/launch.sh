@@ -153,6 +153,13 @@ strata_run_job() {
   # One BLAS/OpenMP thread pool per rank, sized to the CPUs Slurm gave the task.
   export OMP_NUM_THREADS=${threads:-1} OPENBLAS_NUM_THREADS=${threads:-1}
   strata_comm_env
+  # More ranks than cores (a test allocation): Open MPI cannot tell under srun, and its ranks
+  # would busy-poll each other off the cores (20x slower steps on 2 cores); make them yield.
+  local cores; cores=$(getconf _NPROCESSORS_ONLN)  # the node's, not this shell's affinity
+  if [ $((per_node * ${threads:-1})) -gt "$cores" ]; then
+    export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
+    strata_log "$per_node ranks x ${threads:-1} threads on $cores cores: oversubscribed, MPI ranks yield when idle"
+  fi
   strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" "$nodes" "$ranks" "$per_node" \
     "${SLURM_JOB_NODELIST:-$(hostname -s)}" "$restart" "$launcher"
   strata_train_args "$run_dir" "$threads" "$@"

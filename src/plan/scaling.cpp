@@ -229,11 +229,15 @@ std::string scaling_gnuplot(const ScalingReport& report, const std::string& csv_
      << "set logscale x 2\n"
      << "set offsets graph 0.05, graph 0.05, 0, 0\n"
      << "set ylabel 'tokens/s'\n"
-     << "set yrange [0:*]\n"
+     << "set logscale y 2\n"  // log-log: the ideal line is straight
+     << "set format y '%.1s%c'\n"
      << "plot " << quote(csv_path) << " skip 1 using " << x << ":13 with linespoints pt 7 lw 2 title 'measured', \\\n"
      << "     " << quote(csv_path) << " skip 1 using " << x << ":14 with lines dt 2 lw 2 title 'ideal (linear)'\n"
      << "set ylabel 'scaling efficiency (%)'\n"
-     << "set yrange [0:*]\n"
+     << "unset logscale y\n"
+     << "set format y '%g'\n"
+     << "set yrange [0:110<*]\n"
+     << "set key bottom left\n"
      << "plot " << quote(csv_path) << " skip 1 using " << x
      << ":(100*$18) with linespoints pt 7 lw 2 title 'efficiency', \\\n"
      << "     100 with lines dt 2 lw 2 title 'ideal'\n"

@@ -132,8 +132,12 @@ else
   # After the restart the run continues from step stopped+1: step 1 is not logged again, and
   # the last step is the run's last.
   after=$(sed -n '/restart 1:/,$p' "$log2")
+  metric_steps=$(python3 -c "import json,sys; print(' '.join(str(json.loads(l)['step']) for l in open(sys.argv[1])))" \
+    "$run2/metrics.jsonl")
   if [ ! -s "$ckpt" ]; then fail "job 2: checkpoint $ckpt missing"
+  elif ! grep -qF "resumed from $ckpt: step $stopped" <<<"$after"; then fail "job 2: the requeued run did not resume from $ckpt"
   elif grep -q "step  *1/$steps2" <<<"$after"; then fail "job 2: the requeued run started again from step 1"
+  elif [ "$metric_steps" != "$(seq -s ' ' 1 $steps2)" ]; then fail "job 2: metrics.jsonl steps are not 1..$steps2 once each"
   elif ! grep -q "step  *$steps2/$steps2" <<<"$after"; then fail "job 2: the requeued run did not reach step $steps2"
   elif [ "$(ls -d "$tmp"/runs/strata-tiny-"$id2"* | wc -l)" -ne 1 ]; then fail "job 2: more than one run folder"
   else ok "job 2 ($id2): stopped at step $stopped on SIGUSR1, requeued, resumed in $run2, finished $steps2 steps"

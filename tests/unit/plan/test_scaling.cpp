@@ -30,6 +30,7 @@ std::string make_run(const std::string& name, int ranks, int dp, double tokens, 
   std::ofstream(dir / "config.yaml") << "model:\n  name: tiny\nparallel:\n  tp: 1\n  pp: 1\n  dp: " << dp
                                      << "\n  micro_batch_size: 4\ntrain:\n  seq_len: 64\n  steps: 10\n";
   std::ofstream m(dir / "metrics.jsonl");
+  m.precision(17);  // exact rates, so the checks below can be tight
   for (const Step& s : steps)
     m << "{\"step\": " << s.step << ", \"loss\": 3.0, \"tokens_per_s\": " << tokens / (s.step_ms * 1e-3)
       << ", \"step_ms\": " << s.step_ms << ", \"tflops\": " << s.tflops << ", \"mfu\": " << s.mfu << "}\n";

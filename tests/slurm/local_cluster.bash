@@ -30,6 +30,10 @@ slurm_local_start() {
   # munged runs as its own user and wants a socket directory that all can enter and none other write.
   chown munge:munge "$base/munge"
   chmod 0755 "$base/munge"
+  if ! runuser -u munge -- test -w "$base/munge"; then
+    echo "local slurm: the munge user cannot reach $base/munge: every folder above it must be searchable (chmod o+x)"
+    return 1
+  fi
   cat >"$base/slurm.conf" <<CONF
 ClusterName=local
 SlurmctldHost=$host(127.0.0.1)

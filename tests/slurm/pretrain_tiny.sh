@@ -37,6 +37,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 tmp=$(mktemp -d /tmp/strata-slurm-test.XXXXXX)
+chmod 0755 "$tmp"  # munged runs as the munge user and keeps its socket below
 # shellcheck source=tests/slurm/local_cluster.bash
 source "$src/tests/slurm/local_cluster.bash"
 cleanup() {
@@ -90,7 +91,8 @@ elif ! grep -q "8 ranks on" "$log1" || ! grep -q "layout: tp 2 x pp 2 x dp 2 = 8
   fail "job 1: not 8 ranks as tp2 pp2 dp2"
 else
   steps=$(wc -l <"$run1/metrics.jsonl")
-  first=$(mean_loss "$run1/metrics.jsonl" 1 5); last=$(mean_loss "$run1/metrics.jsonl" 51 60)
+  first=$(printf '%.3f' "$(mean_loss "$run1/metrics.jsonl" 1 5)")
+  last=$(printf '%.3f' "$(mean_loss "$run1/metrics.jsonl" 51 60)")
   if [ "$steps" -ne 60 ]; then fail "job 1: $steps steps in metrics.jsonl, want 60"
   elif ! python3 -c "import sys; sys.exit(0 if $last < $first - 1.0 else 1)"; then
     fail "job 1: loss did not fall: steps 1-5 $first, steps 51-60 $last"
@@ -104,7 +106,7 @@ else
 fi
 
 # ---- 2. preemption: SIGUSR1 -> checkpoint -> requeue -> resume -> finish ------------------------
-steps2=300
+steps2=120
 SET="train.steps=$steps2 ckpt.interval=0" timeout 240 sbatch --wait --parsable --output="$tmp/logs/%x-%j.out" \
   slurm/pretrain_tiny.sh --set "$data_set" >"$tmp/job2.id" &
 wait_pid=$!

@@ -87,6 +87,16 @@ CONF
 slurm_local_stop() {
   local base="${SLURM_LOCAL_BASE:-}" f pid pids=()
   [ -n "$base" ] || return 0
+  # Jobs still running (a test that failed or timed out half-way) would outlive slurmd in their
+  # slurmstepd: cancel them first and give them 15 s to go.
+  local jobs
+  jobs=$(squeue -h -o %i 2>/dev/null)
+  if [ -n "$jobs" ]; then
+    echo "local slurm: cancelling jobs left running: $jobs"
+    # shellcheck disable=SC2086
+    scancel --full $jobs 2>/dev/null
+    for _ in $(seq 1 150); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.1; done
+  fi
   for f in "$base/run/slurmd.pid" "$base/run/slurmctld.pid" "$base/munge/munged.pid"; do
     [ -s "$f" ] || continue
     pid=$(cat "$f")

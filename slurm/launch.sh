@@ -199,7 +199,7 @@ strata_run_job() {
 #    too, so strata saves what it can; Slurm decides what happens to the job.
 strata_run_step() {
   local job_id="$1" restart="$2"; shift 2
-  local signal_seen="" step_pid rc
+  local signal_seen="" step_pid="" rc=0
   # shellcheck disable=SC2064
   trap 'signal_seen=USR1; strata_log "got SIGUSR1: forwarding to the job step (pid $step_pid)"; kill -USR1 "$step_pid" 2>/dev/null || true' USR1
   trap 'signal_seen=${signal_seen:-TERM}; strata_log "got SIGTERM: forwarding to the job step (pid $step_pid)"; kill -TERM "$step_pid" 2>/dev/null || true' TERM

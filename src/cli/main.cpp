@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
       {"tokenizer", strata::cli::add_tokenizer_command(app)},
       {"plan", strata::cli::add_plan_command(app)},
       {"budget", strata::cli::add_budget_command(app)},
+      {"report", strata::cli::add_report_command(app)},
   };
   try {
     app.parse(argc, argv);

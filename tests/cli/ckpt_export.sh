@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `strata ckpt inspect` and `strata ckpt export-hf` on real checkpoints: a tiny GPT-2-style
+# and a tiny LLaMA-style model (GQA, untied) are trained for 2 steps, inspected, exported
+# (fp32 in one file, bf16 in shards) and checked by an independent reader
+# (tests/cli/check_hf_export.py: Python's standard library for safetensors, h5ls/h5dump for
+# the checkpoint). Models HF cannot express and bad options are one-line errors.
+# usage: ckpt_export.sh STRATA_BINARY SOURCE_DIR
+set -uo pipefail
+strata="$1"
+src="$2"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+source "$src/tests/cli/lib.bash"
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+for tool in python3 h5ls h5dump; do
+  command -v $tool >/dev/null || { echo "FAIL $tool is missing (scripts/install-deps.sh installs it)"; exit 1; }
+done
+check() { python3 "$src/tests/cli/check_hf_export.py" "$@"; }
+
+train() {  # train NAME [--set ...]: 2 steps with a checkpoint at the end, in $tmp/NAME
+  local name="$1"; shift
+  local out
+  out=$(timeout 120 "$strata" train --config "$src/configs/test_tiny.yaml" --set train.steps=2 \
+        --set "train.out_dir=$tmp/$name" --set "ckpt.dir=$tmp/$name/ckpt" "$@" 2>&1) || fail "train $name: $out"
+}
+
+# --- GPT-2 style: LayerNorm, GELU, learned positions, tied, biases (test_tiny's defaults) ---
+train gpt
+ck="$tmp/gpt/ckpt"
+[ -f "$ck/latest" ] || fail "train gpt wrote no $ck/latest"
+file="$ck/$(cat "$ck/latest" 2>/dev/null)"
+
+out=$(timeout 60 "$strata" ckpt inspect "$ck" 2>&1) || fail "inspect: $out"
+for want in "step              2" "layout            tp1-pp1-dp1" "tokens seen       512" "HF export         gpt2" \
+            "/model/layers.1.attn.wq.weight" "/optim/exp_avg_sq/embed.wte" "checksums         all match"; do
+  grep -qF -- "$want" <<<"$out" || fail "inspect lacks '$want': $out"
+done
+json=$(timeout 60 "$strata" ckpt inspect --json "$file" 2>&1) || fail "inspect --json: $json"
+python3 - "$json" <<'EOF' || fail "inspect --json content"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["step"] == 2 and j["checksum_mismatches"] == 0, j
+names = {t["path"]: t for t in j["tensors"]}
+t = names["/model/embed.wte"]
+assert t["shape"] == [64, 64] and t["bytes"] == 64 * 64 * 4 and t["checksum_ok"], t
+assert all(t["checksum_ok"] for t in j["tensors"])
+EOF
+
+out=$(timeout 60 "$strata" ckpt export-hf "$ck" --out "$tmp/gpt_fp32" --dtype fp32 --tokenizer none 2>&1) ||
+  fail "export gpt fp32: $out"
+grep -qF "as Hugging Face gpt2" <<<"$out" || fail "export summary lacks the architecture: $out"
+check "$file" "$tmp/gpt_fp32" --arch gpt2 --dtype fp32 --heads 4 || fail "gpt2 fp32 export check"
+# bf16 in shards of at most 40 KB (about 210 KB of weights)
+out=$(timeout 60 "$strata" ckpt export-hf "$file" --out "$tmp/gpt_bf16" --max-shard-size 40KB 2>&1) ||
+  fail "export gpt bf16: $out"
+check "$file" "$tmp/gpt_bf16" --arch gpt2 --dtype bf16 --heads 4 --min-shards 4 || fail "gpt2 bf16 sharded export check"
+
+# --- LLaMA style: RMSNorm, SwiGLU, RoPE, GQA, untied, no biases; a byte-level tokenizer ---
+train llama --set model.norm=rmsnorm --set model.mlp=swiglu --set model.positions=rope --set model.num_kv_heads=2 \
+  --set model.bias=false --set model.tied_embeddings=false --set model.ffn_hidden=96 --set model.vocab_size=257
+ck="$tmp/llama/ckpt"
+file="$ck/$(cat "$ck/latest" 2>/dev/null)"
+out=$(timeout 60 "$strata" ckpt export-hf "$ck" --out "$tmp/llama_bf16" --tokenizer bytes 2>&1) || fail "export llama: $out"
+grep -qF "as Hugging Face llama" <<<"$out" || fail "export summary lacks the architecture: $out"
+check "$file" "$tmp/llama_bf16" --arch llama --dtype bf16 --heads 4 --kv-heads 2 || fail "llama bf16 export check"
+python3 - "$tmp/llama_bf16" <<'EOF' || fail "llama tokenizer.json"
+import json, os, sys
+d = sys.argv[1]
+tok = json.load(open(os.path.join(d, "tokenizer.json")))
+assert tok["model"]["type"] == "BPE" and len(tok["model"]["vocab"]) == 256 and tok["model"]["merges"] == [], tok["model"]["type"]
+assert tok["model"]["vocab"]["A"] == 65  # byte 0x41 -> id 65 (GPT-2's printable byte map keeps 'A')
+assert [(t["id"], t["content"]) for t in tok["added_tokens"]] == [(256, "<|endoftext|>")]
+cfg = json.load(open(os.path.join(d, "config.json")))
+assert cfg["eos_token_id"] == 256 and cfg["bos_token_id"] == 256, cfg
+tc = json.load(open(os.path.join(d, "tokenizer_config.json")))
+assert tc["tokenizer_class"] == "PreTrainedTokenizerFast" and tc["eos_token"] == "<|endoftext|>", tc
+EOF
+
+# --- refusals and bad input: one line each ---
+train swiglu_ln --set model.mlp=swiglu
+expect_error "layernorm+swiglu refused" "mlp=swiglu (HF needs gelu)" ckpt export-hf "$tmp/swiglu_ln/ckpt" --out "$tmp/x"
+[ -e "$tmp/x/model.safetensors" ] && fail "a refused export wrote weights"
+expect_error "tokenizer larger than the vocabulary" "the model's vocabulary only 64" \
+  ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --tokenizer bytes
+expect_error "bad dtype" "--dtype" ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --dtype fp16
+expect_error "bad shard size" "size '5XB'" ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --max-shard-size 5XB
+expect_error "missing checkpoint" "$tmp/nope" ckpt inspect "$tmp/nope"
+
+[ $failures -eq 0 ] && echo "ckpt export CLI: all checks passed"
+exit $((failures > 0))

@@ -57,7 +57,7 @@ check "$file" "$tmp/gpt_bf16" --arch gpt2 --dtype bf16 --heads 4 --min-shards 4 
 
 # --- LLaMA style: RMSNorm, SwiGLU, RoPE, GQA, untied, no biases; a byte-level tokenizer ---
 train llama --set model.norm=rmsnorm --set model.mlp=swiglu --set model.positions=rope --set model.num_kv_heads=2 \
-  --set model.bias=false --set model.tied_embeddings=false --set model.ffn_hidden=96 --set model.vocab_size=257
+  --set model.bias=false --set model.tied_embeddings=false --set model.ffn_hidden=96 --set model.vocab_size=300
 ck="$tmp/llama/ckpt"
 file="$ck/$(cat "$ck/latest" 2>/dev/null)"
 out=$(timeout 60 "$strata" ckpt export-hf "$ck" --out "$tmp/llama_bf16" --tokenizer bytes 2>&1) || fail "export llama: $out"
@@ -75,6 +75,14 @@ assert cfg["eos_token_id"] == 256 and cfg["bos_token_id"] == 256, cfg
 tc = json.load(open(os.path.join(d, "tokenizer_config.json")))
 assert tc["tokenizer_class"] == "PreTrainedTokenizerFast" and tc["eos_token"] == "<|endoftext|>", tc
 EOF
+
+# a tokenizer.json (here one trained by strata) is copied as it is, fp32 this time
+out=$(timeout 120 "$strata" tokenizer train --input /usr/share/common-licenses/GPL-3 --vocab-size 300 \
+      --output "$tmp/tok.json" 2>&1) || fail "tokenizer train: $out"
+out=$(timeout 60 "$strata" ckpt export-hf "$file" --out "$tmp/llama_fp32" --dtype fp32 --tokenizer "$tmp/tok.json" 2>&1) ||
+  fail "export llama fp32: $out"
+cmp -s "$tmp/tok.json" "$tmp/llama_fp32/tokenizer.json" || fail "tokenizer.json is not a copy of $tmp/tok.json"
+check "$file" "$tmp/llama_fp32" --arch llama --dtype fp32 --heads 4 --kv-heads 2 || fail "llama fp32 export check"
 
 # --- refusals and bad input: one line each ---
 train swiglu_ln --set model.mlp=swiglu

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "strata/ckpt/engine_checkpoint.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
@@ -20,6 +21,7 @@
 #include "strata/kernels/cpu/peak.hpp"
 #include "strata/optim/optimizer.hpp"
 #include "strata/parallel/pipeline.hpp"
+#include "strata/train/signals.hpp"
 
 namespace strata::train {
 
@@ -29,12 +31,26 @@ namespace {
 // in the step loop.
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::filesystem::path& path) : file_(std::fopen(path.c_str(), "w")) {
+  // A resumed run keeps the lines up to its checkpoint's step and appends after them.
+  MetricsFile(const std::filesystem::path& path, long resumed_step) {
+    if (resumed_step > 0) keep_until(path, resumed_step);
+    file_ = std::fopen(path.c_str(), resumed_step > 0 ? "a" : "w");
     if (!file_) throw make_error("cannot create metrics file '", path.string(), "'");
   }
   ~MetricsFile() { std::fclose(file_); }
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
+  static void keep_until(const std::filesystem::path& path, long step) {
+    std::ifstream in(path);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      long s = 0;
+      if (std::sscanf(line.c_str(), "{\"step\": %ld", &s) == 1 && s > step) continue;
+      kept += line + '\n';
+    }
+    in.close();
+    std::ofstream(path, std::ios::trunc) << kept;
+  }
   void write(const StepMetrics& m) {
     std::fprintf(file_,
                  "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
@@ -48,7 +64,7 @@ class MetricsFile {
   }
 
  private:
-  std::FILE* file_;
+  std::FILE* file_ = nullptr;
 };
 
 struct BatchShape {
@@ -87,6 +103,19 @@ void maybe_inject_failure(int global_rank, long step) {
     throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
 }
 
+// The checkpoint train.resume asks for: "" (start fresh), the latest in the checkpoint
+// directory (auto; "" when there is none yet), or the given file or directory. Every rank
+// resolves it the same way on the shared file system.
+std::string resume_target(const std::string& resume, const std::string& ckpt_dir) {
+  if (resume == "none") return "";
+  if (resume == "auto") return ckpt::find_latest(ckpt_dir);
+  try {
+    return ckpt::resolve(resume);
+  } catch (const std::exception& e) {
+    throw make_error("train.resume: ", e.what(), " (use none, auto, or the path of a checkpoint)");
+  }
+}
+
 TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const config::ModelConfig& mcfg = job.model;
   const config::TrainConfig& tcfg = job.train;
@@ -105,6 +134,32 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   // virtual stage (tokens, targets) read this DP rank's micro-batches ahead on a loader
   // thread (DP slice of each global batch, DESIGN.md invariant 3).
   const std::unique_ptr<data::SampleSource> source = data::make_sample_source(job.data, mcfg, T, tcfg.seed);
+  parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
+  engine.init_parameters(tcfg.seed);
+
+  // Resume: parameters, Adam moments and step from a checkpoint of any layout.
+  namespace fs = std::filesystem;
+  const std::string ckpt_dir = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
+  ckpt::EngineCheckpointer checkpointer(job, engine, grid);
+  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir);
+  ckpt::TrainState resumed;
+  if (!resume_file.empty()) {
+    resumed = checkpointer.load(resume_file, source->tokenizer_hash());
+    if (resumed.consumed_samples % std::uint64_t(batch.global) != 0)
+      throw make_error("checkpoint '", resume_file, "' stopped after ", resumed.consumed_samples,
+                       " samples, not a whole number of this run's global batches of ", batch.global,
+                       " (choose parallel.global_batch_size dividing it)");
+    if (lead) {
+      log_info("resumed from ", resume_file, ": step ", resumed.step, ", ", resumed.consumed_samples, " samples, ",
+               resumed.tokens_seen, " tokens seen; written with ", resumed.layout, ", loaded into tp", shape.tp,
+               "-pp", shape.pp, "-dp", shape.dp, " zero", job.parallel.zero_stage);
+      if (resumed.seed != tcfg.seed)
+        log_warn("train.seed is ", tcfg.seed, " but the checkpoint was written with seed ", resumed.seed,
+                 ": the data order after the resume differs from the original run's");
+    }
+  }
+  const long first_step = resumed.step + 1;
+
   const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
   std::unique_ptr<data::AsyncLoader> loader;
   if (reads_data) {
@@ -115,9 +170,9 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     opt.dp_size = shape.dp;
     opt.dp_rank = grid.coord().dp_rank;
     opt.prefetch = job.data.prefetch;
+    opt.first_batch = resumed.consumed_samples / std::uint64_t(batch.global);
     loader = std::make_unique<data::AsyncLoader>(*source, opt);
   }
-  parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
   // This step's micro-batches, taken from the loader at the start of the step.
   const std::int64_t mb_elems = std::int64_t(batch.micro) * T;
   MemoryPlan step_batch("step batch");
@@ -126,7 +181,6 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   step_batch.allocate();
   std::int32_t* step_tokens = step_batch.data<std::int32_t>(i_tokens);
   std::int32_t* step_targets = step_batch.data<std::int32_t>(i_targets);
-  engine.init_parameters(tcfg.seed);
 
   // Peak FLOP/s per rank for MFU: configured, or the node's measured fp32 FMA peak shared
   // among the ranks on the node (rank 0 measures while the others wait).
@@ -139,12 +193,11 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     peak_source = "measured fp32 FMA peak of the node / ranks per node";
   }
 
-  namespace fs = std::filesystem;
   fs::create_directories(tcfg.out_dir);
   std::unique_ptr<MetricsFile> metrics;
   if (lead) {
     std::ofstream(fs::path(tcfg.out_dir) / "config.yaml") << config::to_yaml(job);
-    metrics = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl");
+    metrics = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl", resumed.step);
   }
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log(nullptr, std::fclose);
   if (tcfg.rank_logs) {
@@ -199,7 +252,44 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     std::copy_n(step_tokens + mb * mb_elems, mb_elems, tokens);
     std::copy_n(step_targets + mb * mb_elems, mb_elems, targets);
   };
-  for (long step = 1; step <= tcfg.steps; ++step) {
+  // Checkpoints: saved by every rank together (each writes its own hyperslabs).
+  summary.resumed_from = resume_file;
+  summary.first_step = first_step;
+  summary.last_step = resumed.step;
+  std::uint64_t tokens_seen = resumed.tokens_seen;
+  double last_lr = resumed.lr;
+  auto save_checkpoint = [&](long step) {
+    ckpt::TrainState st;
+    st.step = step;
+    st.consumed_samples = resumed.consumed_samples + std::uint64_t(step - resumed.step) * std::uint64_t(batch.global);
+    st.tokens_seen = tokens_seen;
+    st.seed = tcfg.seed;
+    st.lr = last_lr;
+    st.consumed_per_dataset = source->consumed_per_dataset(st.consumed_samples);
+    st.tokenizer_hash = source->tokenizer_hash();
+    const ckpt::SaveResult r = checkpointer.save(ckpt_dir, st, job.ckpt.keep);
+    summary.last_checkpoint = r.file;
+    if (lead)
+      log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
+               r.seconds, " s, ", r.gb_per_s(), " GB/s)");
+  };
+  auto log_step = [&](const StepMetrics& s) {
+    metrics->write(s);
+    if (s.step == first_step || s.step % tcfg.log_interval == 0 || s.step == tcfg.steps) {
+      char line[320];
+      std::snprintf(line, sizeof line,
+                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | %.0f tok/s | %.1f ms | "
+                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
+                    s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.tokens_per_s, s.step_ms, s.tflops,
+                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
+                    double(s.mem_bytes) / 1048576.0);
+      log_line(LogLevel::info, line);
+    }
+  };
+  const StopSignals signals;
+  if (first_step > tcfg.steps && lead)
+    log_info("nothing to train: the checkpoint is at step ", resumed.step, " and train.steps is ", tcfg.steps);
+  for (long step = first_step; step <= tcfg.steps; ++step) {
     const Timer timer;
     maybe_inject_failure(grid.global_rank(), step);
     double data_wait_ms = 0;
@@ -244,17 +334,21 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     if (rank_log)
       std::fprintf(rank_log.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n",
                    step, s.loss, stats.compute_s * 1e3, s.pipeline_wait_ms, s.dp_wait_ms);
-    if (!lead) continue;
-    metrics->write(s);
-    if (step == 1 || step % tcfg.log_interval == 0 || step == tcfg.steps) {
-      char line[320];
-      std::snprintf(line, sizeof line,
-                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | %.0f tok/s | %.1f ms | "
-                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
-                    step, tcfg.steps, s.loss, lr, grad_norm, s.tokens_per_s, s.step_ms, s.tflops,
-                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
-                    double(s.mem_bytes) / 1048576.0);
-      log_line(LogLevel::info, line);
+    tokens_seen += std::uint64_t(tokens_per_step);
+    last_lr = lr;
+    summary.last_step = step;
+    if (lead) log_step(s);
+    // A stop signal on any rank stops every rank after this step, with a checkpoint.
+    double stop = StopSignals::received();
+    grid.world_group().all_reduce(&stop, 1, DType::f64, comm::ReduceOp::max);
+    const bool due = job.ckpt.interval > 0 && step % job.ckpt.interval == 0;
+    if (due || stop > 0 || (step == tcfg.steps && job.ckpt.save_at_end)) save_checkpoint(step);
+    if (stop > 0) {
+      summary.stop_signal = int(stop);
+      if (lead)
+        log_warn("stopping after step ", step, " on ", signal_name(int(stop)), "; checkpoint ",
+                 summary.last_checkpoint);
+      break;
     }
   }
   if (loader) loader->stop();  // the source is ours again

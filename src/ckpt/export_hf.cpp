@@ -74,11 +74,19 @@ std::pair<std::string, std::string> export_tokenizer(const std::string& spec, co
     return {"", "tokenizer '" + spec + "' has no tokenizer.json form"};
   }
   nlohmann::ordered_json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"model_max_length", m.max_seq_len}};
+  // The EOS token's text as the tokenizer.json spells it (decode() of a special id may be
+  // empty, e.g. the byte tokenizer's).
   if (eos >= 0) {
-    const std::int32_t id = eos;
-    const std::string text = tok->decode(std::span<const std::int32_t>(&id, 1));
-    tc["eos_token"] = text;
-    tc["bos_token"] = text;
+    std::ifstream in(out / "tokenizer.json");
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    std::string text;
+    if (!j.is_discarded())
+      for (const auto& t : j.value("added_tokens", nlohmann::json::array()))
+        if (t.value("id", -1) == eos) text = t.value("content", "");
+    if (!text.empty()) {
+      tc["eos_token"] = text;
+      tc["bos_token"] = text;
+    }
   }
   write_json(out / "tokenizer_config.json", tc);
   return {"tokenizer.json", note};

@@ -40,7 +40,7 @@ std::string model_summary(const config::ModelConfig& m) {
   return buf;
 }
 
-int inspect(const std::string& path, bool verify, bool json) {
+int run_inspect(const std::string& path, bool verify, bool json) {
   const std::string file = ckpt::resolve(path);
   const ckpt::CheckpointInfo info = ckpt::read_info(file);
   nlohmann::ordered_json j;
@@ -122,7 +122,7 @@ int inspect(const std::string& path, bool verify, bool json) {
   return bad == 0 ? 0 : 2;
 }
 
-int export_hf(const std::string& path, const ckpt::HfExportOptions& opt) {
+int run_export_hf(const std::string& path, const ckpt::HfExportOptions& opt) {
   const ckpt::HfExportResult r = ckpt::export_hf(path, opt);
   std::printf("exported %s as Hugging Face %s to %s\n", ckpt::resolve(path).c_str(), ckpt::to_string(r.arch),
               opt.out_dir.c_str());
@@ -164,10 +164,10 @@ Action add_ckpt_command(CLI::App& app) {
                   "Tokenizer spec to export (default: the run's data.tokenizer; 'none': no tokenizer)");
 
   return [=]() -> int {
-    if (ins->parsed()) return inspect(*ins_path, !*no_verify, *json);
+    if (ins->parsed()) return run_inspect(*ins_path, !*no_verify, *json);
     opt->dtype = *dtype == "fp32" ? ckpt::StDtype::f32 : ckpt::StDtype::bf16;
     opt->max_shard_bytes = ckpt::parse_byte_size(*shard);
-    return export_hf(*exp_path, *opt);
+    return run_export_hf(*exp_path, *opt);
   };
 }
 

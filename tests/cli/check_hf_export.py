@@ -18,7 +18,6 @@ import re
 import struct
 import subprocess
 import sys
-import tempfile
 
 errors = []
 
@@ -28,34 +27,45 @@ def fail(msg):
     print("FAIL " + msg)
 
 
-# ---- the checkpoint, through HDF5's tools ------------------------------------------------
+# ---- the checkpoint, through HDF5's own h5dump -------------------------------------------
 
 def h5_model_tensors(ckpt):
-    """{name: shape} of every /model/<name> dataset, from `h5ls -r`."""
-    out = subprocess.run(["h5ls", "-r", ckpt], check=True, capture_output=True, text=True).stdout
-    shapes = {}
+    """{name: (shape, values)} of every /model/<name> dataset, from one `h5dump` of the group
+    (values printed with %.9g, which round-trips float32 exactly)."""
+    out = subprocess.run(["h5dump", "-y", "-w", "0", "-m", "%.9g", "-g", "/model", ckpt],
+                         check=True, capture_output=True, text=True).stdout
+    tensors = {}
+    name = shape = values = None
+    in_data = False
     for line in out.splitlines():
-        m = re.match(r"^/model/(\S+)\s+Dataset \{([^}]*)\}", line)
-        if m:
-            dims = [d.split("/")[0].strip() for d in m.group(2).split(",")]
-            shapes[m.group(1)] = [int(d) for d in dims]
-    return shapes
-
-
-def h5_read(ckpt, name, shape, tmp):
-    path = "/model/" + name
-    head = subprocess.run(["h5dump", "-H", "-d", path, ckpt], check=True, capture_output=True, text=True).stdout
-    if "H5T_IEEE_F32LE" not in head:
-        fail(f"checkpoint {path} is not stored as little-endian float32: {head}")
-    raw = os.path.join(tmp, "tensor.bin")
-    subprocess.run(["h5dump", "-d", path, "-b", "LE", "-o", raw, ckpt], check=True, capture_output=True)
-    with open(raw, "rb") as f:
-        data = f.read()
-    n = math.prod(shape)
-    if len(data) != 4 * n:
-        fail(f"h5dump gave {len(data)} bytes for {path} {shape}, want {4 * n}")
-        return [0.0] * n
-    return list(struct.unpack("<%df" % n, data))
+        indent = len(line) - len(line.lstrip(" "))
+        text = line.strip()
+        m = re.match(r'^DATASET "(.+)" \{$', text)
+        if m and indent == 3:
+            name, shape, values = m.group(1), None, None
+            continue
+        if name is None:
+            continue
+        if indent == 6 and text.startswith("DATATYPE") and "H5T_IEEE_F32LE" not in text:
+            fail(f"checkpoint /model/{name} is not little-endian float32: {text}")
+        m = re.match(r"^DATASPACE\s+SIMPLE \{ \( ([\d, ]+) \)", text)
+        if m and indent == 6:
+            shape = [int(d) for d in m.group(1).split(",")]
+        if indent == 6 and text == "DATA {":
+            in_data, values = True, []
+            continue
+        if in_data:
+            if text == "}":
+                in_data = False
+                n = math.prod(shape)
+                if len(values) != n:
+                    fail(f"h5dump gave {len(values)} values for /model/{name} {shape}, want {n}")
+                # through float32: the exact stored value
+                tensors[name] = (shape, list(struct.unpack("<%df" % n, struct.pack("<%df" % n, *values))))
+                name = None
+            else:
+                values += [float(v) for v in text.split(",") if v.strip()]
+    return tensors
 
 
 # ---- the export, with our own safetensors parser ----------------------------------------
@@ -230,23 +240,21 @@ def expected_tensors(arch, shapes, read):
 
 
 def nearest_bf16(x):
-    """The bf16 value nearest to the float32 x, ties to the even mantissa (by comparing
-    distances in exact rational arithmetic, not by the writer's bit trick)."""
+    """The bf16 value nearest to the float32 x, ties to the even mantissa, by comparing
+    distances (not by the writer's bit trick). x and its two bf16 neighbours are float32
+    values of one binade (or the next power of two), so their differences are exact in
+    Python's double."""
     if math.isnan(x) or math.isinf(x):
         return x
     (u,) = struct.unpack("<I", struct.pack("<f", x))
     lo = u >> 16
     a, b = bf16_bits_to_float(lo), bf16_bits_to_float(lo + 1)  # b: next away from zero (or inf)
-    from fractions import Fraction
-    if math.isinf(b):
-        db = None
-    else:
-        db = abs(Fraction(b) - Fraction(x))
-    da = abs(Fraction(a) - Fraction(x))
-    if db is None or da < db:
-        return a
-    if db < da:
-        return b
+    if math.isinf(b):  # past the largest finite bf16: inf when x is at least halfway
+        half = a + (a - bf16_bits_to_float(lo - 1)) / 2
+        return b if abs(x) >= abs(half) else a
+    da, db = abs(x - a), abs(b - x)
+    if da != db:
+        return a if da < db else b
     return a if lo % 2 == 0 else b
 
 
@@ -265,17 +273,14 @@ def main():
     ap.add_argument("--min-shards", type=int, default=1)
     args = ap.parse_args()
 
-    shapes = h5_model_tensors(args.checkpoint)
-    if not shapes:
-        fail(f"h5ls found no /model tensors in {args.checkpoint}")
+    stored = h5_model_tensors(args.checkpoint)
+    if not stored:
+        fail(f"h5dump found no /model tensors in {args.checkpoint}")
         return 1
-    tmp = tempfile.mkdtemp()
-    cache = {}
+    shapes = {n: s for n, (s, _) in stored.items()}
 
     def read(name):
-        if name not in cache:
-            cache[name] = h5_read(args.checkpoint, name, shapes[name], tmp)
-        return cache[name]
+        return stored[name][1]
 
     got, num_files = read_export(args.export)
     if num_files < args.min_shards:

@@ -67,7 +67,9 @@ python3 - "$tmp/llama_bf16" <<'EOF' || fail "llama tokenizer.json"
 import json, os, sys
 d = sys.argv[1]
 tok = json.load(open(os.path.join(d, "tokenizer.json")))
-assert tok["model"]["type"] == "BPE" and len(tok["model"]["vocab"]) == 256 and tok["model"]["merges"] == [], tok["model"]["type"]
+vocab = tok["model"]["vocab"]
+assert tok["model"]["type"] == "BPE" and tok["model"]["merges"] == [], tok["model"]["type"]
+assert len(vocab) == 257 and sorted(vocab.values()) == list(range(257)) and vocab["<|endoftext|>"] == 256, len(vocab)
 assert tok["model"]["vocab"]["A"] == 65  # byte 0x41 -> id 65 (GPT-2's printable byte map keeps 'A')
 assert [(t["id"], t["content"]) for t in tok["added_tokens"]] == [(256, "<|endoftext|>")]
 cfg = json.load(open(os.path.join(d, "config.json")))
@@ -90,7 +92,8 @@ expect_error "layernorm+swiglu refused" "mlp=swiglu (HF needs gelu)" ckpt export
 [ -e "$tmp/x/model.safetensors" ] && fail "a refused export wrote weights"
 expect_error "tokenizer larger than the vocabulary" "the model's vocabulary only 64" \
   ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --tokenizer bytes
-expect_error "bad dtype" "--dtype" ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --dtype fp16
+out=$(timeout 60 "$strata" ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --dtype fp16 2>&1) && fail "--dtype fp16 accepted"
+grep -qF -- "--dtype: fp16 not in {bf16,fp32}" <<<"$out" || fail "bad dtype message: $out"
 expect_error "bad shard size" "size '5XB'" ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --max-shard-size 5XB
 expect_error "missing checkpoint" "$tmp/nope" ckpt inspect "$tmp/nope"
 

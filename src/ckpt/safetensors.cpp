@@ -89,6 +89,15 @@ void write_file(const fs::path& path, const std::vector<StTensor>& tensors, std:
   put_le64(len, text.size());
 
   const fs::path tmp = path.string() + ".tmp";
+  // A failure part-way (a producer's error, a full disk) leaves no partial file behind.
+  struct RemoveUnlessDone {
+    const fs::path& p;
+    bool done = false;
+    ~RemoveUnlessDone() {
+      std::error_code ec;
+      if (!done) fs::remove(p, ec);
+    }
+  } cleanup{tmp};
   std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
   if (!out) throw make_error("safetensors '", path.string(), "': cannot open for writing");
   out.write(reinterpret_cast<const char*>(len), 8);
@@ -120,6 +129,7 @@ void write_file(const fs::path& path, const std::vector<StTensor>& tensors, std:
   out.close();
   if (!out) throw make_error("safetensors '", path.string(), "': write failed (disk full?)");
   fs::rename(tmp, path);
+  cleanup.done = true;
 }
 
 }  // namespace

@@ -97,5 +97,25 @@ grep -qF -- "--dtype: fp16 not in {bf16,fp32}" <<<"$out" || fail "bad dtype mess
 expect_error "bad shard size" "size '5XB'" ckpt export-hf "$tmp/gpt/ckpt" --out "$tmp/y" --max-shard-size 5XB
 expect_error "missing checkpoint" "$tmp/nope" ckpt inspect "$tmp/nope"
 
+# a corrupted value: inspect reports the tensor and exits 2, export refuses
+cp "$tmp/gpt/ckpt/$(cat "$tmp/gpt/ckpt/latest")" "$tmp/bad.h5"
+python3 - "$tmp/bad.h5" "$(h5dump -y -w 0 -m %.9g -d /model/layers.1.mlp.fc.weight -s 0,0 -c 1,4 "$tmp/bad.h5")" <<'EOF' ||
+import re, struct, sys
+path, dump = sys.argv[1], sys.argv[2]
+vals = [float(v) for v in re.search(r"DATA \{([^}]*)\}", dump).group(1).split(",") if v.strip()]
+pattern = struct.pack("<4f", *vals)  # the tensor's first 16 bytes, as stored (contiguous)
+blob = bytearray(open(path, "rb").read())
+assert blob.count(pattern) == 1, blob.count(pattern)
+blob[blob.index(pattern)] ^= 0x01  # lowest mantissa bit of element 0
+open(path, "wb").write(blob)
+EOF
+  fail "could not corrupt the checkpoint copy"
+out=$(timeout 60 "$strata" ckpt inspect "$tmp/bad.h5" 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "inspect of a corrupted file exited $rc, want 2"
+grep -E -q "/model/layers.1.mlp.fc.weight .*MISMATCH" <<<"$out" || fail "inspect does not flag the tensor: $out"
+grep -qF "checksums         1 MISMATCH" <<<"$out" || fail "inspect summary: $out"
+expect_error "corrupted tensor refused" "/model/layers.1.mlp.fc.weight does not match its stored checksum" \
+  ckpt export-hf "$tmp/bad.h5" --out "$tmp/z"
+
 [ $failures -eq 0 ] && echo "ckpt export CLI: all checks passed"
 exit $((failures > 0))

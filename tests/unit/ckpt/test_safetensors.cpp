@@ -211,7 +211,8 @@ TEST(Safetensors, RejectsWrongValueCountsAndDuplicateNames) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tensor x has 3 values"), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));  // no half-written file under the final name
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));  // no half-written file, final or temporary
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors.tmp"));
   EXPECT_THROW(write_safetensors(dir.string(), {{"x", {1}}, {"x", {1}}}, StDtype::f32, 1000, iota_producer(1)), Error);
   EXPECT_THROW(write_safetensors(dir.string(), {{"__metadata__", {1}}}, StDtype::f32, 1000, iota_producer(1)), Error);
   fs::remove_all(dir);

@@ -9,6 +9,7 @@
 #include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
 #include "strata/data/bpe_tokenizer.hpp"
+#include "strata/data/format.hpp"
 #include "strata/model/parameters.hpp"
 
 namespace strata::ckpt {
@@ -92,6 +93,19 @@ std::pair<std::string, std::string> export_tokenizer(const std::string& spec, co
   return {"tokenizer.json", note};
 }
 
+// The run's tokenizer: data.tokenizer, else (hdf5 data) the name the first dataset records
+// when it is a spec strata knows by name ("bytes", "gpt2", "cl100k_base", ...); "" if neither.
+std::string run_tokenizer_spec(const config::DataConfig& data) {
+  if (!data.tokenizer.empty() || data.source != config::DataSource::hdf5 || data.datasets.empty()) return data.tokenizer;
+  try {
+    const std::string name = data::TokenDataset(data.datasets.front().path).info().tokenizer_name;
+    data::load_tokenizer(name);
+    return name;
+  } catch (const Error&) {
+    return "";  // the dataset is gone, or its tokenizer is a file known only by its stem
+  }
+}
+
 }  // namespace
 
 HfExportResult export_hf(const std::string& path, const HfExportOptions& opt) {
@@ -120,7 +134,7 @@ HfExportResult export_hf(const std::string& path, const HfExportOptions& opt) {
   HfExportResult result;
   result.arch = plan.arch;
   std::tie(result.tokenizer_file, result.tokenizer_note) =
-      export_tokenizer(opt.tokenizer.empty() ? job.data.tokenizer : opt.tokenizer, info, m, out, plan.config);
+      export_tokenizer(opt.tokenizer.empty() ? run_tokenizer_spec(job.data) : opt.tokenizer, info, m, out, plan.config);
 
   std::vector<StTensor> tensors;
   std::map<std::string, const HfTensor*> by_name;

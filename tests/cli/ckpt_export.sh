@@ -86,6 +86,18 @@ out=$(timeout 60 "$strata" ckpt export-hf "$file" --out "$tmp/llama_fp32" --dtyp
 cmp -s "$tmp/tok.json" "$tmp/llama_fp32/tokenizer.json" || fail "tokenizer.json is not a copy of $tmp/tok.json"
 check "$file" "$tmp/llama_fp32" --arch llama --dtype fp32 --heads 4 --kv-heads 2 || fail "llama fp32 export check"
 
+# --- a run on prepared data: the tokenizer comes from the run (data.tokenizer unset: the
+# dataset's own), and one with another content hash is refused ---
+out=$(timeout 60 "$strata" prepare --input /usr/share/common-licenses/GPL-3 --tokenizer bytes --output "$tmp/gpl.h5" 2>&1) ||
+  fail "prepare: $out"
+train data --set model.vocab_size=257 --set data.source=hdf5 --set "data.datasets=[{path: $tmp/gpl.h5}]"
+out=$(timeout 60 "$strata" ckpt export-hf "$tmp/data/ckpt" --out "$tmp/data_hf" 2>&1) || fail "export data run: $out"
+grep -qF "tokenizer  tokenizer.json (byte-level" <<<"$out" || fail "the run's tokenizer was not exported: $out"
+out=$(timeout 120 "$strata" tokenizer train --input /usr/share/common-licenses/GPL-3 --vocab-size 257 \
+      --output "$tmp/tok257.json" 2>&1) || fail "tokenizer train: $out"
+expect_error "tokenizer of another run refused" "the checkpoint was trained with" \
+  ckpt export-hf "$tmp/data/ckpt" --out "$tmp/w" --tokenizer "$tmp/tok257.json"
+
 # --- refusals and bad input: one line each ---
 train swiglu_ln --set model.mlp=swiglu
 expect_error "layernorm+swiglu refused" "mlp=swiglu (HF needs gelu)" ckpt export-hf "$tmp/swiglu_ln/ckpt" --out "$tmp/x"

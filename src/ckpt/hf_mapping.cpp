@@ -150,8 +150,6 @@ HfExportPlan plan_hf_export(const ModelConfig& m, StDtype dtype) {
   }
   copy("model.norm.weight", "final_norm.weight");
   if (!m.tied_embeddings) copy("lm_head.weight", "lm_head.weight");
-  (void)Q;
-  (void)KV;
   plan.config = {{"architectures", {"LlamaForCausalLM"}},
                  {"model_type", "llama"},
                  {"vocab_size", m.vocab_size},

@@ -1,5 +1,6 @@
 // `strata ckpt inspect DIR|FILE` and `strata ckpt export-hf CKPT --out DIR` (docs/checkpoints.md).
 // No reshard command: any layout loads any checkpoint (the tensors are stored whole).
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>

@@ -125,7 +125,7 @@ void load_parameters(const std::string& path, const model::ParameterTable& table
   const std::string file = resolve(path);
   const Id f = detail::open_checkpoint(file, comm);
   Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+  if (comm != MPI_COMM_NULL) H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);  // as EngineCheckpointer::load
   std::vector<float> staging;
   std::vector<std::uint64_t> sums, stored;
   for (const model::ParamInfo& p : table.entries()) {

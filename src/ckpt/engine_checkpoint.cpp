@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "io.hpp"
 #include "strata/config/load.hpp"
@@ -48,7 +50,6 @@ struct Entry {
   Shape stored_shape;
   int layer = -1;
   std::vector<Target> targets;  // primary first
-  int calls = 1;                // collective read calls: the most targets any rank has
 };
 
 // Local ranges of `p` (flat offset `flat`) inside `pieces`, each with its moments offset.
@@ -167,6 +168,16 @@ void check_model_matches(const config::ModelConfig& stored, const config::ModelC
     mismatch("rope_theta", std::to_string(stored.rope_theta), std::to_string(cfg.rope_theta));
 }
 
+// Test hook: STRATA_TEST_SAVE_PAUSE="step=S,seconds=T" pauses the save of step S halfway
+// through its tensors, so a test can kill the job in the middle of a save.
+void pause_for_test(long step) {
+  const char* spec = std::getenv("STRATA_TEST_SAVE_PAUSE");
+  long at = -1;
+  double seconds = 0;
+  if (spec && std::sscanf(spec, "step=%ld,seconds=%lf", &at, &seconds) == 2 && at == step)
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+}
+
 }  // namespace
 
 struct EngineCheckpointer::Plan {
@@ -182,7 +193,7 @@ EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::P
   std::map<std::string, std::size_t> index;
   for (const model::ParamInfo& p : whole.entries()) {
     index[p.name] = plan_->entries.size();
-    plan_->entries.push_back({p.name, p.global_shape, detail::layer_of(p.name), {}, 1});
+    plan_->entries.push_back({p.name, p.global_shape, detail::layer_of(p.name), {}});
   }
   for (int c = 0; c < engine.num_chunks(); ++c) {
     model::Transformer<float>& chunk = engine.chunk(c);
@@ -205,11 +216,6 @@ EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::P
       else targets.push_back(std::move(t));
     }
   }
-  // Read calls per tensor: the most targets any rank holds (collective HDF5 calls must match).
-  std::vector<int> calls;
-  for (const Entry& e : plan_->entries) calls.push_back(int(e.targets.size()));
-  MPI_Allreduce(MPI_IN_PLACE, calls.data(), int(calls.size()), MPI_INT, MPI_MAX, grid.world_handle());
-  for (std::size_t i = 0; i < calls.size(); ++i) plan_->entries[i].calls = std::max(1, calls[i]);
 }
 
 EngineCheckpointer::~EngineCheckpointer() = default;
@@ -286,6 +292,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
     std::vector<Id> datasets;
     for (const Entry& e : plan_->entries) {
+      if (&e == &plan_->entries[plan_->entries.size() / 2]) pause_for_test(st.step);
       std::vector<hsize_t> dims(e.stored_shape.begin(), e.stored_shape.end());
       Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
       const Target* t = !e.targets.empty() && e.targets.front().primary ? &e.targets.front() : nullptr;
@@ -385,23 +392,22 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
                        plan_->entries.size(), " (written for another model shape)");
   }
 
-  // Read: every target its whole parameter shard and its moment pieces.
+  // Read: every target its whole parameter shard and its moment pieces. Independent reads:
+  // each rank asks for exactly its hyperslabs (collective reads measured 2-3x slower with 8
+  // ranks on one node, and need matching call counts on every rank).
   Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);
   std::vector<std::uint64_t> sums, stored_sums;
   for (std::size_t i = 0; i < plan_->entries.size(); ++i) {
     const Entry& e = plan_->entries[i];
     for (int k = 0; k < 3; ++k) {
       const hid_t d = datasets[i * 3 + std::size_t(k)].get();
       const std::string where = file + ":" + detail::kKindGroups[k] + e.name;
-      for (int call = 0; call < e.calls; ++call) {
-        const Target* t = std::size_t(call) < e.targets.size() ? &e.targets[std::size_t(call)] : nullptr;
-        std::vector<Seg> segs;
-        if (t) {
-          const std::int64_t n = detail::stored_numel(*t->info);
-          segs = k == kModel ? std::vector<Seg>{{{0, n}, t->params}} : state_segs(*t, t->state, Kind(k));
-        }
-        detail::transfer(false, d, t ? t->info : nullptr, segs, plan_->staging, dxpl.get(), where);
+      for (const Target& t : e.targets) {
+        const std::int64_t n = detail::stored_numel(*t.info);
+        const std::vector<Seg> segs =
+            k == kModel ? std::vector<Seg>{{{0, n}, t.params}} : state_segs(t, t.state, Kind(k));
+        detail::transfer(false, d, t.info, segs, plan_->staging, dxpl.get(), where);
       }
       // Checksum over the reading layout's own partition (primary copies only).
       std::uint64_t sum = 0;

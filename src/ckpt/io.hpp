@@ -18,8 +18,8 @@ struct Seg {
 };
 
 // Writes (or reads) `segs` of shard `p` to (from) dataset `dset` with transfer property `dxpl`
-// (collective: every rank of the file's communicator calls it, with no segments if it has
-// none; `p` may then be null). Values go straight from/to memory when the segments sit at
+// (when it is collective, every rank of the file's communicator calls it, with no segments if
+// it has none; `p` may then be null). Values go straight from/to memory when the segments sit at
 // one base pointer in shard order, else through `staging`.
 void transfer(bool write, hid_t dset, const model::ParamInfo* p, const std::vector<Seg>& segs,
               std::vector<float>& staging, hid_t dxpl, const std::string& where);

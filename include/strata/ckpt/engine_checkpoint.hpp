@@ -49,7 +49,7 @@ struct SaveResult {
 
 class EngineCheckpointer {
  public:
-  // Plans this rank's hyperslabs once (collective over the grid).
+  // Plans this rank's hyperslabs once.
   EngineCheckpointer(const config::JobConfig& job, parallel::PipelineEngine& engine, comm::RankGrid& grid);
   ~EngineCheckpointer();
   EngineCheckpointer(const EngineCheckpointer&) = delete;

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   openmpi-bin libopenmpi-dev          # MPI (Open MPI 4.1)
   libhdf5-openmpi-dev                 # parallel HDF5 1.10
+  hdf5-tools python3                  # tests: an independent reader (h5ls/h5dump + a stdlib script) for the HF export
   libtrilinos-kokkos-dev              # Kokkos 3.4 (Serial backend)
   libopenblas-dev                     # BLAS with the CBLAS interface
   libyaml-cpp-dev                     # configs

@@ -16,5 +16,6 @@ Action add_budget_command(CLI::App& app);
 Action add_prepare_command(CLI::App& app);  // strata prepare
 Action add_data_command(CLI::App& app);     // strata data inspect
 Action add_report_command(CLI::App& app);   // strata report scaling
+Action add_ckpt_command(CLI::App& app);     // strata ckpt inspect|export-hf
 
 }  // namespace strata::cli

@@ -214,8 +214,9 @@ typename Transformer<T>::LayerWeights Transformer<T>::find_layer_weights(int l, 
   w.n2_b = at("mlp_norm.bias");
   const bool gelu = cfg_.mlp == MlpKind::gelu;
   w.w1 = at(gelu ? "mlp.fc.weight" : "mlp.gate.weight");
-  w.b1 = at("mlp.fc.bias");
+  w.b1 = at(gelu ? "mlp.fc.bias" : "mlp.gate.bias");
   w.w3 = at("mlp.up.weight");
+  w.b3 = at("mlp.up.bias");
   w.w2 = at(gelu ? "mlp.proj.weight" : "mlp.down.weight");
   w.b2 = at(gelu ? "mlp.proj.bias" : "mlp.down.bias");
   return w;
@@ -339,7 +340,7 @@ void Transformer<T>::layer_forward(const SlotBuffers& s, int li) {
   if (cfg_.mlp == MlpKind::gelu) {
     k::gelu_forward(a.act, a.fc, N_ * F_);
   } else {
-    k::linear_forward(a.up, a.ln2_full, w.w3, static_cast<const T*>(nullptr), N_, C_, F_);
+    k::linear_forward(a.up, a.ln2_full, w.w3, w.b3, N_, C_, F_);
     k::swiglu_forward(a.act, a.fc, a.up, N_ * F_);
   }
   partial = sp_ ? partial_ : out;
@@ -449,7 +450,7 @@ void Transformer<T>::layer_backward(const SlotBuffers& s, int li) {
   k::fill(dx_full, T(0), N_ * C_);
   k::linear_backward(dx_full, g.w1, g.b1, d_fc_, a.ln2_full, w.w1, N_, C_, F_);
   if (cfg_.mlp == MlpKind::swiglu)
-    k::linear_backward(dx_full, g.w3, static_cast<T*>(nullptr), d_up_, a.ln2_full, w.w3, N_, C_, F_);
+    k::linear_backward(dx_full, g.w3, g.b3, d_up_, a.ln2_full, w.w3, N_, C_, F_);
   reduce_grad_to_shard(dx_full, d_ln_);
   norm_backward(d_resid_, g.n2_w, g.n2_b, d_ln_, a.mid, w.n2_w, a.ln2_mean, a.ln2_rstd);
   // mid = x + Wo attn(...) + bo: likewise d_resid becomes dL/dx.

@@ -110,7 +110,7 @@ class Transformer {
   // Pointers into one layer's parameters (or gradients: same offsets in the other buffer).
   struct LayerWeights {
     T *n1_w, *n1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *n2_w, *n2_b;
-    T *w1, *b1, *w3, *w2, *b2;  // gelu: w1 = fc, w2 = proj; swiglu: w1 = gate, w3 = up, w2 = down
+    T *w1, *b1, *w3, *b3, *w2, *b2;  // gelu: w1 = fc, w2 = proj; swiglu: w1 = gate, w3 = up, w2 = down
   };
   // Pointers into one layer's saved activations (for one slot).
   struct LayerActs {

@@ -105,6 +105,15 @@ TEST(Transformer, LlamaStyleGqaRopeGradientMatchesFiniteDifferences) {
   expect_gradient_matches_finite_differences(llama_tiny(), 2, 6);
 }
 
+// SwiGLU with biases: the gate and up biases enter the forward (they once sat unused in the
+// table: a zero gradient matches a zero finite difference, so tests/unit/ckpt/test_hf_forward
+// is what catches a bias left out of the forward).
+TEST(Transformer, LlamaStyleWithBiasesGradientMatchesFiniteDifferences) {
+  ModelConfig c = llama_tiny();
+  c.bias = true;
+  expect_gradient_matches_finite_differences(c, 2, 5);
+}
+
 TEST(Transformer, BidirectionalAttentionGradientMatchesFiniteDifferences) {
   ModelConfig c = gpt_tiny();
   c.attention = config::AttentionKind::bidirectional;

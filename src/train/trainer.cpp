@@ -51,7 +51,7 @@ class MetricsFile {
   }
   // A validation result: its own line, {"step": S, "valid_loss": ..., "valid_ppl": ...}.
   void write(const EvalMetrics& e) {
-    std::fprintf(file_, "{\"step\": %ld, \"valid_loss\": %.6f, \"valid_ppl\": %.6f, \"valid_tokens\": %lld}\n",
+    std::fprintf(file_, "{\"step\": %ld, \"valid_loss\": %.10g, \"valid_ppl\": %.10g, \"valid_tokens\": %lld}\n",
                  e.step, e.loss, e.perplexity, static_cast<long long>(e.tokens));
     std::fflush(file_);
   }

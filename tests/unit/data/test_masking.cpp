@@ -9,6 +9,7 @@
 
 #include "strata/core/error.hpp"
 #include "strata/data/bpe_tokenizer.hpp"
+#include "strata/data/format.hpp"
 #include "strata/data/loader.hpp"
 #include "strata/data/masking.hpp"
 
@@ -217,4 +218,39 @@ TEST(SyntheticHeldout, WindowsArePureAndInTheVocabulary) {
   EXPECT_EQ(wa, wb);
   EXPECT_NE(wa, w0);
   for (int x : wa) EXPECT_TRUE(x >= 0 && x < 30);
+}
+
+TEST(Masking, Hdf5DatasetsTakeTheirTokenizersMaskOrTheIdPastIt) {
+  // A byte-tokenised dataset (vocabulary 257 with EOS, no [MASK]): [MASK] = 257.
+  const data::ByteTokenizer bytes;
+  data::DatasetInfo info;
+  info.tokenizer_name = bytes.name();
+  info.tokenizer_hash = bytes.content_hash();
+  info.vocab_size = bytes.vocab_size();
+  info.eos_id = bytes.eos_id();
+  info.source = "unit test";
+  std::vector<std::int32_t> tokens;
+  for (int i = 0; i < 3000; ++i) tokens.push_back(i % 50 == 49 ? 256 : 'a' + i % 26);
+  const std::vector<std::uint64_t> lengths(60, 50);
+  const std::string path = ::testing::TempDir() + "/strata_masking_bytes.h5";
+  data::write_token_dataset(path, MPI_COMM_WORLD, info, tokens, lengths);
+  config::DataConfig cfg;
+  cfg.source = config::DataSource::hdf5;
+  cfg.datasets = {{path, 1.0}};
+  cfg.valid_fraction = 0.1;
+  config::ModelConfig model;
+  model.vocab_size = 257;
+  try {
+    data::make_sample_source(cfg, model, 16, 1, true);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("set model.vocab_size >= 258"), std::string::npos) << e.what();
+  }
+  model.vocab_size = 260;
+  auto source = data::make_sample_source(cfg, model, 16, 1, true);
+  EXPECT_EQ(source->mask_token().mask_id, 257);
+  EXPECT_EQ(source->mask_token().data_vocab, 257);
+  EXPECT_GT(source->num_valid_windows(), 0);
+  // causal LM does not resolve a [MASK]
+  EXPECT_EQ(data::make_sample_source(cfg, model, 16, 1)->mask_token().mask_id, -1);
 }

@@ -282,6 +282,10 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     double loss[2] = {stats.loss.sum, double(stats.loss.count)};
     grid.pp_group().all_reduce(loss, 2);
     grid.dp_group().all_reduce(loss, 2);
+    // The gradient was scaled by 1 / step_loss_tokens, counted before the step; the loss
+    // saw the loader's targets. They must agree, or the gradient is not the mean.
+    STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ",
+                 std::int64_t(loss[1]), " target tokens but the gradient scale assumed ", step_loss_tokens);
     const double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
     const double grad_norm = engine.grad_norm();
     if (!std::isfinite(mean_loss) || !std::isfinite(grad_norm))

@@ -110,10 +110,13 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
        << mask.origin << ")";
   }
   os << "\nvalidation: ";
-  if (valid.windows() == 0) os << "none";
-  else
-    os << valid.windows() << " held-out windows, " << (job.eval.interval > 0 ? "every " + std::to_string(job.eval.interval) + " steps and " : std::string())
-       << "at the end";
+  if (valid.windows() == 0) {
+    os << "none";
+  } else {
+    os << valid.windows() << " held-out windows, ";
+    if (job.eval.interval > 0) os << "every " << job.eval.interval << " steps and ";
+    os << "at the end";
+  }
   if (t.seq_len_warmup > 0)
     os << "\nsequence-length warm-up: " << warmup_start_len(t) << " -> " << t.seq_len << " tokens over the first "
        << t.seq_len_warmup << " training tokens";
@@ -138,7 +141,8 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   // virtual stage (tokens, targets) read this DP rank's micro-batches ahead on a loader
   // thread (DP slice of each global batch, DESIGN.md invariant 3).
   const bool masked_lm = tcfg.objective == config::ObjectiveKind::masked_lm;
-  const std::unique_ptr<data::SampleSource> source = data::make_sample_source(job.data, mcfg, T, tcfg.seed, masked_lm);
+  const std::unique_ptr<data::SampleSource> source =
+      data::make_sample_source(job.data, mcfg, T, tcfg.seed, masked_lm);
   const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
   // Masked LM: training samples and validation windows masked by their index (null: causal LM).
   const std::unique_ptr<data::Masker> masker = make_masker(tcfg, *source, data::MaskStream::train);
@@ -200,6 +204,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   summary.peak_tflops = peak_tflops;
   summary.planned_bytes = engine.parameter_bytes() + engine.optimizer_bytes() + engine.activation_bytes();
   summary.steps.reserve(std::size_t(tcfg.steps));
+  summary.evals.reserve(std::size_t(job.eval.interval > 0 ? tcfg.steps / job.eval.interval + 1 : 1));
   if (lead) {
     const model::ParameterTable whole = model::make_parameter_table(mcfg);
     std::ostringstream os;
@@ -249,8 +254,12 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     summary.valid_loss = e.loss;
     if (lead) {
       metrics->write(m);
-      log_info("validation at step ", step, ": loss ", e.loss, ", perplexity ", e.perplexity(), " over ",
-               valid_set.windows(), " held-out windows (", e.tokens, " target tokens)");
+      char line[200];
+      std::snprintf(line, sizeof line,
+                    "validation at step %ld: loss %.4f | perplexity %.3f | %lld held-out windows, %lld target tokens",
+                    step, e.loss, e.perplexity(), static_cast<long long>(valid_set.windows()),
+                    static_cast<long long>(e.tokens));
+      log_line(LogLevel::info, line);
     }
   };
   for (long step = 1; step <= tcfg.steps; ++step) {

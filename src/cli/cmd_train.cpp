@@ -2,7 +2,10 @@
 
 #include "commands.hpp"
 #include "strata/config/load.hpp"
+#include "strata/train/signals.hpp"
 #include "strata/train/trainer.hpp"
+
+#include <cstdio>
 
 namespace strata::cli {
 
@@ -16,7 +19,12 @@ Action add_train_command(CLI::App& app) {
       ->allow_extra_args(false);
   return [config_path, overrides] {
     const config::JobConfig job = config::load_job_config(*config_path, *overrides);
-    train::run_training(job, MPI_COMM_WORLD);
+    const train::TrainSummary summary = train::run_training(job, MPI_COMM_WORLD);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (summary.stop_signal != 0 && rank == 0)
+      std::printf("strata: stopped at step %ld on signal %s; checkpoint saved to %s\n", summary.last_step,
+                  train::signal_name(summary.stop_signal), summary.last_checkpoint.c_str());
     return 0;
   };
 }

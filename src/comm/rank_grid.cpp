@@ -74,6 +74,8 @@ std::string RankGrid::coordinates() const {
   return os.str();
 }
 
+MPI_Comm RankGrid::world_handle() const { return world_->handle(); }
+
 std::string RankGrid::describe() const {
   return "rank " + std::to_string(global_rank_) + " of " + std::to_string(shape_.size()) + " (" +
          coordinates() + ")";

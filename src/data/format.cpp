@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "mpi_util.hpp"
+#include "strata/data/hdf5_util.hpp"
 #include "strata/core/error.hpp"
 #include "strata/data/hash.hpp"
 
@@ -18,127 +19,10 @@ namespace strata::data {
 
 namespace {
 
-// Debian's parallel HDF5 is built without its thread-safe option, so calls from different
-// threads (the loader thread of each source, a validation pass) must not overlap. This lock is
-// the one process-wide state here, and it mirrors the library's own: one HDF5 per process.
-std::mutex& hdf5_mutex() {
-  static std::mutex m;
-  return m;
-}
+using namespace h5;
 
 constexpr hsize_t kTokenChunk = 1 << 20;   // elements per /tokens chunk (2 or 4 MiB)
 constexpr hsize_t kOffsetChunk = 1 << 16;  // elements per /doc_offsets chunk (512 KiB)
-
-// The innermost message on HDF5's error stack ("truncated file: eof = 1234, ..."), or "".
-std::string hdf5_error_text() {
-  std::string text;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD,
-           [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
-             auto& s = *static_cast<std::string*>(out);
-             if (e->desc && *e->desc) s = e->desc;  // keep the last (innermost) description
-             (void)n;
-             return 0;
-           },
-           &text);
-  H5Eclear2(H5E_DEFAULT);
-  return text;
-}
-
-// Silence HDF5's automatic error printing; our errors carry the message instead.
-void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
-
-// An hid_t closed by its matching H5*close.
-class Id {
- public:
-  using Closer = herr_t (*)(hid_t);
-  Id() = default;
-  Id(hid_t id, Closer close) : id_(id), close_(close) {}
-  Id(Id&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), close_(o.close_) {}
-  Id& operator=(Id&& o) noexcept {
-    reset();
-    id_ = std::exchange(o.id_, H5I_INVALID_HID);
-    close_ = o.close_;
-    return *this;
-  }
-  ~Id() { reset(); }
-  void reset() {
-    if (id_ >= 0 && close_) close_(id_);
-    id_ = H5I_INVALID_HID;
-  }
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-
- private:
-  hid_t id_ = H5I_INVALID_HID;
-  Closer close_ = nullptr;
-};
-
-// Checks an HDF5 return value; the error names the file and the operation.
-hid_t check(hid_t id, const std::string& path, const char* what) {
-  if (id < 0) {
-    const std::string detail = hdf5_error_text();
-    throw make_error(path, ": ", what, detail.empty() ? "" : ": ", detail);
-  }
-  return id;
-}
-
-// ---- attributes ----
-void write_attr_string(hid_t loc, const char* name, const std::string& value, const std::string& path) {
-  Id type(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(type.get(), std::max<std::size_t>(1, value.size()));
-  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-  Id space(H5Screate(H5S_SCALAR), H5Sclose);
-  Id attr(check(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name), H5Aclose);
-  const std::string padded = value.empty() ? std::string(1, '\0') : value;
-  check(H5Awrite(attr.get(), type.get(), padded.data()), path, name);
-}
-
-template <class T>
-void write_attr_number(hid_t loc, const char* name, T value, hid_t mem_type, hid_t file_type,
-                       const std::string& path) {
-  Id space(H5Screate(H5S_SCALAR), H5Sclose);
-  Id attr(check(H5Acreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name), H5Aclose);
-  check(H5Awrite(attr.get(), mem_type, &value), path, name);
-}
-
-Id open_attr(hid_t loc, const char* name, const std::string& path) {
-  if (H5Aexists(loc, name) <= 0)
-    throw make_error(path, ": missing attribute '", name, "' (not a strata token dataset, or written by "
-                     "an incompatible version)");
-  return Id(check(H5Aopen(loc, name, H5P_DEFAULT), path, name), H5Aclose);
-}
-
-std::string read_attr_string(hid_t loc, const char* name, const std::string& path) {
-  Id attr = open_attr(loc, name, path);
-  Id type(H5Aget_type(attr.get()), H5Tclose);
-  if (H5Tget_class(type.get()) != H5T_STRING)
-    throw make_error(path, ": attribute '", name, "' should be a string");
-  if (H5Tis_variable_str(type.get()) > 0) {
-    char* s = nullptr;
-    Id mem(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mem.get(), H5T_VARIABLE);
-    check(H5Aread(attr.get(), mem.get(), &s), path, name);
-    std::string out = s ? s : "";
-    H5free_memory(s);
-    return out;
-  }
-  const std::size_t n = H5Tget_size(type.get());
-  std::string out(n, '\0');
-  check(H5Aread(attr.get(), type.get(), out.data()), path, name);
-  out.resize(std::strlen(out.c_str()));
-  return out;
-}
-
-template <class T>
-T read_attr_int(hid_t loc, const char* name, hid_t mem_type, const std::string& path) {
-  Id attr = open_attr(loc, name, path);
-  Id type(H5Aget_type(attr.get()), H5Tclose);
-  if (H5Tget_class(type.get()) != H5T_INTEGER)
-    throw make_error(path, ": attribute '", name, "' should be an integer");
-  T v{};
-  check(H5Aread(attr.get(), mem_type, &v), path, name);
-  return v;
-}
 
 // A 1-D chunked dataset of `n` elements (max size unlimited, so any chunk size is legal).
 Id create_1d(hid_t file, const char* name, hid_t type, hsize_t n, hsize_t chunk, const std::string& path) {

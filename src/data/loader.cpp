@@ -178,6 +178,13 @@ class Hdf5Source final : public SampleSource {
     }
     return os.str();
   }
+  std::vector<std::pair<std::string, std::uint64_t>> consumed_per_dataset(std::uint64_t n) const override {
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    for (std::size_t i = 0; i < datasets_.size(); ++i)
+      out.emplace_back(datasets_[i].path(), blend_->count_before(int(i), n));
+    return out;
+  }
+  std::string tokenizer_hash() const override { return datasets_[0].info().tokenizer_hash; }
 
  private:
   void read_window(int d, std::int64_t w, std::int32_t* window) {

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "strata/ckpt/engine_checkpoint.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
@@ -21,6 +22,7 @@
 #include "strata/optim/optimizer.hpp"
 #include "strata/parallel/pipeline.hpp"
 #include "strata/train/objectives.hpp"
+#include "strata/train/signals.hpp"
 
 namespace strata::train {
 
@@ -30,12 +32,26 @@ namespace {
 // in the step loop.
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::filesystem::path& path) : file_(std::fopen(path.c_str(), "w")) {
+  // A resumed run keeps the lines up to its checkpoint's step and appends after them.
+  MetricsFile(const std::filesystem::path& path, long resumed_step) {
+    if (resumed_step > 0) keep_until(path, resumed_step);
+    file_ = std::fopen(path.c_str(), resumed_step > 0 ? "a" : "w");
     if (!file_) throw make_error("cannot create metrics file '", path.string(), "'");
   }
   ~MetricsFile() { std::fclose(file_); }
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
+  static void keep_until(const std::filesystem::path& path, long step) {
+    std::ifstream in(path);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      long s = 0;
+      if (std::sscanf(line.c_str(), "{\"step\": %ld", &s) == 1 && s > step) continue;
+      kept += line + '\n';
+    }
+    in.close();
+    std::ofstream(path, std::ios::trunc) << kept;
+  }
   void write(const StepMetrics& m) {
     std::fprintf(file_,
                  "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"seq_len\": %d, "
@@ -57,7 +73,7 @@ class MetricsFile {
   }
 
  private:
-  std::FILE* file_;
+  std::FILE* file_ = nullptr;
 };
 
 struct BatchShape {
@@ -94,6 +110,19 @@ void maybe_inject_failure(int global_rank, long step) {
   long at = -1;
   if (std::sscanf(spec, "rank=%d,step=%ld", &rank, &at) == 2 && rank == global_rank && at == step)
     throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
+}
+
+// The checkpoint train.resume asks for: "" (start fresh), the latest in the checkpoint
+// directory (auto; "" when there is none yet), or the given file or directory. Every rank
+// resolves it the same way on the shared file system.
+std::string resume_target(const std::string& resume, const std::string& ckpt_dir) {
+  if (resume == "none") return "";
+  if (resume == "auto") return ckpt::find_latest(ckpt_dir);
+  try {
+    return ckpt::resolve(resume);
+  } catch (const std::exception& e) {
+    throw make_error("train.resume: ", e.what(), " (use none, auto, or the path of a checkpoint)");
+  }
 }
 
 // The start-up lines about the objective, the validation set and the sequence-length warm-up.
@@ -143,6 +172,32 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const bool masked_lm = tcfg.objective == config::ObjectiveKind::masked_lm;
   const std::unique_ptr<data::SampleSource> source =
       data::make_sample_source(job.data, mcfg, T, tcfg.seed, masked_lm);
+  parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
+  engine.init_parameters(tcfg.seed);
+
+  // Resume: parameters, Adam moments and step from a checkpoint of any layout.
+  namespace fs = std::filesystem;
+  const std::string ckpt_dir = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
+  ckpt::EngineCheckpointer checkpointer(job, engine, grid);
+  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir);
+  ckpt::TrainState resumed;
+  if (!resume_file.empty()) {
+    resumed = checkpointer.load(resume_file, source->tokenizer_hash());
+    if (resumed.consumed_samples % std::uint64_t(batch.global) != 0)
+      throw make_error("checkpoint '", resume_file, "' stopped after ", resumed.consumed_samples,
+                       " samples, not a whole number of this run's global batches of ", batch.global,
+                       " (choose parallel.global_batch_size dividing it)");
+    if (lead) {
+      log_info("resumed from ", resume_file, ": step ", resumed.step, ", ", resumed.consumed_samples, " samples, ",
+               resumed.tokens_seen, " tokens seen; written with ", resumed.layout, ", loaded into tp", shape.tp,
+               "-pp", shape.pp, "-dp", shape.dp, " zero", job.parallel.zero_stage);
+      if (resumed.seed != tcfg.seed)
+        log_warn("train.seed is ", tcfg.seed, " but the checkpoint was written with seed ", resumed.seed,
+                 ": the data order after the resume differs from the original run's");
+    }
+  }
+  const long first_step = resumed.step + 1;
+
   const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
   // Masked LM: training samples and validation windows masked by their index (null: causal LM).
   const std::unique_ptr<data::Masker> masker = make_masker(tcfg, *source, data::MaskStream::train);
@@ -150,6 +205,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   // The validation set is read before the loader thread starts using the source.
   const BatchLayout eval_layout{batch.micro, batch.microbatches, shape.dp, grid.coord().dp_rank};
   const ValidationSet valid_set(*source, valid_masker.get(), job.eval.windows, eval_layout, T, reads_data);
+  const std::uint64_t first_batch = resumed.consumed_samples / std::uint64_t(batch.global);
   std::unique_ptr<data::AsyncLoader> loader;
   if (reads_data) {
     data::LoaderOptions opt;
@@ -159,10 +215,10 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     opt.dp_size = shape.dp;
     opt.dp_rank = grid.coord().dp_rank;
     opt.prefetch = job.data.prefetch;
+    opt.first_batch = first_batch;
     opt.masker = masker.get();
     loader = std::make_unique<data::AsyncLoader>(*source, opt);
   }
-  parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
   // This step's micro-batches, taken from the loader at the start of the step.
   const std::int64_t mb_elems = std::int64_t(batch.micro) * T;
   MemoryPlan step_batch("step batch");
@@ -171,7 +227,6 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   step_batch.allocate();
   std::int32_t* step_tokens = step_batch.data<std::int32_t>(i_tokens);
   std::int32_t* step_targets = step_batch.data<std::int32_t>(i_targets);
-  engine.init_parameters(tcfg.seed);
 
   // Peak FLOP/s per rank for MFU: configured, or the node's measured fp32 FMA peak shared
   // among the ranks on the node (rank 0 measures while the others wait).
@@ -184,12 +239,11 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     peak_source = "measured fp32 FMA peak of the node / ranks per node";
   }
 
-  namespace fs = std::filesystem;
   fs::create_directories(tcfg.out_dir);
   std::unique_ptr<MetricsFile> metrics;
   if (lead) {
     std::ofstream(fs::path(tcfg.out_dir) / "config.yaml") << config::to_yaml(job);
-    metrics = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl");
+    metrics = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl", resumed.step);
   }
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log(nullptr, std::fclose);
   if (tcfg.rank_logs) {
@@ -239,13 +293,34 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   }
 
   const double bubble = parallel::bubble_fraction(shape.pp, batch.microbatches, job.parallel.virtual_stages);
-  int t = T;                       // this step's sequence length (train.seq_len_warmup)
-  std::uint64_t tokens_seen = 0;   // training tokens before this step
+  int t = T;                           // this step's sequence length (train.seq_len_warmup)
   std::int64_t t_mb_elems = mb_elems;  // this step's micro-batch: [micro, t]
   const parallel::PipelineEngine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
     std::copy_n(step_tokens + mb * t_mb_elems, t_mb_elems, tokens);
     std::copy_n(step_targets + mb * t_mb_elems, t_mb_elems, targets);
   };
+  // Checkpoints: saved by every rank together (each writes its own hyperslabs).
+  summary.resumed_from = resume_file;
+  summary.first_step = first_step;
+  summary.last_step = resumed.step;
+  std::uint64_t tokens_seen = resumed.tokens_seen;
+  double last_lr = resumed.lr;
+  auto save_checkpoint = [&](long step) {
+    ckpt::TrainState st;
+    st.step = step;
+    st.consumed_samples = resumed.consumed_samples + std::uint64_t(step - resumed.step) * std::uint64_t(batch.global);
+    st.tokens_seen = tokens_seen;
+    st.seed = tcfg.seed;
+    st.lr = last_lr;
+    st.consumed_per_dataset = source->consumed_per_dataset(st.consumed_samples);
+    st.tokenizer_hash = source->tokenizer_hash();
+    const ckpt::SaveResult r = checkpointer.save(ckpt_dir, st, job.ckpt.keep);
+    summary.last_checkpoint = r.file;
+    if (lead)
+      log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
+               r.seconds, " s, ", r.gb_per_s(), " GB/s)");
+  };
+  // Validation (collective): the loss on the fixed held-out set, a metrics line, a log line.
   auto run_eval = [&](long step) {
     if (valid_set.windows() == 0) return;
     const EvalResult e = evaluate(engine, grid, valid_set);
@@ -262,9 +337,27 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
       log_line(LogLevel::info, line);
     }
   };
-  for (long step = 1; step <= tcfg.steps; ++step) {
+  auto log_step = [&](const StepMetrics& s) {
+    metrics->write(s);
+    if (s.step == first_step || s.step % tcfg.log_interval == 0 || s.step == tcfg.steps) {
+      char line[340];
+      std::snprintf(line, sizeof line,
+                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
+                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
+                    s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops,
+                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
+                    double(s.mem_bytes) / 1048576.0);
+      log_line(LogLevel::info, line);
+    }
+  };
+  const StopSignals signals;
+  if (first_step > tcfg.steps && lead)
+    log_info("nothing to train: the checkpoint is at step ", resumed.step, " and train.steps is ", tcfg.steps);
+  for (long step = first_step; step <= tcfg.steps; ++step) {
     const Timer timer;
     maybe_inject_failure(grid.global_rank(), step);
+    // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has
+    // them from its checkpoint).
     if (const int next_t = warmup_seq_len(tcfg, tokens_seen); next_t != t) {
       t = next_t;
       t_mb_elems = std::int64_t(batch.micro) * t;
@@ -272,7 +365,8 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     }
     // Target tokens of the global batch: known before the step on every rank (masked LM: a
     // pure function of the sample indices), so the gradient is the mean over exactly them.
-    const std::int64_t step_loss_tokens = loss_tokens(masker.get(), std::uint64_t(step - 1), batch.global, t);
+    const std::uint64_t global_batch_index = first_batch + std::uint64_t(step - first_step);
+    const std::int64_t step_loss_tokens = loss_tokens(masker.get(), global_batch_index, batch.global, t);
     const float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
     double data_wait_ms = 0;
     if (loader) {
@@ -311,7 +405,6 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     s.seq_len = t;
     s.tokens = std::int64_t(batch.global) * t;
     s.loss_tokens = step_loss_tokens;
-    tokens_seen += std::uint64_t(s.tokens);
     s.step_ms = timer.ms();
     // Throughput and MFU count what the step processed: G x t tokens at the FLOPs per token
     // of length t (masked LM processes every position; only the loss is sparse).
@@ -329,23 +422,30 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     if (rank_log)
       std::fprintf(rank_log.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n",
                    step, s.loss, stats.compute_s * 1e3, s.pipeline_wait_ms, s.dp_wait_ms);
-    const bool eval_now = job.eval.interval > 0 && step % job.eval.interval == 0;
-    if (lead) metrics->write(s);
-    if (lead && (step == 1 || step % tcfg.log_interval == 0 || step == tcfg.steps)) {
-      char line[340];
-      std::snprintf(line, sizeof line,
-                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
-                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
-                    step, tcfg.steps, s.loss, lr, grad_norm, t, s.tokens_per_s, s.step_ms, s.tflops,
-                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
-                    double(s.mem_bytes) / 1048576.0);
-      log_line(LogLevel::info, line);
+    tokens_seen += std::uint64_t(s.tokens);
+    last_lr = lr;
+    summary.last_step = step;
+    if (lead) log_step(s);
+    if (job.eval.interval > 0 && step % job.eval.interval == 0) run_eval(step);
+    // A stop signal on any rank stops every rank after this step, with a checkpoint.
+    double stop = StopSignals::received();
+    grid.world_group().all_reduce(&stop, 1, DType::f64, comm::ReduceOp::max);
+    const bool due = job.ckpt.interval > 0 && step % job.ckpt.interval == 0;
+    if (due || stop > 0 || (step == tcfg.steps && job.ckpt.save_at_end)) save_checkpoint(step);
+    if (stop > 0) {
+      summary.stop_signal = int(stop);
+      if (lead)
+        log_warn("stopping after step ", step, " on ", signal_name(int(stop)), "; checkpoint ",
+                 summary.last_checkpoint);
+      break;
     }
-    if (eval_now) run_eval(step);
   }
   if (loader) loader->stop();
-  // Validation at the end (unless the last step just ran it), for every layout.
-  if (summary.evals.empty() || summary.evals.back().step != tcfg.steps) run_eval(tcfg.steps);
+  // Validation at the end (unless the last step just ran it or a stop signal cut the run
+  // short), for every layout.
+  if (summary.stop_signal == 0 && summary.last_step >= first_step &&
+      (summary.evals.empty() || summary.evals.back().step != summary.last_step))
+    run_eval(summary.last_step);
   if (valid_set.windows() == 0 && job.eval.windows > 0 && lead)
     log_info("validation: skipped, the data source has no held-out windows (data.valid_fraction for hdf5)");
   for (int c = 0; c < engine.num_chunks(); ++c) {

@@ -61,6 +61,7 @@ config::JobConfig base_job(bool llama) {
   j.hardware.threads = 1;
   j.hardware.peak_tflops = 1.0;
   j.eval.windows = 8;  // one global batch of held-out windows: cheap, and compared in every layout
+  j.ckpt.save_at_end = false;  // checkpoints have their own tests (test_checkpoint.cpp)
   return j;
 }
 

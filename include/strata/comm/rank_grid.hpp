@@ -50,6 +50,8 @@ class RankGrid {
   Communicator& pp_group() { return *pp_; }
   Communicator& dp_group() { return *dp_; }
   Communicator& world_group() { return *world_; }
+  // The world communicator's MPI handle, for libraries that take one (parallel HDF5 I/O).
+  MPI_Comm world_handle() const;
   // First and last pipeline stage at this (tp, dp); null on middle stages or when pp == 1.
   Communicator* embedding_group() { return embedding_.get(); }
 

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "strata/config/config.hpp"
@@ -54,6 +55,14 @@ class SampleSource {
     std::string origin;  // how the id was found, for the log
   };
   virtual MaskToken mask_token() const { return {}; }
+
+  // How many of the global samples [0, n) each dataset supplied (path, count): the sampler
+  // position a checkpoint records. Empty for the in-memory sources.
+  virtual std::vector<std::pair<std::string, std::uint64_t>> consumed_per_dataset(std::uint64_t /*n*/) const {
+    return {};
+  }
+  // Content hash of the tokenizer the data was tokenised with; "" when there is none.
+  virtual std::string tokenizer_hash() const { return {}; }
 };
 
 // The source data.source names. seq_len is train.seq_len; windows are seq_len + 1 tokens.

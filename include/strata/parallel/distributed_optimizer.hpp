@@ -67,6 +67,16 @@ class DistributedOptimizer {
   bool sharded() const { return zero_stage_ == 1; }  // ZeRO-1 over more than one DP rank
   const std::vector<Range>& buckets() const { return buckets_; }
   const std::vector<Range>& owned() const { return owned_; }
+  int dp_size() const { return dp_.size(); }
+  int dp_rank() const { return dp_.rank(); }
+
+  // Checkpoints: the Adam moments of owned piece i start at exp_avg() + shard_offsets()[i]
+  // (owned() lists the pieces in bucket order, i.e. from the end of the flat buffer).
+  float* exp_avg() { return m_; }
+  float* exp_avg_sq() { return v_; }
+  const std::vector<std::int64_t>& shard_offsets() const { return shard_offset_; }
+  long steps_taken() const { return step_; }
+  void set_steps_taken(long steps) { step_ = steps; }
 
  private:
   void launch(std::size_t bucket, float* grads);

@@ -5,6 +5,8 @@
 //   gradient buckets reduced over DP while backward runs)
 //   global gradient norm -> clip factor -> AdamW (ZeRO-1: on this rank's shard, then
 //   all-gather) with the scheduled learning rate
+//   checkpoints every ckpt.interval steps, at the end, and when SIGTERM/SIGUSR1 arrives
+//   (then the run stops after the save); train.resume continues from one, in any layout
 //   metrics: one JSON object per step in <out_dir>/metrics.jsonl (rank 0), a log line every
 //   train.log_interval steps, and per-rank logs on request (train.rank_logs).
 // Every eval.interval steps and at the end: the validation loss and perplexity on a fixed set
@@ -15,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "strata/config/config.hpp"
@@ -60,6 +63,12 @@ struct TrainSummary {
   // tensors in it (offsets into final_params): what the layout-equivalence tests compare.
   std::vector<float> final_params;
   std::vector<model::ParamInfo> final_param_info;
+  // Checkpoints and preemption (docs/checkpoints.md).
+  std::string resumed_from;     // the checkpoint this run started from; "" for a fresh start
+  long first_step = 1;          // the first step this run executed
+  long last_step = 0;           // the last step it completed
+  int stop_signal = 0;          // SIGTERM/SIGUSR1 that ended the run early (after a save); 0: none
+  std::string last_checkpoint;  // the last checkpoint it published; ""
 };
 
 // Collective over `world`: every rank of the job calls it with the same config.

@@ -22,6 +22,7 @@ namespace {
 config::JobConfig tiny_job(const std::string& name) {
   config::JobConfig job = config::load_job_config(std::string(STRATA_SOURCE_DIR) + "/configs/test_tiny.yaml");
   job.train.out_dir = testing::TempDir() + "/strata_objectives_" + name;
+  job.ckpt.save_at_end = false;
   return job;
 }
 

@@ -1,0 +1,446 @@
+#include "strata/ckpt/engine_checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "io.hpp"
+#include "strata/config/load.hpp"
+#include "strata/core/error.hpp"
+#include "strata/core/timer.hpp"
+
+namespace strata::ckpt {
+
+namespace fs = std::filesystem;
+using namespace h5;
+using detail::Range;
+using detail::Seg;
+
+namespace {
+
+enum Kind { kModel = 0, kExpAvg = 1, kExpAvgSq = 2 };
+
+// A range of a shard and where its Adam moments sit (offset into the optimizer's m/v arrays).
+struct StateRange {
+  Range r;
+  std::int64_t state = 0;
+};
+
+// One chunk's copy of a tensor on this rank.
+struct Target {
+  const model::ParamInfo* info = nullptr;
+  float* params = nullptr;  // the shard's first element
+  parallel::DistributedOptimizer* opt = nullptr;
+  bool primary = false;     // writes and checksums: not the tied copy, TP rank 0 if replicated
+  std::vector<StateRange> own;    // this rank's part of the DP partition of the shard
+  std::vector<StateRange> state;  // the parts whose Adam moments this rank holds
+};
+
+struct Entry {
+  std::string name;
+  Shape stored_shape;
+  int layer = -1;
+  std::vector<Target> targets;  // primary first
+  int calls = 1;                // collective read calls: the most targets any rank has
+};
+
+// Local ranges of `p` (flat offset `flat`) inside `pieces`, each with its moments offset.
+std::vector<StateRange> clip_to_tensor(const model::ParamInfo& p, const std::vector<Range>& pieces,
+                                       const std::vector<Range>& owned,
+                                       const std::vector<std::int64_t>& owned_state) {
+  const Range tensor{p.offset, p.offset + detail::stored_numel(p)};
+  std::vector<StateRange> out;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const Range r = pieces[i].intersect(tensor);
+    if (r.size() <= 0) continue;
+    // The owned piece holding r (pieces are within owned pieces).
+    std::int64_t state = -1;
+    for (std::size_t k = 0; k < owned.size(); ++k)
+      if (owned[k].begin <= r.begin && r.end <= owned[k].end) state = owned_state[k] + (r.begin - owned[k].begin);
+    STRATA_CHECK(state >= 0, "checkpoint plan: piece outside the optimizer's state");
+    out.push_back({{r.begin - p.offset, r.end - p.offset}, state});
+  }
+  std::sort(out.begin(), out.end(), [](const StateRange& a, const StateRange& b) { return a.r.begin < b.r.begin; });
+  return out;
+}
+
+std::vector<Seg> param_segs(const Target& t, const std::vector<StateRange>& ranges) {
+  std::vector<Seg> out;
+  for (const StateRange& s : ranges) out.push_back({s.r, t.params + s.r.begin});
+  return out;
+}
+
+std::vector<Seg> state_segs(const Target& t, const std::vector<StateRange>& ranges, Kind kind) {
+  float* base = kind == kExpAvg ? t.opt->exp_avg() : t.opt->exp_avg_sq();
+  std::vector<Seg> out;
+  for (const StateRange& s : ranges) out.push_back({s.r, base + s.state});
+  return out;
+}
+
+std::vector<Seg> segs_for(const Target& t, const std::vector<StateRange>& ranges, Kind kind) {
+  return kind == kModel ? param_segs(t, ranges) : state_segs(t, ranges, kind);
+}
+
+std::string layout_string(const config::JobConfig& job, const comm::GridShape& g) {
+  return "tp" + std::to_string(g.tp) + "-pp" + std::to_string(g.pp) + "-dp" + std::to_string(g.dp) + " zero" +
+         std::to_string(job.parallel.zero_stage);
+}
+
+// "step_00000100.h5", or its temporary ".step_00000100.h5.tmp".
+std::string step_name(long step, bool temporary = false) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, temporary ? ".step_%08ld.h5.tmp" : "step_%08ld.h5", step);
+  return buf;
+}
+
+void fsync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Replaces `target` with `content` atomically (write a temporary, fsync, rename).
+void write_atomically(const fs::path& target, const std::string& content) {
+  const fs::path tmp = target.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << content;
+    if (!out.flush()) throw make_error("cannot write '", tmp.string(), "'");
+  }
+  fsync_path(tmp);
+  std::error_code ec;
+  fs::rename(tmp, target, ec);
+  if (ec) throw make_error("cannot rename '", tmp.string(), "' to '", target.string(), "': ", ec.message());
+}
+
+// Published checkpoints in `dir`, oldest first.
+std::vector<fs::path> published(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("step_", 0) == 0 && n.ends_with(".h5")) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Id create_group(hid_t loc, const char* name, const std::string& file) {
+  Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  return Id(check(H5Gcreate2(loc, name, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), file, name), H5Gclose);
+}
+
+// Architecture settings that change what the stored tensors mean without changing their
+// shapes (shapes are checked tensor by tensor).
+void check_model_matches(const config::ModelConfig& stored, const config::ModelConfig& cfg, const std::string& file) {
+  auto mismatch = [&](const char* key, const std::string& a, const std::string& b) {
+    throw make_error("checkpoint '", file, "' was written for model.", key, " = ", a, " but the config has ", b,
+                     "; a checkpoint loads only into the same architecture");
+  };
+  if (stored.norm != cfg.norm) mismatch("norm", config::to_string(stored.norm), config::to_string(cfg.norm));
+  if (stored.mlp != cfg.mlp) mismatch("mlp", config::to_string(stored.mlp), config::to_string(cfg.mlp));
+  if (stored.positions != cfg.positions)
+    mismatch("positions", config::to_string(stored.positions), config::to_string(cfg.positions));
+  if (stored.attention != cfg.attention)
+    mismatch("attention", config::to_string(stored.attention), config::to_string(cfg.attention));
+  if (stored.tied_embeddings != cfg.tied_embeddings)
+    mismatch("tied_embeddings", stored.tied_embeddings ? "true" : "false", cfg.tied_embeddings ? "true" : "false");
+  if (stored.bias != cfg.bias) mismatch("bias", stored.bias ? "true" : "false", cfg.bias ? "true" : "false");
+  if (stored.num_layers != cfg.num_layers)
+    mismatch("num_layers", std::to_string(stored.num_layers), std::to_string(cfg.num_layers));
+  if (stored.num_heads != cfg.num_heads)
+    mismatch("num_heads", std::to_string(stored.num_heads), std::to_string(cfg.num_heads));
+  if (stored.kv_heads() != cfg.kv_heads())
+    mismatch("num_kv_heads", std::to_string(stored.kv_heads()), std::to_string(cfg.kv_heads()));
+  if (stored.vocab_size != cfg.vocab_size)
+    mismatch("vocab_size", std::to_string(stored.vocab_size), std::to_string(cfg.vocab_size));
+  if (stored.positions == config::PositionKind::rope && stored.rope_theta != cfg.rope_theta)
+    mismatch("rope_theta", std::to_string(stored.rope_theta), std::to_string(cfg.rope_theta));
+}
+
+// Test hook: STRATA_TEST_SAVE_PAUSE="step=S,seconds=T" pauses the save of step S halfway
+// through its tensors, so a test can kill the job in the middle of a save.
+void pause_for_test(long step) {
+  const char* spec = std::getenv("STRATA_TEST_SAVE_PAUSE");
+  long at = -1;
+  double seconds = 0;
+  if (spec && std::sscanf(spec, "step=%ld,seconds=%lf", &at, &seconds) == 2 && at == step)
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+struct EngineCheckpointer::Plan {
+  std::vector<Entry> entries;
+  std::vector<float> staging;
+};
+
+EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::PipelineEngine& engine,
+                                       comm::RankGrid& grid)
+    : job_(job), engine_(engine), grid_(grid), plan_(std::make_unique<Plan>()) {
+  // Every tensor of the whole model, in model order, with its stored (unpadded) shape.
+  const model::ParameterTable whole = model::make_parameter_table(job.model);
+  std::map<std::string, std::size_t> index;
+  for (const model::ParamInfo& p : whole.entries()) {
+    index[p.name] = plan_->entries.size();
+    plan_->entries.push_back({p.name, p.global_shape, detail::layer_of(p.name), {}, 1});
+  }
+  for (int c = 0; c < engine.num_chunks(); ++c) {
+    model::Transformer<float>& chunk = engine.chunk(c);
+    parallel::DistributedOptimizer& opt = engine.optimizer(c);
+    // The DP partition of the flat buffer: ZeRO-1's owned pieces, else an even split.
+    const std::vector<Range> partition =
+        opt.sharded() ? opt.owned()
+                      : std::vector<Range>{parallel::shard_piece({0, opt.padded_numel()}, opt.dp_size(), opt.dp_rank())};
+    for (const model::ParamInfo& p : chunk.table().entries()) {
+      Target t;
+      t.info = &p;
+      t.params = chunk.params().data() + p.offset;
+      t.opt = &opt;
+      const bool tied_copy = p.name == "embed.wte" && !chunk.placement().has_embedding;
+      t.primary = !tied_copy && (p.split != model::TpSplit::replicated || grid.coord().tp_rank == 0);
+      t.own = clip_to_tensor(p, partition, opt.owned(), opt.shard_offsets());
+      t.state = clip_to_tensor(p, opt.owned(), opt.owned(), opt.shard_offsets());
+      auto& targets = plan_->entries.at(index.at(p.name)).targets;
+      if (t.primary) targets.insert(targets.begin(), std::move(t));
+      else targets.push_back(std::move(t));
+    }
+  }
+  // Read calls per tensor: the most targets any rank holds (collective HDF5 calls must match).
+  std::vector<int> calls;
+  for (const Entry& e : plan_->entries) calls.push_back(int(e.targets.size()));
+  MPI_Allreduce(MPI_IN_PLACE, calls.data(), int(calls.size()), MPI_INT, MPI_MAX, grid.world_handle());
+  for (std::size_t i = 0; i < calls.size(); ++i) plan_->entries[i].calls = std::max(1, calls[i]);
+}
+
+EngineCheckpointer::~EngineCheckpointer() = default;
+
+SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st, int keep) {
+  std::lock_guard lock(hdf5_mutex());
+  quiet_hdf5();
+  const Timer timer;
+  const MPI_Comm world = grid_.world_handle();
+  const bool lead = grid_.global_rank() == 0;
+  const fs::path final_path = fs::path(dir) / step_name(st.step);
+  const fs::path tmp_path = fs::path(dir) / step_name(st.step, true);
+  const std::string tmp = tmp_path.string();
+  if (lead) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw make_error("cannot create checkpoint directory '", dir, "': ", ec.message());
+    remove_stale_temporaries(dir);
+  }
+  MPI_Barrier(world);
+
+  std::vector<std::uint64_t> sums;  // per tensor and kind: this rank's part of the checksum
+  {
+    Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    H5Pset_fapl_mpio(fapl.get(), world, MPI_INFO_NULL);
+    Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+    H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+    Id file(check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), tmp, "cannot create file"),
+            H5Fclose);
+    const hid_t root = file.get();
+    // Attributes are collective metadata: every rank writes the same values.
+    write_attr_string(root, "format", kFormat, tmp);
+    write_attr_number(root, "version", kFormatVersion, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
+    write_attr_number(root, "step", std::int64_t(st.step), H5T_NATIVE_INT64, H5T_STD_I64LE, tmp);
+    write_attr_number(root, "consumed_samples", st.consumed_samples, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
+    write_attr_number(root, "tokens_seen", st.tokens_seen, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
+    write_attr_number(root, "seed", st.seed, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
+    write_attr_number(root, "lr", st.lr, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
+    const comm::GridShape& g = grid_.shape();
+    write_attr_string(root, "layout", layout_string(job_, g), tmp);
+    write_attr_number(root, "tp", g.tp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
+    write_attr_number(root, "pp", g.pp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
+    write_attr_number(root, "dp", g.dp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
+    write_attr_string(root, "config", config::to_yaml(job_), tmp);
+    write_attr_string(root, "tokenizer_hash", st.tokenizer_hash, tmp);
+    write_attr_string(root, "model_name", job_.model.name, tmp);
+    std::string consumed;
+    for (const auto& [path, n] : st.consumed_per_dataset) consumed += path + "\t" + std::to_string(n) + "\n";
+    write_attr_string(root, "consumed_per_dataset", consumed, tmp);
+    // The creation time travels from rank 0 so every rank writes the same attribute.
+    std::int64_t now = lead ? std::int64_t(std::time(nullptr)) : 0;
+    MPI_Bcast(&now, 1, MPI_INT64_T, 0, world);
+    char created[32];
+    const std::time_t t = std::time_t(now);
+    std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    write_attr_string(root, "created", created, tmp);
+
+    Id model_group = create_group(root, "model", tmp);
+    Id optim_group = create_group(root, "optim", tmp);
+    {
+      const parallel::DistributedOptimizer& opt = engine_.optimizer(0);
+      write_attr_number(optim_group.get(), "step", std::int64_t(opt.steps_taken()), H5T_NATIVE_INT64,
+                        H5T_STD_I64LE, tmp);
+      write_attr_number(optim_group.get(), "beta1", job_.optim.beta1, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
+      write_attr_number(optim_group.get(), "beta2", job_.optim.beta2, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
+      write_attr_number(optim_group.get(), "eps", job_.optim.eps, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
+    }
+    Id m_group = create_group(optim_group.get(), "exp_avg", tmp);
+    Id v_group = create_group(optim_group.get(), "exp_avg_sq", tmp);
+    const hid_t groups[3] = {model_group.get(), m_group.get(), v_group.get()};
+
+    Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
+    H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
+    std::vector<Id> datasets;
+    for (const Entry& e : plan_->entries) {
+      if (&e == &plan_->entries[plan_->entries.size() / 2]) pause_for_test(st.step);
+      std::vector<hsize_t> dims(e.stored_shape.begin(), e.stored_shape.end());
+      Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
+      const Target* t = !e.targets.empty() && e.targets.front().primary ? &e.targets.front() : nullptr;
+      for (int k = 0; k < 3; ++k) {
+        const std::string where = tmp + ":" + detail::kKindGroups[k] + e.name;
+        Id d(check(H5Dcreate2(groups[k], e.name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(),
+                              H5P_DEFAULT),
+                   where, "create dataset"),
+             H5Dclose);
+        const std::vector<Seg> segs = t ? segs_for(*t, t->own, Kind(k)) : std::vector<Seg>{};
+        detail::transfer(true, d.get(), t ? t->info : nullptr, segs, plan_->staging, dxpl.get(), where);
+        std::uint64_t sum = 0;
+        for (const Seg& s : segs) sum += detail::hash_range(*t->info, s.r, s.ptr);
+        sums.push_back(sum);
+        datasets.push_back(std::move(d));
+      }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, sums.data(), int(sums.size()), MPI_UINT64_T, MPI_SUM, world);
+    for (std::size_t i = 0; i < datasets.size(); ++i) {
+      const std::string where = tmp + ":" + plan_->entries[i / 3].name;
+      write_attr_number(datasets[i].get(), "layer", plan_->entries[i / 3].layer, H5T_NATIVE_INT, H5T_STD_I32LE,
+                        where);
+      write_attr_number(datasets[i].get(), "checksum", sums[i], H5T_NATIVE_UINT64, H5T_STD_U64LE, where);
+    }
+    datasets.clear();
+    check(H5Fflush(root, H5F_SCOPE_GLOBAL), tmp, "flush");
+  }  // every handle closed: the file is complete
+  MPI_Barrier(world);
+
+  // Publish: the file, then the pointer, each by an atomic rename; then prune.
+  SaveResult result;
+  result.file = final_path.string();
+  if (lead) {
+    fsync_path(tmp_path);
+    std::error_code ec;
+    fs::rename(tmp_path, final_path, ec);
+    if (ec) throw make_error("cannot rename '", tmp, "' to '", final_path.string(), "': ", ec.message());
+    fsync_path(dir);
+    write_atomically(fs::path(dir) / "latest", final_path.filename().string() + "\n");
+    fsync_path(dir);
+    if (keep > 0) {
+      const std::vector<fs::path> all = published(dir);
+      for (std::size_t i = 0; i + std::size_t(keep) < all.size(); ++i)
+        if (all[i] != final_path) fs::remove(all[i], ec);
+    }
+    result.bytes = std::uint64_t(fs::file_size(final_path));
+  }
+  MPI_Bcast(&result.bytes, 1, MPI_UINT64_T, 0, world);
+  result.seconds = timer.seconds();
+  return result;
+}
+
+TrainState EngineCheckpointer::load(const std::string& path, const std::string& expected_tokenizer_hash) {
+  std::lock_guard lock(hdf5_mutex());
+  const MPI_Comm world = grid_.world_handle();
+  const std::string file = resolve(path);
+  const Id f = detail::open_checkpoint(file, world);
+  const hid_t root = f.get();
+
+  TrainState st;
+  st.step = long(read_attr_int<std::int64_t>(root, "step", H5T_NATIVE_INT64, file));
+  st.consumed_samples = read_attr_int<std::uint64_t>(root, "consumed_samples", H5T_NATIVE_UINT64, file);
+  st.tokens_seen = read_attr_int<std::uint64_t>(root, "tokens_seen", H5T_NATIVE_UINT64, file);
+  st.seed = read_attr_int<std::uint64_t>(root, "seed", H5T_NATIVE_UINT64, file);
+  st.tokenizer_hash = read_attr_string(root, "tokenizer_hash", file);
+  st.layout = read_attr_string(root, "layout", file);
+  {
+    std::map<std::string, std::uint64_t> consumed;
+    const std::string text = read_attr_string(root, "consumed_per_dataset", file);
+    std::size_t at = 0;
+    while (at < text.size()) {
+      const std::size_t nl = text.find('\n', at), tab = text.rfind('\t', nl);
+      if (nl == std::string::npos || tab == std::string::npos || tab < at) break;
+      st.consumed_per_dataset.emplace_back(text.substr(at, tab - at), std::stoull(text.substr(tab + 1, nl - tab - 1)));
+      at = nl + 1;
+    }
+  }
+
+  // Validate before touching the engine: architecture, tokenizer, every tensor's shape.
+  const config::JobConfig stored = config::parse_job_config(read_attr_string(root, "config", file), file);
+  check_model_matches(stored.model, job_.model, file);
+  if (!st.tokenizer_hash.empty() && !expected_tokenizer_hash.empty() && st.tokenizer_hash != expected_tokenizer_hash)
+    throw make_error("checkpoint '", file, "' was trained with tokenizer hash ", st.tokenizer_hash,
+                     " but this run's data uses ", expected_tokenizer_hash,
+                     " (another tokenizer: the token ids would not mean the same)");
+  std::vector<Id> datasets;
+  for (const Entry& e : plan_->entries)
+    for (int k = 0; k < 3; ++k)
+      datasets.push_back(detail::open_tensor(root, detail::kKindGroups[k] + e.name, e.stored_shape, file));
+  {
+    // Nothing else in /model: a checkpoint of a larger model is not silently truncated.
+    Id g(check(H5Gopen2(root, "model", H5P_DEFAULT), file, "/model"), H5Gclose);
+    H5G_info_t gi;
+    check(H5Gget_info(g.get(), &gi), file, "/model");
+    if (gi.nlinks != plan_->entries.size())
+      throw make_error("checkpoint '", file, "' holds ", gi.nlinks, " model tensors; this model has ",
+                       plan_->entries.size(), " (written for another model shape)");
+  }
+
+  // Read: every target its whole parameter shard and its moment pieces.
+  Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
+  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
+  std::vector<std::uint64_t> sums, stored_sums;
+  for (std::size_t i = 0; i < plan_->entries.size(); ++i) {
+    const Entry& e = plan_->entries[i];
+    for (int k = 0; k < 3; ++k) {
+      const hid_t d = datasets[i * 3 + std::size_t(k)].get();
+      const std::string where = file + ":" + detail::kKindGroups[k] + e.name;
+      for (int call = 0; call < e.calls; ++call) {
+        const Target* t = std::size_t(call) < e.targets.size() ? &e.targets[std::size_t(call)] : nullptr;
+        std::vector<Seg> segs;
+        if (t) {
+          const std::int64_t n = detail::stored_numel(*t->info);
+          segs = k == kModel ? std::vector<Seg>{{{0, n}, t->params}} : state_segs(*t, t->state, Kind(k));
+        }
+        detail::transfer(false, d, t ? t->info : nullptr, segs, plan_->staging, dxpl.get(), where);
+      }
+      // Checksum over the reading layout's own partition (primary copies only).
+      std::uint64_t sum = 0;
+      if (!e.targets.empty() && e.targets.front().primary) {
+        const Target& t = e.targets.front();
+        for (const Seg& s : segs_for(t, t.own, Kind(k))) sum += detail::hash_range(*t.info, s.r, s.ptr);
+      }
+      sums.push_back(sum);
+      stored_sums.push_back(read_attr_int<std::uint64_t>(d, "checksum", H5T_NATIVE_UINT64, where));
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, sums.data(), int(sums.size()), MPI_UINT64_T, MPI_SUM, world);
+  for (std::size_t i = 0; i < sums.size(); ++i)
+    if (sums[i] != stored_sums[i])
+      throw make_error("checkpoint '", file, "': tensor ", detail::kKindGroups[i % 3], plan_->entries[i / 3].name,
+                       " fails its checksum (stored ", stored_sums[i], ", read ", sums[i],
+                       "): the file is corrupt; nothing was loaded into training");
+  // Vocabulary padding rows: zero, as initialised (never targets, excluded from the softmax,
+  // so their gradients and Adam moments stay zero too).
+  for (const Entry& e : plan_->entries)
+    for (const Target& t : e.targets)
+      std::fill(t.params + detail::stored_numel(*t.info), t.params + t.info->numel, 0.0f);
+  const long adam_steps = long(read_attr_int<std::int64_t>(
+      Id(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose).get(), "step", H5T_NATIVE_INT64, file));
+  for (int c = 0; c < engine_.num_chunks(); ++c) engine_.optimizer(c).set_steps_taken(adam_steps);
+  return st;
+}
+
+}  // namespace strata::ckpt

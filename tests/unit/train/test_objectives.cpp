@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -185,4 +186,50 @@ TEST(SeqLenWarmup, TrainerCountsTheTokensAndFlopsOfTheCurrentLength) {
     ++i;
   }
   EXPECT_EQ(i, s.steps.size());
+}
+
+TEST(Resume, MaskedLmWithWarmupContinuesBitwiseFromACheckpoint) {
+  // The masks follow the global sample index and the warm-up the tokens seen, both restored
+  // from the checkpoint: steps 4..6 of a run resumed at step 3 equal the uninterrupted run's.
+  config::JobConfig full = tiny_job("resume_full");
+  full.model.attention = config::AttentionKind::bidirectional;
+  full.train.objective = config::ObjectiveKind::masked_lm;
+  full.train.steps = 6;
+  full.train.seq_len_warmup = 200;  // G = 8: lengths 8, 8, 16, then 32 (tokens seen 0, 64, 128, 256)
+  full.train.seq_len_warmup_start = 8;
+  full.optim.decay_steps = 6;
+  full.optim.warmup_steps = 2;
+  full.eval.windows = 8;
+  full.ckpt.dir = full.train.out_dir + "/checkpoints";
+  std::filesystem::remove_all(full.train.out_dir);
+  const train::TrainSummary all = train::run_training(full, MPI_COMM_WORLD);
+  ASSERT_EQ(all.steps.size(), 6u);
+
+  config::JobConfig first = full;
+  first.train.steps = 3;
+  first.train.out_dir = testing::TempDir() + "/strata_objectives_resume_first";
+  first.ckpt.dir = first.train.out_dir + "/checkpoints";
+  first.ckpt.save_at_end = true;
+  std::filesystem::remove_all(first.train.out_dir);
+  train::run_training(first, MPI_COMM_WORLD);
+
+  config::JobConfig resumed = full;
+  resumed.train.resume = first.ckpt.dir + "/step_00000003.h5";
+  resumed.train.out_dir = testing::TempDir() + "/strata_objectives_resume_after";
+  resumed.ckpt.dir = resumed.train.out_dir + "/checkpoints";
+  std::filesystem::remove_all(resumed.train.out_dir);
+  const train::TrainSummary after = train::run_training(resumed, MPI_COMM_WORLD);
+  ASSERT_EQ(after.steps.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const train::StepMetrics &a = all.steps[i + 3], &b = after.steps[i];
+    EXPECT_EQ(b.step, a.step);
+    EXPECT_EQ(b.seq_len, a.seq_len) << "step " << a.step;
+    EXPECT_EQ(b.loss_tokens, a.loss_tokens) << "step " << a.step;
+    EXPECT_EQ(b.loss, a.loss) << "step " << a.step << " not bitwise equal";
+  }
+  std::vector<int> lengths;
+  for (const auto& m : all.steps) lengths.push_back(m.seq_len);
+  EXPECT_EQ(lengths, (std::vector<int>{8, 8, 16, 32, 32, 32}));  // the resume point is inside the warm-up
+  ASSERT_EQ(after.evals.size(), 1u);
+  EXPECT_EQ(after.evals[0].loss, all.evals.back().loss);
 }

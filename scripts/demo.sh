@@ -36,7 +36,7 @@ echo
 echo "demo: metrics of every step are in $out/metrics.jsonl"
 python3 - "$out/metrics.jsonl" <<'PY' || true
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "step_ms" in r]  # step lines, not validation
 first, last = rows[0], rows[-1]
 tail = rows[len(rows) // 2:]
 mean = lambda k: sum(r[k] for r in tail) / len(tail)

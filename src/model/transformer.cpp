@@ -36,7 +36,7 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
       HS_(cfg.head_size()), F_(cfg.ffn() / placement.tp_size),
       V_(padded_vocab(cfg.vocab_size, placement.tp_size) / placement.tp_size),
       L_(placement.num_layers < 0 ? cfg.num_layers : placement.num_layers),
-      Lfirst_(placement.first_layer), N_(std::int64_t(batch) * seq_len),
+      Lfirst_(placement.first_layer), Tmax_(seq_len), N_(std::int64_t(batch) * seq_len),
       Nsp_(placement.sequence_parallel ? N_ / placement.tp_size : N_),
       vocab_start_(std::int64_t(placement.tp_rank) * V_),
       vocab_real_(std::max<std::int64_t>(0, std::min<std::int64_t>(V_, cfg.vocab_size - vocab_start_))),
@@ -244,6 +244,20 @@ void Transformer<T>::init_parameters(std::uint64_t seed) {
       w[i] = T(p.init_std * rng.normal(std::uint64_t(p.global_index(i))));
     for (std::int64_t i = real; i < p.numel; ++i) w[i] = T(0);
   }
+}
+
+template <class T>
+void Transformer<T>::set_seq_len(int seq_len) {
+  STRATA_CHECK(seq_len >= 1 && seq_len <= Tmax_, "sequence length ", seq_len, " is outside [1, ", Tmax_,
+               "], the length this model chunk was planned for");
+  const std::int64_t N = std::int64_t(B_) * seq_len;
+  STRATA_CHECK(!place_.sequence_parallel || N % place_.tp_size == 0, "sequence parallelism needs batch x ",
+               "seq_len (", B_, " x ", seq_len, ") divisible by tp (", place_.tp_size, ")");
+  T_ = seq_len;
+  N_ = N;
+  Nsp_ = place_.sequence_parallel ? N_ / place_.tp_size : N_;
+  // ce_sum_ and ce_target_ stay adjacent for their single all-reduce of 2 N_ values.
+  if (ce_sum_) ce_target_ = ce_sum_ + N_;
 }
 
 template <class T>

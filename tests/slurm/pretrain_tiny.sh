@@ -71,7 +71,8 @@ mean_loss() {
 import json, sys
 rows = {}
 for line in open(sys.argv[1]):
-    r = json.loads(line); rows[r["step"]] = r["loss"]
+    r = json.loads(line)
+    if "step_ms" in r: rows[r["step"]] = r["loss"]  # step records, not validation records
 sel = [rows[s] for s in range(int(sys.argv[2]), int(sys.argv[3]) + 1) if s in rows]
 print(sum(sel) / len(sel) if sel else "nan")
 PY
@@ -90,7 +91,7 @@ elif ! grep -q "step ended with status 0" "$log1"; then fail "job 1: the step di
 elif ! grep -q "8 ranks on" "$log1" || ! grep -q "layout: tp 2 x pp 2 x dp 2 = 8 ranks" "$log1"; then
   fail "job 1: not 8 ranks as tp2 pp2 dp2"
 else
-  steps=$(wc -l <"$run1/metrics.jsonl")
+  steps=$(grep -c '"step_ms"' "$run1/metrics.jsonl")
   first=$(printf '%.3f' "$(mean_loss "$run1/metrics.jsonl" 1 5)")
   last=$(printf '%.3f' "$(mean_loss "$run1/metrics.jsonl" 51 60)")
   if [ "$steps" -ne 60 ]; then fail "job 1: $steps steps in metrics.jsonl, want 60"
@@ -134,7 +135,7 @@ else
   # After the restart the run continues from step stopped+1: step 1 is not logged again, and
   # the last step is the run's last.
   after=$(sed -n '/restart 1:/,$p' "$log2")
-  metric_steps=$(python3 -c "import json,sys; print(' '.join(str(json.loads(l)['step']) for l in open(sys.argv[1])))" \
+  metric_steps=$(python3 -c "import json,sys; print(' '.join(str(r['step']) for r in map(json.loads, open(sys.argv[1])) if 'step_ms' in r))" \
     "$run2/metrics.jsonl")
   if [ ! -s "$ckpt" ]; then fail "job 2: checkpoint $ckpt missing"
   elif ! grep -qF "resumed from $ckpt: step $stopped" <<<"$after"; then fail "job 2: the requeued run did not resume from $ckpt"

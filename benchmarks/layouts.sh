@@ -19,7 +19,7 @@ while read -r tp pp dp sched v zero sp; do
     --set train.steps=$steps --set "train.out_dir=$out/$name-$sched" </dev/null >/dev/null 2>&1
   python3 - "$out/$name-$sched/metrics.jsonl" "$name" "$sched v$v zero$zero sp=$sp" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "step_ms" in r]  # step lines, not validation
 tail = rows[len(rows) // 2:]
 m = lambda k: sum(r[k] for r in tail) / len(tail)
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {m('step_ms'):.0f} | {m('tokens_per_s'):.0f} | {m('compute_ms'):.0f} | {m('pipeline_wait_ms'):.0f} | "

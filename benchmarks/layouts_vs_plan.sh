@@ -20,7 +20,7 @@ while read -r tp pp dp sched v zero sp; do
     --set train.steps=$steps --set "train.out_dir=$out/$name" </dev/null >"$out/$name.log" 2>&1
   python3 - "$out/$name/metrics.jsonl" "$out/$name.log" "$name" "$load" <<'PY'
 import json, re, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "step_ms" in r]  # step lines, not validation
 log = open(sys.argv[2]).read()
 m = re.search(r"rank 0 planned total: ([0-9.]+) (\w+)", log)
 unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[m.group(2)]

@@ -22,20 +22,10 @@ case "$tokenizer" in
   *) vocab="${STRATA_VOCAB:?set STRATA_VOCAB for tokenizer $tokenizer}" ;;
 esac
 
-# The demo corpus (Debian packages bible-kjv, fortunes): KJV chapters and fortune cookies as
-# JSONL. The fortunes hold real duplicates (the same entry in several files, the same quote
-# with another attribution), which deduplication removes.
+# The demo corpus (Debian packages bible-kjv, fortunes): KJV chapters and fortune cookies,
+# prepared into token datasets (scripts/prepare-demo-data.sh, shared with the slurm tests).
 data="runs/demo-data"
-mkdir -p "$data"
-python3 scripts/make-demo-corpus.py "$data/corpus"
-
-# Fortunes are short: keep entries of 10+ words (Gopher's 50-word minimum would drop most).
-for part in kjv fortunes; do
-  echo
-  echo "== strata prepare: $part =="
-  "$strata" prepare --input "$data/corpus/$part.jsonl" --tokenizer "$tokenizer" --output "$data/$part.h5" \
-    --min-words 10 --near-dup-threshold 0.8 --progress 2 --report "$data/$part.report.json"
-done
+bash scripts/prepare-demo-data.sh "$strata" "$data" "$tokenizer"
 echo
 "$strata" data inspect "$data/fortunes.h5" --sample 200 | sed -n '1,9p;/token histogram/,$p' | head -24
 
@@ -48,7 +38,7 @@ echo
 echo "demo: metrics of every step are in $out/metrics.jsonl"
 python3 - "$out/metrics.jsonl" <<'PY' || true
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "step_ms" in r]  # step lines, not validation
 first, last = rows[0], rows[-1]
 tail = rows[len(rows) // 2:]
 mean = lambda k: sum(r[k] for r in tail) / len(tail)

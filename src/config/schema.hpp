@@ -58,6 +58,8 @@ STRATA_ENUM_NAMES(PipelineSchedule, {"gpipe", PipelineSchedule::gpipe},
                   {"interleaved_1f1b", PipelineSchedule::interleaved_1f1b})
 STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text},
                   {"hdf5", DataSource::hdf5})
+STRATA_ENUM_NAMES(ObjectiveKind, {"causal_lm", ObjectiveKind::causal_lm},
+                  {"masked_lm", ObjectiveKind::masked_lm})
 STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
 #undef STRATA_ENUM_NAMES
 
@@ -145,6 +147,18 @@ void visit_fields(TrainConfig& c, V&& v) {
   v("log_interval", c.log_interval, positive);
   v("rank_logs", c.rank_logs, any);
   v("resume", c.resume, non_empty);
+  v("objective", c.objective, any);
+  v("mlm_probability", c.mlm_probability, unit);
+  v("mlm_mask_fraction", c.mlm_mask_fraction, non_negative);
+  v("mlm_random_fraction", c.mlm_random_fraction, non_negative);
+  v("seq_len_warmup", c.seq_len_warmup, any);
+  v("seq_len_warmup_start", c.seq_len_warmup_start, non_negative);
+}
+
+template <class V>
+void visit_fields(EvalConfig& c, V&& v) {
+  v("interval", c.interval, non_negative);
+  v("windows", c.windows, non_negative);
 }
 
 template <class V>
@@ -181,6 +195,7 @@ void visit_sections(JobConfig& j, V&& v) {
   v("optim", j.optim);
   v("train", j.train);
   v("ckpt", j.ckpt);
+  v("eval", j.eval);
   v("data", j.data);
   v("hardware", j.hardware);
 }

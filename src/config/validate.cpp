@@ -120,6 +120,28 @@ void validate(const JobConfig& job) {
   if (t.seq_len > m.max_seq_len)
     throw make_error(at, "train.seq_len (", t.seq_len, ") must not exceed model.max_seq_len (",
                      m.max_seq_len, ")");
+  check_ranges(job.source, "eval", job.eval);
+  // The objective fixes the attention mask: a causal LM that sees the next token learns to
+  // copy it; a masked LM restricted to the left context is not BERT.
+  if (t.objective == ObjectiveKind::masked_lm && m.attention != AttentionKind::bidirectional)
+    throw make_error(at, "train.objective is masked_lm, which needs model.attention: bidirectional (it is ",
+                     to_string(m.attention), ")");
+  if (t.objective == ObjectiveKind::causal_lm && m.attention != AttentionKind::causal)
+    throw make_error(at, "train.objective is causal_lm (next-token prediction), which needs model.attention: ",
+                     "causal (it is ", to_string(m.attention), "; set train.objective: masked_lm for a "
+                     "bidirectional model)");
+  if (t.objective == ObjectiveKind::masked_lm) {
+    if (!(t.mlm_probability > 0))
+      throw make_error(at, "train.mlm_probability (", schema::format_double(t.mlm_probability),
+                       ") must be > 0: masked LM needs positions to predict");
+    if (t.mlm_mask_fraction + t.mlm_random_fraction > 1.0 + 1e-12)
+      throw make_error(at, "train.mlm_mask_fraction + train.mlm_random_fraction (",
+                       schema::format_double(t.mlm_mask_fraction), " + ",
+                       schema::format_double(t.mlm_random_fraction), ") must not exceed 1");
+  }
+  if (t.seq_len_warmup > 0 && t.seq_len_warmup_start > t.seq_len)
+    throw make_error(at, "train.seq_len_warmup_start (", t.seq_len_warmup_start,
+                     ") must not exceed train.seq_len (", t.seq_len, ")");
   const DataConfig& d = job.data;
   if (d.source == DataSource::hdf5) {
     if (d.datasets.empty())

@@ -26,9 +26,23 @@ TokenCorpus TokenCorpus::synthetic(int vocab_size, std::int64_t num_tokens, std:
     t = next[std::size_t(t) * kSuccessors + walk_rng.below(kSuccessors, std::uint64_t(i))];
   }
   c.vocab_needed_ = vocab_size;
+  c.next_ = std::move(next);
+  c.seed_ = seed;
   c.description_ = "synthetic bigram language (vocab " + std::to_string(vocab_size) + ", " +
                    std::to_string(num_tokens) + " tokens, entropy ln 4 = 1.386 nats/token)";
   return c;
+}
+
+void TokenCorpus::heldout_window(std::uint64_t index, int len, std::int32_t* out) const {
+  STRATA_CHECK(has_heldout(), "only the synthetic corpus has held-out windows");
+  constexpr int kSuccessors = 4;
+  const core::CounterRng rng(seed_, "data.synthetic.heldout");
+  const std::uint64_t vocab = next_.size() / kSuccessors;
+  std::int32_t t = std::int32_t(rng.below(vocab, index, 0));
+  for (int i = 0; i < len; ++i) {
+    out[i] = t;
+    t = next_[std::size_t(t) * kSuccessors + rng.below(kSuccessors, index, std::uint32_t(i) + 1)];
+  }
 }
 
 TokenCorpus TokenCorpus::from_text_files(const std::vector<std::string>& paths) {

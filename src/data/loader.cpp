@@ -20,27 +20,60 @@ namespace {
 // synthetic / text: the in-memory corpus and its GlobalSampler, as before the HDF5 path.
 class CorpusSource final : public SampleSource {
  public:
-  CorpusSource(TokenCorpus corpus, int seq_len, std::uint64_t seed)
+  CorpusSource(TokenCorpus corpus, int seq_len, std::uint64_t seed, MaskToken mask)
       : corpus_(std::move(corpus)), sampler_(std::int64_t(corpus_.tokens().size()), seq_len + 1, seed),
-        window_(seq_len + 1) {}
+        window_(seq_len + 1), mask_(std::move(mask)) {}
   void train_window(std::uint64_t sample, std::int32_t* window) override {
     const std::int64_t start = sampler_.window_start(sample);
     std::memcpy(window, corpus_.tokens().data() + start, std::size_t(window_) * sizeof(std::int32_t));
   }
+  // The synthetic language has an endless held-out stream; a fixed list of this many windows.
+  std::int64_t num_valid_windows() const override { return corpus_.has_heldout() ? kHeldoutWindows : 0; }
+  void valid_window(std::int64_t index, std::int32_t* window) override {
+    STRATA_CHECK(index >= 0 && index < num_valid_windows(), "validation window ", index, " out of range");
+    corpus_.heldout_window(std::uint64_t(index), window_, window);
+  }
   std::int64_t num_train_windows() const override { return sampler_.num_windows(); }
   std::string description() const override { return corpus_.description(); }
+  MaskToken mask_token() const override { return mask_; }
   const TokenCorpus& corpus() const { return corpus_; }
 
  private:
+  static constexpr std::int64_t kHeldoutWindows = 1 << 16;
   TokenCorpus corpus_;
   GlobalSampler sampler_;
   int window_;
+  MaskToken mask_;
 };
+
+// The [MASK] id for a tokenizer with `vocab` ids (and maybe its own special token), checked
+// against the model's vocabulary.
+SampleSource::MaskToken resolve_mask_token(const Tokenizer* tokenizer, int vocab, const std::string& what,
+                                           const config::ModelConfig& model) {
+  SampleSource::MaskToken m;
+  m.data_vocab = vocab;
+  if (tokenizer)
+    for (const char* name : {"[MASK]", "<mask>"})
+      if (const std::int32_t id = tokenizer->special_token_id(name); id >= 0) {
+        m.mask_id = id;
+        m.origin = what + "'s special token " + name;
+        break;
+      }
+  if (m.mask_id < 0) {
+    m.mask_id = vocab;
+    m.origin = what + " has no [MASK] token: id " + std::to_string(vocab) + " (its vocabulary size) is [MASK]";
+  }
+  if (m.mask_id >= model.vocab_size)
+    throw make_error("masked LM: the [MASK] token gets id ", m.mask_id, " (", m.origin,
+                     ") but model.vocab_size is ", model.vocab_size, "; set model.vocab_size >= ", m.mask_id + 1);
+  return m;
+}
 
 // hdf5: blended token datasets.
 class Hdf5Source final : public SampleSource {
  public:
-  Hdf5Source(const config::DataConfig& cfg, const config::ModelConfig& model, int seq_len, std::uint64_t seed)
+  Hdf5Source(const config::DataConfig& cfg, const config::ModelConfig& model, int seq_len, std::uint64_t seed,
+             bool masked_lm)
       : window_(seq_len + 1), max_epochs_(cfg.max_epochs) {
     std::unique_ptr<Tokenizer> expected;
     if (!cfg.tokenizer.empty()) expected = load_tokenizer(cfg.tokenizer);
@@ -78,6 +111,24 @@ class Hdf5Source final : public SampleSource {
     }
     blend_ = std::make_unique<BlendSchedule>(weights);
     vocab_limit_ = model.vocab_size;
+    if (masked_lm) {
+      // The datasets' own tokenizer when data.tokenizer is not given and its name is one
+      // load_tokenizer knows; else only its vocabulary size is known.
+      std::unique_ptr<Tokenizer> own;
+      if (!expected) {
+        try {
+          own = load_tokenizer(datasets_[0].info().tokenizer_name);
+          if (own->content_hash() != datasets_[0].info().tokenizer_hash) own.reset();
+        } catch (const std::exception&) {
+          own.reset();
+        }
+      }
+      const Tokenizer* tok = expected ? expected.get() : own.get();
+      int vocab = 0;
+      for (const auto& ds : datasets_) vocab = std::max(vocab, int(ds.info().vocab_size));
+      if (tok) vocab = tok->vocab_size();
+      mask_ = resolve_mask_token(tok, vocab, "tokenizer '" + datasets_[0].info().tokenizer_name + "'", model);
+    }
     max_epoch_seen_.assign(datasets_.size(), 0);
   }
 
@@ -94,6 +145,7 @@ class Hdf5Source final : public SampleSource {
     }
   }
   std::int64_t num_valid_windows() const override { return std::int64_t(valid_.size()); }
+  MaskToken mask_token() const override { return mask_; }
   void valid_window(std::int64_t index, std::int32_t* window) override {
     const auto& v = valid_[std::size_t(index)];
     read_window(v.first, v.second, window);
@@ -152,21 +204,30 @@ class Hdf5Source final : public SampleSource {
   std::unique_ptr<BlendSchedule> blend_;
   std::vector<std::pair<int, std::int64_t>> valid_;  // (dataset, window)
   std::vector<std::uint64_t> max_epoch_seen_;
+  MaskToken mask_;
 };
 
 }  // namespace
 
 std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data, const config::ModelConfig& model,
-                                                 int seq_len, std::uint64_t seed) {
-  if (data.source == config::DataSource::hdf5) return std::make_unique<Hdf5Source>(data, model, seq_len, seed);
+                                                 int seq_len, std::uint64_t seed, bool masked_lm) {
+  if (data.source == config::DataSource::hdf5)
+    return std::make_unique<Hdf5Source>(data, model, seq_len, seed, masked_lm);
+  const bool synthetic = data.source == config::DataSource::synthetic;
+  // Masked LM on synthetic data: the language leaves the last id free for [MASK].
+  const int language = synthetic && masked_lm ? model.vocab_size - 1 : model.vocab_size;
   TokenCorpus corpus =
-      data.source == config::DataSource::synthetic
+      synthetic
           // Enough tokens for a few thousand distinct windows; the stream repeats in epochs after that.
-          ? TokenCorpus::synthetic(model.vocab_size, std::max<std::int64_t>(1 << 20, 4096LL * (seq_len + 1)), seed)
+          ? TokenCorpus::synthetic(language, std::max<std::int64_t>(1 << 20, 4096LL * (seq_len + 1)), seed)
           : TokenCorpus::from_text_files(data.paths);
   STRATA_CHECK(corpus.vocab_needed() <= model.vocab_size, "data: ", corpus.description(),
                " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ", model.vocab_size);
-  return std::make_unique<CorpusSource>(std::move(corpus), seq_len, seed);
+  SampleSource::MaskToken mask;
+  if (masked_lm)
+    mask = resolve_mask_token(nullptr, corpus.vocab_needed(),
+                              synthetic ? "the synthetic language" : "byte-level text", model);
+  return std::make_unique<CorpusSource>(std::move(corpus), seq_len, seed, std::move(mask));
 }
 
 // ---- AsyncLoader ----------------------------------------------------------------------------------
@@ -212,9 +273,16 @@ void AsyncLoader::run() {
       std::int32_t* inputs = buffers_.data() + (i % P) * 2 * slot_elems_;
       std::int32_t* targets = inputs + slot_elems_;
       for (int b = 0; b < span.count; ++b) {
-        source_.train_window(span.first + std::uint64_t(b), window_.data());
-        std::memcpy(inputs + std::size_t(b) * std::size_t(T), window_.data(), std::size_t(T) * sizeof(std::int32_t));
-        std::memcpy(targets + std::size_t(b) * std::size_t(T), window_.data() + 1, std::size_t(T) * sizeof(std::int32_t));
+        const std::uint64_t sample = span.first + std::uint64_t(b);
+        source_.train_window(sample, window_.data());
+        std::int32_t* in = inputs + std::size_t(b) * std::size_t(T);
+        std::int32_t* tg = targets + std::size_t(b) * std::size_t(T);
+        if (opt_.masker) {
+          opt_.masker->apply(sample, window_.data(), T, in, tg);
+        } else {
+          std::memcpy(in, window_.data(), std::size_t(T) * sizeof(std::int32_t));
+          std::memcpy(tg, window_.data() + 1, std::size_t(T) * sizeof(std::int32_t));
+        }
       }
       {
         std::lock_guard lock(mu_);

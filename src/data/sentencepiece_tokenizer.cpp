@@ -44,6 +44,12 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::int32_t eos_id() const override { return sp_.eos_id(); }
   std::string name() const override { return name_; }
   std::string content_hash() const override { return hash_; }
+  std::int32_t special_token_id(std::string_view text) const override {
+    // A piece of the model spelled exactly `text` (control or user-defined symbols such as
+    // "[MASK]"); PieceToId answers the unknown id for any other text.
+    const int id = sp_.PieceToId(std::string(text));
+    return id >= 0 && !sp_.IsUnknown(id) ? id : -1;
+  }
 
  private:
   sentencepiece::SentencePieceProcessor sp_;

@@ -36,7 +36,7 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
       HS_(cfg.head_size()), F_(cfg.ffn() / placement.tp_size),
       V_(padded_vocab(cfg.vocab_size, placement.tp_size) / placement.tp_size),
       L_(placement.num_layers < 0 ? cfg.num_layers : placement.num_layers),
-      Lfirst_(placement.first_layer), N_(std::int64_t(batch) * seq_len),
+      Lfirst_(placement.first_layer), Tmax_(seq_len), N_(std::int64_t(batch) * seq_len),
       Nsp_(placement.sequence_parallel ? N_ / placement.tp_size : N_),
       vocab_start_(std::int64_t(placement.tp_rank) * V_),
       vocab_real_(std::max<std::int64_t>(0, std::min<std::int64_t>(V_, cfg.vocab_size - vocab_start_))),
@@ -214,8 +214,9 @@ typename Transformer<T>::LayerWeights Transformer<T>::find_layer_weights(int l, 
   w.n2_b = at("mlp_norm.bias");
   const bool gelu = cfg_.mlp == MlpKind::gelu;
   w.w1 = at(gelu ? "mlp.fc.weight" : "mlp.gate.weight");
-  w.b1 = at("mlp.fc.bias");
+  w.b1 = at(gelu ? "mlp.fc.bias" : "mlp.gate.bias");
   w.w3 = at("mlp.up.weight");
+  w.b3 = at("mlp.up.bias");
   w.w2 = at(gelu ? "mlp.proj.weight" : "mlp.down.weight");
   w.b2 = at(gelu ? "mlp.proj.bias" : "mlp.down.bias");
   return w;
@@ -243,6 +244,20 @@ void Transformer<T>::init_parameters(std::uint64_t seed) {
       w[i] = T(p.init_std * rng.normal(std::uint64_t(p.global_index(i))));
     for (std::int64_t i = real; i < p.numel; ++i) w[i] = T(0);
   }
+}
+
+template <class T>
+void Transformer<T>::set_seq_len(int seq_len) {
+  STRATA_CHECK(seq_len >= 1 && seq_len <= Tmax_, "sequence length ", seq_len, " is outside [1, ", Tmax_,
+               "], the length this model chunk was planned for");
+  const std::int64_t N = std::int64_t(B_) * seq_len;
+  STRATA_CHECK(!place_.sequence_parallel || N % place_.tp_size == 0, "sequence parallelism needs batch x ",
+               "seq_len (", B_, " x ", seq_len, ") divisible by tp (", place_.tp_size, ")");
+  T_ = seq_len;
+  N_ = N;
+  Nsp_ = place_.sequence_parallel ? N_ / place_.tp_size : N_;
+  // ce_sum_ and ce_target_ stay adjacent for their single all-reduce of 2 N_ values.
+  if (ce_sum_) ce_target_ = ce_sum_ + N_;
 }
 
 template <class T>
@@ -339,7 +354,7 @@ void Transformer<T>::layer_forward(const SlotBuffers& s, int li) {
   if (cfg_.mlp == MlpKind::gelu) {
     k::gelu_forward(a.act, a.fc, N_ * F_);
   } else {
-    k::linear_forward(a.up, a.ln2_full, w.w3, static_cast<const T*>(nullptr), N_, C_, F_);
+    k::linear_forward(a.up, a.ln2_full, w.w3, w.b3, N_, C_, F_);
     k::swiglu_forward(a.act, a.fc, a.up, N_ * F_);
   }
   partial = sp_ ? partial_ : out;
@@ -449,7 +464,7 @@ void Transformer<T>::layer_backward(const SlotBuffers& s, int li) {
   k::fill(dx_full, T(0), N_ * C_);
   k::linear_backward(dx_full, g.w1, g.b1, d_fc_, a.ln2_full, w.w1, N_, C_, F_);
   if (cfg_.mlp == MlpKind::swiglu)
-    k::linear_backward(dx_full, g.w3, static_cast<T*>(nullptr), d_up_, a.ln2_full, w.w3, N_, C_, F_);
+    k::linear_backward(dx_full, g.w3, g.b3, d_up_, a.ln2_full, w.w3, N_, C_, F_);
   reduce_grad_to_shard(dx_full, d_ln_);
   norm_backward(d_resid_, g.n2_w, g.n2_b, d_ln_, a.mid, w.n2_w, a.ln2_mean, a.ln2_rstd);
   // mid = x + Wo attn(...) + bo: likewise d_resid becomes dL/dx.

@@ -115,7 +115,8 @@ std::size_t PipelineEngine::activation_bytes() const {
   return b;
 }
 
-void PipelineEngine::forward(int c, int mb, const FillBatch& fill, float grad_scale, StepStats& stats) {
+void PipelineEngine::forward(int c, int mb, const FillBatch& fill, float grad_scale, StepStats& stats,
+                             bool with_grad) {
   comm::Communicator& pp = grid_.pp_group();
   model::Transformer<float>& model = *chunks_[std::size_t(c)];
   const int vs = virtual_stage(c), last_vs = pp_ * v_ - 1;
@@ -133,7 +134,7 @@ void PipelineEngine::forward(int c, int mb, const FillBatch& fill, float grad_sc
   const Timer compute;
   model.forward_chunk(slot, tokens_, input);
   if (vs == last_vs) {
-    const model::LossSum l = model.loss(slot, targets_, grad_scale, true);
+    const model::LossSum l = model.loss(slot, targets_, grad_scale, with_grad);
     stats.loss.sum += l.sum;
     stats.loss.count += l.count;
   }
@@ -198,14 +199,7 @@ StepStats PipelineEngine::run(const FillBatch& fill, float grad_scale) {
     if (a.kind == Kind::forward) forward(a.chunk, a.microbatch, fill, grad_scale, stats);
     else backward(a.chunk, a.microbatch, stats);
   }
-  comm::Communicator& pp = grid_.pp_group();
-  const Timer wait;
-  for (int c = 0; c < v_; ++c)
-    for (int s = 0; s < slots_[std::size_t(c)]; ++s) {
-      pp.wait(act_send_[std::size_t(c)][std::size_t(s)]);
-      pp.wait(grad_send_[std::size_t(c)][std::size_t(s)]);
-    }
-  stats.pipeline_wait_s += wait.seconds();
+  wait_sends(stats);
   // Tied embeddings: the input table (first virtual stage) and the output layer's copy (last)
   // get the sum of both gradients, so both copies take the same update.
   const model::ParamInfo* first = chunks_.front()->table().find("embed.wte");
@@ -225,6 +219,35 @@ StepStats PipelineEngine::run(const FillBatch& fill, float grad_scale) {
   for (int c = 0; c < v_; ++c) optimizers_[std::size_t(c)]->finish_backward(chunks_[std::size_t(c)]->grads().data());
   stats.dp_wait_s += dp_wait.seconds();
   return stats;
+}
+
+void PipelineEngine::wait_sends(StepStats& stats) {
+  comm::Communicator& pp = grid_.pp_group();
+  const Timer wait;
+  for (int c = 0; c < v_; ++c)
+    for (int s = 0; s < slots_[std::size_t(c)]; ++s) {
+      pp.wait(act_send_[std::size_t(c)][std::size_t(s)]);
+      pp.wait(grad_send_[std::size_t(c)][std::size_t(s)]);
+    }
+  stats.pipeline_wait_s += wait.seconds();
+}
+
+StepStats PipelineEngine::evaluate(const FillBatch& fill, int microbatches) {
+  STRATA_CHECK(microbatches >= 1 && microbatches <= m_, "evaluate: ", microbatches,
+               " micro-batches, expected 1 to ", m_);
+  // Forward of (mb, virtual stage vs) needs only (mb, vs - 1), which its rank ran earlier in
+  // this same order; sends do not block, so the order cannot deadlock. A slot's previous
+  // output is waited for before it is overwritten (forward()).
+  StepStats stats;
+  for (int mb = 0; mb < microbatches; ++mb)
+    for (int c = 0; c < v_; ++c) forward(c, mb, fill, 0.0f, stats, false);
+  wait_sends(stats);
+  return stats;
+}
+
+void PipelineEngine::set_seq_len(int seq_len) {
+  for (auto& c : chunks_) c->set_seq_len(seq_len);
+  act_elems_ = chunks_.front()->activation_rows() * chunks_.front()->config().d_model;
 }
 
 double PipelineEngine::grad_norm() {

@@ -116,9 +116,10 @@ std::string launch_command(const PlanRequest& r, const Candidate& c, const std::
   const double tokens_per_step = double(l.global_batch()) * r.workload.seq_len;
   const long steps = std::max(1L, long(std::ceil(r.tokens / tokens_per_step)));
   std::ostringstream os;
+  // slurm/pretrain.sh runs `srun strata train --config $CONFIG ... <its arguments>` (slurm/launch.sh).
   os << "sbatch --nodes=" << nodes << " --ntasks-per-node=" << per_node;
   if (r.cluster.device == config::DeviceKind::cuda) os << " --gpus-per-node=" << per_node;
-  os << " --wrap \"srun strata train --config " << job_path << " --set model=" << model_path
+  os << " --export=ALL,CONFIG=" << job_path << " slurm/pretrain.sh --set model=" << model_path
      << " --set parallel.tp=" << l.tp << " --set parallel.pp=" << l.pp << " --set parallel.dp=" << l.dp
      << " --set parallel.micro_batch_size=" << l.micro_batch << " --set parallel.global_batch_size="
      << l.global_batch() << " --set train.seq_len=" << r.workload.seq_len << " --set train.steps=" << steps
@@ -126,7 +127,7 @@ std::string launch_command(const PlanRequest& r, const Candidate& c, const std::
      << " --set parallel.schedule=" << (l.vpp > 1 ? "interleaved_1f1b" : "1f1b")
      << " --set parallel.virtual_stages=" << l.vpp << " --set parallel.zero_stage=" << l.zero
      << " --set parallel.sequence_parallel=" << (l.sequence_parallel ? "true" : "false")
-     << " --set hardware.device=" << (r.cluster.device == config::DeviceKind::cuda ? "cuda" : "cpu") << "\"";
+     << " --set hardware.device=" << (r.cluster.device == config::DeviceKind::cuda ? "cuda" : "cpu");
   if (l.recompute == Recompute::selective)
     os << "\n# selective recomputation is planned but not implemented by the trainer yet: it runs with none";
   return os.str();

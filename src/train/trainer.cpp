@@ -21,6 +21,7 @@
 #include "strata/kernels/cpu/peak.hpp"
 #include "strata/optim/optimizer.hpp"
 #include "strata/parallel/pipeline.hpp"
+#include "strata/train/objectives.hpp"
 #include "strata/train/signals.hpp"
 
 namespace strata::train {
@@ -53,13 +54,21 @@ class MetricsFile {
   }
   void write(const StepMetrics& m) {
     std::fprintf(file_,
-                 "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
+                 "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"seq_len\": %d, "
+                 "\"tokens\": %lld, \"loss_tokens\": %lld, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
                  "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
                  "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f}\n",
-                 m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
+                 m.step, m.loss, m.lr, m.grad_norm, m.seq_len, static_cast<long long>(m.tokens),
+                 static_cast<long long>(m.loss_tokens), m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
                  m.mem_bytes, m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
                  m.optimizer_state_bytes, m.data_wait_ms);
+    std::fflush(file_);
+  }
+  // A validation result: its own line, {"step": S, "valid_loss": ..., "valid_ppl": ...}.
+  void write(const EvalMetrics& e) {
+    std::fprintf(file_, "{\"step\": %ld, \"valid_loss\": %.10g, \"valid_ppl\": %.10g, \"valid_tokens\": %lld}\n",
+                 e.step, e.loss, e.perplexity, static_cast<long long>(e.tokens));
     std::fflush(file_);
   }
 
@@ -116,6 +125,33 @@ std::string resume_target(const std::string& resume, const std::string& ckpt_dir
   }
 }
 
+// The start-up lines about the objective, the validation set and the sequence-length warm-up.
+std::string describe_objective(const config::JobConfig& job, const data::Masker* masker,
+                               const data::SampleSource::MaskToken& mask, const ValidationSet& valid) {
+  const config::TrainConfig& t = job.train;
+  std::ostringstream os;
+  os << "objective: " << config::to_string(t.objective);
+  if (masker) {
+    const data::MaskingOptions& o = masker->options();
+    os << " (" << 100 * o.probability << "% of positions chosen; of those " << 100 * o.mask_fraction
+       << "% [MASK], " << 100 * o.random_fraction << "% random token, "
+       << 100 * (1 - o.mask_fraction - o.random_fraction) << "% unchanged; [MASK] = " << mask.mask_id << ": "
+       << mask.origin << ")";
+  }
+  os << "\nvalidation: ";
+  if (valid.windows() == 0) {
+    os << "none";
+  } else {
+    os << valid.windows() << " held-out windows, ";
+    if (job.eval.interval > 0) os << "every " << job.eval.interval << " steps and ";
+    os << "at the end";
+  }
+  if (t.seq_len_warmup > 0)
+    os << "\nsequence-length warm-up: " << warmup_start_len(t) << " -> " << t.seq_len << " tokens over the first "
+       << t.seq_len_warmup << " training tokens";
+  return os.str();
+}
+
 TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const config::ModelConfig& mcfg = job.model;
   const config::TrainConfig& tcfg = job.train;
@@ -133,7 +169,9 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   // Data: the source yields global sample s; the ranks that hold the first or the last
   // virtual stage (tokens, targets) read this DP rank's micro-batches ahead on a loader
   // thread (DP slice of each global batch, DESIGN.md invariant 3).
-  const std::unique_ptr<data::SampleSource> source = data::make_sample_source(job.data, mcfg, T, tcfg.seed);
+  const bool masked_lm = tcfg.objective == config::ObjectiveKind::masked_lm;
+  const std::unique_ptr<data::SampleSource> source =
+      data::make_sample_source(job.data, mcfg, T, tcfg.seed, masked_lm);
   parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
   engine.init_parameters(tcfg.seed);
 
@@ -161,6 +199,13 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const long first_step = resumed.step + 1;
 
   const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
+  // Masked LM: training samples and validation windows masked by their index (null: causal LM).
+  const std::unique_ptr<data::Masker> masker = make_masker(tcfg, *source, data::MaskStream::train);
+  const std::unique_ptr<data::Masker> valid_masker = make_masker(tcfg, *source, data::MaskStream::valid);
+  // The validation set is read before the loader thread starts using the source.
+  const BatchLayout eval_layout{batch.micro, batch.microbatches, shape.dp, grid.coord().dp_rank};
+  const ValidationSet valid_set(*source, valid_masker.get(), job.eval.windows, eval_layout, T, reads_data);
+  const std::uint64_t first_batch = resumed.consumed_samples / std::uint64_t(batch.global);
   std::unique_ptr<data::AsyncLoader> loader;
   if (reads_data) {
     data::LoaderOptions opt;
@@ -170,7 +215,8 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     opt.dp_size = shape.dp;
     opt.dp_rank = grid.coord().dp_rank;
     opt.prefetch = job.data.prefetch;
-    opt.first_batch = resumed.consumed_samples / std::uint64_t(batch.global);
+    opt.first_batch = first_batch;
+    opt.masker = masker.get();
     loader = std::make_unique<data::AsyncLoader>(*source, opt);
   }
   // This step's micro-batches, taken from the loader at the start of the step.
@@ -212,6 +258,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   summary.peak_tflops = peak_tflops;
   summary.planned_bytes = engine.parameter_bytes() + engine.optimizer_bytes() + engine.activation_bytes();
   summary.steps.reserve(std::size_t(tcfg.steps));
+  summary.evals.reserve(std::size_t(job.eval.interval > 0 ? tcfg.steps / job.eval.interval + 1 : 1));
   if (lead) {
     const model::ParameterTable whole = model::make_parameter_table(mcfg);
     std::ostringstream os;
@@ -234,6 +281,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     os << "batch: " << batch.global << " sequences x " << T << " tokens = " << std::int64_t(batch.global) * T
        << " tokens/step (micro-batch " << batch.micro << ", " << batch.microbatches
        << " micro-batches per DP rank)\n";
+    os << describe_objective(job, masker.get(), source->mask_token(), valid_set) << '\n';
     for (int c = 0; c < engine.num_chunks(); ++c) {
       engine.chunk(c).parameter_memory().print(os);
       engine.chunk(c).activation_memory().print(os, 8);
@@ -244,13 +292,12 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     log_info(os.str());
   }
 
-  const double tokens_per_step = double(batch.global) * T;
-  const float grad_scale = float(1.0 / tokens_per_step);
-  const double flops_per_token = model::Transformer<float>::model_flops_per_token(mcfg, T);
   const double bubble = parallel::bubble_fraction(shape.pp, batch.microbatches, job.parallel.virtual_stages);
+  int t = T;                           // this step's sequence length (train.seq_len_warmup)
+  std::int64_t t_mb_elems = mb_elems;  // this step's micro-batch: [micro, t]
   const parallel::PipelineEngine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
-    std::copy_n(step_tokens + mb * mb_elems, mb_elems, tokens);
-    std::copy_n(step_targets + mb * mb_elems, mb_elems, targets);
+    std::copy_n(step_tokens + mb * t_mb_elems, t_mb_elems, tokens);
+    std::copy_n(step_targets + mb * t_mb_elems, t_mb_elems, targets);
   };
   // Checkpoints: saved by every rank together (each writes its own hyperslabs).
   summary.resumed_from = resume_file;
@@ -273,14 +320,31 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
       log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
                r.seconds, " s, ", r.gb_per_s(), " GB/s)");
   };
+  // Validation (collective): the loss on the fixed held-out set, a metrics line, a log line.
+  auto run_eval = [&](long step) {
+    if (valid_set.windows() == 0) return;
+    const EvalResult e = evaluate(engine, grid, valid_set);
+    const EvalMetrics m{step, e.loss, e.perplexity(), e.tokens};
+    summary.evals.push_back(m);
+    summary.valid_loss = e.loss;
+    if (lead) {
+      metrics->write(m);
+      char line[200];
+      std::snprintf(line, sizeof line,
+                    "validation at step %ld: loss %.4f | perplexity %.3f | %lld held-out windows, %lld target tokens",
+                    step, e.loss, e.perplexity(), static_cast<long long>(valid_set.windows()),
+                    static_cast<long long>(e.tokens));
+      log_line(LogLevel::info, line);
+    }
+  };
   auto log_step = [&](const StepMetrics& s) {
     metrics->write(s);
     if (s.step == first_step || s.step % tcfg.log_interval == 0 || s.step == tcfg.steps) {
-      char line[320];
+      char line[340];
       std::snprintf(line, sizeof line,
-                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | %.0f tok/s | %.1f ms | "
+                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
                     "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
-                    s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.tokens_per_s, s.step_ms, s.tflops,
+                    s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops,
                     100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
                     double(s.mem_bytes) / 1048576.0);
       log_line(LogLevel::info, line);
@@ -292,12 +356,27 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   for (long step = first_step; step <= tcfg.steps; ++step) {
     const Timer timer;
     maybe_inject_failure(grid.global_rank(), step);
+    // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has
+    // them from its checkpoint).
+    if (const int next_t = warmup_seq_len(tcfg, tokens_seen); next_t != t) {
+      t = next_t;
+      t_mb_elems = std::int64_t(batch.micro) * t;
+      engine.set_seq_len(t);
+    }
+    // Target tokens of the global batch: known before the step on every rank (masked LM: a
+    // pure function of the sample indices), so the gradient is the mean over exactly them.
+    const std::uint64_t global_batch_index = first_batch + std::uint64_t(step - first_step);
+    const std::int64_t step_loss_tokens = loss_tokens(masker.get(), global_batch_index, batch.global, t);
+    const float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
     double data_wait_ms = 0;
     if (loader) {
       for (int mb = 0; mb < batch.microbatches; ++mb) {
         const data::AsyncLoader::Batch b = loader->next();
-        std::copy_n(b.inputs, mb_elems, step_tokens + mb * mb_elems);
-        std::copy_n(b.targets, mb_elems, step_targets + mb * mb_elems);
+        // Row r of the loader's [micro, T] batch -> its first t tokens (the first t + 1 of the window).
+        for (int r = 0; r < batch.micro; ++r) {
+          std::copy_n(b.inputs + std::int64_t(r) * T, t, step_tokens + mb * t_mb_elems + std::int64_t(r) * t);
+          std::copy_n(b.targets + std::int64_t(r) * T, t, step_targets + mb * t_mb_elems + std::int64_t(r) * t);
+        }
       }
       data_wait_ms = loader->take_wait_ms();
     }
@@ -306,6 +385,10 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     double loss[2] = {stats.loss.sum, double(stats.loss.count)};
     grid.pp_group().all_reduce(loss, 2);
     grid.dp_group().all_reduce(loss, 2);
+    // The gradient was scaled by 1 / step_loss_tokens, counted before the step; the loss
+    // saw the loader's targets. They must agree, or the gradient is not the mean.
+    STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ",
+                 std::int64_t(loss[1]), " target tokens but the gradient scale assumed ", step_loss_tokens);
     const double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
     const double grad_norm = engine.grad_norm();
     if (!std::isfinite(mean_loss) || !std::isfinite(grad_norm))
@@ -319,9 +402,14 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     s.loss = mean_loss;
     s.lr = lr;
     s.grad_norm = grad_norm;
+    s.seq_len = t;
+    s.tokens = std::int64_t(batch.global) * t;
+    s.loss_tokens = step_loss_tokens;
     s.step_ms = timer.ms();
-    s.tokens_per_s = tokens_per_step / (s.step_ms * 1e-3);
-    s.tflops = s.tokens_per_s * flops_per_token / shape.size() / 1e12;
+    // Throughput and MFU count what the step processed: G x t tokens at the FLOPs per token
+    // of length t (masked LM processes every position; only the loss is sparse).
+    s.tokens_per_s = double(s.tokens) / (s.step_ms * 1e-3);
+    s.tflops = s.tokens_per_s * model::Transformer<float>::model_flops_per_token(mcfg, t) / shape.size() / 1e12;
     s.mfu = peak_tflops > 0 ? s.tflops / peak_tflops : 0.0;
     s.mem_bytes = peak_rss_bytes();
     s.compute_ms = stats.compute_s * 1e3;
@@ -334,10 +422,11 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     if (rank_log)
       std::fprintf(rank_log.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n",
                    step, s.loss, stats.compute_s * 1e3, s.pipeline_wait_ms, s.dp_wait_ms);
-    tokens_seen += std::uint64_t(tokens_per_step);
+    tokens_seen += std::uint64_t(s.tokens);
     last_lr = lr;
     summary.last_step = step;
     if (lead) log_step(s);
+    if (job.eval.interval > 0 && step % job.eval.interval == 0) run_eval(step);
     // A stop signal on any rank stops every rank after this step, with a checkpoint.
     double stop = StopSignals::received();
     grid.world_group().all_reduce(&stop, 1, DType::f64, comm::ReduceOp::max);
@@ -351,29 +440,14 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
       break;
     }
   }
-  if (loader) loader->stop();  // the source is ours again
-  // Held-out loss: up to 64 micro-batches of the validation windows, forward only. With one
-  // pipeline stage the chunk holds the whole model (TP ranks run it together); a pipelined
-  // forward-only pass comes with evaluation during training.
-  if (const std::int64_t nv = std::min<std::int64_t>(source->num_valid_windows(), 64LL * batch.micro);
-      shape.pp == 1 && nv >= batch.micro) {
-    model::Transformer<float>& whole = engine.chunk(0);
-    std::vector<std::int32_t> window(std::size_t(T) + 1);
-    model::LossSum vl;
-    for (std::int64_t first = 0; first + batch.micro <= nv; first += batch.micro) {
-      for (int b = 0; b < batch.micro; ++b) {
-        source->valid_window(first + b, window.data());
-        std::copy_n(window.data(), T, step_tokens + std::size_t(b) * T);
-        std::copy_n(window.data() + 1, T, step_targets + std::size_t(b) * T);
-      }
-      whole.forward_chunk(0, step_tokens, nullptr);
-      const model::LossSum l = whole.loss(0, step_targets, 0.0f, false);
-      vl.sum += l.sum;
-      vl.count += l.count;
-    }
-    summary.valid_loss = vl.mean();
-    if (lead) log_info("validation: loss ", vl.mean(), " over ", nv / batch.micro * batch.micro, " held-out windows");
-  }
+  if (loader) loader->stop();
+  // Validation at the end (unless the last step just ran it or a stop signal cut the run
+  // short), for every layout.
+  if (summary.stop_signal == 0 && summary.last_step >= first_step &&
+      (summary.evals.empty() || summary.evals.back().step != summary.last_step))
+    run_eval(summary.last_step);
+  if (valid_set.windows() == 0 && job.eval.windows > 0 && lead)
+    log_info("validation: skipped, the data source has no held-out windows (data.valid_fraction for hdf5)");
   for (int c = 0; c < engine.num_chunks(); ++c) {
     const std::int64_t base = std::int64_t(summary.final_params.size());
     for (model::ParamInfo info : engine.chunk(c).table().entries()) {
@@ -392,7 +466,10 @@ TrainSummary run_training(const config::JobConfig& job, MPI_Comm world) {
   const config::ParallelConfig& p = job.parallel;
   comm::RankGrid grid(world, p.tp, p.pp, p.dp);
   try {
-    return train_on_grid(job, grid);
+    // The derived DP size written down: config.yaml and checkpoints record the layout that ran.
+    config::JobConfig resolved = job;
+    resolved.parallel.dp = grid.shape().dp;
+    return train_on_grid(resolved, grid);
   } catch (const std::exception& e) {
     // Name this rank's grid coordinates; main() reports and aborts the job.
     throw Error("[" + grid.coordinates() + "] " + e.what());

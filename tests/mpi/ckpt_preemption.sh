@@ -22,7 +22,8 @@ wait_for() {  # wait_for SECONDS CONDITION...: poll until the condition holds
   until "$@"; do [ "$(date +%s)" -lt "$limit" ] || return 1; sleep 0.2; done
 }
 steps_done() { [ "$(wc -l <"$1/metrics.jsonl" 2>/dev/null || echo 0)" -ge "$2" ]; }
-metric_steps() { sed -n 's/^{"step": \([0-9]*\),.*/\1/p' "$1/metrics.jsonl" | tr '\n' ' '; }
+# step lines only (validation lines {"step": S, "valid_loss": ...} repeat a step)
+metric_steps() { sed -n 's/^{"step": \([0-9]*\), "loss".*/\1/p' "$1/metrics.jsonl" | tr '\n' ' '; }
 
 for how in usr1-to-mpiexec term-to-one-rank; do
   run="$tmp/$how"

@@ -1,7 +1,10 @@
 // Every parallel layout trains like one rank (DESIGN.md: layout-equivalence): for a tiny
 // model, the loss of each of 3 optimizer steps and every parameter after them match the
 // single-rank run to 1e-5 relative (fp32), for each layout of this world size with each
-// schedule, ZeRO stage, sequence parallelism on/off and recomputation on/off.
+// schedule, ZeRO stage, sequence parallelism on/off and recomputation on/off. The validation
+// loss (a forward-only pipeline pass over a fixed set of held-out windows) matches too. Masked
+// LM (bidirectional, BERT corruption, loss on the chosen positions) and the sequence-length
+// warm-up (steps at 8, 8 and 16 tokens) run on the layouts with tp, pp, dp in {1, 2}.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -57,11 +60,24 @@ config::JobConfig base_job(bool llama) {
   j.train.log_interval = 100;
   j.hardware.threads = 1;
   j.hardware.peak_tflops = 1.0;
+  j.eval.windows = 8;  // one global batch of held-out windows: cheap, and compared in every layout
+  j.ckpt.save_at_end = false;  // checkpoints have their own tests (test_checkpoint.cpp)
+  return j;
+}
+
+config::JobConfig masked_lm_job() {
+  config::JobConfig j = base_job(false);
+  j.model.name = "layout_bert";
+  j.model.attention = config::AttentionKind::bidirectional;
+  j.train.objective = config::ObjectiveKind::masked_lm;
+  j.train.mlm_probability = 0.3;  // ~38 of the 128 positions of a global batch
+  j.eval.interval = 2;            // validation mid-run (step 2) and at the end (step 3)
   return j;
 }
 
 struct Reference {
   std::vector<double> losses;
+  std::vector<double> valid_losses;  // every validation, in order
   std::vector<float> params;
   std::map<std::string, std::int64_t> offset;  // name -> offset in params
 };
@@ -75,7 +91,14 @@ Reference reference(const config::JobConfig& job) {
     s = train::run_training(job, MPI_COMM_SELF);
     n = std::int64_t(s.final_params.size());
   }
+  std::int64_t nv = 0;
+  if (world_rank() == 0) nv = std::int64_t(s.evals.size());
   MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&nv, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  ref.valid_losses.resize(std::size_t(nv));
+  if (world_rank() == 0)
+    for (std::size_t i = 0; i < ref.valid_losses.size(); ++i) ref.valid_losses[i] = s.evals[i].loss;
+  MPI_Bcast(ref.valid_losses.data(), int(nv), MPI_DOUBLE, 0, MPI_COMM_WORLD);
   ref.params.resize(std::size_t(n));
   ref.losses.resize(std::size_t(job.train.steps));
   if (world_rank() == 0) {
@@ -91,7 +114,7 @@ Reference reference(const config::JobConfig& job) {
 
 std::string describe(const config::JobConfig& j) {
   const auto& p = j.parallel;
-  return j.model.name + " tp" + std::to_string(p.tp) + " pp" + std::to_string(p.pp) + " dp" +
+  return j.model.name + (j.train.seq_len_warmup > 0 ? " seq_len_warmup" : "") + " tp" + std::to_string(p.tp) + " pp" + std::to_string(p.pp) + " dp" +
          std::to_string(p.dp) + " " + config::to_string(p.schedule) + " v" + std::to_string(p.virtual_stages) +
          " zero" + std::to_string(p.zero_stage) + (p.sequence_parallel ? " sp" : "") +
          (j.model.recompute == config::RecomputeKind::full ? " recompute" : "");
@@ -109,6 +132,10 @@ void expect_matches(const config::JobConfig& job, const Reference& ref) {
   ASSERT_EQ(s.steps.size(), ref.losses.size());
   for (std::size_t i = 0; i < ref.losses.size(); ++i)
     EXPECT_NEAR(s.steps[i].loss, ref.losses[i], 1e-5 * std::abs(ref.losses[i])) << "step " << i + 1;
+  ASSERT_EQ(s.evals.size(), ref.valid_losses.size());
+  ASSERT_FALSE(ref.valid_losses.empty());
+  for (std::size_t i = 0; i < ref.valid_losses.size(); ++i)
+    EXPECT_NEAR(s.evals[i].loss, ref.valid_losses[i], 1e-5 * std::abs(ref.valid_losses[i])) << "validation " << i;
   int bad = 0;
   for (const model::ParamInfo& p : s.final_param_info) {
     const std::int64_t base = ref.offset.at(p.name);
@@ -181,7 +208,37 @@ void run_all_variants(bool llama) {
   }
 }
 
+// One variant per layout with tp, pp, dp in {1, 2}: sequence parallelism with tp, ZeRO-1 with
+// dp, 1F1B (or interleaved, the pipeline's other forward order) with pp.
+void run_small_layouts(const config::JobConfig& base) {
+  const Reference ref = reference(base);
+  for (const Layout& l : layouts_for_world()) {
+    if (l.tp > 2 || l.pp > 2 || l.dp > 2) continue;
+    config::JobConfig j = base;
+    j.parallel.tp = l.tp;
+    j.parallel.pp = l.pp;
+    j.parallel.dp = l.dp;
+    j.parallel.sequence_parallel = l.tp > 1;
+    j.parallel.zero_stage = l.dp > 1 ? 1 : 0;
+    expect_matches(j, ref);
+    if (l.pp > 1 && l.tp == 1) {
+      j.parallel.schedule = config::PipelineSchedule::interleaved_1f1b;
+      j.parallel.virtual_stages = 2;
+      expect_matches(j, ref);
+    }
+  }
+}
+
 }  // namespace
+
+TEST(Layouts, MaskedLmMatchesOneRank) { run_small_layouts(masked_lm_job()); }
+
+TEST(Layouts, SeqLenWarmupMatchesOneRank) {
+  config::JobConfig j = base_job(true);  // RoPE: positions follow the shorter sequences
+  j.train.seq_len_warmup = 128;          // G = 8: steps of 8, 8 (8 + 8 x 64/128 = 12 -> 8), then 16 tokens
+  j.train.seq_len_warmup_start = 8;
+  run_small_layouts(j);
+}
 
 TEST(Layouts, GptStyleMatchesOneRankInEveryLayout) { run_all_variants(false); }
 TEST(Layouts, LlamaStyleMatchesOneRankInEveryLayout) { run_all_variants(true); }

@@ -75,6 +75,11 @@ struct OptimConfig {
   double grad_clip = 1.0;         // global-norm clip; 0 disables
 };
 
+// The pre-training objective (docs/objectives.md). It is a training setting, not a model one:
+// the same bidirectional model could be trained either way, but masked_lm requires
+// model.attention: bidirectional and causal_lm model.attention: causal (validate()).
+enum class ObjectiveKind { causal_lm, masked_lm };
+
 struct TrainConfig {
   int steps = 100;
   std::uint64_t seed = 1234;
@@ -85,6 +90,26 @@ struct TrainConfig {
   // Where to start: "none" (fresh), "auto" (ckpt.dir's latest checkpoint when there is one,
   // else fresh) or the path of a checkpoint file or directory (must exist).
   std::string resume = "none";
+  ObjectiveKind objective = ObjectiveKind::causal_lm;
+  // Masked LM (BERT, Devlin et al. 2019, sec. 3.1): each position is chosen with probability
+  // mlm_probability; a chosen position's input becomes [MASK] with probability
+  // mlm_mask_fraction, a random token with mlm_random_fraction, else stays unchanged. The
+  // loss covers the chosen positions only.
+  double mlm_probability = 0.15;
+  double mlm_mask_fraction = 0.8;
+  double mlm_random_fraction = 0.1;
+  // Sequence-length warm-up: over the first seq_len_warmup tokens the sequence length grows
+  // linearly from seq_len_warmup_start (0: max(8, seq_len / 8)) to seq_len, in multiples of 8.
+  // 0: off.
+  std::uint64_t seq_len_warmup = 0;
+  int seq_len_warmup_start = 0;
+};
+
+// Evaluation during training: validation loss and perplexity on a fixed set of held-out
+// windows (the first `windows` of the source's validation windows).
+struct EvalConfig {
+  int interval = 0;   // every N steps (and at the end); 0: only at the end
+  int windows = 64;   // held-out windows evaluated; 0: no evaluation at all
 };
 
 // Checkpoints (docs/checkpoints.md): one logical HDF5 file per saved step.
@@ -129,6 +154,7 @@ struct JobConfig {
   OptimConfig optim;
   TrainConfig train;
   CheckpointConfig ckpt;
+  EvalConfig eval;
   DataConfig data;
   HardwareConfig hardware;
 };

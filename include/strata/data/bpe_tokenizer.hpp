@@ -80,6 +80,11 @@ class BpeTokenizer final : public Tokenizer {
   std::int32_t eos_id() const override { return eos_id_; }
   std::string name() const override { return name_; }
   std::string content_hash() const override { return hash_; }
+  std::int32_t special_token_id(std::string_view text) const override {
+    for (const Special& s : specials_)
+      if (s.text == text) return s.id;
+    return -1;
+  }
 
   // BPE of one piece (no pre-tokenisation, no cache); `heap` picks the O(n log n) merge
   // loop used for long pieces instead of the O(n^2) one used for short pieces. For tests.

@@ -26,8 +26,16 @@ class TokenCorpus {
   int vocab_needed() const { return vocab_needed_; }  // largest token id + 1
   const std::string& description() const { return description_; }
 
+  // Synthetic corpora only: held-out window `index` of `len` tokens, a fresh walk of the same
+  // bigram language (its own RNG stream, started at a random token): never a copy of the
+  // training stream, and a pure function of (seed, index).
+  bool has_heldout() const { return !next_.empty(); }
+  void heldout_window(std::uint64_t index, int len, std::int32_t* out) const;
+
  private:
   std::vector<std::int32_t> tokens_;
+  std::vector<std::int32_t> next_;  // synthetic: the successor table, 4 per token
+  std::uint64_t seed_ = 0;
   int vocab_needed_ = 0;
   std::string description_;
 };

@@ -8,6 +8,11 @@
 // tokenised with the model's tokenizer (name and content hash, when data.tokenizer is set, else
 // all datasets must agree) and its vocabulary must fit model.vocab_size; otherwise opening it
 // is an error naming the file.
+//
+// Masked LM (masking.hpp): with LoaderOptions::masker set, the loader corrupts each sample by
+// its global sample index: inputs are the first seq_len tokens of the window with BERT's
+// corruption, targets the original token at chosen positions and -1 elsewhere. Without it,
+// inputs are the first seq_len tokens and targets the next seq_len (causal LM).
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -21,6 +26,7 @@
 #include <vector>
 
 #include "strata/config/config.hpp"
+#include "strata/data/masking.hpp"
 
 namespace strata::data {
 
@@ -30,6 +36,7 @@ class SampleSource {
   // The seq_len + 1 tokens of global training sample `sample` into `window`. Called from the
   // loader thread only.
   virtual void train_window(std::uint64_t sample, std::int32_t* window) = 0;
+  // Held-out windows (seq_len + 1 tokens), a fixed list; 0 when the source has none.
   virtual std::int64_t num_valid_windows() const { return 0; }
   virtual void valid_window(std::int64_t /*index*/, std::int32_t* /*window*/) {}
   virtual std::int64_t num_train_windows() const = 0;
@@ -37,6 +44,18 @@ class SampleSource {
   // Expected epochs of each dataset after `total_samples` samples; one line per dataset, with
   // a warning where it exceeds data.max_epochs. Empty for the in-memory sources.
   virtual std::string epoch_plan(std::uint64_t /*total_samples*/) const { return {}; }
+
+  // Masked LM: the [MASK] id and the vocabulary of the data (random replacements are drawn
+  // from [0, data_vocab)). The tokenizer's "[MASK]" (or "<mask>") special token when it has
+  // one, else id = the tokenizer's vocabulary size, which model.vocab_size must exceed (an
+  // error naming both otherwise). Only sources made with masked_lm = true answer.
+  struct MaskToken {
+    std::int32_t mask_id = -1;
+    std::int32_t data_vocab = 0;
+    std::string origin;  // how the id was found, for the log
+  };
+  virtual MaskToken mask_token() const { return {}; }
+
   // How many of the global samples [0, n) each dataset supplied (path, count): the sampler
   // position a checkpoint records. Empty for the in-memory sources.
   virtual std::vector<std::pair<std::string, std::uint64_t>> consumed_per_dataset(std::uint64_t /*n*/) const {
@@ -47,8 +66,10 @@ class SampleSource {
 };
 
 // The source data.source names. seq_len is train.seq_len; windows are seq_len + 1 tokens.
+// masked_lm: resolve the [MASK] id (mask_token()); the synthetic language then uses the ids
+// [0, vocab_size - 1) and [MASK] is vocab_size - 1.
 std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data, const config::ModelConfig& model,
-                                                 int seq_len, std::uint64_t seed);
+                                                 int seq_len, std::uint64_t seed, bool masked_lm = false);
 
 struct LoaderOptions {
   int micro_batch_size = 1;
@@ -57,6 +78,7 @@ struct LoaderOptions {
   int dp_size = 1, dp_rank = 0;
   int prefetch = 4;            // micro-batches read ahead
   std::uint64_t first_batch = 0;  // global batch to start at (a resumed run)
+  const Masker* masker = nullptr; // masked LM: corrupt each sample (outlives the loader)
 };
 
 // Micro-batches in order: step b, micro-batch m covers micro_batch_span(b, ..., m).

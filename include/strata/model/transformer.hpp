@@ -86,6 +86,15 @@ class Transformer {
   // reduction overlapped with the rest of backward); null by default.
   std::function<void(int layer)> on_layer_grads_ready;
 
+  // Sequence-length warm-up: run micro-batches of `seq_len` <= the planned sequence length
+  // (tokens, targets and the exchanged activations are then [batch, seq_len] / [rows, C] with
+  // the rows of the shorter sequence). Every buffer keeps its planned size and the kernels use
+  // its first rows; the result is the one of a model planned for `seq_len`. With sequence
+  // parallelism batch x seq_len must stay divisible by tp.
+  void set_seq_len(int seq_len);
+  int seq_len() const { return T_; }
+  int planned_seq_len() const { return Tmax_; }
+
   void zero_grads();
   // Sum over the TP group the gradients of replicated tensors that sequence parallelism
   // computes from sequence shards (norms, row-parallel biases), for the tensors starting in
@@ -113,7 +122,7 @@ class Transformer {
   // Pointers into one layer's parameters (or gradients: same offsets in the other buffer).
   struct LayerWeights {
     T *n1_w, *n1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *n2_w, *n2_b;
-    T *w1, *b1, *w3, *w2, *b2;  // gelu: w1 = fc, w2 = proj; swiglu: w1 = gate, w3 = up, w2 = down
+    T *w1, *b1, *w3, *b3, *w2, *b2;  // gelu: w1 = fc, w2 = proj; swiglu: w1 = gate, w3 = up, w2 = down
   };
   // Pointers into one layer's saved activations (for one slot).
   struct LayerActs {
@@ -150,6 +159,7 @@ class Transformer {
   ChunkPlacement place_;
   comm::Communicator* tp_;
   int B_, T_, C_, NH_, NKV_, HS_, F_, V_, L_, Lfirst_;  // NH_, NKV_, F_, V_ are local (per TP rank)
+  int Tmax_;                   // the planned sequence length (T_ <= Tmax_: set_seq_len)
   std::int64_t N_, Nsp_;       // B*T rows; rows of the residual stream on this rank
   std::int64_t vocab_start_, vocab_real_;
   bool sp_;
@@ -164,8 +174,8 @@ class Transformer {
   T *wte_ = nullptr, *dwte_ = nullptr, *wpe_ = nullptr, *dwpe_ = nullptr, *head_w_ = nullptr,
     *dhead_w_ = nullptr, *nf_w_ = nullptr, *nf_b_ = nullptr, *dnf_w_ = nullptr, *dnf_b_ = nullptr;
   // work space shared by all slots and layers
-  T *d_resid_, *d_ln_, *d_full_, *d_attn_y_, *d_q_, *d_k_, *d_v_, *d_fc_, *d_up_, *d_act_,
-      *att_scratch_, *partial_, *ce_max_, *ce_sum_, *ce_target_;
+  T *d_resid_{}, *d_ln_{}, *d_full_{}, *d_attn_y_{}, *d_q_{}, *d_k_{}, *d_v_{}, *d_fc_{}, *d_up_{}, *d_act_{},
+      *att_scratch_{}, *partial_{}, *ce_max_{}, *ce_sum_{}, *ce_target_{};
 };
 
 extern template class Transformer<float>;

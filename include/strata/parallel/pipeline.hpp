@@ -15,6 +15,10 @@
 // receives the output gradient, runs the chunk's backward and sends the input gradient back.
 // During the last micro-batch's backward each chunk's gradient buckets are handed to the
 // DP reduction as soon as backward has passed them.
+//
+// evaluate() runs forwards only (validation): every virtual stage takes the micro-batches in
+// order, (micro-batch, chunk) ascending, so each forward's input was sent by an earlier one and
+// no backward, gradient or DP reduction happens. The loss is summed on the last stage.
 #pragma once
 #include <functional>
 #include <memory>
@@ -50,12 +54,20 @@ class PipelineEngine {
   // Zero gradients, run every micro-batch through the schedule, reduce gradients over the
   // embedding group (tied weights) and DP. grad_scale = 1 / tokens in the global batch.
   StepStats run(const FillBatch& fill, float grad_scale);
+  // Forward only, `microbatches` micro-batches (at most the planned count): the summed
+  // loss of this rank's micro-batches (last stage only; zero elsewhere). Gradients untouched.
+  StepStats evaluate(const FillBatch& fill, int microbatches);
+  // Sequence-length warm-up: every chunk runs sequences of seq_len <= the planned length
+  // (Transformer::set_seq_len); fill() then writes [micro_batch_size, seq_len].
+  void set_seq_len(int seq_len);
+  int seq_len() const { return chunks_.front()->seq_len(); }
   // Global gradient norm over every rank (replicated tensors counted once).
   double grad_norm();
   // Optimizer step on every chunk; returns seconds waited on the parameter all-gather.
   double optimizer_step(double lr, double grad_scale);
 
   int num_chunks() const { return int(chunks_.size()); }
+  int microbatches() const { return m_; }
   model::Transformer<float>& chunk(int c) { return *chunks_[std::size_t(c)]; }
   DistributedOptimizer& optimizer(int c) { return *optimizers_[std::size_t(c)]; }
   const std::vector<PipelineAction>& schedule() const { return schedule_; }
@@ -67,7 +79,9 @@ class PipelineEngine {
  private:
   int virtual_stage(int chunk) const { return chunk * pp_ + stage_; }
   int tag(int microbatch, int vstage, bool grad) const { return (microbatch * pp_ * v_ + vstage) * 2 + (grad ? 1 : 0); }
-  void forward(int chunk, int microbatch, const FillBatch& fill, float grad_scale, StepStats& stats);
+  void forward(int chunk, int microbatch, const FillBatch& fill, float grad_scale, StepStats& stats,
+               bool with_grad = true);
+  void wait_sends(StepStats& stats);
   void backward(int chunk, int microbatch, StepStats& stats);
   void layer_grads_ready(int chunk, int layer);
 

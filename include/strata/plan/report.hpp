@@ -18,7 +18,7 @@ Table layout_table(const PlanResult& result, int top);
 // Memory and time breakdown of one layout, every term on its own line.
 std::string explain(const PlanRequest& request, const Candidate& candidate);
 
-// `sbatch ... --wrap "srun strata train --config JOB --set ..."` for a candidate.
+// `sbatch --nodes=N ... --export=ALL,CONFIG=JOB slurm/pretrain.sh --set ...` for a candidate.
 std::string launch_command(const PlanRequest& request, const Candidate& candidate, const std::string& model_path,
                            const std::string& job_path);
 

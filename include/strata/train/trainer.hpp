@@ -9,10 +9,14 @@
 //   (then the run stops after the save); train.resume continues from one, in any layout
 //   metrics: one JSON object per step in <out_dir>/metrics.jsonl (rank 0), a log line every
 //   train.log_interval steps, and per-rank logs on request (train.rank_logs).
+// Every eval.interval steps and at the end: the validation loss and perplexity on a fixed set
+// of held-out windows (a forward-only pipeline pass, objectives.hpp), one more JSON line.
+// train.objective picks causal or masked LM; train.seq_len_warmup grows the sequence length.
 #pragma once
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,9 +30,12 @@ struct StepMetrics {
   double loss = 0;        // mean token loss of the global batch
   double lr = 0;
   double grad_norm = 0;   // before clipping
+  int seq_len = 0;        // sequence length of this step (< train.seq_len during warm-up)
+  std::int64_t tokens = 0;       // tokens processed by the step (global batch x seq_len)
+  std::int64_t loss_tokens = 0;  // tokens with a target (masked LM: the chosen positions)
   double tokens_per_s = 0;
   double step_ms = 0;
-  double tflops = 0;      // achieved model TFLOP/s per rank (6N + attention rule)
+  double tflops = 0;      // achieved model TFLOP/s per rank (6N + attention rule, at seq_len)
   double mfu = 0;         // tflops / per-rank peak
   std::size_t mem_bytes = 0;       // peak resident memory of this process
   double compute_ms = 0;           // forward/backward kernels of this rank
@@ -39,11 +46,19 @@ struct StepMetrics {
   double data_wait_ms = 0;         // time the step waited for its batches (0 when prefetch keeps up)
 };
 
+struct EvalMetrics {
+  long step = 0;
+  double loss = 0;        // mean target-token loss on the validation set
+  double perplexity = 0;  // exp(loss)
+  std::int64_t tokens = 0;
+};
+
 struct TrainSummary {
   std::vector<StepMetrics> steps;
   double peak_tflops = 0;         // per rank, the peak MFU was measured against
   std::size_t planned_bytes = 0;  // parameters + optimizer + activations on this rank, as planned
   double valid_loss = -1;         // mean token loss on the held-out windows at the end; -1: none
+  std::vector<EvalMetrics> evals; // every validation run, in order
   // This rank's parameters after training, every chunk's flat buffer concatenated, and the
   // tensors in it (offsets into final_params): what the layout-equivalence tests compare.
   std::vector<float> final_params;

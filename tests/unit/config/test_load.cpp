@@ -54,6 +54,15 @@ train:
   seq_len: 64
   out_dir: runs/small
   log_interval: 5
+  objective: masked_lm
+  mlm_probability: 0.2
+  mlm_mask_fraction: 0.7
+  mlm_random_fraction: 0.2
+  seq_len_warmup: 100000
+  seq_len_warmup_start: 16
+eval:
+  interval: 10
+  windows: 32
 data:
   source: text
   paths: [a.txt, "b c.txt"]
@@ -107,6 +116,14 @@ TEST(ConfigLoad, FullFileGivesEveryValue) {
   EXPECT_EQ(j.train.seq_len, 64);
   EXPECT_EQ(j.train.out_dir, "runs/small");
   EXPECT_EQ(j.train.log_interval, 5);
+  EXPECT_EQ(j.train.objective, ObjectiveKind::masked_lm);
+  EXPECT_DOUBLE_EQ(j.train.mlm_probability, 0.2);
+  EXPECT_DOUBLE_EQ(j.train.mlm_mask_fraction, 0.7);
+  EXPECT_DOUBLE_EQ(j.train.mlm_random_fraction, 0.2);
+  EXPECT_EQ(j.train.seq_len_warmup, 100000u);
+  EXPECT_EQ(j.train.seq_len_warmup_start, 16);
+  EXPECT_EQ(j.eval.interval, 10);
+  EXPECT_EQ(j.eval.windows, 32);
   EXPECT_EQ(j.data.source, DataSource::text);
   EXPECT_EQ(j.data.paths, (std::vector<std::string>{"a.txt", "b c.txt"}));
   EXPECT_EQ(j.hardware.device, DeviceKind::cuda);
@@ -236,6 +253,7 @@ TEST(ConfigToYaml, EnumNamesMatchTheYamlSpelling) {
   EXPECT_STREQ(to_string(ScheduleKind::constant), "constant");
   EXPECT_STREQ(to_string(DataSource::text), "text");
   EXPECT_STREQ(to_string(DeviceKind::cuda), "cuda");
+  EXPECT_STREQ(to_string(ObjectiveKind::masked_lm), "masked_lm");
 }
 
 // ---- shipped model files ----
@@ -247,9 +265,13 @@ TEST(ConfigModels, EveryShippedModelFileLoadsAndValidates) {
     const ModelConfig m = load_model_config(entry.path().string());
     EXPECT_NO_THROW(validate(m));
     EXPECT_EQ(m.name, entry.path().stem().string()) << "name: should match the file name";
-    // A job using it with a sequence length it supports validates too.
+    // A job using it with a sequence length it supports (and the objective its attention
+    // goes with) validates too.
+    const std::string objective =
+        m.attention == AttentionKind::bidirectional ? "masked_lm" : "causal_lm";
     EXPECT_NO_THROW(parse_job_config("model: " + entry.path().string(), "job.yaml",
-                                     {"train.seq_len=" + std::to_string(m.max_seq_len)}));
+                                     {"train.seq_len=" + std::to_string(m.max_seq_len),
+                                      "train.objective=" + objective}));
     ++count;
   }
   EXPECT_GE(count, 4);

@@ -155,3 +155,32 @@ TEST(ConfigValidate, FfnFollowsGeluAndLlamaRules) {
   m.ffn_hidden = 100;
   EXPECT_EQ(m.ffn(), 100);  // explicit wins
 }
+
+TEST(ConfigValidate, TheObjectiveFixesTheAttentionMask) {
+  JobConfig j;
+  j.train.objective = ObjectiveKind::masked_lm;  // default attention: causal
+  EXPECT_TRUE(mentions(invalid(j), {"train.objective is masked_lm", "model.attention: bidirectional"}));
+  j.model.attention = AttentionKind::bidirectional;
+  EXPECT_NO_THROW(validate(j));
+  j.train.objective = ObjectiveKind::causal_lm;
+  EXPECT_TRUE(mentions(invalid(j), {"train.objective is causal_lm", "it is bidirectional"}));
+}
+
+TEST(ConfigValidate, MaskingFractionsAndWarmupStartAreChecked) {
+  JobConfig j;
+  j.train.objective = ObjectiveKind::masked_lm;
+  j.model.attention = AttentionKind::bidirectional;
+  j.train.mlm_mask_fraction = 0.8;
+  j.train.mlm_random_fraction = 0.3;
+  EXPECT_TRUE(mentions(invalid(j), {"train.mlm_mask_fraction + train.mlm_random_fraction (0.8 + 0.3)"}));
+  j.train.mlm_random_fraction = 0.1;
+  j.train.mlm_probability = 0;
+  EXPECT_TRUE(mentions(invalid(j), {"train.mlm_probability (0) must be > 0"}));
+  j.train.mlm_probability = 0.15;
+  j.train.seq_len_warmup = 1000;
+  j.train.seq_len_warmup_start = j.train.seq_len + 1;
+  EXPECT_TRUE(mentions(invalid(j), {"train.seq_len_warmup_start (129) must not exceed train.seq_len (128)"}));
+  j.eval.windows = -1;
+  j.train.seq_len_warmup_start = 8;
+  EXPECT_TRUE(mentions(invalid(j), {"eval.windows: expected an integer >= 0, got -1"}));
+}

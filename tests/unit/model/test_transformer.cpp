@@ -2,10 +2,12 @@
 // architecture family, plus the invariants the trainer relies on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "strata/core/rng.hpp"
+#include "strata/data/masking.hpp"
 #include "strata/model/transformer.hpp"
 
 using namespace strata;
@@ -64,10 +66,10 @@ void perturb(model::Transformer<double>& m, std::uint64_t seed) {
 // Central differences: with h = 1e-5 in double the truncation error is O(h^2 |L'''|) ~ 1e-10
 // and the rounding error O(eps |L| / h) ~ 1e-11, so 1e-7 absolute plus 1e-5 relative is
 // several orders above both and far below any real gradient bug.
-void expect_gradient_matches_finite_differences(const ModelConfig& cfg, int B, int T) {
+void expect_gradient_matches_finite_differences(const ModelConfig& cfg, int B, int T, const Batch* batch = nullptr) {
   model::Transformer<double> m(cfg, B, T);
   perturb(m, 11);
-  const Batch b = random_batch(cfg, B, T, 5);
+  const Batch b = batch ? *batch : random_batch(cfg, B, T, 5);
   m.zero_grads();
   const model::LossSum base = m.forward(b.tokens.data(), b.targets.data());
   const double scale = 1.0 / double(base.count);
@@ -105,11 +107,85 @@ TEST(Transformer, LlamaStyleGqaRopeGradientMatchesFiniteDifferences) {
   expect_gradient_matches_finite_differences(llama_tiny(), 2, 6);
 }
 
+// SwiGLU with biases: the gate and up biases enter the forward (they once sat unused in the
+// table: a zero gradient matches a zero finite difference, so tests/unit/ckpt/test_hf_forward
+// is what catches a bias left out of the forward).
+TEST(Transformer, LlamaStyleWithBiasesGradientMatchesFiniteDifferences) {
+  ModelConfig c = llama_tiny();
+  c.bias = true;
+  expect_gradient_matches_finite_differences(c, 2, 5);
+}
+
 TEST(Transformer, BidirectionalAttentionGradientMatchesFiniteDifferences) {
   ModelConfig c = gpt_tiny();
   c.attention = config::AttentionKind::bidirectional;
   c.tied_embeddings = false;
   expect_gradient_matches_finite_differences(c, 2, 4);
+}
+
+TEST(Transformer, MaskedLmGradientMatchesFiniteDifferences) {
+  // BERT-style: bidirectional attention, inputs corrupted by the masker ([MASK] = the last id,
+  // random tokens), the loss only on the chosen positions (the others have target -1).
+  ModelConfig c = gpt_tiny();
+  c.attention = config::AttentionKind::bidirectional;
+  const int B = 2, T = 6;
+  data::MaskingOptions o;
+  o.probability = 0.4;  // enough chosen positions in 12 for a meaningful test
+  o.mask_id = c.vocab_size - 1;
+  o.random_vocab = c.vocab_size - 1;
+  const data::Masker masker(o, 21, data::MaskStream::train);
+  const Batch raw = random_batch(c, B, T, 8);
+  Batch b{std::vector<std::int32_t>(B * T), std::vector<std::int32_t>(B * T)};
+  for (int s = 0; s < B; ++s) masker.apply(std::uint64_t(s), raw.tokens.data() + s * T, T, b.tokens.data() + s * T,
+                                           b.targets.data() + s * T);
+  const auto chosen = std::count_if(b.targets.begin(), b.targets.end(), [](std::int32_t x) { return x >= 0; });
+  ASSERT_GE(chosen, 2);
+  ASSERT_LT(chosen, B * T);
+  ASSERT_NE(std::count(b.tokens.begin(), b.tokens.end(), o.mask_id), 0);
+  model::Transformer<double> m(c, B, T);
+  m.init_parameters(1);
+  EXPECT_EQ(m.forward(b.tokens.data(), b.targets.data()).count, chosen);
+  expect_gradient_matches_finite_differences(c, B, T, &b);
+}
+
+TEST(Transformer, ShorterSequenceMatchesAModelPlannedForIt) {
+  // Sequence-length warm-up runs a model planned for T = 8 at t = 5: the loss and every
+  // gradient equal those of a model planned for 5 (the same kernels on the first rows), and
+  // going back to 8 equals a fresh model at 8.
+  for (ModelConfig c : {gpt_tiny(), llama_tiny()}) {
+    for (auto recompute : {config::RecomputeKind::none, config::RecomputeKind::full}) {
+      c.recompute = recompute;
+      model::Transformer<double> planned(c, 2, 8), small(c, 2, 5), full(c, 2, 8);
+      perturb(planned, 4);
+      perturb(small, 4);
+      perturb(full, 4);
+      const Batch b5 = random_batch(c, 2, 5, 6), b8 = random_batch(c, 2, 8, 7);
+      planned.set_seq_len(5);
+      EXPECT_EQ(planned.seq_len(), 5);
+      EXPECT_EQ(planned.planned_seq_len(), 8);
+      EXPECT_EQ(planned.activation_rows(), 10);
+      planned.zero_grads();
+      small.zero_grads();
+      const auto lp = planned.forward_backward(b5.tokens.data(), b5.targets.data(), 0.1);
+      const auto ls = small.forward_backward(b5.tokens.data(), b5.targets.data(), 0.1);
+      EXPECT_EQ(lp.count, ls.count);
+      EXPECT_NEAR(lp.sum, ls.sum, 1e-12 * std::abs(ls.sum)) << c.name;
+      for (std::size_t i = 0; i < small.grads().size(); ++i)
+        ASSERT_NEAR(planned.grads()[i], small.grads()[i], 1e-12 + 1e-10 * std::abs(small.grads()[i]))
+            << c.name << " gradient " << i;
+      planned.set_seq_len(8);
+      planned.zero_grads();
+      full.zero_grads();
+      const auto l8 = planned.forward_backward(b8.tokens.data(), b8.targets.data(), 0.1);
+      const auto f8 = full.forward_backward(b8.tokens.data(), b8.targets.data(), 0.1);
+      EXPECT_NEAR(l8.sum, f8.sum, 1e-12 * std::abs(f8.sum));
+      for (std::size_t i = 0; i < full.grads().size(); ++i)
+        ASSERT_NEAR(planned.grads()[i], full.grads()[i], 1e-12 + 1e-10 * std::abs(full.grads()[i]));
+    }
+  }
+  model::Transformer<double> m(gpt_tiny(), 1, 8);
+  EXPECT_THROW(m.set_seq_len(9), Error);
+  EXPECT_THROW(m.set_seq_len(0), Error);
 }
 
 TEST(Transformer, FullRecomputationGivesBitwiseIdenticalGradients) {

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -52,17 +53,27 @@ TEST(Trainer, WritesOneMetricsObjectPerStepWithEveryField) {
   std::ifstream in(out + "/metrics.jsonl");
   std::string line;
   int n = 0;
+  int evals = 0;
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line);
+    if (j.contains("valid_loss")) {  // the validation at the end: its own line after the last step
+      ++evals;
+      EXPECT_EQ(j.at("step").get<int>(), 5);
+      const double ppl = j.at("valid_ppl").get<double>();
+      EXPECT_NEAR(ppl, std::exp(j.at("valid_loss").get<double>()), 1e-8 * ppl);
+      continue;
+    }
     ++n;
     EXPECT_EQ(j.at("step").get<int>(), n);
-    for (const char* key : {"loss", "lr", "grad_norm", "tokens_per_s", "step_ms", "tflops", "mfu", "mem_bytes"})
+    for (const char* key : {"loss", "lr", "grad_norm", "seq_len", "tokens", "loss_tokens", "tokens_per_s", "step_ms",
+                            "tflops", "mfu", "mem_bytes"})
       EXPECT_TRUE(j.contains(key)) << key;
     EXPECT_GT(j.at("tokens_per_s").get<double>(), 0);
     EXPECT_GT(j.at("mfu").get<double>(), 0);
     EXPECT_GT(j.at("mem_bytes").get<double>(), 1e6);
   }
   EXPECT_EQ(n, 5);
+  EXPECT_EQ(evals, 1);
   std::ifstream cfg(out + "/config.yaml");
   EXPECT_TRUE(cfg.good());
 }

@@ -5,6 +5,9 @@
 //   files (held-out files), or else the held-out split (data.valid_fraction) of the datasets in
 //   --config or, by default, in the checkpoint's own config — the windows training held out.
 //   Probes: each choice scored by its log-likelihood after the prompt (train/probes.hpp).
+//   Masked LM (train.objective: masked_lm): the loss over the chosen positions of the held-out
+//   windows, corrupted as the trainer's validation corrupts them, and probes scored by filling
+//   [MASK] tokens after the prompt.
 // Runs on one rank or on tensor-parallel ranks (mpiexec -n TP); rank 0 prints.
 #include <mpi.h>
 
@@ -25,6 +28,7 @@
 #include "strata/data/loader.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/model/scoring.hpp"
+#include "strata/train/objectives.hpp"
 #include "strata/train/probes.hpp"
 
 namespace strata::cli {
@@ -42,6 +46,7 @@ struct EvalOptions {
 // The evaluation windows [n, T + 1] and where they came from; empty when there are none.
 struct Windows {
   std::vector<std::int32_t> tokens;
+  std::vector<std::int64_t> index;  // each window's index in its list (keys its masked-LM masks)
   std::int64_t count = 0;
   std::string origin;
 };
@@ -53,8 +58,10 @@ Windows read_spread(std::int64_t total, std::int64_t cap, std::size_t len,
   Windows w;
   w.count = cap > 0 ? std::min(cap, total) : total;
   w.tokens.resize(std::size_t(w.count) * len);
-  for (std::int64_t k = 0; k < w.count; ++k)
-    read(k * (total / w.count) + (k * (total % w.count)) / w.count, w.tokens.data() + std::size_t(k) * len);
+  for (std::int64_t k = 0; k < w.count; ++k) {
+    w.index.push_back(k * (total / w.count) + (k * (total % w.count)) / w.count);
+    read(w.index.back(), w.tokens.data() + std::size_t(k) * len);
+  }
   return w;
 }
 
@@ -96,6 +103,19 @@ Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
   return w;
 }
 
+// Masked LM: the data source that resolves the [MASK] token (and keys the masks of held-out
+// windows) — the --data files, or the datasets of --config or of the checkpoint's config.
+std::unique_ptr<data::SampleSource> masked_lm_source(const EvalOptions& o, const InferenceSetup& s, int T) {
+  config::DataConfig d = o.config.empty() ? s.job.data : config::load_job_config(o.config).data;
+  if (!o.data.empty()) {
+    d.source = config::DataSource::hdf5;
+    d.datasets.clear();
+    for (const std::string& path : o.data) d.datasets.push_back({path, 1.0});
+    d.valid_fraction = 0;
+  }
+  return data::make_sample_source(d, s.job.model, T, s.job.train.seed, true);
+}
+
 int run_eval(const EvalOptions& o) {
   int world_size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
@@ -106,9 +126,7 @@ int run_eval(const EvalOptions& o) {
   if (!o.probes.empty()) probes = train::load_probes(o.probes);
   InferenceSetup s = open_for_inference(o.ckpt, o.tokenizer, !probes.empty(), o.tp, world_size);
   const config::ModelConfig& mcfg = s.job.model;
-  if (!probes.empty() && mcfg.attention != config::AttentionKind::causal)
-    throw make_error(s.info.file, ": cloze probes are scored by log-likelihood, which needs a causal model "
-                     "(this one has model.attention: bidirectional)");
+  const bool masked = s.job.train.objective == config::ObjectiveKind::masked_lm;
   comm::RankGrid grid(MPI_COMM_WORLD, s.tp, 1, 1);
   const bool lead = grid.global_rank() == 0;
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -121,19 +139,43 @@ int run_eval(const EvalOptions& o) {
   nlohmann::json result = {{"checkpoint", s.info.file}, {"step", s.info.step}};
   if (lead) std::printf("eval: %s (%s)\n", s.info.file.c_str(), describe(s.info).c_str());
 
+  // Masked LM: [MASK] from the data source, held-out windows corrupted as the trainer's
+  // validation set corrupts them (train::make_masker, validation stream, keyed by window index).
+  std::unique_ptr<data::SampleSource> mask_source;
+  std::unique_ptr<data::Masker> masker;
+  std::int32_t mask_id = -1;
+  if (masked) {
+    mask_source = masked_lm_source(o, s, T);
+    masker = train::make_masker(s.job.train, *mask_source, data::MaskStream::valid);
+    mask_id = mask_source->mask_token().mask_id;
+    if (lead) std::printf("eval: masked LM, [MASK] = %d (%s)\n", mask_id, mask_source->mask_token().origin.c_str());
+  }
+
   const Windows w = read_windows(o, s, T);
   if (w.count > 0) {
-    if (mcfg.attention != config::AttentionKind::causal)
-      throw make_error(s.info.file, ": perplexity here is next-token perplexity, which needs a causal model");
     const Timer timer;
+    // inputs and targets [count, T]: next tokens (causal LM) or the chosen positions (masked LM)
+    const std::size_t len = std::size_t(T) + 1;
+    std::vector<std::int32_t> inputs(std::size_t(w.count) * std::size_t(T)), targets(inputs.size());
+    for (std::int64_t k = 0; k < w.count; ++k) {
+      const std::int32_t* win = w.tokens.data() + std::size_t(k) * len;
+      std::int32_t* in = inputs.data() + std::size_t(k) * std::size_t(T);
+      std::int32_t* tgt = targets.data() + std::size_t(k) * std::size_t(T);
+      if (masker) {
+        masker->apply(std::uint64_t(w.index[std::size_t(k)]), win, T, in, tgt);
+      } else {
+        std::copy_n(win, T, in);
+        std::copy_n(win + 1, T, tgt);
+      }
+    }
     model::Transformer<float> net(mcfg, o.batch, T, place, &grid.tp_group());
     ckpt::load_parameters(s.info.file, net.table(), net.params().data(), MPI_COMM_WORLD);
-    const model::LossSum l = model::window_loss(net, o.batch, T, w.tokens.data(), w.count);
+    const model::LossSum l = model::sequence_loss(net, o.batch, T, inputs.data(), targets.data(), w.count);
     if (lead)
-      std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld tokens) from %s; "
+      std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld %s) from %s; "
                   "%.1f s\n",
                   l.mean(), model::perplexity(l), static_cast<long long>(w.count), T, static_cast<long long>(l.count),
-                  w.origin.c_str(), timer.seconds());
+                  masked ? "masked positions" : "tokens", w.origin.c_str(), timer.seconds());
     result["validation"] = {{"loss", l.mean()}, {"perplexity", model::perplexity(l)}, {"windows", w.count},
                             {"tokens", l.count}, {"source", w.origin}};
   } else if (lead) {
@@ -147,7 +189,7 @@ int run_eval(const EvalOptions& o) {
     const Timer timer;
     model::Decoder<float> dec(mcfg, 0, s.tp, place.tp_rank, &grid.tp_group());
     ckpt::load_parameters(s.info.file, dec.table(), dec.params().data(), MPI_COMM_WORLD);
-    const train::ProbeReport r = train::score_probes(dec, *s.tokenizer, probes, o.probes);
+    const train::ProbeReport r = train::score_probes(dec, *s.tokenizer, probes, o.probes, mask_id);
     if (lead) {
       if (o.verbose)
         for (std::size_t i = 0; i < probes.size(); ++i) {

@@ -11,6 +11,7 @@
 #include "commands.hpp"
 #include "inference_setup.hpp"
 #include "strata/comm/rank_grid.hpp"
+#include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/timer.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
@@ -35,6 +36,9 @@ int run_generate(const GenerateOptions& o) {
   model::validate(o.sampling);
   if (o.max_new_tokens < 1) throw make_error("--max-new-tokens must be at least 1, got ", o.max_new_tokens);
   InferenceSetup s = open_for_inference(o.ckpt, o.tokenizer, true, o.tp, world_size);
+  if (s.job.train.objective != config::ObjectiveKind::causal_lm || s.job.model.attention != config::AttentionKind::causal)
+    throw make_error(s.info.file, ": generation continues text left to right, which needs a causal LM (this model was "
+                     "trained with train.objective: ", config::to_string(s.job.train.objective), ")");
   comm::RankGrid grid(MPI_COMM_WORLD, s.tp, 1, 1);
   const bool lead = grid.global_rank() == 0;
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));

@@ -18,10 +18,13 @@ double log_softmax_at(std::span<const T> row, std::int32_t target) {
   return double(row[std::size_t(target)]) - mx - std::log(z);
 }
 
-template <class T>
-LossSum window_loss(Transformer<T>& model, int batch, int seq_len, const std::int32_t* windows,
-                    std::int64_t count) {
-  STRATA_CHECK(model.activation_rows() == std::int64_t(batch) * seq_len, "window_loss: the model holds ",
+namespace {
+
+// Runs `count` sequences through the training forward in batches of `batch`; fill(i, tok, tgt)
+// writes sequence i; the last batch is padded with sequences that have no targets.
+template <class T, class Fill>
+LossSum batched_loss(Transformer<T>& model, int batch, int seq_len, std::int64_t count, Fill fill) {
+  STRATA_CHECK(model.activation_rows() == std::int64_t(batch) * seq_len, "scoring: the model holds ",
                model.activation_rows(), " rows, not batch ", batch, " x seq_len ", seq_len,
                " (sequence parallelism is not supported here)");
   const std::size_t n = std::size_t(batch) * std::size_t(seq_len);
@@ -32,9 +35,7 @@ LossSum window_loss(Transformer<T>& model, int batch, int seq_len, const std::in
       std::int32_t* tok = tokens.data() + std::size_t(b) * std::size_t(seq_len);
       std::int32_t* tgt = targets.data() + std::size_t(b) * std::size_t(seq_len);
       if (first + b < count) {
-        const std::int32_t* w = windows + (first + b) * (std::int64_t(seq_len) + 1);
-        std::copy_n(w, seq_len, tok);
-        std::copy_n(w + 1, seq_len, tgt);
+        fill(first + b, tok, tgt);
       } else {  // padding: any valid token in, no target
         std::fill_n(tok, seq_len, 0);
         std::fill_n(tgt, seq_len, -1);
@@ -46,6 +47,27 @@ LossSum window_loss(Transformer<T>& model, int batch, int seq_len, const std::in
     total.count += l.count;
   }
   return total;
+}
+
+}  // namespace
+
+template <class T>
+LossSum window_loss(Transformer<T>& model, int batch, int seq_len, const std::int32_t* windows,
+                    std::int64_t count) {
+  return batched_loss(model, batch, seq_len, count, [&](std::int64_t i, std::int32_t* tok, std::int32_t* tgt) {
+    const std::int32_t* w = windows + i * (std::int64_t(seq_len) + 1);
+    std::copy_n(w, seq_len, tok);
+    std::copy_n(w + 1, seq_len, tgt);
+  });
+}
+
+template <class T>
+LossSum sequence_loss(Transformer<T>& model, int batch, int seq_len, const std::int32_t* inputs,
+                      const std::int32_t* targets, std::int64_t count) {
+  return batched_loss(model, batch, seq_len, count, [&](std::int64_t i, std::int32_t* tok, std::int32_t* tgt) {
+    std::copy_n(inputs + i * seq_len, seq_len, tok);
+    std::copy_n(targets + i * seq_len, seq_len, tgt);
+  });
 }
 
 template <class T>
@@ -104,6 +126,8 @@ int best_choice(const std::vector<double>& scores) {
 #define STRATA_INSTANTIATE(T)                                                                      \
   template double log_softmax_at<T>(std::span<const T>, std::int32_t);                             \
   template LossSum window_loss<T>(Transformer<T>&, int, int, const std::int32_t*, std::int64_t);   \
+  template LossSum sequence_loss<T>(Transformer<T>&, int, int, const std::int32_t*, const std::int32_t*, \
+                                    std::int64_t);                                                 \
   template std::vector<double> choice_log_likelihoods<T>(Decoder<T>&, std::span<const std::int32_t>, \
                                                          const std::vector<std::vector<std::int32_t>>&); \
   template std::vector<double> masked_choice_log_likelihoods<T>(                                   \

@@ -71,7 +71,7 @@ std::string continuation_text(const std::string& prompt, const std::string& choi
 
 template <class T>
 ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& tokenizer,
-                         const std::vector<Probe>& probes, const std::string& origin) {
+                         const std::vector<Probe>& probes, const std::string& origin, std::int32_t mask_id) {
   ProbeReport report;
   for (const Probe& p : probes) {
     const std::string at = origin + ":" + std::to_string(p.line) + ": ";
@@ -85,7 +85,8 @@ ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& toke
                          " tokens, more than the model's ", decoder.max_len(), " positions");
     }
     ProbeScore s;
-    s.log_likelihood = model::choice_log_likelihoods(decoder, context, choices);
+    s.log_likelihood = mask_id < 0 ? model::choice_log_likelihoods(decoder, context, choices)
+                                   : model::masked_choice_log_likelihoods(decoder, context, choices, mask_id);
     s.predicted = model::best_choice(s.log_likelihood);
     s.correct = s.predicted == p.answer_index;
     report.correct += s.correct;
@@ -95,8 +96,8 @@ ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& toke
 }
 
 template ProbeReport score_probes<float>(model::Decoder<float>&, const data::Tokenizer&, const std::vector<Probe>&,
-                                         const std::string&);
+                                         const std::string&, std::int32_t);
 template ProbeReport score_probes<double>(model::Decoder<double>&, const data::Tokenizer&,
-                                          const std::vector<Probe>&, const std::string&);
+                                          const std::vector<Probe>&, const std::string&, std::int32_t);
 
 }  // namespace strata::train

@@ -4,7 +4,8 @@
 # reproducible (greedy; sampling with a seed), the KV cache gives the same greedy text as
 # re-running the whole sequence, tensor parallelism over 2 ranks gives the same text as one
 # rank, and bad input is a one-line error (missing checkpoint, bad probe JSON naming the line,
-# bad options, a TP size that is not the rank count).
+# bad options, a TP size that is not the rank count); eval's validation loss equals the
+# trainer's on the same held-out windows, for causal and masked LM.
 # usage: eval_generate.sh STRATA_BINARY SOURCE_DIR
 set -uo pipefail
 strata="$1"; src="$2"
@@ -24,6 +25,7 @@ parallel: {micro_batch_size: 8}
 optim: {lr: 3.0e-3, min_lr: 3.0e-4, warmup_steps: 5}
 train: {steps: 100, seq_len: 32, seed: 3, out_dir: $tmp/run, log_interval: 20}
 data: {source: hdf5, datasets: [{path: $tmp/lic.h5}], tokenizer: bytes, valid_fraction: 0.05}
+eval: {windows: 100000}
 hardware: {threads: 1}
 YAML
 # Trained tensor-parallel over 2 ranks: everything below loads a checkpoint written in another
@@ -48,6 +50,19 @@ assert r["probes"]["total"] == 2 and 0 <= r["probes"]["correct"] <= 2
 assert all(len(i["log_likelihood"]) == 4 and all(x < 0 for x in i["log_likelihood"]) for i in r["probes"]["items"])
 print(f"ok   eval: perplexity {ppl:.2f}, probes {r['probes']['correct']}/2")
 PY
+# The same held-out windows as the trainer's final validation (all of them): the same loss.
+same_as_trainer() {  # METRICS JSON
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+valid = [r for r in map(json.loads, open(sys.argv[1])) if "valid_loss" in r][-1]
+mine = json.loads(sys.argv[2])["validation"]
+assert mine["tokens"] == valid["valid_tokens"], (mine, valid)
+assert abs(mine["loss"] - valid["valid_loss"]) < 1e-4, (mine, valid)
+print(f"ok   eval's validation loss {mine['loss']:.5f} = the trainer's {valid['valid_loss']:.5f} on {mine['tokens']} tokens")
+PY
+}
+same_as_trainer "$tmp/run/metrics.jsonl" "$json" || fail "eval and the trainer's validation differ"
+
 json2=$(timeout 120 mpirun --oversubscribe -np 2 "$strata" eval --ckpt "$ckpt" --probes "$tmp/probes.jsonl" --json 2>&1 | tail -1)
 python3 - "$json" "$json2" <<'PY' || fail "eval on tp=2 differs from one rank: $json2"
 import json, sys
@@ -91,6 +106,23 @@ expect_error tp-not-rank-count "--tp 2 needs exactly 2 ranks" generate --ckpt "$
 "$strata" tokenizer train --input /usr/share/common-licenses/Apache-2.0 --vocab-size 280 --output "$tmp/other.json" >/dev/null 2>&1
 expect_error other-tokenizer "is not the one" generate --ckpt "$ckpt" --prompt x --tokenizer "$tmp/other.json"
 expect_error long-prompt "leaves no room" generate --ckpt "$ckpt" --prompt "$(printf 'x%.0s' {1..80})"
+
+# Masked LM (bidirectional, [MASK] = 257 for byte-level HDF5 data): perplexity over the masked
+# positions of the same corrupted held-out windows as the trainer's validation; probes scored by
+# filling [MASK] tokens; generation refused.
+out=$(timeout 120 "$strata" train --config "$tmp/run.yaml" --set train.objective=masked_lm --set model.attention=bidirectional \
+      --set model.vocab_size=258 --set train.steps=30 --set "train.out_dir=$tmp/mlm" 2>&1) || { echo "FAIL train mlm: $out"; exit 1; }
+json=$(timeout 120 "$strata" eval --ckpt "$tmp/mlm/checkpoints" --probes "$tmp/probes.jsonl" --json 2>&1)
+grep -q "masked LM, \[MASK\] = 257" <<<"$json" || fail "eval names no [MASK] id: $json"
+json=$(tail -1 <<<"$json")
+same_as_trainer "$tmp/mlm/metrics.jsonl" "$json" || fail "masked-LM eval and the trainer's validation differ"
+python3 - "$json" <<'PY' || fail "masked-LM probes: $json"
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["probes"]["total"] == 2 and all(x < 0 for i in r["probes"]["items"] for x in i["log_likelihood"])
+print("ok   masked-LM probes scored")
+PY
+expect_error mlm-generate "needs a causal LM" generate --ckpt "$tmp/mlm/checkpoints" --prompt x
 
 if [ $failures -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "eval/generate CLI: all checks passed"

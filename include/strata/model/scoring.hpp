@@ -4,7 +4,8 @@
 // input w[0..T-1], targets w[1..T],
 //   mean loss = (1 / #targets) sum_windows sum_t -log softmax(logits_t)[w[t+1]]
 //   perplexity = exp(mean loss)
-// computed with the training forward (Transformer::forward_chunk + loss), batch by batch.
+// computed with the training forward (Transformer::forward_chunk + loss), batch by batch. For a
+// masked LM the same with the corrupted inputs and the chosen positions as targets.
 //
 // Cloze choice by log-likelihood (causal LM): with context c (token ids) and a choice
 // continuation x_1..x_m,
@@ -33,6 +34,12 @@ double log_softmax_at(std::span<const T> row, std::int32_t target);
 template <class T>
 LossSum window_loss(Transformer<T>& model, int batch, int seq_len, const std::int32_t* windows,
                     std::int64_t count);
+
+// The same over sequences given as inputs and targets [count, seq_len] (target < 0: no loss),
+// e.g. masked-LM windows whose targets are the chosen positions only.
+template <class T>
+LossSum sequence_loss(Transformer<T>& model, int batch, int seq_len, const std::int32_t* inputs,
+                      const std::int32_t* targets, std::int64_t count);
 
 inline double perplexity(const LossSum& l) { return std::exp(l.mean()); }
 

@@ -2,11 +2,12 @@
 //   {"prompt": "In the beginning God created the", "answer": "heaven",
 //    "choices": ["heaven", "sea", "world", "light"]}
 // (blank lines and lines starting with # are skipped). A causal model scores each choice by
-// its log-likelihood as a continuation of the prompt (model/scoring.hpp); the probe is correct
-// when the answer scores highest. The continuation text is the choice with one space before it,
+// its log-likelihood as a continuation of the prompt, a masked LM by filling the blank after
+// the prompt (model/scoring.hpp); the probe is correct when the answer scores highest. The continuation text is the choice with one space before it,
 // unless the prompt ends in whitespace or is empty, so "... created the" + " heaven" is tokenised
 // as the corpus has it; prompt and continuation are tokenised separately.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,10 +42,13 @@ struct ProbeReport {
   double accuracy() const { return scores.empty() ? 0.0 : double(correct) / double(scores.size()); }
 };
 
-// Scores every probe with a causal model. Collective over the decoder's TP group. Throws,
+// Scores every probe: with a causal model (mask_id < 0) by the log-likelihood of each choice as
+// the prompt's continuation; with a masked LM (mask_id = its [MASK] id) by filling the blank
+// after the prompt with as many [MASK] tokens as the choice has and summing the choice's
+// log-probabilities there (model/scoring.hpp). Collective over the decoder's TP group. Throws,
 // naming the probe's line, when a prompt and choice do not fit the decoder's cache.
 template <class T>
 ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& tokenizer,
-                         const std::vector<Probe>& probes, const std::string& origin);
+                         const std::vector<Probe>& probes, const std::string& origin, std::int32_t mask_id = -1);
 
 }  // namespace strata::train

@@ -326,7 +326,8 @@ TEST(Scoring, MaskedChoiceLogLikelihoodSumsLogProbsAtTheMaskedPositions) {
 // ---- perplexity --------------------------------------------------------------------------
 
 // Perplexity over a fixed set of 5 windows (batches of 2: the last one padded) is exp of the
-// mean token loss, the loss computed independently from the decoder's log-softmax.
+// mean token loss, the loss computed independently from the decoder's log-softmax; the same
+// with explicit targets at a few positions of a bidirectional model (masked LM).
 TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   const ModelConfig cfg = gpt_tiny();
   const int T = 6, n = 5, V = cfg.vocab_size;
@@ -355,6 +356,34 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   }
   EXPECT_NEAR(l2.sum, nll, 1e-10 * nll);
   EXPECT_NEAR(model::perplexity(l2), std::exp(nll / (n * T)), 1e-10 * std::exp(nll / (n * T)));
+  // sequence_loss with explicit inputs and targets (the masked-LM form): a bidirectional model,
+  // loss only at some positions, equal to the decoder's log-softmax at those positions.
+  ModelConfig bcfg = cfg;
+  bcfg.attention = config::AttentionKind::bidirectional;
+  model::Transformer<double> bm(bcfg, 2, T);
+  init(bm, 12);
+  model::Decoder<double> bdec(bcfg);
+  std::copy(bm.params().begin(), bm.params().end(), bdec.params().begin());
+  std::vector<std::int32_t> inputs, targets;
+  for (int w = 0; w < n; ++w)
+    for (int t = 0; t < T; ++t) {
+      inputs.push_back(windows[std::size_t(w * (T + 1) + t)]);
+      targets.push_back((w + t) % 3 == 0 ? windows[std::size_t(w * (T + 1) + t + 1)] : -1);
+    }
+  const model::LossSum ls = model::sequence_loss(bm, 2, T, inputs.data(), targets.data(), n);
+  double mnll = 0;
+  std::int64_t mcount = 0;
+  for (int w = 0; w < n; ++w) {
+    bdec.reset();
+    const double* rows = bdec.forward(std::span<const std::int32_t>(inputs.data() + w * T, std::size_t(T)), true);
+    for (int t = 0; t < T; ++t)
+      if (const std::int32_t y = targets[std::size_t(w * T + t)]; y >= 0) {
+        mnll -= model::log_softmax_at(std::span<const double>(rows + t * V, std::size_t(V)), y);
+        ++mcount;
+      }
+  }
+  EXPECT_EQ(ls.count, mcount);
+  EXPECT_NEAR(ls.sum, mnll, 1e-10 * mnll);
   // A model that always predicts uniformly has perplexity V: zero output layer.
   model::Transformer<double> flat(cfg, 2, T);
   flat.init_parameters(1);

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "../../../src/ckpt/slabs.hpp"
+#include "../mpi_singleton.hpp"
 #include "strata/ckpt/checkpoint.hpp"
 #include "strata/ckpt/engine_checkpoint.hpp"
 #include "strata/config/load.hpp"
@@ -21,16 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class MpiEnvironment : public testing::Environment {
- public:
-  void SetUp() override {
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (!initialized) MPI_Init(nullptr, nullptr);
-  }
-  void TearDown() override { MPI_Finalize(); }
-};
-[[maybe_unused]] testing::Environment* const mpi_env = testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
 // Every element of the slabs, as stored flat indices, in slab order.
 std::vector<std::uint64_t> slab_elements(const std::vector<ckpt::detail::Slab>& slabs, std::uint64_t cols) {

@@ -6,23 +6,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "../mpi_singleton.hpp"
 #include "strata/config/load.hpp"
 #include "strata/train/trainer.hpp"
 
 using namespace strata;
 
 namespace {
-// The trainer builds its rank grid over MPI: one rank here (an MPI singleton).
-class MpiEnvironment : public testing::Environment {
- public:
-  void SetUp() override {
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (!initialized) MPI_Init(nullptr, nullptr);
-  }
-  void TearDown() override { MPI_Finalize(); }
-};
-[[maybe_unused]] testing::Environment* const mpi_env = testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
 config::JobConfig tiny_job(const std::string& out_dir) {
   config::JobConfig job = config::load_job_config(std::string(STRATA_SOURCE_DIR) + "/configs/test_tiny.yaml");

@@ -26,6 +26,7 @@
 #include "strata/core/timer.hpp"
 #include "strata/data/format.hpp"
 #include "strata/data/loader.hpp"
+#include "strata/data/sampler.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/train/objectives.hpp"
@@ -59,7 +60,7 @@ Windows read_spread(std::int64_t total, std::int64_t cap, std::size_t len,
   w.count = cap > 0 ? std::min(cap, total) : total;
   w.tokens.resize(std::size_t(w.count) * len);
   for (std::int64_t k = 0; k < w.count; ++k) {
-    w.index.push_back(k * (total / w.count) + (k * (total % w.count)) / w.count);
+    w.index.push_back(data::spread_index(k, w.count, total));
     read(w.index.back(), w.tokens.data() + std::size_t(k) * len);
   }
   return w;

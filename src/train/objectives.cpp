@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "strata/core/error.hpp"
+#include "strata/data/sampler.hpp"
 
 namespace strata::train {
 
@@ -66,8 +67,11 @@ ValidationSet::ValidationSet(data::SampleSource& source, const data::Masker* mas
   std::vector<std::int32_t> window(std::size_t(seq_len) + 1);
   for (int r = 0; r < rounds_; ++r)
     for (std::int64_t j = 0; j < local; ++j) {
-      const std::int64_t i = r * G + layout.dp_rank * local + j;  // the window's global index
-      if (i >= n_) break;
+      const std::int64_t k = r * G + layout.dp_rank * local + j;  // the window's place in the set
+      if (k >= n_) break;
+      // The set spreads over the whole held-out list (strata eval --windows picks the same), and
+      // masks are keyed by the window's index in that list.
+      const std::int64_t i = data::spread_index(k, n_, source.num_valid_windows());
       source.valid_window(i, window.data());
       std::int32_t* tok = tokens_.data() + (std::size_t(r) * std::size_t(local) + std::size_t(j)) * std::size_t(seq_len);
       std::int32_t* tgt = targets_.data() + (tok - tokens_.data());

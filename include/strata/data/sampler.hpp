@@ -72,4 +72,11 @@ SampleSpan dp_slice(std::uint64_t batch, int global_batch_size, int dp_size, int
 SampleSpan micro_batch_span(std::uint64_t batch, int global_batch_size, int dp_size, int dp_rank,
                             int micro_batch_size, int micro);
 
+// The k-th of `count` indices spread evenly over [0, total) (0 <= k < count <= total): a
+// validation or evaluation set capped at `count` windows samples the whole held-out list (every
+// dataset of a blend), not only its first dataset. count == total gives the identity.
+inline std::int64_t spread_index(std::int64_t k, std::int64_t count, std::int64_t total) {
+  return k * (total / count) + (k * (total % count)) / count;
+}
+
 }  // namespace strata::data

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../tiny_models.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/core/rng.hpp"
 #include "strata/model/transformer.hpp"
@@ -21,28 +22,18 @@ namespace {
 using test::world_size;
 
 ModelConfig gpt_like() {
-  ModelConfig c;
+  ModelConfig c = test::gpt_tiny();
   c.name = "tp_gpt";
-  c.num_layers = 2;
-  c.d_model = 16;
-  c.num_heads = 4;
   c.ffn_hidden = 32;
   c.vocab_size = 37;  // not a multiple of tp: exercises the vocabulary padding
-  c.max_seq_len = 8;
   return c;
 }
 
 ModelConfig llama_like() {
   ModelConfig c = gpt_like();
   c.name = "tp_llama";
-  c.num_kv_heads = 4;
   c.num_heads = 8;
-  c.norm = config::NormKind::rmsnorm;
-  c.mlp = config::MlpKind::swiglu;
-  c.positions = config::PositionKind::rope;
-  c.tied_embeddings = false;
-  c.bias = false;
-  return c;
+  return test::llama_style(c, 4);
 }
 
 void check_against_single_rank(ModelConfig cfg, bool sequence_parallel, bool recompute) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../../tiny_models.hpp"
 #include "strata/core/rng.hpp"
 #include "strata/data/masking.hpp"
 #include "strata/model/transformer.hpp"
@@ -15,27 +16,11 @@ using config::ModelConfig;
 
 namespace {
 
-ModelConfig gpt_tiny() {
-  ModelConfig c;
-  c.name = "gpt_tiny";
-  c.num_layers = 2;
-  c.d_model = 16;
-  c.num_heads = 4;
-  c.ffn_hidden = 24;
-  c.vocab_size = 23;
-  c.max_seq_len = 8;
-  return c;  // layernorm, gelu, learned positions, tied, bias, causal
-}
+ModelConfig gpt_tiny() { return test::gpt_tiny(); }
 
-ModelConfig llama_tiny() {
-  ModelConfig c = gpt_tiny();
+ModelConfig llama_tiny() {  // GQA: two query heads per KV head
+  ModelConfig c = test::llama_style(test::gpt_tiny(), 2);
   c.name = "llama_tiny";
-  c.num_kv_heads = 2;  // GQA: two query heads per KV head
-  c.norm = config::NormKind::rmsnorm;
-  c.mlp = config::MlpKind::swiglu;
-  c.positions = config::PositionKind::rope;
-  c.tied_embeddings = false;
-  c.bias = false;
   return c;
 }
 

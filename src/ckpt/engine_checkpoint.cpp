@@ -52,7 +52,8 @@ struct Entry {
   std::vector<Target> targets;  // primary first
 };
 
-// Local ranges of `p` (flat offset `flat`) inside `pieces`, each with its moments offset.
+// The parts of `pieces` (flat-buffer ranges) inside tensor `p`, as ranges of its shard, each
+// with the offset of its Adam moments in the optimizer's m/v arrays.
 std::vector<StateRange> clip_to_tensor(const model::ParamInfo& p, const std::vector<Range>& pieces,
                                        const std::vector<Range>& owned,
                                        const std::vector<std::int64_t>& owned_state) {

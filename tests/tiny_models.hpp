@@ -30,4 +30,19 @@ inline config::ModelConfig llama_style(config::ModelConfig c, int kv_heads) {
   return c;
 }
 
+// The tensor-parallel suites' shapes: an FFN that splits over 4 ranks, a vocabulary that does
+// not (padding), and for LLaMA style 8 query heads over 4 KV heads.
+inline config::ModelConfig tp_gpt_tiny() {
+  config::ModelConfig c = gpt_tiny();
+  c.name = "tp_gpt";
+  c.ffn_hidden = 32;
+  c.vocab_size = 37;
+  return c;
+}
+inline config::ModelConfig tp_llama_tiny(config::ModelConfig gpt) {
+  gpt.name = "tp_llama";
+  gpt.num_heads = 8;
+  return llama_style(gpt, 4);
+}
+
 }  // namespace strata::test

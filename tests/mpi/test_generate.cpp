@@ -26,21 +26,13 @@ namespace {
 using test::world_size;
 
 ModelConfig gpt_like() {
-  ModelConfig c = test::gpt_tiny();
-  c.name = "tp_gpt";
-  c.ffn_hidden = 32;
-  c.vocab_size = 37;  // not a multiple of tp: exercises the vocabulary padding
+  ModelConfig c = test::tp_gpt_tiny();
   c.max_seq_len = 14;
   c.init_std = 0.3;  // logits far from uniform: a well-separated argmax
   return c;
 }
 
-ModelConfig llama_like() {
-  ModelConfig c = gpt_like();
-  c.name = "tp_llama";
-  c.num_heads = 8;
-  return test::llama_style(c, 4);
-}
+ModelConfig llama_like() { return test::tp_llama_tiny(gpt_like()); }
 
 // Greedy or sampled continuation of `prompt` up to max_len tokens.
 std::vector<std::int32_t> generate(model::Decoder<double>& dec, std::vector<std::int32_t> seq,

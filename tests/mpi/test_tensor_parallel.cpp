@@ -21,20 +21,8 @@ namespace {
 
 using test::world_size;
 
-ModelConfig gpt_like() {
-  ModelConfig c = test::gpt_tiny();
-  c.name = "tp_gpt";
-  c.ffn_hidden = 32;
-  c.vocab_size = 37;  // not a multiple of tp: exercises the vocabulary padding
-  return c;
-}
-
-ModelConfig llama_like() {
-  ModelConfig c = gpt_like();
-  c.name = "tp_llama";
-  c.num_heads = 8;
-  return test::llama_style(c, 4);
-}
+ModelConfig gpt_like() { return test::tp_gpt_tiny(); }
+ModelConfig llama_like() { return test::tp_llama_tiny(gpt_like()); }
 
 void check_against_single_rank(ModelConfig cfg, bool sequence_parallel, bool recompute) {
   if (recompute) cfg.recompute = config::RecomputeKind::full;

@@ -16,6 +16,7 @@ const char* to_string(ScheduleKind v) { return schema::enum_name(v); }
 const char* to_string(PipelineSchedule v) { return schema::enum_name(v); }
 const char* to_string(DataSource v) { return schema::enum_name(v); }
 const char* to_string(DeviceKind v) { return schema::enum_name(v); }
+const char* to_string(ReduceDType v) { return schema::enum_name(v); }
 const char* to_string(ObjectiveKind v) { return schema::enum_name(v); }
 
 namespace schema {

@@ -61,6 +61,7 @@ STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", Dat
 STRATA_ENUM_NAMES(ObjectiveKind, {"causal_lm", ObjectiveKind::causal_lm},
                   {"masked_lm", ObjectiveKind::masked_lm})
 STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
+STRATA_ENUM_NAMES(ReduceDType, {"fp32", ReduceDType::fp32}, {"bf16", ReduceDType::bf16})
 #undef STRATA_ENUM_NAMES
 
 template <class E>
@@ -121,6 +122,7 @@ void visit_fields(ParallelConfig& c, V&& v) {
   v("sequence_parallel", c.sequence_parallel, any);
   v("zero_stage", c.zero_stage, non_negative);
   v("bucket_mb", c.bucket_mb, positive);
+  v("grad_reduce_dtype", c.grad_reduce_dtype, any);
 }
 
 template <class V>

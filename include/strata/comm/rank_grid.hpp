@@ -52,6 +52,10 @@ class RankGrid {
   Communicator& world_group() { return *world_; }
   // The world communicator's MPI handle, for libraries that take one (parallel HDF5 I/O).
   MPI_Comm world_handle() const;
+  // Each dimension's MPI handle: where a GPU job creates that dimension's NCCL communicator.
+  MPI_Comm tp_handle() const { return tp_->handle(); }
+  MPI_Comm pp_handle() const { return pp_->handle(); }
+  MPI_Comm dp_handle() const { return dp_->handle(); }
   // First and last pipeline stage at this (tp, dp); null on middle stages or when pp == 1.
   Communicator* embedding_group() { return embedding_.get(); }
 

@@ -43,6 +43,7 @@ struct ModelConfig {
 };
 
 enum class PipelineSchedule { gpipe, one_f_one_b, interleaved_1f1b };
+enum class ReduceDType { fp32, bf16 };  // data type of the DP gradient reduction on GPUs
 
 struct ParallelConfig {
   int tp = 1;
@@ -57,6 +58,7 @@ struct ParallelConfig {
   bool sequence_parallel = false;
   int zero_stage = 0;         // 0: replicated optimizer; 1: optimizer state sharded over DP
   double bucket_mb = 25.0;    // gradient all-reduce / reduce-scatter bucket size
+  ReduceDType grad_reduce_dtype = ReduceDType::fp32;  // GPU: reduce fp32 gradients as fp32 or bf16
 };
 
 enum class ScheduleKind { cosine, constant, linear };

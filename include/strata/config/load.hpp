@@ -40,6 +40,7 @@ const char* to_string(ScheduleKind v);
 const char* to_string(PipelineSchedule v);
 const char* to_string(DataSource v);
 const char* to_string(DeviceKind v);
+const char* to_string(ReduceDType v);
 const char* to_string(ObjectiveKind v);
 
 }  // namespace strata::config

@@ -1,0 +1,39 @@
+// Fused scaled dot-product attention with an online softmax (flash-attention style: Dao et
+// al. 2022, FlashAttention-2 2023): the T x T score matrix is never stored. Causal or
+// bidirectional, grouped-query heads (query head h reads KV head h / (NH / NKV)), head sizes
+// 64 and 128, bf16 in and out, fp32 softmax statistics and accumulators, tensor-core
+// (mma/wmma bf16) products.
+//   q: rows (b, t) of NH*HS with row stride ld_q; k, v: rows of NKV*HS with stride ld_kv;
+//   out: [B, T, NH, HS] contiguous.
+//   forward   S = q k^T / sqrt(HS) (masked to s <= t when causal), out = softmax(S) v,
+//             lse[b, h, t] = log sum_s exp(S[t, s])  (saved for the backward)
+//   backward  D = rowsum(dout * out); P = exp(S - lse); dv = P^T dout; dP = dout v^T;
+//             dS = P (dP - D); dq = dS k / sqrt(HS); dk = dS^T q / sqrt(HS)   (all =)
+// The backward needs fp32 work space (attention_workspace_floats) for the dq accumulation
+// and the GQA group sums of dk/dv.
+#pragma once
+#include "strata/kernels/cuda/common.hpp"
+
+namespace strata::kernels::cuda {
+
+struct FlashShape {
+  index_t B, T, NH, NKV, HS;
+  index_t ld_q, ld_kv;
+  bool causal;
+};
+
+// Throws strata::Error unless HS is 64 or 128, NH % NKV == 0.
+void check_flash_shape(const FlashShape& s);
+index_t attention_workspace_floats(const FlashShape& s);
+
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashShape& s,
+                       cudaStream_t stream);
+// dq/dk/dv use the strides of q/k/v (ld_q, ld_kv). workspace: attention_workspace_floats(s) floats.
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* workspace, const bf16* dout, const bf16* out,
+                        const float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashShape& s,
+                        cudaStream_t stream);
+
+// FLOPs of the forward (4 B NH T^2 HS, halved when causal) for benchmarks; backward = 2.5x.
+double attention_forward_flops(const FlashShape& s);
+
+}  // namespace strata::kernels::cuda

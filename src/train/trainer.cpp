@@ -9,6 +9,7 @@
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 
 #include "strata/ckpt/engine_checkpoint.hpp"
 #include "strata/comm/rank_grid.hpp"
@@ -19,7 +20,9 @@
 #include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
+#include "strata/kernels/gpu_peaks.hpp"
 #include "strata/optim/optimizer.hpp"
+#include "strata/parallel/gpu_engine.hpp"
 #include "strata/parallel/pipeline.hpp"
 #include "strata/train/objectives.hpp"
 #include "strata/train/signals.hpp"
@@ -152,7 +155,25 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
   return os.str();
 }
 
-TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
+// What the GPU path (hardware.device: cuda, parallel::GpuEngine) does not run yet, refused
+// before anything is built; the engine itself refuses pp > 1 and sequence parallelism.
+void check_gpu_job(const config::JobConfig& job) {
+  const std::string at = job.source.empty() ? "" : job.source + ": ";
+  if (job.train.seq_len_warmup > 0)
+    throw make_error(at, "train.seq_len_warmup is not supported with hardware.device: cuda yet (set it to 0)");
+  if (job.train.resume != "none")
+    throw make_error(at, "train.resume: ", job.train.resume, " is not supported with hardware.device: cuda yet: ",
+                     "checkpoints are not written or read on GPUs (docs/gpu.md); use train.resume: none");
+  if (job.ckpt.interval > 0)
+    throw make_error(at, "ckpt.interval: ", job.ckpt.interval, " is not supported with hardware.device: cuda yet: ",
+                     "checkpoints are not written on GPUs (docs/gpu.md); set ckpt.interval: 0");
+}
+
+// The training loop over either engine: PipelineEngine (CPU, every layout) or GpuEngine
+// (CUDA, pp = 1). Only the engine-specific pieces branch on `gpu`.
+template <class Engine>
+TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engine& engine) {
+  constexpr bool gpu = std::is_same_v<Engine, parallel::GpuEngine>;
   const config::ModelConfig& mcfg = job.model;
   const config::TrainConfig& tcfg = job.train;
   const comm::GridShape& shape = grid.shape();
@@ -172,17 +193,17 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   const bool masked_lm = tcfg.objective == config::ObjectiveKind::masked_lm;
   const std::unique_ptr<data::SampleSource> source =
       data::make_sample_source(job.data, mcfg, T, tcfg.seed, masked_lm);
-  parallel::PipelineEngine engine(mcfg, job.parallel, job.optim, T, batch.microbatches, grid);
   engine.init_parameters(tcfg.seed);
 
   // Resume: parameters, Adam moments and step from a checkpoint of any layout.
   namespace fs = std::filesystem;
   const std::string ckpt_dir = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
-  ckpt::EngineCheckpointer checkpointer(job, engine, grid);
-  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir);
+  std::unique_ptr<ckpt::EngineCheckpointer> checkpointer;
+  if constexpr (!gpu) checkpointer = std::make_unique<ckpt::EngineCheckpointer>(job, engine, grid);
+  const std::string resume_file = gpu ? std::string() : resume_target(tcfg.resume, ckpt_dir);
   ckpt::TrainState resumed;
   if (!resume_file.empty()) {
-    resumed = checkpointer.load(resume_file, source->tokenizer_hash());
+    resumed = checkpointer->load(resume_file, source->tokenizer_hash());
     if (resumed.consumed_samples % std::uint64_t(batch.global) != 0)
       throw make_error("checkpoint '", resume_file, "' stopped after ", resumed.consumed_samples,
                        " samples, not a whole number of this run's global batches of ", batch.global,
@@ -228,11 +249,17 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
   std::int32_t* step_tokens = step_batch.data<std::int32_t>(i_tokens);
   std::int32_t* step_targets = step_batch.data<std::int32_t>(i_targets);
 
-  // Peak FLOP/s per rank for MFU: configured, or the node's measured fp32 FMA peak shared
-  // among the ranks on the node (rank 0 measures while the others wait).
+  // Peak FLOP/s per rank for MFU: configured; on GPUs the device's dense bf16 peak from the
+  // table keyed by its name; on CPUs the node's measured fp32 FMA peak shared among the ranks
+  // on the node (rank 0 measures while the others wait).
   double peak_tflops = job.hardware.peak_tflops;
-  const char* peak_source = "hardware.peak_tflops";
-  if (peak_tflops <= 0) {
+  std::string peak_source = "hardware.peak_tflops";
+  if (peak_tflops <= 0 && gpu) {
+    std::string entry;
+    if constexpr (gpu) peak_tflops = kernels::gpu_peak_bf16_tflops(engine.device_name(), &entry);
+    peak_source = peak_tflops > 0 ? "dense bf16 peak of the " + entry + " (kernels/gpu_peaks.cpp)"
+                                  : entry + ": no peak known, MFU not reported (set hardware.peak_tflops)";
+  } else if (peak_tflops <= 0) {
     double node_peak = lead ? kernels::cpu::measure_fp32_peak_gflops(cores, 0.3) / 1e3 : 0.0;
     grid.world_group().broadcast(&node_peak, 1, DType::f64, 0);
     peak_tflops = node_peak / grid.local_size();
@@ -250,8 +277,9 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     const auto path = fs::path(tcfg.out_dir) / ("rank" + std::to_string(grid.global_rank()) + ".log");
     rank_log.reset(std::fopen(path.c_str(), "w"));
     if (!rank_log) throw make_error("cannot create rank log '", path.string(), "'");
-    std::fprintf(rank_log.get(), "%s; schedule %s\n", grid.describe().c_str(),
-                 parallel::to_string(engine.schedule()).c_str());
+    std::string schedule = "none (pp 1, GPU)";
+    if constexpr (!gpu) schedule = parallel::to_string(engine.schedule());
+    std::fprintf(rank_log.get(), "%s; schedule %s\n", grid.describe().c_str(), schedule.c_str());
   }
 
   TrainSummary summary;
@@ -282,9 +310,13 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
        << " tokens/step (micro-batch " << batch.micro << ", " << batch.microbatches
        << " micro-batches per DP rank)\n";
     os << describe_objective(job, masker.get(), source->mask_token(), valid_set) << '\n';
-    for (int c = 0; c < engine.num_chunks(); ++c) {
-      engine.chunk(c).parameter_memory().print(os);
-      engine.chunk(c).activation_memory().print(os, 8);
+    if constexpr (gpu) {
+      os << engine.description() << '\n';
+    } else {
+      for (int c = 0; c < engine.num_chunks(); ++c) {
+        engine.chunk(c).parameter_memory().print(os);
+        engine.chunk(c).activation_memory().print(os, 8);
+      }
     }
     os << "rank 0 planned total: " << format_bytes(double(summary.planned_bytes)) << " (optimizer state "
        << format_bytes(double(engine.optimizer_bytes())) << "); threads per rank " << threads << "; peak "
@@ -314,7 +346,11 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     st.lr = last_lr;
     st.consumed_per_dataset = source->consumed_per_dataset(st.consumed_samples);
     st.tokenizer_hash = source->tokenizer_hash();
-    const ckpt::SaveResult r = checkpointer.save(ckpt_dir, st, job.ckpt.keep);
+    if (!checkpointer) {  // GPU runs (check_gpu_job refused interval and resume)
+      if (lead) log_warn("checkpoint at step ", step, " not written: checkpoints on GPUs are not implemented yet");
+      return;
+    }
+    const ckpt::SaveResult r = checkpointer->save(ckpt_dir, st, job.ckpt.keep);
     summary.last_checkpoint = r.file;
     if (lead)
       log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
@@ -361,7 +397,7 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     if (const int next_t = warmup_seq_len(tcfg, tokens_seen); next_t != t) {
       t = next_t;
       t_mb_elems = std::int64_t(batch.micro) * t;
-      engine.set_seq_len(t);
+      if constexpr (!gpu) engine.set_seq_len(t);
     }
     // Target tokens of the global batch: known before the step on every rank (masked LM: a
     // pure function of the sample indices), so the gradient is the mean over exactly them.
@@ -448,16 +484,33 @@ TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
     run_eval(summary.last_step);
   if (valid_set.windows() == 0 && job.eval.windows > 0 && lead)
     log_info("validation: skipped, the data source has no held-out windows (data.valid_fraction for hdf5)");
-  for (int c = 0; c < engine.num_chunks(); ++c) {
-    const std::int64_t base = std::int64_t(summary.final_params.size());
-    for (model::ParamInfo info : engine.chunk(c).table().entries()) {
-      info.offset += base;
-      summary.final_param_info.push_back(std::move(info));
+  if constexpr (gpu) {
+    summary.final_param_info = engine.table().entries();
+    summary.final_params.resize(std::size_t(engine.table().numel()));
+    engine.download_parameters(summary.final_params.data());
+  } else {
+    for (int c = 0; c < engine.num_chunks(); ++c) {
+      const std::int64_t base = std::int64_t(summary.final_params.size());
+      for (model::ParamInfo info : engine.chunk(c).table().entries()) {
+        info.offset += base;
+        summary.final_param_info.push_back(std::move(info));
+      }
+      auto p = engine.chunk(c).params();
+      summary.final_params.insert(summary.final_params.end(), p.begin(), p.end());
     }
-    auto p = engine.chunk(c).params();
-    summary.final_params.insert(summary.final_params.end(), p.begin(), p.end());
   }
   return summary;
+}
+
+TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
+  const BatchShape batch = resolve_batch(job.parallel, grid.shape().dp);
+  if (job.hardware.device == config::DeviceKind::cuda) {
+    check_gpu_job(job);
+    parallel::GpuEngine engine(job.model, job.parallel, job.optim, job.train.seq_len, batch.microbatches, grid);
+    return train_loop(job, grid, engine);
+  }
+  parallel::PipelineEngine engine(job.model, job.parallel, job.optim, job.train.seq_len, batch.microbatches, grid);
+  return train_loop(job, grid, engine);
 }
 
 }  // namespace

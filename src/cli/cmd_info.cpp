@@ -3,12 +3,14 @@
 
 #include <Kokkos_Core.hpp>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "commands.hpp"
 #include "strata/config.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cuda/device.hpp"
+#include "strata/kernels/gpu_peaks.hpp"
 
 namespace strata::cli {
 
@@ -38,9 +40,13 @@ Action add_info_command(CLI::App& app) {
                 cuda.driver_version.c_str(), cuda.cublas_version.c_str());
     std::printf("  NCCL          %s\n", cuda.nccl_version.c_str());
     std::printf("  GPUs          %s\n", cuda.status.c_str());
-    for (const auto& d : cuda.devices)
-      std::printf("    [%d] %s, sm_%d%d, %.1f GiB, %d SMs\n", d.index, d.name.c_str(), d.sm_major,
-                  d.sm_minor, d.memory_gib, d.multiprocessors);
+    for (const auto& d : cuda.devices) {
+      std::string entry;  // the MFU denominator the trainer will use for this device
+      const double peak = kernels::gpu_peak_bf16_tflops(d.name, &entry);
+      std::printf("    [%d] %s, sm_%d%d, %.1f GiB, %d SMs; bf16 peak %s\n", d.index, d.name.c_str(), d.sm_major,
+                  d.sm_minor, d.memory_gib, d.multiprocessors,
+                  peak > 0 ? (std::to_string(int(peak)) + " TFLOP/s (" + entry + ")").c_str() : entry.c_str());
+    }
     return 0;
   };
 }

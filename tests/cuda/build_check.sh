@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# What a CUDA build promises on a machine without a GPU (label unit, runs in CI):
+#   1. every CUDA program carries machine code for sm_80 (A100) and sm_90 (H100/H200);
+#   2. `strata train` with hardware.device: cuda ends with one clear line and a non-zero exit,
+#      on one rank and on two (no hang), naming why no GPU can be used;
+#   3. what the GPU path does not run yet is refused before anything starts, naming the key.
+# On a machine with a GPU, part 2 is skipped (training would start).
+# usage: build_check.sh STRATA_BINARY SOURCE_DIR CUDA_TESTS_BINARY
+set -uo pipefail
+strata="$1"; src="$2"; cuda_tests="$3"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+source "$src/tests/cli/lib.bash"
+cuobjdump="$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)"
+
+for bin in "$strata" "$cuda_tests"; do
+  archs=$("$cuobjdump" --list-elf "$bin" 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
+  for want in sm_80 sm_90; do
+    if grep -qw "$want" <<<"$archs"; then echo "ok   $(basename "$bin") has $want code ($archs)"
+    else echo "FAIL $(basename "$bin"): no $want code (found: ${archs:-none})"; failures=$((failures + 1)); fi
+  done
+done
+
+good="$src/configs/test_tiny.yaml"
+# One head of 64: the GPU attention kernel's head sizes are 64 and 128.
+cuda=(--set hardware.device=cuda --set model.num_heads=1 --set train.out_dir="$tmp/run")
+if "$strata" info 2>/dev/null | grep -q "GPUs .*device(s)"; then
+  echo "skip no-gpu cases: this machine has a GPU"
+else
+  expect_error no-gpu "CUDA" train --config "$good" "${cuda[@]}"
+  out=$(timeout 120 mpiexec -n 2 --oversubscribe "$strata" train --config "$good" "${cuda[@]}" 2>&1); rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 124 ] && grep -q "CUDA" <<<"$out"; then echo "ok   no-gpu-2-ranks: exit $rc"
+  else echo "FAIL no-gpu-2-ranks: exit $rc: $out"; failures=$((failures + 1)); fi
+fi
+expect_error gpu-warmup "train.seq_len_warmup" train --config "$good" "${cuda[@]}" --set train.seq_len_warmup=1000
+expect_error gpu-resume "train.resume" train --config "$good" "${cuda[@]}" --set train.resume=auto
+expect_error gpu-ckpt-interval "ckpt.interval" train --config "$good" "${cuda[@]}" --set ckpt.interval=5
+out=$(timeout 120 mpiexec -n 2 --oversubscribe "$strata" train --config "$good" "${cuda[@]}" --set parallel.pp=2 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ $rc -lt 124 ] && grep -q "pipeline parallelism" <<<"$out"; then echo "ok   gpu-pp: exit $rc"
+else echo "FAIL gpu-pp: exit $rc: $out"; failures=$((failures + 1)); fi
+
+if [ $failures -ne 0 ]; then echo "$failures case(s) failed"; exit 1; fi
+echo "the CUDA build carries sm_80 and sm_90 code and the GPU path fails clearly where it cannot run"

@@ -5,7 +5,9 @@
 // elements; three segments with different weight decays, gaps between them in both
 // buffers (must stay untouched), sizes not multiples of a block, one segment of 1 element.
 // Tolerances: each element is a few fp32 operations on O(1) values: master agrees with
-// the double reference to ~1e-7 absolute (atol 1e-6), m and v to a few ulp (rtol 1e-5);
+// the double reference to a few ulp of O(1) values (rtol 1e-6, atol 1e-6); v (a sum of
+// positive terms) to a few ulp (rtol 1e-5); m = b1 m + (1 - b1) g can cancel, so its error
+// is a few ulp of the terms (|terms| <= ~0.4: ulp 3e-8), atol 1e-7;
 // param_bf16 must be exactly bf16(master) as downloaded (round to nearest even).
 #include <gtest/gtest.h>
 
@@ -71,7 +73,7 @@ TEST_F(CudaAdamW, SegmentsMatchCpuAtSteps1And10BothGradLayouts) {
                              std::to_string(step);
       // The gaps of the state buffers hold their initial values in the reference too.
       EXPECT_TRUE(all_close(got_master, to_float(master), 1e-6, 1e-6)) << at;
-      EXPECT_TRUE(all_close(dm.download(), to_float(m), 1e-5, 1e-9)) << at;
+      EXPECT_TRUE(all_close(dm.download(), to_float(m), 1e-5, 1e-7)) << at;
       EXPECT_TRUE(all_close(dv.download(), to_float(v), 1e-5, 1e-12)) << at;
       EXPECT_TRUE(all_close(to_float(dparam.download()), want_param, 0, 0)) << at;
     }

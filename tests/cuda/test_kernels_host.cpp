@@ -117,7 +117,8 @@ TEST(CudaHostPointwise, OnlineMaxSumMergeMatchesDirectComputation) {
 
 // One AdamW element in fp32 against the CPU kernel in double at steps 1 and 10, with the
 // same (float-valued) hyper-parameters: the update is a few fp32 operations, so the
-// parameter agrees to ~1e-7 absolute (values O(1)) and m, v to a few ulp (rtol 1e-6).
+// parameter agrees to ~1e-7 absolute (values O(1)), v to a few ulp (rtol 1e-6) and m,
+// which can cancel (b1 m + (1 - b1) g), to a few ulp of its terms (atol 1e-7).
 TEST(CudaHostPointwise, AdamWElementMatchesCpuReference) {
   const float lr = 3e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.5f;
   const std::vector<float> p0 = randn_f32(64, 31), g = randn_f32(64, 32), m0 = randn_f32(64, 33, 0.1);
@@ -134,7 +135,7 @@ TEST(CudaHostPointwise, AdamWElementMatchesCpuReference) {
     std::vector<float> fp = p0, fm = m0, fv = v0;
     for (std::size_t i = 0; i < 64; ++i) pw::adamw_element(fp[i], fm[i], fv[i], g[i], k, lr * wd);
     EXPECT_TRUE(all_close(fp, to_float(p), 1e-6, 1e-6)) << "step " << step;
-    EXPECT_TRUE(all_close(fm, to_float(m), 1e-6, 1e-9)) << "step " << step;
+    EXPECT_TRUE(all_close(fm, to_float(m), 1e-6, 1e-7)) << "step " << step;
     EXPECT_TRUE(all_close(fv, to_float(v), 1e-6, 1e-9)) << "step " << step;
   }
 }

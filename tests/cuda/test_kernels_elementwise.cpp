@@ -191,14 +191,17 @@ TEST_F(CudaActivations, GeluSwigluMatchCpu) {
       cpu::gelu_backward<double>(dx.data(), dyd.data(), xd.data(), n + off);
       cpu::swiglu_forward<double>(sy.data(), xd.data(), ud.data(), n + off);
       cpu::swiglu_backward<double>(dg.data(), du.data(), dyd.data(), xd.data(), ud.data(), n + off);
-      auto tail = [off](const std::vector<double>& v) { return to_float(std::vector<double>(v.begin() + off, v.end())); };
+      auto tail = [off](const std::vector<double>& v) {
+        return to_float(std::vector<double>(v.begin() + off, v.end()));
+      };
 
       DeviceBuffer<bf16> bx(to_bf16(x)), bu(to_bf16(u)), bdy(to_bf16(dy));
       DeviceBuffer<bf16> by(x.size()), bdx(x.size()), bsy(x.size()), bdg(x.size()), bdu(x.size());
       cu::gelu_forward(by.get() + off, bx.get() + off, n, nullptr);
       cu::gelu_backward(bdx.get() + off, bdy.get() + off, bx.get() + off, n, nullptr);
       cu::swiglu_forward(bsy.get() + off, bx.get() + off, bu.get() + off, n, nullptr);
-      cu::swiglu_backward(bdg.get() + off, bdu.get() + off, bdy.get() + off, bx.get() + off, bu.get() + off, n, nullptr);
+      cu::swiglu_backward(bdg.get() + off, bdu.get() + off, bdy.get() + off, bx.get() + off, bu.get() + off, n,
+                          nullptr);
       auto got = [off](const DeviceBuffer<bf16>& b) {
         const auto v = to_float(b.download());
         return std::vector<float>(v.begin() + off, v.end());

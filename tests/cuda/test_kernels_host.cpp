@@ -41,7 +41,8 @@ TEST(CudaHostRopeTable, EqualsCpuRopeAnglesRoundedToFloat) {
     for (long t = 0; t < max_T; ++t)
       for (long i = 0; i < half; ++i) {
         const std::size_t at = static_cast<std::size_t>(2 * (t * half + i));
-        ASSERT_EQ(table[at], static_cast<float>(x[static_cast<std::size_t>(t * HS + i)])) << "cos t=" << t << " i=" << i;
+        ASSERT_EQ(table[at], static_cast<float>(x[static_cast<std::size_t>(t * HS + i)]))
+            << "cos t=" << t << " i=" << i;
         ASSERT_EQ(table[at + 1], static_cast<float>(x[static_cast<std::size_t>(t * HS + half + i)]))
             << "sin t=" << t << " i=" << i;
       }

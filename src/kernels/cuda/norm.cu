@@ -30,8 +30,9 @@ namespace {
 constexpr index_t kMaxC = 16384;
 
 template <int K, bool kLayerNorm>
-__global__ void __launch_bounds__(1024) norm_forward_kernel(bf16* y, float* mean, float* rstd, const bf16* x, const bf16* w,
-                                    const bf16* b, index_t N, index_t C, float eps) {
+__global__ void __launch_bounds__(1024) norm_forward_kernel(bf16* y, float* mean, float* rstd, const bf16* x,
+                                                            const bf16* w, const bf16* b, index_t N, index_t C,
+                                                            float eps) {
   __shared__ float shared[32];
   for (index_t n = blockIdx.x; n < N; n += gridDim.x) {
     const bf16* xr = x + n * C;

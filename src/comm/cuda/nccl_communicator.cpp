@@ -258,7 +258,7 @@ void NcclCommunicator::Impl::fail(const char* op, const std::string& what) {
 
 void NcclCommunicator::Impl::watch_loop() {
   cudaSetDevice(device);  // events and the communicator belong to this device
-  const std::string late = "did not complete within " + std::to_string(int(timeout_s)) + " s";
+  const std::string late = detail::concat("did not complete within ", timeout_s, " s");
   std::unique_lock lock(mu);
   while (!stop) {
     cv.wait_for(lock, std::chrono::milliseconds(100));

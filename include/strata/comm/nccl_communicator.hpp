@@ -11,6 +11,13 @@
 //   compute that follows; wait(work) makes the compute stream wait for the operation's
 //   completion event; test(work) queries that event.
 // - barrier() and synchronize() block the host until the communication is done.
+// - isend/irecv: NCCL matches a send and a receive by their order between two ranks (the tag
+//   is not used), and a send blocks on the GPU until the peer's receive runs. So consecutive
+//   isend/irecv calls are issued together as one NCCL group by the next call that needs them
+//   (wait/test of one of them, any other operation of this communicator, barrier,
+//   synchronize): "everyone isend(next), irecv(prev), wait both" works as with MPI.
+// - at most 64 non-blocking operations pending at once (a fixed pool of event pairs); a
+//   communicator is moved only while none is pending (Work refers to the object).
 // Errors: every NCCL call is checked (the message names the operation, the group "dp" and
 // the rank). A watchdog thread polls ncclCommGetAsyncError and the completion events of
 // the pending operations; an operation pending longer than the timeout, or an asynchronous

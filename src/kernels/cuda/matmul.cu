@@ -12,8 +12,8 @@
 //
 // Algorithm choice: the first call of a shape asks cuBLASLt's heuristic for one algorithm
 // under the workspace size and caches it with its descriptors (Algo); later calls reuse it.
-// Shapes for which the heuristic finds nothing, pointers not 16-byte aligned (cuBLASLt's
-// heuristic assumes aligned operands) and set_force_cublas(true) go to cublasGemmEx
+// Shapes for which the heuristic finds nothing, pointers or row strides not 16-byte aligned
+// (cuBLASLt's heuristic assumes aligned operands) and set_force_cublas(true) go to cublasGemmEx
 // (CUBLAS_GEMM_DEFAULT), which is always available for these types.
 //
 // Linear layer: forward Y = X W^T (+ b) with b added by the cuBLASLt BIAS epilogue (in fp32,
@@ -106,7 +106,11 @@ void Blas::gemm_impl(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
   const cublasOperation_t opb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
 
   Algo* algo = nullptr;
-  const bool lt_ok = !force_cublas_ && aligned16(A) && aligned16(B) && aligned16(C) && (!bias || aligned16(bias));
+  // cuBLASLt only for 16-byte aligned pointers and row strides (every model GEMM); odd
+  // strides (tests, odd shapes) take cublasGemmEx, which has no alignment requirement.
+  const index_t c_align = c_type == GemmOut::bf16 ? 8 : 4;
+  const bool lt_ok = !force_cublas_ && aligned16(A) && aligned16(B) && aligned16(C) && (!bias || aligned16(bias)) &&
+                     lda % 8 == 0 && ldb % 8 == 0 && ldc % c_align == 0;
   if (lt_ok) {
     const auto key = std::make_tuple(trans_a, trans_b, M, N, K, lda, ldb, ldc, int(c_type), bias != nullptr);
     auto it = cache_.find(key);

@@ -12,14 +12,20 @@
 //   Q tile -> registers (HS/16 matrix_a fragments per warp). For each visible key block j:
 //     K_j, V_j -> shared memory;  S = Q K_j^T (fp32, shared);  per row (two lanes per row,
 //     alternate columns): s2 = S scale log2(e) or -inf where masked, m_new = max(m, max s2),
-//     alpha = 2^(m - m_new), p = 2^(s2 - m_new) -> P (bf16, shared), l = alpha l + sum p,
-//     O = alpha O (O: fp32 in shared memory, since a wmma accumulator's element positions
-//     are unspecified, the per-row rescale happens on the shared copy), O += P V_j.
+//     alpha = 2^(m - m_new), p = 2^(s2 - m_new) -> P (bf16, shared), l = alpha l + sum p;
+//     O = alpha O + P V_j with O in wmma accumulator fragments (registers). A fragment's
+//     element positions are unspecified, so each thread learns the row of each of its
+//     elements once, by loading the matrix (r, c) = r into a fragment, and reads alpha of that
+//     row from shared memory.
 //   out = O / l (bf16), lse = (m + log2 l) ln 2.
 //   Causal: key blocks after the diagonal block are skipped; query blocks run heaviest first.
-//   Shared memory: Q, K, V [64][HS+8] bf16, S [64][68] fp32, P [64][72] bf16, O [64][HS+4]
-//   fp32 (110 KiB at HS = 128); the +8/+4 pads shift rows across banks and keep every 16x16
-//   fragment 32-byte aligned, as wmma loads require.
+//   Shared memory: Q, K, V [64][HS+8] bf16, S [64][68] fp32, P [64][72] bf16, 64 row factors,
+//   the 16x16 row-index matrix (77 KiB at HS = 128, two blocks per SM); the +8/+4 pads shift
+//   rows across banks and keep every 16x16 fragment 32-byte aligned, as wmma requires.
+//   Each warp reads all of K and V from shared memory for its 16 rows (16 flops per byte of
+//   shared memory), which bounds this design to roughly half of the H100's mma peak (the
+//   H100's 128 bytes per clock of shared memory feed 2048 of its ~4096 bf16 flops per clock
+//   per SM); not yet measured.
 //
 // Backward (FlashAttention-2, Algorithm 2): a pre-pass computes D = rowsum(dout * out) per
 // (b, h, t) into the work space and zeroes the fp32 dq accumulator. Then one block per (key
@@ -69,16 +75,16 @@ struct Layout {
   static constexpr int ldh = HS + 8;       // bf16 [64][HS] tiles (Q, K, V, dO)
   static constexpr int lds = kBlockN + 4;  // fp32 [64][64] scores (S, dP)
   static constexpr int ldp = kBlockN + 8;  // bf16 [64][64] probabilities (P, dS)
-  static constexpr int ldo = HS + 4;       // fp32 [64][HS] output accumulator
-  static constexpr int tile_h = 64 * ldh * 2, tile_s = 64 * lds * 4, tile_p = 64 * ldp * 2, tile_o = 64 * ldo * 4;
+  static constexpr int tile_h = 64 * ldh * 2, tile_s = 64 * lds * 4, tile_p = 64 * ldp * 2;
   // forward: Q K V S P O
+  // forward: Q K V S P, the per-row factors (64 fp32) and the 16x16 row-index matrix
   static constexpr int f_q = 0, f_k = f_q + tile_h, f_v = f_k + tile_h, f_s = f_v + tile_h, f_p = f_s + tile_s,
-                       f_o = f_p + tile_p, f_bytes = f_o + tile_o;
+                       f_row = f_p + tile_p, f_rowid = f_row + 64 * 4, f_bytes = f_rowid + 256 * 4;
   // backward: K V Q dO S^T dP^T P^T dS^T lse D scratch
   static constexpr int b_k = 0, b_v = b_k + tile_h, b_q = b_v + tile_h, b_do = b_q + tile_h, b_s = b_do + tile_h,
                        b_dp = b_s + tile_s, b_p = b_dp + tile_s, b_ds = b_p + tile_p, b_lse = b_ds + tile_p,
                        b_d = b_lse + 64 * 4, b_scratch = b_d + 64 * 4, b_bytes = b_scratch + flash::kWarps * 256 * 4;
-  static_assert(tile_h % 32 == 0 && tile_s % 32 == 0 && tile_p % 32 == 0 && tile_o % 32 == 0,
+  static_assert(tile_h % 32 == 0 && tile_s % 32 == 0 && tile_p % 32 == 0,
                 "every region starts 32-byte aligned (wmma)");
 };
 
@@ -105,7 +111,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   bf16* sV = reinterpret_cast<bf16*>(smem + L::f_v);
   float* sS = reinterpret_cast<float*>(smem + L::f_s);
   bf16* sP = reinterpret_cast<bf16*>(smem + L::f_p);
-  float* sO = reinterpret_cast<float*>(smem + L::f_o);
+  float* sRow = reinterpret_cast<float*>(smem + L::f_row);      // per-row factor (alpha, then 1/l)
+  float* sRowId = reinterpret_cast<float*>(smem + L::f_rowid);  // [16][16], element (r, c) = r
 
   const index_t T = s.T;
   const int n_qb = flash::num_blocks(T, kBlockM);
@@ -117,16 +124,25 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   const index_t t = q0 + warp * 16 + row;      // its query position
 
   load_tile<HS>(sQ, L::ldh, q + (b * T + q0) * s.ld_q + h * HS, s.ld_q, T - q0);
-  for (int i = threadIdx.x; i < 64 * L::ldo; i += kThreads) sO[i] = 0.0f;
+  for (int i = threadIdx.x; i < 256; i += kThreads) sRowId[i] = float(i / 16);
   __syncthreads();
   FragA qf[HS / 16];
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk) wmma::load_matrix_sync(qf[kk], sQ + (warp * 16) * L::ldh + kk * 16, L::ldh);
+  // The O accumulator stays in registers. A wmma fragment's element-to-position mapping is
+  // unspecified but the same for every fragment of a type, so loading the matrix (r, c) = r
+  // tells each thread the row of each of its elements (row_of.x[i]): that is what the
+  // per-row rescales of O need.
+  FragC row_of;
+  wmma::load_matrix_sync(row_of, sRowId, 16, wmma::mem_row_major);
+  FragC o_acc[HS / 16];
+#pragma unroll
+  for (int n = 0; n < HS / 16; ++n) wmma::fill_fragment(o_acc[n], 0.0f);
+  float* w_row = sRow + warp * 16;  // this warp's 16 row factors
 
   flash::RowState st = flash::row_state_init();
-  float* s_row = sS + (warp * 16 + row) * L::lds;
+  const float* s_row = sS + (warp * 16 + row) * L::lds;
   bf16* p_row = sP + (warp * 16 + row) * L::ldp;
-  float* o_row = sO + (warp * 16 + row) * L::ldo;
   const int n_kv = flash::kv_blocks_for_q_block(q_block, T, s.causal);
   for (int j = 0; j < n_kv; ++j) {
     const index_t k0 = index_t(j) * kBlockN;
@@ -155,9 +171,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
 #pragma unroll 8
     for (int i = 0; i < kBlockN / 2; ++i) {
       const int c = 2 * i + half;
-      const float x = flash::key_visible(t, k0 + c, T, s.causal) ? s_row[c] * scale_log2 : flash::neg_inf();
-      s_row[c] = x;
-      mx = fmaxf(mx, x);
+      if (flash::key_visible(t, k0 + c, T, s.causal)) mx = fmaxf(mx, s_row[c] * scale_log2);
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // both lanes of the row agree
     const float alpha = flash::row_begin_block(st, mx);
@@ -165,40 +179,51 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
 #pragma unroll 8
     for (int i = 0; i < kBlockN / 2; ++i) {
       const int c = 2 * i + half;
-      const float p = flash::exp2_shifted(s_row[c], st.m2);
+      const float p =
+          flash::key_visible(t, k0 + c, T, s.causal) ? flash::exp2_shifted(s_row[c] * scale_log2, st.m2) : 0.0f;
       p_row[c] = __float2bfloat16(p);
       sum += p;
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     flash::row_add_sum(st, sum);
-#pragma unroll 8
-    for (int i = 0; i < HS / 2; ++i) o_row[2 * i + half] *= alpha;
+    if (half == 0) w_row[row] = alpha;
     __syncwarp();
 
-    // O_w += P_w V
+    // O_w = alpha O_w + P_w V
+    FragA pf[kBlockN / 16];
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) wmma::load_matrix_sync(pf[kk], sP + (warp * 16) * L::ldp + kk * 16, L::ldp);
 #pragma unroll
     for (int n = 0; n < HS / 16; ++n) {
-      FragC acc;
-      wmma::load_matrix_sync(acc, sO + (warp * 16) * L::ldo + n * 16, L::ldo, wmma::mem_row_major);
+#pragma unroll
+      for (int i = 0; i < o_acc[n].num_elements; ++i) o_acc[n].x[i] *= w_row[int(row_of.x[i])];
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        FragA pf;
         FragB vf;
-        wmma::load_matrix_sync(pf, sP + (warp * 16) * L::ldp + kk * 16, L::ldp);
         wmma::load_matrix_sync(vf, sV + (kk * 16) * L::ldh + n * 16, L::ldh);
-        wmma::mma_sync(acc, pf, vf, acc);
+        wmma::mma_sync(o_acc[n], pf[kk], vf, o_acc[n]);
       }
-      wmma::store_matrix_sync(sO + (warp * 16) * L::ldo + n * 16, acc, L::ldo, wmma::mem_row_major);
+    }
+  }
+
+  // out = O / l, through a 16x16 scratch (this warp's S rows, no longer needed).
+  __syncwarp();  // every lane is done reading w_row (alpha) and its S row
+  if (half == 0) w_row[row] = flash::row_inv_sum(st);
+  __syncwarp();
+  float* scratch = sS + (warp * 16) * L::lds;
+#pragma unroll
+  for (int n = 0; n < HS / 16; ++n) {
+#pragma unroll
+    for (int i = 0; i < o_acc[n].num_elements; ++i) o_acc[n].x[i] *= w_row[int(row_of.x[i])];
+    wmma::store_matrix_sync(scratch, o_acc[n], 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int e = lane; e < 256; e += 32) {
+      const index_t tt = q0 + warp * 16 + e / 16;
+      if (tt < T) out[((b * T + tt) * s.NH + h) * HS + n * 16 + e % 16] = __float2bfloat16(scratch[e]);
     }
     __syncwarp();
   }
-
-  if (t < T) {
-    const float inv = flash::row_inv_sum(st);
-    bf16* o_g = out + ((b * T + t) * s.NH + h) * HS;
-    for (int i = 0; i < HS / 2; ++i) o_g[2 * i + half] = __float2bfloat16(o_row[2 * i + half] * inv);
-    if (half == 0) lse[(b * s.NH + h) * T + t] = flash::row_lse(st);
-  }
+  if (t < T && half == 0) lse[(b * s.NH + h) * T + t] = flash::row_lse(st);
 }
 
 // D[b, h, t] = sum_d dout[b, t, h, d] out[b, t, h, d]: one warp per (b, t, h) row r =
@@ -319,19 +344,20 @@ __global__ void __launch_bounds__(kThreads)
       }
       __syncwarp();
 
-      // dV_w += P^T_w dO,  dK_w += dS^T_w Q  (the softmax scale of dK is applied at the end)
+      // dV_w += P^T_w dO,  dK_w += dS^T_w Q  (the softmax scale of dK is applied at the end);
+      // kk (16 queries) outermost so that each P^T, dS^T fragment is loaded once.
 #pragma unroll
-      for (int n = 0; n < HS / 16; ++n) {
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+        FragA a_p, a_ds;
+        wmma::load_matrix_sync(a_p, sP + (warp * 16) * L::ldp + kk * 16, L::ldp);
+        wmma::load_matrix_sync(a_ds, sdS + (warp * 16) * L::ldp + kk * 16, L::ldp);
 #pragma unroll
-        for (int kk = 0; kk < kBlockM / 16; ++kk) {
-          FragA a;
+        for (int n = 0; n < HS / 16; ++n) {
           FragB bm;
-          wmma::load_matrix_sync(a, sP + (warp * 16) * L::ldp + kk * 16, L::ldp);
           wmma::load_matrix_sync(bm, sdO + (kk * 16) * L::ldh + n * 16, L::ldh);
-          wmma::mma_sync(dv_acc[n], a, bm, dv_acc[n]);
-          wmma::load_matrix_sync(a, sdS + (warp * 16) * L::ldp + kk * 16, L::ldp);
+          wmma::mma_sync(dv_acc[n], a_p, bm, dv_acc[n]);
           wmma::load_matrix_sync(bm, sQ + (kk * 16) * L::ldh + n * 16, L::ldh);
-          wmma::mma_sync(dk_acc[n], a, bm, dk_acc[n]);
+          wmma::mma_sync(dk_acc[n], a_ds, bm, dk_acc[n]);
         }
       }
       __syncthreads();  // dS^T of all 64 keys is written

@@ -33,16 +33,18 @@ void emulate_forward(const std::vector<float>& S, const std::vector<float>& V, i
       for (int j = 0; j < flash::kv_blocks_for_q_block(qb, T, causal); ++j) {
         const std::int64_t k0 = std::int64_t(j) * flash::kBlockN;
         float s2[flash::kBlockN];
+        bool visible[flash::kBlockN];
         float lane_max[2] = {flash::neg_inf(), flash::neg_inf()};
         for (int c = 0; c < flash::kBlockN; ++c) {
-          s2[c] = flash::key_visible(t, k0 + c, T, causal) ? S[t * T + k0 + c] * scale_log2 : flash::neg_inf();
-          lane_max[c % 2] = std::fmax(lane_max[c % 2], s2[c]);
+          visible[c] = flash::key_visible(t, k0 + c, T, causal);
+          s2[c] = visible[c] ? S[t * T + k0 + c] * scale_log2 : 0.0f;
+          if (visible[c]) lane_max[c % 2] = std::fmax(lane_max[c % 2], s2[c]);
         }
         const float alpha = flash::row_begin_block(st, std::fmax(lane_max[0], lane_max[1]));
         float lane_sum[2] = {0.0f, 0.0f};
         for (auto& x : o) x *= alpha;
         for (int c = 0; c < flash::kBlockN; ++c) {
-          const float p = flash::exp2_shifted(s2[c], st.m2);
+          const float p = visible[c] ? flash::exp2_shifted(s2[c], st.m2) : 0.0f;
           lane_sum[c % 2] += p;
           if (p != 0.0f)
             for (int d = 0; d < HS; ++d) o[d] += bf16_round(p) * V[(k0 + c) * HS + d];

@@ -251,6 +251,7 @@ std::size_t GpuEngine::activation_bytes() const { return impl_->act_plan.total_b
 
 std::string GpuEngine::description() const {
   const Impl& e = *impl_;
+  e.use_device();
   std::ostringstream os;
   const auto [free_b, total_b] = kc::device_memory_info();
   os << "GPU engine on device " << e.device << " (" << device_name() << ", " << format_bytes(double(total_b))

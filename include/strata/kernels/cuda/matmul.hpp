@@ -53,6 +53,10 @@ class Blas {
   void* workspace_ = nullptr;
   std::size_t workspace_bytes_ = 0;
   bool force_cublas_ = false;
+  // gemm with an optional bias over the columns of a bf16 C (linear_forward).
+  void gemm_impl(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha, const bf16* A,
+                 index_t lda, const bf16* B, index_t ldb, float beta, void* C, GemmOut c_type, index_t ldc,
+                 const bf16* bias);
   struct Algo;  // cached cuBLASLt descriptors and heuristic result for one shape
   std::map<std::tuple<bool, bool, index_t, index_t, index_t, index_t, index_t, index_t, int, bool>, Algo*> cache_;
 };

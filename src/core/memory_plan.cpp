@@ -1,6 +1,7 @@
 #include "strata/core/memory_plan.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
@@ -37,12 +38,22 @@ void MemoryPlan::allocate() {
   if (!p) throw make_error("MemoryPlan '", owner_, "': out of memory allocating ", format_bytes(double(bytes)));
   std::memset(p, 0, bytes);
   arena_ = std::shared_ptr<void>(p, std::free);
+  device_ = Device::cpu;
+}
+
+void MemoryPlan::allocate_with(std::shared_ptr<void> arena, Device device) {
+  STRATA_CHECK(!arena_, "MemoryPlan '", owner_, "' allocated twice");
+  STRATA_CHECK(arena, "MemoryPlan '", owner_, "': allocate_with() got a null arena");
+  STRATA_CHECK(reinterpret_cast<std::uintptr_t>(arena.get()) % 64 == 0, "MemoryPlan '", owner_,
+               "': allocate_with() needs a 64-byte aligned arena");
+  arena_ = std::move(arena);
+  device_ = device;
 }
 
 Tensor MemoryPlan::tensor(std::size_t index) const {
   STRATA_CHECK(arena_, "MemoryPlan '", owner_, "' used before allocate()");
   const Entry& e = entries_.at(index);
-  return Tensor::view(static_cast<char*>(arena_.get()) + e.offset, e.shape, e.dtype);
+  return Tensor::view(static_cast<char*>(arena_.get()) + e.offset, e.shape, e.dtype, device_);
 }
 
 Tensor MemoryPlan::tensor(const std::string& name) const {

@@ -28,9 +28,15 @@ class MemoryPlan {
 
   // Reserve a buffer; returns its index. Only valid before allocate().
   std::size_t add(std::string name, Shape shape, DType dtype, std::string lifetime);
-  // One allocation for every entry (zero-filled).
+  // One allocation for every entry (zero-filled), in host memory.
   void allocate();
+  // Use an arena someone else allocated: at least max(total_bytes(), 64) bytes, 64-byte
+  // aligned, zero-filled, freed by `arena`'s deleter. The views tensor() returns carry
+  // `device` (kernels::cuda::allocate_on_device passes cudaMalloc'ed memory and Device::cuda).
+  void allocate_with(std::shared_ptr<void> arena, Device device);
   bool allocated() const { return arena_ != nullptr; }
+  Device device() const { return device_; }
+  const std::string& owner() const { return owner_; }
 
   Tensor tensor(std::size_t index) const;
   Tensor tensor(const std::string& name) const;
@@ -47,6 +53,7 @@ class MemoryPlan {
   std::vector<Entry> entries_;
   std::size_t total_ = 0;
   std::shared_ptr<void> arena_;
+  Device device_ = Device::cpu;
 };
 
 std::string format_bytes(double bytes);

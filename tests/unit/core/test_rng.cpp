@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 
 #include "strata/core/memory_plan.hpp"
 #include "strata/core/rng.hpp"
@@ -53,4 +55,30 @@ TEST(MemoryPlan, CarvesAlignedNonOverlappingViews) {
   EXPECT_GE(reinterpret_cast<char*>(pb) - reinterpret_cast<char*>(pa), 15 * 4);
   EXPECT_EQ(plan.total_bytes(), 64u + 64u);
   EXPECT_THROW(plan.tensor("missing"), Error);
+  EXPECT_EQ(plan.tensor(a).device(), Device::cpu);
+}
+
+// An external allocator (the GPU runtime's cudaMalloc) provides the arena and the device of
+// the views; the plan only carves it. Here the "device" arena is host memory tagged cuda.
+TEST(MemoryPlan, AllocateWithUsesTheGivenArenaAndDevice) {
+  bool freed = false;  // declared before the plan: the deleter runs when the plan goes
+  MemoryPlan plan("external");
+  const auto a = plan.add("a", {4}, DType::f32, "step");
+  const auto b = plan.add("b", {2}, DType::f32, "step");
+  {
+    void* raw = std::aligned_alloc(64, 128);
+    plan.allocate_with(std::shared_ptr<void>(raw, [&freed](void* p) { std::free(p), freed = true; }),
+                       Device::cuda);
+    EXPECT_EQ(plan.tensor(a).data<float>(), static_cast<float*>(raw));
+    EXPECT_EQ(static_cast<void*>(plan.tensor(b).data<float>()), static_cast<char*>(raw) + 64);
+  }
+  EXPECT_EQ(plan.tensor(b).device(), Device::cuda);
+  EXPECT_EQ(plan.device(), Device::cuda);
+  EXPECT_THROW(plan.allocate(), Error);  // allocated twice
+  EXPECT_FALSE(freed);                   // the plan keeps the arena alive
+  MemoryPlan unaligned("unaligned");
+  unaligned.add("x", {1}, DType::f32, "step");
+  auto* raw = static_cast<char*>(std::aligned_alloc(64, 128));
+  EXPECT_THROW(unaligned.allocate_with(std::shared_ptr<void>(raw + 4, [raw](void*) { std::free(raw); }), Device::cuda),
+               Error);
 }

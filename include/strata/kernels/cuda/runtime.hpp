@@ -7,6 +7,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "strata/core/memory_plan.hpp"
 #include "strata/kernels/cuda/common.hpp"
@@ -19,6 +20,9 @@ namespace strata::kernels::cuda {
 // Calls cudaSetDevice and returns the index. Throws (naming both numbers) when there are
 // more local ranks than devices and CUDA_VISIBLE_DEVICES is unset, or no device exists.
 int select_device(int local_rank, int local_size);
+// The choice select_device makes, without touching CUDA (host-testable): device_count is
+// what cudaGetDeviceCount reports, visible_devices_set whether CUDA_VISIBLE_DEVICES is set.
+int choose_device(int local_rank, int local_size, int device_count, bool visible_devices_set);
 
 class Stream {
  public:

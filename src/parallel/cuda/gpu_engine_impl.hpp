@@ -66,6 +66,14 @@ struct GpuEngine::Impl {
   std::int64_t numel = 0, padded = 0;  // table elements; flat buffers padded to a multiple of dp
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_ranges;  // flat range of each layer
 
+  // ---- memory: every buffer, planned in the constructor, one allocation per plan. Declared
+  // before the streams and communicators so that it is released after them (their pending
+  // work may still read it while they shut down).
+  MemoryPlan param_plan{"gpu parameters"};
+  MemoryPlan optim_plan{"gpu optimizer"};
+  MemoryPlan act_plan{"gpu activations"};
+  MemoryPlan host_plan{"gpu host staging (pinned)"};
+
   // ---- device runtime -----------------------------------------------------------------------
   int device = -1;
   std::unique_ptr<kc::Stream> stream;
@@ -73,11 +81,6 @@ struct GpuEngine::Impl {
   std::unique_ptr<kc::Blas> blas;
   std::unique_ptr<comm::NcclCommunicator> tp_comm, dp_comm;  // null where that dimension is 1
   std::unique_ptr<kc::Event> ev_start, ev_compute_end, ev_wait_end, ev_gather_start, ev_gather_end;
-
-  MemoryPlan param_plan{"gpu parameters"};
-  MemoryPlan optim_plan{"gpu optimizer"};
-  MemoryPlan act_plan{"gpu activations"};
-  MemoryPlan host_plan{"gpu host staging (pinned)"};
 
   // ---- parameters and gradients (flat layout of `table`) ------------------------------------
   bf16* params = nullptr;  // [padded] bf16 copy used by the kernels

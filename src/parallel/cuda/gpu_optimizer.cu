@@ -36,8 +36,9 @@ void GpuEngine::Impl::plan_optimizer() {
     state_elems += r.size();
   }
   // AdamW segments: the owned pieces cut at ParamGroup boundaries (one weight decay each).
+  const std::vector<optim::ParamGroup> groups = optim::make_param_groups(table, opt);
   for (std::size_t i = 0; i < owned.size(); ++i)
-    for (const optim::ParamGroup& grp : optim::make_param_groups(table, opt)) {
+    for (const optim::ParamGroup& grp : groups) {
       const Range r = owned[i].intersect({grp.offset, grp.offset + grp.numel});
       if (r.size() <= 0) continue;
       segments_host.push_back({r.begin, shard_offset[i] + (r.begin - owned[i].begin), r.size(),

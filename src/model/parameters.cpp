@@ -1,8 +1,10 @@
 #include "strata/model/parameters.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "strata/core/error.hpp"
+#include "strata/core/rng.hpp"
 
 namespace strata::model {
 
@@ -161,5 +163,26 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
   }
   return t;
 }
+
+template <class T>
+void init_parameter_values(const ParameterTable& table, std::uint64_t seed, T* params) {
+  for (const ParamInfo& p : table.entries()) {
+    T* w = params + p.offset;
+    if (p.init_std == 0.0) {
+      std::fill(w, w + p.numel, T(p.kind == ParamKind::norm ? 1 : 0));
+      continue;
+    }
+    // Element i of the *global* tensor, whatever shard of it this rank holds: every layout
+    // draws the same weights (DESIGN.md invariant 2). Vocabulary padding rows stay zero.
+    const core::CounterRng rng(seed, p.name);
+    const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
+    for (std::int64_t i = 0; i < real; ++i)
+      w[i] = T(p.init_std * rng.normal(std::uint64_t(p.global_index(i))));
+    for (std::int64_t i = real; i < p.numel; ++i) w[i] = T(0);
+  }
+}
+
+template void init_parameter_values<float>(const ParameterTable&, std::uint64_t, float*);
+template void init_parameter_values<double>(const ParameterTable&, std::uint64_t, double*);
 
 }  // namespace strata::model

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <string>
 
-#include "strata/core/rng.hpp"
 #include "strata/kernels/cpu/activations.hpp"
 #include "strata/kernels/cpu/attention.hpp"
 #include "strata/kernels/cpu/cross_entropy.hpp"
@@ -230,20 +229,7 @@ std::pair<std::int64_t, std::int64_t> Transformer<T>::layer_range(int layer) con
 
 template <class T>
 void Transformer<T>::init_parameters(std::uint64_t seed) {
-  for (const ParamInfo& p : table_.entries()) {
-    T* w = params_ + p.offset;
-    if (p.init_std == 0.0) {
-      k::fill(w, T(p.kind == ParamKind::norm ? 1 : 0), p.numel);
-      continue;
-    }
-    // Element i of the *global* tensor, whatever shard of it this rank holds: every layout
-    // draws the same weights (DESIGN.md invariant 2). Vocabulary padding rows stay zero.
-    const core::CounterRng rng(seed, p.name);
-    const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
-    for (std::int64_t i = 0; i < real; ++i)
-      w[i] = T(p.init_std * rng.normal(std::uint64_t(p.global_index(i))));
-    for (std::int64_t i = real; i < p.numel; ++i) w[i] = T(0);
-  }
+  init_parameter_values(table_, seed, params_);
 }
 
 template <class T>

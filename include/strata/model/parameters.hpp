@@ -79,4 +79,11 @@ class ParameterTable {
 // The table for one chunk; with the default placement, the whole model on one rank.
 ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkPlacement& place = {});
 
+// The layout-independent initial values of every parameter of `table` (DESIGN.md invariant
+// 2) into a host buffer in its flat layout (table.numel() elements): element i of a tensor is
+// init_std * normal(CounterRng(seed, name), global index of i); norms ones, biases zeros,
+// vocabulary padding rows zero. Transformer::init_parameters and the GPU engine both call it.
+template <class T>
+void init_parameter_values(const ParameterTable& table, std::uint64_t seed, T* params);
+
 }  // namespace strata::model

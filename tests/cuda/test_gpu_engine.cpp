@@ -1,0 +1,208 @@
+// GpuEngine on one GPU against the CPU model (Transformer<float>) from the same initial
+// weights and batch: loss, every parameter's gradient, memorisation of a fixed batch,
+// recompute = full against none, ZeRO-1 against ZeRO-0, and the settings it refuses.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "../gpu_engine_checks.hpp"
+#include "../unit/mpi_singleton.hpp"
+#include "cuda_test_util.hpp"
+#include "strata/comm/rank_grid.hpp"
+#include "strata/model/transformer.hpp"
+#include "strata/optim/optimizer.hpp"
+#include "strata/parallel/gpu_engine.hpp"
+
+using namespace strata;
+
+namespace {
+
+constexpr int kB = 2, kT = 32, kM = 2;  // two micro-batches of 2 x 32 tokens
+constexpr std::uint64_t kSeed = 7;
+
+struct Result {
+  double loss = 0;  // mean over the step's target tokens
+  std::vector<float> grads;
+};
+
+parallel::GpuEngine::FillBatch filler(const config::ModelConfig& c) {
+  return [c](int mb, std::int32_t* tokens, std::int32_t* targets) { test::fill_batch(c, kB, kT, mb, tokens, targets); };
+}
+
+Result cpu_step(const config::ModelConfig& c) {
+  model::Transformer<float> m(c, kB, kT);
+  m.init_parameters(kSeed);
+  m.zero_grads();
+  const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
+  std::vector<std::int32_t> tok(kB * kT), tgt(kB * kT);
+  model::LossSum sum;
+  for (int mb = 0; mb < kM; ++mb) {
+    test::fill_batch(c, kB, kT, mb, tok.data(), tgt.data());
+    const model::LossSum l = m.forward_backward(tok.data(), tgt.data(), scale);
+    sum.sum += l.sum;
+    sum.count += l.count;
+  }
+  Result r;
+  r.loss = sum.mean();
+  r.grads.assign(m.grads().begin(), m.grads().begin() + m.table().numel());
+  return r;
+}
+
+config::ParallelConfig parallel_config(int zero_stage = 0) {
+  config::ParallelConfig p;
+  p.micro_batch_size = kB;
+  p.zero_stage = zero_stage;
+  return p;
+}
+
+Result gpu_step(parallel::GpuEngine& e, const config::ModelConfig& c) {
+  const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
+  const parallel::StepStats st = e.run(filler(c), scale);
+  EXPECT_EQ(st.loss.count, test::count_targets(kB, kT, kM));
+  EXPECT_GT(st.compute_s, 0.0);
+  Result r;
+  r.loss = st.loss.mean();
+  r.grads.resize(std::size_t(e.table().numel()));
+  e.download_gradients(r.grads.data());
+  return r;
+}
+
+class GpuEngineTest : public test::CudaTest {
+ protected:
+  void SetUp() override {
+    test::CudaTest::SetUp();
+    if (IsSkipped()) return;
+    grid_ = std::make_unique<comm::RankGrid>(MPI_COMM_WORLD, 1, 1, 1);
+  }
+  std::unique_ptr<parallel::GpuEngine> engine(const config::ModelConfig& c, int zero_stage = 0) {
+    auto e = std::make_unique<parallel::GpuEngine>(c, parallel_config(zero_stage), config::OptimConfig{}, kT, kM, *grid_);
+    e->init_parameters(kSeed);
+    return e;
+  }
+  // (a) loss and (b) gradients of one step against the CPU model.
+  void expect_matches_cpu(const config::ModelConfig& c) {
+    const Result cpu = cpu_step(c);
+    auto e = engine(c);
+    // The fp32 master weights are exactly the CPU's initial values.
+    std::vector<float> w(std::size_t(e->table().numel()));
+    e->download_parameters(w.data());
+    model::Transformer<float> ref(c, kB, kT);
+    ref.init_parameters(kSeed);
+    for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(w[i], ref.params()[i]) << "parameter element " << i;
+    const Result gpu = gpu_step(*e, c);
+    // Loss ~ ln(97) ~ 4.6 from bf16 logits: each logit carries a relative error of a few 2^-9
+    // (bf16 inputs, fp32 accumulation) ~ 0.01 absolute at |logit| ~ 1, which moves the mean
+    // loss by about that much; 2e-2 relative (~0.09) leaves a wide margin and still catches a
+    // wrong mask, scale or softmax (errors of order 1).
+    EXPECT_NEAR(gpu.loss, cpu.loss, 2e-2 * cpu.loss) << c.name;
+    test::expect_gradients_close(e->table(), gpu.grads, ref.table(), cpu.grads);
+    EXPECT_NE(e->description().find("gpu activations"), std::string::npos);
+  }
+  std::unique_ptr<comm::RankGrid> grid_;
+};
+
+TEST_F(GpuEngineTest, GptStyleLossAndGradientsMatchCpu) { expect_matches_cpu(test::gpu_gpt()); }
+
+TEST_F(GpuEngineTest, LlamaStyleLossAndGradientsMatchCpu) { expect_matches_cpu(test::gpu_llama()); }
+
+TEST_F(GpuEngineTest, BidirectionalAttentionMatchesCpu) {
+  config::ModelConfig c = test::gpu_gpt();
+  c.attention = config::AttentionKind::bidirectional;
+  expect_matches_cpu(c);
+}
+
+TEST_F(GpuEngineTest, MemorisesAFixedBatch) {
+  // 20 AdamW steps on the same two micro-batches: a 2-layer model of width 128 memorises 128
+  // tokens, so the loss must fall far below its initial ln(97) ~ 4.6 (the CPU model in fp32
+  // reaches about the same; a broken backward or optimizer leaves it near 4.6).
+  for (const config::ModelConfig& c : {test::gpu_gpt(), test::gpu_llama()}) {
+    auto e = engine(c, 1);
+    const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
+    double first = 0;
+    for (int step = 0; step < 20; ++step) {
+      const parallel::StepStats st = e->run(filler(c), scale);
+      if (step == 0) first = st.loss.mean();
+      const double norm = e->grad_norm();
+      ASSERT_TRUE(std::isfinite(norm));
+      e->optimizer_step(3e-3, optim::clip_factor(norm, 1.0));
+    }
+    const double last = e->evaluate(filler(c), kM).loss.mean();
+    EXPECT_NEAR(first, std::log(97.0), 0.5) << c.name;
+    EXPECT_LT(last, first / 4) << c.name << ": loss " << first << " -> " << last << " after 20 steps";
+  }
+}
+
+TEST_F(GpuEngineTest, FullRecomputationGivesTheSameLossAndGradients) {
+  for (config::ModelConfig c : {test::gpu_gpt(), test::gpu_llama()}) {
+    auto none = engine(c);
+    const Result a = gpu_step(*none, c);
+    c.recompute = config::RecomputeKind::full;
+    auto full = engine(c);
+    const Result b = gpu_step(*full, c);
+    EXPECT_LT(full->activation_bytes(), none->activation_bytes());
+    // The recomputed forward repeats the same kernels on the same inputs; only the order of
+    // the embedding backward's fp32 atomic additions may differ (fp32 rounding, ~1e-7).
+    EXPECT_NEAR(a.loss, b.loss, 1e-6 * a.loss) << c.name;
+    EXPECT_TRUE(test::all_close(b.grads, a.grads, 1e-4, 1e-7)) << c.name;
+  }
+}
+
+TEST_F(GpuEngineTest, ZeroStageOneOnOneRankEqualsZeroStageZero) {
+  const config::ModelConfig c = test::gpu_llama();
+  auto z0 = engine(c, 0);
+  auto z1 = engine(c, 1);
+  for (int step = 0; step < 2; ++step) {
+    const Result a = gpu_step(*z0, c), b = gpu_step(*z1, c);
+    EXPECT_NEAR(a.loss, b.loss, 1e-6 * a.loss);
+    EXPECT_TRUE(test::all_close(b.grads, a.grads, 1e-4, 1e-7));
+    EXPECT_NEAR(z0->grad_norm(), z1->grad_norm(), 1e-4 * z0->grad_norm());
+    EXPECT_EQ(z0->optimizer_step(1e-3, 1.0), 0.0);
+    EXPECT_EQ(z1->optimizer_step(1e-3, 1.0), 0.0);  // dp = 1: nothing to gather
+  }
+  std::vector<float> p0(std::size_t(z0->table().numel())), p1(p0.size());
+  z0->download_parameters(p0.data());
+  z1->download_parameters(p1.data());
+  EXPECT_TRUE(test::all_close(p1, p0, 1e-5, 1e-6));
+  EXPECT_EQ(z0->optimizer_bytes(), z1->optimizer_bytes());
+}
+
+TEST_F(GpuEngineTest, GradientNormMatchesTheDownloadedGradients) {
+  const config::ModelConfig c = test::gpu_gpt();
+  auto e = engine(c);
+  const Result r = gpu_step(*e, c);
+  double sq = 0;
+  for (float x : r.grads) sq += double(x) * x;
+  EXPECT_NEAR(e->grad_norm(), std::sqrt(sq), 1e-4 * std::sqrt(sq));
+}
+
+// ---- limits: checked from the configuration before any device is touched, so these run on
+// machines without a GPU too (not CudaTest).
+
+void expect_refused(config::ModelConfig c, config::ParallelConfig p, const std::string& expected) {
+  comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, 1);
+  try {
+    parallel::GpuEngine e(c, p, config::OptimConfig{}, kT, kM, grid);
+    ADD_FAILURE() << "expected an error mentioning '" << expected << "'";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find(expected), std::string::npos) << err.what();
+  }
+}
+
+TEST(GpuEngineLimits, PipelineParallelismIsRefused) {
+  config::ParallelConfig p = parallel_config();
+  p.pp = 2;
+  expect_refused(test::gpu_gpt(), p, "use pp: 1");
+}
+
+TEST(GpuEngineLimits, SequenceParallelismIsRefused) {
+  config::ParallelConfig p = parallel_config();
+  p.sequence_parallel = true;
+  expect_refused(test::gpu_gpt(), p, "parallel.sequence_parallel");
+}
+
+TEST(GpuEngineLimits, HeadSizesOtherThan64Or128AreRefused) {
+  expect_refused(test::gpu_gpt(128, 4), parallel_config(), "head size of 64 or 128");
+}
+
+}  // namespace

@@ -11,10 +11,14 @@ strata="$1"; src="$2"; cuda_tests="$3"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source "$src/tests/cli/lib.bash"
-cuobjdump="$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)"
-
+# Machine code per architecture: cuobjdump where the toolkit has it; otherwise the ptxas
+# command line that nvcc stores beside each cubin in the fat binary ("-arch sm_80").
+list_archs() {
+  if command -v cuobjdump >/dev/null; then cuobjdump --list-elf "$1" 2>/dev/null | grep -o 'sm_[0-9]*'
+  else strings -n 8 "$1" | grep -o -- '-arch sm_[0-9]*' | grep -o 'sm_[0-9]*'; fi | sort -u | tr '\n' ' '
+}
 for bin in "$strata" "$cuda_tests"; do
-  archs=$("$cuobjdump" --list-elf "$bin" 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
+  archs=$(list_archs "$bin")
   for want in sm_80 sm_90; do
     if grep -qw "$want" <<<"$archs"; then echo "ok   $(basename "$bin") has $want code ($archs)"
     else echo "FAIL $(basename "$bin"): no $want code (found: ${archs:-none})"; failures=$((failures + 1)); fi

@@ -368,10 +368,11 @@ TEST_F(NcclTest, ErrorsNameTheOperationAndTheGroup) {
     EXPECT_NE(what.find("all_reduce on group dp"), std::string::npos) << what;
     EXPECT_NE(what.find("u16"), std::string::npos) << what;
   }
-  // The request pool is fixed: the 65th pending operation is refused, the earlier ones work.
-  DeviceBuffer<float> x(64 * 4);
+  // The request pool is fixed: one operation past max_pending is refused, the earlier ones work.
+  constexpr int kMax = NcclCommunicator::max_pending;
+  DeviceBuffer<float> x(std::size_t(kMax) * 4);
   std::vector<Work> pending;
-  for (int i = 0; i < 64; ++i) pending.push_back(nccl->iall_reduce(x.get() + 4 * i, 4, DType::f32, ReduceOp::sum));
+  for (int i = 0; i < kMax; ++i) pending.push_back(nccl->iall_reduce(x.get() + 4 * i, 4, DType::f32, ReduceOp::sum));
   EXPECT_THROW(nccl->iall_reduce(x.get(), 4, DType::f32, ReduceOp::sum), Error);
   for (Work& w : pending) nccl->wait(w);
   Work again = nccl->iall_reduce(x.get(), 4, DType::f32, ReduceOp::sum);

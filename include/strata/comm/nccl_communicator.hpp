@@ -16,7 +16,9 @@
 //   isend/irecv calls are issued together as one NCCL group by the next call that needs them
 //   (wait/test of one of them, any other operation of this communicator, barrier,
 //   synchronize): "everyone isend(next), irecv(prev), wait both" works as with MPI.
-// - at most 64 non-blocking operations pending at once (a fixed pool of event pairs); a
+// - at most max_pending non-blocking operations pending at once (a fixed pool of event
+//   pairs, created with the communicator: enough for one bucket of every 25 MB of a 200B
+//   model's gradients on one rank, reduced and then gathered); a
 //   communicator is moved only while none is pending (Work refers to the object).
 // Errors: every NCCL call is checked (the message names the operation, the group "dp" and
 // the rank). A watchdog thread polls ncclCommGetAsyncError and the completion events of
@@ -69,6 +71,9 @@ class NcclCommunicator final : public Communicator {
   void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
   void broadcast(void* buf, std::size_t count, DType dtype, int root) override;
   using Communicator::all_reduce;  // the typed form
+
+  // Non-blocking operations that may be pending at once on one communicator.
+  static constexpr int max_pending = 8192;
 
   // Blocks the host until every operation enqueued so far (both streams) has completed.
   void synchronize();

@@ -47,7 +47,7 @@
 namespace strata::comm {
 
 namespace {
-constexpr int kSlots = 64;    // non-blocking operations pending at once on one communicator
+constexpr int kSlots = NcclCommunicator::max_pending;  // non-blocking operations pending at once
 constexpr int kWatched = 64;  // recent blocking operations the watchdog keeps an eye on
 using Clock = std::chrono::steady_clock;
 }  // namespace
@@ -297,7 +297,8 @@ void NcclCommunicator::Impl::watch_loop() {
 int NcclCommunicator::Impl::claim(const char* op) {
   if (num_free == 0)
     throw make_error("NCCL ", op, " on group ", name, " (", where, "): ", kSlots,
-                     " operations are already pending; wait() or test() the earlier ones first");
+                     " operations are already pending; wait() or test() the earlier ones first",
+                     " (for gradient buckets: raise parallel.bucket_mb)");
   return free_slots[std::size_t(--num_free)];
 }
 

@@ -39,7 +39,7 @@ struct StateRange {
 struct Target {
   const model::ParamInfo* info = nullptr;
   float* params = nullptr;  // the shard's first element
-  parallel::DistributedOptimizer* opt = nullptr;
+  const ChunkState* chunk = nullptr;
   bool primary = false;     // writes and checksums: not the tied copy, TP rank 0 if replicated
   std::vector<StateRange> own;    // this rank's part of the DP partition of the shard
   std::vector<StateRange> state;  // the parts whose Adam moments this rank holds
@@ -80,7 +80,7 @@ std::vector<Seg> param_segs(const Target& t, const std::vector<StateRange>& rang
 }
 
 std::vector<Seg> state_segs(const Target& t, const std::vector<StateRange>& ranges, Kind kind) {
-  float* base = kind == kExpAvg ? t.opt->exp_avg() : t.opt->exp_avg_sq();
+  float* base = kind == kExpAvg ? t.chunk->exp_avg : t.chunk->exp_avg_sq;
   std::vector<Seg> out;
   for (const StateRange& s : ranges) out.push_back({s.r, base + s.state});
   return out;
@@ -188,30 +188,76 @@ struct EngineCheckpointer::Plan {
 
 EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::PipelineEngine& engine,
                                        comm::RankGrid& grid)
-    : job_(job), engine_(engine), grid_(grid), plan_(std::make_unique<Plan>()) {
+    : job_(job), grid_(grid), plan_(std::make_unique<Plan>()) {
+  for (int c = 0; c < engine.num_chunks(); ++c) {
+    model::Transformer<float>& chunk = engine.chunk(c);
+    parallel::DistributedOptimizer& opt = engine.optimizer(c);
+    ChunkState st;
+    st.table = &chunk.table();
+    st.has_embedding = chunk.placement().has_embedding;
+    st.params = chunk.params().data();
+    st.owned = opt.owned();
+    st.shard_offsets = opt.shard_offsets();
+    // The DP partition of the flat buffer: ZeRO-1's owned pieces, else an even split.
+    st.partition = opt.sharded() ? opt.owned()
+                                 : std::vector<Range>{parallel::shard_piece({0, opt.padded_numel()}, opt.dp_size(),
+                                                                            opt.dp_rank())};
+    st.exp_avg = opt.exp_avg();
+    st.exp_avg_sq = opt.exp_avg_sq();
+    chunks_.push_back(std::move(st));
+  }
+  adam_steps_ = [&engine] { return engine.optimizer(0).steps_taken(); };
+  before_save_ = [] {};
+  after_load_ = [&engine](long steps) {
+    for (int c = 0; c < engine.num_chunks(); ++c) engine.optimizer(c).set_steps_taken(steps);
+  };
+  build_plan();
+}
+
+EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::GpuEngine& engine,
+                                       comm::RankGrid& grid)
+    : job_(job), grid_(grid), plan_(std::make_unique<Plan>()) {
+  staged_params_.assign(std::size_t(engine.padded_numel()), 0.0f);
+  staged_m_.assign(std::size_t(engine.state_numel()), 0.0f);
+  staged_v_.assign(std::size_t(engine.state_numel()), 0.0f);
+  ChunkState st;
+  st.table = &engine.table();
+  st.params = staged_params_.data();
+  st.owned = engine.owned_pieces();
+  st.shard_offsets = engine.piece_offsets();
+  st.partition = engine.sharded() ? engine.owned_pieces()
+                                  : std::vector<Range>{parallel::shard_piece({0, engine.padded_numel()},
+                                                                             grid.shape().dp, grid.coord().dp_rank)};
+  st.exp_avg = staged_m_.data();
+  st.exp_avg_sq = staged_v_.data();
+  chunks_.push_back(std::move(st));
+  adam_steps_ = [&engine] { return engine.steps_taken(); };
+  before_save_ = [this, &engine] { engine.download_state(staged_params_.data(), staged_m_.data(), staged_v_.data()); };
+  after_load_ = [this, &engine](long steps) {
+    engine.upload_state(staged_params_.data(), staged_m_.data(), staged_v_.data());
+    engine.set_steps_taken(steps);
+  };
+  build_plan();
+}
+
+void EngineCheckpointer::build_plan() {
   // Every tensor of the whole model, in model order, with its stored (unpadded) shape.
-  const model::ParameterTable whole = model::make_parameter_table(job.model);
+  const model::ParameterTable whole = model::make_parameter_table(job_.model);
   std::map<std::string, std::size_t> index;
   for (const model::ParamInfo& p : whole.entries()) {
     index[p.name] = plan_->entries.size();
     plan_->entries.push_back({p.name, p.global_shape, detail::layer_of(p.name), {}});
   }
-  for (int c = 0; c < engine.num_chunks(); ++c) {
-    model::Transformer<float>& chunk = engine.chunk(c);
-    parallel::DistributedOptimizer& opt = engine.optimizer(c);
-    // The DP partition of the flat buffer: ZeRO-1's owned pieces, else an even split.
-    const std::vector<Range> partition =
-        opt.sharded() ? opt.owned()
-                      : std::vector<Range>{parallel::shard_piece({0, opt.padded_numel()}, opt.dp_size(), opt.dp_rank())};
-    for (const model::ParamInfo& p : chunk.table().entries()) {
+  for (const ChunkState& chunk : chunks_) {
+    for (const model::ParamInfo& p : chunk.table->entries()) {
       Target t;
       t.info = &p;
-      t.params = chunk.params().data() + p.offset;
-      t.opt = &opt;
-      const bool tied_copy = p.name == "embed.wte" && !chunk.placement().has_embedding;
-      t.primary = !tied_copy && (p.split != model::TpSplit::replicated || grid.coord().tp_rank == 0);
-      t.own = clip_to_tensor(p, partition, opt.owned(), opt.shard_offsets());
-      t.state = clip_to_tensor(p, opt.owned(), opt.owned(), opt.shard_offsets());
+      t.params = chunk.params + p.offset;
+      t.chunk = &chunk;
+      const bool tied_copy = p.name == "embed.wte" && !chunk.has_embedding;
+      t.primary = !tied_copy && (p.split != model::TpSplit::replicated || grid_.coord().tp_rank == 0);
+      t.own = clip_to_tensor(p, chunk.partition, chunk.owned, chunk.shard_offsets);
+      t.state = clip_to_tensor(p, chunk.owned, chunk.owned, chunk.shard_offsets);
       auto& targets = plan_->entries.at(index.at(p.name)).targets;
       if (t.primary) targets.insert(targets.begin(), std::move(t));
       else targets.push_back(std::move(t));
@@ -227,6 +273,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
   const Timer timer;
   const MPI_Comm world = grid_.world_handle();
   const bool lead = grid_.global_rank() == 0;
+  before_save_();  // GPU: the device state into the host staging buffers
   const fs::path final_path = fs::path(dir) / step_name(st.step);
   const fs::path tmp_path = fs::path(dir) / step_name(st.step, true);
   const std::string tmp = tmp_path.string();
@@ -277,9 +324,8 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     Id model_group = create_group(root, "model", tmp);
     Id optim_group = create_group(root, "optim", tmp);
     {
-      const parallel::DistributedOptimizer& opt = engine_.optimizer(0);
-      write_attr_number(optim_group.get(), "step", std::int64_t(opt.steps_taken()), H5T_NATIVE_INT64,
-                        H5T_STD_I64LE, tmp);
+      write_attr_number(optim_group.get(), "step", std::int64_t(adam_steps_()), H5T_NATIVE_INT64, H5T_STD_I64LE,
+                        tmp);
       write_attr_number(optim_group.get(), "beta1", job_.optim.beta1, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
       write_attr_number(optim_group.get(), "beta2", job_.optim.beta2, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
       write_attr_number(optim_group.get(), "eps", job_.optim.eps, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
@@ -433,7 +479,7 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
       std::fill(t.params + detail::stored_numel(*t.info), t.params + t.info->numel, 0.0f);
   const long adam_steps = long(read_attr_int<std::int64_t>(
       Id(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose).get(), "step", H5T_NATIVE_INT64, file));
-  for (int c = 0; c < engine_.num_chunks(); ++c) engine_.optimizer(c).set_steps_taken(adam_steps);
+  after_load_(adam_steps);
   return st;
 }
 

@@ -156,17 +156,12 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
 }
 
 // What the GPU path (hardware.device: cuda, parallel::GpuEngine) does not run yet, refused
-// before anything is built; the engine itself refuses pp > 1 and sequence parallelism.
+// before anything is built; the engine itself refuses pp > 1, sequence parallelism and head
+// sizes its attention kernel lacks.
 void check_gpu_job(const config::JobConfig& job) {
   const std::string at = job.source.empty() ? "" : job.source + ": ";
   if (job.train.seq_len_warmup > 0)
     throw make_error(at, "train.seq_len_warmup is not supported with hardware.device: cuda yet (set it to 0)");
-  if (job.train.resume != "none")
-    throw make_error(at, "train.resume: ", job.train.resume, " is not supported with hardware.device: cuda yet: ",
-                     "checkpoints are not written or read on GPUs (docs/gpu.md); use train.resume: none");
-  if (job.ckpt.interval > 0)
-    throw make_error(at, "ckpt.interval: ", job.ckpt.interval, " is not supported with hardware.device: cuda yet: ",
-                     "checkpoints are not written on GPUs (docs/gpu.md); set ckpt.interval: 0");
 }
 
 // The training loop over either engine: PipelineEngine (CPU, every layout) or GpuEngine
@@ -198,12 +193,11 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
   // Resume: parameters, Adam moments and step from a checkpoint of any layout.
   namespace fs = std::filesystem;
   const std::string ckpt_dir = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
-  std::unique_ptr<ckpt::EngineCheckpointer> checkpointer;
-  if constexpr (!gpu) checkpointer = std::make_unique<ckpt::EngineCheckpointer>(job, engine, grid);
-  const std::string resume_file = gpu ? std::string() : resume_target(tcfg.resume, ckpt_dir);
+  ckpt::EngineCheckpointer checkpointer(job, engine, grid);
+  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir);
   ckpt::TrainState resumed;
   if (!resume_file.empty()) {
-    resumed = checkpointer->load(resume_file, source->tokenizer_hash());
+    resumed = checkpointer.load(resume_file, source->tokenizer_hash());
     if (resumed.consumed_samples % std::uint64_t(batch.global) != 0)
       throw make_error("checkpoint '", resume_file, "' stopped after ", resumed.consumed_samples,
                        " samples, not a whole number of this run's global batches of ", batch.global,
@@ -346,11 +340,7 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
     st.lr = last_lr;
     st.consumed_per_dataset = source->consumed_per_dataset(st.consumed_samples);
     st.tokenizer_hash = source->tokenizer_hash();
-    if (!checkpointer) {  // GPU runs (check_gpu_job refused interval and resume)
-      if (lead) log_warn("checkpoint at step ", step, " not written: checkpoints on GPUs are not implemented yet");
-      return;
-    }
-    const ckpt::SaveResult r = checkpointer->save(ckpt_dir, st, job.ckpt.keep);
+    const ckpt::SaveResult r = checkpointer.save(ckpt_dir, st, job.ckpt.keep);
     summary.last_checkpoint = r.file;
     if (lead)
       log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "strata/comm/rank_grid.hpp"
 #include "strata/config/config.hpp"
@@ -74,6 +75,24 @@ class GpuEngine {
   void download_parameters(float* host);
   void download_gradients(float* host);
   void upload_parameters(const float* host);
+
+  // Checkpoints (ckpt::EngineCheckpointer), DistributedOptimizer's view of the state: the
+  // optimizer pieces this rank holds (ZeRO-1: piece dp_rank of every bucket, in bucket order;
+  // otherwise the whole padded buffer) and where each starts in its moment arrays.
+  const std::vector<Range>& owned_pieces() const;
+  const std::vector<std::int64_t>& piece_offsets() const;
+  std::int64_t padded_numel() const;  // the flat buffers: table().numel() padded to a multiple of dp
+  std::int64_t state_numel() const;   // elements of this rank's master weights and each moment
+  bool sharded() const;               // ZeRO-1 over more than one DP rank
+  long steps_taken() const;
+  void set_steps_taken(long steps);
+  // params: [padded_numel()] host buffer; the fp32 master weights of the owned pieces are
+  // written at their flat positions (every element without ZeRO-1). m, v: [state_numel()].
+  // Local to this rank (no communication).
+  void download_state(float* params, float* exp_avg, float* exp_avg_sq);
+  // params: every element of the flat layout (the bf16 copy is cast from it, the owned pieces
+  // become the master weights); m, v: [state_numel()].
+  void upload_state(const float* params, const float* exp_avg, const float* exp_avg_sq);
 
  private:
   struct Impl;

@@ -296,4 +296,34 @@ void GpuEngine::upload_parameters(const float* host) {
   e.stream->synchronize("GpuEngine::upload_parameters");
 }
 
+// ---- checkpoints -------------------------------------------------------------------------------
+
+const std::vector<Range>& GpuEngine::owned_pieces() const { return impl_->owned; }
+const std::vector<std::int64_t>& GpuEngine::piece_offsets() const { return impl_->shard_offset; }
+std::int64_t GpuEngine::padded_numel() const { return impl_->padded; }
+std::int64_t GpuEngine::state_numel() const { return impl_->state_elems; }
+bool GpuEngine::sharded() const { return impl_->zero1; }
+long GpuEngine::steps_taken() const { return impl_->step; }
+void GpuEngine::set_steps_taken(long steps) { impl_->step = steps; }
+
+void GpuEngine::download_state(float* params, float* exp_avg, float* exp_avg_sq) {
+  Impl& e = *impl_;
+  e.use_device();
+  e.stream->synchronize("GpuEngine::download_state");
+  for (std::size_t i = 0; i < e.owned.size(); ++i)
+    STRATA_CUDA_CHECK(cudaMemcpy(params + e.owned[i].begin, e.master + e.shard_offset[i],
+                                 std::size_t(e.owned[i].size()) * sizeof(float), cudaMemcpyDeviceToHost));
+  const std::size_t bytes = std::size_t(e.state_elems) * sizeof(float);
+  STRATA_CUDA_CHECK(cudaMemcpy(exp_avg, e.adam_m, bytes, cudaMemcpyDeviceToHost));
+  STRATA_CUDA_CHECK(cudaMemcpy(exp_avg_sq, e.adam_v, bytes, cudaMemcpyDeviceToHost));
+}
+
+void GpuEngine::upload_state(const float* params, const float* exp_avg, const float* exp_avg_sq) {
+  Impl& e = *impl_;
+  upload_parameters(params);  // master pieces and the bf16 copy; synchronises
+  const std::size_t bytes = std::size_t(e.state_elems) * sizeof(float);
+  STRATA_CUDA_CHECK(cudaMemcpy(e.adam_m, exp_avg, bytes, cudaMemcpyHostToDevice));
+  STRATA_CUDA_CHECK(cudaMemcpy(e.adam_v, exp_avg_sq, bytes, cudaMemcpyHostToDevice));
+}
+
 }  // namespace strata::parallel

@@ -35,5 +35,14 @@ std::size_t GpuEngine::activation_bytes() const { no_cuda(); }
 void GpuEngine::download_parameters(float*) { no_cuda(); }
 void GpuEngine::download_gradients(float*) { no_cuda(); }
 void GpuEngine::upload_parameters(const float*) { no_cuda(); }
+const std::vector<Range>& GpuEngine::owned_pieces() const { no_cuda(); }
+const std::vector<std::int64_t>& GpuEngine::piece_offsets() const { no_cuda(); }
+std::int64_t GpuEngine::padded_numel() const { no_cuda(); }
+std::int64_t GpuEngine::state_numel() const { no_cuda(); }
+bool GpuEngine::sharded() const { no_cuda(); }
+long GpuEngine::steps_taken() const { no_cuda(); }
+void GpuEngine::set_steps_taken(long) { no_cuda(); }
+void GpuEngine::download_state(float*, float*, float*) { no_cuda(); }
+void GpuEngine::upload_state(const float*, const float*, const float*) { no_cuda(); }
 
 }  // namespace strata::parallel

@@ -37,6 +37,7 @@ using cuda::index_t;
 namespace {
 
 double g_peak_tflops = 0.0;  // 0: unknown device
+double g_peak_gbps = 0.0;    // the device's memory bandwidth (datasheet); 0: unknown
 
 // A device allocation of n elements of T, filled with small deterministic values (tensor
 // cores draw less power on zeros, which would flatter the timings).
@@ -178,6 +179,9 @@ void bm_adamw(benchmark::State& state, cudaStream_t stream) {
   cudaFree(d_seg);
   const double bytes = 30.0 * double(n);  // see the top of the file
   state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  if (g_peak_gbps > 0)  // % of the memory bandwidth: AdamW is memory-bound
+    state.counters["pct_peak"] =
+        benchmark::Counter(100.0 * bytes * 1e-9 / g_peak_gbps, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace
@@ -193,6 +197,8 @@ int main(int argc, char** argv) {
   STRATA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::string entry;
   g_peak_tflops = strata::kernels::gpu_peak_bf16_tflops(prop.name, &entry);
+  if (const strata::kernels::GpuPeak* peak = strata::kernels::find_gpu_peak(prop.name))
+    g_peak_gbps = peak->memory_gb_per_s;
   std::printf("device: %s; dense bf16 peak: %.1f TFLOP/s (%s)\n", prop.name, g_peak_tflops, entry.c_str());
   benchmark::AddCustomContext("gpu", prop.name);
   benchmark::AddCustomContext("bf16_peak_tflops", std::to_string(g_peak_tflops));

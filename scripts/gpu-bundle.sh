@@ -8,8 +8,10 @@
 #              (cuBLAS, cuBLASLt, NCCL) the GPU machine provides; Open MPI's plugins in
 #              DIR/lib/openmpi3/ and its help texts in DIR/share/openmpi/
 #   DIR/BUILD  the commit, the CUDA architectures and the date
+# and DIR.tar.xz of it (binaries and libraries stripped: about 27 MB for sm_80 and sm_90),
+# small enough to travel with the repository; scripts/gpu-check.sh unpacks it.
 # Usage: scripts/gpu-bundle.sh [DIR]   (default .gpu-bundle; BUILD_DIR picks the build)
-# CUDA_ARCHS (default "80;90") sets the architectures of a fresh build.
+# CUDA_ARCHS (default "80;90") sets the architectures of a fresh build ("90": H100/H200 only).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/.gpu-bundle}"
@@ -48,7 +50,10 @@ cp -rL "$ompi_plugins" "$out/lib/openmpi3"
 cp -rL /usr/share/openmpi "$out/share/openmpi" 2>/dev/null || true
 {
   echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "cuda_architectures $(awk -F= '/^CMAKE_CUDA_ARCHITECTURES:/{print $2}' "$build/CMakeCache.txt")"
+  # the machine code in the binary: nvcc stores each cubin's ptxas line ("-arch sm_90")
+  echo "cuda_architectures $(strings -n 8 "$out/bin/strata" | grep -o -- '-arch sm_[0-9]*' | sort -u | cut -c7- | tr '\n' ' ')"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(. /etc/os-release && echo "$PRETTY_NAME")"
 } > "$out/BUILD"
-echo "gpu-bundle: $(du -sh "$out" | cut -f1) in $out ($(ls "$out/bin" | tr '\n' ' '))"
+strip --strip-unneeded "$out"/bin/* "$out"/lib/*.so* 2>/dev/null || true
+tar -C "$(dirname "$out")" -cJf "$out.tar.xz" "$(basename "$out")"
+echo "gpu-bundle: $(du -sh "$out" | cut -f1) in $out ($(ls "$out/bin" | tr '\n' ' ')); $(du -sh "$out.tar.xz" | cut -f1) in $out.tar.xz"

@@ -37,6 +37,10 @@ note() { echo "$*" | tee -a "$summary"; }
 elapsed() { echo "$(( $(date +%s) - t0 )) s"; }
 
 # ---- where the programs and libraries are ----------------------------------------------
+# A bundle carried as DIR.tar.xz (scripts/gpu-bundle.sh) is unpacked beside it first.
+if [ ! -x "$bundle/bin/strata" ] && [ -f "$bundle.tar.xz" ]; then
+  tar -C "$(dirname "$bundle")" -xJf "$bundle.tar.xz" || { echo "gpu-check: cannot unpack $bundle.tar.xz" >&2; exit 1; }
+fi
 if [ -x "$bundle/bin/strata" ]; then
   bin="$bundle/bin"
   export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -93,13 +97,15 @@ note '```'
 note ""
 note "## cuda tests ($(elapsed))"
 if timeout 240 "$bin/cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" > "$out/cuda_tests.log" 2>&1; then
-  note "cuda_tests: all passed"
+  note "cuda_tests: no failures"
 else
   status=1
   note "cuda_tests: FAILED (exit $?); failures:"
   grep -E "^\[  FAILED  \]|Failure|error" "$out/cuda_tests.log" | head -40 | tee -a "$summary"
 fi
-grep -E "^\[==========\]|^\[  PASSED  \]|^\[  SKIPPED \]" "$out/cuda_tests.log" | tail -4 | tee -a "$summary"
+# gtest's totals: passed, skipped (each skip says why: no device, too few GPUs) and failed.
+grep -E "^\[==========\] [0-9]+ tests? from|^\[  (PASSED|SKIPPED|FAILED)  ?\] [0-9]+ tests?" "$out/cuda_tests.log" |
+  tee -a "$summary"
 if [ -x "$bin/mpi_nccl" ]; then
   if timeout 120 "$bin/mpi_nccl" > "$out/mpi_nccl.log" 2>&1; then note "mpi_nccl (1 rank): passed"
   else status=1; note "mpi_nccl (1 rank): FAILED"; grep -E "FAILED|Failure|error" "$out/mpi_nccl.log" | head -20 | tee -a "$summary"; fi
@@ -109,8 +115,8 @@ fi
 if [ "$quick" = 0 ] && [ -x "$bin/bench_cuda_kernels" ]; then
   note ""
   note "## Kernel benchmarks ($(elapsed))"
-  if timeout 180 "$bin/bench_cuda_kernels" --benchmark_min_time=0.2s --benchmark_out="$out/bench_cuda_kernels.json" \
-       --benchmark_out_format=json > "$out/bench_cuda_kernels.log" 2>&1; then
+  if timeout 180 "$bin/bench_cuda_kernels" --benchmark_min_time=0.2 --benchmark_out="$out/bench_cuda_kernels.json" \
+       --benchmark_out_format=json > "$out/bench_cuda_kernels.log" 2>&1 && [ -s "$out/bench_cuda_kernels.json" ]; then
     python3 - "$out/bench_cuda_kernels.json" <<'PY' | tee -a "$summary"
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -121,7 +127,7 @@ for b in d["benchmarks"]:
         continue
     ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1, "s": 1e3}[b["time_unit"]]
     f = lambda k: ("%.1f" % b[k]) if k in b else ""
-    pct = b.get("pct_of_peak", b.get("pct_of_bandwidth"))
+    pct = b.get("pct_peak")  # of the bf16 peak (GEMM, attention) or the memory bandwidth (AdamW)
     print("| %s | %.3f | %s | %s | %s |" % (b["name"], ms, f("TFLOP/s"), f("GB/s"), "" if pct is None else "%.1f" % pct))
 PY
   else

@@ -90,22 +90,4 @@ inline void expect_gradients_close(const model::ParameterTable& got_table, const
   }
 }
 
-// |got - want| <= atol elementwise; reports the worst index.
-inline ::testing::AssertionResult all_close_abs(const std::vector<float>& got, const std::vector<float>& want,
-                                                double atol) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << want.size();
-  double worst = 0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return ::testing::AssertionFailure() << "non-finite value at " << i;
-    const double d = std::abs(double(got[i]) - want[i]);
-    if (d > worst) worst = d, at = i;
-  }
-  if (worst > atol)
-    return ::testing::AssertionFailure() << "element " << at << ": got " << got[at] << ", want " << want[at]
-                                         << " (atol " << atol << ")";
-  return ::testing::AssertionSuccess();
-}
-
 }  // namespace strata::test

@@ -46,6 +46,17 @@ std::int64_t ParameterTable::matmul_numel() const {
   return n;
 }
 
+std::pair<std::int64_t, std::int64_t> ParameterTable::layer_range(int layer) const {
+  const std::string prefix = "layers." + std::to_string(layer) + ".";
+  std::pair<std::int64_t, std::int64_t> r{-1, -1};
+  for (const auto& p : entries_)
+    if (p.name.rfind(prefix, 0) == 0) {
+      if (r.first < 0) r.first = p.offset;
+      r.second = p.offset + p.numel;
+    }
+  return r;
+}
+
 namespace {
 std::string layer_name(int l, const char* rest) { return "layers." + std::to_string(l) + "." + rest; }
 }  // namespace

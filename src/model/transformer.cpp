@@ -53,16 +53,7 @@ Transformer<T>::Transformer(const config::ModelConfig& cfg, int batch, int seq_l
                N_, ") divisible by tp (", tps, ")");
   STRATA_CHECK(slots >= 1, "a model chunk needs at least one activation slot");
   const DType dt = dtype_of<T>();
-  for (int l = Lfirst_; l < Lfirst_ + L_; ++l) {  // each layer's contiguous flat range
-    const std::string prefix = "layers." + std::to_string(l) + ".";
-    std::pair<std::int64_t, std::int64_t> r{-1, -1};
-    for (const auto& p : table_.entries())
-      if (p.name.rfind(prefix, 0) == 0) {
-        if (r.first < 0) r.first = p.offset;
-        r.second = p.offset + p.numel;
-      }
-    layer_ranges_.push_back(r);
-  }
+  for (int l = Lfirst_; l < Lfirst_ + L_; ++l) layer_ranges_.push_back(table_.layer_range(l));
   // Padded to a multiple of flat_multiple (the DP size, for ZeRO-1's equal pieces); the
   // padding stays zero.
   const std::int64_t flat = (table_.numel() + placement.flat_multiple - 1) / placement.flat_multiple *

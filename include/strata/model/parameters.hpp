@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "strata/config/config.hpp"
@@ -70,6 +71,9 @@ class ParameterTable {
   std::int64_t numel() const { return numel_; }
   // Elements that enter a matmul: the N of the 6N FLOP rule (this rank's share).
   std::int64_t matmul_numel() const;
+  // Flat range [begin, end) of layer `layer`'s tensors ("layers.<layer>."), which are
+  // contiguous; {-1, -1} when the table holds none of them.
+  std::pair<std::int64_t, std::int64_t> layer_range(int layer) const;
 
  private:
   std::vector<ParamInfo> entries_;

@@ -97,15 +97,8 @@ GpuEngine::Impl::Impl(const config::ModelConfig& model, const config::ParallelCo
   numel = table.numel();
   padded = padded_size(numel, dp_size);
   for (int l = 0; l < L; ++l) {  // each layer's contiguous flat range
-    const std::string prefix = "layers." + std::to_string(l) + ".";
-    std::pair<std::int64_t, std::int64_t> r{-1, -1};
-    for (const auto& p : table.entries())
-      if (p.name.rfind(prefix, 0) == 0) {
-        if (r.first < 0) r.first = p.offset;
-        r.second = p.offset + p.numel;
-      }
-    STRATA_CHECK(r.first >= 0, "GpuEngine: layer ", l, " has no parameters in the table");
-    layer_ranges.push_back(r);
+    layer_ranges.push_back(table.layer_range(l));
+    STRATA_CHECK(layer_ranges.back().first >= 0, "GpuEngine: layer ", l, " has no parameters in the table");
   }
   // 2. data-parallel shards (and every other buffer) planned
   param_plan.add("params.bf16", {padded}, DType::bf16, "persistent");

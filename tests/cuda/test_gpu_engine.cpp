@@ -1,6 +1,7 @@
 // GpuEngine on one GPU against the CPU model (Transformer<float>) from the same initial
 // weights and batch: loss, every parameter's gradient, memorisation of a fixed batch,
 // recompute = full against none, ZeRO-1 against ZeRO-0, and the settings it refuses.
+// (Tensor, sequence and data parallelism against one GPU: tests/mpi/test_gpu_layouts.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -195,10 +196,10 @@ TEST(GpuEngineLimits, PipelineParallelismIsRefused) {
   expect_refused(test::gpu_gpt(), p, "use pp: 1");
 }
 
-TEST(GpuEngineLimits, SequenceParallelismIsRefused) {
+TEST(GpuEngineLimits, InterleavedPipelineChunksAreRefused) {
   config::ParallelConfig p = parallel_config();
-  p.sequence_parallel = true;
-  expect_refused(test::gpu_gpt(), p, "parallel.sequence_parallel");
+  p.virtual_stages = 2;
+  expect_refused(test::gpu_gpt(), p, "parallel.virtual_stages");
 }
 
 TEST(GpuEngineLimits, HeadSizesOtherThan64Or128AreRefused) {

@@ -78,23 +78,29 @@ class GpuLayouts : public ::testing::Test {
 };
 
 TEST_F(GpuLayouts, TensorParallelTwoGpusMatchOne) {
-  // tp 2 needs heads and KV heads divisible by 2: width 256, 4 heads (2 KV heads for LLaMA).
-  for (const config::ModelConfig& c : {test::gpu_gpt(256, 4), test::gpu_llama(256, 4, 2)}) {
-    const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
-    auto ref = reference(c, kM);
-    const Step want = run_step(*ref, c, 0, scale);
-    const double want_norm = ref->grad_norm();
-    comm::RankGrid grid(MPI_COMM_WORLD, 2, 1, 1);
-    parallel::GpuEngine e(c, parallel_config(0, config::ReduceDType::fp32), config::OptimConfig{}, kT, kM, grid);
-    e.init_parameters(kSeed);
-    const Step got = run_step(e, c, 0, scale);
-    // Both in bf16; TP adds the bf16 rounding of the partial sums before each all-reduce
-    // (relative 2^-9 per value), which moves the mean loss by far less than 1e-2 relative.
-    EXPECT_EQ(got.loss.count, want.loss.count);
-    EXPECT_NEAR(got.loss.mean(), want.loss.mean(), 1e-2 * want.loss.mean()) << c.name;
-    test::expect_gradients_close(e.table(), got.grads, ref->table(), want.grads);
-    // The norm counts replicated tensors once (TP rank 0).
-    EXPECT_NEAR(e.grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
+  // tp 2 needs heads and KV heads divisible by 2: width 256, 4 heads (2 KV heads for LLaMA);
+  // without and with sequence parallelism (the residual stream and norms on half the rows).
+  for (const bool sp : {false, true}) {
+    for (const config::ModelConfig& c : {test::gpu_gpt(256, 4), test::gpu_llama(256, 4, 2)}) {
+      SCOPED_TRACE(sp ? "sequence parallel" : "tensor parallel");
+      const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
+      auto ref = reference(c, kM);
+      const Step want = run_step(*ref, c, 0, scale);
+      const double want_norm = ref->grad_norm();
+      comm::RankGrid grid(MPI_COMM_WORLD, 2, 1, 1);
+      config::ParallelConfig par = parallel_config(0, config::ReduceDType::fp32);
+      par.sequence_parallel = sp;
+      parallel::GpuEngine e(c, par, config::OptimConfig{}, kT, kM, grid);
+      e.init_parameters(kSeed);
+      const Step got = run_step(e, c, 0, scale);
+      // Both in bf16; TP adds the bf16 rounding of the partial sums before each all-reduce
+      // (relative 2^-9 per value), which moves the mean loss by far less than 1e-2 relative.
+      EXPECT_EQ(got.loss.count, want.loss.count);
+      EXPECT_NEAR(got.loss.mean(), want.loss.mean(), 1e-2 * want.loss.mean()) << c.name;
+      test::expect_gradients_close(e.table(), got.grads, ref->table(), want.grads);
+      // The norm counts replicated tensors once (TP rank 0).
+      EXPECT_NEAR(e.grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // GpuEngine: the training step on NVIDIA GPUs (hardware.device: cuda), the GPU counterpart
 // of PipelineEngine for pp = 1: one model chunk (all layers) per rank, tensor parallelism
 // over NCCL (Megatron-LM's column/row-parallel layers and vocab-parallel embedding and loss,
-// as in model/transformer.hpp, without sequence parallelism), data parallelism with bucketed
+// as in model/transformer.hpp, with or without sequence parallelism), data parallelism with bucketed
 // gradient reduction overlapped with backward and ZeRO-1 (DistributedOptimizer's buckets and
 // pieces), bf16 compute with fp32 master weights, gradients and optimizer state.
 //
@@ -35,7 +35,8 @@ class GpuEngine {
   // Selects this rank's device (kernels::cuda::select_device with the grid's local rank),
   // creates the compute stream and the TP/DP NCCL communicators, plans and allocates every
   // buffer on the device. Throws, naming the setting, for what the GPU path does not run:
-  // pp > 1, sequence parallelism, head sizes other than 64 and 128.
+  // pp > 1 (and virtual stages), head sizes other than 64 and 128; with sequence parallelism
+  // micro_batch_size x seq_len must be divisible by tp.
   GpuEngine(const config::ModelConfig& model, const config::ParallelConfig& parallel,
             const config::OptimConfig& optim, int seq_len, int microbatches, comm::RankGrid& grid);
   ~GpuEngine();

@@ -37,9 +37,6 @@ void check_gpu_limits(const config::ModelConfig& model, const config::ParallelCo
   if (parallel.virtual_stages != 1)
     throw make_error("parallel.virtual_stages = ", parallel.virtual_stages,
                      ": interleaved pipeline chunks need pipeline parallelism, which GPUs do not run yet: use 1");
-  if (parallel.sequence_parallel)
-    throw make_error("parallel.sequence_parallel: sequence parallelism on GPUs is not implemented yet: "
-                     "set it to false");
   const int hs = model.head_size();
   if (model.d_model % model.num_heads != 0 || (hs != 64 && hs != 128))
     throw make_error("model.d_model / model.num_heads = ", model.d_model, " / ", model.num_heads,
@@ -53,6 +50,9 @@ void check_gpu_limits(const config::ModelConfig& model, const config::ParallelCo
     throw make_error("model.num_kv_heads = ", model.kv_heads(), " must divide model.num_heads = ", model.num_heads);
   if (seq_len < 1 || seq_len > model.max_seq_len)
     throw make_error("sequence length ", seq_len, " is outside [1, model.max_seq_len = ", model.max_seq_len, "]");
+  if (parallel.sequence_parallel && (std::int64_t(parallel.micro_batch_size) * seq_len) % tp != 0)
+    throw make_error("parallel.sequence_parallel: micro_batch_size x sequence length (", parallel.micro_batch_size,
+                     " x ", seq_len, ") must be divisible by parallel.tp (", tp, ")");
   if (microbatches < 1) throw make_error("GpuEngine: ", microbatches, " micro-batches per step, expected >= 1");
   if (parallel.micro_batch_size < 1)
     throw make_error("parallel.micro_batch_size = ", parallel.micro_batch_size, ", expected >= 1");
@@ -89,10 +89,13 @@ GpuEngine::Impl::Impl(const config::ModelConfig& model, const config::ParallelCo
   swiglu = model.mlp == config::MlpKind::swiglu;
   rms = model.norm == config::NormKind::rmsnorm;
   rope = model.positions == config::PositionKind::rope;
+  sp = parallel.sequence_parallel && tp_size > 1;
+  Nsp = sp ? N / tp_size : N;
   model::ChunkPlacement place;
   place.tp_size = tp_size;
   place.tp_rank = tp_rank;
   place.flat_multiple = dp_size;
+  place.sequence_parallel = parallel.sequence_parallel;  // marks the gradients SP sums over TP
   table = model::make_parameter_table(model, place);
   numel = table.numel();
   padded = padded_size(numel, dp_size);
@@ -100,6 +103,9 @@ GpuEngine::Impl::Impl(const config::ModelConfig& model, const config::ParallelCo
     layer_ranges.push_back(table.layer_range(l));
     STRATA_CHECK(layer_ranges.back().first >= 0, "GpuEngine: layer ", l, " has no parameters in the table");
   }
+  if (sp)
+    for (const auto& p : table.entries())
+      if (p.grad_needs_tp_sum) sp_sum_spans.emplace_back(p.offset, p.numel);
   // 2. data-parallel shards (and every other buffer) planned
   param_plan.add("params.bf16", {padded}, DType::bf16, "persistent");
   param_plan.add("grads.f32", {padded}, DType::f32, "step");
@@ -184,6 +190,7 @@ StepStats GpuEngine::run(const FillBatch& fill, float grad_scale) {
   StepStats stats;
   e.ev_start->record(e.s);
   STRATA_CUDA_CHECK(cudaMemsetAsync(e.grads, 0, std::size_t(e.padded) * sizeof(float), e.s));
+  e.sp_summed = 0;
   // pp = 1: forward then backward of each micro-batch, so one activation set serves all.
   for (int mb = 0; mb < e.m; ++mb) {
     e.forward_microbatch(mb, fill, grad_scale, true);
@@ -251,7 +258,8 @@ std::string GpuEngine::description() const {
      << ", " << format_bytes(double(free_b)) << " free)\n"
      << "  tp " << e.tp_rank << "/" << e.tp_size << ", dp " << e.dp_rank << "/" << e.dp_size << ", zero_stage "
      << (e.zero1 ? 1 : 0) << ", DP reduction " << (e.bf16_reduce ? "bf16" : "fp32") << ", " << e.buckets.size()
-     << " buckets, recompute " << (e.recompute ? "full" : "none") << ", " << e.m << " micro-batches of " << e.B
+     << " buckets, sequence parallel " << (e.sp ? "on" : "off") << ", recompute "
+     << (e.recompute ? "full" : "none") << ", " << e.m << " micro-batches of " << e.B
      << " x " << e.T << "\n";
   e.param_plan.print(os, 8);
   e.optim_plan.print(os, 8);

@@ -62,9 +62,16 @@ struct GpuEngine::Impl {
   bool zero1 = false;        // optimizer state sharded over DP (zero_stage 1 and dp > 1)
   bool bf16_reduce = false;  // parallel.grad_reduce_dtype: bf16 (and dp > 1)
   bool recompute = false, swiglu = false, rms = false, rope = false;
+  bool sp = false;           // sequence parallelism (parallel.sequence_parallel and tp > 1)
+  std::int64_t Nsp = 0;      // rows of the residual stream on this rank: N / tp with SP, else N
   model::ParameterTable table;
   std::int64_t numel = 0, padded = 0;  // table elements; flat buffers padded to a multiple of dp
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_ranges;  // flat range of each layer
+  // SP: the gradients of replicated tensors computed from sequence shards (norms,
+  // row-parallel biases), summed over TP once per step, in flat order; sp_summed counts how
+  // many from the end are done in the current step.
+  std::vector<std::pair<std::int64_t, std::int64_t>> sp_sum_spans;  // (offset, numel)
+  std::size_t sp_summed = 0;
 
   // ---- memory: every buffer, planned in the constructor, one allocation per plan. Declared
   // before the streams and communicators so that it is released after them (their pending
@@ -115,15 +122,20 @@ struct GpuEngine::Impl {
   long step = 0;
 
   // ---- activations and work space (gpu_model.cu) --------------------------------------------
-  std::vector<bf16*> resid;           // L + 1 residual streams [N, C]: each layer's input, the output
+  std::vector<bf16*> resid;           // L + 1 residual streams [Nsp, C]: each layer's input, the output
   std::vector<GpuLayerActs> acts;     // per layer; all alias one set under recompute = full
   std::int32_t *tokens = nullptr, *targets = nullptr;  // [N]
   bf16 *lnf = nullptr, *logits = nullptr;              // [N, C], [N, V]
   float *lnf_mean = nullptr, *lnf_rstd = nullptr, *losses = nullptr;  // [N]
   float *ce_max = nullptr, *ce_sum = nullptr, *ce_target = nullptr;   // [N] each, sum/target adjacent
-  float* d_resid = nullptr;  // [N, C] fp32 gradient of the residual stream
+  float* d_resid = nullptr;  // [Nsp, C] fp32 gradient of the residual stream
   bf16 *d_resid_bf = nullptr, *d_ln = nullptr, *d_attn_y = nullptr, *d_q = nullptr, *d_k = nullptr,
        *d_v = nullptr, *d_fc = nullptr, *d_up = nullptr, *d_act = nullptr;
+  // SP only: a row-parallel layer's partial [N, C] output before its reduce-scatter, the
+  // reduce-scattered gradient of a norm's output [Nsp, C], and the all-gathered gradient of
+  // the residual stream [N, C] (bf16 for the GEMMs, fp32 for the embedding backward).
+  bf16 *partial = nullptr, *d_shard = nullptr;
+  float* d_full_f32 = nullptr;
   float* attn_ws = nullptr;  // attention backward work space
   float* rope_cs = nullptr;  // [max_seq_len, HS/2] (cos, sin) pairs
   // pinned host staging: tokens/targets/losses of every micro-batch of a step [m, N]
@@ -147,7 +159,19 @@ struct GpuEngine::Impl {
   void embed_backward();
   void forward_microbatch(int mb, const FillBatch& fill, float dloss, bool with_grad);
   void backward_microbatch(bool last);
-  void tp_sum(bf16* x, std::int64_t n);  // leaving a TP region forward / entering it backward
+  // Tensor-parallel communication (Megatron-LM's conjugate pairs; with SP, Korthikanti et al.):
+  // leaving a TP region forward: partial [N, C] -> out [Nsp, C] (all-reduce, or reduce-scatter)
+  void reduce_from_tp(bf16* partial_out, bf16* out);
+  // a norm over the Nsp rows of x into the full [N, C] input of a column-parallel layer
+  // (the rank's block, then all-gathered with SP)
+  void norm_into_full(bf16* full, float* mean, float* rstd, const bf16* x, const bf16* w, const bf16* b);
+  // entering a TP region backward: the partial gradient of the full input -> [Nsp, C]
+  const bf16* reduce_grad_to_shard(bf16* partial_grad);
+  // leaving a TP region backward: d_resid (fp32 [Nsp, C]) as the bf16 [N, C] a GEMM reads
+  const bf16* grad_out_full();
+  // SP: sum over TP the replicated gradients of the tensors from flat offset `from` on that
+  // are not summed yet (once per step, before their DP bucket is launched).
+  void sum_sequence_parallel_grads(std::int64_t from);
 
   // ---- gpu_optimizer.cu ---------------------------------------------------------------------
   void plan_optimizer();

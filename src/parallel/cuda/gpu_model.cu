@@ -9,10 +9,14 @@
 //               out = mid + act W2^T (+b2)                        row-parallel: all-reduce
 //   logits = nf(x_L) Whead^T  (Whead = wte when tied)             vocab-parallel cross-entropy
 //
-// Tensor-parallel conjugate pairs (Megatron-LM section 3), without sequence parallelism:
-//   entering a TP region   forward identity     backward all-reduce (tp_sum of d_ln)
-//   leaving a TP region    forward all-reduce   backward identity
-// The all-reduces are bf16 on the TP NcclCommunicator's blocking form (compute stream).
+// Tensor-parallel conjugate pairs (Megatron-LM section 3; sequence parallelism: Korthikanti
+// et al. 2022, section 4.2.2, where the residual stream and the norms run on Nsp = N / tp
+// rows and row r of the [N, C] stream belongs to TP rank r / Nsp):
+//   entering a TP region   forward identity (SP: all-gather)       backward all-reduce (SP: reduce-scatter)
+//   leaving a TP region    forward all-reduce (SP: reduce-scatter)  backward identity (SP: all-gather)
+// The collectives are bf16 on the TP NcclCommunicator's blocking forms (compute stream). With
+// SP the gradients of the replicated tensors computed from sequence shards (norms,
+// row-parallel biases) are summed over TP once per step (fp32), before their DP bucket.
 //
 // Backward precision: d_resid (dL/d residual stream) is fp32; the norm backward adds (+=)
 // into it, the identity paths leave it as is. Where a GEMM needs dL/d out it is cast to bf16
@@ -51,31 +55,36 @@ void GpuEngine::Impl::plan_activations() {
     b("k", {N, KV});
     b("v", {N, KV});
     b("attn_y", {N, Q});
-    b("mid", {N, C});
+    b("mid", {Nsp, C});
     b("ln2", {N, C});
     b(swiglu ? "gate" : "fc", {N, F});
     if (swiglu) b("up", {N, F});
     b("act", {N, F});
-    f("ln1_mean", {N});
-    f("ln1_rstd", {N});
+    f("ln1_mean", {Nsp});
+    f("ln1_rstd", {Nsp});
     f("lse", {std::int64_t(B) * NH * T});
-    f("ln2_mean", {N});
-    f("ln2_rstd", {N});
+    f("ln2_mean", {Nsp});
+    f("ln2_rstd", {Nsp});
   };
-  for (int l = 0; l <= L; ++l) act_plan.add("resid." + std::to_string(l), {N, C}, DType::bf16, "step");
+  for (int l = 0; l <= L; ++l) act_plan.add("resid." + std::to_string(l), {Nsp, C}, DType::bf16, "step");
   if (recompute) add_set("layer*.", "layer");
   else
     for (int l = 0; l < L; ++l) add_set("layers." + std::to_string(l) + ".", "step");
   act_plan.add("tokens", {N}, DType::i32, "micro-batch");
   act_plan.add("targets", {N}, DType::i32, "micro-batch");
   act_plan.add("final_norm", {N, C}, DType::bf16, "micro-batch");
-  act_plan.add("final_norm_mean", {N}, DType::f32, "micro-batch");
-  act_plan.add("final_norm_rstd", {N}, DType::f32, "micro-batch");
+  act_plan.add("final_norm_mean", {Nsp}, DType::f32, "micro-batch");
+  act_plan.add("final_norm_rstd", {Nsp}, DType::f32, "micro-batch");
   act_plan.add("logits", {N, V}, DType::bf16, "micro-batch");
   act_plan.add("losses", {N}, DType::f32, "micro-batch");
   act_plan.add("ce_stats", {3 * N}, DType::f32, "micro-batch");
-  act_plan.add("grad.resid", {N, C}, DType::f32, "work");
-  act_plan.add("grad.resid_bf16", {N, C}, DType::bf16, "work");
+  act_plan.add("grad.resid", {Nsp, C}, DType::f32, "work");
+  act_plan.add("grad.resid_bf16", {N, C}, DType::bf16, "work");  // SP: the all-gathered [N, C]
+  if (sp) {
+    act_plan.add("tp_partial", {N, C}, DType::bf16, "work");
+    act_plan.add("grad.shard", {Nsp, C}, DType::bf16, "work");
+    act_plan.add("grad.resid_full", {N, C}, DType::f32, "work");
+  }
   act_plan.add("grad.ln", {N, C}, DType::bf16, "work");
   act_plan.add("grad.attn_y", {N, Q}, DType::bf16, "work");
   act_plan.add("grad.q", {N, Q}, DType::bf16, "work");
@@ -129,6 +138,11 @@ void GpuEngine::Impl::bind_activations() {
   ce_target = ce_sum + N;  // adjacent to ce_sum: one all-reduce of 2N values
   d_resid = fp("grad.resid");
   d_resid_bf = bp("grad.resid_bf16");
+  if (sp) {
+    partial = bp("tp_partial");
+    d_shard = bp("grad.shard");
+    d_full_f32 = fp("grad.resid_full");
+  }
   d_ln = bp("grad.ln");
   d_attn_y = bp("grad.attn_y");
   d_q = bp("grad.q");
@@ -196,8 +210,38 @@ void GpuEngine::Impl::bind_parameters() {
 
 // ---- forward -----------------------------------------------------------------------------------
 
-void GpuEngine::Impl::tp_sum(bf16* x, std::int64_t n) {
-  if (tp_comm) tp_comm->all_reduce(x, std::size_t(n), DType::bf16, comm::ReduceOp::sum);
+void GpuEngine::Impl::reduce_from_tp(bf16* partial_out, bf16* out) {
+  if (!tp_comm) return;  // partial_out == out
+  if (sp) tp_comm->reduce_scatter(partial_out, out, std::size_t(Nsp * C), DType::bf16, comm::ReduceOp::sum);
+  else tp_comm->all_reduce(out, std::size_t(N * C), DType::bf16, comm::ReduceOp::sum);
+}
+
+const bf16* GpuEngine::Impl::reduce_grad_to_shard(bf16* partial_grad) {
+  if (!tp_comm) return partial_grad;
+  if (!sp) {
+    tp_comm->all_reduce(partial_grad, std::size_t(N * C), DType::bf16, comm::ReduceOp::sum);
+    return partial_grad;
+  }
+  tp_comm->reduce_scatter(partial_grad, d_shard, std::size_t(Nsp * C), DType::bf16, comm::ReduceOp::sum);
+  return d_shard;
+}
+
+const bf16* GpuEngine::Impl::grad_out_full() {
+  // This rank's rows of the bf16 [N, C] buffer, then (SP) all-gathered in place.
+  bf16* mine = d_resid_bf + (sp ? std::int64_t(tp_rank) * Nsp * C : 0);
+  kc::cast_f32_to_bf16(mine, d_resid, Nsp * C, s);
+  if (sp) tp_comm->all_gather(mine, d_resid_bf, std::size_t(Nsp * C), DType::bf16);
+  return d_resid_bf;
+}
+
+void GpuEngine::Impl::sum_sequence_parallel_grads(std::int64_t from) {
+  // sp_sum_spans is in flat order; backward finishes gradients from the end of the buffer.
+  while (sp_summed < sp_sum_spans.size()) {
+    const auto& [offset, numel] = sp_sum_spans[sp_sum_spans.size() - 1 - sp_summed];
+    if (offset < from) break;
+    tp_comm->all_reduce(grads + offset, std::size_t(numel), DType::f32, comm::ReduceOp::sum);
+    ++sp_summed;
+  }
 }
 
 namespace {
@@ -215,13 +259,21 @@ void norm_bwd(bool rms, float* dx, float* dw, float* db, const bf16* dy, const b
 }
 }  // namespace
 
+void GpuEngine::Impl::norm_into_full(bf16* full, float* mean, float* rstd, const bf16* x, const bf16* nw,
+                                     const bf16* nb) {
+  bf16* y = sp ? full + std::int64_t(tp_rank) * Nsp * C : full;
+  norm_fwd(rms, y, mean, rstd, x, nw, nb, Nsp, C, float(cfg.norm_eps), s);
+  if (sp) tp_comm->all_gather(y, full, std::size_t(Nsp * C), DType::bf16);
+}
+
 void GpuEngine::Impl::embed_forward() {
   // Each TP rank looks up its vocabulary slice (other tokens give zero rows); positions are
-  // added once, by TP rank 0; the partial embeddings are summed over the group.
-  bf16* x0 = resid[0];
+  // added once, by TP rank 0; the partial embeddings are summed over the group (SP: each
+  // rank keeps its rows of the sum).
+  bf16* x0 = sp ? partial : resid[0];
   kc::embedding_forward(x0, tokens, wte, N, C, vocab_start, V, s);
   if (wpe && tp_rank == 0) kc::position_embedding_forward(x0, wpe, B, T, C, s);
-  tp_sum(x0, N * C);
+  reduce_from_tp(x0, resid[0]);
 }
 
 void GpuEngine::Impl::layer_forward(int l) {
@@ -229,9 +281,8 @@ void GpuEngine::Impl::layer_forward(int l) {
   const GpuLayerActs& a = acts[std::size_t(l)];
   const bf16* x = resid[std::size_t(l)];
   bf16* out = resid[std::size_t(l) + 1];
-  const float eps = float(cfg.norm_eps);
   // attention block: column-parallel Q, K, V over this rank's heads, row-parallel output
-  norm_fwd(rms, a.ln1, a.ln1_mean, a.ln1_rstd, x, p.n1_w, p.n1_b, N, C, eps, s);
+  norm_into_full(a.ln1, a.ln1_mean, a.ln1_rstd, x, p.n1_w, p.n1_b);
   blas->linear_forward(a.q, a.ln1, p.wq, p.bq, N, C, Q);
   blas->linear_forward(a.k, a.ln1, p.wk, p.bk, N, C, KV);
   blas->linear_forward(a.v, a.ln1, p.wv, p.bv, N, C, KV);
@@ -241,12 +292,13 @@ void GpuEngine::Impl::layer_forward(int l) {
   }
   const kc::FlashShape shape{B, T, NH, NKV, HS, Q, KV, cfg.attention == config::AttentionKind::causal};
   kc::attention_forward(a.attn_y, a.lse, a.q, a.k, a.v, shape, s);
-  blas->linear_forward(a.mid, a.attn_y, p.wo, nullptr, N, Q, C);
-  tp_sum(a.mid, N * C);  // leaving the TP region
-  if (p.bo) kc::add_bias_bf16(a.mid, p.bo, N, C, s);
-  kc::add_bf16(a.mid, a.mid, x, N * C, s);  // mid = x + attn
+  bf16* part = sp ? partial : a.mid;
+  blas->linear_forward(part, a.attn_y, p.wo, nullptr, N, Q, C);
+  reduce_from_tp(part, a.mid);  // leaving the TP region
+  if (p.bo) kc::add_bias_bf16(a.mid, p.bo, Nsp, C, s);
+  kc::add_bf16(a.mid, a.mid, x, Nsp * C, s);  // mid = x + attn
   // MLP block: column-parallel up (and gate), row-parallel down
-  norm_fwd(rms, a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, p.n2_w, p.n2_b, N, C, eps, s);
+  norm_into_full(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, p.n2_w, p.n2_b);
   blas->linear_forward(a.fc, a.ln2, p.w1, p.b1, N, C, F);
   if (swiglu) {
     blas->linear_forward(a.up, a.ln2, p.w3, p.b3, N, C, F);
@@ -254,14 +306,15 @@ void GpuEngine::Impl::layer_forward(int l) {
   } else {
     kc::gelu_forward(a.act, a.fc, N * F, s);
   }
-  blas->linear_forward(out, a.act, p.w2, nullptr, N, F, C);
-  tp_sum(out, N * C);
-  if (p.b2) kc::add_bias_bf16(out, p.b2, N, C, s);
-  kc::add_bf16(out, out, a.mid, N * C, s);  // out = mid + mlp
+  part = sp ? partial : out;
+  blas->linear_forward(part, a.act, p.w2, nullptr, N, F, C);
+  reduce_from_tp(part, out);
+  if (p.b2) kc::add_bias_bf16(out, p.b2, Nsp, C, s);
+  kc::add_bf16(out, out, a.mid, Nsp * C, s);  // out = mid + mlp
 }
 
 void GpuEngine::Impl::head_loss(float dloss, bool with_grad) {
-  norm_fwd(rms, lnf, lnf_mean, lnf_rstd, resid[std::size_t(L)], nf_w, nf_b, N, C, float(cfg.norm_eps), s);
+  norm_into_full(lnf, lnf_mean, lnf_rstd, resid[std::size_t(L)], nf_w, nf_b);
   blas->linear_forward(logits, lnf, head_w, nullptr, N, C, V);
   if (!tp_comm) {
     kc::cross_entropy_fused(logits, losses, targets, dloss, with_grad, N, vocab_real, V, s);
@@ -282,9 +335,9 @@ void GpuEngine::Impl::head_loss(float dloss, bool with_grad) {
 void GpuEngine::Impl::head_backward() {
   // logits = lnf Whead^T, the logits buffer now holding dL/dlogits (bf16).
   blas->linear_backward(d_ln, false, dhead_w, nullptr, logits, lnf, head_w, N, C, V);
-  tp_sum(d_ln, N * C);  // entering the vocab-parallel region backward
-  STRATA_CUDA_CHECK(cudaMemsetAsync(d_resid, 0, std::size_t(N * C) * sizeof(float), s));
-  norm_bwd(rms, d_resid, dnf_w, dnf_b, d_ln, resid[std::size_t(L)], nf_w, lnf_mean, lnf_rstd, N, C, s);
+  const bf16* dy = reduce_grad_to_shard(d_ln);  // entering the vocab-parallel region backward
+  STRATA_CUDA_CHECK(cudaMemsetAsync(d_resid, 0, std::size_t(Nsp * C) * sizeof(float), s));
+  norm_bwd(rms, d_resid, dnf_w, dnf_b, dy, resid[std::size_t(L)], nf_w, lnf_mean, lnf_rstd, Nsp, C, s);
 }
 
 void GpuEngine::Impl::layer_backward(int l) {
@@ -294,19 +347,19 @@ void GpuEngine::Impl::layer_backward(int l) {
   const bf16* x = resid[std::size_t(l)];
   // d_resid holds dL/d(out). out = mid + W2 act + b2: the identity path leaves d_resid as the
   // first part of dL/d(mid); the MLP path is added to it by the norm backward.
-  if (d.b2) kc::bias_grad_f32(d.b2, d_resid, N, C, s);
-  kc::cast_f32_to_bf16(d_resid_bf, d_resid, N * C, s);
-  blas->linear_backward(d_act, false, d.w2, nullptr, d_resid_bf, a.act, p.w2, N, F, C);
+  if (d.b2) kc::bias_grad_f32(d.b2, d_resid, Nsp, C, s);
+  const bf16* d_out = grad_out_full();
+  blas->linear_backward(d_act, false, d.w2, nullptr, d_out, a.act, p.w2, N, F, C);
   if (swiglu) kc::swiglu_backward(d_fc, d_up, d_act, a.fc, a.up, N * F, s);
   else kc::gelu_backward(d_fc, d_act, a.fc, N * F, s);
   blas->linear_backward(d_ln, false, d.w1, d.b1, d_fc, a.ln2, p.w1, N, C, F);
   if (swiglu) blas->linear_backward(d_ln, true, d.w3, d.b3, d_up, a.ln2, p.w3, N, C, F);
-  tp_sum(d_ln, N * C);
-  norm_bwd(rms, d_resid, d.n2_w, d.n2_b, d_ln, a.mid, p.n2_w, a.ln2_mean, a.ln2_rstd, N, C, s);
+  const bf16* dy = reduce_grad_to_shard(d_ln);
+  norm_bwd(rms, d_resid, d.n2_w, d.n2_b, dy, a.mid, p.n2_w, a.ln2_mean, a.ln2_rstd, Nsp, C, s);
   // mid = x + Wo attn(...) + bo: likewise d_resid becomes dL/dx.
-  if (d.bo) kc::bias_grad_f32(d.bo, d_resid, N, C, s);
-  kc::cast_f32_to_bf16(d_resid_bf, d_resid, N * C, s);
-  blas->linear_backward(d_attn_y, false, d.wo, nullptr, d_resid_bf, a.attn_y, p.wo, N, Q, C);
+  if (d.bo) kc::bias_grad_f32(d.bo, d_resid, Nsp, C, s);
+  d_out = grad_out_full();
+  blas->linear_backward(d_attn_y, false, d.wo, nullptr, d_out, a.attn_y, p.wo, N, Q, C);
   const kc::FlashShape shape{B, T, NH, NKV, HS, Q, KV, cfg.attention == config::AttentionKind::causal};
   kc::attention_backward(d_q, d_k, d_v, attn_ws, d_attn_y, a.attn_y, a.lse, a.q, a.k, a.v, shape, s);
   if (rope) {
@@ -316,14 +369,20 @@ void GpuEngine::Impl::layer_backward(int l) {
   blas->linear_backward(d_ln, false, d.wq, d.bq, d_q, a.ln1, p.wq, N, C, Q);
   blas->linear_backward(d_ln, true, d.wk, d.bk, d_k, a.ln1, p.wk, N, C, KV);
   blas->linear_backward(d_ln, true, d.wv, d.bv, d_v, a.ln1, p.wv, N, C, KV);
-  tp_sum(d_ln, N * C);
-  norm_bwd(rms, d_resid, d.n1_w, d.n1_b, d_ln, x, p.n1_w, a.ln1_mean, a.ln1_rstd, N, C, s);
+  dy = reduce_grad_to_shard(d_ln);
+  norm_bwd(rms, d_resid, d.n1_w, d.n1_b, dy, x, p.n1_w, a.ln1_mean, a.ln1_rstd, Nsp, C, s);
 }
 
 void GpuEngine::Impl::embed_backward() {
-  // d_resid is the whole [N, C] gradient on every TP rank; each adds into its vocab slice.
-  kc::embedding_backward(dwte, d_resid, tokens, N, C, vocab_start, V, s);
-  if (dwpe) kc::position_embedding_backward(dwpe, d_resid, B, T, C, s);
+  // The whole [N, C] gradient on every TP rank (SP: all-gathered in fp32); each rank adds
+  // into its vocabulary slice.
+  const float* d = d_resid;
+  if (sp) {
+    tp_comm->all_gather(d_resid, d_full_f32, std::size_t(Nsp * C), DType::f32);
+    d = d_full_f32;
+  }
+  kc::embedding_backward(dwte, d, tokens, N, C, vocab_start, V, s);
+  if (dwpe) kc::position_embedding_backward(dwpe, d, B, T, C, s);
 }
 
 // ---- one micro-batch ---------------------------------------------------------------------------
@@ -344,10 +403,15 @@ void GpuEngine::Impl::backward_microbatch(bool last) {
     if (recompute) layer_forward(l);  // rebuild this layer's activations from its saved input
     layer_backward(l);
     // Last micro-batch: every gradient from this layer's start to the end of the flat buffer
-    // is final; hand the buckets it completes to the DP reduction (overlaps what follows).
-    if (last) grads_ready_from(layer_ranges[std::size_t(l)].first);
+    // is final (SP: once summed over TP); hand the buckets it completes to the DP reduction
+    // (overlaps what follows).
+    if (last) {
+      if (sp) sum_sequence_parallel_grads(layer_ranges[std::size_t(l)].first);
+      grads_ready_from(layer_ranges[std::size_t(l)].first);
+    }
   }
   embed_backward();
+  if (last && sp) sum_sequence_parallel_grads(0);
   final_backward = false;
 }
 

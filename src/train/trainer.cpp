@@ -475,9 +475,13 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
   if (valid_set.windows() == 0 && job.eval.windows > 0 && lead)
     log_info("validation: skipped, the data source has no held-out windows (data.valid_fraction for hdf5)");
   if constexpr (gpu) {
-    summary.final_param_info = engine.table().entries();
-    summary.final_params.resize(std::size_t(engine.table().numel()));
-    engine.download_parameters(summary.final_params.data());
+    // A host copy of the master weights for the tests that compare layouts; a production
+    // model's copy (tens of GB per rank, on every rank of a node) is not made.
+    if (engine.table().numel() <= (std::int64_t(1) << 28)) {
+      summary.final_param_info = engine.table().entries();
+      summary.final_params.resize(std::size_t(engine.table().numel()));
+      engine.download_parameters(summary.final_params.data());
+    }
   } else {
     for (int c = 0; c < engine.num_chunks(); ++c) {
       const std::int64_t base = std::int64_t(summary.final_params.size());

@@ -60,7 +60,8 @@ struct TrainSummary {
   double valid_loss = -1;         // mean token loss on the held-out windows at the end; -1: none
   std::vector<EvalMetrics> evals; // every validation run, in order
   // This rank's parameters after training, every chunk's flat buffer concatenated, and the
-  // tensors in it (offsets into final_params): what the layout-equivalence tests compare.
+  // tensors in it (offsets into final_params): what the layout-equivalence tests compare (GPU
+  // runs: empty above 2^28 parameters per rank, where the host copy would cost tens of GB).
   std::vector<float> final_params;
   std::vector<model::ParamInfo> final_param_info;
   // Checkpoints and preemption (docs/checkpoints.md).

@@ -1,7 +1,9 @@
 // Host-side tests of the CUDA kernels' host code and per-element formulas: they need no
 // GPU and run everywhere (these fixtures do NOT derive from CudaTest).
 //   - rope_table (host function) against the angles of the CPU rope kernel;
-//   - pointwise.hpp (the formulas the kernels call) against the CPU reference kernels.
+//   - pointwise.hpp (the formulas the kernels call) against the CPU reference kernels;
+//   - gemm_mapping.hpp (Blas::gemm's row-major -> column-major arguments and cuBLASLt
+//     layouts) through a naive column-major GEMM against the CPU row-major GEMM.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +14,9 @@
 #include "strata/core/error.hpp"
 #include "strata/kernels/cpu/activations.hpp"
 #include "strata/kernels/cpu/adamw.hpp"
+#include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/rope.hpp"
+#include "strata/kernels/cuda/gemm_mapping.hpp"
 #include "strata/kernels/cuda/pointwise.hpp"
 #include "strata/kernels/cuda/rope.hpp"
 
@@ -139,6 +143,61 @@ TEST(CudaHostPointwise, AdamWElementMatchesCpuReference) {
     EXPECT_TRUE(all_close(fm, to_float(m), 1e-6, 1e-7)) << "step " << step;
     EXPECT_TRUE(all_close(fv, to_float(v), 1e-6, 1e-9)) << "step " << step;
   }
+}
+
+
+// Column-major BLAS semantics, as cuBLAS/cuBLASLt apply them to the mapped arguments:
+//   C(i,j) = alpha sum_p opA(i,p) opB(p,j) + beta C(i,j),  i < m, j < n,
+// X(r,c) stored at X[r + c ld]. Every element read must lie inside the stored layout
+// ([rows, cols] with rows <= ld), so a wrong layout fails here as well as a wrong result.
+std::vector<double> col_major_gemm_ref(const cu::ColMajorGemm& g, double alpha, const std::vector<double>& A,
+                                       const std::vector<double>& B, double beta, std::vector<double> C,
+                                       bool& in_layout) {
+  in_layout = g.a_rows <= g.lda && g.b_rows <= g.ldb && g.c_rows <= g.ldc;
+  auto at = [&](const std::vector<double>& X, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::int64_t r,
+                std::int64_t c) {
+    if (r < 0 || r >= rows || c < 0 || c >= cols || std::size_t(r + c * ld) >= X.size()) {
+      in_layout = false;
+      return 0.0;
+    }
+    return X[std::size_t(r + c * ld)];
+  };
+  for (std::int64_t j = 0; j < g.n; ++j)
+    for (std::int64_t i = 0; i < g.m; ++i) {
+      double acc = 0;
+      for (std::int64_t p = 0; p < g.k; ++p) {
+        const double a = g.trans_a ? at(A, g.a_rows, g.a_cols, g.lda, p, i) : at(A, g.a_rows, g.a_cols, g.lda, i, p);
+        const double b = g.trans_b ? at(B, g.b_rows, g.b_cols, g.ldb, j, p) : at(B, g.b_rows, g.b_cols, g.ldb, p, j);
+        acc += a * b;
+      }
+      double& c = C[std::size_t(i + j * g.ldc)];
+      c = alpha * acc + beta * c;
+    }
+  return C;
+}
+
+// Blas::gemm hands cuBLAS "A" = our B and "B" = our A with the mapped arguments; the
+// column-major result read back row-major must equal the row-major GEMM, for every
+// transpose combination, padded row strides and M != N != K.
+TEST(CudaHostGemmMapping, ColumnMajorArgumentsReproduceRowMajorGemm) {
+  const index_t M = 5, N = 7, K = 3;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const index_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;
+      const auto A = to_double(randn_bf16(std::size_t((ta ? K : M) * lda), 41));
+      const auto B = to_double(randn_bf16(std::size_t((tb ? N : K) * ldb), 42));
+      const auto C0 = to_double(randn_bf16(std::size_t(M * ldc), 43));
+      std::vector<double> want = C0;
+      cpu::gemm<double>(ta, tb, M, N, K, 0.5, A.data(), lda, B.data(), ldb, 2.0, want.data(), ldc);
+      const cu::ColMajorGemm g = cu::col_major_gemm(ta, tb, M, N, K, lda, ldb, ldc);
+      bool in_layout = true;
+      const std::vector<double> got = col_major_gemm_ref(g, 0.5, B, A, 2.0, C0, in_layout);
+      EXPECT_TRUE(in_layout) << "ta " << ta << " tb " << tb;
+      EXPECT_EQ(g.c_rows, N);
+      EXPECT_EQ(g.c_cols, M);
+      for (std::size_t i = 0; i < want.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-12) << "ta " << ta << " tb " << tb << " at " << i;
+    }
 }
 
 }  // namespace

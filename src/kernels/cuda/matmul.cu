@@ -20,9 +20,11 @@
 // before the rounding of Y to bf16) or, on the cuBLAS path, by add_bias_bf16 afterwards;
 // backward dX = / += dY W, dW += dY^T X (fp32), db += column sums of dY (bias_grad_bf16).
 #include "strata/kernels/cuda/elementwise.hpp"
+#include "strata/kernels/cuda/gemm_mapping.hpp"
 #include "strata/kernels/cuda/matmul.hpp"
 
 #include <cstdint>
+#include <initializer_list>
 #include <utility>
 
 namespace strata::kernels::cuda {
@@ -101,9 +103,11 @@ void Blas::gemm_impl(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
                    ldb < (index_t(1) << 31) && ldc < (index_t(1) << 31),
                "gemm: dimensions beyond 32-bit integers (M = ", M, ", N = ", N, ", K = ", K, ")");
   const cudaDataType_t ctype = c_type == GemmOut::bf16 ? CUDA_R_16BF : CUDA_R_32F;
-  // Column-major problem: m = N, n = M, k = K; cuBLAS A = our B, cuBLAS B = our A.
-  const cublasOperation_t opa = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t opb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  // Column-major problem: m = N, n = M, k = K; cuBLAS A = our B, cuBLAS B = our A
+  // (gemm_mapping.hpp, host-tested against a naive column-major GEMM).
+  const ColMajorGemm cm = col_major_gemm(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  const cublasOperation_t opa = cm.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opb = cm.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
 
   Algo* algo = nullptr;
   // cuBLASLt only for 16-byte aligned pointers and row strides (every model GEMM); odd
@@ -135,16 +139,26 @@ void Blas::gemm_impl(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
            "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
       }
       // Stored column-major shapes: cuBLAS A is [m,k] (N) or [k,m] (T); cuBLAS B is [k,n] or [n,k].
-      ck(cublasLtMatrixLayoutCreate(&fresh->a, CUDA_R_16BF, trans_b ? K : N, trans_b ? N : K, ldb),
+      ck(cublasLtMatrixLayoutCreate(&fresh->a, CUDA_R_16BF, std::uint64_t(cm.a_rows), std::uint64_t(cm.a_cols), cm.lda),
          "cublasLtMatrixLayoutCreate(A)");
-      ck(cublasLtMatrixLayoutCreate(&fresh->b, CUDA_R_16BF, trans_a ? M : K, trans_a ? K : M, lda),
+      ck(cublasLtMatrixLayoutCreate(&fresh->b, CUDA_R_16BF, std::uint64_t(cm.b_rows), std::uint64_t(cm.b_cols), cm.ldb),
          "cublasLtMatrixLayoutCreate(B)");
-      ck(cublasLtMatrixLayoutCreate(&fresh->c, ctype, N, M, ldc), "cublasLtMatrixLayoutCreate(C)");
+      ck(cublasLtMatrixLayoutCreate(&fresh->c, ctype, std::uint64_t(cm.c_rows), std::uint64_t(cm.c_cols), cm.ldc),
+         "cublasLtMatrixLayoutCreate(C)");
       cublasLtMatmulPreference_t pref = nullptr;
       ck(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
       const std::uint64_t ws = workspace_bytes_;
       cublasStatus_t st =
           cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+      // The heuristic assumes 256-byte aligned A/B/C/D unless told otherwise (cublasLt.h:
+      // MIN_ALIGNMENT_*_BYTES default 256), and the algorithm is cached per shape, not per
+      // pointer: MemoryPlan views are only 64-byte aligned and strided views less. Promise
+      // only what lt_ok checked (16 bytes), so the cached algorithm fits every later call.
+      const std::uint32_t min_align = 16;
+      for (const auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                              CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+        if (st == CUBLAS_STATUS_SUCCESS)
+          st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &min_align, sizeof(min_align));
       cublasLtMatmulHeuristicResult_t result{};
       int found = 0;
       if (st == CUBLAS_STATUS_SUCCESS)
@@ -168,8 +182,9 @@ void Blas::gemm_impl(bool trans_a, bool trans_b, index_t M, index_t N, index_t K
                "cublasLtMatmul", trans_a, trans_b, M, N, K);
     return;
   }
-  check_blas(cublasGemmEx(blas_, opa, opb, int(N), int(M), int(K), &alpha, B, CUDA_R_16BF, int(ldb), A, CUDA_R_16BF,
-                          int(lda), &beta, C, ctype, int(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  check_blas(cublasGemmEx(blas_, opa, opb, int(cm.m), int(cm.n), int(cm.k), &alpha, B, CUDA_R_16BF, int(cm.lda), A,
+                          CUDA_R_16BF, int(cm.ldb), &beta, C, ctype, int(cm.ldc), CUBLAS_COMPUTE_32F,
+                          CUBLAS_GEMM_DEFAULT),
              "cublasGemmEx", trans_a, trans_b, M, N, K);
   if (bias) {
     STRATA_CHECK(c_type == GemmOut::bf16 && ldc == N, "gemm: a bias needs a contiguous bf16 output");

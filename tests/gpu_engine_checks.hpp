@@ -53,6 +53,20 @@ inline std::int64_t count_targets(int B, int T, int microbatches) {
   return n;
 }
 
+// Every element of `got` (in the layout of `got_table`: a TP shard, another vocabulary
+// padding) equals the reference element of the same tensor and global index; padding rows 0.
+inline void expect_same_values(const model::ParameterTable& got_table, const std::vector<float>& got,
+                               const model::ParameterTable& ref_table, const std::vector<float>& ref) {
+  for (const model::ParamInfo& p : got_table.entries()) {
+    const model::ParamInfo& r = ref_table.get(p.name);
+    const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
+    for (std::int64_t i = 0; i < p.numel; ++i) {
+      const float want = i < real ? ref[std::size_t(r.offset + p.global_index(i))] : 0.0f;
+      ASSERT_EQ(got[std::size_t(p.offset + i)], want) << p.name << " element " << i;
+    }
+  }
+}
+
 // Per tensor of `got_table` (a TP shard or the whole model): the local elements against the
 // matching elements of the reference (a whole-model table), by global index; vocabulary
 // padding rows are skipped. A bf16 computation reproduces the direction and size of each

@@ -19,7 +19,10 @@ std::int64_t ParamInfo::global_index(std::int64_t i) const {
   return r * global_shape[1] + split_offset + c;
 }
 
-int padded_vocab(int vocab_size, int tp_size) { return (vocab_size + tp_size - 1) / tp_size * tp_size; }
+int padded_vocab(int vocab_size, int tp_size, int multiple) {
+  const int m = tp_size * multiple;
+  return (vocab_size + m - 1) / m * m;
+}
 
 void ParameterTable::add(ParamInfo p) {
   p.numel = shape_numel(p.shape);
@@ -65,7 +68,7 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
   const int tp = place.tp_size, r = place.tp_rank;
   const std::int64_t C = cfg.d_model, F = cfg.ffn();
   const std::int64_t HS = cfg.head_size(), Q = cfg.num_heads * HS, KV = cfg.kv_heads() * HS;
-  const std::int64_t V = cfg.vocab_size, Vp = padded_vocab(cfg.vocab_size, tp), Vl = Vp / tp;
+  const std::int64_t V = cfg.vocab_size, Vp = padded_vocab(cfg.vocab_size, tp, place.vocab_multiple), Vl = Vp / tp;
   const double std0 = cfg.init_std;
   // GPT-2: residual-branch output projections scaled by 1/sqrt(2 L) so the residual stream's
   // variance does not grow with depth (Radford et al. 2019, section 2.3).

@@ -287,7 +287,7 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
     os << "model '" << mcfg.name << "': " << whole.numel() << " parameters (" << whole.matmul_numel()
        << " in matmuls), " << mcfg.num_layers << " layers, d_model " << mcfg.d_model << ", heads "
        << mcfg.num_heads << "/" << mcfg.kv_heads() << ", ffn " << mcfg.ffn() << ", vocab " << mcfg.vocab_size << '\n';
-    if (const int vp = model::padded_vocab(mcfg.vocab_size, shape.tp); vp != mcfg.vocab_size)
+    if (const int vp = model::padded_vocab(mcfg.vocab_size, shape.tp, gpu ? 64 : 1); vp != mcfg.vocab_size)
       os << "vocabulary padded from " << mcfg.vocab_size << " to " << vp << " so each of the " << shape.tp
          << " tensor-parallel ranks holds " << vp / shape.tp << " rows (the padding rows are never targets)\n";
     os << "layout: tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << " = " << shape.size()

@@ -56,11 +56,14 @@ struct ChunkPlacement {
   bool has_head = true;       // the last chunk of the last stage
   bool sequence_parallel = false;
   int flat_multiple = 1;      // pad the flat parameter/gradient buffers to a multiple of this (dp)
+  int vocab_multiple = 1;     // each rank's vocabulary slice a multiple of this (GPU: 64)
 };
 
-// The vocabulary padded to a multiple of tp (Megatron-LM pads it the same way) so every TP
-// rank holds an equal slice of the embedding and output tables.
-int padded_vocab(int vocab_size, int tp_size);
+// The vocabulary padded to a multiple of tp x multiple (Megatron-LM pads it the same way) so
+// every TP rank holds an equal slice of the embedding and output tables; on GPUs each slice
+// is also a multiple of 64 rows, so the logits' rows stay 16-byte aligned for cuBLASLt and
+// the vectorised cross-entropy (GPT-2's 50257 becomes 50304 on one GPU).
+int padded_vocab(int vocab_size, int tp_size, int multiple = 1);
 
 class ParameterTable {
  public:

@@ -27,6 +27,9 @@ namespace strata::parallel {
 
 namespace {
 
+// Each rank's vocabulary slice a multiple of 64 rows: aligned logits rows (padded_vocab).
+constexpr int kVocabMultiple = 64;
+
 // What the GPU path does not run, named by setting; checked before any device is touched so
 // the errors are the same on machines without a GPU.
 void check_gpu_limits(const config::ModelConfig& model, const config::ParallelConfig& parallel, int seq_len,
@@ -76,7 +79,7 @@ GpuEngine::Impl::Impl(const config::ModelConfig& model, const config::ParallelCo
   NKV = model.kv_heads() / tp_size;
   HS = model.head_size();
   F = model.ffn() / tp_size;
-  V = model::padded_vocab(model.vocab_size, tp_size) / tp_size;
+  V = model::padded_vocab(model.vocab_size, tp_size, kVocabMultiple) / tp_size;
   L = model.num_layers;
   N = std::int64_t(B) * T;
   Q = std::int64_t(NH) * HS;
@@ -95,6 +98,7 @@ GpuEngine::Impl::Impl(const config::ModelConfig& model, const config::ParallelCo
   place.tp_size = tp_size;
   place.tp_rank = tp_rank;
   place.flat_multiple = dp_size;
+  place.vocab_multiple = kVocabMultiple;
   place.sequence_parallel = parallel.sequence_parallel;  // marks the gradients SP sums over TP
   table = model::make_parameter_table(model, place);
   numel = table.numel();

@@ -10,6 +10,12 @@
 // tensor, these stay well under 1%; the tests allow 2% of that maximum plus 2% relative,
 // ~10x the expected error and far below what a wrong index or mask gives (O(1)). lse is fp32
 // throughout: 1e-3 absolute.
+// Absolute floor 1e-4: at T = 1 the softmax of a single key has zero gradient, so the
+// reference dq and dk are exactly 0 (max 0), while the GPU keeps the fp32 cancellation residue
+// of dS = P (dP - D): dP (tensor cores) and D (warp sum) add the same ~sqrt(HS) ~ 11 sized
+// dot product in different orders, ~1e-5 apart, times scale |k| or scale |q| (<~ 0.9) -- up
+// to a few 1e-6 (a host replay of the two summation orders gives 1.1e-6 for dq), above a 1e-6
+// floor; 1e-4 is well above that and still far below any indexing or mask error.
 #include <cmath>
 #include <random>
 #include <vector>
@@ -65,11 +71,11 @@ std::vector<float> random_bf16_values(std::size_t n, unsigned seed, float sd) {
   return x;
 }
 
-// |got - want| <= 0.02 max|want| + 0.02 |want| (see the top of the file).
+// |got - want| <= 0.02 max|want| + 0.02 |want| + 1e-4 (see the top of the file).
 ::testing::AssertionResult close_to_max(const std::vector<float>& got, const std::vector<double>& want) {
   double mx = 0;
   for (double w : want) mx = std::max(mx, std::abs(w));
-  return all_close(got, std::vector<float>(want.begin(), want.end()), 2e-2, 2e-2 * mx + 1e-6);
+  return all_close(got, std::vector<float>(want.begin(), want.end()), 2e-2, 2e-2 * mx + 1e-4);
 }
 
 // Only the q/k/v columns of a fused buffer (the padding is not an output).

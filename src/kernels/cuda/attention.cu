@@ -20,7 +20,7 @@
 //   out = O / l (bf16), lse = (m + log2 l) ln 2.
 //   Causal: key blocks after the diagonal block are skipped; query blocks run heaviest first.
 //   Shared memory: Q, K, V [64][HS+8] bf16, S [64][68] fp32, P [64][72] bf16, 64 row factors,
-//   the 16x16 row-index matrix (77 KiB at HS = 128, two blocks per SM); the +8/+4 pads shift
+//   the 16x16 row-index matrix (78.25 KiB at HS = 128, two blocks per SM); the +8/+4 pads shift
 //   rows across banks and keep every 16x16 fragment 32-byte aligned, as wmma requires.
 //   Each warp reads all of K and V from shared memory for its 16 rows (16 flops per byte of
 //   shared memory), which bounds this design to roughly half of the H100's mma peak (the
@@ -43,7 +43,7 @@
 // kernel writes dq (bf16, ld_q) from the work space. All three outputs are "=": dk/dv of a
 // kv head sum its group's query heads inside one block, so no GQA accumulation crosses blocks.
 //   Shared memory: K, V, Q, dO [64][HS+8] bf16, S^T, dP^T [64][68] fp32, P^T, dS^T [64][72]
-//   bf16, lse and D [64] fp32, 4 x 16x16 fp32 scratch (128 KiB at HS = 128).
+//   bf16, lse and D [64] fp32, 4 x 16x16 fp32 scratch (124.5 KiB at HS = 128).
 // Work space: dq [B, T, NH, HS] fp32, then D [B, NH, T] fp32.
 #include <mma.h>
 
@@ -76,7 +76,6 @@ struct Layout {
   static constexpr int lds = kBlockN + 4;  // fp32 [64][64] scores (S, dP)
   static constexpr int ldp = kBlockN + 8;  // bf16 [64][64] probabilities (P, dS)
   static constexpr int tile_h = 64 * ldh * 2, tile_s = 64 * lds * 4, tile_p = 64 * ldp * 2;
-  // forward: Q K V S P O
   // forward: Q K V S P, the per-row factors (64 fp32) and the 16x16 row-index matrix
   static constexpr int f_q = 0, f_k = f_q + tile_h, f_v = f_k + tile_h, f_s = f_v + tile_h, f_p = f_s + tile_s,
                        f_row = f_p + tile_p, f_rowid = f_row + 64 * 4, f_bytes = f_rowid + 256 * 4;
@@ -86,6 +85,16 @@ struct Layout {
                        b_d = b_lse + 64 * 4, b_scratch = b_d + 64 * 4, b_bytes = b_scratch + flash::kWarps * 256 * 4;
   static_assert(tile_h % 32 == 0 && tile_s % 32 == 0 && tile_p % 32 == 0,
                 "every region starts 32-byte aligned (wmma)");
+  // wmma: ldm a multiple of 16 bytes; every fragment pointer 32-byte aligned. Fragments start
+  // at rows that are multiples of 16 and columns that are multiples of 16 of a region.
+  static_assert((ldh * 2) % 16 == 0 && (lds * 4) % 16 == 0 && (ldp * 2) % 16 == 0, "wmma ldm");
+  static_assert((16 * ldh * 2) % 32 == 0 && (16 * lds * 4) % 32 == 0 && (16 * ldp * 2) % 32 == 0 &&
+                    (16 * 2) % 32 == 0 && (16 * 4) % 32 == 0,
+                "16-row and 16-column fragment offsets keep 32-byte alignment");
+  static_assert((f_row % 32) == 0 && (f_rowid % 32) == 0 && (b_scratch % 32) == 0 && (256 * 4) % 32 == 0,
+                "row-index matrix and per-warp scratch are 32-byte aligned");
+  // Dynamic shared memory per block (opt-in): sm_80 allows 163 KiB, sm_90 227 KiB.
+  static_assert(f_bytes <= 163 * 1024 && b_bytes <= 163 * 1024, "fits sm_80's per-block shared memory");
 };
 
 // Copies rows [0, 64) of a strided bf16 matrix (HS columns) into shared memory, 16 bytes at

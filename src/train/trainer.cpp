@@ -156,8 +156,8 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
 }
 
 // What the GPU path (hardware.device: cuda, parallel::GpuEngine) does not run yet, refused
-// before anything is built; the engine itself refuses pp > 1, sequence parallelism and head
-// sizes its attention kernel lacks.
+// before anything is built; the engine itself refuses pp > 1, head sizes its attention
+// kernel lacks, and (sequence parallelism) micro-batches of B x T not divisible by tp.
 void check_gpu_job(const config::JobConfig& job) {
   const std::string at = job.source.empty() ? "" : job.source + ": ";
   if (job.train.seq_len_warmup > 0)

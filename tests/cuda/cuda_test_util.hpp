@@ -37,6 +37,10 @@ class DeviceBuffer {
   explicit DeviceBuffer(std::size_t n) : n_(n) {
     STRATA_CUDA_CHECK(cudaMalloc(&p_, std::max<std::size_t>(1, n) * sizeof(T)));
     STRATA_CUDA_CHECK(cudaMemset(p_, 0, std::max<std::size_t>(1, n) * sizeof(T)));
+    // cudaMemset and cudaMemcpy run on the legacy default stream, which non-blocking streams
+    // (the NCCL tests' compute stream) do not wait for, and a pageable host-to-device
+    // cudaMemcpy may return before its DMA has landed: finish both before any use.
+    STRATA_CUDA_CHECK(cudaDeviceSynchronize());
   }
   explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
   ~DeviceBuffer() { cudaFree(p_); }
@@ -46,6 +50,7 @@ class DeviceBuffer {
   std::size_t size() const { return n_; }
   void upload(const std::vector<T>& host) {
     STRATA_CUDA_CHECK(cudaMemcpy(p_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    STRATA_CUDA_CHECK(cudaDeviceSynchronize());  // see the constructor
   }
   std::vector<T> download() const {
     STRATA_CUDA_CHECK(cudaDeviceSynchronize());

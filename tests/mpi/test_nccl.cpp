@@ -268,6 +268,10 @@ TEST_F(NcclTest, NonBlockingFormsOrderAgainstTheComputeStream) {
   float* out = staging.data<float>(out_i);
   for (std::size_t i = 0; i < n; ++i) in[i] = float(value(rank(), i, false));
   DeviceBuffer<float> dev(n);
+  // Warm-up: NCCL connects peers lazily at a communicator's first collective (host-side work
+  // that should not run while the compute stream is held).
+  nccl->all_reduce(dev.get(), n, DType::f32, ReduceOp::sum);
+  compute_->synchronize();
   Gate gate;
   STRATA_CUDA_CHECK(cudaLaunchHostFunc(compute(), Gate::hold, &gate));
   STRATA_CUDA_CHECK(cudaMemcpyAsync(dev.get(), in, n * sizeof(float), cudaMemcpyHostToDevice, compute()));
@@ -306,13 +310,25 @@ TEST_F(NcclTest, NonBlockingFormsOrderAgainstTheComputeStream) {
 TEST_F(NcclTest, BlockingFormRunsInComputeStreamOrderWithoutBlockingTheHost) {
   auto nccl = make(grid_->dp_handle(), "dp");
   const std::size_t n = 4096;
+  // The input in pinned memory: a host-to-device cudaMemcpyAsync from pageable memory "may
+  // synchronize with the stream" (CUDA API synchronization behavior), which here would block
+  // the host behind the gate it is about to open.
+  MemoryPlan staging("nccl test staging");
+  const auto in_i = staging.add("in", {std::int64_t(n)}, DType::f32, "test");
+  kernels::cuda::allocate_pinned(staging);
+  float* in = staging.data<float>(in_i);
   const auto mine = values<float>(rank(), n);
+  std::copy(mine.begin(), mine.end(), in);
   DeviceBuffer<float> dev(n);
   std::vector<float> out(n);
+  // Warm-up: NCCL connects peers lazily at a communicator's first collective (host-side work
+  // that should not run while the compute stream is held).
+  nccl->all_reduce(dev.get(), n, DType::f32, ReduceOp::max);
+  compute_->synchronize();
   Gate gate;
   STRATA_CUDA_CHECK(cudaLaunchHostFunc(compute(), Gate::hold, &gate));
   STRATA_CUDA_CHECK(cudaLaunchHostFunc(compute(), Gate::pass, &gate));
-  STRATA_CUDA_CHECK(cudaMemcpyAsync(dev.get(), mine.data(), n * sizeof(float), cudaMemcpyHostToDevice, compute()));
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(dev.get(), in, n * sizeof(float), cudaMemcpyHostToDevice, compute()));
   nccl->all_reduce(dev.get(), n, DType::f32, ReduceOp::max);
   EXPECT_EQ(gate.passed.load(), 0);  // returned while the compute stream is held
   gate.open = true;

@@ -140,6 +140,10 @@ GpuEngine::Impl::Impl(const config::ModelConfig& model, const config::ParallelCo
 }
 
 GpuEngine::Impl::~Impl() {
+  // Several engines may live in one process on different devices (tests/mpi/test_gpu_layouts:
+  // a one-GPU reference on device 0 beside a TP/DP engine on device 1), and whichever was used
+  // last left its device current: the handles, streams and memory below belong to this one.
+  if (device >= 0) cudaSetDevice(device);
   // Work enqueued on the stream may still read the buffers: let it finish before the memory
   // plans (declared before the stream's users) are released. Errors are not thrown here.
   if (stream) cudaStreamSynchronize(s);
@@ -290,9 +294,14 @@ void GpuEngine::upload_parameters(const float* host) {
   e.use_device();
   // The fp32 gradient buffer is the staging area (it is zeroed again at the end; run()
   // zeroes it anyway): whole flat buffer in, bf16 copy cast from it, master pieces copied.
+  // The copy is enqueued on the compute stream, in order with the cast that reads it: a plain
+  // cudaMemcpy from pageable memory runs on the legacy default stream, which the non-blocking
+  // compute stream does not wait for, and may return before its DMA has landed (CUDA runtime
+  // "API synchronization behavior"). The host waits for the stream before returning, so
+  // `host` may be freed right after.
   STRATA_CUDA_CHECK(cudaMemsetAsync(e.grads, 0, std::size_t(e.padded) * sizeof(float), e.s));
-  e.stream->synchronize("GpuEngine::upload_parameters");
-  STRATA_CUDA_CHECK(cudaMemcpy(e.grads, host, std::size_t(e.numel) * sizeof(float), cudaMemcpyHostToDevice));
+  STRATA_CUDA_CHECK(
+      cudaMemcpyAsync(e.grads, host, std::size_t(e.numel) * sizeof(float), cudaMemcpyHostToDevice, e.s));
   kc::cast_f32_to_bf16(e.params, e.grads, e.padded, e.s);
   for (std::size_t i = 0; i < e.owned.size(); ++i)
     STRATA_CUDA_CHECK(cudaMemcpyAsync(e.master + e.shard_offset[i], e.grads + e.owned[i].begin,
@@ -326,9 +335,12 @@ void GpuEngine::download_state(float* params, float* exp_avg, float* exp_avg_sq)
 void GpuEngine::upload_state(const float* params, const float* exp_avg, const float* exp_avg_sq) {
   Impl& e = *impl_;
   upload_parameters(params);  // master pieces and the bf16 copy; synchronises
+  // On the compute stream, then waited for (see upload_parameters): the next AdamW kernel runs
+  // on that stream and must see the moments.
   const std::size_t bytes = std::size_t(e.state_elems) * sizeof(float);
-  STRATA_CUDA_CHECK(cudaMemcpy(e.adam_m, exp_avg, bytes, cudaMemcpyHostToDevice));
-  STRATA_CUDA_CHECK(cudaMemcpy(e.adam_v, exp_avg_sq, bytes, cudaMemcpyHostToDevice));
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(e.adam_m, exp_avg, bytes, cudaMemcpyHostToDevice, e.s));
+  STRATA_CUDA_CHECK(cudaMemcpyAsync(e.adam_v, exp_avg_sq, bytes, cudaMemcpyHostToDevice, e.s));
+  e.stream->synchronize("GpuEngine::upload_state");
 }
 
 }  // namespace strata::parallel

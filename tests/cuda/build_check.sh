@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What a CUDA build promises on a machine without a GPU (label unit, runs in CI):
-#   1. every CUDA program carries machine code for sm_80 (A100) and sm_90 (H100/H200);
+#   1. every CUDA program carries machine code for each configured architecture (CI: sm_80 for
+#      A100 and sm_90 for H100/H200);
 #   2. `strata train` with hardware.device: cuda ends with one clear line and a non-zero exit,
 #      on one rank and on two (no hang), naming why no GPU can be used;
 #   3. what the GPU path does not run yet is refused before anything starts, naming the key.
 # On a machine with a GPU, part 2 is skipped (training would start).
-# usage: build_check.sh STRATA_BINARY SOURCE_DIR CUDA_TESTS_BINARY
+# usage: build_check.sh STRATA_BINARY SOURCE_DIR CUDA_TESTS_BINARY "CMAKE_CUDA_ARCHITECTURES"
 set -uo pipefail
-strata="$1"; src="$2"; cuda_tests="$3"
+strata="$1"; src="$2"; cuda_tests="$3"; configured="${4:-80;90}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source "$src/tests/cli/lib.bash"
@@ -19,7 +20,10 @@ list_archs() {
 }
 for bin in "$strata" "$cuda_tests"; do
   archs=$(list_archs "$bin")
-  for want in sm_80 sm_90; do
+  for arch in ${configured//;/ }; do
+    arch=${arch%%-*}; arch=${arch%a}  # "90a-real" -> 90; "native" and "all" name no fixed one
+    [[ "$arch" =~ ^[0-9]+$ ]] || continue
+    want="sm_$arch"
     if grep -qw "$want" <<<"$archs"; then echo "ok   $(basename "$bin") has $want code ($archs)"
     else echo "FAIL $(basename "$bin"): no $want code (found: ${archs:-none})"; failures=$((failures + 1)); fi
   done
@@ -42,4 +46,4 @@ if [ $rc -ne 0 ] && [ $rc -lt 124 ] && grep -q "pipeline parallelism" <<<"$out";
 else echo "FAIL gpu-pp: exit $rc: $out"; failures=$((failures + 1)); fi
 
 if [ $failures -ne 0 ]; then echo "$failures case(s) failed"; exit 1; fi
-echo "the CUDA build carries sm_80 and sm_90 code and the GPU path fails clearly where it cannot run"
+echo "the CUDA build carries code for $configured and the GPU path fails clearly where it cannot run"

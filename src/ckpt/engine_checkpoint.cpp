@@ -207,6 +207,7 @@ EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::P
     chunks_.push_back(std::move(st));
   }
   adam_steps_ = [&engine] { return engine.optimizer(0).steps_taken(); };
+  prepare_ = [] {};
   before_save_ = [] {};
   after_load_ = [&engine](long steps) {
     for (int c = 0; c < engine.num_chunks(); ++c) engine.optimizer(c).set_steps_taken(steps);
@@ -217,27 +218,32 @@ EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::P
 EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::GpuEngine& engine,
                                        comm::RankGrid& grid)
     : job_(job), grid_(grid), plan_(std::make_unique<Plan>()) {
-  staged_params_.assign(std::size_t(engine.padded_numel()), 0.0f);
-  staged_m_.assign(std::size_t(engine.state_numel()), 0.0f);
-  staged_v_.assign(std::size_t(engine.state_numel()), 0.0f);
-  ChunkState st;
+  ChunkState st;  // its host pointers are set when the staging buffers exist (prepare_)
   st.table = &engine.table();
-  st.params = staged_params_.data();
   st.owned = engine.owned_pieces();
   st.shard_offsets = engine.piece_offsets();
   st.partition = engine.sharded() ? engine.owned_pieces()
                                   : std::vector<Range>{parallel::shard_piece({0, engine.padded_numel()},
                                                                              grid.shape().dp, grid.coord().dp_rank)};
-  st.exp_avg = staged_m_.data();
-  st.exp_avg_sq = staged_v_.data();
   chunks_.push_back(std::move(st));
+  // The staging buffers hold this rank's parameters and moments in host memory (12 bytes per
+  // parameter without ZeRO-1): made on the first save or load, not for runs that never save.
+  prepare_ = [this, &engine] {
+    if (!staged_params_.empty()) return;
+    staged_params_.assign(std::size_t(engine.padded_numel()), 0.0f);
+    staged_m_.assign(std::size_t(engine.state_numel()), 0.0f);
+    staged_v_.assign(std::size_t(engine.state_numel()), 0.0f);
+    chunks_[0].params = staged_params_.data();
+    chunks_[0].exp_avg = staged_m_.data();
+    chunks_[0].exp_avg_sq = staged_v_.data();
+    build_plan();
+  };
   adam_steps_ = [&engine] { return engine.steps_taken(); };
   before_save_ = [this, &engine] { engine.download_state(staged_params_.data(), staged_m_.data(), staged_v_.data()); };
   after_load_ = [this, &engine](long steps) {
     engine.upload_state(staged_params_.data(), staged_m_.data(), staged_v_.data());
     engine.set_steps_taken(steps);
   };
-  build_plan();
 }
 
 void EngineCheckpointer::build_plan() {
@@ -268,6 +274,7 @@ void EngineCheckpointer::build_plan() {
 EngineCheckpointer::~EngineCheckpointer() = default;
 
 SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st, int keep) {
+  prepare_();
   std::lock_guard lock(hdf5_mutex());
   quiet_hdf5();
   const Timer timer;
@@ -393,6 +400,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
 }
 
 TrainState EngineCheckpointer::load(const std::string& path, const std::string& expected_tokenizer_hash) {
+  prepare_();
   std::lock_guard lock(hdf5_mutex());
   const MPI_Comm world = grid_.world_handle();
   const std::string file = resolve(path);

@@ -67,8 +67,8 @@ class EngineCheckpointer {
  public:
   // Plans this rank's hyperslabs once. CPU: straight from the engine's own buffers.
   EngineCheckpointer(const config::JobConfig& job, parallel::PipelineEngine& engine, comm::RankGrid& grid);
-  // GPU: through host staging buffers (this rank's parameters and moments, fp32), filled from
-  // the device before each save and copied to it after a load.
+  // GPU: through host staging buffers (this rank's parameters and moments, fp32), made at the
+  // first save or load, filled from the device before each save and copied to it after a load.
   EngineCheckpointer(const config::JobConfig& job, parallel::GpuEngine& engine, comm::RankGrid& grid);
   ~EngineCheckpointer();
   EngineCheckpointer(const EngineCheckpointer&) = delete;
@@ -92,6 +92,7 @@ class EngineCheckpointer {
   comm::RankGrid& grid_;
   std::vector<ChunkState> chunks_;
   std::function<long()> adam_steps_;              // the optimizer steps taken, for /optim step
+  std::function<void()> prepare_;                 // GPU: the staging buffers and the plan, at first use
   std::function<void()> before_save_;             // GPU: device state -> host staging
   std::function<void(long steps)> after_load_;    // the optimizer steps; GPU: staging -> device
   std::vector<float> staged_params_, staged_m_, staged_v_;  // GPU staging

@@ -67,6 +67,35 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   }
 }
 
+DeviceGroups RankGrid::device_groups(Device device, void* compute_stream) {
+  if (device == Device::cpu) return {tp_.get(), dp_.get(), pp_.get(), embedding_.get()};
+  if (nccl_pp_ && nccl_stream_ != compute_stream)
+    throw make_error("RankGrid: the NCCL communicators already enqueue on another compute stream (",
+                     "release_device_groups() first)");
+  if (!nccl_pp_) {
+    // Every dimension, size-1 groups included (an interleaved pipeline on one stage sends to
+    // itself); the unique id of each travels over that dimension's MPI communicator.
+    auto make = [&](MpiCommunicator& mpi, const char* name) {
+      return std::make_unique<NcclCommunicator>(mpi.handle(), name, compute_stream, describe(),
+                                                watchdog_->timeout_s());
+    };
+    nccl_tp_ = make(*tp_, "tp");
+    nccl_dp_ = make(*dp_, "dp");
+    nccl_pp_ = make(*pp_, "pp");
+    if (embedding_) nccl_embedding_ = make(*embedding_, "embedding");
+    nccl_stream_ = compute_stream;
+  }
+  return {nccl_tp_.get(), nccl_dp_.get(), nccl_pp_.get(), nccl_embedding_.get()};
+}
+
+void RankGrid::release_device_groups() {
+  nccl_embedding_.reset();
+  nccl_pp_.reset();
+  nccl_dp_.reset();
+  nccl_tp_.reset();
+  nccl_stream_ = nullptr;
+}
+
 std::string RankGrid::coordinates() const {
   std::ostringstream os;
   os << "tp " << coord_.tp_rank << "/" << shape_.tp << ", dp " << coord_.dp_rank << "/" << shape_.dp

@@ -13,7 +13,7 @@
 
 #include "../tiny_models.hpp"
 #include "strata/comm/rank_grid.hpp"
-#include "strata/model/inference.hpp"
+#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/model/transformer.hpp"
@@ -35,7 +35,7 @@ ModelConfig gpt_like() {
 ModelConfig llama_like() { return test::tp_llama_tiny(gpt_like()); }
 
 // Greedy or sampled continuation of `prompt` up to max_len tokens.
-std::vector<std::int32_t> generate(model::Decoder<double>& dec, std::vector<std::int32_t> seq,
+std::vector<std::int32_t> generate(model::CpuDecoder<double>& dec, std::vector<std::int32_t> seq,
                                    const model::SamplingOptions& opt) {
   model::Sampler sampler(opt, dec.vocab_size());
   dec.reset();
@@ -53,7 +53,7 @@ void check(const ModelConfig& cfg) {
   // Single rank: the training forward and a decoder with the same weights.
   model::Transformer<double> single(cfg, 1, T);
   single.init_parameters(7);
-  model::Decoder<double> one(cfg);
+  model::CpuDecoder<double> one(cfg);
   std::copy(single.params().begin(), single.params().end(), one.params().begin());
   // This rank's shard: drawn by the training model's initialisation (the same weights in every
   // layout, DESIGN.md invariant 2) and copied into the TP decoder (same table).
@@ -62,7 +62,7 @@ void check(const ModelConfig& cfg) {
   place.tp_rank = grid.coord().tp_rank;
   model::Transformer<double> shard(cfg, 1, T, place, &grid.tp_group());
   shard.init_parameters(7);
-  model::Decoder<double> dec(cfg, 0, tp, place.tp_rank, &grid.tp_group());
+  model::CpuDecoder<double> dec(cfg, 0, tp, place.tp_rank, &grid.tp_group());
   ASSERT_EQ(dec.params().size(), shard.params().size());
   std::copy(shard.params().begin(), shard.params().end(), dec.params().begin());
 

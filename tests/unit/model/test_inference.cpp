@@ -8,7 +8,7 @@
 
 #include "../../tiny_models.hpp"
 #include "strata/core/rng.hpp"
-#include "strata/model/inference.hpp"
+#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/model/transformer.hpp"
@@ -59,7 +59,7 @@ TEST(Decoder, GreedyWithKvCacheEqualsArgmaxOfTrainingForwardAtEveryStep) {
     const int T = cfg.max_seq_len, V = cfg.vocab_size;
     model::Transformer<double> train(cfg, 1, T);
     init(train, 5);
-    model::Decoder<double> dec(cfg);
+    model::CpuDecoder<double> dec(cfg);
     ASSERT_EQ(dec.params().size(), train.params().size());
     std::copy(train.params().begin(), train.params().end(), dec.params().begin());
 
@@ -92,8 +92,8 @@ TEST(Decoder, FloatAgreesWithDoubleAndTruncateReplaysTheSameLogits) {
   const int V = cfg.vocab_size;
   model::Transformer<double> train(cfg, 1, cfg.max_seq_len);
   init(train, 9);
-  model::Decoder<double> dd(cfg);
-  model::Decoder<float> df(cfg);
+  model::CpuDecoder<double> dd(cfg);
+  model::CpuDecoder<float> df(cfg);
   std::copy(train.params().begin(), train.params().end(), dd.params().begin());
   for (std::size_t i = 0; i < df.params().size(); ++i) df.params()[i] = float(train.params()[i]);
   const std::vector<std::int32_t> a = {1, 2, 3, 4, 5}, b = {6, 7};
@@ -122,7 +122,7 @@ TEST(Decoder, BidirectionalWholeSequenceEqualsTrainingForward) {
   cfg.attention = config::AttentionKind::bidirectional;
   model::Transformer<double> train(cfg, 1, 7);
   init(train, 4);
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::copy(train.params().begin(), train.params().end(), dec.params().begin());
   const std::vector<std::int32_t> seq = {0, 9, 22, 4, 4, 13, 1};
   const auto full = full_logits(train, seq, cfg.vocab_size);
@@ -222,7 +222,7 @@ TEST(Scoring, ClozeLogLikelihoodsOfAHandMadeBigramModel) {
                           {0.05, 0.05, 0.5, 0.4},     // P(next | 1)
                           {0.7, 0.1, 0.1, 0.1},       // P(next | 2)
                           {0.02, 0.03, 0.9, 0.05}};   // P(next | 3)
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::fill(dec.params().begin(), dec.params().end(), 0.0);
   auto set = [&](const char* name, int r, int c, double v) {
     const model::ParamInfo& p = dec.table().get(name);
@@ -263,7 +263,7 @@ TEST(Scoring, ClozeLogLikelihoodEqualsTrainingForwardSum) {
   const int V = cfg.vocab_size;
   const std::vector<std::int32_t> context = {4, 11, 2, 19};
   const std::vector<std::vector<std::int32_t>> choices = {{7}, {7, 1, 15}, {22, 0}};
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   model::Transformer<double> seed_model(cfg, 1, 1);
   init(seed_model, 21);
   std::copy(seed_model.params().begin(), seed_model.params().end(), dec.params().begin());
@@ -292,7 +292,7 @@ TEST(Scoring, MaskedChoiceLogLikelihoodSumsLogProbsAtTheMaskedPositions) {
   const std::int32_t mask = 22;
   const std::vector<std::int32_t> left = {3, 9, 14}, right = {5};
   const std::vector<std::vector<std::int32_t>> choices = {{7}, {1, 15}};
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   model::Transformer<double> seed_model(cfg, 1, 1);
   init(seed_model, 31);
   std::copy(seed_model.params().begin(), seed_model.params().end(), dec.params().begin());
@@ -333,7 +333,7 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   EXPECT_EQ(l1.count, n * T);
   EXPECT_NEAR(l2.sum, l1.sum, 1e-10 * l1.sum);
 
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::copy(m2.params().begin(), m2.params().end(), dec.params().begin());
   double nll = 0;
   for (int w = 0; w < n; ++w) {
@@ -351,7 +351,7 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   bcfg.attention = config::AttentionKind::bidirectional;
   model::Transformer<double> bm(bcfg, 2, T);
   init(bm, 12);
-  model::Decoder<double> bdec(bcfg);
+  model::CpuDecoder<double> bdec(bcfg);
   std::copy(bm.params().begin(), bm.params().end(), bdec.params().begin());
   std::vector<std::int32_t> inputs, targets;
   for (int w = 0; w < n; ++w)

@@ -105,10 +105,17 @@ std::size_t EnginePlan::activation_bytes() const {
 std::string EnginePlan::describe(std::size_t rows) const {
   std::ostringstream os;
   const ChunkPlan& first = chunks.front();
+  // A long schedule shortened to its start and end (the steady phase repeats).
+  std::string schedule_text = to_string(schedule);
+  if (schedule.size() > 48) {
+    const std::vector<PipelineAction> head(schedule.begin(), schedule.begin() + 32),
+        tail(schedule.end() - 8, schedule.end());
+    schedule_text = to_string(head) + " ... " + to_string(tail) + " (" + std::to_string(schedule.size()) + " actions)";
+  }
   os << "engine: " << spec.name << ", rank (tp " << coord.tp_rank << "/" << shape.tp << ", dp " << coord.dp_rank << "/"
      << shape.dp << ", pp " << coord.pp_rank << "/" << shape.pp << ")\n"
      << "  schedule " << config::to_string(schedule_kind) << ", " << microbatches << " micro-batches of "
-     << micro_batch_size << " x " << seq_len << ": " << to_string(schedule) << "\n"
+     << micro_batch_size << " x " << seq_len << ": " << schedule_text << "\n"
      << "  communicator groups (" << (spec.device == Device::cuda ? "NCCL" : "MPI") << "): tp of " << shape.tp
      << " ranks, dp of " << shape.dp << ", pp of " << shape.pp
      << (shape.pp > 1 && (coord.pp_rank == 0 || coord.pp_rank == shape.pp - 1) ? ", embedding {first, last stage}"

@@ -75,6 +75,7 @@ PipelineEngine<B>::~PipelineEngine() {
 
 template <class B>
 void PipelineEngine<B>::init_parameters(std::uint64_t seed) {
+  be_->activate();
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     if (!B::spec().master_weights) {
       chunks_[c]->init_parameters(seed);
@@ -223,6 +224,7 @@ StepStats PipelineEngine<B>::finish_stats(int microbatches) {
 
 template <class B>
 StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
+  be_->activate();
   timed_.clear();
   std::fill(filled_.begin(), filled_.end(), false);
   std::fill(loss_rows_.begin(), loss_rows_.end(), false);
@@ -257,6 +259,7 @@ template <class B>
 StepStats PipelineEngine<B>::evaluate(const FillBatch& fill, int microbatches) {
   STRATA_CHECK(microbatches >= 1 && microbatches <= m_, "evaluate: ", microbatches, " micro-batches, expected 1 to ",
                m_);
+  be_->activate();
   // Forward of (mb, virtual stage vs) needs only (mb, vs - 1), which its rank ran earlier in
   // this same order; sends do not block, so the order cannot deadlock. A slot's previous
   // output is waited for before it is overwritten (forward()).
@@ -271,12 +274,14 @@ StepStats PipelineEngine<B>::evaluate(const FillBatch& fill, int microbatches) {
 
 template <class B>
 void PipelineEngine<B>::set_seq_len(int seq_len) {
+  be_->activate();
   for (auto& c : chunks_) c->set_seq_len(seq_len);
   act_elems_ = chunks_.front()->activation_rows() * chunks_.front()->config().d_model;
 }
 
 template <class B>
 double PipelineEngine<B>::grad_norm() {
+  be_->activate();
   double sq = 0;
   for (int c = 0; c < v_; ++c)
     sq += optimizers_[std::size_t(c)]->local_grad_sq(chunks_[std::size_t(c)]->grads().data());
@@ -294,6 +299,7 @@ double PipelineEngine<B>::grad_norm() {
 
 template <class B>
 double PipelineEngine<B>::optimizer_step(double lr, double grad_scale) {
+  be_->activate();
   for (int c = 0; c < v_; ++c)
     optimizers_[std::size_t(c)]->step(chunks_[std::size_t(c)]->params().data(), chunks_[std::size_t(c)]->grads().data(),
                                       lr, grad_scale);
@@ -366,6 +372,7 @@ std::vector<StateView> PipelineEngine<B>::state_views() {
 
 template <class B>
 void PipelineEngine<B>::pull_state() {
+  be_->activate();
   if (staged_params_.empty()) return;  // the views are the engine's own buffers
   be_->synchronize();
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
@@ -384,6 +391,7 @@ void PipelineEngine<B>::pull_state() {
 
 template <class B>
 void PipelineEngine<B>::push_state() {
+  be_->activate();
   if (staged_params_.empty()) return;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
@@ -417,6 +425,7 @@ template <class B>
 void PipelineEngine<B>::download_parameters(std::vector<float>& params, std::vector<model::ParamInfo>& info) {
   params.clear();
   info.clear();
+  be_->activate();
   be_->synchronize();
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
@@ -444,6 +453,7 @@ void PipelineEngine<B>::download_parameters(std::vector<float>& params, std::vec
 
 template <class B>
 void PipelineEngine<B>::download_gradients(std::vector<float>& grads) {
+  be_->activate();
   grads.clear();
   be_->synchronize();
   for (std::size_t c = 0; c < chunks_.size(); ++c) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "strata/config/capabilities.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/memory_plan.hpp"
 
@@ -25,6 +26,16 @@ bool tp_fits_model(const config::ModelConfig& m, int tp) {
 }
 
 double usable(const config::ClusterConfig& c) { return c.memory_gib * GiB; }
+
+// What strata's engine on the cluster's device runs (config/capabilities.hpp): the search never
+// recommends a layout the job would refuse at launch.
+bool backend_runs(const PlanRequest& r, const Layout& l) {
+  config::ParallelConfig p;
+  p.tp = l.tp, p.pp = l.pp, p.dp = l.dp, p.virtual_stages = l.vpp, p.micro_batch_size = l.micro_batch;
+  p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel;
+  p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b : config::PipelineSchedule::one_f_one_b;
+  return config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len).empty();
+}
 }  // namespace
 
 Candidate evaluate(const PlanRequest& r, const Layout& layout) {
@@ -96,8 +107,16 @@ PlanResult search_layouts(const PlanRequest& r) {
   if (r.global_batch <= 0) throw make_error("--global-batch must be > 0, got ", r.global_batch);
   PlanResult result;
   result.usable_bytes = usable(r.cluster);
-  const std::vector<Layout> layouts = enumerate_layouts(r);
+  std::vector<Layout> layouts = enumerate_layouts(r);
   result.enumerated = int(layouts.size());
+  // Only layouts strata's engine runs on the cluster's device are recommended.
+  const std::size_t expressible = layouts.size();
+  std::erase_if(layouts, [&](const Layout& l) { return !backend_runs(r, l); });
+  if (expressible > 0 && layouts.empty()) {
+    const std::vector<std::string> no = config::unsupported(r.cluster.device, m, config::ParallelConfig{}, r.workload.seq_len);
+    throw make_error("strata's ", config::backend_support(r.cluster.device).name, " backend runs none of the ",
+                     expressible, " layouts for ", m.name, no.empty() ? std::string() : ": " + no.front());
+  }
   if (layouts.empty())
     throw make_error("no layout of ", r.gpus, " GPUs splits a global batch of ", r.global_batch, " sequences for ",
                      m.name, ": tp x pp x dp must equal the GPU count (tp dividing ", r.cluster.gpus_per_node,

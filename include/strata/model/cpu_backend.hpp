@@ -40,6 +40,7 @@ class CpuBackend {
   std::string describe() const { return std::string("CPU backend (") + name() + ", " + kernels::cpu::blas_name() + ")"; }
   std::string device_name() const { return ""; }
   void* stream_handle() const { return nullptr; }
+  void activate() const {}  // the CUDA backend makes its device current
 
   // ---- memory ---------------------------------------------------------------------------
   void allocate(MemoryPlan& plan) const { plan.allocate(); }

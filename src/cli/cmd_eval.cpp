@@ -43,8 +43,24 @@ struct EvalOptions {
   std::int64_t windows = 0;
   int batch = 8, tp = 0;
   std::string device;
+  std::vector<std::int32_t> logits;  // --logits: token ids whose next-token logits are printed
   bool verbose = false, json = false;
 };
+
+// --logits: the decoder's next-token logits after each prefix of `tokens` (one forward over the
+// whole sequence from position 0), as JSON on rank 0: {"tokens": [...], "logits": [[V], ...]}.
+// For checking a model against another implementation of the same weights (tests/cli/ckpt_export.sh
+// compares them with an independent forward over the `ckpt export-hf` output).
+int print_logits(const std::vector<std::int32_t>& tokens, model::DecoderModel& dec, bool lead) {
+  const float* rows = dec.forward(tokens, true);
+  if (!lead) return 0;
+  nlohmann::json out = {{"tokens", tokens}, {"logits", nlohmann::json::array()}};
+  const std::size_t V = std::size_t(dec.vocab_size());
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    out["logits"].push_back(std::vector<float>(rows + i * V, rows + (i + 1) * V));
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
 
 // The evaluation windows [n, T + 1] and where they came from; empty when there are none.
 struct Windows {
@@ -136,6 +152,12 @@ int run_eval(const EvalOptions& o) {
   kernels::cpu::set_blas_threads(std::max(1, cores / grid.local_size()));
   const int T = s.job.train.seq_len;
   const config::DeviceKind device = inference_device(o.device, s);
+
+  if (!o.logits.empty()) {
+    const std::unique_ptr<model::DecoderModel> dec = model::make_decoder_model(device, mcfg, 0, grid);
+    load_into(*dec, s.info.file, grid);
+    return print_logits(o.logits, *dec, lead);
+  }
 
   nlohmann::json result = {{"checkpoint", s.info.file}, {"step", s.info.step}};
   if (lead) std::printf("eval: %s (%s)\n", s.info.file.c_str(), describe(s.info).c_str());
@@ -236,6 +258,9 @@ Action add_eval_command(CLI::App& app) {
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (default: the number of ranks)");
   add_device_option(*cmd, o->device);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer spec (default: the checkpoint's data.tokenizer; checked against its hash)");
+  cmd->add_option("--logits", o->logits,
+                  "Print the next-token logits after each prefix of these token ids (comma-separated), as JSON")
+      ->delimiter(',');
   cmd->add_flag("-v,--verbose", o->verbose, "One line per probe");
   cmd->add_flag("--json", o->json, "Print the results as one JSON object at the end");
   return [o] { return run_eval(*o); };

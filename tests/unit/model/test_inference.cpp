@@ -8,7 +8,6 @@
 
 #include "../../tiny_models.hpp"
 #include "strata/core/rng.hpp"
-#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/model/transformer.hpp"
@@ -29,6 +28,16 @@ ModelConfig llama_tiny() {  // GQA: two query heads per KV head
   ModelConfig c = test::llama_style(gpt_tiny(), 2);
   c.name = "llama_tiny";
   return c;
+}
+
+// GPT-2- and LLaMA-style, each with and without biases (SwiGLU with biases: gate, up and down).
+std::vector<ModelConfig> every_kind() {
+  ModelConfig gpt_no_bias = gpt_tiny(), llama_bias = llama_tiny();
+  gpt_no_bias.bias = false;
+  gpt_no_bias.name = "gpt_tiny_no_bias";
+  llama_bias.bias = true;
+  llama_bias.name = "llama_tiny_bias";
+  return {gpt_tiny(), gpt_no_bias, llama_tiny(), llama_bias};
 }
 
 // Parameters drawn as in training, with the norm gains and biases perturbed off 1 and 0.
@@ -53,9 +62,9 @@ std::vector<T> full_logits(model::Transformer<T>& t, const std::vector<std::int3
 // Greedy decoding with the KV cache (prefill 3 tokens, then one token per call) picks, at every
 // step, the argmax of the training forward's logits at that position, and the cached logits
 // equal the full forward's to double rounding. Causal, so one full forward over the final
-// sequence gives every step's logits.
+// sequence gives every step's logits. Every model kind the config accepts, biases on and off.
 TEST(Decoder, GreedyWithKvCacheEqualsArgmaxOfTrainingForwardAtEveryStep) {
-  for (const ModelConfig& cfg : {gpt_tiny(), llama_tiny()}) {
+  for (const ModelConfig& cfg : every_kind()) {
     const int T = cfg.max_seq_len, V = cfg.vocab_size;
     model::Transformer<double> train(cfg, 1, T);
     init(train, 5);
@@ -118,7 +127,7 @@ TEST(Decoder, FloatAgreesWithDoubleAndTruncateReplaysTheSameLogits) {
 // Bidirectional attention (the masked-LM model): one call over the whole sequence equals the
 // training forward at every position.
 TEST(Decoder, BidirectionalWholeSequenceEqualsTrainingForward) {
-  ModelConfig cfg = gpt_tiny();
+  for (ModelConfig cfg : every_kind()) {
   cfg.attention = config::AttentionKind::bidirectional;
   model::Transformer<double> train(cfg, 1, 7);
   init(train, 4);
@@ -127,7 +136,8 @@ TEST(Decoder, BidirectionalWholeSequenceEqualsTrainingForward) {
   const std::vector<std::int32_t> seq = {0, 9, 22, 4, 4, 13, 1};
   const auto full = full_logits(train, seq, cfg.vocab_size);
   const double* rows = dec.forward(seq, true);
-  for (std::size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(rows[i], full[i], 1e-10);
+  for (std::size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(rows[i], full[i], 1e-10) << cfg.name;
+  }
 }
 
 // ---- token choice ------------------------------------------------------------------------

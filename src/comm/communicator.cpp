@@ -1,15 +1,13 @@
 #include "strata/comm/communicator.hpp"
 
-#include <cstring>
-#include <vector>
+#include "strata/core/error.hpp"
 
 namespace strata::comm {
 
-void Communicator::gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root) {
-  const std::size_t block = send_count * dtype_size(dtype);
-  std::vector<char> all(block * std::size_t(size()));
-  all_gather(send, all.data(), send_count, dtype);
-  if (rank() == root) std::memcpy(recv, all.data(), all.size());
+void Communicator::gather(const void*, void*, std::size_t, DType, int) {
+  // No generic fallback: one through all_gather would need a staging buffer in the backend's
+  // memory (device memory for NCCL), which only the backend knows how to make.
+  throw make_error("gather on group '", name(), "': not implemented by this communicator's backend");
 }
 
 }  // namespace strata::comm

@@ -153,8 +153,8 @@ constexpr std::size_t kNamedRanks = 16;
 
 }  // namespace
 
-std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, const std::string& group, int my_group_rank,
-                              const std::vector<PeerProgress>& peers,
+std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint64_t mine, const std::string& group,
+                              int my_group_rank, const std::vector<PeerProgress>& peers,
                               const std::function<std::string(int)>& name) {
   std::vector<std::string> missing, other, ahead, silent;
   std::size_t arrived = 0;
@@ -168,7 +168,7 @@ std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, const std:
       missing.push_back(who + ", last entered " + last);
     else if (p.entered == seq && p.last != kind)
       other.push_back(who + ", entered " + to_string(p.last) + " as #" + std::to_string(seq));
-    else if (p.entered > seq)
+    else if (p.entered > std::max(seq, mine))
       ahead.push_back(who + ", already at " + last);
     else
       ++arrived;
@@ -187,7 +187,8 @@ std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, const std:
   if (!other.empty())
     os << "; in a different collective at #" << seq << " (the ranks call collectives in different orders): "
        << list(other);
-  if (!ahead.empty()) os << "; past it (the sequences differ): " << list(ahead);
+  if (!ahead.empty())
+    os << "; past this rank's #" << std::max(seq, mine) << " (the sequences differ): " << list(ahead);
   if (!silent.empty())
     os << "; no answer (busy outside MPI without asynchronous progress, or dead): " << list(silent);
   return os.str();
@@ -385,7 +386,7 @@ std::string MpiCommunicator::hang_report(const char* op, std::uint64_t seq, int 
     return os.str();
   }
   if (seq > 0) {
-    os << "; " << describe_arrivals(kind_of(op), seq, name_, rank_, peers, name);
+    os << "; " << describe_arrivals(kind_of(op), seq, entered_, name_, rank_, peers, name);
   } else if (peer >= 0 && peer < int(peers.size())) {
     const PeerProgress& p = peers[std::size_t(peer)];
     os << "; the peer has entered " << p.entered << " collectives on this group (this rank: " << entered_ << ")";

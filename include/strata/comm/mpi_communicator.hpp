@@ -127,11 +127,13 @@ struct PeerProgress {
   CollectiveKind last = CollectiveKind::none;
 };
 
-// The hang report's account of the group (pure; unit-tested): which ranks have not arrived at
-// collective number `seq` of kind `kind`, which entered another collective at that number or
-// are past it, which did not answer; `name(global_rank)` names a rank.
-std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, const std::string& group, int my_group_rank,
-                              const std::vector<PeerProgress>& peers,
+// The hang report's account of the group (pure; unit-tested) for collective number `seq` of
+// kind `kind`, this rank having entered `mine` >= seq collectives (more than seq when later
+// non-blocking ones are in flight): which ranks have not arrived (entered < seq), which entered
+// another kind of collective as number seq, which are past `mine`, which did not answer;
+// `name(global_rank)` names a rank.
+std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint64_t mine, const std::string& group,
+                              int my_group_rank, const std::vector<PeerProgress>& peers,
                               const std::function<std::string(int)>& name);
 
 class MpiCommunicator final : public Communicator {

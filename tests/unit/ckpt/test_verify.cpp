@@ -6,7 +6,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <map>
 
 #include "../mpi_singleton.hpp"
 #include "strata/ckpt/checkpoint.hpp"
@@ -33,19 +32,12 @@ config::JobConfig tiny_job(const std::string& name, int steps) {
   return job;
 }
 
-// Checkpoints of steps 1..steps, written once per test program and copied per test.
+// Checkpoints of steps 1..steps in a folder of the test's own (ctest runs tests in parallel
+// processes), written by the trainer.
 std::string checkpoints(int steps, const std::string& name) {
-  static std::map<int, std::string> made;
-  if (!made.count(steps)) {
-    const config::JobConfig job = tiny_job("source" + std::to_string(steps), steps);
-    train::run_training(job, MPI_COMM_WORLD);
-    made[steps] = job.ckpt.dir;
-  }
-  const std::string dir = testing::TempDir() + "/strata_verify_unit/" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  fs::copy(made[steps], dir, fs::copy_options::recursive);
-  return dir;
+  const config::JobConfig job = tiny_job(name, steps);
+  train::run_training(job, MPI_COMM_WORLD);
+  return job.ckpt.dir;
 }
 
 std::string step_file(const std::string& dir, int step) {

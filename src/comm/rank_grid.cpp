@@ -37,7 +37,12 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   shape_ = resolve_grid(world_size, tp, pp, dp);
   coord_ = coord_of(shape_, global_rank_);
   const double t = watchdog_timeout_s;
-  watchdog_ = std::make_unique<Watchdog>(t, global_rank_);
+  watchdog_ = std::make_unique<Watchdog>(t, global_rank_, world);  // `world`: its progress board
+  // Hang reports name every rank by its grid coordinates.
+  watchdog_->name_ranks_with([s = shape_](int r) {
+    const GridCoord c = coord_of(s, r);
+    return detail::concat("tp ", c.tp_rank, "/", s.tp, ", dp ", c.dp_rank, "/", s.dp, ", pp ", c.pp_rank, "/", s.pp);
+  });
   auto split = [&](int color, int key, const char* name) {
     MPI_Comm c = MPI_COMM_NULL;
     check_mpi(MPI_Comm_split(world, color, key, &c), "MPI_Comm_split", name);

@@ -28,8 +28,8 @@ struct StepRecord {
   double tokens_per_s = 0, step_ms = 0, tflops = 0, mfu = 0;
 };
 
-// metrics.jsonl: the last record of each step number (validation records, which carry
-// valid_loss instead of the step's timings, are skipped).
+// metrics.jsonl: the last record of each step number (validation and straggler records, which
+// carry valid_loss or stragglers instead of the step's timings, are skipped).
 std::map<long, StepRecord> read_metrics(const fs::path& file) {
   std::ifstream in(file);
   if (!in) throw make_error("cannot open '", file.string(), "' (a run folder holds metrics.jsonl, config.yaml)");
@@ -41,7 +41,7 @@ std::map<long, StepRecord> read_metrics(const fs::path& file) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
       const auto j = nlohmann::json::parse(line);
-      if (j.contains("valid_loss") && !j.contains("step_ms")) continue;
+      if ((j.contains("valid_loss") || j.contains("stragglers")) && !j.contains("step_ms")) continue;
       StepRecord r;
       r.tokens_per_s = j.at("tokens_per_s").get<double>();
       r.step_ms = j.at("step_ms").get<double>();

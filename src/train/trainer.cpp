@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "strata/ckpt/engine_checkpoint.hpp"
+#include "strata/ckpt/verify.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
@@ -23,6 +24,7 @@
 #include "strata/parallel/engine.hpp"
 #include "strata/train/objectives.hpp"
 #include "strata/train/signals.hpp"
+#include "strata/train/stragglers.hpp"
 
 namespace strata::train {
 
@@ -67,6 +69,11 @@ class MetricsFile {
                  m.optimizer_state_bytes, m.data_wait_ms);
     std::fflush(file_);
   }
+  // Any other record (the straggler report), already JSON.
+  void write_line(const std::string& json) {
+    std::fprintf(file_, "%s\n", json.c_str());
+    std::fflush(file_);
+  }
   // A validation result: its own line, {"step": S, "valid_loss": ..., "valid_ppl": ...}.
   void write(const EvalMetrics& e) {
     std::fprintf(file_, "{\"step\": %ld, \"valid_loss\": %.10g, \"valid_ppl\": %.10g, \"valid_tokens\": %lld}\n",
@@ -89,12 +96,13 @@ void maybe_inject_failure(int global_rank, long step) {
     throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
 }
 
-// The checkpoint train.resume asks for: "" (start fresh), the latest in the checkpoint
-// directory (auto; "" when there is none yet), or the given file or directory. Every rank
-// resolves it the same way on the shared file system.
-std::string resume_target(const std::string& resume, const std::string& ckpt_dir) {
+// The checkpoint train.resume asks for: "" (start fresh), the newest intact one in the
+// checkpoint directory (auto: verified, collectively; corrupt or truncated newer ones are
+// skipped with a report; "" when there is none yet), or the given file or directory. Every
+// rank resolves it the same way on the shared file system.
+std::string resume_target(const std::string& resume, const std::string& ckpt_dir, comm::RankGrid& grid) {
   if (resume == "none") return "";
-  if (resume == "auto") return ckpt::find_latest(ckpt_dir);
+  if (resume == "auto") return ckpt::find_latest_intact(ckpt_dir, grid.world_group());
   try {
     return ckpt::resolve(resume);
   } catch (const std::exception& e) {
@@ -185,6 +193,7 @@ class Trainer {
   Peak peak_;
   std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log_{nullptr, std::fclose};
+  StragglerMonitor stragglers_{grid_};
   TrainSummary summary_;
   // The step in flight.
   int t_ = 0;                      // this step's sequence length (train.seq_len_warmup)
@@ -214,7 +223,7 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
   // 4. Resume: parameters, Adam moments and step from a checkpoint of any layout.
   ckpt_dir_ = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
   checkpointer_ = std::make_unique<ckpt::EngineCheckpointer>(job, *engine_, grid);
-  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir_);
+  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir_, grid);
   if (!resume_file.empty()) {
     resumed_ = checkpointer_->load(resume_file, source_->tokenizer_hash());
     if (resumed_.consumed_samples % std::uint64_t(batch_.global) != 0)
@@ -469,6 +478,14 @@ TrainSummary Trainer::run() {
       std::fprintf(rank_log_.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n", step,
                    s.loss, s.compute_ms, s.pipeline_wait_ms, s.dp_wait_ms);
     if (lead_) log_step(s);
+    stragglers_.add_step(s.step_ms, s.compute_ms, s.pipeline_wait_ms + s.dp_wait_ms + s.data_wait_ms);
+    if (step % tcfg.log_interval == 0 || step == tcfg.steps) {
+      const StragglerReport r = stragglers_.gather(step);  // collective: every rank, the same steps
+      if (lead_) {
+        log_line(LogLevel::info, r.log_line());
+        metrics_->write_line(r.json());
+      }
+    }
     if (job_.eval.interval > 0 && step % job_.eval.interval == 0) validate(step);
     // A stop signal on any rank stops every rank after this step, with a checkpoint.
     double stop = StopSignals::received();

@@ -247,6 +247,28 @@ void MpiCommunicator::broadcast(void* buf, std::size_t count, DType dtype, int r
   check_mpi(MPI_Bcast(buf, as_count(count, "broadcast"), mpi_type(dtype), root, comm_), "broadcast", name_);
 }
 
+void MpiCommunicator::all_gatherv(const void* send, std::size_t send_count, void* recv,
+                                  const std::size_t* recv_counts, DType dtype) {
+  const Watchdog::Guard guard(watchdog_, "all_gatherv", name_);
+  std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
+  std::size_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    counts[std::size_t(r)] = as_count(recv_counts[r], "all_gatherv");
+    displs[std::size_t(r)] = as_count(total, "all_gatherv (offset)");
+    total += recv_counts[r];
+  }
+  STRATA_CHECK(recv_counts[rank_] == send_count, "all_gatherv on group '", name_, "': recv_counts[", rank_,
+               "] = ", recv_counts[rank_], " but this rank sends ", send_count);
+  check_mpi(MPI_Allgatherv(send, as_count(send_count, "all_gatherv"), mpi_type(dtype), recv, counts.data(),
+                           displs.data(), mpi_type(dtype), comm_),
+            "all_gatherv", name_);
+}
+
+MPI_Comm mpi_handle(const Communicator& c) {
+  const auto* m = dynamic_cast<const MpiCommunicator*>(&c);
+  return m ? m->handle() : MPI_COMM_NULL;
+}
+
 void MpiCommunicator::barrier() {
   Work w = start("barrier");
   check_mpi(MPI_Ibarrier(comm_, &request(w)), w.op, name_);

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mpi_util.hpp"
+#include "strata/comm/collectives.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
@@ -316,10 +316,9 @@ std::vector<std::string> list_input_files(const std::vector<std::string>& inputs
   return files;
 }
 
-PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
+PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   const Timer clock;
-  const detail::Collectives coll(comm);
-  const bool root = coll.rank() == 0;
+  const bool root = comm.rank() == 0;
   STRATA_CHECK(!opt.output.empty(), "prepare: no output given (--output FILE.h5)");
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(opt.tokenizer);
   const std::vector<std::string> files = list_input_files(opt.inputs);
@@ -338,9 +337,9 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     for (std::size_t i = 0; i < files.size(); ++i) {
       const std::uint64_t mid2 = 2 * before + sizes[i];  // twice the file's midpoint
       const int owner = total_bytes == 0 ? 0
-                                         : int(std::min<std::uint64_t>(std::uint64_t(coll.size()) - 1,
-                                                                       mid2 * std::uint64_t(coll.size()) / (2 * total_bytes)));
-      if (owner == coll.rank()) {
+                                         : int(std::min<std::uint64_t>(std::uint64_t(comm.size()) - 1,
+                                                                       mid2 * std::uint64_t(comm.size()) / (2 * total_bytes)));
+      if (owner == comm.rank()) {
         if (first_file == files.size()) first_file = i;
         end_file = i + 1;
       }
@@ -357,7 +356,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
   st.input_bytes = my_bytes;
   std::vector<std::string> docs;
   std::vector<std::string> malformed;
-  Progress progress(root && !opt.quiet, opt.progress_interval_s, coll.size());
+  Progress progress(root && !opt.quiet, opt.progress_interval_s, comm.size());
   progress.start("read", my_bytes);
   std::uint64_t bytes_done = 0;
   for (std::size_t fi = first_file; fi < end_file; ++fi) {
@@ -389,9 +388,9 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     progress.update(st.documents_read, bytes_done);
   }
   for (const auto& m : malformed)
-    std::fprintf(stderr, "strata prepare: warning (rank %d): %s\n", coll.rank(), m.c_str());
+    std::fprintf(stderr, "strata prepare: warning (rank %d): %s\n", comm.rank(), m.c_str());
   if (st.malformed_lines > malformed.size())
-    std::fprintf(stderr, "strata prepare: warning (rank %d): %llu more malformed lines not shown\n", coll.rank(),
+    std::fprintf(stderr, "strata prepare: warning (rank %d): %llu more malformed lines not shown\n", comm.rank(),
                  static_cast<unsigned long long>(st.malformed_lines - malformed.size()));
 
   st.read_seconds = clock.seconds();
@@ -414,8 +413,8 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
   if (opt.exact_dedup) {
     std::vector<Hash128> local(docs.size());
     for (std::size_t i = 0; i < docs.size(); ++i) local[i] = hash128(docs[i]);
-    const std::vector<Hash128> all = coll.allgatherv(local);
-    const std::uint64_t first = coll.exscan_sum(docs.size());
+    const std::vector<Hash128> all = comm::all_gather_vector(comm, local);
+    const std::uint64_t first = comm::exclusive_sum(comm, docs.size());
     drop_flagged(mark_exact_duplicates(all), first, st.exact_duplicates, st.exact_duplicate_chars);
   }
   // ---- near dedup: MinHash signatures gathered, LSH in global order ----
@@ -424,8 +423,8 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     const std::size_t P = std::size_t(opt.minhash.num_perm);
     std::vector<std::uint32_t> local(docs.size() * P);
     for (std::size_t i = 0; i < docs.size(); ++i) hasher.signature(docs[i], local.data() + i * P);
-    const std::vector<std::uint32_t> all = coll.allgatherv(local);
-    const std::uint64_t first = coll.exscan_sum(docs.size());
+    const std::vector<std::uint32_t> all = comm::all_gather_vector(comm, local);
+    const std::uint64_t first = comm::exclusive_sum(comm, docs.size());
     drop_flagged(mark_near_duplicates(all, hasher), first, st.near_duplicates, st.near_duplicate_chars);
   }
   st.dedup_seconds = clock.seconds() - st.read_seconds;
@@ -459,7 +458,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
   // ---- totals over ranks, then write ----
   std::vector<std::uint64_t> flat;
   visit_counters(st, [&](const char*, std::uint64_t v) { flat.push_back(v); });
-  coll.sum_in_place(flat);
+  comm.all_reduce(flat.data(), flat.size());
   std::size_t k = 0;
   visit_counters(st, [&](const char*, std::uint64_t& v) { v = flat[k++]; });
   STRATA_CHECK(st.documents_written > 0, "prepare: no document survived (", st.documents_read,
@@ -482,15 +481,15 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     std::error_code ec;
     if (!parent.empty()) fs::create_directories(parent, ec);
   }
-  coll.barrier();
+  comm.barrier();
   write_token_dataset(opt.output, comm, info, tokens, lengths);
-  st.seconds = coll.max(clock.seconds());
-  st.read_seconds = coll.max(st.read_seconds);
-  st.dedup_seconds = coll.max(st.dedup_seconds);
-  st.tokenize_seconds = coll.max(st.tokenize_seconds);
+  st.seconds = comm::all_reduce_value(comm, clock.seconds(), comm::ReduceOp::max);
+  st.read_seconds = comm::all_reduce_value(comm, st.read_seconds, comm::ReduceOp::max);
+  st.dedup_seconds = comm::all_reduce_value(comm, st.dedup_seconds, comm::ReduceOp::max);
+  st.tokenize_seconds = comm::all_reduce_value(comm, st.tokenize_seconds, comm::ReduceOp::max);
   if (root && !opt.quiet) {
     std::printf("%s", st.report(opt).c_str());
-    std::printf("  output: %s (%s ranks)\n", opt.output.c_str(), std::to_string(coll.size()).c_str());
+    std::printf("  output: %s (%s ranks)\n", opt.output.c_str(), std::to_string(comm.size()).c_str());
     std::fflush(stdout);
   }
   return st;

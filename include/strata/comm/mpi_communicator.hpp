@@ -81,6 +81,8 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype, ReduceOp op) override;
   void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
   void broadcast(void* buf, std::size_t count, DType dtype, int root) override;
+  void all_gatherv(const void* send, std::size_t send_count, void* recv, const std::size_t* recv_counts,
+                   DType dtype) override;
   using Communicator::all_reduce;
 
  private:
@@ -96,6 +98,10 @@ class MpiCommunicator final : public Communicator {
   std::vector<MPI_Request> requests_;  // pool; grows only past the most ever outstanding
   std::vector<int> free_slots_;
 };
+
+// The MPI communicator behind `c` when it is an MpiCommunicator, else MPI_COMM_NULL. For the
+// few libraries that need the MPI handle itself (parallel HDF5's MPI-IO driver).
+MPI_Comm mpi_handle(const Communicator& c);
 
 MPI_Datatype mpi_type(DType dtype);
 MPI_Op mpi_op(ReduceOp op);

@@ -13,13 +13,12 @@
 // offsets come from an exclusive scan and each rank writes its hyperslab of one file with
 // collective parallel HDF5. The tokens are therefore identical for any number of ranks.
 #pragma once
-#include <mpi.h>
-
 #include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "strata/comm/communicator.hpp"
 #include "strata/data/dedup.hpp"
 #include "strata/data/filters.hpp"
 
@@ -68,10 +67,11 @@ struct PrepareStats {
   std::string report(const PrepareOptions&) const;  // the human-readable table
 };
 
-// Runs the pipeline, collective over `comm` (MPI need not be initialised for one process).
+// Runs the pipeline, collective over `comm` (a comm::LocalCommunicator for one process, an
+// MpiCommunicator under mpirun: `strata prepare` builds one over the world).
 // Throws strata::Error naming the file for unreadable inputs; bad JSONL lines and invalid
 // UTF-8 are counted and reported, not fatal.
-PrepareStats run_prepare(const PrepareOptions& options, MPI_Comm comm);
+PrepareStats run_prepare(const PrepareOptions& options, comm::Communicator& comm);
 
 // The input files in global order: files as given, folders expanded recursively (regular
 // files, hidden ones skipped), all sorted by path and de-duplicated.

@@ -57,7 +57,7 @@ TEST(Prepare, PlantedExactAndNearDuplicatesAreRemovedDistinctDocumentsKept) {
   b += jsonl_line(paragraph(50));                         // new
   write_file(dir + "/in/a.jsonl", a);
   write_file(dir + "/in/b.jsonl", b);
-  const PrepareStats st = run_prepare(options(dir, {dir + "/in"}), MPI_COMM_WORLD);
+  const PrepareStats st = run_prepare(options(dir, {dir + "/in"}), testing_util::one_rank());
   EXPECT_EQ(st.files, 2u);
   EXPECT_EQ(st.documents_read, 24u);
   EXPECT_EQ(st.exact_duplicates, 2u);
@@ -79,7 +79,7 @@ TEST(Prepare, EachStepCanBeSwitchedOff) {
   write_file(dir + "/a.jsonl", a);
   PrepareOptions o = options(dir, {dir + "/a.jsonl"});
   o.exact_dedup = o.near_dedup = o.filter = o.pii = o.normalize = false;
-  const PrepareStats st = run_prepare(o, MPI_COMM_WORLD);
+  const PrepareStats st = run_prepare(o, testing_util::one_rank());
   EXPECT_EQ(st.documents_written, 6u);
   EXPECT_EQ(st.filtered_total() + st.exact_duplicates + st.near_duplicates, 0u);
 }
@@ -88,7 +88,7 @@ TEST(Prepare, FiltersAndPiiAreCountedInTheStatisticsAttribute) {
   const std::string dir = testing_util::temp_folder();
   write_file(dir + "/a.jsonl", jsonl_line(paragraph(1) + "\nMail me at jane@example.com or call 555-123-4567.") +
                                    jsonl_line("too short") + jsonl_line(paragraph(2)));
-  const PrepareStats st = run_prepare(options(dir, {dir + "/a.jsonl"}), MPI_COMM_WORLD);
+  const PrepareStats st = run_prepare(options(dir, {dir + "/a.jsonl"}), testing_util::one_rank());
   EXPECT_EQ(st.filtered_docs[std::size_t(FilterRule::min_words)], 1u);
   EXPECT_EQ(st.pii_emails, 1u);
   EXPECT_EQ(st.pii_phones, 1u);
@@ -111,9 +111,9 @@ TEST(Prepare, PlainTextByFileOrBlankLineBlocksAndGzip) {
   }
   PrepareOptions o = options(dir, {dir + "/t"});
   o.filter = false;
-  EXPECT_EQ(run_prepare(o, MPI_COMM_WORLD).documents_written, 2u);
+  EXPECT_EQ(run_prepare(o, testing_util::one_rank()).documents_written, 2u);
   o.doc_split = DocSplit::blank_line;
-  EXPECT_EQ(run_prepare(o, MPI_COMM_WORLD).documents_written, 4u);
+  EXPECT_EQ(run_prepare(o, testing_util::one_rank()).documents_written, 4u);
 }
 
 TEST(Prepare, MalformedJsonlLinesAndInvalidUtf8AreCountedNotFatal) {
@@ -124,7 +124,7 @@ TEST(Prepare, MalformedJsonlLinesAndInvalidUtf8AreCountedNotFatal) {
                                    R"({"text": 42})" "\n" + bad_utf8);
   PrepareOptions o = options(dir, {dir + "/a.jsonl"});
   o.filter = false;
-  const PrepareStats st = run_prepare(o, MPI_COMM_WORLD);
+  const PrepareStats st = run_prepare(o, testing_util::one_rank());
   EXPECT_EQ(st.malformed_lines, 3u);
   EXPECT_EQ(st.invalid_utf8_sequences, 1u);
   EXPECT_EQ(st.documents_written, 2u);
@@ -136,13 +136,13 @@ TEST(Prepare, JsonlTextFieldIsConfigurable) {
   write_file(dir + "/a.jsonl", nlohmann::json({{"content", paragraph(1)}}).dump() + "\n");
   PrepareOptions o = options(dir, {dir + "/a.jsonl"});
   o.text_field = "content";
-  EXPECT_EQ(run_prepare(o, MPI_COMM_WORLD).documents_written, 1u);
+  EXPECT_EQ(run_prepare(o, testing_util::one_rank()).documents_written, 1u);
 }
 
 TEST(Prepare, MissingInputIsNamedAndNoOutputIsLeft) {
   const std::string dir = testing_util::temp_folder();
   try {
-    run_prepare(options(dir, {dir + "/missing.jsonl"}), MPI_COMM_WORLD);
+    run_prepare(options(dir, {dir + "/missing.jsonl"}), testing_util::one_rank());
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("missing.jsonl': No such file or directory"), std::string::npos) << e.what();
@@ -161,7 +161,7 @@ TEST(Prepare, CorruptGzipIsAClearError) {
   }
   std::filesystem::resize_file(dir + "/a.jsonl.gz", std::filesystem::file_size(dir + "/a.jsonl.gz") - 10);
   try {
-    run_prepare(options(dir, {dir + "/a.jsonl.gz"}), MPI_COMM_WORLD);
+    run_prepare(options(dir, {dir + "/a.jsonl.gz"}), testing_util::one_rank());
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("a.jsonl.gz"), std::string::npos) << e.what();

@@ -64,6 +64,14 @@ Action add_prepare_command(CLI::App& app) {
   cmd->add_option("--max-dup-line-chars", f.max_duplicate_line_chars,
                   "Filter: most fraction of characters in repeated lines")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--quality-model", opt->quality_model,
+                  "Learned quality filter: a model from `strata quality train` (scores go to /doc_scores)");
+  cmd->add_option("--quality-threshold", opt->quality_threshold, "Keep documents whose quality score is >= this")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--quality-pareto", opt->quality_pareto_alpha,
+                  "Instead of the threshold: GPT-3's Pareto sampling with this shape (GPT-3: 9)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--quality-seed", opt->quality_seed, "Seed of the Pareto draws")->capture_default_str();
   cmd->add_option("--progress", opt->progress_interval_s, "Seconds between progress lines (0: none)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--report", *report_path, "Also write the statistics as JSON to this file");

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "strata/comm/collectives.hpp"
@@ -19,6 +20,7 @@
 #include "strata/data/hash.hpp"
 #include "strata/data/normalize.hpp"
 #include "strata/data/pii.hpp"
+#include "strata/data/quality.hpp"
 #include "strata/data/tokenizer.hpp"
 
 namespace strata::data {
@@ -186,6 +188,8 @@ void visit_counters(S& s, V&& v) {
     v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".docs").c_str(), s.filtered_docs[std::size_t(r)]);
     v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".chars").c_str(), s.filtered_chars[std::size_t(r)]);
   }
+  v("quality.docs", s.quality_docs);
+  v("quality.chars", s.quality_chars);
   v("exact_duplicates", s.exact_duplicates);
   v("exact_duplicate_chars", s.exact_duplicate_chars);
   v("near_duplicates", s.near_duplicates);
@@ -259,6 +263,15 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
   } else {
     os << "  quality filters: off\n";
   }
+  if (!opt.quality_model.empty()) {
+    if (opt.quality_pareto_alpha > 0)
+      std::snprintf(line, sizeof line, "removed: quality (Pareto, alpha %g)", opt.quality_pareto_alpha);
+    else
+      std::snprintf(line, sizeof line, "removed: quality score < %g", opt.quality_threshold);
+    row(line, quality_docs, quality_chars);
+  } else {
+    os << "  quality classifier: off\n";
+  }
   if (opt.exact_dedup) row("removed: exact duplicates", exact_duplicates, exact_duplicate_chars);
   else os << "  exact deduplication: off\n";
   if (opt.near_dedup) {
@@ -280,6 +293,26 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
                 with_commas(tokens_written).c_str(), opt.tokenizer.c_str());
   os << line;
   return os.str();
+}
+
+std::vector<std::string> read_corpus(const std::vector<std::string>& inputs, const PrepareOptions& opt,
+                                     std::size_t max_docs) {
+  std::vector<std::string> docs;
+  PrepareStats st;
+  std::vector<std::string> malformed;
+  for (const std::string& file : list_input_files(inputs)) {
+    if (max_docs > 0 && docs.size() >= max_docs) break;
+    std::string data = read_input(file);
+    const bool jsonl = is_jsonl(file, opt.format);
+    split_documents(file, data, opt, st, malformed, [&](std::string text) {
+      if (max_docs > 0 && docs.size() >= max_docs) return;
+      if (!jsonl) repair_utf8(text);
+      if (opt.normalize) normalize_text(text);
+      if (!text.empty()) docs.push_back(std::move(text));
+    });
+  }
+  for (const auto& m : malformed) std::fprintf(stderr, "strata: warning: %s\n", m.c_str());
+  return docs;
 }
 
 std::vector<std::string> list_input_files(const std::vector<std::string>& inputs) {
@@ -321,6 +354,12 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   const bool root = comm.rank() == 0;
   STRATA_CHECK(!opt.output.empty(), "prepare: no output given (--output FILE.h5)");
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(opt.tokenizer);
+  std::optional<QualityModel> quality;
+  if (!opt.quality_model.empty()) {
+    STRATA_CHECK(opt.quality_pareto_alpha > 0 || (opt.quality_threshold >= 0 && opt.quality_threshold <= 1),
+                 "prepare: --quality-threshold must be in [0, 1], got ", opt.quality_threshold);
+    quality = QualityModel::load(opt.quality_model);
+  }
   const std::vector<std::string> files = list_input_files(opt.inputs);
   for (const auto& f : files) {
     std::error_code ec;
@@ -355,6 +394,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   st.files = end_file - first_file;
   st.input_bytes = my_bytes;
   std::vector<std::string> docs;
+  std::vector<float> scores;  // quality scores of `docs` (with a quality model)
   std::vector<std::string> malformed;
   Progress progress(root && !opt.quiet, opt.progress_interval_s, comm.size());
   progress.start("read", my_bytes);
@@ -381,6 +421,16 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
           st.filtered_chars[std::size_t(*rule)] += text.size();
           return;
         }
+      if (quality) {
+        const double score = quality->score(text);
+        const bool keep = opt.quality_pareto_alpha > 0 ? pareto_keep(score, opt.quality_pareto_alpha, text, opt.quality_seed)
+                                                       : score >= opt.quality_threshold;
+        if (!keep) {
+          ++st.quality_docs, st.quality_chars += text.size();
+          return;
+        }
+        scores.push_back(float(score));
+      }
       docs.push_back(std::move(text));
       progress.update(st.documents_read, bytes_done + std::min(file_chars, sizes[fi]));
     });
@@ -404,9 +454,11 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
         continue;
       }
       if (w != i) docs[w] = std::move(docs[i]);
+      if (quality) scores[w] = scores[i];
       ++w;
     }
     docs.resize(w);
+    if (quality) scores.resize(w);
   };
 
   // ---- exact dedup: global, first occurrence in global order stays ----
@@ -482,7 +534,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
     if (!parent.empty()) fs::create_directories(parent, ec);
   }
   comm.barrier();
-  write_token_dataset(opt.output, comm, info, tokens, lengths);
+  write_token_dataset(opt.output, comm, info, tokens, lengths, scores);
   st.seconds = comm::all_reduce_value(comm, clock.seconds(), comm::ReduceOp::max);
   st.read_seconds = comm::all_reduce_value(comm, st.read_seconds, comm::ReduceOp::max);
   st.dedup_seconds = comm::all_reduce_value(comm, st.dedup_seconds, comm::ReduceOp::max);

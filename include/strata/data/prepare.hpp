@@ -41,6 +41,13 @@ struct PrepareOptions {
   bool near_dedup = true;
   MinHashConfig minhash;
   bool pii = true;
+  // Learned quality filter (quality.hpp), after the heuristic filters: documents scored by the
+  // model; kept when score >= quality_threshold, or by GPT-3's Pareto rule when
+  // quality_pareto_alpha > 0. The scores of the written documents become /doc_scores.
+  std::string quality_model;           // "": off
+  double quality_threshold = 0.5;
+  double quality_pareto_alpha = 0;     // > 0: Pareto sampling (GPT-3: 9) instead of the threshold
+  std::uint64_t quality_seed = 0x5eed; // the Pareto draws
   bool append_eos = true;
   double progress_interval_s = 5.0;  // 0: no progress lines
   bool quiet = false;                // no report on stdout
@@ -55,6 +62,7 @@ struct PrepareStats {
   std::uint64_t normalized_docs = 0;     // documents the normaliser changed
   std::uint64_t empty_docs = 0, empty_chars = 0;  // nothing left after normalisation
   std::array<std::uint64_t, kNumFilterRules> filtered_docs{}, filtered_chars{};
+  std::uint64_t quality_docs = 0, quality_chars = 0;  // removed by the quality classifier
   std::uint64_t exact_duplicates = 0, exact_duplicate_chars = 0;
   std::uint64_t near_duplicates = 0, near_duplicate_chars = 0;
   std::uint64_t pii_docs = 0, pii_emails = 0, pii_ipv4 = 0, pii_ipv6 = 0, pii_phones = 0;
@@ -72,6 +80,12 @@ struct PrepareStats {
 // Throws strata::Error naming the file for unreadable inputs; bad JSONL lines and invalid
 // UTF-8 are counted and reported, not fatal.
 PrepareStats run_prepare(const PrepareOptions& options, comm::Communicator& comm);
+
+// Every document of `inputs` in global order, UTF-8 repaired and (when options.normalize)
+// normalised as prepare does before its filters: what `strata quality train` learns from.
+// Only the reading options of `options` matter; max_docs > 0 stops after that many.
+std::vector<std::string> read_corpus(const std::vector<std::string>& inputs, const PrepareOptions& options,
+                                     std::size_t max_docs = 0);
 
 // The input files in global order: files as given, folders expanded recursively (regular
 // files, hidden ones skipped), all sorted by path and de-duplicated.

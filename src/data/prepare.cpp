@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -142,6 +143,19 @@ void split_documents(const std::string& path, std::string& data, const PrepareOp
   if (!doc.empty()) emit(std::move(doc));
 }
 
+// Accumulates the time since the last lap into a stage's total.
+class StageClock {
+ public:
+  void lap(double& total) {
+    const auto now = std::chrono::steady_clock::now();
+    total += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 // ---- progress ------------------------------------------------------------------------------------
 class Progress {
  public:
@@ -240,6 +254,13 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
                 "  (slowest rank: read+normalise+filter %.2f s, dedup %.2f s, PII+tokenise %.2f s, rest %.2f s)\n",
                 read_seconds, dedup_seconds, tokenize_seconds,
                 std::max(0.0, seconds - read_seconds - dedup_seconds - tokenize_seconds));
+  os << line;
+  std::snprintf(line, sizeof line,
+                "  (stages: read %.2f, normalise %.2f, filters %.2f, quality %.2f, exact dedup %.2f, near dedup %.2f, "
+                "PII %.2f, tokenise %.2f, write %.2f s)\n",
+                std::max(0.0, read_seconds - normalize_seconds - filter_seconds - quality_seconds), normalize_seconds,
+                filter_seconds, quality_seconds, exact_seconds, near_seconds, pii_seconds,
+                std::max(0.0, tokenize_seconds - pii_seconds), write_seconds);
   os << line;
   auto row = [&](const std::string& what, std::uint64_t docs, std::uint64_t chars, bool show_chars = true) {
     if (show_chars)
@@ -408,21 +429,27 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
       st.chars_read += text.size();
       const std::size_t raw = text.size();
       file_chars += raw;
+      StageClock stage;
       if (!jsonl)  // JSONL lines were repaired before parsing
         if (const std::size_t bad = repair_utf8(text)) st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
       if (opt.normalize && normalize_text(text)) ++st.normalized_docs;
+      stage.lap(st.normalize_seconds);
       if (text.empty()) {
         ++st.empty_docs, st.empty_chars += raw;
         return;
       }
-      if (opt.filter)
-        if (const auto rule = check_quality(text, opt.filters)) {
+      if (opt.filter) {
+        const auto rule = check_quality(text, opt.filters);
+        stage.lap(st.filter_seconds);
+        if (rule) {
           ++st.filtered_docs[std::size_t(*rule)];
           st.filtered_chars[std::size_t(*rule)] += text.size();
           return;
         }
+      }
       if (quality) {
         const double score = quality->score(text);
+        stage.lap(st.quality_seconds);
         const bool keep = opt.quality_pareto_alpha > 0 ? pareto_keep(score, opt.quality_pareto_alpha, text, opt.quality_seed)
                                                        : score >= opt.quality_threshold;
         if (!keep) {
@@ -462,6 +489,8 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   };
 
   // ---- exact dedup: global, first occurrence in global order stays ----
+  StageClock stage;
+  double other_seconds = 0;  // laps that belong to no reported stage
   if (opt.exact_dedup) {
     std::vector<Hash128> local(docs.size());
     for (std::size_t i = 0; i < docs.size(); ++i) local[i] = hash128(docs[i]);
@@ -469,6 +498,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
     const std::uint64_t first = comm::exclusive_sum(comm, docs.size());
     drop_flagged(mark_exact_duplicates(all), first, st.exact_duplicates, st.exact_duplicate_chars);
   }
+  stage.lap(st.exact_seconds);
   // ---- near dedup: MinHash signatures gathered, LSH in global order ----
   if (opt.near_dedup) {
     const MinHasher hasher(opt.minhash);
@@ -479,6 +509,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
     const std::uint64_t first = comm::exclusive_sum(comm, docs.size());
     drop_flagged(mark_near_duplicates(all, hasher), first, st.near_duplicates, st.near_duplicate_chars);
   }
+  stage.lap(st.near_seconds);
   st.dedup_seconds = clock.seconds() - st.read_seconds;
   // ---- PII, tokenise, EOS ----
   std::vector<std::int32_t> tokens;
@@ -490,9 +521,11 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   for (std::size_t i = 0; i < docs.size(); ++i) {
     std::string& text = docs[i];
     if (opt.pii) {
+      stage.lap(other_seconds);  // tokenising the previous document: not PII
       const PiiCounts c = scrub_pii(text);
       st.pii_docs += c.total() > 0;
       st.pii_emails += c.emails, st.pii_ipv4 += c.ipv4, st.pii_ipv6 += c.ipv6, st.pii_phones += c.phones;
+      stage.lap(st.pii_seconds);
     }
     const std::size_t before = tokens.size();
     tokenizer->encode(text, tokens);
@@ -534,11 +567,16 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
     if (!parent.empty()) fs::create_directories(parent, ec);
   }
   comm.barrier();
+  stage.lap(other_seconds);  // counters and their all-reduce: not the write
   write_token_dataset(opt.output, comm, info, tokens, lengths, scores);
+  stage.lap(st.write_seconds);
   st.seconds = comm::all_reduce_value(comm, clock.seconds(), comm::ReduceOp::max);
   st.read_seconds = comm::all_reduce_value(comm, st.read_seconds, comm::ReduceOp::max);
   st.dedup_seconds = comm::all_reduce_value(comm, st.dedup_seconds, comm::ReduceOp::max);
   st.tokenize_seconds = comm::all_reduce_value(comm, st.tokenize_seconds, comm::ReduceOp::max);
+  for (double* t : {&st.normalize_seconds, &st.filter_seconds, &st.quality_seconds, &st.exact_seconds,
+                    &st.near_seconds, &st.pii_seconds, &st.write_seconds})
+    *t = comm::all_reduce_value(comm, *t, comm::ReduceOp::max);
   if (root && !opt.quiet) {
     std::printf("%s", st.report(opt).c_str());
     std::printf("  output: %s (%s ranks)\n", opt.output.c_str(), std::to_string(comm.size()).c_str());

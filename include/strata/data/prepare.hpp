@@ -69,6 +69,11 @@ struct PrepareStats {
   std::uint64_t documents_written = 0, chars_written = 0, tokens_written = 0;
   double seconds = 0;  // wall time; the phases below are the slowest rank's
   double read_seconds = 0, dedup_seconds = 0, tokenize_seconds = 0;
+  // Finer stages (each the slowest rank's): normalise = UTF-8 repair + normalisation; read
+  // (I/O, gunzip, splitting, JSON) = read_seconds minus normalise, filters and quality;
+  // exact + near = dedup_seconds (with the collectives); PII + tokenise = tokenize_seconds.
+  double normalize_seconds = 0, filter_seconds = 0, quality_seconds = 0;
+  double exact_seconds = 0, near_seconds = 0, pii_seconds = 0, write_seconds = 0;
 
   std::uint64_t filtered_total() const;
   std::string to_json() const;                    // the `statistics` attribute

@@ -39,7 +39,7 @@ Id create_1d(hid_t file, const char* name, hid_t type, hsize_t n, hsize_t chunk,
 }
 
 // Every rank writes [offset, offset + count) of a 1-D dataset (count may be 0); collective when
-// MPI is in use.
+// the file is open with the MPI-IO driver (more than one rank).
 void write_range(hid_t dset, hid_t mem_type, hsize_t offset, hsize_t count, const void* data, hid_t dxpl,
                  const std::string& path, const char* name) {
   Id file_space(H5Dget_space(dset), H5Sclose);

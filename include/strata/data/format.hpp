@@ -8,7 +8,7 @@
 //   attributes on the root group: format_version, tokenizer_name, tokenizer_hash, vocab_size,
 //   eos_id, source, num_documents, num_tokens, statistics (JSON text from prepare)
 //
-// The writer is collective over an MPI communicator (parallel HDF5, one hyperslab per rank)
+// The writer is collective over a comm::Communicator (parallel HDF5, one hyperslab per rank)
 // and publishes the file by renaming it from a temporary name, so a failed run never leaves a
 // half-written file under the final name. The reader validates everything before use.
 #pragma once

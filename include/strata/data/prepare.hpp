@@ -6,7 +6,7 @@
 // Every step can be switched off and is counted in PrepareStats, which is written into the
 // dataset's `statistics` attribute and printed as the report.
 //
-// Under MPI the ranks of `comm` split the input: the documents have one global order (the
+// The ranks of `comm` (a comm::Communicator) split the input: the documents have one global order (the
 // sorted list of input files, then the position in each file), rank r reads a contiguous run
 // of files, and so owns a contiguous range of documents. Deduplication is global: hashes and
 // MinHash signatures are all-gathered and every rank applies the same in-order rule. Token
@@ -70,7 +70,8 @@ struct PrepareStats {
   double seconds = 0;  // wall time; the phases below are the slowest rank's
   double read_seconds = 0, dedup_seconds = 0, tokenize_seconds = 0;
   // Finer stages (each the slowest rank's): normalise = UTF-8 repair + normalisation; read
-  // (I/O, gunzip, splitting, JSON) = read_seconds minus normalise, filters and quality;
+  // (loading the tokenizer, I/O, gunzip, splitting, JSON) = read_seconds minus normalise,
+  // filters and quality;
   // exact + near = dedup_seconds (with the collectives); PII + tokenise = tokenize_seconds.
   double normalize_seconds = 0, filter_seconds = 0, quality_seconds = 0;
   double exact_seconds = 0, near_seconds = 0, pii_seconds = 0, write_seconds = 0;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <unordered_set>
 
 #include "strata/core/error.hpp"
@@ -40,6 +42,16 @@ std::vector<std::uint8_t> mark_exact_duplicates(std::span<const Hash128> hashes)
 }
 
 void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
+  // ~700 (b, r) pairs x 800 pow() calls: computed once per (threshold, num_perm) and process.
+  static std::mutex mu;
+  static std::map<std::pair<double, int>, std::pair<int, int>> known;
+  {
+    const std::lock_guard lock(mu);
+    if (const auto it = known.find({threshold, num_perm}); it != known.end()) {
+      bands = it->second.first, rows = it->second.second;
+      return;
+    }
+  }
   double best = std::numeric_limits<double>::max();
   bands = 1, rows = num_perm;
   for (int b = 1; b <= num_perm; ++b) {
@@ -50,6 +62,8 @@ void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
       if (fp + fn < best) best = fp + fn, bands = b, rows = r;
     }
   }
+  const std::lock_guard lock(mu);
+  known[{threshold, num_perm}] = {bands, rows};
 }
 
 MinHasher::MinHasher(const MinHashConfig& config) : config_(config) {

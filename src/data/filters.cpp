@@ -128,9 +128,10 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
     word_chars += code_points(w.text);
     alpha += has_alpha(w.text);
     for (std::size_t p = 0; p < w.text.size(); ++p) {
-      if (w.text[p] == '#') ++symbols;
-      else if (w.text.compare(p, 3, "...") == 0) ++symbols, p += 2;
-      else if (w.text.compare(p, 3, "\xE2\x80\xA6") == 0) ++symbols, p += 2;  // "…"
+      const char c = w.text[p];
+      if (c == '#') ++symbols;
+      else if (c == '.' && w.text.compare(p, 3, "...") == 0) ++symbols, p += 2;
+      else if (c == '\xE2' && w.text.compare(p, 3, "\xE2\x80\xA6") == 0) ++symbols, p += 2;  // "…"
     }
   }
   const double mean_len = double(word_chars) / double(n_words);

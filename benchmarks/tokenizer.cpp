@@ -124,6 +124,7 @@ BENCHMARK_CAPTURE(EncodeColdCache, gpt2, "gpt2")->Unit(benchmark::kMillisecond)-
 BENCHMARK_CAPTURE(Encode, cl100k_base, "cl100k_base")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Encode, o200k_base, "o200k_base")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Encode, bytes, "bytes")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(Encode, bert_base_uncased, "bert-base-uncased")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(Decode, gpt2, "gpt2")->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

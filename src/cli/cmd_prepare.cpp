@@ -5,6 +5,8 @@
 #include <fstream>
 
 #include "commands.hpp"
+#include "strata/comm/local_communicator.hpp"
+#include "strata/comm/mpi_communicator.hpp"
 #include "strata/core/error.hpp"
 #include "strata/data/prepare.hpp"
 
@@ -62,20 +64,46 @@ Action add_prepare_command(CLI::App& app) {
   cmd->add_option("--max-dup-line-chars", f.max_duplicate_line_chars,
                   "Filter: most fraction of characters in repeated lines")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--quality-model", opt->quality_model,
+                  "Learned quality filter: a model from `strata quality train` (scores go to /doc_scores)");
+  cmd->add_option("--quality-threshold", opt->quality_threshold, "Keep documents whose quality score is >= this")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--quality-pareto", opt->quality_pareto_alpha,
+                  "Instead of the threshold: GPT-3's Pareto sampling with this shape (GPT-3: 9)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--quality-seed", opt->quality_seed, "Seed of the Pareto draws")->capture_default_str();
   cmd->add_option("--progress", opt->progress_interval_s, "Seconds between progress lines (0: none)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--report", *report_path, "Also write the statistics as JSON to this file");
   cmd->add_flag("--quiet", opt->quiet, "No report on stdout");
+  auto timeout = std::make_shared<double>(3600.0);
+  cmd->add_option("--comm-timeout", *timeout,
+                  "Seconds a rank waits in a collective for the others (watchdog; 0: forever)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
 
-  return [opt, report_path, no_dedup, format, split] {
+  return [opt, report_path, no_dedup, format, split, timeout] {
     opt->format = *format == "text" ? data::InputFormat::text
                   : *format == "jsonl" ? data::InputFormat::jsonl
                                        : data::InputFormat::auto_detect;
     opt->doc_split = *split == "blank-line" ? data::DocSplit::blank_line : data::DocSplit::file;
     if (*no_dedup) opt->exact_dedup = opt->near_dedup = false;
-    const data::PrepareStats stats = data::run_prepare(*opt, MPI_COMM_WORLD);
-    int world_rank = 0;
+    // The ranks of the job split the input: one communicator over all of them (a duplicate of
+    // the world, so its error handler and lifetime are prepare's own), with the watchdog that
+    // ends the job when a collective waits longer than --comm-timeout.
+    int world_rank = 0, world_size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    std::unique_ptr<comm::Watchdog> watchdog;
+    std::unique_ptr<comm::Communicator> group;
+    if (world_size > 1) {
+      MPI_Comm dup = MPI_COMM_NULL;
+      MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+      watchdog = std::make_unique<comm::Watchdog>(*timeout, world_rank);
+      group = std::make_unique<comm::MpiCommunicator>(dup, "prepare", world_rank, *timeout, watchdog.get());
+    } else {
+      group = std::make_unique<comm::LocalCommunicator>("prepare");
+    }
+    const data::PrepareStats stats = data::run_prepare(*opt, *group);
     if (!report_path->empty() && world_rank == 0) {
       std::ofstream out(*report_path);
       if (!out) throw make_error("cannot write report '", *report_path, "'");

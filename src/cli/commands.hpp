@@ -19,5 +19,6 @@ Action add_eval_command(CLI::App& app);     // strata eval
 Action add_generate_command(CLI::App& app); // strata generate
 Action add_report_command(CLI::App& app);   // strata report scaling|run
 Action add_ckpt_command(CLI::App& app);     // strata ckpt inspect|verify|export-hf
+Action add_quality_command(CLI::App& app);  // strata quality train|score
 
 }  // namespace strata::cli

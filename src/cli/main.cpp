@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
       {"info", strata::cli::add_info_command(app)},
       {"prepare", strata::cli::add_prepare_command(app)},
       {"data", strata::cli::add_data_command(app)},
+      {"quality", strata::cli::add_quality_command(app)},
       {"ckpt", strata::cli::add_ckpt_command(app)},
       {"tokenizer", strata::cli::add_tokenizer_command(app)},
       {"plan", strata::cli::add_plan_command(app)},

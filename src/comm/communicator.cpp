@@ -1,3 +1,4 @@
+// Communicator defaults (communicator.hpp).
 #include "strata/comm/communicator.hpp"
 
 #include "strata/core/error.hpp"
@@ -8,6 +9,10 @@ void Communicator::gather(const void*, void*, std::size_t, DType, int) {
   // No generic fallback: one through all_gather would need a staging buffer in the backend's
   // memory (device memory for NCCL), which only the backend knows how to make.
   throw make_error("gather on group '", name(), "': not implemented by this communicator's backend");
+}
+
+void Communicator::all_gatherv(const void*, std::size_t, void*, const std::size_t*, DType) {
+  throw make_error("all_gatherv is not implemented by the backend of group '", name(), "'");
 }
 
 }  // namespace strata::comm

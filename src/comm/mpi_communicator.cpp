@@ -135,6 +135,7 @@ const char* to_string(CollectiveKind kind) {
     case CollectiveKind::broadcast: return "broadcast";
     case CollectiveKind::barrier: return "barrier";
     case CollectiveKind::gather: return "gather";
+    case CollectiveKind::all_gatherv: return "all_gatherv";
   }
   return "?";
 }
@@ -533,6 +534,28 @@ void MpiCommunicator::gather(const void* send, void* recv, std::size_t send_coun
   check_mpi(MPI_Gather(send, as_count(send_count, "gather"), mpi_type(dtype), recv, as_count(send_count, "gather"),
                        mpi_type(dtype), root, comm_),
             "gather", name_);
+}
+
+void MpiCommunicator::all_gatherv(const void* send, std::size_t send_count, void* recv,
+                                  const std::size_t* recv_counts, DType dtype) {
+  const Watchdog::Guard guard(watchdog_, "all_gatherv", name_, this, enter(CollectiveKind::all_gatherv));
+  std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
+  std::size_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    counts[std::size_t(r)] = as_count(recv_counts[r], "all_gatherv");
+    displs[std::size_t(r)] = as_count(total, "all_gatherv (offset)");
+    total += recv_counts[r];
+  }
+  STRATA_CHECK(recv_counts[rank_] == send_count, "all_gatherv on group '", name_, "': recv_counts[", rank_,
+               "] = ", recv_counts[rank_], " but this rank sends ", send_count);
+  check_mpi(MPI_Allgatherv(send, as_count(send_count, "all_gatherv"), mpi_type(dtype), recv, counts.data(),
+                           displs.data(), mpi_type(dtype), comm_),
+            "all_gatherv", name_);
+}
+
+MPI_Comm mpi_handle(const Communicator& c) {
+  const auto* m = dynamic_cast<const MpiCommunicator*>(&c);
+  return m ? m->handle() : MPI_COMM_NULL;
 }
 
 void MpiCommunicator::barrier() {

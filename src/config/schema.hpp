@@ -61,6 +61,10 @@ STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", Dat
 STRATA_ENUM_NAMES(ObjectiveKind, {"causal_lm", ObjectiveKind::causal_lm},
                   {"masked_lm", ObjectiveKind::masked_lm})
 STRATA_ENUM_NAMES(DeviceKind, {"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda})
+STRATA_ENUM_NAMES(CurriculumOrder, {"none", CurriculumOrder::none}, {"length", CurriculumOrder::length},
+                  {"quality", CurriculumOrder::quality}, {"scores", CurriculumOrder::scores})
+STRATA_ENUM_NAMES(CurriculumPacing, {"linear", CurriculumPacing::linear}, {"root", CurriculumPacing::root},
+                  {"step", CurriculumPacing::step})
 STRATA_ENUM_NAMES(ReduceDType, {"fp32", ReduceDType::fp32}, {"bf16", ReduceDType::bf16})
 #undef STRATA_ENUM_NAMES
 
@@ -180,6 +184,14 @@ void visit_fields(DataConfig& c, V&& v) {
   v("valid_fraction", c.valid_fraction, unit);
   v("max_epochs", c.max_epochs, non_negative);
   v("prefetch", c.prefetch, positive);
+  v("schedule", c.schedule, non_negative);  // tokens >= 0, weights >= 0
+  v("curriculum", c.curriculum, any);
+  v("curriculum_scores", c.curriculum_scores, non_empty);
+  v("curriculum_pacing", c.curriculum_pacing, any);
+  v("curriculum_start", c.curriculum_start, positive);
+  v("curriculum_tokens", c.curriculum_tokens, any);
+  v("curriculum_stages", c.curriculum_stages, positive);
+  v("curriculum_reverse", c.curriculum_reverse, any);
 }
 
 template <class V>
@@ -214,6 +226,7 @@ std::string type_noun() {
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
   else if constexpr (std::is_same_v<T, std::vector<int>>) return "a list of integers";
   else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) return "a list of {path, weight} mappings";
+  else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) return "a list of {tokens, weights} mappings";
   else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
   else static_assert(sizeof(T) == 0, "config field of unsupported type");
 }
@@ -237,6 +250,8 @@ std::string expectation(Rule r) {
     return r == Rule::positive ? "a list of integers > 0" : noun;
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     return r == Rule::non_empty ? "a list of {path: non-empty string, weight: number > 0} mappings" : noun;
+  } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
+    return "a list of {tokens: integer >= 0, weights: [numbers >= 0, not all 0]} mappings";
   } else {
     return noun;
   }
@@ -266,6 +281,16 @@ bool satisfies(const T& v, Rule r) {
     if (r == Rule::non_empty)
       for (const auto& d : v)
         if (d.path.empty() || !(d.weight > 0) || !std::isfinite(d.weight)) return false;
+    return true;
+  } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
+    for (const auto& p : v) {
+      double total = 0;
+      for (double w : p.weights) {
+        if (!(w >= 0) || !std::isfinite(w)) return false;
+        total += w;
+      }
+      if (!(total > 0)) return false;
+    }
     return true;
   } else {
     return true;
@@ -299,6 +324,14 @@ std::string format_value(const T& v) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i)
       s += (i ? ", " : "") + std::string("{path: '") + v[i].path + "', weight: " + format_double(v[i].weight) + "}";
+    return s + "]";
+  } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      s += (i ? ", " : "") + std::string("{tokens: ") + std::to_string(v[i].tokens) + ", weights: [";
+      for (std::size_t k = 0; k < v[i].weights.size(); ++k) s += (k ? ", " : "") + format_double(v[i].weights[k]);
+      s += "]}";
+    }
     return s + "]";
   }
 }

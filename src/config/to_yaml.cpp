@@ -30,6 +30,15 @@ void emit(YAML::Emitter& out, const T& v) {
       out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << d.path
           << YAML::Key << "weight" << YAML::Value << schema::format_double(d.weight) << YAML::EndMap;
     out << YAML::EndSeq;
+  } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
+    out << YAML::BeginSeq;
+    for (const auto& p : v) {
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "tokens" << YAML::Value << p.tokens << YAML::Key << "weights"
+          << YAML::Value << YAML::Flow << YAML::BeginSeq;
+      for (double w : p.weights) out << schema::format_double(w);
+      out << YAML::EndSeq << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
   }
 }
 

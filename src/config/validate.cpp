@@ -167,6 +167,34 @@ void validate(const JobConfig& job) {
     for (const std::string& line : no) why += (why.empty() ? " " : "; ") + line;
     throw make_error(at, "hardware.device: ", to_string(job.hardware.device), " does not run this job:", why);
   }
+  // Curriculum: mixture schedules and difficulty ordering are for blended HDF5 datasets.
+  const bool curriculum = d.curriculum != CurriculumOrder::none;
+  if ((!d.schedule.empty() || curriculum) && d.source != DataSource::hdf5)
+    throw make_error(at, !d.schedule.empty() ? "data.schedule" : "data.curriculum",
+                     " is only used with data.source: hdf5 (source is ", to_string(d.source), ")");
+  for (std::size_t i = 0; i < d.schedule.size(); ++i) {
+    const MixturePoint& pt = d.schedule[i];
+    if (pt.weights.size() != d.datasets.size())
+      throw make_error(at, "data.schedule[", i, "].weights has ", pt.weights.size(), " weights but data.datasets has ",
+                       d.datasets.size(), " datasets (one weight per dataset, in the same order)");
+    if (i > 0 && pt.tokens <= d.schedule[i - 1].tokens)
+      throw make_error(at, "data.schedule[", i, "].tokens (", pt.tokens, ") must be greater than data.schedule[", i - 1,
+                       "].tokens (", d.schedule[i - 1].tokens, "): points are in training order");
+  }
+  if (curriculum) {
+    if (d.curriculum_tokens == 0)
+      throw make_error(at, "data.curriculum is ", to_string(d.curriculum), " but data.curriculum_tokens is 0: give the "
+                       "tokens over which the pool grows from the easiest windows to all of them");
+    if (!(d.curriculum_start > 0 && d.curriculum_start <= 1))
+      throw make_error(at, "data.curriculum_start (", schema::format_double(d.curriculum_start),
+                       ") must be in (0, 1]: the share of easiest windows drawn from at the start");
+  }
+  if (d.curriculum == CurriculumOrder::scores && d.curriculum_scores.size() != d.datasets.size())
+    throw make_error(at, "data.curriculum is scores, which needs one score file per dataset in data.curriculum_scores (",
+                     d.curriculum_scores.size(), " given for ", d.datasets.size(), " datasets)");
+  if (d.curriculum != CurriculumOrder::scores && !d.curriculum_scores.empty())
+    throw make_error(at, "data.curriculum_scores is only used with data.curriculum: scores (it is ",
+                     to_string(d.curriculum), ")");
   if (job.data.source == DataSource::text) {
     if (job.data.paths.empty())
       throw make_error(at, "data.source is text but data.paths is empty: give at least one file");

@@ -189,6 +189,50 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
     }
     out = std::move(items);
     return;
+  } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
+    // A list of {tokens: N, weights: [w0, w1, ...]} mappings.
+    if (n.IsNull()) { out.clear(); return; }
+    if (!n.IsSequence()) expected();
+    std::vector<MixturePoint> items;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node item = n[i];
+      const std::string item_path = path + "[" + std::to_string(i) + "]";
+      if (!item.IsMap()) fail(origins, item_path, item, "expected a {tokens, weights} mapping, got " + describe(item));
+      static const std::vector<std::string> keys = {"tokens", "weights"};
+      for (auto it = item.begin(); it != item.end(); ++it) {
+        const std::string k = it->first.IsScalar() ? it->first.Scalar() : "";
+        if (!std::ranges::count(keys, k))
+          fail(origins, item_path + "." + k, it->first,
+               "unknown key in a schedule point" + (schema::did_you_mean(k, keys).empty()
+                                                        ? std::string(" (known keys: tokens, weights)")
+                                                        : schema::did_you_mean(k, keys)));
+      }
+      if (!item["tokens"] || !item["weights"])
+        fail(origins, item_path, item, "a schedule point needs 'tokens' and 'weights'");
+      MixturePoint p;
+      {
+        // Tokens may be written as 2e6: read as a number, then check it is a whole count.
+        const YAML::Node t = item["tokens"];
+        double v = -1;
+        if (!t.IsScalar() || !parse_number(t.Scalar(), v) || v < 0 || v != std::floor(v) || v > 1.8e19)
+          fail(origins, item_path + ".tokens", t, "expected a whole number of tokens >= 0, got " + describe(t));
+        p.tokens = std::uint64_t(v);
+      }
+      const YAML::Node w = item["weights"];
+      if (!w.IsSequence()) fail(origins, item_path + ".weights", w, "expected a list of numbers >= 0, got " + describe(w));
+      for (std::size_t k = 0; k < w.size(); ++k) {
+        double x = 0;
+        if (!w[k].IsScalar() || !parse_number(w[k].Scalar(), x) || x < 0)
+          fail(origins, item_path + ".weights[" + std::to_string(k) + "]", w[k],
+               "expected a number >= 0, got " + describe(w[k]));
+        p.weights.push_back(x);
+      }
+      if (!schema::satisfies(std::vector<MixturePoint>{p}, rule))
+        fail(origins, item_path + ".weights", w, "the weights must not all be 0");
+      items.push_back(std::move(p));
+    }
+    out = std::move(items);
+    return;
   } else if constexpr (std::is_same_v<T, std::vector<int>>) {
     if (!n.IsSequence() && !n.IsNull()) expected();
     std::vector<int> items;

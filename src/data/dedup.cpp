@@ -4,7 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <unordered_map>
+#include <map>
+#include <mutex>
 #include <unordered_set>
 
 #include "strata/core/error.hpp"
@@ -41,6 +42,16 @@ std::vector<std::uint8_t> mark_exact_duplicates(std::span<const Hash128> hashes)
 }
 
 void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
+  // ~700 (b, r) pairs x 800 pow() calls: computed once per (threshold, num_perm) and process.
+  static std::mutex mu;
+  static std::map<std::pair<double, int>, std::pair<int, int>> known;
+  {
+    const std::lock_guard lock(mu);
+    if (const auto it = known.find({threshold, num_perm}); it != known.end()) {
+      bands = it->second.first, rows = it->second.second;
+      return;
+    }
+  }
   double best = std::numeric_limits<double>::max();
   bands = 1, rows = num_perm;
   for (int b = 1; b <= num_perm; ++b) {
@@ -51,6 +62,8 @@ void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
       if (fp + fn < best) best = fp + fn, bands = b, rows = r;
     }
   }
+  const std::lock_guard lock(mu);
+  known[{threshold, num_perm}] = {bands, rows};
 }
 
 MinHasher::MinHasher(const MinHashConfig& config) : config_(config) {
@@ -72,9 +85,12 @@ MinHasher::MinHasher(const MinHashConfig& config) : config_(config) {
 void MinHasher::signature(std::string_view text, std::uint32_t* out) const {
   const int P = config_.num_perm;
   std::fill(out, out + P, std::numeric_limits<std::uint32_t>::max());
-  // Word hashes of the lower-cased words (letters, digits and any non-ASCII byte).
-  std::vector<std::uint64_t> words;
-  std::string word;
+  // Word hashes of the lower-cased words (letters, digits and any non-ASCII byte). Per-thread
+  // buffers: no allocation per document once grown.
+  thread_local std::vector<std::uint64_t> words;
+  thread_local std::string word;
+  words.clear();
+  word.clear();
   for (std::size_t i = 0; i <= text.size(); ++i) {
     const unsigned char c = i < text.size() ? static_cast<unsigned char>(text[i]) : ' ';
     if (is_word_char(c)) {
@@ -115,11 +131,26 @@ std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> si
   STRATA_CHECK(signatures.size() % std::size_t(P) == 0, "signatures are not a whole number of ", P, "-value rows");
   const std::size_t n = signatures.size() / std::size_t(P);
   std::vector<std::uint8_t> dup(n);
-  // Band key -> kept documents with that band. Decisions only look keys up, so they do not
-  // depend on the map's iteration order.
-  std::unordered_map<std::uint64_t, std::vector<std::uint32_t>> buckets;
-  buckets.reserve(n * std::size_t(B));
+  // Band key -> the kept documents with that band: a flat multimap (open-addressing heads, each
+  // entry linking to the previous entry of its key), no allocation per bucket. A document is a
+  // near-duplicate when any candidate reaches the threshold, so the order candidates are
+  // checked in does not change a decision.
+  std::size_t cap = 16;
+  while (cap < 2 * n * std::size_t(B) + 1) cap <<= 1;
+  const std::size_t mask = cap - 1;
+  constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+  std::vector<std::uint64_t> slot_key(cap);
+  std::vector<std::uint32_t> slot_head(cap, kNone);
+  std::vector<std::uint32_t> entry_doc, entry_next;
+  entry_doc.reserve(n * std::size_t(B) / 2 + 16);
+  entry_next.reserve(n * std::size_t(B) / 2 + 16);
+  auto find_slot = [&](std::uint64_t key) {
+    std::size_t i = std::size_t(key * 0x9E3779B97F4A7C15ull >> 32) & mask;
+    while (slot_head[i] != kNone && slot_key[i] != key) i = (i + 1) & mask;
+    return i;
+  };
   std::vector<std::uint64_t> keys(static_cast<std::size_t>(B));
+  const double threshold = hasher.config().threshold;
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint32_t* sig = signatures.data() + i * std::size_t(P);
     bool is_dup = false;
@@ -128,18 +159,22 @@ std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> si
       h.update(sig + b * R, std::size_t(R) * sizeof(std::uint32_t));
       keys[std::size_t(b)] = h.finish().lo;
       if (is_dup) continue;
-      const auto it = buckets.find(keys[std::size_t(b)]);
-      if (it == buckets.end()) continue;
-      for (std::uint32_t j : it->second)
-        if (estimate_jaccard(sig, signatures.data() + std::size_t(j) * std::size_t(P), P) >=
-            hasher.config().threshold) {
+      const std::size_t slot = find_slot(keys[std::size_t(b)]);
+      for (std::uint32_t e = slot_head[slot]; e != kNone; e = entry_next[e])
+        if (estimate_jaccard(sig, signatures.data() + std::size_t(entry_doc[e]) * std::size_t(P), P) >= threshold) {
           is_dup = true;
           break;
         }
     }
     dup[i] = is_dup;
     if (!is_dup)
-      for (int b = 0; b < B; ++b) buckets[keys[std::size_t(b)]].push_back(std::uint32_t(i));
+      for (int b = 0; b < B; ++b) {
+        const std::size_t slot = find_slot(keys[std::size_t(b)]);
+        slot_key[slot] = keys[std::size_t(b)];
+        entry_doc.push_back(std::uint32_t(i));
+        entry_next.push_back(slot_head[slot]);
+        slot_head[slot] = std::uint32_t(entry_doc.size() - 1);
+      }
   }
   return dup;
 }

@@ -2,8 +2,6 @@
 #include "strata/data/filters.hpp"
 
 #include <algorithm>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "strata/data/hash.hpp"
@@ -45,6 +43,62 @@ std::size_t code_points(std::string_view w) {
 
 std::uint64_t combine(std::uint64_t a, std::uint64_t b) { return mix64(a * 0x9E3779B97F4A7C15ull + b); }
 
+// Counts of 64-bit keys (already well-mixed hashes): open addressing with linear probing over
+// a table that is reused from document to document (a generation stamp marks live slots, so
+// clearing is O(1)). The profile of prepare showed std::unordered_map's node allocations and
+// pointer chasing as the largest cost of the filters.
+class CountTable {
+ public:
+  void reset(std::size_t n) {
+    std::size_t cap = 16;
+    while (cap < 2 * n) cap <<= 1;
+    if (cap > keys_.size()) {
+      keys_.assign(cap, 0);
+      counts_.assign(cap, 0);
+      stamps_.assign(cap, 0);
+      gen_ = 0;
+    }
+    mask_ = cap - 1;
+    if (++gen_ == 0) {  // the stamps wrapped: clear them once
+      std::fill(stamps_.begin(), stamps_.end(), 0);
+      gen_ = 1;
+    }
+  }
+  // ++count of key; returns the new count (and the key's slot, for at()).
+  std::uint32_t add(std::uint64_t key, std::uint32_t* slot = nullptr) {
+    std::size_t i = std::size_t(key * 0x9E3779B97F4A7C15ull >> 32) & mask_;
+    for (;; i = (i + 1) & mask_) {
+      if (stamps_[i] != gen_) {
+        stamps_[i] = gen_, keys_[i] = key, counts_[i] = 1;
+        if (slot) *slot = std::uint32_t(i);
+        return 1;
+      }
+      if (keys_[i] == key) {
+        if (slot) *slot = std::uint32_t(i);
+        return ++counts_[i];
+      }
+    }
+  }
+  std::uint32_t at(std::uint32_t slot) const { return counts_[slot]; }
+
+ private:
+  std::vector<std::uint64_t> keys_;
+  std::vector<std::uint32_t> counts_, stamps_;
+  std::uint32_t gen_ = 0;
+  std::size_t mask_ = 0;
+};
+
+// Per-thread buffers: no allocation per document once they have grown.
+struct Scratch {
+  std::vector<Word> words;
+  std::vector<std::string_view> lines;
+  std::vector<std::size_t> wlen, glen;
+  std::vector<std::uint64_t> gram;
+  std::vector<std::uint8_t> covered;
+  std::vector<std::uint32_t> slots;
+  CountTable counts;
+};
+
 }  // namespace
 
 std::optional<FilterRule> check_quality(std::string_view text, const FilterConfig& cfg) {
@@ -52,8 +106,9 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
   if (cfg.min_chars > 0 && n_chars < cfg.min_chars) return FilterRule::min_chars;
   if (cfg.max_chars > 0 && n_chars > cfg.max_chars) return FilterRule::max_chars;
 
-  std::vector<Word> words;
-  words.reserve(text.size() / 5 + 1);
+  thread_local Scratch sc;
+  std::vector<Word>& words = sc.words;
+  words.clear();
   for (std::size_t i = 0; i < text.size();) {
     while (i < text.size() && is_space(text[i])) ++i;
     const std::size_t start = i;
@@ -73,9 +128,10 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
     word_chars += code_points(w.text);
     alpha += has_alpha(w.text);
     for (std::size_t p = 0; p < w.text.size(); ++p) {
-      if (w.text[p] == '#') ++symbols;
-      else if (w.text.compare(p, 3, "...") == 0) ++symbols, p += 2;
-      else if (w.text.compare(p, 3, "\xE2\x80\xA6") == 0) ++symbols, p += 2;  // "…"
+      const char c = w.text[p];
+      if (c == '#') ++symbols;
+      else if (c == '.' && w.text.compare(p, 3, "...") == 0) ++symbols, p += 2;
+      else if (c == '\xE2' && w.text.compare(p, 3, "\xE2\x80\xA6") == 0) ++symbols, p += 2;  // "…"
     }
   }
   const double mean_len = double(word_chars) / double(n_words);
@@ -84,7 +140,8 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
   if (double(symbols) / double(n_words) > cfg.max_symbol_ratio) return FilterRule::symbol_ratio;
 
   // Lines.
-  std::vector<std::string_view> lines;
+  std::vector<std::string_view>& lines = sc.lines;
+  lines.clear();
   for (std::size_t i = 0; i <= text.size();) {
     std::size_t e = text.find('\n', i);
     if (e == std::string_view::npos) e = text.size();
@@ -107,13 +164,13 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
     if (double(ellipses) / nl > cfg.max_ellipsis_lines) return FilterRule::ellipsis_lines;
   }
   if (double(alpha) / double(n_words) < cfg.min_alphabetic_words) return FilterRule::alphabetic_words;
+  CountTable& counts = sc.counts;
   if (!lines.empty()) {
     std::size_t dup_lines = 0, dup_line_chars = 0, line_chars = 0;
-    std::unordered_set<std::uint64_t> seen;
-    seen.reserve(lines.size() * 2);
+    counts.reset(lines.size());
     for (std::string_view l : lines) {
       line_chars += l.size();
-      if (!seen.insert(hash64(l)).second) ++dup_lines, dup_line_chars += l.size();
+      if (counts.add(hash64(l)) > 1) ++dup_lines, dup_line_chars += l.size();
     }
     if (double(dup_lines) / double(lines.size()) > cfg.max_duplicate_lines) return FilterRule::duplicate_lines;
     if (line_chars > 0 && double(dup_line_chars) / double(line_chars) > cfg.max_duplicate_line_chars)
@@ -121,51 +178,65 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
   }
 
   // n-grams of words. Characters are counted as the words' characters (Gopher counts the
-  // characters of the n-gram's words).
-  std::vector<std::size_t> wlen(words.size());
-  for (std::size_t i = 0; i < words.size(); ++i) wlen[i] = words[i].text.size();
+  // characters of the n-gram's words). The hash of the n-gram at i is
+  // combine(...combine(combine(h_i, h_i+1), h_i+2)..., h_i+n-1), built from the (n-1)-gram's
+  // in place: gram[i] = combine(gram[i], h_i+n-1).
+  const std::size_t W = words.size();
+  std::vector<std::size_t>& wlen = sc.wlen;
+  wlen.resize(W);
+  for (std::size_t i = 0; i < W; ++i) wlen[i] = words[i].text.size();
   std::size_t total = 0;
-  for (auto l : wlen) total += l;
+  for (std::size_t i = 0; i < W; ++i) total += wlen[i];
   if (total == 0) return std::nullopt;
-  std::unordered_map<std::uint64_t, std::uint32_t> counts;
-  std::vector<std::uint64_t> gram;
-  // Top n-gram, n = 2..4: the characters in all occurrences of the most frequent n-gram.
+  std::vector<std::uint64_t>& gram = sc.gram;
+  std::vector<std::size_t>& glen = sc.glen;
+  gram.resize(W);
+  glen.resize(W);
+  for (std::size_t i = 0; i < W; ++i) gram[i] = words[i].hash, glen[i] = wlen[i];
+  // Top n-gram, n = 2..4: the characters in all occurrences of the most frequent n-gram (the
+  // first to reach the top count, in text order).
   for (int n = 2; n <= 4; ++n) {
-    if (std::int64_t(words.size()) < n) break;
-    counts.clear();
-    counts.reserve(words.size());
+    if (W < std::size_t(n)) return std::nullopt;  // n-grams of every larger n are absent too
+    const std::size_t G = W - std::size_t(n) + 1;
+    counts.reset(G);
     std::uint64_t best_hash = 0;
     std::uint32_t best = 0;
     std::size_t best_len = 0;
-    for (std::size_t i = 0; i + std::size_t(n) <= words.size(); ++i) {
-      std::uint64_t h = words[i].hash;
-      std::size_t len = wlen[i];
-      for (int k = 1; k < n; ++k) h = combine(h, words[i + std::size_t(k)].hash), len += wlen[i + std::size_t(k)];
-      const std::uint32_t c = ++counts[h];
-      if (c > best || (c == best && h == best_hash)) best = c, best_hash = h, best_len = len;
+    for (std::size_t i = 0; i < G; ++i) {
+      gram[i] = combine(gram[i], words[i + std::size_t(n) - 1].hash);
+      glen[i] += wlen[i + std::size_t(n) - 1];
+      const std::uint64_t h = gram[i];
+      const std::uint32_t c = counts.add(h);
+      if (c > best || (c == best && h == best_hash)) best = c, best_hash = h, best_len = glen[i];
     }
     if (best > 1 && double(best) * double(best_len) / double(total) > cfg.max_top_ngram[std::size_t(n - 2)])
       return FilterRule::top_ngram;
   }
   // Duplicate n-grams, n = 5..10: the characters of words covered by an n-gram that occurs
-  // more than once (each word counted once).
-  std::vector<std::uint8_t> covered(words.size());
+  // more than once (each word counted once). A repeated (n+1)-gram starts with a repeated
+  // n-gram, so once no n-gram repeats no longer one does: their shares are 0 from there on.
+  std::vector<std::uint8_t>& covered = sc.covered;
+  covered.resize(W);
+  bool any_threshold_negative = false;
+  for (double t : cfg.max_duplicate_ngram) any_threshold_negative |= t < 0;
   for (int n = 5; n <= 10; ++n) {
-    if (std::int64_t(words.size()) < n) break;
-    gram.assign(words.size() - std::size_t(n) + 1, 0);
-    counts.clear();
-    for (std::size_t i = 0; i < gram.size(); ++i) {
-      std::uint64_t h = words[i].hash;
-      for (int k = 1; k < n; ++k) h = combine(h, words[i + std::size_t(k)].hash);
-      gram[i] = h;
-      ++counts[h];
+    if (W < std::size_t(n)) break;
+    const std::size_t G = W - std::size_t(n) + 1;
+    counts.reset(G);
+    bool repeated = false;
+    std::vector<std::uint32_t>& slots = sc.slots;
+    slots.resize(G);
+    for (std::size_t i = 0; i < G; ++i) {
+      gram[i] = combine(gram[i], words[i + std::size_t(n) - 1].hash);
+      repeated |= counts.add(gram[i], &slots[i]) > 1;
     }
+    if (!repeated && !any_threshold_negative) break;
     std::fill(covered.begin(), covered.end(), 0);
-    for (std::size_t i = 0; i < gram.size(); ++i)
-      if (counts[gram[i]] > 1)
+    for (std::size_t i = 0; i < G; ++i)
+      if (counts.at(slots[i]) > 1)
         for (int k = 0; k < n; ++k) covered[i + std::size_t(k)] = 1;
     std::size_t dup_chars = 0;
-    for (std::size_t i = 0; i < words.size(); ++i) dup_chars += covered[i] ? wlen[i] : 0;
+    for (std::size_t i = 0; i < W; ++i) dup_chars += covered[i] ? wlen[i] : 0;
     if (double(dup_chars) / double(total) > cfg.max_duplicate_ngram[std::size_t(n - 5)])
       return FilterRule::duplicate_ngrams;
   }

@@ -10,7 +10,8 @@
 #include <filesystem>
 #include <mutex>
 
-#include "mpi_util.hpp"
+#include "strata/comm/collectives.hpp"
+#include "strata/comm/mpi_communicator.hpp"
 #include "strata/data/hdf5_util.hpp"
 #include "strata/core/error.hpp"
 #include "strata/data/hash.hpp"
@@ -38,7 +39,7 @@ Id create_1d(hid_t file, const char* name, hid_t type, hsize_t n, hsize_t chunk,
 }
 
 // Every rank writes [offset, offset + count) of a 1-D dataset (count may be 0); collective when
-// MPI is in use.
+// the file is open with the MPI-IO driver (more than one rank).
 void write_range(hid_t dset, hid_t mem_type, hsize_t offset, hsize_t count, const void* data, hid_t dxpl,
                  const std::string& path, const char* name) {
   Id file_space(H5Dget_space(dset), H5Sclose);
@@ -56,12 +57,11 @@ void write_range(hid_t dset, hid_t mem_type, hsize_t offset, hsize_t count, cons
 
 int token_bytes_for_vocab(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
 
-void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo info,
+void write_token_dataset(const std::string& path, comm::Communicator& comm, DatasetInfo info,
                          std::span<const std::int32_t> local_tokens,
-                         std::span<const std::uint64_t> local_doc_lengths) {
+                         std::span<const std::uint64_t> local_doc_lengths, std::span<const float> local_doc_scores) {
   std::lock_guard lock(hdf5_mutex());
   quiet_hdf5();
-  const detail::Collectives coll(comm);
   STRATA_CHECK(info.vocab_size > 0, path, ": vocab_size must be set before writing");
   std::uint64_t local_sum = 0;
   for (auto len : local_doc_lengths) local_sum += len;
@@ -70,28 +70,38 @@ void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo inf
   for (std::int32_t t : local_tokens)
     if (t < 0 || t >= info.vocab_size)
       throw make_error(path, ": token id ", t, " is outside the vocabulary [0, ", info.vocab_size, ")");
+  STRATA_CHECK(local_doc_scores.empty() || local_doc_scores.size() == local_doc_lengths.size(), path, ": ",
+               local_doc_scores.size(), " document scores for ", local_doc_lengths.size(), " documents");
 
   // Where this rank's share goes: exclusive prefix sums over ranks.
-  const std::uint64_t tok_begin = coll.exscan_sum(local_tokens.size());
-  const std::uint64_t doc_begin = coll.exscan_sum(local_doc_lengths.size());
-  info.num_tokens = coll.sum(local_tokens.size());
-  info.num_documents = coll.sum(local_doc_lengths.size());
+  const std::uint64_t tok_begin = comm::exclusive_sum(comm, local_tokens.size());
+  const std::uint64_t doc_begin = comm::exclusive_sum(comm, local_doc_lengths.size());
+  info.num_tokens = comm::all_reduce_value<std::uint64_t>(comm, local_tokens.size());
+  info.num_documents = comm::all_reduce_value<std::uint64_t>(comm, local_doc_lengths.size());
+  // /doc_scores when any rank has scores; then every rank with documents must have them.
+  const std::uint64_t with_scores = comm::all_reduce_value<std::uint64_t>(comm, local_doc_scores.size());
+  STRATA_CHECK(with_scores == 0 || with_scores == info.num_documents, path, ": ", with_scores,
+               " document scores for ", info.num_documents, " documents (some ranks gave none)");
   info.token_bytes = token_bytes_for_vocab(info.vocab_size);
   info.format_version = kFormatVersion;
 
   // doc_offsets: rank 0 also writes the leading 0; rank r writes the end of each of its docs.
   std::vector<std::uint64_t> ends;
   ends.reserve(local_doc_lengths.size() + 1);
-  if (coll.rank() == 0) ends.push_back(0);
+  if (comm.rank() == 0) ends.push_back(0);
   std::uint64_t pos = tok_begin;
   for (auto len : local_doc_lengths) ends.push_back(pos += len);
-  const hsize_t off_begin = coll.rank() == 0 ? 0 : doc_begin + 1;
+  const hsize_t off_begin = comm.rank() == 0 ? 0 : doc_begin + 1;
 
   const std::string tmp = path + ".tmp";
   Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  if (coll.active()) {
-    H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL);
+  if (comm.size() > 1) {
+    // Parallel HDF5's MPI-IO driver is the one place that needs the MPI handle itself.
+    const MPI_Comm handle = comm::mpi_handle(comm);
+    STRATA_CHECK(handle != MPI_COMM_NULL, path, ": writing from ", comm.size(), " ranks needs an MPI communicator (group '",
+                 comm.name(), "' is not one)");
+    H5Pset_fapl_mpio(fapl.get(), handle, MPI_INFO_NULL);
     H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
   }
   {
@@ -105,6 +115,11 @@ void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo inf
                 tmp, "tokens");
     write_range(offsets.get(), H5T_NATIVE_UINT64, off_begin, ends.size(), ends.data(), dxpl.get(), tmp,
                 "doc_offsets");
+    if (with_scores > 0) {
+      Id scores = create_1d(file.get(), "doc_scores", H5T_IEEE_F32LE, info.num_documents, kOffsetChunk, tmp);
+      write_range(scores.get(), H5T_NATIVE_FLOAT, doc_begin, local_doc_scores.size(), local_doc_scores.data(),
+                  dxpl.get(), tmp, "doc_scores");
+    }
     const hid_t root = file.get();
     write_attr_number(root, "format_version", std::int32_t(info.format_version), H5T_NATIVE_INT32, H5T_STD_I32LE, tmp);
     write_attr_string(root, "tokenizer_name", info.tokenizer_name, tmp);
@@ -116,13 +131,13 @@ void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo inf
     write_attr_number(root, "num_tokens", info.num_tokens, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
     write_attr_string(root, "statistics", info.statistics, tmp);
   }  // every handle closed: the file is complete on disk
-  coll.barrier();
-  if (coll.rank() == 0) {
+  comm.barrier();
+  if (comm.rank() == 0) {
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) throw make_error("cannot rename '", tmp, "' to '", path, "': ", ec.message());
   }
-  coll.barrier();
+  comm.barrier();
 }
 
 // ---- reader -------------------------------------------------------------------------------------------
@@ -228,6 +243,15 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
   if (offsets_.back() != info_.num_tokens)
     throw make_error(path, ": the last document ends at token ", offsets_.back(), " but /tokens has ",
                      info_.num_tokens);
+  // Optional /doc_scores: one float per document.
+  if (H5Lexists(root, "doc_scores", H5P_DEFAULT) > 0) {
+    hid_t score_type = H5I_INVALID_HID;
+    Id scores = open_1d("doc_scores", info_.num_documents, score_type);
+    Id score_type_id(score_type, H5Tclose);
+    if (H5Tget_class(score_type) != H5T_FLOAT)
+      throw make_error(path, ": /doc_scores has the wrong dtype (expected float32)");
+    has_scores_ = true;
+  }
   // A read of the last token catches a file cut short inside the token data. Still under the
   // lock: the handles this constructor opened close when it returns, and no HDF5 call may
   // overlap another thread's (a loader thread reading another dataset).
@@ -244,6 +268,18 @@ TokenDataset::~TokenDataset() {
 }
 TokenDataset::TokenDataset(TokenDataset&&) noexcept = default;
 TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
+
+std::vector<float> TokenDataset::read_doc_scores() const {
+  if (!has_scores_) throw make_error(path_, ": no /doc_scores (prepare it with --quality-model to score documents)");
+  std::lock_guard lock(hdf5_mutex());
+  Id d(check(H5Dopen2(h_->file.get(), "doc_scores", H5P_DEFAULT), path_, "doc_scores"), H5Dclose);
+  std::vector<float> out(info_.num_documents);
+  if (!out.empty() && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+    const std::string detail = hdf5_error_text();
+    throw make_error(path_, ": cannot read /doc_scores (", detail, ")");
+  }
+  return out;
+}
 
 void TokenDataset::read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const {
   if (count == 0) return;

@@ -3,8 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
 
+#include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
@@ -101,6 +105,9 @@ class Hdf5Source final : public SampleSource {
         throw make_error(spec.path, ": ", info.num_tokens, " tokens, fewer than one sample of ", window_,
                          " tokens (train.seq_len + 1)");
       samplers_.emplace_back(windows, cfg.valid_fraction, seed, int(i));
+      if (cfg.curriculum != config::CurriculumOrder::none)
+        samplers_.back().set_curriculum(window_difficulty(ds, cfg, i, windows), pacing_of(cfg, seq_len),
+                                        cfg.curriculum_reverse);
       if (samplers_.back().num_train() < 1)
         throw make_error(spec.path, ": no training windows left after holding out data.valid_fraction = ",
                          cfg.valid_fraction);
@@ -109,7 +116,22 @@ class Hdf5Source final : public SampleSource {
       datasets_.push_back(std::move(ds));
       weights.push_back(spec.weight);
     }
-    blend_ = std::make_unique<BlendSchedule>(weights);
+    if (cfg.schedule.empty()) {
+      blend_ = std::make_unique<BlendSchedule>(weights);
+    } else {
+      // Tokens -> global samples (train.seq_len tokens of loss each).
+      std::vector<std::pair<std::uint64_t, std::vector<double>>> points;
+      for (const config::MixturePoint& p : cfg.schedule) {
+        STRATA_CHECK(p.weights.size() == datasets_.size(), "data.schedule: a point has ", p.weights.size(),
+                     " weights for ", datasets_.size(), " datasets");
+        points.emplace_back(p.tokens / std::uint64_t(seq_len), p.weights);
+      }
+      for (std::size_t k = 1; k < points.size(); ++k)
+        STRATA_CHECK(points[k].first > points[k - 1].first, "data.schedule: points ", k - 1, " and ", k,
+                     " fall in the same sample (", points[k].first, ") at train.seq_len ", seq_len);
+      blend_ = std::make_unique<BlendSchedule>(std::move(points));
+    }
+    curriculum_ = cfg.curriculum;
     vocab_limit_ = model.vocab_size;
     if (masked_lm) {
       // The datasets' own tokenizer when data.tokenizer is not given and its name is one
@@ -128,6 +150,8 @@ class Hdf5Source final : public SampleSource {
       for (const auto& ds : datasets_) vocab = std::max(vocab, int(ds.info().vocab_size));
       if (tok) vocab = tok->vocab_size();
       mask_ = resolve_mask_token(tok, vocab, "tokenizer '" + datasets_[0].info().tokenizer_name + "'", model);
+      // BERT's [CLS] opens every masked-LM sample when the tokenizer has one (WordPiece).
+      if (tok) mask_.cls_id = tok->special_token_id("[CLS]");
     }
     max_epoch_seen_.assign(datasets_.size(), 0);
   }
@@ -135,7 +159,7 @@ class Hdf5Source final : public SampleSource {
   void train_window(std::uint64_t sample, std::int32_t* window) override {
     const BlendSchedule::Pick p = blend_->pick(sample);
     std::uint64_t epoch = 0;
-    const std::int64_t w = samplers_[std::size_t(p.dataset)].train_window(p.index, &epoch);
+    const std::int64_t w = samplers_[std::size_t(p.dataset)].train_window(p.index, sample, &epoch);
     read_window(p.dataset, w, window);
     if (epoch + 1 > max_epoch_seen_[std::size_t(p.dataset)]) {
       max_epoch_seen_[std::size_t(p.dataset)] = epoch + 1;
@@ -165,6 +189,9 @@ class Hdf5Source final : public SampleSource {
       os << "\n  " << datasets_[i].path() << ": " << datasets_[i].num_documents() << " docs, "
          << datasets_[i].num_tokens() << " tokens, " << samplers_[i].num_train() << " train + "
          << samplers_[i].num_valid() << " valid windows, weight " << double(per[i]) / double(total);
+    if (blend_->scheduled()) os << "\n  mixture schedule (data.schedule): weights change over training";
+    if (curriculum_ != config::CurriculumOrder::none)
+      os << "\n  curriculum: windows from easy to hard by " << config::to_string(curriculum_);
     return os.str();
   }
   std::string epoch_plan(std::uint64_t total_samples) const override {
@@ -194,6 +221,75 @@ class Hdf5Source final : public SampleSource {
       if (window[t] < 0 || window[t] >= vocab_limit_)
         throw make_error(ds.path(), ": token id ", window[t], " at position ", std::uint64_t(w) * std::uint64_t(window_) + std::uint64_t(t),
                          " is outside the vocabulary (", vocab_limit_, ")");
+    if (mask_.cls_id >= 0) {  // masked LM with [CLS]: it opens the sample, the window's tokens follow
+      std::memmove(window + 1, window, std::size_t(window_ - 1) * sizeof(std::int32_t));
+      window[0] = mask_.cls_id;
+    }
+  }
+
+  static Pacing pacing_of(const config::DataConfig& cfg, int seq_len) {
+    Pacing p;
+    p.kind = cfg.curriculum_pacing == config::CurriculumPacing::linear ? Pacing::Kind::linear
+             : cfg.curriculum_pacing == config::CurriculumPacing::step ? Pacing::Kind::step
+                                                                        : Pacing::Kind::root;
+    p.start = cfg.curriculum_start;
+    p.samples = cfg.curriculum_tokens / std::uint64_t(seq_len);
+    p.stages = cfg.curriculum_stages;
+    return p;
+  }
+
+  // The difficulty of every window of `ds`: the token-weighted mean difficulty of the documents
+  // it covers. A document's difficulty: its length in tokens (length), 1 - its quality score
+  // (quality, /doc_scores), or the number on its line of the dataset's score file (scores).
+  std::vector<double> window_difficulty(const TokenDataset& ds, const config::DataConfig& cfg, std::size_t i,
+                                        std::int64_t windows) const {
+    const std::vector<std::uint64_t>& off = ds.doc_offsets();
+    const std::size_t docs = off.size() - 1;
+    std::vector<double> doc(docs);
+    switch (cfg.curriculum) {
+      case config::CurriculumOrder::length:
+        for (std::size_t k = 0; k < docs; ++k) doc[k] = double(off[k + 1] - off[k]);
+        break;
+      case config::CurriculumOrder::quality: {
+        if (!ds.has_doc_scores())
+          throw make_error(ds.path(), ": data.curriculum is quality but the dataset has no /doc_scores (prepare it "
+                           "with --quality-model)");
+        const std::vector<float> q = ds.read_doc_scores();
+        for (std::size_t k = 0; k < docs; ++k) doc[k] = 1.0 - double(q[k]);
+        break;
+      }
+      case config::CurriculumOrder::scores: {
+        const std::string& path = cfg.curriculum_scores.at(i);
+        std::ifstream in(path);
+        if (!in) throw make_error("cannot open curriculum score file '", path, "' (data.curriculum_scores[", i, "])");
+        std::string line;
+        std::size_t k = 0, line_no = 0;
+        while (std::getline(in, line)) {
+          ++line_no;
+          if (line.empty() || line[0] == '#') continue;
+          char* end = nullptr;
+          const double v = std::strtod(line.c_str(), &end);
+          if (end == line.c_str() || !std::isfinite(v))
+            throw make_error(path, ":", line_no, ": expected a number (one difficulty per document), got '", line, "'");
+          if (k >= docs) throw make_error(path, ": more scores than the ", docs, " documents of ", ds.path());
+          doc[k++] = v;
+        }
+        if (k != docs) throw make_error(path, ": ", k, " scores for the ", docs, " documents of ", ds.path());
+        break;
+      }
+      case config::CurriculumOrder::none: break;
+    }
+    std::vector<double> out(std::size_t(windows), 0.0);
+    std::size_t k = 0;
+    for (std::int64_t w = 0; w < windows; ++w) {
+      const std::uint64_t b = std::uint64_t(w) * std::uint64_t(window_), e = b + std::uint64_t(window_);
+      while (k < docs && off[k + 1] <= b) ++k;
+      double sum = 0;
+      for (std::size_t j = k; j < docs && off[j] < e; ++j)
+        sum += doc[j] * double(std::min(e, off[j + 1]) - std::max(b, off[j]));
+      out[std::size_t(w)] = sum / double(window_);
+    }
+    return out;
   }
 
   int window_;
@@ -202,6 +298,7 @@ class Hdf5Source final : public SampleSource {
   std::vector<TokenDataset> datasets_;
   std::vector<DatasetSampler> samplers_;
   std::unique_ptr<BlendSchedule> blend_;
+  config::CurriculumOrder curriculum_ = config::CurriculumOrder::none;
   std::vector<std::pair<int, std::int64_t>> valid_;  // (dataset, window)
   std::vector<std::uint64_t> max_epoch_seen_;
   MaskToken mask_;

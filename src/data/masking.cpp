@@ -31,6 +31,7 @@ Masker::Masker(const MaskingOptions& options, std::uint64_t seed, MaskStream str
 }
 
 bool Masker::chosen(std::uint64_t sample, int position) const {
+  if (position == 0 && opt_.protect_first) return false;
   return rng_.bits(sample, std::uint32_t(position))[0] < select_threshold_;
 }
 
@@ -40,7 +41,7 @@ void Masker::apply(std::uint64_t sample, const std::int32_t* window, int seq_len
     const auto w = rng_.bits(sample, std::uint32_t(t));
     inputs[t] = window[t];
     targets[t] = -1;
-    if (w[0] >= select_threshold_) continue;
+    if (w[0] >= select_threshold_ || (t == 0 && opt_.protect_first)) continue;
     targets[t] = window[t];
     const double u = unit(w[1]);
     if (u < opt_.mask_fraction) {

@@ -99,8 +99,11 @@ std::size_t repair_utf8(std::string& text) {
 
 bool normalize_text(std::string& text) {
   bool changed = false;
-  // 1. NFC (only when the text is not already in NFC: the common case costs one scan).
-  {
+  // 1. NFC (only when the text is not already in NFC: the common case costs one scan; ASCII,
+  // which is always NFC, costs a plain byte scan and no ICU call).
+  bool ascii = true;
+  for (const char ch : text) ascii &= static_cast<unsigned char>(ch) < 0x80;
+  if (!ascii) {
     const icu::Normalizer2& n = nfc();
     UErrorCode err = U_ZERO_ERROR;
     const icu::StringPiece piece(text.data(), std::int32_t(text.size()));
@@ -124,6 +127,19 @@ bool normalize_text(std::string& text) {
     while (out.size() > line_start && (out.back() == ' ' || out.back() == '\t')) out.pop_back();
   };
   for (std::size_t i = 0; i < n;) {
+    // ASCII other than controls and \r: copied as it is (the common case, no decoding).
+    if (s[i] >= 0x20 && s[i] < 0x7F) {
+      if (pending_newlines > 0) {
+        if (!out.empty()) out.append(std::min<std::size_t>(pending_newlines, 2), '\n');
+        pending_newlines = 0;
+        line_start = out.size();
+      }
+      std::size_t e = i + 1;
+      while (e < n && s[e] >= 0x20 && s[e] < 0x7F) ++e;
+      out.append(text, i, e - i);
+      i = e;
+      continue;
+    }
     std::size_t bad = 0;
     std::size_t len = valid_sequence(s, i, n, bad);
     if (len == 0) len = 1;  // callers repair first; be safe

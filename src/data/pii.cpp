@@ -72,13 +72,18 @@ void find_ipv4(std::string_view s, std::vector<Span>& out) {
   }
 }
 
+// A candidate is a maximal run of hex digits and ':' that does not follow a letter or digit;
+// only runs with a ':' can be addresses (at least two groups), so the scan jumps from colon to
+// colon instead of starting at every hex letter of the text.
 void find_ipv6(std::string_view s, std::vector<Span>& out) {
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (!(is_hex(c) || c == ':') || (i > 0 && (is_alnum(s[i - 1]) || s[i - 1] == ':'))) continue;
-    std::size_t e = i;
+  for (std::size_t colon = s.find(':'); colon != std::string_view::npos;) {
+    std::size_t i = colon;
+    while (i > 0 && (is_hex(s[i - 1]) || s[i - 1] == ':')) --i;
+    std::size_t e = colon;
     while (e < s.size() && (is_hex(s[e]) || s[e] == ':')) ++e;
-    if (e < s.size() && (is_alnum(s[e]) || s[e] == '_')) { i = e; continue; }
+    colon = s.find(':', e);  // the next run
+    if (i > 0 && is_alnum(s[i - 1])) continue;
+    if (e < s.size() && (is_alnum(s[e]) || s[e] == '_')) continue;
     std::string_view cand = s.substr(i, e - i);
     // A trailing single ":" is punctuation ("address fe80::1:"), not part of the address.
     if (cand.size() >= 2 && cand.back() == ':' && cand[cand.size() - 2] != ':') cand.remove_suffix(1);
@@ -101,7 +106,6 @@ void find_ipv6(std::string_view s, std::vector<Span>& out) {
     ok = ok && double_colons <= 1 && groups >= 2 && long_group >= 1 &&
          (double_colons == 1 ? groups < 8 : groups == 8);
     if (ok) out.push_back({i, i + cand.size(), Kind::ipv6});
-    i = e;
   }
 }
 

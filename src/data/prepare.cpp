@@ -5,13 +5,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
-#include "mpi_util.hpp"
+#include "strata/comm/collectives.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
@@ -19,6 +21,7 @@
 #include "strata/data/hash.hpp"
 #include "strata/data/normalize.hpp"
 #include "strata/data/pii.hpp"
+#include "strata/data/quality.hpp"
 #include "strata/data/tokenizer.hpp"
 
 namespace strata::data {
@@ -140,6 +143,19 @@ void split_documents(const std::string& path, std::string& data, const PrepareOp
   if (!doc.empty()) emit(std::move(doc));
 }
 
+// Accumulates the time since the last lap into a stage's total.
+class StageClock {
+ public:
+  void lap(double& total) {
+    const auto now = std::chrono::steady_clock::now();
+    total += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 // ---- progress ------------------------------------------------------------------------------------
 class Progress {
  public:
@@ -186,6 +202,8 @@ void visit_counters(S& s, V&& v) {
     v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".docs").c_str(), s.filtered_docs[std::size_t(r)]);
     v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".chars").c_str(), s.filtered_chars[std::size_t(r)]);
   }
+  v("quality.docs", s.quality_docs);
+  v("quality.chars", s.quality_chars);
   v("exact_duplicates", s.exact_duplicates);
   v("exact_duplicate_chars", s.exact_duplicate_chars);
   v("near_duplicates", s.near_duplicates);
@@ -237,6 +255,13 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
                 read_seconds, dedup_seconds, tokenize_seconds,
                 std::max(0.0, seconds - read_seconds - dedup_seconds - tokenize_seconds));
   os << line;
+  std::snprintf(line, sizeof line,
+                "  (stages: read %.2f, normalise %.2f, filters %.2f, quality %.2f, exact dedup %.2f, near dedup %.2f, "
+                "PII %.2f, tokenise %.2f, write %.2f s)\n",
+                std::max(0.0, read_seconds - normalize_seconds - filter_seconds - quality_seconds), normalize_seconds,
+                filter_seconds, quality_seconds, exact_seconds, near_seconds, pii_seconds,
+                std::max(0.0, tokenize_seconds - pii_seconds), write_seconds);
+  os << line;
   auto row = [&](const std::string& what, std::uint64_t docs, std::uint64_t chars, bool show_chars = true) {
     if (show_chars)
       std::snprintf(line, sizeof line, "  %-40s %10s docs %12s chars (%5.2f%%)\n", what.c_str(),
@@ -259,6 +284,15 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
   } else {
     os << "  quality filters: off\n";
   }
+  if (!opt.quality_model.empty()) {
+    if (opt.quality_pareto_alpha > 0)
+      std::snprintf(line, sizeof line, "removed: quality (Pareto, alpha %g)", opt.quality_pareto_alpha);
+    else
+      std::snprintf(line, sizeof line, "removed: quality score < %g", opt.quality_threshold);
+    row(line, quality_docs, quality_chars);
+  } else {
+    os << "  quality classifier: off\n";
+  }
   if (opt.exact_dedup) row("removed: exact duplicates", exact_duplicates, exact_duplicate_chars);
   else os << "  exact deduplication: off\n";
   if (opt.near_dedup) {
@@ -280,6 +314,26 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
                 with_commas(tokens_written).c_str(), opt.tokenizer.c_str());
   os << line;
   return os.str();
+}
+
+std::vector<std::string> read_corpus(const std::vector<std::string>& inputs, const PrepareOptions& opt,
+                                     std::size_t max_docs) {
+  std::vector<std::string> docs;
+  PrepareStats st;
+  std::vector<std::string> malformed;
+  for (const std::string& file : list_input_files(inputs)) {
+    if (max_docs > 0 && docs.size() >= max_docs) break;
+    std::string data = read_input(file);
+    const bool jsonl = is_jsonl(file, opt.format);
+    split_documents(file, data, opt, st, malformed, [&](std::string text) {
+      if (max_docs > 0 && docs.size() >= max_docs) return;
+      if (!jsonl) repair_utf8(text);
+      if (opt.normalize) normalize_text(text);
+      if (!text.empty()) docs.push_back(std::move(text));
+    });
+  }
+  for (const auto& m : malformed) std::fprintf(stderr, "strata: warning: %s\n", m.c_str());
+  return docs;
 }
 
 std::vector<std::string> list_input_files(const std::vector<std::string>& inputs) {
@@ -316,12 +370,17 @@ std::vector<std::string> list_input_files(const std::vector<std::string>& inputs
   return files;
 }
 
-PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
+PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   const Timer clock;
-  const detail::Collectives coll(comm);
-  const bool root = coll.rank() == 0;
+  const bool root = comm.rank() == 0;
   STRATA_CHECK(!opt.output.empty(), "prepare: no output given (--output FILE.h5)");
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(opt.tokenizer);
+  std::optional<QualityModel> quality;
+  if (!opt.quality_model.empty()) {
+    STRATA_CHECK(opt.quality_pareto_alpha > 0 || (opt.quality_threshold >= 0 && opt.quality_threshold <= 1),
+                 "prepare: --quality-threshold must be in [0, 1], got ", opt.quality_threshold);
+    quality = QualityModel::load(opt.quality_model);
+  }
   const std::vector<std::string> files = list_input_files(opt.inputs);
   for (const auto& f : files) {
     std::error_code ec;
@@ -338,9 +397,9 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     for (std::size_t i = 0; i < files.size(); ++i) {
       const std::uint64_t mid2 = 2 * before + sizes[i];  // twice the file's midpoint
       const int owner = total_bytes == 0 ? 0
-                                         : int(std::min<std::uint64_t>(std::uint64_t(coll.size()) - 1,
-                                                                       mid2 * std::uint64_t(coll.size()) / (2 * total_bytes)));
-      if (owner == coll.rank()) {
+                                         : int(std::min<std::uint64_t>(std::uint64_t(comm.size()) - 1,
+                                                                       mid2 * std::uint64_t(comm.size()) / (2 * total_bytes)));
+      if (owner == comm.rank()) {
         if (first_file == files.size()) first_file = i;
         end_file = i + 1;
       }
@@ -356,8 +415,9 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
   st.files = end_file - first_file;
   st.input_bytes = my_bytes;
   std::vector<std::string> docs;
+  std::vector<float> scores;  // quality scores of `docs` (with a quality model)
   std::vector<std::string> malformed;
-  Progress progress(root && !opt.quiet, opt.progress_interval_s, coll.size());
+  Progress progress(root && !opt.quiet, opt.progress_interval_s, comm.size());
   progress.start("read", my_bytes);
   std::uint64_t bytes_done = 0;
   for (std::size_t fi = first_file; fi < end_file; ++fi) {
@@ -369,19 +429,35 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
       st.chars_read += text.size();
       const std::size_t raw = text.size();
       file_chars += raw;
+      StageClock stage;
       if (!jsonl)  // JSONL lines were repaired before parsing
         if (const std::size_t bad = repair_utf8(text)) st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
       if (opt.normalize && normalize_text(text)) ++st.normalized_docs;
+      stage.lap(st.normalize_seconds);
       if (text.empty()) {
         ++st.empty_docs, st.empty_chars += raw;
         return;
       }
-      if (opt.filter)
-        if (const auto rule = check_quality(text, opt.filters)) {
+      if (opt.filter) {
+        const auto rule = check_quality(text, opt.filters);
+        stage.lap(st.filter_seconds);
+        if (rule) {
           ++st.filtered_docs[std::size_t(*rule)];
           st.filtered_chars[std::size_t(*rule)] += text.size();
           return;
         }
+      }
+      if (quality) {
+        const double score = quality->score(text);
+        stage.lap(st.quality_seconds);
+        const bool keep = opt.quality_pareto_alpha > 0 ? pareto_keep(score, opt.quality_pareto_alpha, text, opt.quality_seed)
+                                                       : score >= opt.quality_threshold;
+        if (!keep) {
+          ++st.quality_docs, st.quality_chars += text.size();
+          return;
+        }
+        scores.push_back(float(score));
+      }
       docs.push_back(std::move(text));
       progress.update(st.documents_read, bytes_done + std::min(file_chars, sizes[fi]));
     });
@@ -389,9 +465,9 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     progress.update(st.documents_read, bytes_done);
   }
   for (const auto& m : malformed)
-    std::fprintf(stderr, "strata prepare: warning (rank %d): %s\n", coll.rank(), m.c_str());
+    std::fprintf(stderr, "strata prepare: warning (rank %d): %s\n", comm.rank(), m.c_str());
   if (st.malformed_lines > malformed.size())
-    std::fprintf(stderr, "strata prepare: warning (rank %d): %llu more malformed lines not shown\n", coll.rank(),
+    std::fprintf(stderr, "strata prepare: warning (rank %d): %llu more malformed lines not shown\n", comm.rank(),
                  static_cast<unsigned long long>(st.malformed_lines - malformed.size()));
 
   st.read_seconds = clock.seconds();
@@ -405,29 +481,35 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
         continue;
       }
       if (w != i) docs[w] = std::move(docs[i]);
+      if (quality) scores[w] = scores[i];
       ++w;
     }
     docs.resize(w);
+    if (quality) scores.resize(w);
   };
 
   // ---- exact dedup: global, first occurrence in global order stays ----
+  StageClock stage;
+  double other_seconds = 0;  // laps that belong to no reported stage
   if (opt.exact_dedup) {
     std::vector<Hash128> local(docs.size());
     for (std::size_t i = 0; i < docs.size(); ++i) local[i] = hash128(docs[i]);
-    const std::vector<Hash128> all = coll.allgatherv(local);
-    const std::uint64_t first = coll.exscan_sum(docs.size());
+    const std::vector<Hash128> all = comm::all_gather_vector(comm, local);
+    const std::uint64_t first = comm::exclusive_sum(comm, docs.size());
     drop_flagged(mark_exact_duplicates(all), first, st.exact_duplicates, st.exact_duplicate_chars);
   }
+  stage.lap(st.exact_seconds);
   // ---- near dedup: MinHash signatures gathered, LSH in global order ----
   if (opt.near_dedup) {
     const MinHasher hasher(opt.minhash);
     const std::size_t P = std::size_t(opt.minhash.num_perm);
     std::vector<std::uint32_t> local(docs.size() * P);
     for (std::size_t i = 0; i < docs.size(); ++i) hasher.signature(docs[i], local.data() + i * P);
-    const std::vector<std::uint32_t> all = coll.allgatherv(local);
-    const std::uint64_t first = coll.exscan_sum(docs.size());
+    const std::vector<std::uint32_t> all = comm::all_gather_vector(comm, local);
+    const std::uint64_t first = comm::exclusive_sum(comm, docs.size());
     drop_flagged(mark_near_duplicates(all, hasher), first, st.near_duplicates, st.near_duplicate_chars);
   }
+  stage.lap(st.near_seconds);
   st.dedup_seconds = clock.seconds() - st.read_seconds;
   // ---- PII, tokenise, EOS ----
   std::vector<std::int32_t> tokens;
@@ -439,9 +521,11 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
   for (std::size_t i = 0; i < docs.size(); ++i) {
     std::string& text = docs[i];
     if (opt.pii) {
+      stage.lap(other_seconds);  // tokenising the previous document: not PII
       const PiiCounts c = scrub_pii(text);
       st.pii_docs += c.total() > 0;
       st.pii_emails += c.emails, st.pii_ipv4 += c.ipv4, st.pii_ipv6 += c.ipv6, st.pii_phones += c.phones;
+      stage.lap(st.pii_seconds);
     }
     const std::size_t before = tokens.size();
     tokenizer->encode(text, tokens);
@@ -459,7 +543,7 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
   // ---- totals over ranks, then write ----
   std::vector<std::uint64_t> flat;
   visit_counters(st, [&](const char*, std::uint64_t v) { flat.push_back(v); });
-  coll.sum_in_place(flat);
+  comm.all_reduce(flat.data(), flat.size());
   std::size_t k = 0;
   visit_counters(st, [&](const char*, std::uint64_t& v) { v = flat[k++]; });
   STRATA_CHECK(st.documents_written > 0, "prepare: no document survived (", st.documents_read,
@@ -482,15 +566,20 @@ PrepareStats run_prepare(const PrepareOptions& opt, MPI_Comm comm) {
     std::error_code ec;
     if (!parent.empty()) fs::create_directories(parent, ec);
   }
-  coll.barrier();
-  write_token_dataset(opt.output, comm, info, tokens, lengths);
-  st.seconds = coll.max(clock.seconds());
-  st.read_seconds = coll.max(st.read_seconds);
-  st.dedup_seconds = coll.max(st.dedup_seconds);
-  st.tokenize_seconds = coll.max(st.tokenize_seconds);
+  comm.barrier();
+  stage.lap(other_seconds);  // counters and their all-reduce: not the write
+  write_token_dataset(opt.output, comm, info, tokens, lengths, scores);
+  stage.lap(st.write_seconds);
+  st.seconds = comm::all_reduce_value(comm, clock.seconds(), comm::ReduceOp::max);
+  st.read_seconds = comm::all_reduce_value(comm, st.read_seconds, comm::ReduceOp::max);
+  st.dedup_seconds = comm::all_reduce_value(comm, st.dedup_seconds, comm::ReduceOp::max);
+  st.tokenize_seconds = comm::all_reduce_value(comm, st.tokenize_seconds, comm::ReduceOp::max);
+  for (double* t : {&st.normalize_seconds, &st.filter_seconds, &st.quality_seconds, &st.exact_seconds,
+                    &st.near_seconds, &st.pii_seconds, &st.write_seconds})
+    *t = comm::all_reduce_value(comm, *t, comm::ReduceOp::max);
   if (root && !opt.quiet) {
     std::printf("%s", st.report(opt).c_str());
-    std::printf("  output: %s (%s ranks)\n", opt.output.c_str(), std::to_string(coll.size()).c_str());
+    std::printf("  output: %s (%s ranks)\n", opt.output.c_str(), std::to_string(comm.size()).c_str());
     std::fflush(stdout);
   }
   return st;

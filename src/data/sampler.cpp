@@ -11,62 +11,182 @@
 
 namespace strata::data {
 
-BlendSchedule::BlendSchedule(const std::vector<double>& weights, int block) : block_(block) {
-  STRATA_CHECK(!weights.empty(), "blending needs at least one dataset");
-  STRATA_CHECK(weights.size() < 65536, "too many datasets to blend (", weights.size(), ")");
-  STRATA_CHECK(block >= int(weights.size()), "blend block (", block, ") smaller than the number of datasets");
+namespace {
+
+// Samples per block of each dataset: largest-remainder rounding of block * w / sum(w).
+// at_least_one: every dataset gets a slot (fixed blends); else a weight of 0 gets none.
+std::vector<std::uint32_t> block_counts(const std::vector<double>& weights, int block, bool at_least_one) {
   double total = 0;
-  for (double w : weights) {
-    STRATA_CHECK(w > 0 && std::isfinite(w), "dataset weights must be > 0, got ", w);
-    total += w;
-  }
-  // Largest-remainder rounding of block * w / total; every dataset gets at least one slot.
+  for (double w : weights) total += w;
   const std::size_t D = weights.size();
-  per_block_.assign(D, 0);
+  std::vector<std::uint32_t> per(D, 0);
   std::vector<double> remainder(D);
   std::int64_t assigned = 0;
   for (std::size_t d = 0; d < D; ++d) {
     const double exact = double(block) * weights[d] / total;
-    per_block_[d] = std::max<std::uint32_t>(1, std::uint32_t(std::floor(exact)));
+    per[d] = std::uint32_t(std::floor(exact));
+    if (at_least_one) per[d] = std::max<std::uint32_t>(1, per[d]);
     remainder[d] = exact - std::floor(exact);
-    assigned += per_block_[d];
+    assigned += per[d];
   }
   std::vector<std::size_t> by_rem(D);
   std::iota(by_rem.begin(), by_rem.end(), 0);
   std::stable_sort(by_rem.begin(), by_rem.end(), [&](auto a, auto b) { return remainder[a] > remainder[b]; });
-  for (std::size_t i = 0; assigned < block; i = (i + 1) % D, ++assigned) ++per_block_[by_rem[i]];
+  for (std::size_t i = 0; assigned < block; i = (i + 1) % D, ++assigned) ++per[by_rem[i]];
   for (std::size_t i = D; assigned > block; ) {  // minimums pushed us over: take from the largest
-    i = std::size_t(std::max_element(per_block_.begin(), per_block_.end()) - per_block_.begin());
-    --per_block_[i], --assigned;
+    i = std::size_t(std::max_element(per.begin(), per.end()) - per.begin());
+    --per[i], --assigned;
   }
+  return per;
+}
+
+}  // namespace
+
+BlendSchedule::Block BlendSchedule::compose(const std::vector<double>& weights, int block, bool at_least_one) {
+  Block b;
+  b.per = block_counts(weights, block, at_least_one);
+  const std::size_t D = weights.size();
   // Greedy interleave: at each position take the dataset furthest behind its target share.
-  order_.resize(std::size_t(block));
-  rank_.resize(std::size_t(block));
+  b.order.resize(std::size_t(block));
+  b.rank.resize(std::size_t(block));
   std::vector<std::uint32_t> taken(D, 0);
   for (int p = 0; p < block; ++p) {
     std::size_t best = 0;
     double best_err = -1e300;
     for (std::size_t d = 0; d < D; ++d) {
-      if (taken[d] >= per_block_[d]) continue;
-      const double err = double(per_block_[d]) * double(p + 1) / double(block) - double(taken[d]);
+      if (taken[d] >= b.per[d]) continue;
+      const double err = double(b.per[d]) * double(p + 1) / double(block) - double(taken[d]);
       if (err > best_err) best_err = err, best = d;
     }
-    order_[std::size_t(p)] = std::uint16_t(best);
-    rank_[std::size_t(p)] = taken[best]++;
+    b.order[std::size_t(p)] = std::uint16_t(best);
+    b.rank[std::size_t(p)] = taken[best]++;
   }
+  return b;
+}
+
+BlendSchedule::BlendSchedule(const std::vector<double>& weights, int block) : block_(block) {
+  STRATA_CHECK(!weights.empty(), "blending needs at least one dataset");
+  STRATA_CHECK(weights.size() < 65536, "too many datasets to blend (", weights.size(), ")");
+  STRATA_CHECK(block >= int(weights.size()), "blend block (", block, ") smaller than the number of datasets");
+  for (double w : weights) STRATA_CHECK(w > 0 && std::isfinite(w), "dataset weights must be > 0, got ", w);
+  Block b = compose(weights, block, /*at_least_one=*/true);
+  per_block_ = std::move(b.per);
+  order_ = std::move(b.order);
+  rank_ = std::move(b.rank);
+}
+
+BlendSchedule::BlendSchedule(std::vector<std::pair<std::uint64_t, std::vector<double>>> points, int block)
+    : block_(block), points_(std::move(points)) {
+  STRATA_CHECK(!points_.empty(), "a mixture schedule needs at least one point");
+  const std::size_t D = points_[0].second.size();
+  STRATA_CHECK(D > 0 && D < 65536, "a mixture schedule over ", D, " datasets");
+  STRATA_CHECK(block >= int(D), "blend block (", block, ") smaller than the number of datasets");
+  for (std::size_t i = 0; i < points_.size(); ++i) {
+    STRATA_CHECK(points_[i].second.size() == D, "mixture schedule point ", i, " has ", points_[i].second.size(),
+                 " weights, point 0 has ", D);
+    STRATA_CHECK(i == 0 || points_[i].first > points_[i - 1].first, "mixture schedule points must be in increasing order");
+    double total = 0;
+    for (double w : points_[i].second) {
+      STRATA_CHECK(w >= 0 && std::isfinite(w), "mixture weights must be >= 0, got ", w);
+      total += w;
+    }
+    STRATA_CHECK(total > 0, "mixture schedule point ", i, " has only zero weights");
+  }
+  per_block_ = block_counts(weights_at(std::uint64_t(block_) / 2), block_, false);
+  marks_.push_back(std::vector<std::uint64_t>(D, 0));
+  cursor_ = marks_[0];
+}
+
+std::vector<double> BlendSchedule::weights_at(std::uint64_t sample) const {
+  if (points_.empty()) {
+    std::vector<double> w(per_block_.begin(), per_block_.end());
+    for (double& x : w) x /= double(block_);
+    return w;
+  }
+  std::vector<double> w;
+  if (sample <= points_.front().first) {
+    w = points_.front().second;
+  } else if (sample >= points_.back().first) {
+    w = points_.back().second;
+  } else {
+    std::size_t i = 1;
+    while (points_[i].first <= sample) ++i;
+    const auto& [s0, w0] = points_[i - 1];
+    const auto& [s1, w1] = points_[i];
+    const double t = double(sample - s0) / double(s1 - s0);
+    w.resize(w0.size());
+    for (std::size_t d = 0; d < w.size(); ++d) w[d] = (1 - t) * w0[d] + t * w1[d];
+  }
+  double total = 0;
+  for (double x : w) total += x;
+  for (double& x : w) x /= total;
+  return w;
+}
+
+const BlendSchedule::Block& BlendSchedule::block_at(std::uint64_t b) const {
+  if (b != cached_block_) {
+    cached_ = compose(weights_at(b * std::uint64_t(block_) + std::uint64_t(block_) / 2), block_, false);
+    cached_block_ = b;
+  }
+  return cached_;
+}
+
+const std::vector<std::uint64_t>& BlendSchedule::prefix_at(std::uint64_t b) const {
+  if (b < cursor_block_) {  // backwards: restart from the mark at or below b
+    const std::uint64_t m = std::min<std::uint64_t>(b / kPrefixMark, marks_.size() - 1);
+    cursor_ = marks_[std::size_t(m)];
+    cursor_block_ = m * kPrefixMark;
+  } else if (b / kPrefixMark > cursor_block_ / kPrefixMark && b / kPrefixMark < marks_.size()) {
+    cursor_ = marks_[std::size_t(b / kPrefixMark)];  // far ahead, past a known mark
+    cursor_block_ = b / kPrefixMark * kPrefixMark;
+  }
+  while (cursor_block_ < b) {
+    const std::vector<std::uint32_t> c =
+        block_counts(weights_at(cursor_block_ * std::uint64_t(block_) + std::uint64_t(block_) / 2), block_, false);
+    for (std::size_t d = 0; d < c.size(); ++d) cursor_[d] += c[d];
+    ++cursor_block_;
+    if (cursor_block_ % kPrefixMark == 0 && cursor_block_ / kPrefixMark == marks_.size()) marks_.push_back(cursor_);
+  }
+  return cursor_;
 }
 
 BlendSchedule::Pick BlendSchedule::pick(std::uint64_t sample) const {
   const std::uint64_t q = sample / std::uint64_t(block_), p = sample % std::uint64_t(block_);
+  if (!points_.empty()) {
+    const std::lock_guard lock(mu_);
+    const Block& blk = block_at(q);
+    const int d = blk.order[p];
+    return {d, prefix_at(q)[std::size_t(d)] + blk.rank[p]};
+  }
   const int d = order_[p];
   return {d, q * per_block_[std::size_t(d)] + rank_[p]};
 }
 
 std::uint64_t BlendSchedule::count_before(int d, std::uint64_t n) const {
   const std::uint64_t q = n / std::uint64_t(block_), p = n % std::uint64_t(block_);
+  if (!points_.empty()) {
+    const std::lock_guard lock(mu_);
+    std::uint64_t c = prefix_at(q)[std::size_t(d)];
+    if (p > 0) {
+      const Block& blk = block_at(q);
+      for (std::uint64_t i = 0; i < p; ++i) c += blk.order[i] == d;
+    }
+    return c;
+  }
   std::uint64_t c = q * per_block_[std::size_t(d)];
   for (std::uint64_t i = 0; i < p; ++i) c += order_[i] == d;
   return c;
+}
+
+double Pacing::competence(std::uint64_t sample) const {
+  if (samples == 0 || sample >= samples) return 1.0;
+  const double t = double(sample) / double(samples), c0 = std::clamp(start, 1e-9, 1.0);
+  switch (kind) {
+    case Kind::linear: return std::min(1.0, c0 + (1 - c0) * t);
+    case Kind::root: return std::min(1.0, std::sqrt(c0 * c0 + (1 - c0 * c0) * t));
+    case Kind::step: return std::min(1.0, c0 + (1 - c0) * std::floor(double(stages) * t) / double(stages));
+  }
+  return 1.0;
 }
 
 bool DatasetSampler::is_valid_window(std::int64_t w, double valid_fraction) {
@@ -106,6 +226,29 @@ std::int64_t DatasetSampler::train_window(std::uint64_t k, std::uint64_t* epoch)
   if (e != current_epoch_) build_permutation(e);
   if (epoch) *epoch = e;
   return train_[std::size_t(permutation_[std::size_t(k % train_.size())])];
+}
+
+void DatasetSampler::set_curriculum(const std::vector<double>& difficulty, const Pacing& pacing, bool reverse) {
+  sorted_ = train_;
+  for (const std::int64_t w : sorted_)
+    STRATA_CHECK(std::size_t(w) < difficulty.size(), "curriculum: no difficulty for window ", w);
+  std::stable_sort(sorted_.begin(), sorted_.end(), [&](std::int64_t a, std::int64_t b) {
+    const double da = difficulty[std::size_t(a)], db = difficulty[std::size_t(b)];
+    if (da != db) return reverse ? da > db : da < db;
+    return a < b;
+  });
+  pacing_ = pacing;
+}
+
+std::int64_t DatasetSampler::train_window(std::uint64_t k, std::uint64_t sample, std::uint64_t* epoch) {
+  if (sorted_.empty()) return train_window(k, epoch);
+  const double c = pacing_.competence(sample);
+  if (c >= 1.0) return train_window(k, epoch);
+  const auto W = std::uint64_t(sorted_.size());
+  const std::uint64_t n = std::clamp<std::uint64_t>(std::uint64_t(std::ceil(c * double(W))), 1, W);
+  const core::CounterRng rng(seed_ ^ (std::uint64_t(dataset_index_) << 48), "data.curriculum");
+  if (epoch) *epoch = k / W;
+  return sorted_[std::size_t(rng.below(n, k))];
 }
 
 SampleSpan dp_slice(std::uint64_t batch, int global_batch_size, int dp_size, int dp_rank) {

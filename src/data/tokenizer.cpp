@@ -8,6 +8,7 @@
 #include "strata/core/rng.hpp"
 #include "strata/data/bpe_tokenizer.hpp"
 #include "strata/data/sentencepiece_tokenizer.hpp"
+#include "strata/data/wordpiece_tokenizer.hpp"
 
 namespace strata::data {
 
@@ -46,6 +47,12 @@ std::unique_ptr<Tokenizer> load_gpt2_dir(const std::filesystem::path& dir, std::
                    dir.string(), "' (run scripts/fetch-tokenizers.sh, or set STRATA_TOKENIZER_DIR)");
 }
 
+// BERT's vocab.txt, named after its folder (bert-base-uncased/vocab.txt -> "bert-base-uncased").
+std::unique_ptr<Tokenizer> load_vocab_txt(const std::filesystem::path& file) {
+  const std::string folder = file.parent_path().filename().string();
+  return WordPieceTokenizer::from_vocab_txt(file.string(), folder.empty() ? file.stem().string() : folder);
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
@@ -60,13 +67,31 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
                          "' is missing (run scripts/fetch-tokenizers.sh, or set STRATA_TOKENIZER_DIR)");
       return BpeTokenizer::from_tiktoken(file.string());
     }
-  if (ends_with(spec, ".json")) return BpeTokenizer::from_tokenizer_json(spec);
+  for (const char* bert : {"bert-base-uncased", "bert-base-cased"})
+    if (spec == bert) {
+      const fs::path file = fs::path(default_tokenizer_dir()) / spec / "vocab.txt";
+      if (!fs::exists(file))
+        throw make_error("tokenizer '", spec, "': '", file.string(),
+                         "' is missing (run scripts/fetch-tokenizers.sh, or set STRATA_TOKENIZER_DIR)");
+      return load_vocab_txt(file);
+    }
+  if (ends_with(spec, ".json")) {
+    if (fs::exists(spec) && WordPieceTokenizer::is_wordpiece_json(spec)) return WordPieceTokenizer::from_tokenizer_json(spec);
+    return BpeTokenizer::from_tokenizer_json(spec);
+  }
+  if (ends_with(spec, ".txt")) return load_vocab_txt(spec);
   if (ends_with(spec, ".tiktoken")) return BpeTokenizer::from_tiktoken(spec);
   if (ends_with(spec, ".model")) return load_sentencepiece(spec);
-  if (fs::is_directory(spec)) return load_gpt2_dir(spec, fs::path(spec).filename().string());
+  if (fs::is_directory(spec)) {
+    if (fs::exists(fs::path(spec) / "vocab.txt") && !fs::exists(fs::path(spec) / "vocab.json") &&
+        !fs::exists(fs::path(spec) / "encoder.json"))
+      return load_vocab_txt(fs::path(spec) / "vocab.txt");
+    return load_gpt2_dir(spec, fs::path(spec).filename().string());
+  }
   throw make_error("unknown tokenizer '", spec,
-                   "' (known: bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, a path to a "
-                   "tokenizer.json, a .tiktoken file, a SentencePiece .model, or a folder with GPT-2's files)");
+                   "' (known: bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, bert-base-uncased, a "
+                   "path to a tokenizer.json, a .tiktoken file, a SentencePiece .model, a WordPiece vocab.txt, or a "
+                   "folder with GPT-2's files or a vocab.txt)");
 }
 
 }  // namespace strata::data

@@ -43,6 +43,7 @@ std::unique_ptr<data::Masker> make_masker(const config::TrainConfig& t, const da
   o.random_fraction = t.mlm_random_fraction;
   o.mask_id = m.mask_id;
   o.random_vocab = m.data_vocab;
+  o.protect_first = m.cls_id >= 0;  // [CLS] opens every sample (WordPiece): never a target, as in BERT
   return std::make_unique<data::Masker>(o, t.seed, stream);
 }
 

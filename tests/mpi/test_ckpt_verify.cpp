@@ -44,6 +44,8 @@ TEST(VerifyOverRanks, SplitReadingAgreesWithOneProcessAndEveryRankFallsBackAlike
   }
 
   // One rank damages the file; every rank reads a different part of it, all reach one verdict.
+  // The barrier: no rank may still be verifying the intact file alone while it is damaged.
+  MPI_Barrier(MPI_COMM_WORLD);
   if (test::world_rank() == 0) {
     haddr_t offset = 0;
     const hid_t f = H5Fopen(newest.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);

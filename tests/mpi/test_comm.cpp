@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "strata/comm/collectives.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/core/error.hpp"
 
@@ -113,6 +114,36 @@ TEST(MpiCommunicator, CollectivesGiveTheDefinedResults) {
   double m = r;
   g.all_reduce(&m, 1, ReduceOp::max);
   EXPECT_EQ(m, double(n - 1));
+}
+
+// The typed helpers the data pipeline uses: variable-size gathers (rank r gives r + 1
+// elements; rank 0 of an even rank gives none when n > 2), exclusive sums and reductions.
+TEST(MpiCommunicator, VariableSizeGatherAndExclusiveSumAreInRankOrder) {
+  RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
+  Communicator& g = grid.world_group();
+  const int n = g.size(), r = g.rank();
+  struct Pair {
+    std::uint64_t a, b;
+  };
+  const int mine = (n > 2 && r == 1) ? 0 : r + 1;
+  std::vector<Pair> local;
+  for (int i = 0; i < mine; ++i) local.push_back({std::uint64_t(r), std::uint64_t(i)});
+  const std::vector<Pair> all = all_gather_vector(g, local);
+  std::size_t at = 0;
+  for (int q = 0; q < n; ++q) {
+    const int theirs = (n > 2 && q == 1) ? 0 : q + 1;
+    for (int i = 0; i < theirs; ++i, ++at) {
+      ASSERT_LT(at, all.size());
+      EXPECT_EQ(all[at].a, std::uint64_t(q));
+      EXPECT_EQ(all[at].b, std::uint64_t(i));
+    }
+  }
+  EXPECT_EQ(at, all.size());
+  std::uint64_t before = 0;
+  for (int q = 0; q < r; ++q) before += (n > 2 && q == 1) ? 0 : q + 1;
+  EXPECT_EQ(exclusive_sum(g, std::uint64_t(mine)), before);
+  EXPECT_EQ(all_reduce_value<double>(g, double(r), ReduceOp::max), double(n - 1));
+  EXPECT_EQ(all_reduce_value<std::uint64_t>(g, 1), std::uint64_t(n));
 }
 
 TEST(MpiCommunicator, NonBlockingOperationsOverlapAndRingSendRecvWorks) {

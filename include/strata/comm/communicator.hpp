@@ -83,6 +83,13 @@ class Communicator {
   // a per-rank report cheap (train/stragglers.hpp). MpiCommunicator implements it; the default
   // throws naming the group.
   virtual void gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root);
+  // Variable-size all-gather (blocking): rank r contributes send_count elements and recv
+  // receives every rank's block in rank order, rank r's at offset recv_counts[0] + ... +
+  // recv_counts[r - 1]. recv_counts has size() entries, the same on every rank (all-gather the
+  // counts first: collectives.hpp does both). Host memory. Backends that do not implement it
+  // throw strata::Error naming the group.
+  virtual void all_gatherv(const void* send, std::size_t send_count, void* recv, const std::size_t* recv_counts,
+                           DType dtype);
   void send(const void* buf, std::size_t count, DType dtype, int peer, int tag = 0) {
     Work w = isend(buf, count, dtype, peer, tag);
     wait(w);

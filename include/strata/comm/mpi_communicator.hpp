@@ -115,7 +115,9 @@ class Watchdog {
 };
 
 // The collectives a communicator counts (the progress word published for hang reports).
-enum class CollectiveKind : std::uint64_t { none = 0, all_reduce, reduce_scatter, all_gather, broadcast, barrier, gather };
+enum class CollectiveKind : std::uint64_t {
+  none = 0, all_reduce, reduce_scatter, all_gather, broadcast, barrier, gather, all_gatherv
+};
 const char* to_string(CollectiveKind kind);
 
 // One peer's published progress on a group, as read for a report.
@@ -168,6 +170,8 @@ class MpiCommunicator final : public Communicator {
   void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
   void broadcast(void* buf, std::size_t count, DType dtype, int root) override;
   void gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root) override;
+  void all_gatherv(const void* send, std::size_t send_count, void* recv, const std::size_t* recv_counts,
+                   DType dtype) override;
   using Communicator::all_reduce;
 
   // Collectives this rank has entered on the group.
@@ -211,6 +215,10 @@ class MpiCommunicator final : public Communicator {
   std::vector<int> board_ranks_;  // each group rank's rank on the board
   std::vector<int> members_;      // each group rank's global rank (with a board)
 };
+
+// The MPI communicator behind `c` when it is an MpiCommunicator, else MPI_COMM_NULL. For the
+// few libraries that need the MPI handle itself (parallel HDF5's MPI-IO driver).
+MPI_Comm mpi_handle(const Communicator& c);
 
 MPI_Datatype mpi_type(DType dtype);
 MPI_Op mpi_op(ReduceOp op);

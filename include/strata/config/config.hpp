@@ -131,6 +131,20 @@ struct DatasetSpec {
   friend bool operator==(const DatasetSpec&, const DatasetSpec&) = default;
 };
 
+// One point of a mixture schedule (data.schedule): the blend weights once `tokens` training
+// tokens (global samples x train.seq_len) have been consumed; linear in between, constant after
+// the last point.
+struct MixturePoint {
+  std::uint64_t tokens = 0;
+  std::vector<double> weights;  // one per data.datasets entry, >= 0, not all 0
+  friend bool operator==(const MixturePoint&, const MixturePoint&) = default;
+};
+
+// What orders the windows of each dataset from easy to hard (data.curriculum).
+enum class CurriculumOrder { none, length, quality, scores };
+// How fast the pool of windows grows (Platanios et al. 2019, sec. 3.2: competence).
+enum class CurriculumPacing { linear, root, step };
+
 struct DataConfig {
   DataSource source = DataSource::synthetic;
   std::vector<std::string> paths;      // text: files read as bytes (byte-level vocabulary of 256)
@@ -139,6 +153,16 @@ struct DataConfig {
   double valid_fraction = 0.0;         // hdf5: windows held out for validation, per dataset
   int max_epochs = 1;                  // hdf5: warn when a dataset is repeated beyond this; 0: never
   int prefetch = 4;                    // micro-batches read ahead by the loader thread
+  // Curriculum (docs/data-pipeline.md, "Quality and curriculum"); hdf5 only. Both are pure
+  // functions of the global sample index, so resuming or changing the DP size keeps the stream.
+  std::vector<MixturePoint> schedule;  // blend weights over training; empty: data.datasets' weights
+  CurriculumOrder curriculum = CurriculumOrder::none;  // difficulty of a window within its dataset
+  std::vector<std::string> curriculum_scores;  // curriculum: scores, one text file per dataset (a number per document)
+  CurriculumPacing curriculum_pacing = CurriculumPacing::root;
+  double curriculum_start = 0.1;       // competence at the start: the easiest share of windows drawn from
+  std::uint64_t curriculum_tokens = 0; // tokens until every window is in the pool (competence 1)
+  int curriculum_stages = 4;           // pacing: step, the number of equal steps
+  bool curriculum_reverse = false;     // hard to easy (an anti-curriculum, for comparison)
 };
 
 enum class DeviceKind { cpu, cuda };

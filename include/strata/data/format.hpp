@@ -8,17 +8,17 @@
 //   attributes on the root group: format_version, tokenizer_name, tokenizer_hash, vocab_size,
 //   eos_id, source, num_documents, num_tokens, statistics (JSON text from prepare)
 //
-// The writer is collective over an MPI communicator (parallel HDF5, one hyperslab per rank)
+// The writer is collective over a comm::Communicator (parallel HDF5, one hyperslab per rank)
 // and publishes the file by renaming it from a temporary name, so a failed run never leaves a
 // half-written file under the final name. The reader validates everything before use.
 #pragma once
-#include <mpi.h>
-
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "strata/comm/communicator.hpp"
 
 namespace strata::data {
 
@@ -40,14 +40,18 @@ struct DatasetInfo {
 // 2 when every id fits uint16 (vocab_size <= 65536), else 4.
 int token_bytes_for_vocab(int vocab_size);
 
-// Collective over `comm` (MPI need not be initialised when the caller is alone). Each rank
+// Collective over `comm` (a comm::LocalCommunicator when the caller is alone; more than one
+// rank needs an MpiCommunicator, whose handle parallel HDF5 opens the file with). Each rank
 // passes its share of the documents, in rank order: its tokens and the length of each of its
-// documents. Offsets are placed with an exclusive scan, so rank r's documents follow rank
-// r-1's. `info`'s counts and token width are filled in here (the global totals). Writes
-// `path`.tmp and renames it to `path` when every rank has finished.
-void write_token_dataset(const std::string& path, MPI_Comm comm, DatasetInfo info,
+// documents, and optionally a score per document (written as /doc_scores, float32: the
+// quality classifier's P(curated); all ranks give scores or none do). Offsets are placed with
+// an exclusive scan, so rank r's documents follow rank r-1's. `info`'s counts and token width
+// are filled in here (the global totals). Writes `path`.tmp and renames it to `path` when
+// every rank has finished.
+void write_token_dataset(const std::string& path, comm::Communicator& comm, DatasetInfo info,
                          std::span<const std::int32_t> local_tokens,
-                         std::span<const std::uint64_t> local_doc_lengths);
+                         std::span<const std::uint64_t> local_doc_lengths,
+                         std::span<const float> local_doc_scores = {});
 
 // A validated, open dataset. Reads go straight to the file (no HDF5 chunk cache: windows are
 // random), converting to int32. Not thread-safe: one thread reads at a time.
@@ -67,6 +71,9 @@ class TokenDataset {
   std::uint64_t num_tokens() const { return info_.num_tokens; }
   std::uint64_t num_documents() const { return info_.num_documents; }
   const std::vector<std::uint64_t>& doc_offsets() const { return offsets_; }
+  // /doc_scores (one float per document) when the file has it (prepare --quality-model).
+  bool has_doc_scores() const { return has_scores_; }
+  std::vector<float> read_doc_scores() const;  // throws naming the file when absent
 
   // tokens [start, start + count) into out (int32).
   void read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const;
@@ -79,6 +86,7 @@ class TokenDataset {
   std::string path_;
   DatasetInfo info_;
   std::vector<std::uint64_t> offsets_;
+  bool has_scores_ = false;
   std::unique_ptr<Handles> h_;
   mutable std::vector<std::uint16_t> narrow_;  // staging for uint16 reads
 };

@@ -36,6 +36,12 @@ class Hasher128 {
   void update(const void* data, std::size_t n) {
     const auto* p = static_cast<const unsigned char*>(data);
     length_ += n;
+    if (fill_ == 0)  // aligned with the 8-byte words: absorb them straight from the input
+      for (; n >= 8; p += 8, n -= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p, 8);
+        absorb(w);
+      }
     while (n > 0) {
       const std::size_t take = std::min<std::size_t>(8 - fill_, n);
       std::memcpy(reinterpret_cast<unsigned char*>(&word_) + fill_, p, take);

@@ -53,6 +53,9 @@ class SampleSource {
     std::int32_t mask_id = -1;
     std::int32_t data_vocab = 0;
     std::string origin;  // how the id was found, for the log
+    // BERT's [CLS] when the tokenizer has one: every sample then starts with it (position 0)
+    // and holds the window's first seq_len - 1 tokens after it. -1: none.
+    std::int32_t cls_id = -1;
   };
   virtual MaskToken mask_token() const { return {}; }
 

@@ -32,6 +32,9 @@ struct MaskingOptions {
   double random_fraction = 0.1;   // of the chosen: replaced by a random token
   std::int32_t mask_id = -1;
   std::int32_t random_vocab = 0;  // random tokens are drawn from [0, random_vocab)
+  // Position 0 holds [CLS] (SampleSource::MaskToken::cls_id >= 0): never chosen, as BERT never
+  // predicts its special tokens. Still a function of the position only.
+  bool protect_first = false;
 };
 
 // Which sample indices a masker draws for: training samples and held-out windows are keyed

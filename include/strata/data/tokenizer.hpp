@@ -1,5 +1,6 @@
 // Tokenizers: text <-> token ids. One interface for every kind strata reads (byte-level,
-// GPT-2 byte-level BPE, Hugging Face tokenizer.json, tiktoken rank files, SentencePiece).
+// GPT-2 byte-level BPE, Hugging Face tokenizer.json, tiktoken rank files, SentencePiece,
+// BERT's WordPiece).
 //
 // Every implementation is immutable after construction, so encode() and decode() are
 // thread-safe. content_hash() identifies the vocabulary (and merges): datasets and
@@ -50,10 +51,12 @@ class ByteTokenizer final : public Tokenizer {
 //   "gpt2"                       GPT-2's encoder.json + vocab.bpe (or vocab.json + merges.txt) in
 //                                $STRATA_TOKENIZER_DIR/gpt2/ or <repo>/.cache/tokenizers/gpt2/
 //   "r50k_base" "p50k_base" "cl100k_base" "o200k_base"   <that dir>/<name>.tiktoken
-//   <path>.json                  Hugging Face tokenizer.json (byte-level BPE)
+//   "bert-base-uncased"          BERT's WordPiece vocab.txt in <that dir>/bert-base-uncased/
+//   <path>.json                  Hugging Face tokenizer.json (byte-level BPE, or WordPiece)
+//   <path>.txt                   BERT's WordPiece vocab.txt (one entry per line)
 //   <path>.tiktoken              tiktoken rank file; its stem picks the pattern and specials
 //   <path>.model                 SentencePiece model
-//   <folder>                     GPT-2-format files in that folder
+//   <folder>                     GPT-2-format files in that folder (or a vocab.txt: WordPiece)
 // An unknown spec or unreadable file is a strata::Error naming it.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec);
 

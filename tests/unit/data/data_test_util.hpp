@@ -6,7 +6,15 @@
 #include <fstream>
 #include <string>
 
+#include "strata/comm/local_communicator.hpp"
+
 namespace strata::data::testing_util {
+
+// The one-process group the data pipeline's collectives run over in unit tests.
+inline comm::Communicator& one_rank() {
+  static comm::LocalCommunicator group("test");  // stateless: sharing it between tests is harmless
+  return group;
+}
 
 // A fresh folder under the test temp dir, named after the running test.
 inline std::string temp_folder() {

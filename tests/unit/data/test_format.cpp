@@ -31,7 +31,7 @@ std::string write_small(const std::string& dir) {
   const std::string path = dir + "/small.h5";
   const std::vector<std::int32_t> tokens = {'a', 'b', 256, 'c', 256, 'h', 'e', 'l', 'l', 'o', 256};
   const std::vector<std::uint64_t> lengths = {3, 2, 6};
-  write_token_dataset(path, MPI_COMM_WORLD, bytes_info(), tokens, lengths);
+  write_token_dataset(path, testing_util::one_rank(), bytes_info(), tokens, lengths);
   return path;
 }
 
@@ -82,7 +82,7 @@ TEST(TokenDatasetFormat, LargeVocabulariesAreStoredAsUint32) {
   info.vocab_size = 100000;
   const std::vector<std::int32_t> tokens = {99999, 70000, 1};
   const std::vector<std::uint64_t> lengths = {3};
-  write_token_dataset(dir + "/big.h5", MPI_COMM_WORLD, info, tokens, lengths);
+  write_token_dataset(dir + "/big.h5", testing_util::one_rank(), info, tokens, lengths);
   const TokenDataset ds(dir + "/big.h5");
   EXPECT_EQ(ds.info().token_bytes, 4);
   std::vector<std::int32_t> out(3);
@@ -94,7 +94,7 @@ TEST(TokenDatasetFormat, IdsOutsideTheVocabularyAreRejectedOnWrite) {
   const std::string dir = testing_util::temp_folder();
   const std::vector<std::int32_t> tokens = {1, 300};
   const std::vector<std::uint64_t> lengths = {2};
-  EXPECT_THROW(write_token_dataset(dir + "/bad.h5", MPI_COMM_WORLD, bytes_info(), tokens, lengths), Error);
+  EXPECT_THROW(write_token_dataset(dir + "/bad.h5", testing_util::one_rank(), bytes_info(), tokens, lengths), Error);
   EXPECT_FALSE(std::filesystem::exists(dir + "/bad.h5"));
 }
 
@@ -150,7 +150,7 @@ TEST(TokenDatasetFormat, DatasetFromAnotherTokenizerIsRefusedForTraining) {
   info.tokenizer_hash = "0123456789abcdef";  // same name, other vocabulary
   std::vector<std::int32_t> tokens(400, 'x');
   const std::vector<std::uint64_t> lengths = {400};
-  write_token_dataset(dir + "/other.h5", MPI_COMM_WORLD, info, tokens, lengths);
+  write_token_dataset(dir + "/other.h5", testing_util::one_rank(), info, tokens, lengths);
   config::DataConfig cfg;
   cfg.source = config::DataSource::hdf5;
   cfg.datasets = {{dir + "/other.h5", 1.0}};

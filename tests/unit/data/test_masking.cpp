@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "data_test_util.hpp"
 #include "strata/core/error.hpp"
 #include "strata/data/bpe_tokenizer.hpp"
 #include "strata/data/format.hpp"
@@ -233,7 +234,7 @@ TEST(Masking, Hdf5DatasetsTakeTheirTokenizersMaskOrTheIdPastIt) {
   for (int i = 0; i < 3000; ++i) tokens.push_back(i % 50 == 49 ? 256 : 'a' + i % 26);
   const std::vector<std::uint64_t> lengths(60, 50);
   const std::string path = ::testing::TempDir() + "/strata_masking_bytes.h5";
-  data::write_token_dataset(path, MPI_COMM_WORLD, info, tokens, lengths);
+  data::write_token_dataset(path, data::testing_util::one_rank(), info, tokens, lengths);
   config::DataConfig cfg;
   cfg.source = config::DataSource::hdf5;
   cfg.datasets = {{path, 1.0}};

@@ -90,7 +90,7 @@ std::string write_dataset(const std::string& path, int n_tokens, int base) {
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(n_tokens));
   for (int i = 0; i < n_tokens; ++i) tokens[std::size_t(i)] = base + i % 50;
   const std::vector<std::uint64_t> lengths = {std::uint64_t(n_tokens)};
-  write_token_dataset(path, MPI_COMM_WORLD, info, tokens, lengths);
+  write_token_dataset(path, testing_util::one_rank(), info, tokens, lengths);
   return path;
 }
 

@@ -8,12 +8,6 @@ namespace strata::parallel {
 template class DistributedOptimizer<model::CpuBackend<float>>;
 template class PipelineEngine<model::CpuBackend<float>>;
 
-std::size_t Engine::optimizer_bytes() const {
-  std::size_t b = 0;
-  for (const ChunkPlan& c : plan().chunks) b += 2 * std::size_t(c.sharding.state_elems) * sizeof(float);
-  return b;
-}
-
 std::unique_ptr<Engine> make_engine(config::DeviceKind device, const config::ModelConfig& model,
                                     const config::ParallelConfig& parallel, const config::OptimConfig& optim,
                                     int seq_len, int microbatches, comm::RankGrid& grid) {

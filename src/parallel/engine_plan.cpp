@@ -84,6 +84,12 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
   return e;
 }
 
+std::size_t Engine::optimizer_bytes() const {
+  std::size_t b = 0;
+  for (const ChunkPlan& c : plan().chunks) b += 2 * std::size_t(c.sharding.state_elems) * sizeof(float);
+  return b;
+}
+
 std::size_t EnginePlan::parameter_bytes() const {
   std::size_t b = 0;
   for (const ChunkPlan& c : chunks) b += c.stage.weights.total_bytes();

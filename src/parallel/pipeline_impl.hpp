@@ -63,6 +63,16 @@ PipelineEngine<B>::PipelineEngine(const config::ModelConfig& model, const config
   for (const auto& a : plan_.schedule)
     if (a.kind == Kind::backward) last_backward_mb_[std::size_t(a.chunk)] = a.microbatch;
   timed_.reserve(4 * plan_.schedule.size() + 8);
+  // The tied embedding's copies on this rank: embed.wte in the first virtual stage's chunk and
+  // its copy in the last's (both only when pp * v > 1 and the embeddings are tied).
+  if (model.tied_embeddings && pp_ * v_ > 1) {
+    if (chunks_.front()->placement().has_embedding) tied_first_ = chunks_.front()->table().find("embed.wte");
+    if (chunks_.back()->placement().has_head) tied_last_ = chunks_.back()->table().find("embed.wte");
+  }
+  // The engine holds exactly the plan the dry run and the planner print.
+  for (std::size_t c = 0; c < chunks_.size(); ++c)
+    STRATA_CHECK(chunks_[c]->plan().bytes() == plan_.chunks[c].stage.bytes(), "engine: chunk ", c,
+                 " allocated a plan other than plan_engine's");
 }
 
 template <class B>
@@ -236,18 +246,14 @@ StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
   wait_sends();
   // Tied embeddings: the input table (first virtual stage) and the output layer's copy (last)
   // get the sum of both gradients, so both copies take the same update.
-  const model::ParamInfo* first = chunks_.front()->table().find("embed.wte");
-  const model::ParamInfo* last = chunks_.back()->table().find("embed.wte");
-  const bool tied = chunks_.front()->config().tied_embeddings && pp_ * v_ > 1;
   const typename B::Mark dp_wait = be_->mark();
-  if (tied && pp_ == 1) {  // both copies on this rank (interleaved chunks)
-    G* g0 = chunks_.front()->grads().data() + first->offset;
-    G* g1 = chunks_.back()->grads().data() + last->offset;
-    be_->accumulate(g0, g1, first->numel);
-    be_->copy(g1, g0, first->numel);
-  } else if (tied && groups_.embedding) {
-    model::Stage<B>& c = grid_.is_first_stage() ? *chunks_.front() : *chunks_.back();
-    const model::ParamInfo* p = c.table().find("embed.wte");
+  if (tied_first_ && tied_last_) {  // both copies on this rank (interleaved chunks, pp 1)
+    G* g0 = chunks_.front()->grads().data() + tied_first_->offset;
+    G* g1 = chunks_.back()->grads().data() + tied_last_->offset;
+    be_->accumulate(g0, g1, tied_first_->numel);
+    be_->copy(g1, g0, tied_first_->numel);
+  } else if (const model::ParamInfo* p = tied_first_ ? tied_first_ : tied_last_; p && groups_.embedding) {
+    model::Stage<B>& c = tied_first_ ? *chunks_.front() : *chunks_.back();
     groups_.embedding->all_reduce(c.grads().data() + p->offset, std::size_t(p->numel), dtype_of<G>());
   }
   for (int c = 0; c < v_; ++c) optimizers_[std::size_t(c)]->finish_backward(chunks_[std::size_t(c)]->grads().data());

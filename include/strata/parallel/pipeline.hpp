@@ -94,6 +94,8 @@ class PipelineEngine final : public Engine {
   float* host_losses_ = nullptr;                                   // [m, N] pinned
   std::vector<bool> filled_;            // per micro-batch: fill() ran this step
   std::vector<bool> loss_rows_;         // per micro-batch: its losses were computed this step
+  const model::ParamInfo* tied_first_ = nullptr;  // embed.wte in the first virtual stage's chunk (tied, pp*v > 1)
+  const model::ParamInfo* tied_last_ = nullptr;   // its copy for the output layer in the last's
   std::vector<int> last_backward_mb_;   // per chunk: the micro-batch whose backward completes the gradients
   std::vector<bool> final_backward_;    // per chunk: that backward is running now
   std::vector<std::int64_t> final_from_;  // per chunk: gradients from this flat offset on are final

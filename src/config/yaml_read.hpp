@@ -227,9 +227,10 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
                "expected a number >= 0, got " + describe(w[k]));
         p.weights.push_back(x);
       }
-      if (!schema::satisfies(std::vector<MixturePoint>{p}, rule))
-        fail(origins, item_path + ".weights", w, "the weights must not all be 0");
       items.push_back(std::move(p));
+      // The schema's rule on the point just read (checked in place: a one-element temporary
+      // vector here trips GCC 12's -Wfree-nonheap-object false positive).
+      if (!schema::satisfies(items, rule)) fail(origins, item_path + ".weights", w, "the weights must not all be 0");
     }
     out = std::move(items);
     return;

@@ -41,27 +41,6 @@ double layer_params_per_rank(const config::ModelConfig& m, int tp) {
   return double(ceil_div(sharded, tp) + replicated);
 }
 
-// Korthikanti et al. 2022, sec. 4.1, eq. 1 (bf16 activations, bytes, one layer, one micro-batch
-// of b sequences of s tokens), written term by term so GQA (K, V of width h_kv) and SwiGLU (three
-// F-wide tensors) fit:
-//   kept whole under TP without sequence parallelism, 10 s b h: the two norm inputs (2 x 2sbh),
-//     the QKV input (2sbh), the MLP input (2sbh), two dropout masks (2 x sbh);
-//   split by TP, 24 s b h + 5 a s^2 b for GPT: Q (2sbh), K and V (2 x 2sbh_kv), the output
-//     projection's input (2sbh), softmax output + its dropout mask + dropout output (5 a s^2 b),
-//     the MLP's hidden tensors (GELU: 2 x 2sbF; SwiGLU: 3 x 2sbF).
-// Sequence parallelism (sec. 4.2.2) splits the first part too: total / t (eq. 2's 34/t).
-// Selective recomputation (sec. 5) drops the 5 a s^2 b term. strata has no dropout, so these
-// figures overstate it by 2sbh + a s^2 b per layer; kept as published (conservative).
-double layer_activation_bytes(const config::ModelConfig& m, double s, double b, int tp, bool sp, bool selective) {
-  const double h = m.d_model, a = m.num_heads, F = m.ffn();
-  const double hkv = double(m.kv_heads()) * m.head_size();
-  const double replicated = 10.0 * s * b * h;
-  const double core = selective ? 0.0 : 5.0 * a * s * s * b;
-  const double mlp = (m.mlp == MlpKind::swiglu ? 3.0 : 2.0) * 2.0 * s * b * F;
-  const double split = 2.0 * s * b * h + 4.0 * s * b * hkv + 2.0 * s * b * h + core + mlp;
-  return sp ? (replicated + split) / tp : replicated + split / tp;
-}
-
 // Micro-batches whose activations a stage holds at its peak under 1F1B: stage s has pp - s in
 // flight (Narayanan et al. 2021, sec. 2.2.1); with v virtual stages the first stage holds
 // L (1 + (p-1)/(p v)) layers' worth (Korthikanti et al. 2022, sec. 4.2.3), i.e. p + (p-1)/v
@@ -79,6 +58,28 @@ BytesPerParam bytes_per_param(Precision precision, int zero, int dp) {
   const double shard = zero >= 1 ? double(dp) : 1.0;
   if (precision == Precision::bf16) return {2.0, 4.0, 12.0 / shard};
   return {4.0, 4.0, 8.0 / shard};  // strata on CPU: fp32 weights and grads, Adam m and v
+}
+
+// Korthikanti et al. 2022, sec. 4.1, eq. 1 (bf16 activations, bytes, one layer, one micro-batch
+// of b sequences of s tokens), written term by term so GQA (K, V of width h_kv) and SwiGLU (three
+// F-wide tensors) fit:
+//   kept whole under TP without sequence parallelism, 10 s b h: the two norm inputs (2 x 2sbh),
+//     the QKV input (2sbh), the MLP input (2sbh), two dropout masks (2 x sbh);
+//   split by TP, 24 s b h + 5 a s^2 b for GPT: Q (2sbh), K and V (2 x 2sbh_kv), the output
+//     projection's input (2sbh), softmax output + its dropout mask + dropout output (5 a s^2 b),
+//     the MLP's hidden tensors (GELU: 2 x 2sbF; SwiGLU: 3 x 2sbF).
+// Sequence parallelism (sec. 4.2.2) splits the first part too: total / t (eq. 2's 34/t).
+// Selective recomputation (sec. 5) drops the 5 a s^2 b term. strata has no dropout, so these
+// figures overstate it by 2sbh + a s^2 b per layer; kept as published (conservative).
+double korthikanti_layer_activation_bytes(const config::ModelConfig& m, double s, double b, int tp, bool sp,
+                                          bool selective) {
+  const double h = m.d_model, a = m.num_heads, F = m.ffn();
+  const double hkv = double(m.kv_heads()) * m.head_size();
+  const double replicated = 10.0 * s * b * h;
+  const double core = selective ? 0.0 : 5.0 * a * s * s * b;
+  const double mlp = (m.mlp == MlpKind::swiglu ? 3.0 : 2.0) * 2.0 * s * b * F;
+  const double split = 2.0 * s * b * h + 4.0 * s * b * hkv + 2.0 * s * b * h + core + mlp;
+  return sp ? (replicated + split) / tp : replicated + split / tp;
 }
 
 StrataCpuPlan strata_cpu_plan(const config::ModelConfig& cfg, int batch, int seq_len, int tp, int layers) {
@@ -208,8 +209,19 @@ MemoryBreakdown predict_cpu_stage(const Workload& w, const Layout& l, const conf
 
 }  // namespace
 
-MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
-                                     int stage) {
+namespace {
+
+// GPU (bf16) memory of one pipeline rank: Megatron-LM's accounting (Korthikanti et al. 2022 for
+// the activations, the distributed-optimizer table for the bytes per parameter).
+//
+// THE ONE PLACE the GPU memory prediction is made. The GPU engine's dry-run plan (issue 14:
+// parallel::plan_engine(...), usable in a CPU-only build) replaces this body so that prediction
+// and allocation cannot drift, as predict_cpu_stage does for the CPU engine. Keep every field of
+// MemoryBreakdown filled: the step-time model reads params_on_rank (DP traffic, optimizer) and
+// layer_activations_full (element-wise traffic of strata's engine; the Megatron-LM validation
+// computes its own from korthikanti_layer_activation_bytes, so the swap does not move it).
+MemoryBreakdown predict_gpu_stage(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
+                                  int stage) {
   const config::ModelConfig& m = w.model;
   const int layers = m.num_layers / l.pp;
   const bool first = stage == 0, last = stage == l.pp - 1;
@@ -235,23 +247,20 @@ MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const c
   mb.in_flight = in_flight(l, stage);
   const BytesPerParam bpp = bytes_per_param(l.precision, l.zero, l.dp);
   mb.workspace = cluster.reserved_gib * GiB;
-
-  if (l.precision == Precision::fp32) return predict_cpu_stage(w, l, cluster, stage);
-
   mb.weights = bpp.weights * P;
   mb.gradients = bpp.gradients * P;
   mb.optimizer = bpp.optimizer * P;
 
   const bool sp = l.sequence_parallel && l.tp > 1;
-  const double full_layer = layer_activation_bytes(m, s, b, l.tp, sp, l.recompute == Recompute::selective);
+  const double full_layer =
+      korthikanti_layer_activation_bytes(m, s, b, l.tp, sp, l.recompute == Recompute::selective);
   // Full recomputation keeps each layer's input only, 2 s b h (/t under SP; Korthikanti sec. 5),
   // and rebuilds one layer at a time in the backward: one layer's activations of working space.
   const double kept = l.recompute == Recompute::full ? 2.0 * s * b * C / (sp ? l.tp : 1) : full_layer;
   mb.activation_per_layer = kept;
-  mb.layer_activations_full = layer_activation_bytes(m, s, b, l.tp, sp, false);
+  mb.layer_activations_full = korthikanti_layer_activation_bytes(m, s, b, l.tp, sp, false);
   double act = kept * layers * mb.in_flight;
-  if (l.recompute == Recompute::full)
-    act += layer_activation_bytes(m, s, b, l.tp, sp, false);
+  if (l.recompute == Recompute::full) act += korthikanti_layer_activation_bytes(m, s, b, l.tp, sp, false);
   // Outside the layers (Korthikanti sec. 4.3): the embedding's dropout mask on the first stage
   // (s b h per micro-batch in flight); the final norm's input and output (4 s b h) and the fp32
   // logits of the cross-entropy (4 s b V / t) on the last.
@@ -265,6 +274,14 @@ MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const c
   if (l.pp > 1) mb.comm_buffers += 4.0 * 2.0 * s * b * C / l.tp;
   if (sp) mb.comm_buffers += 2.0 * s * b * C;
   return mb;
+}
+
+}  // namespace
+
+MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
+                                     int stage) {
+  if (l.precision == Precision::fp32) return predict_cpu_stage(w, l, cluster, stage);
+  return predict_gpu_stage(w, l, cluster, stage);
 }
 
 MemoryBreakdown predict_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster) {

@@ -20,12 +20,32 @@ std::vector<int> divisors(int n) {
   return d;
 }
 
-bool tp_fits_model(const config::ModelConfig& m, int tp) {
-  return m.num_heads % tp == 0 && m.kv_heads() % tp == 0 && m.ffn() % tp == 0;
-}
-
 double usable(const config::ClusterConfig& c) { return c.memory_gib * GiB; }
 }  // namespace
+
+std::string layout_unsupported(const PlanRequest& r, const Layout& l) {
+  const config::ModelConfig& m = r.workload.model;
+  const auto n = [](auto v) { return std::to_string(v); };
+  if (l.tp < 1 || l.pp < 1 || l.dp < 1 || l.vpp < 1 || l.micro_batch < 1 || l.micro_batches < 1)
+    return "every size must be >= 1";
+  if (l.gpus() != r.gpus) return "tp x pp x dp = " + n(l.gpus()) + " but the job has " + n(r.gpus) + " GPUs";
+  if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
+    return "tp " + n(l.tp) + " must divide the " + n(m.num_heads) + " heads, the " + n(m.kv_heads()) +
+           " KV heads and the MLP width " + n(m.ffn());
+  if (m.num_layers % (l.pp * l.vpp))
+    return "pp x v = " + n(l.pp * l.vpp) + " must divide the " + n(m.num_layers) + " layers";
+  if (l.global_batch() != r.global_batch)
+    return "mb x m x dp = " + n(l.global_batch()) + " sequences but the global batch is " + n(r.global_batch);
+  if (l.vpp > 1) {
+    if (l.pp == 1) return "virtual stages (v " + n(l.vpp) + ") need a pipeline (pp > 1)";
+    if (l.gpipe) return "virtual stages run the interleaved 1F1B schedule, not GPipe";
+    if (l.micro_batches % l.pp)
+      return "the interleaved schedule needs the micro-batches per step (" + n(l.micro_batches) +
+             ") to be a multiple of pp (" + n(l.pp) + ")";
+  }
+  if (l.zero > 1) return "ZeRO stage must be 0 or 1";
+  return "";
+}
 
 Candidate evaluate(const PlanRequest& r, const Layout& layout) {
   Candidate c;
@@ -34,6 +54,11 @@ Candidate evaluate(const PlanRequest& r, const Layout& layout) {
   c.time = predict_step_time(r.workload, layout, r.cluster, c.memory);
   c.run = run_time(r.tokens, c.time.tokens_per_s, layout.gpus(), r.cluster);
   c.fits = c.memory.total() <= usable(r.cluster);
+  c.uncertain = !assumptions(r.cluster).empty();
+  c.slow = c.uncertain ? predict_step_time(r.workload, layout, slowest_case(r.cluster), c.memory) : c.time;
+  c.fast = c.uncertain ? predict_step_time(r.workload, layout, fastest_case(r.cluster), c.memory) : c.time;
+  c.run_slow = run_time(r.tokens, c.slow.tokens_per_s, layout.gpus(), r.cluster);
+  c.run_fast = run_time(r.tokens, c.fast.tokens_per_s, layout.gpus(), r.cluster);
   return c;
 }
 
@@ -41,15 +66,13 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
   const config::ModelConfig& m = r.workload.model;
   std::vector<Layout> out;
   for (int tp : divisors(std::gcd(r.gpus, r.cluster.gpus_per_node))) {
-    if (!tp_fits_model(m, tp)) continue;
     for (int pp : divisors(m.num_layers)) {
       if (r.gpus % (tp * pp) != 0) continue;
       const int dp = r.gpus / (tp * pp);
       for (int mb : r.micro_batch_sizes) {
         if (r.global_batch % (mb * dp) != 0) continue;
         const int micro_batches = r.global_batch / (mb * dp);
-        for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); v *= 2) {
-          if (v > 1 && (m.num_layers % (pp * v) != 0 || micro_batches % pp != 0)) continue;
+        for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); ++v) {
           for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
             for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
               for (Recompute rc : r.recompute) {
@@ -57,7 +80,7 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
                 l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
                 l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
                 l.recompute = rc, l.precision = r.cluster.precision;
-                out.push_back(l);
+                if (layout_unsupported(r, l).empty()) out.push_back(l);
               }
         }
       }
@@ -72,14 +95,17 @@ int min_gpus_to_fit(const PlanRequest& r, Layout* found) {
   for (int g = 1; g < r.cluster.gpus_per_node; g *= 2) counts.push_back(g);
   for (int nodes = 1; nodes * r.cluster.gpus_per_node <= 65536; ++nodes) counts.push_back(nodes * r.cluster.gpus_per_node);
   for (int g : counts) {
+    PlanRequest at = r;  // the leanest layout of g GPUs: one micro-batch of 1 per stage
+    at.gpus = g;
     for (int tp : divisors(std::gcd(g, r.cluster.gpus_per_node))) {
-      if (!tp_fits_model(m, tp)) continue;
       for (int pp : divisors(m.num_layers)) {
         if (g % (tp * pp) != 0) continue;
         Layout l;
         l.tp = tp, l.pp = pp, l.dp = g / (tp * pp), l.micro_batch = 1, l.micro_batches = pp;
         l.zero = l.dp > 1 ? 1 : 0, l.sequence_parallel = tp > 1, l.recompute = Recompute::full;
         l.precision = r.cluster.precision;
+        at.global_batch = l.global_batch();
+        if (!layout_unsupported(at, l).empty()) continue;
         if (predict_memory(r.workload, l, r.cluster).total() <= usable(r.cluster)) {
           if (found) *found = l;
           return g;

@@ -13,9 +13,10 @@
 # memory tables), with the load average before the run; OUT/ENV.txt the commit, host and date.
 #   benchmarks/calibrate_local.sh [BUILD_DIR] [OUT] [REPEATS] [STEPS]
 # then
-#   build/strata plan --calibrate OUT/rep*/cal-* --gpu local --time cpu \
-#     --fit sustained_fraction,small_gemm_width,attention_fraction,elementwise_fraction,intra_node_gb_per_s,intra_node_alpha_us \
+#   build/strata plan --calibrate OUT/rep*/cal-* --gpu local --time cpu --max-spread 0.3 \
+#     --fit sustained_fraction,small_gemm_width,attention_fraction,intra_node_gb_per_s,intra_node_alpha_us \
 #     --out configs/clusters/local.yaml
+# (peak_tflops_fp32 and memory_bandwidth_gb_per_s from ENV.txt's one-core measurements first)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"; out="${2:-$root/benchmarks/results/local-calibration}"
@@ -31,7 +32,9 @@ mkdir -p "$out"
   echo "repeats: $repeats; steps per run: $steps (the first is warm-up)"
   cc -O3 -march=native "$root/benchmarks/fma_peak.c" -o "$out/.fma_peak"
   echo "fp32 FMA peak of one core (benchmarks/fma_peak.c, thread CPU time): $("$out/.fma_peak") GFLOP/s"
-  rm -f "$out/.fma_peak"
+  cc -O3 -march=native "$root/benchmarks/core_bandwidth.c" -o "$out/.core_bandwidth"
+  echo "memory bandwidth of one core (benchmarks/core_bandwidth.c, triad, thread CPU time): $("$out/.core_bandwidth") GB/s"
+  rm -f "$out/.fma_peak" "$out/.core_bandwidth"
 } > "$out/ENV.txt"
 
 common=(--config "$root/configs/bench_layouts.yaml" --set "train.steps=$steps" --set train.log_interval=100

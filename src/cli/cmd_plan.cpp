@@ -23,6 +23,7 @@ namespace {
 struct PlanOptions {
   std::string model, cluster, explain, job = "configs/demo.yaml", tokens, recompute = "none,full";
   int gpus = 0, global_batch = 0, seq_len = 0, top = 10, ranks_per_node = 0;
+  double max_spread = 0;
   bool json = false;
   std::vector<std::string> calibrate;                  // run folders
   std::string fit = "sustained_fraction", time = "wall", out, note;
@@ -47,11 +48,15 @@ int run_calibrate(const PlanOptions& o) {
   std::vector<plan::CalibrationRun> runs;
   for (const std::string& dir : o.calibrate) runs.push_back(plan::read_calibration_run(dir, cluster, base));
   runs = plan::merge_repeats(runs);  // folders of the same configuration are repeats of one run
+  std::vector<std::string> dropped;
+  if (o.max_spread > 0) runs = plan::reproducible_runs(runs, o.max_spread, &dropped);
   const plan::Calibration c = plan::calibrate(cluster, runs, split_list(o.fit));
   std::cout << "cluster " << cluster.name << " (" << cluster_path << "), measured: "
             << (base == plan::TimeBase::cpu ? "CPU time per step over the cores used" : "wall-clock step_ms")
-            << ", median of the steps after warm-up\n"
-            << plan::calibration_report(c);
+            << ", median of the steps after warm-up\n";
+  for (const std::string& d : dropped)
+    std::cout << "not fitted: " << d << " - its repeats disagree by more than --max-spread\n";
+  std::cout << plan::calibration_report(c);
   std::ifstream in(cluster_path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string out = o.out.empty() ? cluster.name + ".calibrated.yaml" : o.out;
@@ -148,6 +153,10 @@ Action add_plan_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--time", o->time, "--calibrate: wall (step_ms) or cpu (cpu_ms over the cores used; shared machines)")
       ->capture_default_str();
+  cmd->add_option("--max-spread", o->max_spread,
+                  "--calibrate: leave out runs whose repeats disagree by more than this ((max - min) / median of "
+                  "their medians, e.g. 0.3); 0: keep all")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out, "--calibrate: the calibrated cluster file to write (default <name>.calibrated.yaml)");
   cmd->add_option("--note", o->note, "--calibrate: a note recorded with the fit (runs, commit, machine)");
   cmd->add_option("--global-batch", o->global_batch, "Sequences per optimizer step (default: ~4M tokens)")

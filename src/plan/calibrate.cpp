@@ -408,4 +408,17 @@ std::vector<CalibrationRun> merge_repeats(const std::vector<CalibrationRun>& run
   return out;
 }
 
+std::vector<CalibrationRun> reproducible_runs(const std::vector<CalibrationRun>& runs, double max_spread,
+                                              std::vector<std::string>* dropped) {
+  std::vector<CalibrationRun> out;
+  for (const CalibrationRun& r : runs) {
+    if (r.repeats > 1 && r.spread > max_spread) {
+      if (dropped) dropped->push_back(r.name + " (" + fmt("%.1f%%", 100 * r.spread) + ")");
+      continue;
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
 }  // namespace strata::plan

@@ -113,7 +113,8 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
     for (const Assumption& a : assumptions(cl))
       if (a.key == key) return std::string(key) + " " + fmt("%g", value) + ", ASSUMED " + fmt("%g", a.low) + "-" +
                                fmt("%g", a.high);
-    return std::string(key) + " " + fmt("%g", value) + (cl.calibration.empty() ? "" : ", calibrated");
+    const bool fitted = cl.calibration.find(key) != std::string::npos;  // named by the calibration
+    return std::string(key) + " " + fmt("%g", value) + (fitted ? ", calibrated" : "");
   };
   const bool megatron = l.framework == Framework::megatron_lm;
   os << "time per step (each term: what it is computed from)\n";
@@ -132,9 +133,13 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
   os << "    element-wise           " << term(&StepTime::elementwise) << "  " << (l.recompute == Recompute::full ? 4 : 3)
      << " passes over each layer's activations / (" << fmt("%g", cl.memory_bandwidth_gb_per_s) << " GB/s x "
      << constant("elementwise_fraction", cl.elementwise_fraction) << ")\n";
-  os << "  tensor-parallel comm     " << term(&StepTime::tp_comm) << "  ring all-reduces at "
-     << fmt("%g", l.tp <= cl.gpus_per_node ? cl.intra_node_gb_per_s : cl.inter_node_gb_per_s)
-     << " GB/s (datasheet link, Thakur et al. 2005)\n";
+  const bool intra = l.tp <= cl.gpus_per_node;
+  os << "  tensor-parallel comm     " << term(&StepTime::tp_comm) << "  ring all-reduces (Thakur et al. 2005) at "
+     << constant(intra ? "intra_node_gb_per_s" : "inter_node_gb_per_s",
+                 intra ? cl.intra_node_gb_per_s : cl.inter_node_gb_per_s)
+     << " GB/s, " << constant(intra ? "intra_node_alpha_us" : "inter_node_alpha_us",
+                               intra ? cl.intra_node_alpha_us : cl.inter_node_alpha_us)
+     << " us per step\n";
   os << "  pipeline bubble          " << term(&StepTime::bubble) << "  ((p-1)/(v m) = "
      << fmt("%.3f", double(l.pp - 1) / (l.vpp * l.micro_batches)) << ", Narayanan et al. 2021 sec. 2.2)\n";
   os << "  pipeline send/recv       " << term(&StepTime::pp_comm) << "\n";
@@ -150,8 +155,9 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
     return with_range(t.*field, c.slow.*field, c.fast.*field, c.uncertain, format);
   };
   os << "throughput " << rate(&StepTime::tokens_per_s, format_count) << " tokens/s, "
-     << rate(&StepTime::model_tflops_per_gpu, [](double v) { return fmt("%.1f", v); })
-     << " model TFLOP/s per GPU (" << fmt("%.1f", t.hardware_tflops_per_gpu) << " with recomputation), MFU "
+     << rate(&StepTime::model_tflops_per_gpu, [](double v) { return fmt(v >= 10 ? "%.1f" : "%.3g", v); })
+     << " model TFLOP/s per GPU (" << fmt(t.hardware_tflops_per_gpu >= 10 ? "%.1f" : "%.3g", t.hardware_tflops_per_gpu)
+     << " with recomputation), MFU "
      << rate(&StepTime::mfu, [](double v) { return fmt("%.1f%%", 100 * v); }) << "\n";
   const auto run = [&](double RunTime::*field, auto format) {
     return with_range(c.run.*field, c.run_fast.*field, c.run_slow.*field, c.uncertain, format);

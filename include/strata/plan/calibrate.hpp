@@ -49,6 +49,11 @@ CalibrationRun read_calibration_run(const std::string& dir, const config::Cluste
 // measured steps, with the spread of the repeats. Order: first appearance.
 std::vector<CalibrationRun> merge_repeats(const std::vector<CalibrationRun>& runs);
 
+// The runs whose repeats agree: those with more than one repeat and a spread above `max_spread`
+// are left out (their names and spreads appended to `dropped`, "cal-r2-tp2 (49.9%)").
+std::vector<CalibrationRun> reproducible_runs(const std::vector<CalibrationRun>& runs, double max_spread,
+                                              std::vector<std::string>* dropped = nullptr);
+
 // The cluster a run is predicted on: `cluster` shared by the run's ranks per node (share_node).
 double predict_run_s(const CalibrationRun& run, const config::ClusterConfig& cluster);
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "strata/ckpt/engine_checkpoint.hpp"
+#include "strata/parallel/pipeline.hpp"
 #include "strata/config/load.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 
@@ -25,7 +26,7 @@ namespace {
 struct Setup {
   config::JobConfig job;
   std::unique_ptr<comm::RankGrid> grid;
-  std::unique_ptr<parallel::PipelineEngine> engine;
+  std::unique_ptr<parallel::CpuEngine> engine;
   std::unique_ptr<ckpt::EngineCheckpointer> io;
   std::string dir;
   std::string last_file;
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
   s.job.parallel.micro_batch_size = 1;
   s.job.train.seq_len = 16;  // activations are not part of a checkpoint: keep them small
   s.grid = std::make_unique<comm::RankGrid>(MPI_COMM_WORLD, s.job.parallel.tp, s.job.parallel.pp, s.job.parallel.dp);
-  s.engine = std::make_unique<parallel::PipelineEngine>(s.job.model, s.job.parallel, s.job.optim, s.job.train.seq_len,
+  s.engine = std::make_unique<parallel::CpuEngine>(s.job.model, s.job.parallel, s.job.optim, s.job.train.seq_len,
                                                         s.job.parallel.pp, *s.grid);
   s.engine->init_parameters(1);
   s.io = std::make_unique<ckpt::EngineCheckpointer>(s.job, *s.engine, *s.grid);

@@ -12,7 +12,7 @@
 
 #include "bench_common.hpp"
 #include "strata/config/load.hpp"
-#include "strata/model/inference.hpp"
+#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/transformer.hpp"
 
@@ -29,7 +29,7 @@ void BM_Generate(benchmark::State& state) {
   cfg.vocab_size = 257;
   model::Transformer<float> init(cfg, 1, 1);
   init.init_parameters(1);
-  model::Decoder<float> dec(cfg);
+  model::CpuDecoder<float> dec(cfg);
   std::copy(init.params().begin(), init.params().end(), dec.params().begin());
   const std::vector<std::int32_t> prompt = {84, 104, 117, 115, 32, 115, 97, 105, 116, 104, 32, 116, 104, 101, 32, 76};
   const std::size_t V = std::size_t(cfg.vocab_size);

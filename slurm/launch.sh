@@ -164,6 +164,11 @@ strata_run_job() {
   strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" "$nodes" "$ranks" "$per_node" \
     "${SLURM_JOB_NODELIST:-$(hostname -s)}" "$restart" "$launcher"
   strata_train_args "$run_dir" "$threads" "$@"
+  # The job as every rank's engine will run it, planned here first (what the backend runs, the
+  # layout against the allocation, each stage's memory): a job that cannot run stops now with
+  # the reason, not after the allocation has started its ranks. The plan stays in the run folder.
+  "${STRATA_TRAIN[@]}" --dry-run --ranks "$ranks" >"$run_dir/dry_run.txt" 2>&1 ||
+    strata_die "the job cannot run as configured: $(tail -n 1 "$run_dir/dry_run.txt")"
 
   local launch=()
   case "$launcher" in

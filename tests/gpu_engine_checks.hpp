@@ -12,6 +12,7 @@
 #include "strata/config/config.hpp"
 #include "strata/core/rng.hpp"
 #include "strata/model/parameters.hpp"
+#include "strata/parallel/engine.hpp"
 #include "tiny_models.hpp"
 
 namespace strata::test {
@@ -102,6 +103,20 @@ inline void expect_gradients_close(const model::ParameterTable& got_table, const
     EXPECT_LT(std::abs(gn - rn) / rn, max_rel_norm) << p.name << ": gradient norm " << gn << " vs " << rn;
     EXPECT_LT(std::sqrt(dd) / rn, 3 * max_rel_norm) << p.name << ": relative difference " << std::sqrt(dd) / rn;
   }
+}
+
+// An engine's parameters (fp32 master weights) and the table they are laid out in: every chunk
+// of the rank, concatenated (Engine::download_parameters).
+struct EngineParams {
+  model::ParameterTable table;
+  std::vector<float> values;
+};
+inline EngineParams engine_params(parallel::Engine& e) {
+  EngineParams out;
+  std::vector<model::ParamInfo> info;
+  e.download_parameters(out.values, info);
+  for (const model::ParamInfo& p : info) out.table.add(p);  // offsets are consecutive: the same layout
+  return out;
 }
 
 }  // namespace strata::test

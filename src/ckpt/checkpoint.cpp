@@ -120,12 +120,13 @@ std::vector<float> read_tensor(const std::string& path, const std::string& datas
   return out;
 }
 
-void load_parameters(const std::string& path, const model::ParameterTable& table, float* params, MPI_Comm comm) {
+void load_parameters(const std::string& path, const model::ParameterTable& table, float* params,
+                     comm::RankGrid& grid) {
   std::lock_guard lock(hdf5_mutex());
   const std::string file = resolve(path);
-  const Id f = detail::open_checkpoint(file, comm);
+  const Id f = detail::open_checkpoint(file, grid.world_handle());  // HDF5 takes the MPI handle
   Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
-  if (comm != MPI_COMM_NULL) H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);  // as EngineCheckpointer::load
+  H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT);  // as EngineCheckpointer::load
   std::vector<float> staging;
   std::vector<std::uint64_t> sums, stored;
   for (const model::ParamInfo& p : table.entries()) {
@@ -155,14 +156,13 @@ void load_parameters(const std::string& path, const model::ParameterTable& table
     const std::int64_t n = detail::stored_numel(p);
     detail::transfer(false, d.get(), &p, {Seg{{0, n}, params + p.offset}}, staging, dxpl.get(), file + ":" + dpath);
     std::fill(params + p.offset + n, params + p.offset + p.numel, 0.0f);
-    // Each element counted once over `comm` (a TP group): split tensors by every rank, replicated
-    // ones by TP rank 0 (the copy that counts in the gradient norm).
+    // Each element counted once over the TP group: split tensors by every rank, replicated ones
+    // by TP rank 0 (the copy that counts in the gradient norm).
     const bool owner = p.split != model::TpSplit::replicated || p.counts_in_norm;
     sums.push_back(owner ? detail::hash_range(p, {0, n}, params + p.offset) : 0);
     stored.push_back(read_attr_int<std::uint64_t>(d.get(), "checksum", H5T_NATIVE_UINT64, dpath));
   }
-  if (comm != MPI_COMM_NULL)
-    MPI_Allreduce(MPI_IN_PLACE, sums.data(), int(sums.size()), MPI_UINT64_T, MPI_SUM, comm);
+  grid.world_group().all_reduce(sums.data(), sums.size(), DType::u64);
   for (std::size_t i = 0; i < sums.size(); ++i)
     if (sums[i] != stored[i])
       throw make_error("checkpoint '", file, "': tensor /model/", table.entries()[i].name,

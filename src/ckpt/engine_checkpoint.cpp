@@ -39,7 +39,7 @@ struct StateRange {
 struct Target {
   const model::ParamInfo* info = nullptr;
   float* params = nullptr;  // the shard's first element
-  const ChunkState* chunk = nullptr;
+  const parallel::StateView* chunk = nullptr;
   bool primary = false;     // writes and checksums: not the tied copy, TP rank 0 if replicated
   std::vector<StateRange> own;    // this rank's part of the DP partition of the shard
   std::vector<StateRange> state;  // the parts whose Adam moments this rank holds
@@ -186,67 +186,13 @@ struct EngineCheckpointer::Plan {
   std::vector<float> staging;
 };
 
-EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::PipelineEngine& engine,
-                                       comm::RankGrid& grid)
-    : job_(job), grid_(grid), plan_(std::make_unique<Plan>()) {
-  for (int c = 0; c < engine.num_chunks(); ++c) {
-    model::Transformer<float>& chunk = engine.chunk(c);
-    parallel::DistributedOptimizer& opt = engine.optimizer(c);
-    ChunkState st;
-    st.table = &chunk.table();
-    st.has_embedding = chunk.placement().has_embedding;
-    st.params = chunk.params().data();
-    st.owned = opt.owned();
-    st.shard_offsets = opt.shard_offsets();
-    // The DP partition of the flat buffer: ZeRO-1's owned pieces, else an even split.
-    st.partition = opt.sharded() ? opt.owned()
-                                 : std::vector<Range>{parallel::shard_piece({0, opt.padded_numel()}, opt.dp_size(),
-                                                                            opt.dp_rank())};
-    st.exp_avg = opt.exp_avg();
-    st.exp_avg_sq = opt.exp_avg_sq();
-    chunks_.push_back(std::move(st));
-  }
-  adam_steps_ = [&engine] { return engine.optimizer(0).steps_taken(); };
-  prepare_ = [] {};
-  before_save_ = [] {};
-  after_load_ = [&engine](long steps) {
-    for (int c = 0; c < engine.num_chunks(); ++c) engine.optimizer(c).set_steps_taken(steps);
-  };
-  build_plan();
-}
+EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid)
+    : job_(job), engine_(engine), grid_(grid) {}
 
-EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::GpuEngine& engine,
-                                       comm::RankGrid& grid)
-    : job_(job), grid_(grid), plan_(std::make_unique<Plan>()) {
-  ChunkState st;  // its host pointers are set when the staging buffers exist (prepare_)
-  st.table = &engine.table();
-  st.owned = engine.owned_pieces();
-  st.shard_offsets = engine.piece_offsets();
-  st.partition = engine.sharded() ? engine.owned_pieces()
-                                  : std::vector<Range>{parallel::shard_piece({0, engine.padded_numel()},
-                                                                             grid.shape().dp, grid.coord().dp_rank)};
-  chunks_.push_back(std::move(st));
-  // The staging buffers hold this rank's parameters and moments in host memory (12 bytes per
-  // parameter without ZeRO-1): made on the first save or load, not for runs that never save.
-  prepare_ = [this, &engine] {
-    if (!staged_params_.empty()) return;
-    staged_params_.assign(std::size_t(engine.padded_numel()), 0.0f);
-    staged_m_.assign(std::size_t(engine.state_numel()), 0.0f);
-    staged_v_.assign(std::size_t(engine.state_numel()), 0.0f);
-    chunks_[0].params = staged_params_.data();
-    chunks_[0].exp_avg = staged_m_.data();
-    chunks_[0].exp_avg_sq = staged_v_.data();
-    build_plan();
-  };
-  adam_steps_ = [&engine] { return engine.steps_taken(); };
-  before_save_ = [this, &engine] { engine.download_state(staged_params_.data(), staged_m_.data(), staged_v_.data()); };
-  after_load_ = [this, &engine](long steps) {
-    engine.upload_state(staged_params_.data(), staged_m_.data(), staged_v_.data());
-    engine.set_steps_taken(steps);
-  };
-}
-
-void EngineCheckpointer::build_plan() {
+void EngineCheckpointer::prepare() {
+  if (plan_) return;
+  chunks_ = engine_.state_views();
+  plan_ = std::make_unique<Plan>();
   // Every tensor of the whole model, in model order, with its stored (unpadded) shape.
   const model::ParameterTable whole = model::make_parameter_table(job_.model);
   std::map<std::string, std::size_t> index;
@@ -254,7 +200,8 @@ void EngineCheckpointer::build_plan() {
     index[p.name] = plan_->entries.size();
     plan_->entries.push_back({p.name, p.global_shape, detail::layer_of(p.name), {}});
   }
-  for (const ChunkState& chunk : chunks_) {
+  for (const parallel::StateView& chunk : chunks_) {
+    const std::vector<Range> partition = chunk.sharding->partition();
     for (const model::ParamInfo& p : chunk.table->entries()) {
       Target t;
       t.info = &p;
@@ -262,8 +209,8 @@ void EngineCheckpointer::build_plan() {
       t.chunk = &chunk;
       const bool tied_copy = p.name == "embed.wte" && !chunk.has_embedding;
       t.primary = !tied_copy && (p.split != model::TpSplit::replicated || grid_.coord().tp_rank == 0);
-      t.own = clip_to_tensor(p, chunk.partition, chunk.owned, chunk.shard_offsets);
-      t.state = clip_to_tensor(p, chunk.owned, chunk.owned, chunk.shard_offsets);
+      t.own = clip_to_tensor(p, partition, chunk.sharding->owned, chunk.sharding->shard_offset);
+      t.state = clip_to_tensor(p, chunk.sharding->owned, chunk.sharding->owned, chunk.sharding->shard_offset);
       auto& targets = plan_->entries.at(index.at(p.name)).targets;
       if (t.primary) targets.insert(targets.begin(), std::move(t));
       else targets.push_back(std::move(t));
@@ -274,13 +221,15 @@ void EngineCheckpointer::build_plan() {
 EngineCheckpointer::~EngineCheckpointer() = default;
 
 SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st, int keep) {
-  prepare_();
+  prepare();
   std::lock_guard lock(hdf5_mutex());
   quiet_hdf5();
   const Timer timer;
+  // HDF5 takes the MPI handle; every other collective goes through the grid's communicator.
   const MPI_Comm world = grid_.world_handle();
+  comm::Communicator& all = grid_.world_group();
   const bool lead = grid_.global_rank() == 0;
-  before_save_();  // GPU: the device state into the host staging buffers
+  engine_.pull_state();  // GPU: the device state into the host staging buffers
   const fs::path final_path = fs::path(dir) / step_name(st.step);
   const fs::path tmp_path = fs::path(dir) / step_name(st.step, true);
   const std::string tmp = tmp_path.string();
@@ -290,7 +239,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     if (ec) throw make_error("cannot create checkpoint directory '", dir, "': ", ec.message());
     remove_stale_temporaries(dir);
   }
-  MPI_Barrier(world);
+  all.barrier();
 
   std::vector<std::uint64_t> sums;  // per tensor and kind: this rank's part of the checksum
   {
@@ -322,7 +271,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     write_attr_string(root, "consumed_per_dataset", consumed, tmp);
     // The creation time travels from rank 0 so every rank writes the same attribute.
     std::int64_t now = lead ? std::int64_t(std::time(nullptr)) : 0;
-    MPI_Bcast(&now, 1, MPI_INT64_T, 0, world);
+    all.broadcast(&now, 1, DType::u64, 0);
     char created[32];
     const std::time_t t = std::time_t(now);
     std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
@@ -331,7 +280,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     Id model_group = create_group(root, "model", tmp);
     Id optim_group = create_group(root, "optim", tmp);
     {
-      write_attr_number(optim_group.get(), "step", std::int64_t(adam_steps_()), H5T_NATIVE_INT64, H5T_STD_I64LE,
+      write_attr_number(optim_group.get(), "step", std::int64_t(engine_.steps_taken()), H5T_NATIVE_INT64, H5T_STD_I64LE,
                         tmp);
       write_attr_number(optim_group.get(), "beta1", job_.optim.beta1, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
       write_attr_number(optim_group.get(), "beta2", job_.optim.beta2, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
@@ -364,7 +313,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
         datasets.push_back(std::move(d));
       }
     }
-    MPI_Allreduce(MPI_IN_PLACE, sums.data(), int(sums.size()), MPI_UINT64_T, MPI_SUM, world);
+    all.all_reduce(sums.data(), sums.size(), DType::u64);
     for (std::size_t i = 0; i < datasets.size(); ++i) {
       const std::string where = tmp + ":" + plan_->entries[i / 3].name;
       write_attr_number(datasets[i].get(), "layer", plan_->entries[i / 3].layer, H5T_NATIVE_INT, H5T_STD_I32LE,
@@ -374,7 +323,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     datasets.clear();
     check(H5Fflush(root, H5F_SCOPE_GLOBAL), tmp, "flush");
   }  // every handle closed: the file is complete
-  MPI_Barrier(world);
+  all.barrier();
 
   // Publish: the file, then the pointer, each by an atomic rename; then prune.
   SaveResult result;
@@ -394,15 +343,16 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     }
     result.bytes = std::uint64_t(fs::file_size(final_path));
   }
-  MPI_Bcast(&result.bytes, 1, MPI_UINT64_T, 0, world);
+  all.broadcast(&result.bytes, 1, DType::u64, 0);
   result.seconds = timer.seconds();
   return result;
 }
 
 TrainState EngineCheckpointer::load(const std::string& path, const std::string& expected_tokenizer_hash) {
-  prepare_();
+  prepare();
   std::lock_guard lock(hdf5_mutex());
-  const MPI_Comm world = grid_.world_handle();
+  const MPI_Comm world = grid_.world_handle();  // for HDF5
+  comm::Communicator& all = grid_.world_group();
   const std::string file = resolve(path);
   const Id f = detail::open_checkpoint(file, world);
   const hid_t root = f.get();
@@ -474,7 +424,7 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
       stored_sums.push_back(read_attr_int<std::uint64_t>(d, "checksum", H5T_NATIVE_UINT64, where));
     }
   }
-  MPI_Allreduce(MPI_IN_PLACE, sums.data(), int(sums.size()), MPI_UINT64_T, MPI_SUM, world);
+  all.all_reduce(sums.data(), sums.size(), DType::u64);
   for (std::size_t i = 0; i < sums.size(); ++i)
     if (sums[i] != stored_sums[i])
       throw make_error("checkpoint '", file, "': tensor ", detail::kKindGroups[i % 3], plan_->entries[i / 3].name,
@@ -487,7 +437,8 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
       std::fill(t.params + detail::stored_numel(*t.info), t.params + t.info->numel, 0.0f);
   const long adam_steps = long(read_attr_int<std::int64_t>(
       Id(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose).get(), "step", H5T_NATIVE_INT64, file));
-  after_load_(adam_steps);
+  engine_.push_state();  // GPU: the host staging to the device (the master weights, the compute copy, moments)
+  engine_.set_steps_taken(adam_steps);
   return st;
 }
 

@@ -28,6 +28,7 @@
 #include "strata/data/loader.hpp"
 #include "strata/data/sampler.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
+#include "strata/model/runtime_model.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/train/objectives.hpp"
 #include "strata/train/probes.hpp"
@@ -41,8 +42,25 @@ struct EvalOptions {
   std::vector<std::string> data;
   std::int64_t windows = 0;
   int batch = 8, tp = 0;
+  std::string device;
+  std::vector<std::int32_t> logits;  // --logits: token ids whose next-token logits are printed
   bool verbose = false, json = false;
 };
+
+// --logits: the decoder's next-token logits after each prefix of `tokens` (one forward over the
+// whole sequence from position 0), as JSON on rank 0: {"tokens": [...], "logits": [[V], ...]}.
+// For checking a model against another implementation of the same weights (tests/cli/ckpt_export.sh
+// compares them with an independent forward over the `ckpt export-hf` output).
+int print_logits(const std::vector<std::int32_t>& tokens, model::DecoderModel& dec, bool lead) {
+  const float* rows = dec.forward(tokens, true);
+  if (!lead) return 0;
+  nlohmann::json out = {{"tokens", tokens}, {"logits", nlohmann::json::array()}};
+  const std::size_t V = std::size_t(dec.vocab_size());
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    out["logits"].push_back(std::vector<float>(rows + i * V, rows + (i + 1) * V));
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
 
 // The evaluation windows [n, T + 1] and where they came from; empty when there are none.
 struct Windows {
@@ -133,9 +151,13 @@ int run_eval(const EvalOptions& o) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   kernels::cpu::set_blas_threads(std::max(1, cores / grid.local_size()));
   const int T = s.job.train.seq_len;
-  model::ChunkPlacement place;
-  place.tp_size = s.tp;
-  place.tp_rank = grid.coord().tp_rank;
+  const config::DeviceKind device = inference_device(o.device, s);
+
+  if (!o.logits.empty()) {
+    const std::unique_ptr<model::DecoderModel> dec = model::make_decoder_model(device, mcfg, 0, grid);
+    load_into(*dec, s.info.file, grid);
+    return print_logits(o.logits, *dec, lead);
+  }
 
   nlohmann::json result = {{"checkpoint", s.info.file}, {"step", s.info.step}};
   if (lead) std::printf("eval: %s (%s)\n", s.info.file.c_str(), describe(s.info).c_str());
@@ -169,9 +191,9 @@ int run_eval(const EvalOptions& o) {
         std::copy_n(win + 1, T, tgt);
       }
     }
-    model::Transformer<float> net(mcfg, o.batch, T, place, &grid.tp_group());
-    ckpt::load_parameters(s.info.file, net.table(), net.params().data(), MPI_COMM_WORLD);
-    const model::LossSum l = model::sequence_loss(net, o.batch, T, inputs.data(), targets.data(), w.count);
+    const std::unique_ptr<model::ForwardModel> net = model::make_forward_model(device, mcfg, o.batch, T, grid);
+    load_into(*net, s.info.file, grid);
+    const model::LossSum l = model::sequence_loss(*net, o.batch, T, inputs.data(), targets.data(), w.count);
     if (lead)
       std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld %s) from %s; "
                   "%.1f s\n",
@@ -188,9 +210,9 @@ int run_eval(const EvalOptions& o) {
 
   if (!probes.empty()) {
     const Timer timer;
-    model::Decoder<float> dec(mcfg, 0, s.tp, place.tp_rank, &grid.tp_group());
-    ckpt::load_parameters(s.info.file, dec.table(), dec.params().data(), MPI_COMM_WORLD);
-    const train::ProbeReport r = train::score_probes(dec, *s.tokenizer, probes, o.probes, mask_id);
+    const std::unique_ptr<model::DecoderModel> dec = model::make_decoder_model(device, mcfg, 0, grid);
+    load_into(*dec, s.info.file, grid);
+    const train::ProbeReport r = train::score_probes(*dec, *s.tokenizer, probes, o.probes, mask_id);
     if (lead) {
       if (o.verbose)
         for (std::size_t i = 0; i < probes.size(); ++i) {
@@ -234,7 +256,11 @@ Action add_eval_command(CLI::App& app) {
   cmd->add_option("--windows", o->windows, "Evaluate at most this many windows (0: all)")->capture_default_str();
   cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str();
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (default: the number of ranks)");
+  add_device_option(*cmd, o->device);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer spec (default: the checkpoint's data.tokenizer; checked against its hash)");
+  cmd->add_option("--logits", o->logits,
+                  "Print the next-token logits after each prefix of these token ids (comma-separated), as JSON")
+      ->delimiter(',');
   cmd->add_flag("-v,--verbose", o->verbose, "One line per probe");
   cmd->add_flag("--json", o->json, "Print the results as one JSON object at the end");
   return [o] { return run_eval(*o); };

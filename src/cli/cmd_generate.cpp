@@ -15,7 +15,7 @@
 #include "strata/core/error.hpp"
 #include "strata/core/timer.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
-#include "strata/model/inference.hpp"
+#include "strata/model/runtime_model.hpp"
 #include "strata/model/sampling.hpp"
 
 namespace strata::cli {
@@ -27,6 +27,7 @@ struct GenerateOptions {
   int max_new_tokens = 200;
   model::SamplingOptions sampling;
   int tp = 0;
+  std::string device;
   bool no_cache = false, ignore_eos = false;
 };
 
@@ -44,8 +45,10 @@ int run_generate(const GenerateOptions& o) {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
   kernels::cpu::set_blas_threads(std::max(1, cores / grid.local_size()));
 
-  model::Decoder<float> dec(s.job.model, 0, s.tp, grid.coord().tp_rank, &grid.tp_group());
-  ckpt::load_parameters(s.info.file, dec.table(), dec.params().data(), MPI_COMM_WORLD);
+  const std::unique_ptr<model::DecoderModel> decoder =
+      model::make_decoder_model(inference_device(o.device, s), s.job.model, 0, grid);
+  model::DecoderModel& dec = *decoder;
+  load_into(dec, s.info.file, grid);
 
   const data::Tokenizer& tok = *s.tokenizer;
   std::vector<std::int32_t> seq = tok.encode(o.prompt);
@@ -131,6 +134,7 @@ Action add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", o->sampling.seed, "Random seed of the sampler")->capture_default_str();
   cmd->add_flag("--greedy", o->sampling.greedy, "Greedy decoding: always the most probable token");
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (default: the number of ranks)");
+  add_device_option(*cmd, o->device);
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer spec (default: the checkpoint's data.tokenizer; checked against its hash)");
   cmd->add_flag("--no-cache", o->no_cache, "Re-run the whole sequence for every token (slow; for comparison)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-document token");

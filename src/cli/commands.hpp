@@ -17,7 +17,7 @@ Action add_prepare_command(CLI::App& app);  // strata prepare
 Action add_data_command(CLI::App& app);     // strata data inspect
 Action add_eval_command(CLI::App& app);     // strata eval
 Action add_generate_command(CLI::App& app); // strata generate
-Action add_report_command(CLI::App& app);   // strata report scaling
-Action add_ckpt_command(CLI::App& app);     // strata ckpt inspect|export-hf
+Action add_report_command(CLI::App& app);   // strata report scaling|run
+Action add_ckpt_command(CLI::App& app);     // strata ckpt inspect|verify|export-hf
 
 }  // namespace strata::cli

@@ -39,6 +39,16 @@ InferenceSetup open_for_inference(const std::string& ckpt_path, const std::strin
   return s;
 }
 
+void add_device_option(CLI::App& cmd, std::string& device) {
+  cmd.add_option("--device", device, "Run on cpu or cuda (default: the device the checkpoint was trained on)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+config::DeviceKind inference_device(const std::string& option, const InferenceSetup& s) {
+  if (option.empty()) return s.job.hardware.device;
+  return option == "cuda" ? config::DeviceKind::cuda : config::DeviceKind::cpu;
+}
+
 std::string describe(const ckpt::CheckpointInfo& info) {
   std::ostringstream os;
   os << "step " << info.step << ", " << info.tokens_seen << " tokens seen, written with " << info.layout;

@@ -6,7 +6,10 @@
 #include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "strata/ckpt/checkpoint.hpp"
+#include "strata/comm/rank_grid.hpp"
 #include "strata/config/config.hpp"
 #include "strata/data/tokenizer.hpp"
 
@@ -23,6 +26,19 @@ struct InferenceSetup {
 // mismatch (missing checkpoint, tokenizer with another hash, tp not dividing the heads ...).
 InferenceSetup open_for_inference(const std::string& ckpt_path, const std::string& tokenizer_option,
                                   bool need_tokenizer, int tp_option, int world_size);
+
+// --device cpu|cuda (default: the device the checkpoint was trained on).
+void add_device_option(CLI::App& cmd, std::string& device);
+config::DeviceKind inference_device(const std::string& option, const InferenceSetup& s);
+
+// The checkpoint's parameters into a model of runtime_model.hpp (its TP shard): read on the
+// host, checked, uploaded. Collective over the grid.
+template <class Model>
+void load_into(Model& model, const std::string& file, comm::RankGrid& grid) {
+  std::vector<float> host(static_cast<std::size_t>(model.table().numel()));
+  ckpt::load_parameters(file, model.table(), host.data(), grid);
+  model.upload_parameters(host.data());
+}
 
 // "step 300, 1228800 tokens seen, written with tp1-pp1-dp1"
 std::string describe(const ckpt::CheckpointInfo& info);

@@ -42,8 +42,11 @@ int main(int argc, char** argv) {
   for (const auto& [name, command] : commands)
     if (app.got_subcommand(name)) action = command;
 
+  // MPI_THREAD_MULTIPLE: the collective watchdog's thread reads the peers' progress windows
+  // (one-sided) while the main thread sits in a stuck collective (comm/mpi_communicator.hpp).
+  // With less, hang reports name the collective but not the ranks that did not arrive.
   int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int world_rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);

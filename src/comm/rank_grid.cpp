@@ -37,7 +37,12 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   shape_ = resolve_grid(world_size, tp, pp, dp);
   coord_ = coord_of(shape_, global_rank_);
   const double t = watchdog_timeout_s;
-  watchdog_ = std::make_unique<Watchdog>(t, global_rank_);
+  watchdog_ = std::make_unique<Watchdog>(t, global_rank_, world);  // `world`: its progress board
+  // Hang reports name every rank by its grid coordinates.
+  watchdog_->name_ranks_with([s = shape_](int r) {
+    const GridCoord c = coord_of(s, r);
+    return detail::concat("tp ", c.tp_rank, "/", s.tp, ", dp ", c.dp_rank, "/", s.dp, ", pp ", c.pp_rank, "/", s.pp);
+  });
   auto split = [&](int color, int key, const char* name) {
     MPI_Comm c = MPI_COMM_NULL;
     check_mpi(MPI_Comm_split(world, color, key, &c), "MPI_Comm_split", name);
@@ -65,6 +70,35 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
               "MPI_Comm_split", "embedding");
     if (member) embedding_ = std::make_unique<MpiCommunicator>(e, "embedding", global_rank_, t, watchdog_.get());
   }
+}
+
+DeviceGroups RankGrid::device_groups(Device device, void* compute_stream) {
+  if (device == Device::cpu) return {tp_.get(), dp_.get(), pp_.get(), embedding_.get()};
+  if (nccl_pp_ && nccl_stream_ != compute_stream)
+    throw make_error("RankGrid: the NCCL communicators already enqueue on another compute stream (",
+                     "release_device_groups() first)");
+  if (!nccl_pp_) {
+    // Every dimension, size-1 groups included (an interleaved pipeline on one stage sends to
+    // itself); the unique id of each travels over that dimension's MPI communicator.
+    auto make = [&](MpiCommunicator& mpi, const char* name) {
+      return std::make_unique<NcclCommunicator>(mpi.handle(), name, compute_stream, describe(),
+                                                watchdog_->timeout_s());
+    };
+    nccl_tp_ = make(*tp_, "tp");
+    nccl_dp_ = make(*dp_, "dp");
+    nccl_pp_ = make(*pp_, "pp");
+    if (embedding_) nccl_embedding_ = make(*embedding_, "embedding");
+    nccl_stream_ = compute_stream;
+  }
+  return {nccl_tp_.get(), nccl_dp_.get(), nccl_pp_.get(), nccl_embedding_.get()};
+}
+
+void RankGrid::release_device_groups() {
+  nccl_embedding_.reset();
+  nccl_pp_.reset();
+  nccl_dp_.reset();
+  nccl_tp_.reset();
+  nccl_stream_ = nullptr;
 }
 
 std::string RankGrid::coordinates() const {

@@ -3,6 +3,7 @@
 // the keys involved and their values: "model.d_model (768) must be divisible by
 // model.num_heads (10)".
 #include "schema.hpp"
+#include "strata/config/capabilities.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
 
@@ -159,6 +160,12 @@ void validate(const JobConfig& job) {
     if (d.valid_fraction > 0)
       throw make_error(at, "data.valid_fraction is only used with data.source: hdf5 (source is ",
                        to_string(d.source), ")");
+  }
+  // ---- what the job's backend runs (capabilities.hpp) ----
+  if (const std::vector<std::string> no = unsupported(job); !no.empty()) {
+    std::string why;
+    for (const std::string& line : no) why += (why.empty() ? " " : "; ") + line;
+    throw make_error(at, "hardware.device: ", to_string(job.hardware.device), " does not run this job:", why);
   }
   if (job.data.source == DataSource::text) {
     if (job.data.paths.empty())

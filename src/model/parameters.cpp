@@ -24,11 +24,12 @@ int padded_vocab(int vocab_size, int tp_size, int multiple) {
   return (vocab_size + m - 1) / m * m;
 }
 
-void ParameterTable::add(ParamInfo p) {
+std::int64_t ParameterTable::add(ParamInfo p) {
   p.numel = shape_numel(p.shape);
   p.offset = numel_;
   numel_ += p.numel;
   entries_.push_back(std::move(p));
+  return entries_.back().offset;
 }
 
 const ParamInfo* ParameterTable::find(const std::string& name) const {
@@ -83,10 +84,12 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
     p.kind = kind;
     p.grad_needs_tp_sum = sp;
     p.counts_in_norm = r == 0;
-    t.add(std::move(p));
+    return t.add(std::move(p));
   };
   // Column-parallel: Y = X A + b with A's output dimension (our weight's rows) split.
-  auto column = [&](const std::string& name, std::int64_t out, std::int64_t in, double sd) {
+  // Each adder sets the weight's and the bias's offsets (w, b; the bias stays -1 without one).
+  auto column = [&](const std::string& name, std::int64_t out, std::int64_t in, double sd, std::int64_t& w_at,
+                    std::int64_t& b_at) {
     ParamInfo w;
     w.name = name + ".weight";
     w.global_shape = {out, in};
@@ -95,7 +98,7 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
     w.split_offset = r * (out / tp);
     w.init_std = sd;
     w.in_matmul = true;
-    t.add(w);
+    w_at = t.add(w);
     if (cfg.bias) {
       ParamInfo b;
       b.name = name + ".bias";
@@ -104,12 +107,13 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
       b.split = TpSplit::rows;
       b.split_offset = r * (out / tp);
       b.kind = ParamKind::bias;
-      t.add(b);
+      b_at = t.add(b);
     }
   };
   // Row-parallel: Y = X A + b with A's input dimension (our weight's columns) split; the
   // bias is added once, after the reduction, so it is replicated.
-  auto row = [&](const std::string& name, std::int64_t out, std::int64_t in, double sd) {
+  auto row = [&](const std::string& name, std::int64_t out, std::int64_t in, double sd, std::int64_t& w_at,
+                 std::int64_t& b_at) {
     ParamInfo w;
     w.name = name + ".weight";
     w.global_shape = {out, in};
@@ -118,12 +122,12 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
     w.split_offset = r * (in / tp);
     w.init_std = sd;
     w.in_matmul = true;
-    t.add(w);
-    if (cfg.bias) replicated(name + ".bias", out, ParamKind::bias);
+    w_at = t.add(w);
+    if (cfg.bias) b_at = replicated(name + ".bias", out, ParamKind::bias);
   };
-  auto norm = [&](const std::string& name) {
-    replicated(name + ".weight", C, ParamKind::norm);
-    if (ln && cfg.bias) replicated(name + ".bias", C, ParamKind::bias);
+  auto norm = [&](const std::string& name, std::int64_t& w_at, std::int64_t& b_at) {
+    w_at = replicated(name + ".weight", C, ParamKind::norm);
+    if (ln && cfg.bias) b_at = replicated(name + ".bias", C, ParamKind::bias);
   };
   auto vocab_table = [&](const std::string& name, ParamKind kind, bool in_matmul, bool counts) {
     ParamInfo p;
@@ -137,12 +141,14 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
     p.init_std = std0;
     p.in_matmul = in_matmul;
     p.counts_in_norm = counts;
-    t.add(p);
+    return t.add(p);
   };
   const int first = place.first_layer;
   const int count = place.num_layers < 0 ? cfg.num_layers : place.num_layers;
+  ChunkOffsets& o = t.offsets();
+  o.first_layer = first;
   if (place.has_embedding) {
-    vocab_table("embed.wte", ParamKind::embedding, cfg.tied_embeddings && place.has_head, true);
+    o.wte = vocab_table("embed.wte", ParamKind::embedding, cfg.tied_embeddings && place.has_head, true);
     if (cfg.positions == config::PositionKind::learned) {
       ParamInfo p;
       p.name = "embed.wpe";
@@ -150,33 +156,36 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
       p.kind = ParamKind::embedding;
       p.init_std = std0;
       p.counts_in_norm = r == 0;
-      t.add(p);
+      o.wpe = t.add(p);
     }
   }
   for (int l = first; l < first + count; ++l) {
-    norm(layer_name(l, "attn_norm"));
-    column(layer_name(l, "attn.wq"), Q, C, std0);
-    column(layer_name(l, "attn.wk"), KV, C, std0);
-    column(layer_name(l, "attn.wv"), KV, C, std0);
-    row(layer_name(l, "attn.wo"), C, Q, std_out);
-    norm(layer_name(l, "mlp_norm"));
+    LayerOffsets& lo = o.layers.emplace_back();
+    norm(layer_name(l, "attn_norm"), lo.attn_norm_w, lo.attn_norm_b);
+    column(layer_name(l, "attn.wq"), Q, C, std0, lo.wq, lo.bq);
+    column(layer_name(l, "attn.wk"), KV, C, std0, lo.wk, lo.bk);
+    column(layer_name(l, "attn.wv"), KV, C, std0, lo.wv, lo.bv);
+    row(layer_name(l, "attn.wo"), C, Q, std_out, lo.wo, lo.bo);
+    norm(layer_name(l, "mlp_norm"), lo.mlp_norm_w, lo.mlp_norm_b);
     if (cfg.mlp == config::MlpKind::gelu) {
-      column(layer_name(l, "mlp.fc"), F, C, std0);
-      row(layer_name(l, "mlp.proj"), C, F, std_out);
+      column(layer_name(l, "mlp.fc"), F, C, std0, lo.w1, lo.b1);
+      row(layer_name(l, "mlp.proj"), C, F, std_out, lo.w2, lo.b2);
     } else {
-      column(layer_name(l, "mlp.gate"), F, C, std0);
-      column(layer_name(l, "mlp.up"), F, C, std0);
-      row(layer_name(l, "mlp.down"), C, F, std_out);
+      column(layer_name(l, "mlp.gate"), F, C, std0, lo.w1, lo.b1);
+      column(layer_name(l, "mlp.up"), F, C, std0, lo.w3, lo.b3);
+      row(layer_name(l, "mlp.down"), C, F, std_out, lo.w2, lo.b2);
     }
   }
   if (place.has_head) {
-    norm("final_norm");
+    norm("final_norm", o.final_norm_w, o.final_norm_b);
     if (!cfg.tied_embeddings)
-      vocab_table("lm_head.weight", ParamKind::matrix, true, true);
+      o.head = vocab_table("lm_head.weight", ParamKind::matrix, true, true);
     else if (!place.has_embedding)
       // Tied output layer on a later pipeline stage: a copy of embed.wte kept in sync through
       // the embedding group; the first stage's copy is the one the norm counts.
-      vocab_table("embed.wte", ParamKind::embedding, true, false);
+      o.head = vocab_table("embed.wte", ParamKind::embedding, true, false);
+    else
+      o.head = o.wte;
   }
   return t;
 }

@@ -1,14 +1,14 @@
 // Memory per rank; see memory.hpp for the model and its sources.
 #include "strata/plan/memory.hpp"
 
-#include "strata/model/transformer.hpp"
+#include "strata/model/stage_plan.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 #include "strata/core/memory_plan.hpp"
 #include "strata/parallel/distributed_optimizer.hpp"
-#include "strata/parallel/pipeline.hpp"
+#include "strata/parallel/engine.hpp"
 #include "strata/parallel/schedule.hpp"
 
 namespace strata::plan {
@@ -83,79 +83,50 @@ double korthikanti_layer_activation_bytes(const config::ModelConfig& m, double s
 }
 
 StrataCpuPlan strata_cpu_plan(const config::ModelConfig& cfg, int batch, int seq_len, int tp, int layers) {
-  // strata's own plan: a Transformer<float> built without allocating, so the prediction is the
-  // model's memory table itself; AdamW's state and the trainer's token buffers beside it.
+  // strata's own plan: the stage's memory plan (model::StagePlan, what the stage allocates),
+  // AdamW's state and the trainer's token buffers beside it.
   model::ChunkPlacement place;
   place.tp_size = tp;
   place.num_layers = layers >= 0 ? layers : cfg.num_layers;
-  const model::Transformer<float> dry(cfg, batch, seq_len, place, nullptr, 1, /*allocate=*/false);
+  const model::StagePlan dry(cfg, place, batch, seq_len, 1, model::cpu_backend_spec(DType::f32));
   double stored = 0;
-  for (const auto& e : dry.activation_memory().entries())
+  for (const auto& e : dry.acts.entries())
     if (e.lifetime == "step") stored += double((e.nbytes + 63) / 64 * 64);
   MemoryPlan adam("optimizer"), io("batch");
-  adam.add("adam.m", {dry.table().numel()}, DType::f32, "persistent");
-  adam.add("adam.v", {dry.table().numel()}, DType::f32, "persistent");
+  adam.add("adam.m", {dry.table.numel()}, DType::f32, "persistent");
+  adam.add("adam.v", {dry.table.numel()}, DType::f32, "persistent");
   io.add("tokens", {std::int64_t(batch) * seq_len}, DType::i32, "step");
   io.add("targets", {std::int64_t(batch) * seq_len}, DType::i32, "step");
-  return {double(dry.activation_memory().total_bytes()), stored, double(dry.parameter_memory().total_bytes()),
-          double(adam.total_bytes()), double(io.total_bytes())};
+  return {double(dry.acts.total_bytes()), stored, double(dry.weights.total_bytes()), double(adam.total_bytes()),
+          double(io.total_bytes())};
 }
 
 CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& cfg, const config::ParallelConfig& par,
                                    config::PipelineSchedule schedule, int microbatches, int seq_len, int stage) {
-  const int pp = par.pp, v = par.virtual_stages, tp = par.tp, dp = par.dp;
-  const std::vector<parallel::PipelineAction> actions = parallel::build_schedule(schedule, pp, stage, microbatches, v);
-  const std::vector<int> lps = parallel::layers_per_virtual_stage(cfg, par);
-  const int last_vs = pp * v - 1;
+  // The engine's own plan for this pipeline rank (parallel::plan_engine), read back.
+  config::ParallelConfig p = par;
+  p.schedule = schedule;
+  config::OptimConfig optim;  // the state's size does not depend on the optimizer's settings
+  const comm::GridShape shape{par.tp, par.pp, par.dp};
+  const comm::GridCoord coord{0, 0, stage};
+  const parallel::EnginePlan e =
+      parallel::plan_engine(cfg, p, optim, seq_len, microbatches, shape, coord, model::cpu_backend_spec(DType::f32));
   CpuStagePlan out;
-  MemoryPlan buffers("pipeline buffers");
-  std::int64_t act_elems = -1;
-  for (int c = 0; c < v; ++c) {
-    const int vs = c * pp + stage;
-    model::ChunkPlacement place;
-    place.tp_size = tp;
-    for (int i = 0; i < vs; ++i) place.first_layer += lps[std::size_t(i)];
-    place.num_layers = lps[std::size_t(vs)];
-    place.has_embedding = vs == 0;
-    place.has_head = vs == last_vs;
-    place.sequence_parallel = par.sequence_parallel;
-    place.flat_multiple = dp;
-    const int slots = std::max(1, parallel::max_in_flight(actions, c));
-    const model::Transformer<float> dry(cfg, par.micro_batch_size, seq_len, place, nullptr, slots,
-                                        /*allocate=*/false);
-    out.slots += slots;
-    out.chunk_slots.push_back(slots);
-    out.parameters_and_grads += double(dry.parameter_memory().total_bytes());
-    out.activations += double(dry.activation_memory().total_bytes());
-    out.params_on_rank += double(dry.table().numel());
-    if (act_elems < 0) act_elems = dry.activation_rows() * cfg.d_model;
-    // DistributedOptimizer: m and v over this rank's part of the padded flat buffer; under
-    // ZeRO-1 (dp > 1) the part is 1/dp and a gradient shard of the same size receives the
-    // reduce-scatter.
-    const std::int64_t padded = parallel::padded_size(dry.table().numel(), dp);
-    const bool zero1 = par.zero_stage == 1 && dp > 1;
-    const std::int64_t state = zero1 ? padded / dp : padded;
-    MemoryPlan opt("optimizer");
-    opt.add("adam.m", {state}, DType::f32, "persistent");
-    opt.add("adam.v", {state}, DType::f32, "persistent");
-    out.optimizer += double(opt.total_bytes());
-    if (zero1) {
-      MemoryPlan shard("grad shard");
-      shard.add("grad.shard", {state}, DType::f32, "step");
-      out.grad_shard += double(shard.total_bytes());
-    }
-    for (int s = 0; s < slots; ++s) {
-      const std::string p = "chunk" + std::to_string(c) + ".slot" + std::to_string(s) + ".";
-      const std::int64_t in = vs == 0 ? 0 : act_elems, o = vs == last_vs ? 0 : act_elems;
-      buffers.add(p + "act_in", {in}, DType::f32, "step");
-      buffers.add(p + "grad_in", {o}, DType::f32, "step");
-      buffers.add(p + "grad_out", {in}, DType::f32, "step");
+  for (const parallel::ChunkPlan& c : e.chunks) {
+    out.slots += c.slots;
+    out.chunk_slots.push_back(c.slots);
+    out.parameters_and_grads += double(c.stage.weights.total_bytes());
+    out.activations += double(c.stage.acts.total_bytes());
+    out.params_on_rank += double(c.stage.table.numel());
+    const auto& entries = c.optimizer.plan.entries();
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const double b = double((entries[i].nbytes + 63) / 64 * 64);
+      if (i == c.optimizer.gshard) out.grad_shard += b;
+      else out.optimizer += b;
     }
   }
+  out.pipeline_buffers = double(e.pipeline.total_bytes() + e.host.total_bytes());
   const std::int64_t N = std::int64_t(par.micro_batch_size) * seq_len;
-  buffers.add("tokens", {N}, DType::i32, "step");
-  buffers.add("targets", {N}, DType::i32, "step");
-  out.pipeline_buffers = double(buffers.total_bytes());
   MemoryPlan step_batch("step batch");
   step_batch.add("tokens", {microbatches, N}, DType::i32, "step");
   step_batch.add("targets", {microbatches, N}, DType::i32, "step");

@@ -38,8 +38,8 @@ std::string pct(double x) { return fmt("%.1f%%", 100 * x); }
 
 }  // namespace
 
-// metrics.jsonl: the last record of each step number (validation records, which carry
-// valid_loss instead of the step's timings, are skipped).
+// metrics.jsonl: the last record of each step number (validation and straggler records, which
+// carry valid_loss or stragglers instead of the step's timings, are skipped).
 std::map<long, StepRecord> read_step_metrics(const std::string& path) {
   const fs::path file(path);
   std::ifstream in(file);
@@ -52,7 +52,7 @@ std::map<long, StepRecord> read_step_metrics(const std::string& path) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
       const auto j = nlohmann::json::parse(line);
-      if (j.contains("valid_loss") && !j.contains("step_ms")) continue;
+      if ((j.contains("valid_loss") || j.contains("stragglers")) && !j.contains("step_ms")) continue;
       StepRecord r;
       r.tokens_per_s = j.at("tokens_per_s").get<double>();
       r.step_ms = j.at("step_ms").get<double>();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "strata/config/capabilities.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/memory_plan.hpp"
 
@@ -21,9 +22,26 @@ std::vector<int> divisors(int n) {
 }
 
 double usable(const config::ClusterConfig& c) { return c.memory_gib * GiB; }
-}  // namespace
 
-std::string layout_unsupported(const PlanRequest& r, const Layout& l) {
+// What strata's engine on the cluster's device does not run of this layout (the support
+// statement, config/capabilities.hpp; its first line, "" when it runs): the search never
+// recommends a layout the job would refuse at launch. Layouts of another framework (the
+// validation against published runs) are not strata's to refuse.
+std::string backend_refuses(const PlanRequest& r, const Layout& l) {
+  if (l.framework != Framework::strata) return "";
+  config::ParallelConfig p;
+  p.tp = l.tp, p.pp = l.pp, p.dp = l.dp, p.virtual_stages = l.vpp, p.micro_batch_size = l.micro_batch;
+  p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel;
+  p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
+               : l.gpipe ? config::PipelineSchedule::gpipe
+                         : config::PipelineSchedule::one_f_one_b;
+  const std::vector<std::string> no = config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len);
+  return no.empty() ? "" : "strata's " + std::string(config::backend_support(r.cluster.device).name) +
+                               " backend does not run it: " + no.front();
+}
+
+// The shape rules of layout_unsupported (what any engine needs).
+std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
   const config::ModelConfig& m = r.workload.model;
   const auto n = [](auto v) { return std::to_string(v); };
   if (l.tp < 1 || l.pp < 1 || l.dp < 1 || l.vpp < 1 || l.micro_batch < 1 || l.micro_batches < 1)
@@ -46,6 +64,12 @@ std::string layout_unsupported(const PlanRequest& r, const Layout& l) {
   if (l.zero > 1) return "ZeRO stage must be 0 or 1";
   return "";
 }
+}  // namespace
+
+std::string layout_unsupported(const PlanRequest& r, const Layout& l) {
+  if (std::string why = shape_unsupported(r, l); !why.empty()) return why;
+  return backend_refuses(r, l);
+}
 
 Candidate evaluate(const PlanRequest& r, const Layout& layout) {
   Candidate c;
@@ -62,9 +86,10 @@ Candidate evaluate(const PlanRequest& r, const Layout& layout) {
   return c;
 }
 
-std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
+std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
   const config::ModelConfig& m = r.workload.model;
   std::vector<Layout> out;
+  int shapes = 0;
   for (int tp : divisors(std::gcd(r.gpus, r.cluster.gpus_per_node))) {
     for (int pp : divisors(m.num_layers)) {
       if (r.gpus % (tp * pp) != 0) continue;
@@ -80,12 +105,15 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
                 l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
                 l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
                 l.recompute = rc, l.precision = r.cluster.precision;
-                if (layout_unsupported(r, l).empty()) out.push_back(l);
+                if (!shape_unsupported(r, l).empty()) continue;
+                ++shapes;
+                if (backend_refuses(r, l).empty()) out.push_back(l);
               }
         }
       }
     }
   }
+  if (expressible) *expressible = shapes;
   return out;
 }
 
@@ -122,8 +150,15 @@ PlanResult search_layouts(const PlanRequest& r) {
   if (r.global_batch <= 0) throw make_error("--global-batch must be > 0, got ", r.global_batch);
   PlanResult result;
   result.usable_bytes = usable(r.cluster);
-  const std::vector<Layout> layouts = enumerate_layouts(r);
+  // Only layouts strata's engine runs on the cluster's device are enumerated (the one filter).
+  int expressible = 0;
+  const std::vector<Layout> layouts = enumerate_layouts(r, &expressible);
   result.enumerated = int(layouts.size());
+  if (expressible > 0 && layouts.empty()) {
+    const std::vector<std::string> no = config::unsupported(r.cluster.device, m, config::ParallelConfig{}, r.workload.seq_len);
+    throw make_error("strata's ", config::backend_support(r.cluster.device).name, " backend runs none of the ",
+                     expressible, " layouts for ", m.name, no.empty() ? std::string() : ": " + no.front());
+  }
   if (layouts.empty())
     throw make_error("no layout of ", r.gpus, " GPUs splits a global batch of ", r.global_batch, " sequences for ",
                      m.name, ": tp x pp x dp must equal the GPU count (tp dividing ", r.cluster.gpus_per_node,

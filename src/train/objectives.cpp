@@ -94,19 +94,20 @@ void ValidationSet::fill(int round, int mb, std::int32_t* tokens, std::int32_t* 
 
 double EvalResult::perplexity() const { return std::exp(loss); }
 
-namespace {
-// The validation rounds through either engine; the loss sums over PP (last stage) and DP.
-template <class Engine>
-EvalResult evaluate_rounds(Engine& engine, comm::RankGrid& grid, const ValidationSet& set) {
+EvalResult evaluate(parallel::Engine& engine, comm::RankGrid& grid, const ValidationSet& set) {
+  // At the engine's planned (full) length; the length in use before is restored after.
+  const int before = engine.seq_len();
+  engine.set_seq_len(engine.planned_seq_len());
   double sum[2] = {0, 0};  // loss, target tokens
   for (int r = 0; r < set.rounds(); ++r) {
-    const parallel::PipelineEngine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
+    const parallel::Engine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
       set.fill(r, mb, tokens, targets);
     };
     const parallel::StepStats s = engine.evaluate(fill, engine.microbatches());
     sum[0] += s.loss.sum;
     sum[1] += double(s.loss.count);
   }
+  engine.set_seq_len(before);
   // The loss lives on the last stage (others add 0); TP ranks all hold the whole loss.
   grid.pp_group().all_reduce(sum, 2);
   grid.dp_group().all_reduce(sum, 2);
@@ -114,19 +115,6 @@ EvalResult evaluate_rounds(Engine& engine, comm::RankGrid& grid, const Validatio
   e.tokens = std::int64_t(sum[1]);
   e.loss = sum[1] > 0 ? sum[0] / sum[1] : 0.0;
   return e;
-}
-}  // namespace
-
-EvalResult evaluate(parallel::PipelineEngine& engine, comm::RankGrid& grid, const ValidationSet& set) {
-  const int before = engine.seq_len();
-  engine.set_seq_len(engine.chunk(0).planned_seq_len());
-  const EvalResult e = evaluate_rounds(engine, grid, set);
-  engine.set_seq_len(before);
-  return e;
-}
-
-EvalResult evaluate(parallel::GpuEngine& engine, comm::RankGrid& grid, const ValidationSet& set) {
-  return evaluate_rounds(engine, grid, set);  // the GPU engine always runs its planned length
 }
 
 }  // namespace strata::train

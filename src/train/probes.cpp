@@ -69,35 +69,4 @@ std::string continuation_text(const std::string& prompt, const std::string& choi
   return (space ? " " : "") + choice;
 }
 
-template <class T>
-ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& tokenizer,
-                         const std::vector<Probe>& probes, const std::string& origin, std::int32_t mask_id) {
-  ProbeReport report;
-  for (const Probe& p : probes) {
-    const std::string at = origin + ":" + std::to_string(p.line) + ": ";
-    const std::vector<std::int32_t> context = tokenizer.encode(p.prompt);
-    if (context.empty()) throw make_error(at, "the prompt encodes to no tokens");
-    std::vector<std::vector<std::int32_t>> choices;
-    for (const std::string& c : p.choices) {
-      choices.push_back(tokenizer.encode(continuation_text(p.prompt, c)));
-      if (context.size() + choices.back().size() > std::size_t(decoder.max_len()))
-        throw make_error(at, "prompt and choice \"", c, "\" are ", context.size() + choices.back().size(),
-                         " tokens, more than the model's ", decoder.max_len(), " positions");
-    }
-    ProbeScore s;
-    s.log_likelihood = mask_id < 0 ? model::choice_log_likelihoods(decoder, context, choices)
-                                   : model::masked_choice_log_likelihoods(decoder, context, choices, mask_id);
-    s.predicted = model::best_choice(s.log_likelihood);
-    s.correct = s.predicted == p.answer_index;
-    report.correct += s.correct;
-    report.scores.push_back(std::move(s));
-  }
-  return report;
-}
-
-template ProbeReport score_probes<float>(model::Decoder<float>&, const data::Tokenizer&, const std::vector<Probe>&,
-                                         const std::string&, std::int32_t);
-template ProbeReport score_probes<double>(model::Decoder<double>&, const data::Tokenizer&,
-                                          const std::vector<Probe>&, const std::string&, std::int32_t);
-
 }  // namespace strata::train

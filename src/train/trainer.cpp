@@ -9,25 +9,26 @@
 #include <memory>
 #include <sstream>
 #include <thread>
-#include <type_traits>
 
 #include "strata/ckpt/engine_checkpoint.hpp"
+#include "strata/ckpt/verify.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
 #include "strata/data/loader.hpp"
-#include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
 #include "strata/kernels/gpu_peaks.hpp"
 #include "strata/optim/optimizer.hpp"
-#include "strata/parallel/gpu_engine.hpp"
-#include "strata/parallel/pipeline.hpp"
+#include "strata/parallel/engine.hpp"
 #include "strata/train/objectives.hpp"
 #include "strata/train/signals.hpp"
+#include "strata/train/stragglers.hpp"
 
 namespace strata::train {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -36,7 +37,7 @@ namespace {
 class MetricsFile {
  public:
   // A resumed run keeps the lines up to its checkpoint's step and appends after them.
-  MetricsFile(const std::filesystem::path& path, long resumed_step) {
+  MetricsFile(const fs::path& path, long resumed_step) {
     if (resumed_step > 0) keep_until(path, resumed_step);
     file_ = std::fopen(path.c_str(), resumed_step > 0 ? "a" : "w");
     if (!file_) throw make_error("cannot create metrics file '", path.string(), "'");
@@ -44,7 +45,7 @@ class MetricsFile {
   ~MetricsFile() { std::fclose(file_); }
   MetricsFile(const MetricsFile&) = delete;
   MetricsFile& operator=(const MetricsFile&) = delete;
-  static void keep_until(const std::filesystem::path& path, long step) {
+  static void keep_until(const fs::path& path, long step) {
     std::ifstream in(path);
     std::string line, kept;
     while (std::getline(in, line)) {
@@ -68,6 +69,11 @@ class MetricsFile {
                  m.optimizer_state_bytes, m.data_wait_ms, m.cpu_ms);
     std::fflush(file_);
   }
+  // Any other record (the straggler report), already JSON.
+  void write_line(const std::string& json) {
+    std::fprintf(file_, "%s\n", json.c_str());
+    std::fflush(file_);
+  }
   // A validation result: its own line, {"step": S, "valid_loss": ..., "valid_ppl": ...}.
   void write(const EvalMetrics& e) {
     std::fprintf(file_, "{\"step\": %ld, \"valid_loss\": %.10g, \"valid_ppl\": %.10g, \"valid_tokens\": %lld}\n",
@@ -78,31 +84,6 @@ class MetricsFile {
  private:
   std::FILE* file_ = nullptr;
 };
-
-struct BatchShape {
-  int micro, dp, microbatches, global;
-};
-
-BatchShape resolve_batch(const config::ParallelConfig& p, int dp) {
-  BatchShape b{p.micro_batch_size, dp, 1, 0};
-  if (p.num_microbatches > 0) {
-    b.microbatches = p.num_microbatches;
-    b.global = b.micro * dp * b.microbatches;
-    if (p.global_batch_size > 0 && p.global_batch_size != b.global)
-      throw make_error("parallel.global_batch_size (", p.global_batch_size, ") != micro_batch_size x dp x ",
-                       "num_microbatches (", b.micro, " x ", dp, " x ", b.microbatches, " = ", b.global, ")");
-  } else if (p.global_batch_size > 0) {
-    if (p.global_batch_size % (b.micro * dp) != 0)
-      throw make_error("parallel.global_batch_size (", p.global_batch_size,
-                       ") must be a multiple of micro_batch_size x dp (", b.micro, " x ", dp, " = ",
-                       b.micro * dp, ")");
-    b.global = p.global_batch_size;
-    b.microbatches = b.global / (b.micro * dp);
-  } else {
-    b.global = b.micro * dp;
-  }
-  return b;
-}
 
 // Test hook: STRATA_INJECT_FAILURE="rank=R,step=S" makes global rank R throw at step S, to
 // test that one failing rank ends the whole job instead of hanging it.
@@ -115,12 +96,13 @@ void maybe_inject_failure(int global_rank, long step) {
     throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
 }
 
-// The checkpoint train.resume asks for: "" (start fresh), the latest in the checkpoint
-// directory (auto; "" when there is none yet), or the given file or directory. Every rank
-// resolves it the same way on the shared file system.
-std::string resume_target(const std::string& resume, const std::string& ckpt_dir) {
+// The checkpoint train.resume asks for: "" (start fresh), the newest intact one in the
+// checkpoint directory (auto: verified, collectively; corrupt or truncated newer ones are
+// skipped with a report; "" when there is none yet), or the given file or directory. Every
+// rank resolves it the same way on the shared file system.
+std::string resume_target(const std::string& resume, const std::string& ckpt_dir, comm::RankGrid& grid) {
   if (resume == "none") return "";
-  if (resume == "auto") return ckpt::find_latest(ckpt_dir);
+  if (resume == "auto") return ckpt::find_latest_intact(ckpt_dir, grid.world_group());
   try {
     return ckpt::resolve(resume);
   } catch (const std::exception& e) {
@@ -155,359 +137,381 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
   return os.str();
 }
 
-// What the GPU path (hardware.device: cuda, parallel::GpuEngine) does not run yet, refused
-// before anything is built; the engine itself refuses pp > 1, head sizes its attention
-// kernel lacks, and (sequence parallelism) micro-batches of B x T not divisible by tp.
-void check_gpu_job(const config::JobConfig& job) {
-  const std::string at = job.source.empty() ? "" : job.source + ": ";
-  if (job.train.seq_len_warmup > 0)
-    throw make_error(at, "train.seq_len_warmup is not supported with hardware.device: cuda yet (set it to 0)");
+// Peak FLOP/s per rank for MFU: configured; on GPUs the device's dense bf16 peak from the table
+// keyed by its name; on CPUs the node's measured fp32 FMA peak shared among the ranks on the
+// node (rank 0 measures while the others wait).
+struct Peak {
+  double tflops = 0;
+  std::string source;
+};
+Peak resolve_peak(const config::HardwareConfig& hw, const parallel::Engine& engine, comm::RankGrid& grid) {
+  if (hw.peak_tflops > 0) return {hw.peak_tflops, "hardware.peak_tflops"};
+  if (hw.device == config::DeviceKind::cuda) {
+    std::string entry;
+    const double t = kernels::gpu_peak_bf16_tflops(engine.device_name(), &entry);
+    return {t, t > 0 ? "dense bf16 peak of the " + entry + " (kernels/gpu_peaks.cpp)"
+                     : entry + ": no peak known, MFU not reported (set hardware.peak_tflops)"};
+  }
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  double node_peak = grid.global_rank() == 0 ? kernels::cpu::measure_fp32_peak_gflops(cores, 0.3) / 1e3 : 0.0;
+  grid.world_group().broadcast(&node_peak, 1, DType::f64, 0);
+  return {node_peak / grid.local_size(), "measured fp32 FMA peak of the node / ranks per node"};
 }
 
-// The training loop over either engine: PipelineEngine (CPU, every layout) or GpuEngine
-// (CUDA, pp = 1). Only the engine-specific pieces branch on `gpu`.
-template <class Engine>
-TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engine& engine) {
-  constexpr bool gpu = std::is_same_v<Engine, parallel::GpuEngine>;
-  const config::ModelConfig& mcfg = job.model;
+// One training run on one rank: the components built in a fixed order from their own configs
+// (data, engine, checkpoints, validation, metrics), then steps that allocate nothing.
+class Trainer {
+ public:
+  Trainer(const config::JobConfig& job, comm::RankGrid& grid);
+  TrainSummary run();
+
+ private:
+  void load_step_batch(int t);
+  StepMetrics step(long step);
+  void save_checkpoint(long step);
+  void validate(long step);
+  void log_start() const;
+  void log_step(const StepMetrics& s) const;
+  void keep_final_parameters();
+
+  const config::JobConfig& job_;
+  comm::RankGrid& grid_;
+  const bool lead_;
+  const BatchShape batch_;
+  const int threads_;
+  std::unique_ptr<data::SampleSource> source_;
+  std::unique_ptr<parallel::Engine> engine_;
+  std::string ckpt_dir_;
+  std::unique_ptr<ckpt::EngineCheckpointer> checkpointer_;
+  ckpt::TrainState resumed_;
+  std::unique_ptr<data::Masker> masker_, valid_masker_;
+  std::unique_ptr<ValidationSet> valid_set_;
+  std::uint64_t first_batch_ = 0;
+  std::unique_ptr<data::AsyncLoader> loader_;
+  MemoryPlan step_batch_{"step batch"};
+  std::int32_t *step_tokens_ = nullptr, *step_targets_ = nullptr;
+  Peak peak_;
+  std::unique_ptr<MetricsFile> metrics_;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log_{nullptr, std::fclose};
+  StragglerMonitor stragglers_{grid_};
+  TrainSummary summary_;
+  // The step in flight.
+  int t_ = 0;                      // this step's sequence length (train.seq_len_warmup)
+  std::int64_t t_mb_elems_ = 0;    // this step's micro-batch: [micro, t]
+  double bubble_ = 0;
+  std::uint64_t tokens_seen_ = 0;
+  double last_lr_ = 0;
+  parallel::Engine::FillBatch fill_;
+};
+
+Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
+    : job_(job), grid_(grid), lead_(grid.global_rank() == 0), batch_(resolve_batch(job.parallel, grid.shape().dp)),
+      threads_(job.hardware.threads > 0
+                   ? job.hardware.threads
+                   : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / grid.local_size())) {
   const config::TrainConfig& tcfg = job.train;
-  const comm::GridShape& shape = grid.shape();
-  const bool lead = grid.global_rank() == 0;
-  const BatchShape batch = resolve_batch(job.parallel, shape.dp);
   const int T = tcfg.seq_len;
-
-  // Threads: this rank's share of the node's cores, for BLAS.
-  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  const int threads = job.hardware.threads > 0 ? job.hardware.threads : std::max(1, cores / grid.local_size());
-  kernels::cpu::set_blas_threads(threads);
-
-  // Components, each from its own config.
-  // Data: the source yields global sample s; the ranks that hold the first or the last
-  // virtual stage (tokens, targets) read this DP rank's micro-batches ahead on a loader
-  // thread (DP slice of each global batch, DESIGN.md invariant 3).
+  // 1. Threads: this rank's share of the node's cores, for BLAS.
+  kernels::cpu::set_blas_threads(threads_);
+  // 2. Data: the source yields global sample s (DESIGN.md invariant 3).
   const bool masked_lm = tcfg.objective == config::ObjectiveKind::masked_lm;
-  const std::unique_ptr<data::SampleSource> source =
-      data::make_sample_source(job.data, mcfg, T, tcfg.seed, masked_lm);
-  engine.init_parameters(tcfg.seed);
-
-  // Resume: parameters, Adam moments and step from a checkpoint of any layout.
-  namespace fs = std::filesystem;
-  const std::string ckpt_dir = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
-  ckpt::EngineCheckpointer checkpointer(job, engine, grid);
-  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir);
-  ckpt::TrainState resumed;
+  source_ = data::make_sample_source(job.data, job.model, T, tcfg.seed, masked_lm);
+  // 3. The engine on this rank's device, its parameters drawn layout-independently.
+  engine_ = parallel::make_engine(job.hardware.device, job.model, job.parallel, job.optim, T, batch_.microbatches,
+                                  grid);
+  engine_->init_parameters(tcfg.seed);
+  // 4. Resume: parameters, Adam moments and step from a checkpoint of any layout.
+  ckpt_dir_ = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
+  checkpointer_ = std::make_unique<ckpt::EngineCheckpointer>(job, *engine_, grid);
+  const std::string resume_file = resume_target(tcfg.resume, ckpt_dir_, grid);
   if (!resume_file.empty()) {
-    resumed = checkpointer.load(resume_file, source->tokenizer_hash());
-    if (resumed.consumed_samples % std::uint64_t(batch.global) != 0)
-      throw make_error("checkpoint '", resume_file, "' stopped after ", resumed.consumed_samples,
-                       " samples, not a whole number of this run's global batches of ", batch.global,
+    resumed_ = checkpointer_->load(resume_file, source_->tokenizer_hash());
+    if (resumed_.consumed_samples % std::uint64_t(batch_.global) != 0)
+      throw make_error("checkpoint '", resume_file, "' stopped after ", resumed_.consumed_samples,
+                       " samples, not a whole number of this run's global batches of ", batch_.global,
                        " (choose parallel.global_batch_size dividing it)");
-    if (lead) {
-      log_info("resumed from ", resume_file, ": step ", resumed.step, ", ", resumed.consumed_samples, " samples, ",
-               resumed.tokens_seen, " tokens seen; written with ", resumed.layout, ", loaded into tp", shape.tp,
-               "-pp", shape.pp, "-dp", shape.dp, " zero", job.parallel.zero_stage);
-      if (resumed.seed != tcfg.seed)
-        log_warn("train.seed is ", tcfg.seed, " but the checkpoint was written with seed ", resumed.seed,
+    if (lead_) {
+      const comm::GridShape& g = grid.shape();
+      log_info("resumed from ", resume_file, ": step ", resumed_.step, ", ", resumed_.consumed_samples, " samples, ",
+               resumed_.tokens_seen, " tokens seen; written with ", resumed_.layout, ", loaded into tp", g.tp, "-pp",
+               g.pp, "-dp", g.dp, " zero", job.parallel.zero_stage);
+      if (resumed_.seed != tcfg.seed)
+        log_warn("train.seed is ", tcfg.seed, " but the checkpoint was written with seed ", resumed_.seed,
                  ": the data order after the resume differs from the original run's");
     }
   }
-  const long first_step = resumed.step + 1;
-
+  summary_.resumed_from = resume_file;
+  summary_.first_step = resumed_.step + 1;
+  summary_.last_step = resumed_.step;
+  tokens_seen_ = resumed_.tokens_seen;
+  last_lr_ = resumed_.lr;
+  // 5. Validation set and the training loader (the set is read before the loader thread
+  // starts using the source). Masked LM: samples and windows masked by their index.
   const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
-  // Masked LM: training samples and validation windows masked by their index (null: causal LM).
-  const std::unique_ptr<data::Masker> masker = make_masker(tcfg, *source, data::MaskStream::train);
-  const std::unique_ptr<data::Masker> valid_masker = make_masker(tcfg, *source, data::MaskStream::valid);
-  // The validation set is read before the loader thread starts using the source.
-  const BatchLayout eval_layout{batch.micro, batch.microbatches, shape.dp, grid.coord().dp_rank};
-  const ValidationSet valid_set(*source, valid_masker.get(), job.eval.windows, eval_layout, T, reads_data);
-  const std::uint64_t first_batch = resumed.consumed_samples / std::uint64_t(batch.global);
-  std::unique_ptr<data::AsyncLoader> loader;
+  masker_ = make_masker(tcfg, *source_, data::MaskStream::train);
+  valid_masker_ = make_masker(tcfg, *source_, data::MaskStream::valid);
+  const BatchLayout eval_layout{batch_.micro, batch_.microbatches, grid.shape().dp, grid.coord().dp_rank};
+  valid_set_ = std::make_unique<ValidationSet>(*source_, valid_masker_.get(), job.eval.windows, eval_layout, T,
+                                               reads_data);
+  first_batch_ = resumed_.consumed_samples / std::uint64_t(batch_.global);
   if (reads_data) {
     data::LoaderOptions opt;
-    opt.micro_batch_size = batch.micro;
+    opt.micro_batch_size = batch_.micro;
     opt.seq_len = T;
-    opt.global_batch_size = batch.global;
-    opt.dp_size = shape.dp;
+    opt.global_batch_size = batch_.global;
+    opt.dp_size = grid.shape().dp;
     opt.dp_rank = grid.coord().dp_rank;
     opt.prefetch = job.data.prefetch;
-    opt.first_batch = first_batch;
-    opt.masker = masker.get();
-    loader = std::make_unique<data::AsyncLoader>(*source, opt);
+    opt.first_batch = first_batch_;
+    opt.masker = masker_.get();
+    loader_ = std::make_unique<data::AsyncLoader>(*source_, opt);
   }
   // This step's micro-batches, taken from the loader at the start of the step.
-  const std::int64_t mb_elems = std::int64_t(batch.micro) * T;
-  MemoryPlan step_batch("step batch");
-  const auto i_tokens = step_batch.add("tokens", {batch.microbatches, mb_elems}, DType::i32, "step");
-  const auto i_targets = step_batch.add("targets", {batch.microbatches, mb_elems}, DType::i32, "step");
-  step_batch.allocate();
-  std::int32_t* step_tokens = step_batch.data<std::int32_t>(i_tokens);
-  std::int32_t* step_targets = step_batch.data<std::int32_t>(i_targets);
-
-  // Peak FLOP/s per rank for MFU: configured; on GPUs the device's dense bf16 peak from the
-  // table keyed by its name; on CPUs the node's measured fp32 FMA peak shared among the ranks
-  // on the node (rank 0 measures while the others wait).
-  double peak_tflops = job.hardware.peak_tflops;
-  std::string peak_source = "hardware.peak_tflops";
-  if (peak_tflops <= 0 && gpu) {
-    std::string entry;
-    if constexpr (gpu) peak_tflops = kernels::gpu_peak_bf16_tflops(engine.device_name(), &entry);
-    peak_source = peak_tflops > 0 ? "dense bf16 peak of the " + entry + " (kernels/gpu_peaks.cpp)"
-                                  : entry + ": no peak known, MFU not reported (set hardware.peak_tflops)";
-  } else if (peak_tflops <= 0) {
-    double node_peak = lead ? kernels::cpu::measure_fp32_peak_gflops(cores, 0.3) / 1e3 : 0.0;
-    grid.world_group().broadcast(&node_peak, 1, DType::f64, 0);
-    peak_tflops = node_peak / grid.local_size();
-    peak_source = "measured fp32 FMA peak of the node / ranks per node";
-  }
-
+  const std::int64_t mb_elems = std::int64_t(batch_.micro) * T;
+  const auto i_tokens = step_batch_.add("tokens", {batch_.microbatches, mb_elems}, DType::i32, "step");
+  const auto i_targets = step_batch_.add("targets", {batch_.microbatches, mb_elems}, DType::i32, "step");
+  step_batch_.allocate();
+  step_tokens_ = step_batch_.data<std::int32_t>(i_tokens);
+  step_targets_ = step_batch_.data<std::int32_t>(i_targets);
+  t_ = T;
+  t_mb_elems_ = mb_elems;
+  fill_ = [this](int mb, std::int32_t* tokens, std::int32_t* targets) {
+    std::copy_n(step_tokens_ + mb * t_mb_elems_, t_mb_elems_, tokens);
+    std::copy_n(step_targets_ + mb * t_mb_elems_, t_mb_elems_, targets);
+  };
+  // 6. MFU's peak, the metrics file, the per-rank log.
+  peak_ = resolve_peak(job.hardware, *engine_, grid);
   fs::create_directories(tcfg.out_dir);
-  std::unique_ptr<MetricsFile> metrics;
-  if (lead) {
+  if (lead_) {
     std::ofstream(fs::path(tcfg.out_dir) / "config.yaml") << config::to_yaml(job);
-    metrics = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl", resumed.step);
+    metrics_ = std::make_unique<MetricsFile>(fs::path(tcfg.out_dir) / "metrics.jsonl", resumed_.step);
   }
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log(nullptr, std::fclose);
   if (tcfg.rank_logs) {
     const auto path = fs::path(tcfg.out_dir) / ("rank" + std::to_string(grid.global_rank()) + ".log");
-    rank_log.reset(std::fopen(path.c_str(), "w"));
-    if (!rank_log) throw make_error("cannot create rank log '", path.string(), "'");
-    std::string schedule = "none (pp 1, GPU)";
-    if constexpr (!gpu) schedule = parallel::to_string(engine.schedule());
-    std::fprintf(rank_log.get(), "%s; schedule %s\n", grid.describe().c_str(), schedule.c_str());
+    rank_log_.reset(std::fopen(path.c_str(), "w"));
+    if (!rank_log_) throw make_error("cannot create rank log '", path.string(), "'");
+    std::fprintf(rank_log_.get(), "%s; schedule %s\n", grid.describe().c_str(),
+                 parallel::to_string(engine_->plan().schedule).c_str());
   }
+  bubble_ = parallel::bubble_fraction(grid.shape().pp, batch_.microbatches, job.parallel.virtual_stages);
+  summary_.peak_tflops = peak_.tflops;
+  summary_.planned_bytes = engine_->parameter_bytes() + engine_->optimizer_bytes() + engine_->activation_bytes() +
+                           engine_->plan().host.total_bytes();
+  summary_.steps.reserve(std::size_t(tcfg.steps));
+  summary_.evals.reserve(std::size_t(job.eval.interval > 0 ? tcfg.steps / job.eval.interval + 1 : 1));
+  if (lead_) log_start();
+}
 
-  TrainSummary summary;
-  summary.peak_tflops = peak_tflops;
-  summary.planned_bytes = engine.parameter_bytes() + engine.optimizer_bytes() + engine.activation_bytes();
-  summary.steps.reserve(std::size_t(tcfg.steps));
-  summary.evals.reserve(std::size_t(job.eval.interval > 0 ? tcfg.steps / job.eval.interval + 1 : 1));
-  if (lead) {
-    const model::ParameterTable whole = model::make_parameter_table(mcfg);
-    std::ostringstream os;
-    os << "model '" << mcfg.name << "': " << whole.numel() << " parameters (" << whole.matmul_numel()
-       << " in matmuls), " << mcfg.num_layers << " layers, d_model " << mcfg.d_model << ", heads "
-       << mcfg.num_heads << "/" << mcfg.kv_heads() << ", ffn " << mcfg.ffn() << ", vocab " << mcfg.vocab_size << '\n';
-    if (const int vp = model::padded_vocab(mcfg.vocab_size, shape.tp, gpu ? 64 : 1); vp != mcfg.vocab_size)
-      os << "vocabulary padded from " << mcfg.vocab_size << " to " << vp << " so each of the " << shape.tp
-         << " tensor-parallel ranks holds " << vp / shape.tp << " rows (the padding rows are never targets)\n";
-    os << "layout: tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << " = " << shape.size()
-       << " ranks; schedule " << config::to_string(job.parallel.schedule) << " (virtual stages "
-       << job.parallel.virtual_stages << ", bubble " << parallel::bubble_fraction(shape.pp, batch.microbatches,
-                                                                                  job.parallel.virtual_stages)
-       << "); sequence parallel " << (job.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage "
-       << job.parallel.zero_stage << "; recompute " << config::to_string(mcfg.recompute) << '\n';
-    os << "data: " << source->description() << "; " << source->num_train_windows() << " windows of " << T + 1
-       << " tokens, prefetch " << job.data.prefetch << " micro-batches\n";
-    const std::string plan = source->epoch_plan(std::uint64_t(tcfg.steps) * std::uint64_t(batch.global));
-    if (!plan.empty()) os << plan << '\n';
-    os << "batch: " << batch.global << " sequences x " << T << " tokens = " << std::int64_t(batch.global) * T
-       << " tokens/step (micro-batch " << batch.micro << ", " << batch.microbatches
-       << " micro-batches per DP rank)\n";
-    os << describe_objective(job, masker.get(), source->mask_token(), valid_set) << '\n';
-    if constexpr (gpu) {
-      os << engine.description() << '\n';
-    } else {
-      for (int c = 0; c < engine.num_chunks(); ++c) {
-        engine.chunk(c).parameter_memory().print(os);
-        engine.chunk(c).activation_memory().print(os, 8);
-      }
+void Trainer::log_start() const {
+  const config::ModelConfig& m = job_.model;
+  const comm::GridShape& g = grid_.shape();
+  const int T = job_.train.seq_len;
+  const model::ParameterTable whole = model::make_parameter_table(m);
+  std::ostringstream os;
+  os << "model '" << m.name << "': " << whole.numel() << " parameters (" << whole.matmul_numel()
+     << " in matmuls), " << m.num_layers << " layers, d_model " << m.d_model << ", heads " << m.num_heads << "/"
+     << m.kv_heads() << ", ffn " << m.ffn() << ", vocab " << m.vocab_size << '\n';
+  if (const int vp = model::padded_vocab(m.vocab_size, g.tp, engine_->plan().spec.vocab_multiple); vp != m.vocab_size)
+    os << "vocabulary padded from " << m.vocab_size << " to " << vp << " so each of the " << g.tp
+       << " tensor-parallel ranks holds " << vp / g.tp << " rows (the padding rows are never targets)\n";
+  os << "layout: tp " << g.tp << " x pp " << g.pp << " x dp " << g.dp << " = " << g.size() << " ranks; schedule "
+     << config::to_string(job_.parallel.schedule) << " (virtual stages " << job_.parallel.virtual_stages << ", bubble "
+     << bubble_ << "); sequence parallel " << (job_.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage "
+     << job_.parallel.zero_stage << "; recompute " << config::to_string(m.recompute) << '\n';
+  os << "data: " << source_->description() << "; " << source_->num_train_windows() << " windows of " << T + 1
+     << " tokens, prefetch " << job_.data.prefetch << " micro-batches\n";
+  const std::string epochs = source_->epoch_plan(std::uint64_t(job_.train.steps) * std::uint64_t(batch_.global));
+  if (!epochs.empty()) os << epochs << '\n';
+  os << "batch: " << batch_.global << " sequences x " << T << " tokens = " << std::int64_t(batch_.global) * T
+     << " tokens/step (micro-batch " << batch_.micro << ", " << batch_.microbatches << " micro-batches per DP rank)\n";
+  os << describe_objective(job_, masker_.get(), source_->mask_token(), *valid_set_) << '\n';
+  os << engine_->description();
+  os << "rank 0 planned total: " << format_bytes(double(summary_.planned_bytes)) << " (optimizer state "
+     << format_bytes(double(engine_->optimizer_bytes())) << "); threads per rank " << threads_ << "; peak "
+     << peak_.tflops * 1e3 << " GFLOP/s per rank (" << peak_.source << ")";
+  log_info(os.str());
+}
+
+void Trainer::load_step_batch(int t) {
+  // Row r of the loader's [micro, T] batch -> its first t tokens (the first t + 1 of the window).
+  const int T = job_.train.seq_len;
+  for (int mb = 0; mb < batch_.microbatches; ++mb) {
+    const data::AsyncLoader::Batch b = loader_->next();
+    for (int r = 0; r < batch_.micro; ++r) {
+      std::copy_n(b.inputs + std::int64_t(r) * T, t, step_tokens_ + mb * t_mb_elems_ + std::int64_t(r) * t);
+      std::copy_n(b.targets + std::int64_t(r) * T, t, step_targets_ + mb * t_mb_elems_ + std::int64_t(r) * t);
     }
-    os << "rank 0 planned total: " << format_bytes(double(summary.planned_bytes)) << " (optimizer state "
-       << format_bytes(double(engine.optimizer_bytes())) << "); threads per rank " << threads << "; peak "
-       << peak_tflops * 1e3 << " GFLOP/s per rank (" << peak_source << ")";
-    log_info(os.str());
   }
+}
 
-  const double bubble = parallel::bubble_fraction(shape.pp, batch.microbatches, job.parallel.virtual_stages);
-  int t = T;                           // this step's sequence length (train.seq_len_warmup)
-  std::int64_t t_mb_elems = mb_elems;  // this step's micro-batch: [micro, t]
-  const parallel::PipelineEngine::FillBatch fill = [&](int mb, std::int32_t* tokens, std::int32_t* targets) {
-    std::copy_n(step_tokens + mb * t_mb_elems, t_mb_elems, tokens);
-    std::copy_n(step_targets + mb * t_mb_elems, t_mb_elems, targets);
-  };
-  // Checkpoints: saved by every rank together (each writes its own hyperslabs).
-  summary.resumed_from = resume_file;
-  summary.first_step = first_step;
-  summary.last_step = resumed.step;
-  std::uint64_t tokens_seen = resumed.tokens_seen;
-  double last_lr = resumed.lr;
-  auto save_checkpoint = [&](long step) {
-    ckpt::TrainState st;
-    st.step = step;
-    st.consumed_samples = resumed.consumed_samples + std::uint64_t(step - resumed.step) * std::uint64_t(batch.global);
-    st.tokens_seen = tokens_seen;
-    st.seed = tcfg.seed;
-    st.lr = last_lr;
-    st.consumed_per_dataset = source->consumed_per_dataset(st.consumed_samples);
-    st.tokenizer_hash = source->tokenizer_hash();
-    const ckpt::SaveResult r = checkpointer.save(ckpt_dir, st, job.ckpt.keep);
-    summary.last_checkpoint = r.file;
-    if (lead)
-      log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
-               r.seconds, " s, ", r.gb_per_s(), " GB/s)");
-  };
-  // Validation (collective): the loss on the fixed held-out set, a metrics line, a log line.
-  auto run_eval = [&](long step) {
-    if (valid_set.windows() == 0) return;
-    const EvalResult e = evaluate(engine, grid, valid_set);
-    const EvalMetrics m{step, e.loss, e.perplexity(), e.tokens};
-    summary.evals.push_back(m);
-    summary.valid_loss = e.loss;
-    if (lead) {
-      metrics->write(m);
-      char line[200];
-      std::snprintf(line, sizeof line,
-                    "validation at step %ld: loss %.4f | perplexity %.3f | %lld held-out windows, %lld target tokens",
-                    step, e.loss, e.perplexity(), static_cast<long long>(valid_set.windows()),
-                    static_cast<long long>(e.tokens));
-      log_line(LogLevel::info, line);
-    }
-  };
-  auto log_step = [&](const StepMetrics& s) {
-    metrics->write(s);
-    if (s.step == first_step || s.step % tcfg.log_interval == 0 || s.step == tcfg.steps) {
-      char line[340];
-      std::snprintf(line, sizeof line,
-                    "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
-                    "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
-                    s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops,
-                    100.0 * s.mfu, bubble, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
-                    double(s.mem_bytes) / 1048576.0);
-      log_line(LogLevel::info, line);
-    }
-  };
+StepMetrics Trainer::step(long step) {
+  const Timer timer;
+  const double cpu_start = process_cpu_seconds();
+  const config::TrainConfig& tcfg = job_.train;
+  maybe_inject_failure(grid_.global_rank(), step);
+  // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has them
+  // from its checkpoint).
+  if (const int next_t = warmup_seq_len(tcfg, tokens_seen_); next_t != t_) {
+    t_ = next_t;
+    t_mb_elems_ = std::int64_t(batch_.micro) * t_;
+    engine_->set_seq_len(t_);
+  }
+  // Target tokens of the global batch: known before the step on every rank (masked LM: a pure
+  // function of the sample indices), so the gradient is the mean over exactly them.
+  const std::uint64_t global_batch_index = first_batch_ + std::uint64_t(step - summary_.first_step);
+  const std::int64_t step_loss_tokens = loss_tokens(masker_.get(), global_batch_index, batch_.global, t_);
+  const float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
+  double data_wait_ms = 0;
+  if (loader_) {
+    load_step_batch(t_);
+    data_wait_ms = loader_->take_wait_ms();
+  }
+  const parallel::StepStats stats = engine_->run(fill_, grad_scale);
+  // The loss lives on the last stage: sum over PP (others add 0) and DP.
+  double loss[2] = {stats.loss.sum, double(stats.loss.count)};
+  grid_.pp_group().all_reduce(loss, 2);
+  grid_.dp_group().all_reduce(loss, 2);
+  // The gradient was scaled by 1 / step_loss_tokens, counted before the step; the loss saw the
+  // loader's targets. They must agree, or the gradient is not the mean.
+  STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ", std::int64_t(loss[1]),
+               " target tokens but the gradient scale assumed ", step_loss_tokens);
+  const double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
+  const double grad_norm = engine_->grad_norm();
+  if (!std::isfinite(mean_loss) || !std::isfinite(grad_norm))
+    throw make_error("training diverged at step ", step, ": loss ", mean_loss, ", gradient norm ", grad_norm,
+                     " (lower optim.lr or check the data)");
+  const double lr = optim::learning_rate(job_.optim, step, tcfg.steps);
+  const double gather_wait = engine_->optimizer_step(lr, optim::clip_factor(grad_norm, job_.optim.grad_clip));
+
+  StepMetrics s;
+  s.step = step;
+  s.loss = mean_loss;
+  s.lr = lr;
+  s.grad_norm = grad_norm;
+  s.seq_len = t_;
+  s.tokens = std::int64_t(batch_.global) * t_;
+  s.loss_tokens = step_loss_tokens;
+  s.step_ms = timer.ms();
+  s.cpu_ms = 1e3 * (process_cpu_seconds() - cpu_start);  // all ranks' (strata plan --calibrate --time cpu)
+  grid_.world_group().all_reduce(&s.cpu_ms, 1, DType::f64, comm::ReduceOp::sum);
+  // Throughput and MFU count what the step processed: G x t tokens at the FLOPs per token of
+  // length t (masked LM processes every position; only the loss is sparse).
+  s.tokens_per_s = double(s.tokens) / (s.step_ms * 1e-3);
+  s.tflops = s.tokens_per_s * model::model_flops_per_token(job_.model, t_) / grid_.shape().size() / 1e12;
+  s.mfu = peak_.tflops > 0 ? s.tflops / peak_.tflops : 0.0;
+  s.mem_bytes = peak_rss_bytes();
+  s.compute_ms = stats.compute_s * 1e3;
+  s.bubble_fraction = bubble_;
+  s.pipeline_wait_ms = stats.pipeline_wait_s * 1e3;
+  s.dp_wait_ms = (stats.dp_wait_s + gather_wait) * 1e3;
+  s.optimizer_state_bytes = engine_->optimizer_bytes();
+  s.data_wait_ms = data_wait_ms;
+  tokens_seen_ += std::uint64_t(s.tokens);
+  last_lr_ = lr;
+  return s;
+}
+
+void Trainer::save_checkpoint(long step) {
+  // Saved by every rank together (each writes its own hyperslabs).
+  ckpt::TrainState st;
+  st.step = step;
+  st.consumed_samples =
+      resumed_.consumed_samples + std::uint64_t(step - resumed_.step) * std::uint64_t(batch_.global);
+  st.tokens_seen = tokens_seen_;
+  st.seed = job_.train.seed;
+  st.lr = last_lr_;
+  st.consumed_per_dataset = source_->consumed_per_dataset(st.consumed_samples);
+  st.tokenizer_hash = source_->tokenizer_hash();
+  const ckpt::SaveResult r = checkpointer_->save(ckpt_dir_, st, job_.ckpt.keep);
+  summary_.last_checkpoint = r.file;
+  if (lead_)
+    log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ", r.seconds,
+             " s, ", r.gb_per_s(), " GB/s)");
+}
+
+void Trainer::validate(long step) {
+  // Collective: the loss on the fixed held-out set, a metrics line, a log line.
+  if (valid_set_->windows() == 0) return;
+  const EvalResult e = evaluate(*engine_, grid_, *valid_set_);
+  const EvalMetrics m{step, e.loss, e.perplexity(), e.tokens};
+  summary_.evals.push_back(m);
+  summary_.valid_loss = e.loss;
+  if (!lead_) return;
+  metrics_->write(m);
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "validation at step %ld: loss %.4f | perplexity %.3f | %lld held-out windows, %lld target tokens", step,
+                e.loss, e.perplexity(), static_cast<long long>(valid_set_->windows()),
+                static_cast<long long>(e.tokens));
+  log_line(LogLevel::info, line);
+}
+
+void Trainer::log_step(const StepMetrics& s) const {
+  metrics_->write(s);
+  const config::TrainConfig& tcfg = job_.train;
+  if (s.step != summary_.first_step && s.step % tcfg.log_interval != 0 && s.step != tcfg.steps) return;
+  char line[340];
+  std::snprintf(line, sizeof line,
+                "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
+                "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
+                s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops,
+                100.0 * s.mfu, bubble_, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
+                double(s.mem_bytes) / 1048576.0);
+  log_line(LogLevel::info, line);
+}
+
+void Trainer::keep_final_parameters() {
+  // A host copy of this rank's parameters for the tests that compare layouts; a production
+  // model's copy (tens of GB per rank, on every rank of a node) is not made.
+  std::int64_t numel = 0;
+  for (const parallel::ChunkPlan& c : engine_->plan().chunks) numel += c.stage.table.numel();
+  if (numel <= (std::int64_t(1) << 28)) engine_->download_parameters(summary_.final_params, summary_.final_param_info);
+}
+
+TrainSummary Trainer::run() {
+  const config::TrainConfig& tcfg = job_.train;
   const StopSignals signals;
-  if (first_step > tcfg.steps && lead)
-    log_info("nothing to train: the checkpoint is at step ", resumed.step, " and train.steps is ", tcfg.steps);
-  for (long step = first_step; step <= tcfg.steps; ++step) {
-    const Timer timer;
-    const double cpu_start = process_cpu_seconds();
-    maybe_inject_failure(grid.global_rank(), step);
-    // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has
-    // them from its checkpoint).
-    if (const int next_t = warmup_seq_len(tcfg, tokens_seen); next_t != t) {
-      t = next_t;
-      t_mb_elems = std::int64_t(batch.micro) * t;
-      if constexpr (!gpu) engine.set_seq_len(t);
-    }
-    // Target tokens of the global batch: known before the step on every rank (masked LM: a
-    // pure function of the sample indices), so the gradient is the mean over exactly them.
-    const std::uint64_t global_batch_index = first_batch + std::uint64_t(step - first_step);
-    const std::int64_t step_loss_tokens = loss_tokens(masker.get(), global_batch_index, batch.global, t);
-    const float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
-    double data_wait_ms = 0;
-    if (loader) {
-      for (int mb = 0; mb < batch.microbatches; ++mb) {
-        const data::AsyncLoader::Batch b = loader->next();
-        // Row r of the loader's [micro, T] batch -> its first t tokens (the first t + 1 of the window).
-        for (int r = 0; r < batch.micro; ++r) {
-          std::copy_n(b.inputs + std::int64_t(r) * T, t, step_tokens + mb * t_mb_elems + std::int64_t(r) * t);
-          std::copy_n(b.targets + std::int64_t(r) * T, t, step_targets + mb * t_mb_elems + std::int64_t(r) * t);
-        }
+  if (summary_.first_step > tcfg.steps && lead_)
+    log_info("nothing to train: the checkpoint is at step ", resumed_.step, " and train.steps is ", tcfg.steps);
+  for (long step = summary_.first_step; step <= tcfg.steps; ++step) {
+    const StepMetrics s = this->step(step);
+    summary_.steps.push_back(s);
+    summary_.last_step = step;
+    if (rank_log_)
+      std::fprintf(rank_log_.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n", step,
+                   s.loss, s.compute_ms, s.pipeline_wait_ms, s.dp_wait_ms);
+    if (lead_) log_step(s);
+    stragglers_.add_step(s.step_ms, s.compute_ms, s.pipeline_wait_ms + s.dp_wait_ms + s.data_wait_ms);
+    if (step % tcfg.log_interval == 0 || step == tcfg.steps) {
+      const StragglerReport r = stragglers_.gather(step);  // collective: every rank, the same steps
+      if (lead_) {
+        log_line(LogLevel::info, r.log_line());
+        metrics_->write_line(r.json());
       }
-      data_wait_ms = loader->take_wait_ms();
     }
-    const parallel::StepStats stats = engine.run(fill, grad_scale);
-    // The loss lives on the last stage: sum over PP (others add 0) and DP.
-    double loss[2] = {stats.loss.sum, double(stats.loss.count)};
-    grid.pp_group().all_reduce(loss, 2);
-    grid.dp_group().all_reduce(loss, 2);
-    // The gradient was scaled by 1 / step_loss_tokens, counted before the step; the loss
-    // saw the loader's targets. They must agree, or the gradient is not the mean.
-    STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ",
-                 std::int64_t(loss[1]), " target tokens but the gradient scale assumed ", step_loss_tokens);
-    const double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
-    const double grad_norm = engine.grad_norm();
-    if (!std::isfinite(mean_loss) || !std::isfinite(grad_norm))
-      throw make_error("training diverged at step ", step, ": loss ", mean_loss, ", gradient norm ", grad_norm,
-                       " (lower optim.lr or check the data)");
-    const double lr = optim::learning_rate(job.optim, step, tcfg.steps);
-    const double gather_wait = engine.optimizer_step(lr, optim::clip_factor(grad_norm, job.optim.grad_clip));
-
-    StepMetrics s;
-    s.step = step;
-    s.loss = mean_loss;
-    s.lr = lr;
-    s.grad_norm = grad_norm;
-    s.seq_len = t;
-    s.tokens = std::int64_t(batch.global) * t;
-    s.loss_tokens = step_loss_tokens;
-    s.step_ms = timer.ms();
-    s.cpu_ms = 1e3 * (process_cpu_seconds() - cpu_start);
-    grid.world_group().all_reduce(&s.cpu_ms, 1, DType::f64, comm::ReduceOp::sum);
-    // Throughput and MFU count what the step processed: G x t tokens at the FLOPs per token
-    // of length t (masked LM processes every position; only the loss is sparse).
-    s.tokens_per_s = double(s.tokens) / (s.step_ms * 1e-3);
-    s.tflops = s.tokens_per_s * model::Transformer<float>::model_flops_per_token(mcfg, t) / shape.size() / 1e12;
-    s.mfu = peak_tflops > 0 ? s.tflops / peak_tflops : 0.0;
-    s.mem_bytes = peak_rss_bytes();
-    s.compute_ms = stats.compute_s * 1e3;
-    s.bubble_fraction = bubble;
-    s.pipeline_wait_ms = stats.pipeline_wait_s * 1e3;
-    s.dp_wait_ms = (stats.dp_wait_s + gather_wait) * 1e3;
-    s.optimizer_state_bytes = engine.optimizer_bytes();
-    s.data_wait_ms = data_wait_ms;
-    summary.steps.push_back(s);
-    if (rank_log)
-      std::fprintf(rank_log.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n",
-                   step, s.loss, stats.compute_s * 1e3, s.pipeline_wait_ms, s.dp_wait_ms);
-    tokens_seen += std::uint64_t(s.tokens);
-    last_lr = lr;
-    summary.last_step = step;
-    if (lead) log_step(s);
-    if (job.eval.interval > 0 && step % job.eval.interval == 0) run_eval(step);
+    if (job_.eval.interval > 0 && step % job_.eval.interval == 0) validate(step);
     // A stop signal on any rank stops every rank after this step, with a checkpoint.
     double stop = StopSignals::received();
-    grid.world_group().all_reduce(&stop, 1, DType::f64, comm::ReduceOp::max);
-    const bool due = job.ckpt.interval > 0 && step % job.ckpt.interval == 0;
-    if (due || stop > 0 || (step == tcfg.steps && job.ckpt.save_at_end)) save_checkpoint(step);
+    grid_.world_group().all_reduce(&stop, 1, DType::f64, comm::ReduceOp::max);
+    const bool due = job_.ckpt.interval > 0 && step % job_.ckpt.interval == 0;
+    if (due || stop > 0 || (step == tcfg.steps && job_.ckpt.save_at_end)) save_checkpoint(step);
     if (stop > 0) {
-      summary.stop_signal = int(stop);
-      if (lead)
-        log_warn("stopping after step ", step, " on ", signal_name(int(stop)), "; checkpoint ",
-                 summary.last_checkpoint);
+      summary_.stop_signal = int(stop);
+      if (lead_)
+        log_warn("stopping after step ", step, " on ", signal_name(int(stop)), "; checkpoint ", summary_.last_checkpoint);
       break;
     }
   }
-  if (loader) loader->stop();
+  if (loader_) loader_->stop();
   // Validation at the end (unless the last step just ran it or a stop signal cut the run
   // short), for every layout.
-  if (summary.stop_signal == 0 && summary.last_step >= first_step &&
-      (summary.evals.empty() || summary.evals.back().step != summary.last_step))
-    run_eval(summary.last_step);
-  if (valid_set.windows() == 0 && job.eval.windows > 0 && lead)
+  if (summary_.stop_signal == 0 && summary_.last_step >= summary_.first_step &&
+      (summary_.evals.empty() || summary_.evals.back().step != summary_.last_step))
+    validate(summary_.last_step);
+  if (valid_set_->windows() == 0 && job_.eval.windows > 0 && lead_)
     log_info("validation: skipped, the data source has no held-out windows (data.valid_fraction for hdf5)");
-  if constexpr (gpu) {
-    // A host copy of the master weights for the tests that compare layouts; a production
-    // model's copy (tens of GB per rank, on every rank of a node) is not made.
-    if (engine.table().numel() <= (std::int64_t(1) << 28)) {
-      summary.final_param_info = engine.table().entries();
-      summary.final_params.resize(std::size_t(engine.table().numel()));
-      engine.download_parameters(summary.final_params.data());
-    }
-  } else {
-    for (int c = 0; c < engine.num_chunks(); ++c) {
-      const std::int64_t base = std::int64_t(summary.final_params.size());
-      for (model::ParamInfo info : engine.chunk(c).table().entries()) {
-        info.offset += base;
-        summary.final_param_info.push_back(std::move(info));
-      }
-      auto p = engine.chunk(c).params();
-      summary.final_params.insert(summary.final_params.end(), p.begin(), p.end());
-    }
-  }
-  return summary;
-}
-
-TrainSummary train_on_grid(const config::JobConfig& job, comm::RankGrid& grid) {
-  const BatchShape batch = resolve_batch(job.parallel, grid.shape().dp);
-  if (job.hardware.device == config::DeviceKind::cuda) {
-    check_gpu_job(job);
-    parallel::GpuEngine engine(job.model, job.parallel, job.optim, job.train.seq_len, batch.microbatches, grid);
-    return train_loop(job, grid, engine);
-  }
-  parallel::PipelineEngine engine(job.model, job.parallel, job.optim, job.train.seq_len, batch.microbatches, grid);
-  return train_loop(job, grid, engine);
+  keep_final_parameters();
+  return summary_;
 }
 
 }  // namespace
@@ -519,7 +523,8 @@ TrainSummary run_training(const config::JobConfig& job, MPI_Comm world) {
     // The derived DP size written down: config.yaml and checkpoints record the layout that ran.
     config::JobConfig resolved = job;
     resolved.parallel.dp = grid.shape().dp;
-    return train_on_grid(resolved, grid);
+    Trainer trainer(resolved, grid);
+    return trainer.run();
   } catch (const std::exception& e) {
     // Name this rank's grid coordinates; main() reports and aborts the job.
     throw Error("[" + grid.coordinates() + "] " + e.what());

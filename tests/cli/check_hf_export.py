@@ -8,7 +8,14 @@ float32 values), applies its own copy of the GPT-2 / LLaMA mapping (Conv1D trans
 q|k|v fusion, zero biases) and compares every value: fp32 exactly, bf16 as the nearest
 bf16 of the fp32 value with ties to even.
 
+With --logits FILE (the JSON of `strata eval --logits`), it also runs its own forward pass of
+the exported model in plain Python, with Hugging Face's math for the architecture (GPT-2:
+Conv1D weights, gelu_new, learned positions; LLaMA: RMSNorm, rotate-half RoPE, grouped-query
+attention, SiLU-gated MLP with the biases config.json declares), and compares its logits with
+strata's at every position.
+
 usage: check_hf_export.py CHECKPOINT.h5 EXPORT_DIR --arch gpt2|llama --dtype fp32|bf16 --heads N
+                          [--kv-heads N] [--logits STRATA_LOGITS.json]
 """
 import argparse
 import json
@@ -258,6 +265,121 @@ def nearest_bf16(x):
     return a if lo % 2 == 0 else b
 
 
+# ---- an independent forward pass over the exported tensors (Hugging Face's math) ----------
+
+def matvec(x, w, rows, cols, transposed=False):
+    """x [cols] times w^T (w [rows, cols], nn.Linear) -> [rows]; transposed: w [cols, rows] (Conv1D)."""
+    if transposed:
+        return [sum(x[c] * w[c * rows + r] for c in range(cols)) for r in range(rows)]
+    return [sum(x[c] * w[r * cols + c] for c in range(cols)) for r in range(rows)]
+
+
+def add(a, b):
+    return [x + y for x, y in zip(a, b)]
+
+
+def layer_norm(x, g, b, eps):
+    m = sum(x) / len(x)
+    v = sum((t - m) ** 2 for t in x) / len(x)
+    r = 1.0 / math.sqrt(v + eps)
+    return [(t - m) * r * gi + bi for t, gi, bi in zip(x, g, b)]
+
+
+def rms_norm(x, g, eps):
+    r = 1.0 / math.sqrt(sum(t * t for t in x) / len(x) + eps)
+    return [t * r * gi for t, gi in zip(x, g)]
+
+
+def softmax(s):
+    m = max(s)
+    e = [math.exp(t - m) for t in s]
+    z = sum(e)
+    return [t / z for t in e]
+
+
+def hf_forward(arch, tensors, cfg, tokens):
+    """Logits [len(tokens), V] of the exported model (fp32 values, computed in double)."""
+    T = {n: v[2] for n, v in tensors.items()}
+    S = {n: v[1] for n, v in tensors.items()}
+    if arch == "gpt2":
+        C, L, H = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
+        eps = cfg.get("layer_norm_epsilon", 1e-5)
+        V = S["transformer.wte.weight"][0]
+        hd = C // H
+        xs = [add(T["transformer.wte.weight"][t * C:(t + 1) * C], T["transformer.wpe.weight"][p * C:(p + 1) * C])
+              for p, t in enumerate(tokens)]
+        for l in range(L):
+            h = f"transformer.h.{l}."
+            a = [layer_norm(x, T[h + "ln_1.weight"], T[h + "ln_1.bias"], eps) for x in xs]
+            qkv = [add(matvec(x, T[h + "attn.c_attn.weight"], 3 * C, C, True), T[h + "attn.c_attn.bias"]) for x in a]
+            att = []
+            for i in range(len(xs)):
+                out = []
+                for hh in range(H):
+                    q = qkv[i][hh * hd:(hh + 1) * hd]
+                    sc = [sum(q[d] * qkv[j][C + hh * hd + d] for d in range(hd)) / math.sqrt(hd) for j in range(i + 1)]
+                    p = softmax(sc)
+                    out += [sum(p[j] * qkv[j][2 * C + hh * hd + d] for j in range(i + 1)) for d in range(hd)]
+                att.append(out)
+            xs = [add(x, add(matvec(y, T[h + "attn.c_proj.weight"], C, C, True), T[h + "attn.c_proj.bias"]))
+                  for x, y in zip(xs, att)]
+            F = S[h + "mlp.c_fc.weight"][1]
+            m = [layer_norm(x, T[h + "ln_2.weight"], T[h + "ln_2.bias"], eps) for x in xs]
+            for i, x in enumerate(m):
+                u = add(matvec(x, T[h + "mlp.c_fc.weight"], F, C, True), T[h + "mlp.c_fc.bias"])
+                u = [0.5 * t * (1 + math.tanh(math.sqrt(2 / math.pi) * (t + 0.044715 * t ** 3))) for t in u]  # gelu_new
+                xs[i] = add(xs[i], add(matvec(u, T[h + "mlp.c_proj.weight"], C, F, True), T[h + "mlp.c_proj.bias"]))
+        f = [layer_norm(x, T["transformer.ln_f.weight"], T["transformer.ln_f.bias"], eps) for x in xs]
+        head = T.get("lm_head.weight", T["transformer.wte.weight"])
+        return [matvec(x, head, V, C) for x in f]
+    C, L, H = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    KV, eps, theta = cfg["num_key_value_heads"], cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    V = S["model.embed_tokens.weight"][0]
+    hd = C // H
+    F = cfg["intermediate_size"]
+
+    def lin(x, name, rows, cols):
+        y = matvec(x, T[name + ".weight"], rows, cols)
+        return add(y, T[name + ".bias"]) if name + ".bias" in T else y
+
+    def rope(v, pos):  # rotate-half: element i pairs with i + hd/2
+        out = list(v)
+        for i in range(hd // 2):
+            ang = pos * theta ** (-2.0 * i / hd)
+            c, s_ = math.cos(ang), math.sin(ang)
+            out[i] = v[i] * c - v[i + hd // 2] * s_
+            out[i + hd // 2] = v[i] * s_ + v[i + hd // 2] * c
+        return out
+
+    xs = [T["model.embed_tokens.weight"][t * C:(t + 1) * C] for t in tokens]
+    for l in range(L):
+        h = f"model.layers.{l}."
+        a = [rms_norm(x, T[h + "input_layernorm.weight"], eps) for x in xs]
+        q = [lin(x, h + "self_attn.q_proj", H * hd, C) for x in a]
+        k = [lin(x, h + "self_attn.k_proj", KV * hd, C) for x in a]
+        v = [lin(x, h + "self_attn.v_proj", KV * hd, C) for x in a]
+        q = [sum((rope(qi[hh * hd:(hh + 1) * hd], p) for hh in range(H)), []) for p, qi in enumerate(q)]
+        k = [sum((rope(ki[hh * hd:(hh + 1) * hd], p) for hh in range(KV)), []) for p, ki in enumerate(k)]
+        att = []
+        for i in range(len(xs)):
+            out = []
+            for hh in range(H):
+                kh = hh // (H // KV)
+                sc = [sum(q[i][hh * hd + d] * k[j][kh * hd + d] for d in range(hd)) / math.sqrt(hd) for j in range(i + 1)]
+                p = softmax(sc)
+                out += [sum(p[j] * v[j][kh * hd + d] for j in range(i + 1)) for d in range(hd)]
+            att.append(out)
+        xs = [add(x, lin(y, h + "self_attn.o_proj", C, H * hd)) for x, y in zip(xs, att)]
+        m = [rms_norm(x, T[h + "post_attention_layernorm.weight"], eps) for x in xs]
+        for i, x in enumerate(m):
+            g, u = lin(x, h + "mlp.gate_proj", F, C), lin(x, h + "mlp.up_proj", F, C)
+            act = [gi / (1 + math.exp(-gi)) * ui for gi, ui in zip(g, u)]
+            xs[i] = add(xs[i], lin(act, h + "mlp.down_proj", C, F))
+    f = [rms_norm(x, T["model.norm.weight"], eps) for x in xs]
+    head = T.get("lm_head.weight", T["model.embed_tokens.weight"])
+    return [matvec(x, head, V, C) for x in f]
+
+
 def same(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == b
 
@@ -271,6 +393,7 @@ def main():
     ap.add_argument("--heads", type=int, required=True)
     ap.add_argument("--kv-heads", type=int, default=0)
     ap.add_argument("--min-shards", type=int, default=1)
+    ap.add_argument("--logits", help="strata eval --logits JSON to compare with this script's own forward")
     args = ap.parse_args()
 
     stored = h5_model_tensors(args.checkpoint)
@@ -330,6 +453,26 @@ def main():
     for k, v in expect.items():
         if cfg.get(k) != v:
             fail(f"config.json {k} = {cfg.get(k)!r}, want {v!r}")
+
+    if args.logits:
+        with open(args.logits) as f:
+            theirs = json.load(f)
+        ours = hf_forward(args.arch, got, cfg, theirs["tokens"])
+        worst = 0.0
+        for p, (a, b) in enumerate(zip(ours, theirs["logits"])):
+            if len(a) != len(b):
+                fail(f"position {p}: {len(b)} logits from strata, {len(a)} from the export")
+                continue
+            worst = max(worst, max(abs(x - y) for x, y in zip(a, b)))
+        # fp32 weights; strata computes in fp32 (a few ulps per sum), this script in double:
+        # agreement to 1e-4 absolute at logits of order 1. A missing bias or a wrong mapping
+        # moves them by 1e-2 or more.
+        tol = 1e-4 if args.dtype == "fp32" else 5e-2
+        if worst > tol:
+            fail(f"logits differ from strata's by up to {worst:.3g} (tolerance {tol})")
+        else:
+            print(f"check_hf_export: the export's forward ({args.arch}, plain Python) gives strata's logits at "
+                  f"{len(ours)} positions to {worst:.2g}")
 
     if errors:
         print(f"check_hf_export: {len(errors)} problem(s)")

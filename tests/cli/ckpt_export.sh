@@ -49,7 +49,10 @@ EOF
 out=$(timeout 60 "$strata" ckpt export-hf "$ck" --out "$tmp/gpt_fp32" --dtype fp32 --tokenizer none 2>&1) ||
   fail "export gpt fp32: $out"
 grep -qF "as Hugging Face gpt2" <<<"$out" || fail "export summary lacks the architecture: $out"
-check "$file" "$tmp/gpt_fp32" --arch gpt2 --dtype fp32 --heads 4 || fail "gpt2 fp32 export check"
+timeout 60 "$strata" eval --ckpt "$ck" --logits 3,17,5,60,0,9 >"$tmp/gpt_logits.json" 2>"$tmp/err.txt" ||
+  fail "eval --logits: $(cat "$tmp/err.txt")"
+check "$file" "$tmp/gpt_fp32" --arch gpt2 --dtype fp32 --heads 4 --logits "$tmp/gpt_logits.json" ||
+  fail "gpt2 fp32 export check"
 # bf16 in shards of at most 40 KB (about 210 KB of weights)
 out=$(timeout 60 "$strata" ckpt export-hf "$file" --out "$tmp/gpt_bf16" --max-shard-size 40KB 2>&1) ||
   fail "export gpt bf16: $out"
@@ -84,7 +87,23 @@ out=$(timeout 120 "$strata" tokenizer train --input /usr/share/common-licenses/G
 out=$(timeout 60 "$strata" ckpt export-hf "$file" --out "$tmp/llama_fp32" --dtype fp32 --tokenizer "$tmp/tok.json" 2>&1) ||
   fail "export llama fp32: $out"
 cmp -s "$tmp/tok.json" "$tmp/llama_fp32/tokenizer.json" || fail "tokenizer.json is not a copy of $tmp/tok.json"
-check "$file" "$tmp/llama_fp32" --arch llama --dtype fp32 --heads 4 --kv-heads 2 || fail "llama fp32 export check"
+timeout 60 "$strata" eval --ckpt "$ck" --logits 72,101,108,108,111,33 >"$tmp/llama_logits.json" 2>"$tmp/err.txt" ||
+  fail "eval --logits: $(cat "$tmp/err.txt")"
+check "$file" "$tmp/llama_fp32" --arch llama --dtype fp32 --heads 4 --kv-heads 2 --logits "$tmp/llama_logits.json" ||
+  fail "llama fp32 export check"
+
+# --- LLaMA style with biases (q, k, v, o; gate, up and down: attention_bias, mlp_bias): the
+# decoder behind strata eval applies every bias training does, as the export's forward shows ---
+train llama_bias --set model.norm=rmsnorm --set model.mlp=swiglu --set model.positions=rope --set model.num_kv_heads=2 \
+  --set model.bias=true --set model.tied_embeddings=false --set model.ffn_hidden=96 --set model.vocab_size=300
+ck="$tmp/llama_bias/ckpt"
+file="$ck/$(cat "$ck/latest" 2>/dev/null)"
+out=$(timeout 60 "$strata" ckpt export-hf "$ck" --out "$tmp/llama_bias_fp32" --dtype fp32 --tokenizer none 2>&1) ||
+  fail "export llama with biases: $out"
+timeout 60 "$strata" eval --ckpt "$ck" --logits 72,101,108,108,111,33 >"$tmp/llama_bias_logits.json" 2>"$tmp/err.txt" ||
+  fail "eval --logits: $(cat "$tmp/err.txt")"
+check "$file" "$tmp/llama_bias_fp32" --arch llama --dtype fp32 --heads 4 --kv-heads 2 \
+  --logits "$tmp/llama_bias_logits.json" || fail "llama with biases: export check and logits"
 
 # --- a run on prepared data: the tokenizer comes from the run (data.tokenizer unset: the
 # dataset's own), and one with another content hash is refused ---

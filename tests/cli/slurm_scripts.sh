@@ -49,6 +49,11 @@ echo "env OMP_NUM_THREADS=$OMP_NUM_THREADS OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_TH
 trap 'echo "srun got USR1" >>"$FAKE_LOG"; exit 0' USR1
 for _ in $(seq 1 $((${FAKE_STEP_S:-0} * 10))); do sleep 0.1; done
 SH
+# The strata binary of the job: its dry run (launch.sh plans the job before srun) succeeds.
+cat >"$tmp/bin/strata-standin" <<'SH'
+#!/usr/bin/env bash
+echo "strata $*" >>"$FAKE_LOG"
+SH
 chmod +x "$tmp/bin/"*
 export PATH="$tmp/bin:$PATH" FAKE_LOG="$tmp/fake.log"
 
@@ -63,13 +68,14 @@ check "submit: a CPU script asks for no GPUs" grep -qx "sbatch --ntasks-per-node
 
 # ---- the job: srun line, environment, run folder, job.json ----
 job_env=(SLURM_JOB_ID=42 SLURM_JOB_NAME=strata-70b SLURM_JOB_NUM_NODES=2 SLURM_NTASKS=16 SLURM_CPUS_PER_TASK=12
-         SLURM_JOB_NODELIST="n[1-2]" STRATA_ROOT="$src" RUNS="$tmp/runs" STRATA=/opt/strata)
+         SLURM_JOB_NODELIST="n[1-2]" STRATA_ROOT="$src" RUNS="$tmp/runs" STRATA="$tmp/bin/strata-standin")
 : >"$FAKE_LOG"
 env "${job_env[@]}" SET="optim.lr=1e-4 train.log_interval=1" bash slurm/pretrain_70b.sh --set "data.datasets=[a.h5, b.h5]" \
   >"$tmp/job.out" 2>&1
 rc=$?
 check "job: exit 0" test $rc -eq 0
-check "job: srun line" grep -qxF "srun --kill-on-bad-exit=1 --ntasks=16 --ntasks-per-node=8 --cpu-bind=cores --cpus-per-task=12 bash $src/slurm/bind.sh /opt/strata train --config configs/pretrain_70b.yaml --set train.out_dir=$tmp/runs/strata-70b-42 --set train.resume=auto --set hardware.threads=12 --set optim.lr=1e-4 --set train.log_interval=1 --set data.datasets=[a.h5, b.h5]" "$FAKE_LOG"
+check "job: srun line" grep -qxF "srun --kill-on-bad-exit=1 --ntasks=16 --ntasks-per-node=8 --cpu-bind=cores --cpus-per-task=12 bash $src/slurm/bind.sh $tmp/bin/strata-standin train --config configs/pretrain_70b.yaml --set train.out_dir=$tmp/runs/strata-70b-42 --set train.resume=auto --set hardware.threads=12 --set optim.lr=1e-4 --set train.log_interval=1 --set data.datasets=[a.h5, b.h5]" "$FAKE_LOG"
+check "job: the engine's dry run before srun" grep -q -- "--set data.datasets=\[a.h5, b.h5\] --dry-run --ranks 16$" "$FAKE_LOG"
 check "job: threads from --cpus-per-task, NCCL default" grep -qx "env OMP_NUM_THREADS=12 OPENBLAS_NUM_THREADS=12 NCCL_DEBUG=WARN" "$FAKE_LOG"
 check "job: job.json" python3 - "$tmp/runs/strata-70b-42/job.json" <<'PY'
 import json, sys

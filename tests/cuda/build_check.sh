@@ -4,7 +4,9 @@
 #      A100 and sm_90 for H100/H200);
 #   2. `strata train` with hardware.device: cuda ends with one clear line and a non-zero exit,
 #      on one rank and on two (no hang), naming why no GPU can be used;
-#   3. what the GPU path does not run yet is refused before anything starts, naming the key.
+#   3. what the CUDA backend does not run (config/capabilities.cpp) is refused before anything
+#      starts, naming the key; pipeline layouts and the sequence-length warm-up are not refused,
+#      and --dry-run plans a GPU job.
 # On a machine with a GPU, part 2 is skipped (training would start).
 # usage: build_check.sh STRATA_BINARY SOURCE_DIR CUDA_TESTS_BINARY "CMAKE_CUDA_ARCHITECTURES"
 set -uo pipefail
@@ -40,10 +42,16 @@ else
   if [ $rc -ne 0 ] && [ $rc -lt 124 ] && grep -q "CUDA" <<<"$out"; then echo "ok   no-gpu-2-ranks: exit $rc"
   else echo "FAIL no-gpu-2-ranks: exit $rc: $out"; failures=$((failures + 1)); fi
 fi
-expect_error gpu-warmup "train.seq_len_warmup" train --config "$good" "${cuda[@]}" --set train.seq_len_warmup=1000
-out=$(timeout 120 mpiexec -n 2 --oversubscribe "$strata" train --config "$good" "${cuda[@]}" --set parallel.pp=2 2>&1); rc=$?
-if [ $rc -ne 0 ] && [ $rc -lt 124 ] && grep -q "pipeline parallelism" <<<"$out"; then echo "ok   gpu-pp: exit $rc"
-else echo "FAIL gpu-pp: exit $rc: $out"; failures=$((failures + 1)); fi
+expect_error gpu-head-size "head size 32" train --config "$good" --set hardware.device=cuda --set model.num_heads=2 \
+  --set train.out_dir="$tmp/run"
+expect_error gpu-bf16-reduce-on-cpu "grad_reduce_dtype: bf16" train --config "$good" --set parallel.grad_reduce_dtype=bf16
+for extra in "--set train.seq_len_warmup=1000" "--set parallel.pp=2" \
+             "--set parallel.pp=2 --set parallel.schedule=interleaved_1f1b --set parallel.virtual_stages=2 --set parallel.num_microbatches=2 --set model.num_layers=4"; do
+  # shellcheck disable=SC2086
+  if "$strata" train --config "$good" "${cuda[@]}" $extra --dry-run >"$tmp/dry.txt" 2>&1 && grep -q "cuda bf16" "$tmp/dry.txt"
+  then echo "ok   dry-run: cuda $extra"
+  else echo "FAIL dry-run: cuda $extra: $(cat "$tmp/dry.txt")"; failures=$((failures + 1)); fi
+done
 
 if [ $failures -ne 0 ]; then echo "$failures case(s) failed"; exit 1; fi
 echo "the CUDA build carries code for $configured and the GPU path fails clearly where it cannot run"

@@ -1,4 +1,4 @@
-// Checkpoints of GPU runs (ckpt::EngineCheckpointer over a GpuEngine): the trainer on one GPU
+// Checkpoints of GPU runs (ckpt::EngineCheckpointer over the CUDA engine): the trainer on one GPU
 // saves at step 3; the file holds its fp32 master weights exactly, loads into the CPU trainer
 // and into a GPU trainer, and both continue to step 4 with the loss of the uninterrupted run.
 #include <gtest/gtest.h>
@@ -58,7 +58,8 @@ TEST_F(GpuCheckpointTest, SavedOnGpuLoadsOnCpuAndOnGpuAndContinues) {
   const train::TrainSummary s3 = train::run_training(three, MPI_COMM_WORLD);
   const model::ParameterTable table = model::make_parameter_table(three.model);  // the CPU layout
   std::vector<float> stored(std::size_t(table.numel()));
-  ckpt::load_parameters((dir3 / "ckpt" / "step_00000003.h5").string(), table, stored.data(), MPI_COMM_SELF);
+  comm::RankGrid self(MPI_COMM_SELF, 1, 1, 1);
+  ckpt::load_parameters((dir3 / "ckpt" / "step_00000003.h5").string(), table, stored.data(), self);
   model::ParameterTable gpu_table;  // the GPU run's layout (vocabulary padded to 64 rows)
   for (const model::ParamInfo& p : s3.final_param_info) gpu_table.add(p);
   ASSERT_EQ(std::int64_t(s3.final_params.size()), gpu_table.numel());

@@ -1,7 +1,8 @@
-// GpuEngine on one GPU against the CPU model (Transformer<float>) from the same initial
-// weights and batch: loss, every parameter's gradient, memorisation of a fixed batch,
-// recompute = full against none, ZeRO-1 against ZeRO-0, and the settings it refuses.
-// (Tensor, sequence and data parallelism against one GPU: tests/mpi/test_gpu_layouts.cpp.)
+// The engine over the CUDA backend on one GPU against the CPU stage (fp32) from the same
+// initial weights and batch: loss, every parameter's gradient, memorisation of a fixed batch,
+// recompute = full against none, ZeRO-1 against ZeRO-0; the decoder's logits against the
+// training forward's on the GPU; and the limits the support statement names. (Tensor, sequence,
+// data and pipeline parallelism against one GPU: tests/mpi/test_gpu_layouts.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,9 +12,11 @@
 #include "../unit/mpi_singleton.hpp"
 #include "cuda_test_util.hpp"
 #include "strata/comm/rank_grid.hpp"
+#include "strata/config/capabilities.hpp"
+#include "strata/model/runtime_model.hpp"
 #include "strata/model/transformer.hpp"
 #include "strata/optim/optimizer.hpp"
-#include "strata/parallel/gpu_engine.hpp"
+#include "strata/parallel/engine.hpp"
 
 using namespace strata;
 
@@ -27,7 +30,7 @@ struct Result {
   std::vector<float> grads;
 };
 
-parallel::GpuEngine::FillBatch filler(const config::ModelConfig& c) {
+parallel::Engine::FillBatch filler(const config::ModelConfig& c) {
   return [c](int mb, std::int32_t* tokens, std::int32_t* targets) { test::fill_batch(c, kB, kT, mb, tokens, targets); };
 }
 
@@ -57,15 +60,14 @@ config::ParallelConfig parallel_config(int zero_stage = 0) {
   return p;
 }
 
-Result gpu_step(parallel::GpuEngine& e, const config::ModelConfig& c) {
+Result gpu_step(parallel::Engine& e, const config::ModelConfig& c) {
   const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
   const parallel::StepStats st = e.run(filler(c), scale);
   EXPECT_EQ(st.loss.count, test::count_targets(kB, kT, kM));
   EXPECT_GT(st.compute_s, 0.0);
   Result r;
   r.loss = st.loss.mean();
-  r.grads.resize(std::size_t(e.table().numel()));
-  e.download_gradients(r.grads.data());
+  e.download_gradients(r.grads);
   return r;
 }
 
@@ -76,8 +78,9 @@ class GpuEngineTest : public test::CudaTest {
     if (IsSkipped()) return;
     grid_ = std::make_unique<comm::RankGrid>(MPI_COMM_WORLD, 1, 1, 1);
   }
-  std::unique_ptr<parallel::GpuEngine> engine(const config::ModelConfig& c, int zero_stage = 0) {
-    auto e = std::make_unique<parallel::GpuEngine>(c, parallel_config(zero_stage), config::OptimConfig{}, kT, kM, *grid_);
+  std::unique_ptr<parallel::Engine> engine(const config::ModelConfig& c, int zero_stage = 0) {
+    auto e = parallel::make_engine(config::DeviceKind::cuda, c, parallel_config(zero_stage), config::OptimConfig{}, kT,
+                                   kM, *grid_);
     e->init_parameters(kSeed);
     return e;
   }
@@ -87,20 +90,19 @@ class GpuEngineTest : public test::CudaTest {
     auto e = engine(c);
     // The fp32 master weights are exactly the CPU's initial values (the GPU pads the
     // vocabulary to 64 rows: compared tensor by tensor, by global index).
-    std::vector<float> w(std::size_t(e->table().numel()));
-    e->download_parameters(w.data());
+    const test::EngineParams w = test::engine_params(*e);
     model::Transformer<float> ref(c, kB, kT);
     ref.init_parameters(kSeed);
     const std::vector<float> ref_params(ref.params().begin(), ref.params().begin() + ref.table().numel());
-    test::expect_same_values(e->table(), w, ref.table(), ref_params);
+    test::expect_same_values(w.table, w.values, ref.table(), ref_params);
     const Result gpu = gpu_step(*e, c);
     // Loss ~ ln(97) ~ 4.6 from bf16 logits: each logit carries a relative error of a few 2^-9
     // (bf16 inputs, fp32 accumulation) ~ 0.01 absolute at |logit| ~ 1, which moves the mean
     // loss by about that much; 2e-2 relative (~0.09) leaves a wide margin and still catches a
     // wrong mask, scale or softmax (errors of order 1).
     EXPECT_NEAR(gpu.loss, cpu.loss, 2e-2 * cpu.loss) << c.name;
-    test::expect_gradients_close(e->table(), gpu.grads, ref.table(), cpu.grads);
-    EXPECT_NE(e->description().find("gpu activations"), std::string::npos);
+    test::expect_gradients_close(w.table, gpu.grads, ref.table(), cpu.grads);
+    EXPECT_NE(e->description().find("CUDA backend"), std::string::npos);
   }
   std::unique_ptr<comm::RankGrid> grid_;
 };
@@ -108,6 +110,12 @@ class GpuEngineTest : public test::CudaTest {
 TEST_F(GpuEngineTest, GptStyleLossAndGradientsMatchCpu) { expect_matches_cpu(test::gpu_gpt()); }
 
 TEST_F(GpuEngineTest, LlamaStyleLossAndGradientsMatchCpu) { expect_matches_cpu(test::gpu_llama()); }
+
+TEST_F(GpuEngineTest, LlamaStyleWithBiasesMatchesCpu) {
+  config::ModelConfig c = test::gpu_llama();
+  c.bias = true;  // gate and up biases included (SwiGLU)
+  expect_matches_cpu(c);
+}
 
 TEST_F(GpuEngineTest, BidirectionalAttentionMatchesCpu) {
   config::ModelConfig c = test::gpu_gpt();
@@ -163,10 +171,8 @@ TEST_F(GpuEngineTest, ZeroStageOneOnOneRankEqualsZeroStageZero) {
     EXPECT_EQ(z0->optimizer_step(1e-3, 1.0), 0.0);
     EXPECT_EQ(z1->optimizer_step(1e-3, 1.0), 0.0);  // dp = 1: nothing to gather
   }
-  std::vector<float> p0(std::size_t(z0->table().numel())), p1(p0.size());
-  z0->download_parameters(p0.data());
-  z1->download_parameters(p1.data());
-  EXPECT_TRUE(test::all_close(p1, p0, 1e-5, 1e-6));
+  const test::EngineParams p0 = test::engine_params(*z0), p1 = test::engine_params(*z1);
+  EXPECT_TRUE(test::all_close(p1.values, p0.values, 1e-5, 1e-6));
   EXPECT_EQ(z0->optimizer_bytes(), z1->optimizer_bytes());
 }
 
@@ -179,33 +185,72 @@ TEST_F(GpuEngineTest, GradientNormMatchesTheDownloadedGradients) {
   EXPECT_NEAR(e->grad_norm(), std::sqrt(sq), 1e-4 * std::sqrt(sq));
 }
 
-// ---- limits: checked from the configuration before any device is touched, so these run on
-// machines without a GPU too (not CudaTest).
+TEST_F(GpuEngineTest, EngineAllocatesItsDryRunPlan) {
+  // The memory the engine holds is the plan a CPU-only build prints for the job (--dry-run).
+  const config::ModelConfig c = test::gpu_llama();
+  auto e = engine(c, 1);
+  const parallel::EnginePlan dry = parallel::plan_engine(c, parallel_config(1), config::OptimConfig{}, kT, kM,
+                                                         grid_->shape(), grid_->coord(), model::cuda_backend_spec());
+  EXPECT_EQ(e->parameter_bytes(), dry.parameter_bytes());
+  EXPECT_EQ(e->activation_bytes(), dry.activation_bytes());
+  EXPECT_EQ(e->plan().optimizer_bytes(), dry.optimizer_bytes());
+}
 
-void expect_refused(config::ModelConfig c, config::ParallelConfig p, const std::string& expected) {
-  comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, 1);
-  try {
-    parallel::GpuEngine e(c, p, config::OptimConfig{}, kT, kM, grid);
-    ADD_FAILURE() << "expected an error mentioning '" << expected << "'";
-  } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find(expected), std::string::npos) << err.what();
+// The decoder (KV cache) on the GPU computes the training forward's function: its logits of a
+// whole sequence against the evaluation stage's loss on the same tokens, and greedy decoding
+// token by token against the prefill's rows.
+TEST_F(GpuEngineTest, DecoderAgreesWithTheTrainingForward) {
+  for (config::ModelConfig c : {test::gpu_gpt(), test::gpu_llama()}) {
+    c.bias = true;
+    const model::ParameterTable table = model::make_parameter_table(c);
+    std::vector<float> host(std::size_t(table.numel()));
+    model::init_parameter_values(table, kSeed, host.data());
+    auto dec = model::make_decoder_model(config::DeviceKind::cuda, c, kT, *grid_);
+    auto fwd = model::make_forward_model(config::DeviceKind::cuda, c, 1, kT, *grid_);
+    // Both TP-1 tables pad the vocabulary to 64 rows: upload the padded layout.
+    std::vector<float> padded(std::size_t(dec->table().numel()), 0.0f);
+    for (const model::ParamInfo& p : dec->table().entries()) {
+      const model::ParamInfo& r = table.get(p.name);
+      const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
+      for (std::int64_t i = 0; i < real; ++i) padded[std::size_t(p.offset + i)] = host[std::size_t(r.offset + i)];
+    }
+    dec->upload_parameters(padded.data());
+    fwd->upload_parameters(padded.data());
+    std::vector<std::int32_t> tok(kT), tgt(kT);
+    test::fill_batch(c, 1, kT, 0, tok.data(), tgt.data());
+    for (int i = 0; i + 1 < kT; ++i) tgt[std::size_t(i)] = tok[std::size_t(i) + 1];
+    tgt[kT - 1] = -1;
+    const model::LossSum want = fwd->forward(tok.data(), tgt.data());
+    const float* rows = dec->forward(tok, true);
+    double sum = 0;
+    const std::size_t V = std::size_t(c.vocab_size);
+    for (int i = 0; i + 1 < kT; ++i) {
+      double mx = -1e30, z = 0;
+      for (std::size_t v = 0; v < V; ++v) mx = std::max(mx, double(rows[std::size_t(i) * V + v]));
+      for (std::size_t v = 0; v < V; ++v) z += std::exp(double(rows[std::size_t(i) * V + v]) - mx);
+      sum += mx + std::log(z) - double(rows[std::size_t(i) * V + std::size_t(tgt[std::size_t(i)])]);
+    }
+    // Same kernels but for the attention (flash vs. the cache kernel) and bf16 logits read
+    // back: the mean loss within 1e-2 relative.
+    EXPECT_NEAR(sum / (kT - 1), want.mean(), 1e-2 * want.mean()) << c.name;
   }
 }
 
-TEST(GpuEngineLimits, PipelineParallelismIsRefused) {
+// ---- limits: from the support statement (config/capabilities.hpp), on any machine.
+
+TEST(GpuEngineLimits, HeadSizesOtherThan64Or128AreRefusedByName) {
+  const std::vector<std::string> no =
+      config::unsupported(config::DeviceKind::cuda, test::gpu_gpt(128, 4), parallel_config(), kT);
+  ASSERT_EQ(no.size(), 1u);
+  EXPECT_NE(no[0].find("head size 32"), std::string::npos) << no[0];
+}
+
+TEST(GpuEngineLimits, PipelineAndVirtualStagesAreSupported) {
   config::ParallelConfig p = parallel_config();
   p.pp = 2;
-  expect_refused(test::gpu_gpt(), p, "use pp: 1");
-}
-
-TEST(GpuEngineLimits, InterleavedPipelineChunksAreRefused) {
-  config::ParallelConfig p = parallel_config();
   p.virtual_stages = 2;
-  expect_refused(test::gpu_gpt(), p, "parallel.virtual_stages");
-}
-
-TEST(GpuEngineLimits, HeadSizesOtherThan64Or128AreRefused) {
-  expect_refused(test::gpu_gpt(128, 4), parallel_config(), "head size of 64 or 128");
+  p.schedule = config::PipelineSchedule::interleaved_1f1b;
+  EXPECT_TRUE(config::unsupported(config::DeviceKind::cuda, test::gpu_gpt(), p, kT).empty());
 }
 
 }  // namespace

@@ -9,7 +9,8 @@
 
 int main(int argc, char** argv) {
   strata::kernels::cpu::ensure_blas_coretype(argv);
-  MPI_Init(&argc, &argv);
+  int provided = 0;  // as strata's main (cli/main.cpp): the watchdog thread may read progress windows
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   ::testing::InitGoogleTest(&argc, argv);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -166,3 +166,91 @@ TEST(MpiCommunicator, WatchdogNamesTheStuckOperationInsteadOfHanging) {
   }
   MPI_Barrier(MPI_COMM_WORLD);
 }
+
+TEST(MpiCommunicator, GatherCollectsEveryRankOnTheRootOnly) {
+  RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
+  Communicator& g = grid.world_group();
+  const int n = g.size(), r = g.rank();
+  for (int root : {0, n - 1}) {
+    const std::int32_t mine[2] = {10 * r, -r};
+    std::vector<std::int32_t> all(r == root ? std::size_t(2 * n) : 0, -7);
+    g.gather(mine, all.data(), 2, DType::i32, root);
+    if (r == root)
+      for (int q = 0; q < n; ++q) {
+        EXPECT_EQ(all[std::size_t(2 * q)], 10 * q);
+        EXPECT_EQ(all[std::size_t(2 * q + 1)], -q);
+      }
+  }
+}
+
+TEST(MpiCommunicator, EveryRankPublishesTheCollectivesItEntered) {
+  RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
+  auto& g = static_cast<MpiCommunicator&>(grid.dp_group());
+  double x = 1;
+  g.all_reduce(&x, 1, DType::f64, ReduceOp::sum);                      // 1
+  Work w = g.iall_reduce(&x, 1, DType::f64, ReduceOp::sum);              // 2
+  g.wait(w);
+  g.barrier();                                                           // 3
+  g.broadcast(&x, 1, DType::f64, 0);                                     // 4
+  std::vector<double> all(std::size_t(g.size()));
+  g.all_gather(&x, all.data(), 1, DType::f64);                           // 5
+  g.gather(&x, all.data(), 1, DType::f64, 0);                            // 6
+  int v = 1;
+  if (g.size() > 1) {  // point-to-point is not a collective: not counted
+    if (g.rank() == 0) g.send(&v, 1, DType::i32, 1);
+    if (g.rank() == 1) g.recv(&v, 1, DType::i32, 0);
+  }
+  EXPECT_EQ(g.collectives_entered(), 6u);
+  MPI_Barrier(MPI_COMM_WORLD);  // every rank has entered all six
+  const std::vector<PeerProgress> peers = g.read_progress(10.0);
+  if (g.size() == 1) {
+    EXPECT_TRUE(peers.empty());  // no peers, no window
+    return;
+  }
+  ASSERT_EQ(peers.size(), std::size_t(g.size()));
+  for (int q = 0; q < g.size(); ++q) {
+    const PeerProgress& p = peers[std::size_t(q)];
+    EXPECT_TRUE(p.read);
+    EXPECT_EQ(p.group_rank, q);
+    EXPECT_EQ(p.global_rank, q);  // tp 1, pp 1: the dp group is the world in order
+    EXPECT_EQ(p.entered, 6u);
+    EXPECT_EQ(p.last, CollectiveKind::gather);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(MpiCommunicator, ATimedOutCollectiveNamesTheRankThatHasNotArrived) {
+  if (world_size() < 2) GTEST_SKIP() << "needs two ranks";
+  MPI_Comm dup = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+  MpiCommunicator g(dup, "test", world_rank(), 0.5);
+  const int late = g.size() - 1;  // joins the all-reduce only after everyone else timed out
+  double x = 1;
+  Work w;
+  if (g.rank() != late) w = g.iall_reduce(&x, 1, DType::f64, ReduceOp::sum);
+  MPI_Barrier(MPI_COMM_WORLD);  // every other rank has entered: only `late` is missing
+  if (g.rank() != late) {
+    try {
+      g.wait(w);
+      ADD_FAILURE() << "the watchdog did not fire";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      const std::string others = std::to_string(g.size() - 1);
+      EXPECT_NE(msg.find("watchdog: all_reduce #1 on group 'test' (" + std::to_string(g.size()) +
+                         " ranks; this is test rank " + std::to_string(g.rank()) + ")"),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("not arrived: 1 of the " + others + " other ranks (test rank " + std::to_string(late) +
+                         " = global rank " + std::to_string(late) + ", last entered none yet)"),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("arrived: " + std::to_string(g.size() - 2)), std::string::npos) << msg;
+      EXPECT_NE(msg.find("did not complete within 0.5 s"), std::string::npos) << msg;
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g.rank() == late) w = g.iall_reduce(&x, 1, DType::f64, ReduceOp::sum);
+  g.wait(w);  // still pending after the throw; completes now
+  EXPECT_EQ(x, double(g.size()));
+  MPI_Barrier(MPI_COMM_WORLD);
+}

@@ -13,7 +13,8 @@
 
 #include "../tiny_models.hpp"
 #include "strata/comm/rank_grid.hpp"
-#include "strata/model/inference.hpp"
+#include "strata/core/rng.hpp"
+#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/model/transformer.hpp"
@@ -35,7 +36,7 @@ ModelConfig gpt_like() {
 ModelConfig llama_like() { return test::tp_llama_tiny(gpt_like()); }
 
 // Greedy or sampled continuation of `prompt` up to max_len tokens.
-std::vector<std::int32_t> generate(model::Decoder<double>& dec, std::vector<std::int32_t> seq,
+std::vector<std::int32_t> generate(model::CpuDecoder<double>& dec, std::vector<std::int32_t> seq,
                                    const model::SamplingOptions& opt) {
   model::Sampler sampler(opt, dec.vocab_size());
   dec.reset();
@@ -47,13 +48,24 @@ std::vector<std::int32_t> generate(model::Decoder<double>& dec, std::vector<std:
   return seq;
 }
 
+// Every weight moved off its initial value by a draw keyed by (tensor, global index): biases and
+// norm gains become non-trivial, identically in every layout.
+void perturb(model::Transformer<double>& m) {
+  for (const model::ParamInfo& p : m.table().entries()) {
+    const core::CounterRng rng(99, p.name + ".perturb");
+    const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
+    for (std::int64_t i = 0; i < real; ++i) m.params()[std::size_t(p.offset + i)] += 0.05 * rng.normal(std::uint64_t(p.global_index(i)));
+  }
+}
+
 void check(const ModelConfig& cfg) {
   const int tp = world_size(), T = cfg.max_seq_len, V = cfg.vocab_size;
   comm::RankGrid grid(MPI_COMM_WORLD, tp, 1, 1);
   // Single rank: the training forward and a decoder with the same weights.
   model::Transformer<double> single(cfg, 1, T);
   single.init_parameters(7);
-  model::Decoder<double> one(cfg);
+  perturb(single);
+  model::CpuDecoder<double> one(cfg);
   std::copy(single.params().begin(), single.params().end(), one.params().begin());
   // This rank's shard: drawn by the training model's initialisation (the same weights in every
   // layout, DESIGN.md invariant 2) and copied into the TP decoder (same table).
@@ -62,7 +74,8 @@ void check(const ModelConfig& cfg) {
   place.tp_rank = grid.coord().tp_rank;
   model::Transformer<double> shard(cfg, 1, T, place, &grid.tp_group());
   shard.init_parameters(7);
-  model::Decoder<double> dec(cfg, 0, tp, place.tp_rank, &grid.tp_group());
+  perturb(shard);
+  model::CpuDecoder<double> dec(cfg, 0, tp, place.tp_rank, &grid.tp_group());
   ASSERT_EQ(dec.params().size(), shard.params().size());
   std::copy(shard.params().begin(), shard.params().end(), dec.params().begin());
 
@@ -71,6 +84,12 @@ void check(const ModelConfig& cfg) {
   const std::vector<std::int32_t> no_targets(std::size_t(T), -1);
   single.forward_chunk(0, greedy.data(), nullptr);
   single.loss(0, no_targets.data(), 0.0, false);
+  // The TP decoder's logits of the whole sequence (one prefill) are the single-rank training
+  // forward's, to double rounding.
+  dec.reset();
+  const double* rows = dec.forward(greedy, true);
+  for (std::size_t i = 0; i < std::size_t(T) * std::size_t(V); ++i)
+    ASSERT_NEAR(rows[i], single.logits()[i], 1e-10) << cfg.name << " logit " << i;
   for (int p = int(prompt.size()) - 1; p + 1 < T; ++p)
     EXPECT_EQ(greedy[std::size_t(p + 1)], model::argmax(std::span<const double>(single.logits() + p * V, std::size_t(V))))
         << cfg.name << " position " << p;
@@ -96,3 +115,13 @@ void check(const ModelConfig& cfg) {
 
 TEST(Generate, GptStyleTensorParallelMatchesOneRank) { check(gpt_like()); }
 TEST(Generate, LlamaStyleGqaTensorParallelMatchesOneRank) { check(llama_like()); }
+TEST(Generate, GptStyleWithoutBiasesTensorParallelMatchesOneRank) {
+  ModelConfig c = gpt_like();
+  c.bias = false;
+  check(c);
+}
+TEST(Generate, LlamaStyleWithBiasesTensorParallelMatchesOneRank) {
+  ModelConfig c = llama_like();
+  c.bias = true;  // SwiGLU with gate, up and down biases
+  check(c);
+}

@@ -1,9 +1,12 @@
-// GpuEngine layouts on two GPUs against one GPU (run under mpiexec -n 2; label cuda): tensor
-// parallelism (tp 2: Megatron-LM layers, vocab-parallel embedding and loss over NCCL) and data
-// parallelism (dp 2: bucketed reduction with ZeRO-0/1, fp32 or bf16) give the loss and the
-// gradients of the one-GPU engine within bf16 tolerances, and (dp 2) the same update.
-// The reference runs on every rank from a one-rank grid over MPI_COMM_SELF (on device 0).
-// Skips where fewer than two GPUs are visible.
+// The CUDA engine's layouts on two GPUs against one GPU (run under mpiexec -n 2; label cuda):
+// tensor parallelism (tp 2, with and without sequence parallelism), data parallelism (dp 2:
+// bucketed reduction with ZeRO-0/1, fp32 or bf16) and pipeline parallelism (pp 2: gpipe, 1f1b,
+// interleaved 1f1b with 2 virtual stages) give the loss and the gradients of the one-GPU engine
+// within bf16 tolerances, and (dp 2) the same update. These are the layouts the CPU suite proves
+// equal to one rank (tests/mpi/test_layouts.cpp), run by the same engine code over the CUDA
+// backend. The reference runs on every rank from a one-rank grid over MPI_COMM_SELF.
+// Each case is its own test: one that fails is never hidden behind another's skip. Skips where
+// fewer than two GPUs are visible.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -16,7 +19,7 @@
 #include "mpi_test_util.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/kernels/cuda/common.hpp"
-#include "strata/parallel/gpu_engine.hpp"
+#include "strata/parallel/engine.hpp"
 
 using namespace strata;
 
@@ -51,13 +54,12 @@ struct Step {
 };
 
 // One step over micro-batches [first, first + m) of the global sequence.
-Step run_step(parallel::GpuEngine& e, const config::ModelConfig& c, int first, float scale) {
+Step run_step(parallel::Engine& e, const config::ModelConfig& c, int first, float scale) {
   const parallel::StepStats st =
       e.run([&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, first + mb, t, g); }, scale);
   Step s;
   s.loss = st.loss;
-  s.grads.resize(std::size_t(e.table().numel()));
-  e.download_gradients(s.grads.data());
+  e.download_gradients(s.grads);
   return s;
 }
 
@@ -68,41 +70,82 @@ class GpuLayouts : public ::testing::Test {
     if (!enough_gpus(&why)) GTEST_SKIP() << why;
     self_grid_ = std::make_unique<comm::RankGrid>(MPI_COMM_SELF, 1, 1, 1);
   }
-  std::unique_ptr<parallel::GpuEngine> reference(const config::ModelConfig& c, int microbatches) {
-    auto e = std::make_unique<parallel::GpuEngine>(c, parallel_config(0, config::ReduceDType::fp32),
-                                                   config::OptimConfig{}, kT, microbatches, *self_grid_);
+  std::unique_ptr<parallel::Engine> reference(const config::ModelConfig& c, int microbatches) {
+    auto e = parallel::make_engine(config::DeviceKind::cuda, c, parallel_config(0, config::ReduceDType::fp32),
+                                   config::OptimConfig{}, kT, microbatches, *self_grid_);
     e->init_parameters(kSeed);
     return e;
   }
-  std::unique_ptr<comm::RankGrid> self_grid_;
-};
-
-TEST_F(GpuLayouts, TensorParallelTwoGpusMatchOne) {
-  // tp 2 needs heads and KV heads divisible by 2: width 256, 4 heads (2 KV heads for LLaMA);
-  // without and with sequence parallelism (the residual stream and norms on half the rows).
-  for (const bool sp : {false, true}) {
+  void tensor_parallel(bool sp) {
+    // tp 2 needs heads and KV heads divisible by 2: width 256, 4 heads (2 KV heads for LLaMA).
     for (const config::ModelConfig& c : {test::gpu_gpt(256, 4), test::gpu_llama(256, 4, 2)}) {
-      SCOPED_TRACE(sp ? "sequence parallel" : "tensor parallel");
       const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
       auto ref = reference(c, kM);
       const Step want = run_step(*ref, c, 0, scale);
       const double want_norm = ref->grad_norm();
+      const test::EngineParams ref_table = test::engine_params(*ref);
       comm::RankGrid grid(MPI_COMM_WORLD, 2, 1, 1);
       config::ParallelConfig par = parallel_config(0, config::ReduceDType::fp32);
+      par.tp = 2;
       par.sequence_parallel = sp;
-      parallel::GpuEngine e(c, par, config::OptimConfig{}, kT, kM, grid);
-      e.init_parameters(kSeed);
-      const Step got = run_step(e, c, 0, scale);
+      auto e = parallel::make_engine(config::DeviceKind::cuda, c, par, config::OptimConfig{}, kT, kM, grid);
+      e->init_parameters(kSeed);
+      const Step got = run_step(*e, c, 0, scale);
       // Both in bf16; TP adds the bf16 rounding of the partial sums before each all-reduce
       // (relative 2^-9 per value), which moves the mean loss by far less than 1e-2 relative.
       EXPECT_EQ(got.loss.count, want.loss.count);
       EXPECT_NEAR(got.loss.mean(), want.loss.mean(), 1e-2 * want.loss.mean()) << c.name;
-      test::expect_gradients_close(e.table(), got.grads, ref->table(), want.grads);
+      test::expect_gradients_close(test::engine_params(*e).table, got.grads, ref_table.table, want.grads);
       // The norm counts replicated tensors once (TP rank 0).
-      EXPECT_NEAR(e.grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
+      EXPECT_NEAR(e->grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
     }
   }
-}
+  void pipeline(config::PipelineSchedule schedule, int virtual_stages) {
+    // pp 2 over 4 layers (interleaved: 2 chunks of one layer per rank); GPT-style ties the
+    // embedding across the first and the last stage (kept in sync over the embedding group).
+    for (config::ModelConfig c : {test::gpu_gpt(), test::gpu_llama()}) {
+      c.num_layers = 4;
+      const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
+      auto ref = reference(c, kM);
+      const Step want = run_step(*ref, c, 0, scale);
+      const double want_norm = ref->grad_norm();
+      const test::EngineParams ref_table = test::engine_params(*ref);
+      comm::RankGrid grid(MPI_COMM_WORLD, 1, 2, 1);
+      config::ParallelConfig par = parallel_config(0, config::ReduceDType::fp32);
+      par.pp = 2;
+      par.schedule = schedule;
+      par.virtual_stages = virtual_stages;
+      auto e = parallel::make_engine(config::DeviceKind::cuda, c, par, config::OptimConfig{}, kT, kM, grid);
+      e->init_parameters(kSeed);
+      const Step got = run_step(*e, c, 0, scale);
+      // The loss lives on the last stage.
+      double sums[2] = {got.loss.sum, double(got.loss.count)};
+      MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      EXPECT_EQ(std::int64_t(sums[1]), want.loss.count) << c.name;
+      EXPECT_NEAR(sums[0] / sums[1], want.loss.mean(), 1e-2 * want.loss.mean()) << c.name;
+      // Each rank's chunks against the same tensors of the one-GPU model.
+      test::expect_gradients_close(test::engine_params(*e).table, got.grads, ref_table.table, want.grads);
+      EXPECT_NEAR(e->grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
+      // One optimizer step on both, then the next forward's loss: the stages' updated weights
+      // (and the tied embedding's two copies) agree with the one-GPU update.
+      ref->optimizer_step(1e-3, 1.0);
+      e->optimizer_step(1e-3, 1.0);
+      const auto fill = [&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, mb, t, g); };
+      const model::LossSum after = e->evaluate(fill, kM).loss;
+      double a[2] = {after.sum, double(after.count)};
+      MPI_Allreduce(MPI_IN_PLACE, a, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      const model::LossSum ref_after = ref->evaluate(fill, kM).loss;
+      EXPECT_NEAR(a[0] / a[1], ref_after.mean(), 1e-2 * ref_after.mean()) << c.name;
+    }
+  }
+  std::unique_ptr<comm::RankGrid> self_grid_;
+};
+
+TEST_F(GpuLayouts, TensorParallelTwoGpusMatchOne) { tensor_parallel(false); }
+TEST_F(GpuLayouts, SequenceParallelTwoGpusMatchOne) { tensor_parallel(true); }
+TEST_F(GpuLayouts, PipelineGpipeTwoGpusMatchOne) { pipeline(config::PipelineSchedule::gpipe, 1); }
+TEST_F(GpuLayouts, Pipeline1F1BTwoGpusMatchOne) { pipeline(config::PipelineSchedule::one_f_one_b, 1); }
+TEST_F(GpuLayouts, PipelineInterleavedTwoGpusMatchOne) { pipeline(config::PipelineSchedule::interleaved_1f1b, 2); }
 
 TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
   const config::ModelConfig c = test::gpu_llama();
@@ -119,31 +162,31 @@ TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
     auto ref = reference(c, 2 * kM);
     const Step want = run_step(*ref, c, 0, scale);
     const double want_norm = ref->grad_norm();
+    const test::EngineParams ref_table = test::engine_params(*ref);
     comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, 2);
-    parallel::GpuEngine e(c, parallel_config(k.zero_stage, k.reduce), config::OptimConfig{}, kT, kM, grid);
-    e.init_parameters(kSeed);
-    const Step got = run_step(e, c, dp_rank * kM, scale);  // gradients: the DP-reduced sum
+    auto e = parallel::make_engine(config::DeviceKind::cuda, c, parallel_config(k.zero_stage, k.reduce),
+                                   config::OptimConfig{}, kT, kM, grid);
+    e->init_parameters(kSeed);
+    const Step got = run_step(*e, c, dp_rank * kM, scale);  // gradients: the DP-reduced sum
     double sums[2] = {got.loss.sum, double(got.loss.count)};
     MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     EXPECT_EQ(std::int64_t(sums[1]), want.loss.count) << k.name;
     EXPECT_NEAR(sums[0] / sums[1], want.loss.mean(), 1e-2 * want.loss.mean()) << k.name;
     // bf16 reduction: each gradient element rounded to bf16 before and after the sum
     // (relative 2^-8 at most): well inside the per-tensor cosine / norm tolerances.
-    test::expect_gradients_close(e.table(), got.grads, ref->table(), want.grads);
-    const double norm = e.grad_norm();
+    test::expect_gradients_close(test::engine_params(*e).table, got.grads, ref_table.table, want.grads);
+    const double norm = e->grad_norm();
     EXPECT_NEAR(norm, want_norm, 5e-2 * want_norm) << k.name;
     // One AdamW step on both (ZeRO-1: each rank its pieces, then the bf16 all-gather): the
     // first Adam step moves each weight by about lr * sign(g), so weights agree to a few lr
     // wherever the sign agrees; the loss of the next forward checks the gathered bf16 copy.
     const double lr = 1e-3;
     ref->optimizer_step(lr, 1.0);
-    e.optimizer_step(lr, 1.0);
-    std::vector<float> pw(std::size_t(ref->table().numel())), pg(std::size_t(e.table().numel()));
-    ref->download_parameters(pw.data());
-    e.download_parameters(pg.data());
-    EXPECT_TRUE(test::all_close(pg, pw, 0.0, 2.5 * lr)) << k.name;
+    e->optimizer_step(lr, 1.0);
+    EXPECT_TRUE(test::all_close(test::engine_params(*e).values, test::engine_params(*ref).values, 0.0, 2.5 * lr))
+        << k.name;
     auto fill = [&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, dp_rank * kM + mb, t, g); };
-    const model::LossSum after = e.evaluate(fill, kM).loss;
+    const model::LossSum after = e->evaluate(fill, kM).loss;
     double a[2] = {after.sum, double(after.count)};
     MPI_Allreduce(MPI_IN_PLACE, a, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     const model::LossSum ref_after =

@@ -4,7 +4,9 @@
 // schedule, ZeRO stage, sequence parallelism on/off and recomputation on/off. The validation
 // loss (a forward-only pipeline pass over a fixed set of held-out windows) matches too. Masked
 // LM (bidirectional, BERT corruption, loss on the chosen positions) and the sequence-length
-// warm-up (steps at 8, 8 and 16 tokens) run on the layouts with tp, pp, dp in {1, 2}.
+// warm-up (steps at 8, 8 and 16 tokens) run on the layouts with tp, pp, dp in {1, 2}. A
+// LLaMA-70B-shaped model (GQA, SwiGLU, RoPE, untied, with and without biases) runs tp2-pp4 and
+// tp2-pp2-dp2 on 8 ranks.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -204,6 +206,43 @@ TEST(Layouts, SeqLenWarmupMatchesOneRank) {
 
 TEST(Layouts, GptStyleMatchesOneRankInEveryLayout) { run_all_variants(false); }
 TEST(Layouts, LlamaStyleMatchesOneRankInEveryLayout) { run_all_variants(true); }
+
+// The shape of the job strata exists for (LLaMA-2 70B: grouped-query attention with fewer KV
+// heads than query heads, SwiGLU, RoPE, untied embeddings), small, with and without biases, in
+// the layouts of configs/pretrain_70b.yaml scaled to 8 ranks: tp 2 x pp 4 (1F1B and interleaved
+// with 2 virtual stages) and tp 2 x pp 2 x dp 2 with ZeRO-1, sequence parallel throughout.
+TEST(Layouts, Llama70bShapedMatchesOneRank) {
+  if (world_size() != 8) GTEST_SKIP() << "the 70B-shaped layouts need 8 ranks";
+  for (const bool bias : {false, true}) {
+    config::JobConfig base = base_job(true);
+    base.model.name = bias ? "llama70b_shaped_bias" : "llama70b_shaped";
+    base.model.num_layers = 8;  // pp 4 x 2 virtual stages
+    base.model.d_model = 64;
+    base.model.num_heads = 8;
+    base.model.num_kv_heads = 2;  // GQA: 4 query heads per KV head, one KV head per TP rank
+    base.model.ffn_hidden = 96;
+    base.model.bias = bias;       // SwiGLU with biases: gate, up and down
+    const Reference ref = reference(base);
+    struct Case {
+      int tp, pp, dp;
+      config::PipelineSchedule schedule;
+      int v;
+    };
+    using S = config::PipelineSchedule;
+    for (const Case& c : {Case{2, 4, 1, S::one_f_one_b, 1}, Case{2, 4, 1, S::interleaved_1f1b, 2},
+                          Case{2, 2, 2, S::one_f_one_b, 1}}) {
+      config::JobConfig j = base;
+      j.parallel.tp = c.tp;
+      j.parallel.pp = c.pp;
+      j.parallel.dp = c.dp;
+      j.parallel.schedule = c.schedule;
+      j.parallel.virtual_stages = c.v;
+      j.parallel.sequence_parallel = true;
+      j.parallel.zero_stage = c.dp > 1 ? 1 : 0;
+      expect_matches(j, ref);
+    }
+  }
+}
 
 TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
   if (world_size() < 2) GTEST_SKIP();

@@ -91,7 +91,7 @@ elif ! grep -q "step ended with status 0" "$log1"; then fail "job 1: the step di
 elif ! grep -q "8 ranks on" "$log1" || ! grep -q "layout: tp 2 x pp 2 x dp 2 = 8 ranks" "$log1"; then
   fail "job 1: not 8 ranks as tp2 pp2 dp2"
 else
-  steps=$(grep -c '"step_ms"' "$run1/metrics.jsonl")
+  steps=$(grep -c '"lr"' "$run1/metrics.jsonl")
   first=$(printf '%.3f' "$(mean_loss "$run1/metrics.jsonl" 1 5)")
   last=$(printf '%.3f' "$(mean_loss "$run1/metrics.jsonl" 51 60)")
   if [ "$steps" -ne 60 ]; then fail "job 1: $steps steps in metrics.jsonl, want 60"

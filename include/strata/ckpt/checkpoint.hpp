@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "strata/comm/rank_grid.hpp"
 #include "strata/config/config.hpp"
 #include "strata/model/parameters.hpp"
 
@@ -63,10 +64,12 @@ std::uint64_t element_hash(std::uint64_t global_index, float value);
 std::uint64_t checksum(const float* values, std::int64_t n, std::uint64_t first_index = 0);
 
 // Loads the parameters of one model chunk's table (any TP shard, any layer range) into
-// `params` (the chunk's flat buffer), reading only this rank's hyperslabs. Collective over
-// `comm` (the ranks that open the file together; MPI_COMM_SELF for one process). Checks
-// every tensor's shape against the table and the stored checksums, and throws naming the
-// tensor on any mismatch.
-void load_parameters(const std::string& path, const model::ParameterTable& table, float* params, MPI_Comm comm);
+// `params` (host memory in the chunk's flat layout), reading only this rank's hyperslabs.
+// Collective over the grid's world (the ranks that open the file together; a grid over
+// MPI_COMM_SELF for one process); each element is checksummed once over its TP group, so
+// the grid is the inference grid (pp = dp = 1). Checks every tensor's shape against the table
+// and the stored checksums, and throws naming the tensor on any mismatch.
+void load_parameters(const std::string& path, const model::ParameterTable& table, float* params,
+                     comm::RankGrid& grid);
 
 }  // namespace strata::ckpt

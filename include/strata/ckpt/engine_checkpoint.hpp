@@ -1,8 +1,8 @@
-// Saving and loading a training run's state: every rank's engine — PipelineEngine (its chunks'
-// parameter shards and its DP optimizer's Adam moments) or GpuEngine (the same, held on the
-// device: fp32 master weights and moments, staged through host memory) — into one logical
-// checkpoint file and back, in any layout and on either device (checkpoint.hpp has the format;
-// docs/checkpoints.md the details).
+// Saving and loading a training run's state: every rank's engine (its chunks' parameter shards
+// and its DP optimizer's Adam moments, through the engine's host state views: the engine's own
+// buffers on the CPU, host staging of the fp32 master weights and moments on GPUs) into one
+// logical checkpoint file and back, in any layout and on any backend (checkpoint.hpp has the
+// format; docs/checkpoints.md the details).
 //
 // Who writes what (each stored element is written by exactly one rank):
 //   a tensor's TP shard is written by its chunk on TP rank 0 when the tensor is replicated
@@ -24,8 +24,7 @@
 
 #include "strata/ckpt/checkpoint.hpp"
 #include "strata/comm/rank_grid.hpp"
-#include "strata/parallel/gpu_engine.hpp"
-#include "strata/parallel/pipeline.hpp"
+#include "strata/parallel/engine.hpp"
 
 namespace strata::ckpt {
 
@@ -51,25 +50,11 @@ struct SaveResult {
   double gb_per_s() const { return seconds > 0 ? double(bytes) / seconds / 1e9 : 0.0; }
 };
 
-// One model chunk as the checkpointer sees it: host memory in the flat layout of its table.
-struct ChunkState {
-  const model::ParameterTable* table = nullptr;
-  bool has_embedding = true;
-  float* params = nullptr;                   // the flat fp32 parameters (every element on load)
-  std::vector<parallel::Range> owned;        // the optimizer pieces this rank holds
-  std::vector<std::int64_t> shard_offsets;   // where owned piece i starts in exp_avg/exp_avg_sq
-  std::vector<parallel::Range> partition;    // what this rank writes: its ZeRO-1 pieces or its 1/dp split
-  float* exp_avg = nullptr;
-  float* exp_avg_sq = nullptr;
-};
-
 class EngineCheckpointer {
  public:
-  // Plans this rank's hyperslabs once. CPU: straight from the engine's own buffers.
-  EngineCheckpointer(const config::JobConfig& job, parallel::PipelineEngine& engine, comm::RankGrid& grid);
-  // GPU: through host staging buffers (this rank's parameters and moments, fp32), made at the
-  // first save or load, filled from the device before each save and copied to it after a load.
-  EngineCheckpointer(const config::JobConfig& job, parallel::GpuEngine& engine, comm::RankGrid& grid);
+  // This rank's hyperslabs are planned at the first save or load, from the engine's state
+  // views (so a GPU run that never saves makes no host staging).
+  EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid);
   ~EngineCheckpointer();
   EngineCheckpointer(const EngineCheckpointer&) = delete;
   EngineCheckpointer& operator=(const EngineCheckpointer&) = delete;
@@ -86,16 +71,12 @@ class EngineCheckpointer {
   struct Plan;
 
  private:
-  void build_plan();  // from chunks_
+  void prepare();  // the plan from the engine's state views, at first use
 
   const config::JobConfig& job_;
+  parallel::Engine& engine_;
   comm::RankGrid& grid_;
-  std::vector<ChunkState> chunks_;
-  std::function<long()> adam_steps_;              // the optimizer steps taken, for /optim step
-  std::function<void()> prepare_;                 // GPU: the staging buffers and the plan, at first use
-  std::function<void()> before_save_;             // GPU: device state -> host staging
-  std::function<void(long steps)> after_load_;    // the optimizer steps; GPU: staging -> device
-  std::vector<float> staged_params_, staged_m_, staged_v_;  // GPU staging
+  std::vector<parallel::StateView> chunks_;
   std::unique_ptr<Plan> plan_;
 };
 

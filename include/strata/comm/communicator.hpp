@@ -78,6 +78,11 @@ class Communicator {
     Work w = ibroadcast(buf, count, dtype, root);
     wait(w);
   }
+  // recv (significant on `root` only; may be null elsewhere) receives size() blocks of
+  // send_count, block r from rank r. Only the root receives: at 30,000 ranks this is what keeps
+  // a per-rank report cheap (train/stragglers.hpp). MpiCommunicator implements it; the default
+  // throws naming the group.
+  virtual void gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root);
   void send(const void* buf, std::size_t count, DType dtype, int peer, int tag = 0) {
     Work w = isend(buf, count, dtype, peer, tag);
     wait(w);

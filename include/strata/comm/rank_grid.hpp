@@ -6,7 +6,9 @@
 // pipeline stage is a contiguous block of tp*dp ranks. Each dimension gets its own
 // communicator (MPI_Comm_split of the world); with pp > 1 there is also the embedding
 // group {first stage, last stage} at the same (tp, dp), which keeps tied embeddings in sync.
-// The grid owns every communicator; nothing else touches the world communicator.
+// The grid owns every communicator; nothing else touches the world communicator. On GPUs it
+// also owns each dimension's NCCL communicator (device_groups), created from that dimension's
+// MPI communicator when the engine first asks for them with its compute stream.
 #pragma once
 #include <mpi.h>
 
@@ -14,6 +16,7 @@
 #include <string>
 
 #include "strata/comm/mpi_communicator.hpp"
+#include "strata/comm/nccl_communicator.hpp"
 
 namespace strata::comm {
 
@@ -25,6 +28,15 @@ struct GridShape {
 // Resolve dp (0 = derive from the world size) and check tp*pp*dp == world_size; the error
 // names every factor.
 GridShape resolve_grid(int world_size, int tp, int pp, int dp);
+
+// The communicators that move one device's data, one per grid dimension (null: this rank is
+// not in the embedding group). Borrowed from the grid.
+struct DeviceGroups {
+  Communicator* tp = nullptr;
+  Communicator* dp = nullptr;
+  Communicator* pp = nullptr;
+  Communicator* embedding = nullptr;
+};
 
 struct GridCoord {
   int tp_rank = 0, dp_rank = 0, pp_rank = 0;
@@ -59,6 +71,13 @@ class RankGrid {
   // First and last pipeline stage at this (tp, dp); null on middle stages or when pp == 1.
   Communicator* embedding_group() { return embedding_.get(); }
 
+  // The groups for data in `device` memory: the MPI communicators above for the CPU; for CUDA
+  // the NCCL communicator of each dimension, created on the first call (collective over the
+  // grid) and enqueueing on `compute_stream` (a cudaStream_t). A build without CUDA throws.
+  DeviceGroups device_groups(Device device, void* compute_stream = nullptr);
+  // Destroys the NCCL communicators (before the stream they enqueue on goes away).
+  void release_device_groups();
+
   // "rank 5 of 8 (tp 1/2, dp 0/2, pp 1/2)": what every error message carries.
   std::string describe() const;
   std::string coordinates() const;  // "tp 1/2, dp 0/2, pp 1/2"
@@ -74,6 +93,8 @@ class RankGrid {
   int local_size_ = 1, local_rank_ = 0;
   std::unique_ptr<Watchdog> watchdog_;  // before the communicators: they point to it
   std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_;
+  std::unique_ptr<NcclCommunicator> nccl_tp_, nccl_dp_, nccl_pp_, nccl_embedding_;
+  void* nccl_stream_ = nullptr;
 };
 
 }  // namespace strata::comm

@@ -65,9 +65,51 @@ struct ChunkPlacement {
 // the vectorised cross-entropy (GPT-2's 50257 becomes 50304 on one GPU).
 int padded_vocab(int vocab_size, int tp_size, int multiple = 1);
 
+// Where one layer's tensors sit in the flat buffer (element offsets; -1: absent, i.e. no
+// bias, or the tensor of the other MLP kind). gelu: w1 = mlp.fc, w2 = mlp.proj; swiglu:
+// w1 = mlp.gate, w3 = mlp.up, w2 = mlp.down. Filled by make_parameter_table, the one place
+// that spells the tensor names; layer code binds through these offsets, never by name.
+struct LayerOffsets {
+  std::int64_t attn_norm_w = -1, attn_norm_b = -1, wq = -1, bq = -1, wk = -1, bk = -1, wv = -1, bv = -1, wo = -1,
+               bo = -1, mlp_norm_w = -1, mlp_norm_b = -1, w1 = -1, b1 = -1, w3 = -1, b3 = -1, w2 = -1, b2 = -1;
+};
+
+// The whole chunk: its layers (first_layer, first_layer + 1, ...) and the tensors around them.
+// head is the output layer's weight: lm_head.weight, or embed.wte when the embeddings are tied
+// (on a last stage without the embedding: the tied copy of embed.wte).
+struct ChunkOffsets {
+  int first_layer = 0;
+  std::vector<LayerOffsets> layers;
+  std::int64_t wte = -1, wpe = -1, head = -1, final_norm_w = -1, final_norm_b = -1;
+};
+
+// Typed pointers into a flat buffer (parameters, their gradients, or their master copy)
+// through the offsets above; null where the tensor is absent.
+template <class P>
+struct LayerView {
+  P *attn_norm_w, *attn_norm_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *mlp_norm_w, *mlp_norm_b;
+  P *w1, *b1, *w3, *b3, *w2, *b2;
+};
+template <class P>
+struct ChunkView {
+  std::vector<LayerView<P>> layers;
+  P *wte, *wpe, *head, *final_norm_w, *final_norm_b;
+};
+template <class P>
+ChunkView<P> bind(const ChunkOffsets& o, P* base) {
+  auto at = [base](std::int64_t off) -> P* { return off < 0 || !base ? nullptr : base + off; };
+  ChunkView<P> v{{}, at(o.wte), at(o.wpe), at(o.head), at(o.final_norm_w), at(o.final_norm_b)};
+  for (const LayerOffsets& l : o.layers)
+    v.layers.push_back({at(l.attn_norm_w), at(l.attn_norm_b), at(l.wq), at(l.bq), at(l.wk), at(l.bk), at(l.wv),
+                        at(l.bv), at(l.wo), at(l.bo), at(l.mlp_norm_w), at(l.mlp_norm_b), at(l.w1), at(l.b1),
+                        at(l.w3), at(l.b3), at(l.w2), at(l.b2)});
+  return v;
+}
+
 class ParameterTable {
  public:
-  void add(ParamInfo info);
+  // Appends a tensor (its offset and numel are set here); returns its offset.
+  std::int64_t add(ParamInfo info);
   const std::vector<ParamInfo>& entries() const { return entries_; }
   const ParamInfo& get(const std::string& name) const;
   const ParamInfo* find(const std::string& name) const;
@@ -77,10 +119,14 @@ class ParameterTable {
   // Flat range [begin, end) of layer `layer`'s tensors ("layers.<layer>."), which are
   // contiguous; {-1, -1} when the table holds none of them.
   std::pair<std::int64_t, std::int64_t> layer_range(int layer) const;
+  // The typed layout of the chunk (make_parameter_table fills it).
+  const ChunkOffsets& offsets() const { return offsets_; }
+  ChunkOffsets& offsets() { return offsets_; }
 
  private:
   std::vector<ParamInfo> entries_;
   std::int64_t numel_ = 0;
+  ChunkOffsets offsets_;
 };
 
 // The table for one chunk; with the default placement, the whole model on one rank.

@@ -43,7 +43,8 @@ struct StepRecord {
   double tokens_per_s = 0, step_ms = 0, tflops = 0, mfu = 0;
   double cpu_ms = -1;        // CPU time of all ranks during the step; -1 when not recorded
 };
-// The last record of each step number of a metrics.jsonl (validation records are skipped).
+// The last record of each step number of a metrics.jsonl (validation and straggler records are
+// skipped).
 // Throws naming the file and line of a record that is not a step.
 std::map<long, StepRecord> read_step_metrics(const std::string& path);
 

@@ -55,16 +55,17 @@ struct PlanResult {
 // Checks what the model and the schedule allow: tp divides the heads, the KV heads and the MLP
 // width; pp x v divides the layers; v > 1 needs pp > 1, 1F1B and a micro-batch count that is a
 // multiple of pp (Megatron-LM's interleaved schedule); tp x pp x dp = the GPUs; the global batch is
-// whole micro-batches. The backend capability statement (what each backend supports; DESIGN.md
-// invariant 8) is to be consulted here as well, so that the search never proposes a layout the
-// launch would refuse.
+// whole micro-batches; and, for strata's own layouts, the backend support statement
+// (config/capabilities.hpp, DESIGN.md invariant 8), so that the search never proposes a layout
+// the launch would refuse.
 std::string layout_unsupported(const PlanRequest& request, const Layout& layout);
 
 // Predict one layout (also at both ends of the cluster's assumptions).
 Candidate evaluate(const PlanRequest& request, const Layout& layout);
 
-// Every valid layout (before the memory check).
-std::vector<Layout> enumerate_layouts(const PlanRequest& request);
+// Every supported layout (before the memory check); `expressible` receives how many passed the
+// shape rules before the backend's support statement was consulted.
+std::vector<Layout> enumerate_layouts(const PlanRequest& request, int* expressible = nullptr);
 
 // Search; throws strata::Error saying what to change when no layout is valid or none fits
 // ("needs at least 64 H100 SXM 80GB for llama2_70b at ZeRO-1; got 32").

@@ -20,8 +20,7 @@
 #include "strata/config/config.hpp"
 #include "strata/data/loader.hpp"
 #include "strata/data/masking.hpp"
-#include "strata/parallel/gpu_engine.hpp"
-#include "strata/parallel/pipeline.hpp"
+#include "strata/parallel/engine.hpp"
 
 namespace strata::train {
 
@@ -82,7 +81,6 @@ struct EvalResult {
 
 // Collective over the grid: forwards only, the whole validation set, at the engine's planned
 // (full) sequence length; the sequence length in use before is restored after.
-EvalResult evaluate(parallel::PipelineEngine& engine, comm::RankGrid& grid, const ValidationSet& set);
-EvalResult evaluate(parallel::GpuEngine& engine, comm::RankGrid& grid, const ValidationSet& set);
+EvalResult evaluate(parallel::Engine& engine, comm::RankGrid& grid, const ValidationSet& set);
 
 }  // namespace strata::train

@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "strata/data/tokenizer.hpp"
-#include "strata/model/inference.hpp"
+#include "strata/core/error.hpp"
+#include "strata/model/scoring.hpp"
 
 namespace strata::train {
 
@@ -47,8 +48,31 @@ struct ProbeReport {
 // after the prompt with as many [MASK] tokens as the choice has and summing the choice's
 // log-probabilities there (model/scoring.hpp). Collective over the decoder's TP group. Throws,
 // naming the probe's line, when a prompt and choice do not fit the decoder's cache.
-template <class T>
-ProbeReport score_probes(model::Decoder<T>& decoder, const data::Tokenizer& tokenizer,
-                         const std::vector<Probe>& probes, const std::string& origin, std::int32_t mask_id = -1);
+// Dec: a model::Decoder<B> or a model::DecoderModel.
+template <class Dec>
+ProbeReport score_probes(Dec& decoder, const data::Tokenizer& tokenizer, const std::vector<Probe>& probes,
+                         const std::string& origin, std::int32_t mask_id = -1) {
+  ProbeReport report;
+  for (const Probe& p : probes) {
+    const std::string at = origin + ":" + std::to_string(p.line) + ": ";
+    const std::vector<std::int32_t> context = tokenizer.encode(p.prompt);
+    if (context.empty()) throw make_error(at, "the prompt encodes to no tokens");
+    std::vector<std::vector<std::int32_t>> choices;
+    for (const std::string& c : p.choices) {
+      choices.push_back(tokenizer.encode(continuation_text(p.prompt, c)));
+      if (context.size() + choices.back().size() > std::size_t(decoder.max_len()))
+        throw make_error(at, "prompt and choice \"", c, "\" are ", context.size() + choices.back().size(),
+                         " tokens, more than the model's ", decoder.max_len(), " positions");
+    }
+    ProbeScore s;
+    s.log_likelihood = mask_id < 0 ? model::choice_log_likelihoods(decoder, context, choices)
+                                   : model::masked_choice_log_likelihoods(decoder, context, choices, mask_id);
+    s.predicted = model::best_choice(s.log_likelihood);
+    s.correct = s.predicted == p.answer_index;
+    report.correct += s.correct;
+    report.scores.push_back(std::move(s));
+  }
+  return report;
+}
 
 }  // namespace strata::train

@@ -14,6 +14,7 @@
 #include "../mpi_singleton.hpp"
 #include "strata/ckpt/checkpoint.hpp"
 #include "strata/ckpt/engine_checkpoint.hpp"
+#include "strata/parallel/pipeline.hpp"
 #include "strata/config/load.hpp"
 #include "strata/train/trainer.hpp"
 
@@ -229,7 +230,7 @@ TEST(CheckpointRefusal, AnotherTokenizerIsRefused) {
   // Through the checkpointer directly: the synthetic data of the test config has no tokenizer.
   config::JobConfig job = tiny_job("tokenizer");
   comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, 1);
-  parallel::PipelineEngine engine(job.model, job.parallel, job.optim, job.train.seq_len, 1, grid);
+  parallel::CpuEngine engine(job.model, job.parallel, job.optim, job.train.seq_len, 1, grid);
   engine.init_parameters(job.train.seed);
   ckpt::EngineCheckpointer io(job, engine, grid);
   ckpt::TrainState st;

@@ -14,7 +14,7 @@ const char* kFullJob = R"(# a job touching every section
 model:
   name: small
   num_layers: 3
-  d_model: 48
+  d_model: 384                 # head size 64: the CUDA backend's attention runs it
   num_heads: 6
   num_kv_heads: 3
   ffn_hidden: 96
@@ -80,7 +80,7 @@ TEST(ConfigLoad, FullFileGivesEveryValue) {
   EXPECT_EQ(j.source, path);
   EXPECT_EQ(j.model.name, "small");
   EXPECT_EQ(j.model.num_layers, 3);
-  EXPECT_EQ(j.model.d_model, 48);
+  EXPECT_EQ(j.model.d_model, 384);
   EXPECT_EQ(j.model.num_heads, 6);
   EXPECT_EQ(j.model.kv_heads(), 3);
   EXPECT_EQ(j.model.ffn(), 96);

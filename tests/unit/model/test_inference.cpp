@@ -8,7 +8,6 @@
 
 #include "../../tiny_models.hpp"
 #include "strata/core/rng.hpp"
-#include "strata/model/inference.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/model/transformer.hpp"
@@ -29,6 +28,16 @@ ModelConfig llama_tiny() {  // GQA: two query heads per KV head
   ModelConfig c = test::llama_style(gpt_tiny(), 2);
   c.name = "llama_tiny";
   return c;
+}
+
+// GPT-2- and LLaMA-style, each with and without biases (SwiGLU with biases: gate, up and down).
+std::vector<ModelConfig> every_kind() {
+  ModelConfig gpt_no_bias = gpt_tiny(), llama_bias = llama_tiny();
+  gpt_no_bias.bias = false;
+  gpt_no_bias.name = "gpt_tiny_no_bias";
+  llama_bias.bias = true;
+  llama_bias.name = "llama_tiny_bias";
+  return {gpt_tiny(), gpt_no_bias, llama_tiny(), llama_bias};
 }
 
 // Parameters drawn as in training, with the norm gains and biases perturbed off 1 and 0.
@@ -53,13 +62,13 @@ std::vector<T> full_logits(model::Transformer<T>& t, const std::vector<std::int3
 // Greedy decoding with the KV cache (prefill 3 tokens, then one token per call) picks, at every
 // step, the argmax of the training forward's logits at that position, and the cached logits
 // equal the full forward's to double rounding. Causal, so one full forward over the final
-// sequence gives every step's logits.
+// sequence gives every step's logits. Every model kind the config accepts, biases on and off.
 TEST(Decoder, GreedyWithKvCacheEqualsArgmaxOfTrainingForwardAtEveryStep) {
-  for (const ModelConfig& cfg : {gpt_tiny(), llama_tiny()}) {
+  for (const ModelConfig& cfg : every_kind()) {
     const int T = cfg.max_seq_len, V = cfg.vocab_size;
     model::Transformer<double> train(cfg, 1, T);
     init(train, 5);
-    model::Decoder<double> dec(cfg);
+    model::CpuDecoder<double> dec(cfg);
     ASSERT_EQ(dec.params().size(), train.params().size());
     std::copy(train.params().begin(), train.params().end(), dec.params().begin());
 
@@ -92,8 +101,8 @@ TEST(Decoder, FloatAgreesWithDoubleAndTruncateReplaysTheSameLogits) {
   const int V = cfg.vocab_size;
   model::Transformer<double> train(cfg, 1, cfg.max_seq_len);
   init(train, 9);
-  model::Decoder<double> dd(cfg);
-  model::Decoder<float> df(cfg);
+  model::CpuDecoder<double> dd(cfg);
+  model::CpuDecoder<float> df(cfg);
   std::copy(train.params().begin(), train.params().end(), dd.params().begin());
   for (std::size_t i = 0; i < df.params().size(); ++i) df.params()[i] = float(train.params()[i]);
   const std::vector<std::int32_t> a = {1, 2, 3, 4, 5}, b = {6, 7};
@@ -118,16 +127,17 @@ TEST(Decoder, FloatAgreesWithDoubleAndTruncateReplaysTheSameLogits) {
 // Bidirectional attention (the masked-LM model): one call over the whole sequence equals the
 // training forward at every position.
 TEST(Decoder, BidirectionalWholeSequenceEqualsTrainingForward) {
-  ModelConfig cfg = gpt_tiny();
+  for (ModelConfig cfg : every_kind()) {
   cfg.attention = config::AttentionKind::bidirectional;
   model::Transformer<double> train(cfg, 1, 7);
   init(train, 4);
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::copy(train.params().begin(), train.params().end(), dec.params().begin());
   const std::vector<std::int32_t> seq = {0, 9, 22, 4, 4, 13, 1};
   const auto full = full_logits(train, seq, cfg.vocab_size);
   const double* rows = dec.forward(seq, true);
-  for (std::size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(rows[i], full[i], 1e-10);
+  for (std::size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(rows[i], full[i], 1e-10) << cfg.name;
+  }
 }
 
 // ---- token choice ------------------------------------------------------------------------
@@ -222,7 +232,7 @@ TEST(Scoring, ClozeLogLikelihoodsOfAHandMadeBigramModel) {
                           {0.05, 0.05, 0.5, 0.4},     // P(next | 1)
                           {0.7, 0.1, 0.1, 0.1},       // P(next | 2)
                           {0.02, 0.03, 0.9, 0.05}};   // P(next | 3)
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::fill(dec.params().begin(), dec.params().end(), 0.0);
   auto set = [&](const char* name, int r, int c, double v) {
     const model::ParamInfo& p = dec.table().get(name);
@@ -263,7 +273,7 @@ TEST(Scoring, ClozeLogLikelihoodEqualsTrainingForwardSum) {
   const int V = cfg.vocab_size;
   const std::vector<std::int32_t> context = {4, 11, 2, 19};
   const std::vector<std::vector<std::int32_t>> choices = {{7}, {7, 1, 15}, {22, 0}};
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   model::Transformer<double> seed_model(cfg, 1, 1);
   init(seed_model, 21);
   std::copy(seed_model.params().begin(), seed_model.params().end(), dec.params().begin());
@@ -292,7 +302,7 @@ TEST(Scoring, MaskedChoiceLogLikelihoodSumsLogProbsAtTheMaskedPositions) {
   const std::int32_t mask = 22;
   const std::vector<std::int32_t> left = {3, 9, 14}, right = {5};
   const std::vector<std::vector<std::int32_t>> choices = {{7}, {1, 15}};
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   model::Transformer<double> seed_model(cfg, 1, 1);
   init(seed_model, 31);
   std::copy(seed_model.params().begin(), seed_model.params().end(), dec.params().begin());
@@ -333,7 +343,7 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   EXPECT_EQ(l1.count, n * T);
   EXPECT_NEAR(l2.sum, l1.sum, 1e-10 * l1.sum);
 
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::copy(m2.params().begin(), m2.params().end(), dec.params().begin());
   double nll = 0;
   for (int w = 0; w < n; ++w) {
@@ -351,7 +361,7 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   bcfg.attention = config::AttentionKind::bidirectional;
   model::Transformer<double> bm(bcfg, 2, T);
   init(bm, 12);
-  model::Decoder<double> bdec(bcfg);
+  model::CpuDecoder<double> bdec(bcfg);
   std::copy(bm.params().begin(), bm.params().end(), bdec.params().begin());
   std::vector<std::int32_t> inputs, targets;
   for (int w = 0; w < n; ++w)

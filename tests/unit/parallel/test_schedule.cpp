@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
 #include "strata/parallel/schedule.hpp"
 
@@ -68,4 +69,45 @@ TEST(Schedule, BubbleFractionIsPMinusOneOverVM) {
   EXPECT_DOUBLE_EQ(parallel::bubble_fraction(4, 8, 1), 3.0 / 8);
   EXPECT_DOUBLE_EQ(parallel::bubble_fraction(4, 8, 2), 3.0 / 16);
   EXPECT_DOUBLE_EQ(parallel::bubble_fraction(1, 8, 1), 0.0);
+}
+
+// The executor sends each forward's output to the next virtual stage and each backward's input
+// gradient to the previous one, and receives in its own schedule's order. NCCL matches sends and
+// receives between two ranks by their order (MPI does too, for one tag): so for every pair of
+// stages and each direction, the sequence of messages the sender issues must be the sequence
+// the receiver asks for. This holds for every schedule and small case, so the pipeline runs on
+// GPUs with the same executor the CPU tests cover.
+TEST(Schedule, SendsAndReceivesBetweenEveryPairOfStagesComeInTheSameOrder) {
+  using parallel::PipelineAction;
+  using Kind = PipelineAction::Kind;
+  using S = config::PipelineSchedule;
+  struct Message {
+    int microbatch, vstage;  // the receiving virtual stage
+    bool grad;
+    bool operator==(const Message&) const = default;
+  };
+  for (const S kind : {S::gpipe, S::one_f_one_b, S::interleaved_1f1b})
+    for (int pp : {2, 3, 4})
+      for (int v : kind == S::interleaved_1f1b ? std::vector<int>{2, 3} : std::vector<int>{1})
+        for (int m : {pp, 2 * pp, 3 * pp}) {
+          // sent[s][t]: messages stage s sends to stage t, in order; received[t][s]: what t asks from s.
+          std::vector<std::vector<std::vector<Message>>> sent(pp, std::vector<std::vector<Message>>(pp)),
+              received(pp, std::vector<std::vector<Message>>(pp));
+          const int last = pp * v - 1;
+          for (int stage = 0; stage < pp; ++stage)
+            for (const PipelineAction& a : build_schedule(kind, pp, stage, m, v)) {
+              const int vs = a.chunk * pp + stage;
+              if (a.kind == Kind::forward) {
+                if (vs != 0) received[stage][(stage + pp - 1) % pp].push_back({a.microbatch, vs, false});
+                if (vs != last) sent[stage][(stage + 1) % pp].push_back({a.microbatch, vs + 1, false});
+              } else {
+                if (vs != last) received[stage][(stage + 1) % pp].push_back({a.microbatch, vs, true});
+                if (vs != 0) sent[stage][(stage + pp - 1) % pp].push_back({a.microbatch, vs - 1, true});
+              }
+            }
+          for (int s = 0; s < pp; ++s)
+            for (int t = 0; t < pp; ++t)
+              EXPECT_TRUE(sent[s][t] == received[t][s]) << config::to_string(kind) << " pp " << pp << " v " << v
+                                                        << " m " << m << ": stage " << s << " -> " << t;
+        }
 }

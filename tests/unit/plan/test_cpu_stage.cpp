@@ -44,11 +44,11 @@ Expected build_stage(const config::ModelConfig& m, const Layout& l, int seq, int
     p.has_head = vs == last;
     p.sequence_parallel = l.sequence_parallel;
     p.flat_multiple = l.dp;
-    const model::Transformer<float> chunk(m, l.micro_batch, seq, p, nullptr, slots_per_chunk[std::size_t(c)],
-                                          /*allocate=*/false);
-    e.params_and_grads += double(chunk.parameter_memory().total_bytes());
-    e.activations += double(chunk.activation_memory().total_bytes());
-    const std::int64_t padded = (chunk.table().numel() + l.dp - 1) / l.dp * l.dp;
+    const model::StagePlan chunk(m, p, l.micro_batch, seq, slots_per_chunk[std::size_t(c)],
+                                 model::cpu_backend_spec(DType::f32));
+    e.params_and_grads += double(chunk.weights.total_bytes());
+    e.activations += double(chunk.acts.total_bytes());
+    const std::int64_t padded = (chunk.table.numel() + l.dp - 1) / l.dp * l.dp;
     const double state = l.zero == 1 && l.dp > 1 ? double(padded / l.dp) : double(padded);
     e.optimizer += 2 * aligned(4 * state);                   // AdamW m, v
     if (l.zero == 1 && l.dp > 1) e.comm += aligned(4 * state);  // the reduce-scatter's shard
@@ -56,7 +56,8 @@ Expected build_stage(const config::ModelConfig& m, const Layout& l, int seq, int
     for (int s = 0; s < slots_per_chunk[std::size_t(c)]; ++s)
       exchange += 2 * aligned(vs == 0 ? 0 : act) + aligned(vs == last ? 0 : act);  // act_in, grad_out; grad_in
   }
-  e.comm += exchange + 2 * aligned(4.0 * l.micro_batch * seq);  // the engine's tokens and targets
+  // The engine's host staging: tokens, targets and losses of every micro-batch.
+  e.comm += exchange + 3 * aligned(4.0 * l.micro_batches * l.micro_batch * seq);
   return e;
 }
 

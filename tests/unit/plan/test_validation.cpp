@@ -114,7 +114,9 @@ namespace {
 // 5% of the peak RSS without data parallelism; with dp > 1 the RSS is 10-30% higher (MPI's
 // temporary buffers of the non-blocking DP collectives, which no plan holds; sec. 5), so those
 // rows are only held to "below the RSS, within 35%". (Their step times: the out-of-sample test
-// of local.yaml below.)
+// of local.yaml below.) The planned totals of the last three rows are the one-engine trainer's
+// log lines (its per-micro-batch loss staging and the head's targets buffer add 0.01-0.03 MiB);
+// RSS are the runs above.
 struct EightRankRun {
   const char* layout;  // planner form (gpipe: GPipe schedule; v2: interleaved 1F1B)
   double planned_mib, rss_mib;
@@ -123,8 +125,8 @@ constexpr EightRankRun kEightRank[] = {
     {"tp1-pp1-dp8-mb2-z0", 151.27, 210.0},        {"tp1-pp1-dp8-mb2-z1", 105.37, 196.3},
     {"tp2-pp1-dp4-mb2-z1-sp", 58.96, 121.1},       {"tp1-pp2-dp4-mb2-z1", 80.04, 144.3},
     {"tp1-pp2-dp4-mb2-z1-gpipe", 80.04, 144.2},    {"tp1-pp2-dp4-v2-mb2-z1", 85.60, 149.7},
-    {"tp2-pp2-dp2-mb2-z1-sp", 46.44, 89.4},        {"tp8-pp1-dp1-mb2-z0-sp", 24.01, 56.4},
-    {"tp1-pp8-dp1-mb2-z0", 68.15, 101.7},
+    {"tp2-pp2-dp2-mb2-z1-sp", 46.45, 89.4},        {"tp8-pp1-dp1-mb2-z0-sp", 24.04, 56.4},
+    {"tp1-pp8-dp1-mb2-z0", 68.18, 101.7},
 };
 
 TEST(PlanValidation, StrataEightRankLayoutsOnThisMachine) {

@@ -72,7 +72,7 @@ TEST(Probes, ScoresEachChoiceAsTheLogLikelihoodOfItsContinuation) {
   cfg.init_std = 0.5;
   model::Transformer<double> init(cfg, 1, 1);
   init.init_parameters(3);
-  model::Decoder<double> dec(cfg);
+  model::CpuDecoder<double> dec(cfg);
   std::copy(init.params().begin(), init.params().end(), dec.params().begin());
   const data::ByteTokenizer byte_tokenizer;
   const data::Tokenizer& bytes = byte_tokenizer;

@@ -53,6 +53,7 @@ TEST(Trainer, WritesOneMetricsObjectPerStepWithEveryField) {
       EXPECT_NEAR(ppl, std::exp(j.at("valid_loss").get<double>()), 1e-8 * ppl);
       continue;
     }
+    if (j.contains("stragglers")) continue;  // the straggler report of each log interval
     ++n;
     EXPECT_EQ(j.at("step").get<int>(), n);
     for (const char* key : {"loss", "lr", "grad_norm", "seq_len", "tokens", "loss_tokens", "tokens_per_s", "step_ms",

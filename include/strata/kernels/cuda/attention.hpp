@@ -36,4 +36,15 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* workspace, const bf
 // FLOPs of the forward (4 B NH T^2 HS, halved when causal) for benchmarks; backward = 2.5x.
 double attention_forward_flops(const FlashShape& s);
 
+// Attention over a key/value cache (the decoder, one sequence): Tq query rows at positions
+// pos .. pos + Tq - 1 attend over the first pos + Tq cached keys (causal: row i over keys
+// 0 .. pos + i). q [Tq, NH, HS] (row stride ld_q), caches [>= pos + Tq, NKV, HS] (row stride
+// ld_kv), out [Tq, NH, HS] contiguous. One warp per (row, head), each lane holding HS / 32 of the
+// head's dimensions: scores by warp reductions, an online softmax in fp32 (Milakov &
+// Gimelshein 2018), no work space. HS must be a multiple of 32 (64 and 128 are compiled in).
+// Reference: kernels/cpu attention_forward_cached (tests/cuda/test_attention.cpp).
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, index_t Tq, index_t pos,
+                      index_t NH, index_t NKV, index_t HS, index_t ld_q, index_t ld_kv, bool causal,
+                      cudaStream_t stream);
+
 }  // namespace strata::kernels::cuda

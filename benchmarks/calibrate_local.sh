@@ -80,7 +80,7 @@ run_one() {  # rep, "name|ranks|overrides"
   rm -f "$dir/full.log"; rm -rf "$dir/checkpoints"
   printf "rep %s %-40s %s\n" "$rep" "$name" "$(python3 -c '
 import json,statistics,sys
-r=[json.loads(l) for l in open(sys.argv[1]) if "step_ms" in l][1:]
+r=[x for x in map(json.loads, open(sys.argv[1])) if "step_ms" in x][1:]
 print("cpu %.0f ms  wall %.0f ms" % (statistics.median(x["cpu_ms"] for x in r), statistics.median(x["step_ms"] for x in r)))' "$dir/metrics.jsonl")"
 }
 

@@ -11,12 +11,13 @@ a="$1"; b="$2"; rounds="${3:-5}"; steps="${4:-6}"
 shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-run() {  # run BINARY OUT_DIR
-  OPENBLAS_NUM_THREADS=2 "$1" train --config "$root/configs/demo.yaml" --set model="$root/configs/models/gpt2_124m.yaml" \
-    --set data.source=synthetic --set data.datasets=[] --set data.tokenizer= --set data.valid_fraction=0 \
+run() {  # run BINARY OUT_DIR [--set ...]
+  local bin="$1" out="$2"; shift 2
+  OPENBLAS_NUM_THREADS=2 "$bin" train --config "$root/configs/demo.yaml" --set model="$root/configs/models/gpt2_124m.yaml" \
+    --set data.source=synthetic --set data.datasets=[] --set "data.tokenizer=\"\"" --set data.valid_fraction=0 \
     --set parallel.micro_batch_size=4 --set parallel.global_batch_size=4 --set train.seq_len=256 \
     --set train.steps="$steps" --set hardware.threads=2 --set eval.windows=0 --set ckpt.save_at_end=false \
-    --set ckpt.interval=0 --set train.out_dir="$2" "$@" >"$2.log" 2>&1
+    --set ckpt.interval=0 --set train.out_dir="$out" "$@" >"$out.log" 2>&1 || { cat "$out.log" >&2; exit 1; }
 }
 median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 tps() { python3 -c "import json,sys; [print(json.loads(l)['tokens_per_s']) for l in open(sys.argv[1]) if 'tokens_per_s' in l and json.loads(l)['step'] > 2]" "$1/metrics.jsonl"; }

@@ -4,7 +4,8 @@
 //   strata budget --params 70B --tokens 2T --gpu a100_sxm_80gb --gpus 2048 --mfu 0.43
 //   strata budget --flops 1e24 --gpu h100 --gpus 1024          (compute-optimal N and D)
 //   strata budget --dollars 1e6 --gpu h100                      (what a budget buys)
-//   strata budget --table seed|chinchilla [--markdown | --csv]
+//   strata budget --table seed|chinchilla [--approach 1|2|3] [--markdown | --csv]
+//   (--csv and --markdown also for single budgets)
 #include <iostream>
 
 #include "commands.hpp"
@@ -20,7 +21,7 @@ namespace strata::cli {
 namespace {
 struct BudgetOptions {
   std::string params, tokens, flops, dollars, model, cluster, table;
-  int gpus = 0;
+  int gpus = 0, approach = 1;
   double mfu = 0.4, price = -1, power = -1;
   bool csv = false, markdown = false;
 };
@@ -31,29 +32,42 @@ plan::TableFormat format_of(const BudgetOptions& o) {
 
 std::string money(double v) { return "$" + plan::format_count(v); }
 
+std::string pct_error(double e, bool known) { return known ? plan::fmt("%+.0f%%", 100 * e) : "-"; }
+
 int print_seed(const BudgetOptions& o) {
-  plan::Table t({"model", "params", "tokens", "FLOPs", "hardware", "peak TFLOP/s", "MFU", "GPU-hours", "days",
-                 "$/GPU-h", "cost", "MWh", "published"});
+  plan::Table t({"model", "params", "tokens", "FLOPs", "hardware", "MFU (other run)", "days", "published days",
+                 "days err", "GPU-hours", "published GPU-hours", "GPU-hours err", "$/GPU-h", "cost"});
   const auto rows = plan::seed_table();
   for (const auto& r : rows) {
     const plan::Budget& b = r.budget;
+    const bool days = r.published_days > 0 && b.gpus > 0;
     t.add_row({r.name, plan::format_count(b.params), plan::format_count(b.tokens), plan::format_sci(b.flops),
-               r.hardware, plan::fmt("%g", b.peak_tflops), plan::fmt("%.1f%%", 100 * b.mfu),
-               plan::format_count(b.gpu_hours), plan::fmt("%.1f", b.days), plan::fmt("%.3g", b.price_per_gpu_hour),
-               money(b.cost), plan::fmt("%.3g", b.energy_mwh), r.published});
+               r.hardware, plan::fmt("%.1f%%", 100 * b.mfu), b.gpus > 0 ? plan::fmt("%.1f", b.days) : "-",
+               r.published_days > 0 ? plan::fmt("%g", r.published_days) : "-", pct_error(r.days_error(), days),
+               plan::format_count(b.gpu_hours),
+               r.published_gpu_hours > 0 ? plan::format_count(r.published_gpu_hours) : "-",
+               pct_error(r.gpu_hours_error(), r.published_gpu_hours > 0), plan::fmt("%.3g", b.price_per_gpu_hour),
+               money(b.cost)});
   }
   std::cout << t.render(format_of(o));
   if (o.csv) return 0;
-  std::cout << "\nFLOPs = 6 N D; GPU-hours = FLOPs / (peak x MFU) / 3600; days = GPU-hours / GPUs / 24.\n"
-               "Assumptions and sources per row:\n";
-  for (const auto& r : rows) std::cout << (o.markdown ? "- **" + r.name + "**: " : "  " + r.name + ": ") << r.sources << "\n";
+  std::cout << "\nPredicted forward: FLOPs = 6 N D; GPU-hours = FLOPs / (peak x MFU) / 3600; days = GPU-hours / "
+               "GPUs / 24. Every input is published; each MFU is that of a different published run on the same "
+               "kind of hardware; error = predicted / published - 1. Costs are at the stated prices (no run "
+               "published its cost).\n";
+  for (const auto& r : rows) {
+    const std::string head = o.markdown ? "- **" + r.name + "**" : "  " + r.name;
+    std::cout << head << "\n    inputs: " << r.inputs << "\n    MFU: " << r.utilisation << "\n    published: "
+              << r.outcome << "\n    price: " << r.price << "\n";
+  }
   return 0;
 }
 
 int print_chinchilla(const BudgetOptions& o) {
+  const plan::ChinchillaLaw law = plan::chinchilla_law(o.approach);
   plan::Table t({"params", "FLOPs", "tokens", "tokens/param", "published FLOPs", "published tokens", "FLOPs err",
                  "tokens err"});
-  for (const auto& r : plan::chinchilla_table())
+  for (const auto& r : plan::chinchilla_table(o.approach))
     t.add_row({plan::format_count(r.params), plan::format_sci(r.predicted.flops), plan::format_count(r.predicted.tokens),
                plan::fmt("%.1f", r.predicted.tokens / r.params), plan::format_sci(r.published_flops),
                plan::format_count(r.published_tokens),
@@ -61,12 +75,14 @@ int print_chinchilla(const BudgetOptions& o) {
                plan::fmt("%+.1f%%", 100 * (r.predicted.tokens / r.published_tokens - 1))});
   std::cout << t.render(format_of(o));
   if (!o.csv)
-    std::cout << "\nCompute-optimal tokens D = 17.41 N^1.0075 (least-squares fit to Hoffmann et al. 2022 table 3, "
-                 "approach 1; ~20 tokens per parameter), FLOPs = 6 N D.\n";
+    std::cout << "\nCompute-optimal FLOPs and tokens for each model size of Hoffmann et al. 2022 table 3 (their "
+                 "approach-1 projection, published columns) from the paper's " << law.describe
+              << "; tokens = FLOPs / (6 N). --approach 1|2|3 selects the law.\n";
   return 0;
 }
 
 int run_budget(const BudgetOptions& o) {
+  plan::chinchilla_law(o.approach);  // a bad --approach is an error whatever is asked
   if (!o.table.empty()) {
     if (o.table == "seed") return print_seed(o);
     if (o.table == "chinchilla") return print_chinchilla(o);
@@ -104,10 +120,10 @@ int run_budget(const BudgetOptions& o) {
                                            b.peak_tflops, b.mfu);
   }
   if (budget_flops > 0) {
-    plan::ComputeOptimal opt = plan::chinchilla_for_flops(budget_flops);
+    plan::ComputeOptimal opt = plan::chinchilla_for_flops(budget_flops, o.approach);
     if (b.params > 0) opt = {b.params, budget_flops / (6.0 * b.params), budget_flops};  // model given: tokens it buys
     if (opt.params < plan::kMinModelParams) {
-      const double need = plan::chinchilla_for_params(plan::kMinModelParams).flops;
+      const double need = plan::chinchilla_for_params(plan::kMinModelParams, o.approach).flops;
       throw make_error("a budget of ", plan::format_sci(budget_flops), " FLOPs is too small for any model: its compute-"
                        "optimal model has ", plan::format_count(opt.params), " parameters; raise the budget to at least ",
                        plan::format_sci(need), " FLOPs",
@@ -115,12 +131,27 @@ int run_budget(const BudgetOptions& o) {
                        " for a 1M-parameter model trained on ~20 tokens per parameter");
     }
     b.params = opt.params, b.tokens = opt.tokens;
-    how = o.params.empty() && o.model.empty() ? " (compute-optimal for the budget, Hoffmann et al. 2022)"
-                                              : " (tokens: what the budget buys)";
+    how = o.params.empty() && o.model.empty()
+              ? " (compute-optimal for the budget, Hoffmann et al. 2022 approach " + std::to_string(o.approach) + ")"
+              : " (tokens: what the budget buys)";
   }
   if (b.params <= 0 || b.tokens <= 0)
     throw make_error("give --params (or --model) and --tokens, or a budget with --flops or --dollars");
   b = plan::compute_budget(b);
+  if (o.csv || o.markdown) {  // one row, the same columns whatever was given
+    plan::Table t({"params", "tokens", "tokens_per_param", "flops", "gpu", "gpus", "peak_tflops", "mfu", "gpu_hours",
+                   "days", "price_per_gpu_hour", "cost", "power_watts", "energy_mwh", "sizing"});
+    const bool hw = b.peak_tflops > 0;
+    t.add_row({plan::fmt("%.6g", b.params), plan::fmt("%.6g", b.tokens), plan::fmt("%.4g", b.tokens / b.params),
+               plan::fmt("%.6g", b.flops), hw ? gpu : "", hw ? std::to_string(b.gpus) : "",
+               hw ? plan::fmt("%g", b.peak_tflops) : "", hw ? plan::fmt("%g", b.mfu) : "",
+               hw ? plan::fmt("%.6g", b.gpu_hours) : "", hw && b.gpus > 0 ? plan::fmt("%.4g", b.days) : "",
+               hw ? plan::fmt("%g", b.price_per_gpu_hour) : "", hw ? plan::fmt("%.6g", b.cost) : "",
+               hw ? plan::fmt("%g", b.power_watts) : "", hw ? plan::fmt("%.4g", b.energy_mwh) : "",
+               how.empty() ? "given" : how.substr(2, how.size() - 3)});
+    std::cout << t.render(format_of(o));
+    return 0;
+  }
   std::cout << "parameters     " << plan::format_count(b.params) << how << "\n"
             << "tokens         " << plan::format_count(b.tokens) << " (" << plan::fmt("%.1f", b.tokens / b.params)
             << " per parameter)\n"
@@ -155,8 +186,11 @@ Action add_budget_command(CLI::App& app) {
   cmd->add_option("--price", o->price, "$ per GPU-hour (overrides the cluster file)");
   cmd->add_option("--power", o->power, "Watts per GPU (overrides the cluster file)");
   cmd->add_option("--table", o->table, "Built-in table: seed or chinchilla");
-  auto* csv = cmd->add_flag("--csv", o->csv, "Tables as CSV");
-  cmd->add_flag("--markdown", o->markdown, "Tables as Markdown")->excludes(csv);
+  cmd->add_option("--approach", o->approach,
+                  "Hoffmann et al. 2022 law for compute-optimal sizes and --table chinchilla: 1, 2 or 3")
+      ->capture_default_str();
+  auto* csv = cmd->add_flag("--csv", o->csv, "Tables and single budgets as CSV");
+  cmd->add_flag("--markdown", o->markdown, "Tables and single budgets as Markdown")->excludes(csv);
   return [o] { return run_budget(*o); };
 }
 

@@ -1,8 +1,12 @@
 // strata plan: predict memory, step time and MFU of every layout before launch; pick the best.
 //
 //   strata plan --model llama2_70b --gpu h100 --gpus 512 [--global-batch 1024] [--tokens 2T]
-//               [--explain tp8-pp4-dp16-v1-mb1-z1-sp-rfull] [--json] [--top 10]
+//               [--explain tp8-pp4-dp16-v1-mb1-z1-sp-rfull] [--json] [--top 10] [--ranks-per-node N]
+//   strata plan --calibrate RUN_DIR... --gpu local [--fit sustained_fraction,...] [--time cpu]
+//               [--out local.calibrated.yaml] [--note TEXT]
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -10,6 +14,7 @@
 #include "strata/config/cluster.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
+#include "strata/plan/calibrate.hpp"
 #include "strata/plan/report.hpp"
 
 namespace strata::cli {
@@ -17,9 +22,53 @@ namespace strata::cli {
 namespace {
 struct PlanOptions {
   std::string model, cluster, explain, job = "configs/demo.yaml", tokens, recompute = "none,full";
-  int gpus = 0, global_batch = 0, seq_len = 0, top = 10;
+  int gpus = 0, global_batch = 0, seq_len = 0, top = 10, ranks_per_node = 0;
+  double max_spread = 0;
   bool json = false;
+  std::vector<std::string> calibrate;                  // run folders
+  std::string fit = "sustained_fraction", time = "wall", out, note;
 };
+
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// strata plan --calibrate: fit the cluster file's constants to the runs, report residuals and
+// leave-one-out errors, write the calibrated cluster file.
+int run_calibrate(const PlanOptions& o) {
+  const std::string cluster_path = config::find_named_config(o.cluster, "clusters", "cluster");
+  const config::ClusterConfig cluster = config::load_cluster_config(cluster_path);
+  if (o.time != "wall" && o.time != "cpu")
+    throw make_error("--time: expected wall (step_ms) or cpu (cpu_ms over the cores used), got '", o.time, "'");
+  const plan::TimeBase base = o.time == "cpu" ? plan::TimeBase::cpu : plan::TimeBase::wall;
+  std::vector<plan::CalibrationRun> runs;
+  for (const std::string& dir : o.calibrate) runs.push_back(plan::read_calibration_run(dir, cluster, base));
+  runs = plan::merge_repeats(runs);  // folders of the same configuration are repeats of one run
+  std::vector<std::string> dropped;
+  if (o.max_spread > 0) runs = plan::reproducible_runs(runs, o.max_spread, &dropped);
+  const plan::Calibration c = plan::calibrate(cluster, runs, split_list(o.fit));
+  std::cout << "cluster " << cluster.name << " (" << cluster_path << "), measured: "
+            << (base == plan::TimeBase::cpu ? "CPU time per step over the cores used" : "wall-clock step_ms")
+            << ", median of the steps after warm-up\n";
+  for (const std::string& d : dropped)
+    std::cout << "not fitted: " << d << " - its repeats disagree by more than --max-spread\n";
+  std::cout << plan::calibration_report(c);
+  std::ifstream in(cluster_path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string out = o.out.empty() ? cluster.name + ".calibrated.yaml" : o.out;
+  const std::string calibrated = plan::calibrated_cluster_text(text, c, o.note);
+  {
+    std::ofstream f(out);
+    if (!(f << calibrated)) throw make_error("cannot write the calibrated cluster file '", out, "'");
+  }
+  config::load_cluster_config(out);  // what was written loads back
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
 
 std::vector<plan::Recompute> parse_recompute(const std::string& list) {
   std::vector<plan::Recompute> out;
@@ -36,6 +85,9 @@ std::vector<plan::Recompute> parse_recompute(const std::string& list) {
 }
 
 int run_plan(const PlanOptions& o) {
+  if (!o.calibrate.empty()) return run_calibrate(o);
+  if (o.model.empty()) throw make_error("--model is required (or --calibrate RUN_DIR...)");
+  if (o.gpus <= 0) throw make_error("--gpus is required (or --calibrate RUN_DIR...)");
   const std::string model_path = config::find_named_config(o.model, "models", "model");
   const std::string cluster_path = config::find_named_config(o.cluster, "clusters", "cluster");
   plan::PlanRequest r;
@@ -45,6 +97,7 @@ int run_plan(const PlanOptions& o) {
                      " (", model_path, ")");
   r.workload = plan::Workload::of(model, o.seq_len);
   r.cluster = config::load_cluster_config(cluster_path);
+  if (o.ranks_per_node > 0) r.cluster = plan::share_node(r.cluster, o.ranks_per_node);
   r.gpus = o.gpus;
   // Default batch: about 4M tokens per step (LLaMA-2, Touvron et al. 2023 sec. 2.2).
   r.global_batch = o.global_batch > 0 ? o.global_batch : std::max(1, int(std::lround(4194304.0 / r.workload.seq_len)));
@@ -54,12 +107,8 @@ int run_plan(const PlanOptions& o) {
 
   if (!o.explain.empty()) {
     const plan::Layout l = plan::parse_layout(o.explain, r.gpus, r.global_batch, r.cluster.precision);
-    const config::ModelConfig& m = r.workload.model;
-    if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
-      throw make_error("layout '", o.explain, "': tp ", l.tp, " must divide the ", m.num_heads, " heads, the ",
-                       m.kv_heads(), " KV heads and the MLP width ", m.ffn());
-    if (m.num_layers % (l.pp * l.vpp))
-      throw make_error("layout '", o.explain, "': pp x v = ", l.pp * l.vpp, " must divide the ", m.num_layers, " layers");
+    if (const std::string why = plan::layout_unsupported(r, l); !why.empty())
+      throw make_error("layout '", o.explain, "': ", why);
     const plan::Candidate c = plan::evaluate(r, l);
     if (o.json) std::cout << plan::to_json(c).dump(2) << "\n";
     else std::cout << plan::describe_request(r) << "\n" << plan::explain(r, c);
@@ -89,10 +138,27 @@ Action add_plan_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("plan", "Predict memory, step time and MFU of every layout; print the best and its "
                                          "launch command");
   auto o = std::make_shared<PlanOptions>();
-  cmd->add_option("-m,--model", o->model, "Model file or name in configs/models (llama2_70b)")->required();
+  cmd->add_option("-m,--model", o->model, "Model file or name in configs/models (llama2_70b)");
   cmd->add_option("--cluster,--gpu", o->cluster, "Cluster file or name in configs/clusters (h100, a100_sxm_80gb, local)")
       ->required();
-  cmd->add_option("--gpus", o->gpus, "Number of GPUs (ranks)")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--gpus", o->gpus, "Number of GPUs (ranks)")->check(CLI::PositiveNumber);
+  cmd->add_option("--ranks-per-node", o->ranks_per_node,
+                  "CPU clusters: ranks sharing one node's slots (e.g. 8 ranks on a 2-core machine)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--calibrate", o->calibrate,
+                  "Fit the cluster file to these run folders (metrics.jsonl, config.yaml) and write it calibrated")
+      ->expected(1, -1);
+  cmd->add_option("--fit", o->fit, "Constants --calibrate fits (comma-separated): sustained_fraction, "
+                                   "small_gemm_width, attention_fraction, elementwise_fraction, overlap_efficiency")
+      ->capture_default_str();
+  cmd->add_option("--time", o->time, "--calibrate: wall (step_ms) or cpu (cpu_ms over the cores used; shared machines)")
+      ->capture_default_str();
+  cmd->add_option("--max-spread", o->max_spread,
+                  "--calibrate: leave out runs whose repeats disagree by more than this ((max - min) / median of "
+                  "their medians, e.g. 0.3); 0: keep all")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--out", o->out, "--calibrate: the calibrated cluster file to write (default <name>.calibrated.yaml)");
+  cmd->add_option("--note", o->note, "--calibrate: a note recorded with the fit (runs, commit, machine)");
   cmd->add_option("--global-batch", o->global_batch, "Sequences per optimizer step (default: ~4M tokens)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", o->seq_len, "Sequence length (default: the model's max_seq_len)")

@@ -39,9 +39,18 @@ void visit_fields(ClusterConfig& c, V&& v) {
   v("inter_node_alpha_us", c.inter_node_alpha_us, non_negative);
   v("sustained_fraction", c.sustained_fraction, positive);
   v("small_gemm_width", c.small_gemm_width, non_negative);
+  v("attention_fraction", c.attention_fraction, non_negative);
+  v("elementwise_fraction", c.elementwise_fraction, positive);
   v("overlap_efficiency", c.overlap_efficiency, non_negative);
+  v("oversubscribe", c.oversubscribe, positive);
   v("price_per_gpu_hour", c.price_per_gpu_hour, non_negative);
   v("power_watts", c.power_watts, non_negative);
+  v("sustained_fraction_range", c.sustained_fraction_range, non_negative);
+  v("small_gemm_width_range", c.small_gemm_width_range, non_negative);
+  v("attention_fraction_range", c.attention_fraction_range, non_negative);
+  v("elementwise_fraction_range", c.elementwise_fraction_range, non_negative);
+  v("overlap_efficiency_range", c.overlap_efficiency_range, non_negative);
+  v("calibration", c.calibration, any);
 }
 }  // namespace schema
 
@@ -90,6 +99,28 @@ void validate(const ClusterConfig& c, const std::string& origin) {
                      ") must be in (0, 1]: it is the achieved share of peak");
   if (c.overlap_efficiency > 1)
     throw make_error(at, "cluster.overlap_efficiency (", c.overlap_efficiency, ") must be in [0, 1]");
+  for (const auto& [name, value] : {std::pair{"attention_fraction", c.attention_fraction},
+                                    std::pair{"elementwise_fraction", c.elementwise_fraction}})
+    if (value > 1) throw make_error(at, "cluster.", name, " (", value, ") must be in (0, 1]: it is an achieved share");
+  if (c.oversubscribe > 1 && c.device != DeviceKind::cpu)
+    throw make_error(at, "cluster.oversubscribe (", c.oversubscribe,
+                     ") must be 1 for accelerators: only CPU ranks can share a core");
+  // A range is [low, high] around the value it qualifies.
+  const auto range = [&](const char* name, const std::vector<double>& r, double value, double ceiling) {
+    if (r.empty()) return;
+    if (r.size() != 2 || r[0] > r[1])
+      throw make_error(at, "cluster.", name, "_range: expected [low, high] with low <= high, got ",
+                       schema::format_value(r));
+    if (value < r[0] || value > r[1])
+      throw make_error(at, "cluster.", name, "_range ", schema::format_value(r), " does not contain cluster.", name,
+                       " (", value, ")");
+    if (r[1] > ceiling) throw make_error(at, "cluster.", name, "_range: the high end must be <= ", ceiling);
+  };
+  range("sustained_fraction", c.sustained_fraction_range, c.sustained_fraction, 1.0);
+  range("small_gemm_width", c.small_gemm_width_range, c.small_gemm_width, 1e9);
+  range("attention_fraction", c.attention_fraction_range, c.attention_efficiency(), 1.0);
+  range("elementwise_fraction", c.elementwise_fraction_range, c.elementwise_fraction, 1.0);
+  range("overlap_efficiency", c.overlap_efficiency_range, c.overlap_efficiency, 1.0);
 }
 
 ClusterConfig load_cluster_config(const std::string& path) {

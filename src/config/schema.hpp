@@ -72,6 +72,14 @@ template <class E>
 concept ConfigEnum = requires { EnumNames<E>::values; };
 
 // "layernorm|rmsnorm"
+// std::vector<int> and std::vector<double>: lists of numbers, each checked against the rule.
+template <class T>
+struct IsNumberList : std::false_type {};
+template <class X>
+struct IsNumberList<std::vector<X>> : std::bool_constant<std::is_arithmetic_v<X> && !std::is_same_v<X, bool>> {};
+template <class T>
+inline constexpr bool is_number_list = IsNumberList<T>::value;
+
 template <ConfigEnum E>
 std::string enum_choices() {
   std::string s;
@@ -225,6 +233,7 @@ std::string type_noun() {
   else if constexpr (std::is_same_v<T, std::string>) return "a string";
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
   else if constexpr (std::is_same_v<T, std::vector<int>>) return "a list of integers";
+  else if constexpr (std::is_same_v<T, std::vector<double>>) return "a list of numbers";
   else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) return "a list of {path, weight} mappings";
   else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) return "a list of {tokens, weights} mappings";
   else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
@@ -246,8 +255,13 @@ std::string expectation(Rule r) {
     return r == Rule::non_empty ? "a non-empty string" : noun;
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     return r == Rule::non_empty ? "a non-empty string or a list of non-empty strings" : noun;
-  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
-    return r == Rule::positive ? "a list of integers > 0" : noun;
+  } else if constexpr (is_number_list<T>) {
+    switch (r) {  // "a list of integers > 0", "a list of numbers >= 0"
+      case Rule::positive: return noun + " > 0";
+      case Rule::non_negative: return noun + " >= 0";
+      case Rule::unit: return noun + " in [0, 1)";
+      default: return noun;
+    }
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     return r == Rule::non_empty ? "a list of {path: non-empty string, weight: number > 0} mappings" : noun;
   } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
@@ -273,8 +287,8 @@ bool satisfies(const T& v, Rule r) {
       for (const auto& s : v)
         if (s.empty()) return false;
     return true;
-  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
-    for (int x : v)
+  } else if constexpr (is_number_list<T>) {
+    for (const auto x : v)
       if (!satisfies(x, r)) return false;
     return true;
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
@@ -316,9 +330,9 @@ std::string format_value(const T& v) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", '" : "'") + v[i] + "'";
     return s + "]";
-  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+  } else if constexpr (is_number_list<T>) {
     std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_value(v[i]);
     return s + "]";
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     std::string s = "[";

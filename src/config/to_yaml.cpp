@@ -20,9 +20,9 @@ void emit(YAML::Emitter& out, const T& v) {
     out << YAML::Flow << YAML::BeginSeq;
     for (const auto& s : v) out << YAML::DoubleQuoted << s;
     out << YAML::EndSeq;
-  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+  } else if constexpr (schema::is_number_list<T>) {
     out << YAML::Flow << YAML::BeginSeq;
-    for (int x : v) out << x;
+    for (const auto x : v) emit(out, x);
     out << YAML::EndSeq;
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     out << YAML::BeginSeq;

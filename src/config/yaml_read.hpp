@@ -234,15 +234,16 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
     }
     out = std::move(items);
     return;
-  } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+  } else if constexpr (schema::is_number_list<T>) {
+    using X = typename T::value_type;
     if (!n.IsSequence() && !n.IsNull()) expected();
-    std::vector<int> items;
+    T items;
     for (std::size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
       const YAML::Node item = n[i];
-      int value = 0;
+      X value = 0;
       if (!item.IsScalar() || !parse_number(item.Scalar(), value) || !schema::satisfies(value, rule))
         fail(origins, path + "[" + std::to_string(i) + "]", item,
-             "expected " + schema::expectation<int>(rule) + ", got " + describe(item));
+             "expected " + schema::expectation<X>(rule) + ", got " + describe(item));
       items.push_back(value);
     }
     out = std::move(items);

@@ -24,13 +24,24 @@ std::string ScalingRun::layout() const {
 
 namespace {
 
-struct StepRecord {
-  double tokens_per_s = 0, step_ms = 0, tflops = 0, mfu = 0;
-};
+int yaml_int(const YAML::Node& root, const char* section, const char* key, const fs::path& file) {
+  const YAML::Node n = root[section][key];
+  if (!n || !n.IsScalar()) throw make_error(file.string(), ": ", section, ".", key, ": missing");
+  try {
+    return n.as<int>();
+  } catch (const YAML::Exception&) {
+    throw make_error(file.string(), ": ", section, ".", key, ": expected an integer, got '", n.Scalar(), "'");
+  }
+}
+
+std::string pct(double x) { return fmt("%.1f%%", 100 * x); }
+
+}  // namespace
 
 // metrics.jsonl: the last record of each step number (validation and straggler records, which
 // carry valid_loss or stragglers instead of the step's timings, are skipped).
-std::map<long, StepRecord> read_metrics(const fs::path& file) {
+std::map<long, StepRecord> read_step_metrics(const std::string& path) {
+  const fs::path file(path);
   std::ifstream in(file);
   if (!in) throw make_error("cannot open '", file.string(), "' (a run folder holds metrics.jsonl, config.yaml)");
   std::map<long, StepRecord> steps;
@@ -47,6 +58,7 @@ std::map<long, StepRecord> read_metrics(const fs::path& file) {
       r.step_ms = j.at("step_ms").get<double>();
       r.tflops = j.at("tflops").get<double>();
       r.mfu = j.at("mfu").get<double>();
+      r.cpu_ms = j.value("cpu_ms", -1.0);
       steps[j.at("step").get<long>()] = r;
     } catch (const nlohmann::json::exception& e) {
       throw make_error(file.string(), ":", lineno, ": not a step record: ", e.what());
@@ -55,20 +67,6 @@ std::map<long, StepRecord> read_metrics(const fs::path& file) {
   if (steps.empty()) throw make_error(file.string(), ": no steps recorded");
   return steps;
 }
-
-int yaml_int(const YAML::Node& root, const char* section, const char* key, const fs::path& file) {
-  const YAML::Node n = root[section][key];
-  if (!n || !n.IsScalar()) throw make_error(file.string(), ": ", section, ".", key, ": missing");
-  try {
-    return n.as<int>();
-  } catch (const YAML::Exception&) {
-    throw make_error(file.string(), ": ", section, ".", key, ": expected an integer, got '", n.Scalar(), "'");
-  }
-}
-
-std::string pct(double x) { return fmt("%.1f%%", 100 * x); }
-
-}  // namespace
 
 ScalingRun read_scaling_run(const std::string& dir, int skip_steps) {
   const fs::path d(dir);
@@ -115,7 +113,7 @@ ScalingRun read_scaling_run(const std::string& dir, int skip_steps) {
     throw make_error(dir, ": ", run.ranks, " ranks is not a multiple of tp x pp = ", run.tp * run.pp);
   run.dp = dp > 0 ? dp : run.ranks / (run.tp * run.pp);
 
-  const std::map<long, StepRecord> steps = read_metrics(d / "metrics.jsonl");
+  const std::map<long, StepRecord> steps = read_step_metrics((d / "metrics.jsonl").string());
   const long n = long(steps.size());
   const long skip = skip_steps >= 0 ? skip_steps : (n < 3 ? 0 : std::max(1L, n / 10));
   if (skip >= n)

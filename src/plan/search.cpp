@@ -21,22 +21,55 @@ std::vector<int> divisors(int n) {
   return d;
 }
 
-bool tp_fits_model(const config::ModelConfig& m, int tp) {
-  return m.num_heads % tp == 0 && m.kv_heads() % tp == 0 && m.ffn() % tp == 0;
-}
-
 double usable(const config::ClusterConfig& c) { return c.memory_gib * GiB; }
 
-// What strata's engine on the cluster's device runs (config/capabilities.hpp): the search never
-// recommends a layout the job would refuse at launch.
-bool backend_runs(const PlanRequest& r, const Layout& l) {
+// What strata's engine on the cluster's device does not run of this layout (the support
+// statement, config/capabilities.hpp; its first line, "" when it runs): the search never
+// recommends a layout the job would refuse at launch. Layouts of another framework (the
+// validation against published runs) are not strata's to refuse.
+std::string backend_refuses(const PlanRequest& r, const Layout& l) {
+  if (l.framework != Framework::strata) return "";
   config::ParallelConfig p;
   p.tp = l.tp, p.pp = l.pp, p.dp = l.dp, p.virtual_stages = l.vpp, p.micro_batch_size = l.micro_batch;
   p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel;
-  p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b : config::PipelineSchedule::one_f_one_b;
-  return config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len).empty();
+  p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
+               : l.gpipe ? config::PipelineSchedule::gpipe
+                         : config::PipelineSchedule::one_f_one_b;
+  const std::vector<std::string> no = config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len);
+  return no.empty() ? "" : "strata's " + std::string(config::backend_support(r.cluster.device).name) +
+                               " backend does not run it: " + no.front();
+}
+
+// The shape rules of layout_unsupported (what any engine needs).
+std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
+  const config::ModelConfig& m = r.workload.model;
+  const auto n = [](auto v) { return std::to_string(v); };
+  if (l.tp < 1 || l.pp < 1 || l.dp < 1 || l.vpp < 1 || l.micro_batch < 1 || l.micro_batches < 1)
+    return "every size must be >= 1";
+  if (l.gpus() != r.gpus) return "tp x pp x dp = " + n(l.gpus()) + " but the job has " + n(r.gpus) + " GPUs";
+  if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
+    return "tp " + n(l.tp) + " must divide the " + n(m.num_heads) + " heads, the " + n(m.kv_heads()) +
+           " KV heads and the MLP width " + n(m.ffn());
+  if (m.num_layers % (l.pp * l.vpp))
+    return "pp x v = " + n(l.pp * l.vpp) + " must divide the " + n(m.num_layers) + " layers";
+  if (l.global_batch() != r.global_batch)
+    return "mb x m x dp = " + n(l.global_batch()) + " sequences but the global batch is " + n(r.global_batch);
+  if (l.vpp > 1) {
+    if (l.pp == 1) return "virtual stages (v " + n(l.vpp) + ") need a pipeline (pp > 1)";
+    if (l.gpipe) return "virtual stages run the interleaved 1F1B schedule, not GPipe";
+    if (l.micro_batches % l.pp)
+      return "the interleaved schedule needs the micro-batches per step (" + n(l.micro_batches) +
+             ") to be a multiple of pp (" + n(l.pp) + ")";
+  }
+  if (l.zero > 1) return "ZeRO stage must be 0 or 1";
+  return "";
 }
 }  // namespace
+
+std::string layout_unsupported(const PlanRequest& r, const Layout& l) {
+  if (std::string why = shape_unsupported(r, l); !why.empty()) return why;
+  return backend_refuses(r, l);
+}
 
 Candidate evaluate(const PlanRequest& r, const Layout& layout) {
   Candidate c;
@@ -45,22 +78,26 @@ Candidate evaluate(const PlanRequest& r, const Layout& layout) {
   c.time = predict_step_time(r.workload, layout, r.cluster, c.memory);
   c.run = run_time(r.tokens, c.time.tokens_per_s, layout.gpus(), r.cluster);
   c.fits = c.memory.total() <= usable(r.cluster);
+  c.uncertain = !assumptions(r.cluster).empty();
+  c.slow = c.uncertain ? predict_step_time(r.workload, layout, slowest_case(r.cluster), c.memory) : c.time;
+  c.fast = c.uncertain ? predict_step_time(r.workload, layout, fastest_case(r.cluster), c.memory) : c.time;
+  c.run_slow = run_time(r.tokens, c.slow.tokens_per_s, layout.gpus(), r.cluster);
+  c.run_fast = run_time(r.tokens, c.fast.tokens_per_s, layout.gpus(), r.cluster);
   return c;
 }
 
-std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
+std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
   const config::ModelConfig& m = r.workload.model;
   std::vector<Layout> out;
+  int shapes = 0;
   for (int tp : divisors(std::gcd(r.gpus, r.cluster.gpus_per_node))) {
-    if (!tp_fits_model(m, tp)) continue;
     for (int pp : divisors(m.num_layers)) {
       if (r.gpus % (tp * pp) != 0) continue;
       const int dp = r.gpus / (tp * pp);
       for (int mb : r.micro_batch_sizes) {
         if (r.global_batch % (mb * dp) != 0) continue;
         const int micro_batches = r.global_batch / (mb * dp);
-        for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); v *= 2) {
-          if (v > 1 && (m.num_layers % (pp * v) != 0 || micro_batches % pp != 0)) continue;
+        for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); ++v) {
           for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
             for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
               for (Recompute rc : r.recompute) {
@@ -68,12 +105,15 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r) {
                 l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
                 l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
                 l.recompute = rc, l.precision = r.cluster.precision;
-                out.push_back(l);
+                if (!shape_unsupported(r, l).empty()) continue;
+                ++shapes;
+                if (backend_refuses(r, l).empty()) out.push_back(l);
               }
         }
       }
     }
   }
+  if (expressible) *expressible = shapes;
   return out;
 }
 
@@ -83,14 +123,17 @@ int min_gpus_to_fit(const PlanRequest& r, Layout* found) {
   for (int g = 1; g < r.cluster.gpus_per_node; g *= 2) counts.push_back(g);
   for (int nodes = 1; nodes * r.cluster.gpus_per_node <= 65536; ++nodes) counts.push_back(nodes * r.cluster.gpus_per_node);
   for (int g : counts) {
+    PlanRequest at = r;  // the leanest layout of g GPUs: one micro-batch of 1 per stage
+    at.gpus = g;
     for (int tp : divisors(std::gcd(g, r.cluster.gpus_per_node))) {
-      if (!tp_fits_model(m, tp)) continue;
       for (int pp : divisors(m.num_layers)) {
         if (g % (tp * pp) != 0) continue;
         Layout l;
         l.tp = tp, l.pp = pp, l.dp = g / (tp * pp), l.micro_batch = 1, l.micro_batches = pp;
         l.zero = l.dp > 1 ? 1 : 0, l.sequence_parallel = tp > 1, l.recompute = Recompute::full;
         l.precision = r.cluster.precision;
+        at.global_batch = l.global_batch();
+        if (!layout_unsupported(at, l).empty()) continue;
         if (predict_memory(r.workload, l, r.cluster).total() <= usable(r.cluster)) {
           if (found) *found = l;
           return g;
@@ -107,11 +150,10 @@ PlanResult search_layouts(const PlanRequest& r) {
   if (r.global_batch <= 0) throw make_error("--global-batch must be > 0, got ", r.global_batch);
   PlanResult result;
   result.usable_bytes = usable(r.cluster);
-  std::vector<Layout> layouts = enumerate_layouts(r);
+  // Only layouts strata's engine runs on the cluster's device are enumerated (the one filter).
+  int expressible = 0;
+  const std::vector<Layout> layouts = enumerate_layouts(r, &expressible);
   result.enumerated = int(layouts.size());
-  // Only layouts strata's engine runs on the cluster's device are recommended.
-  const std::size_t expressible = layouts.size();
-  std::erase_if(layouts, [&](const Layout& l) { return !backend_runs(r, l); });
   if (expressible > 0 && layouts.empty()) {
     const std::vector<std::string> no = config::unsupported(r.cluster.device, m, config::ParallelConfig{}, r.workload.seq_len);
     throw make_error("strata's ", config::backend_support(r.cluster.device).name, " backend runs none of the ",

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "strata/core/error.hpp"
+
 namespace strata::plan {
 
 using config::Precision;
@@ -17,39 +19,76 @@ double ring_all_reduce_s(double bytes, int n, double gb_per_s, double alpha_us) 
   return 2.0 * ring_reduce_scatter_s(bytes, n, gb_per_s, alpha_us);  // reduce-scatter + all-gather
 }
 
+MicroBatchFlops micro_batch_flops(const Workload& w, const Layout& l, int layers, bool head) {
+  const config::ModelConfig& m = w.model;
+  const double s = w.seq_len, b = l.micro_batch, C = m.d_model, F = m.ffn();
+  const double HS = m.head_size(), Q = m.num_heads * HS, KV = m.kv_heads() * HS, V = m.vocab_size;
+  const bool full = l.recompute == Recompute::full, selective = l.recompute == Recompute::selective;
+  // Per token and layer, forward: 2 x the layer's matmul parameters, and 4 T C for the attention
+  // products Q K^T and A V (as flops.hpp counts them: the causal half is not subtracted; the
+  // attention efficiency absorbs what a kernel skips). Training = forward + backward (twice the
+  // forward) + what recomputation repeats (full: the forward; selective: the attention core).
+  const double layer_matmul = (Q + 2 * KV) * C + C * Q + (m.mlp == config::MlpKind::swiglu ? 3 : 2) * F * C;
+  const double fwd_gemm = 2.0 * layer_matmul, fwd_attn = 4.0 * s * C;
+  MicroBatchFlops f;
+  f.gemm = b * s * layers * (3.0 + (full ? 1.0 : 0.0)) * fwd_gemm / l.tp;
+  f.attention = b * s * layers * (3.0 + (full || selective ? 1.0 : 0.0)) * fwd_attn / l.tp;
+  if (head) f.gemm += b * s * 3.0 * 2.0 * V * C / l.tp;  // logits = x W^T, forward and backward
+  return f;
+}
+
+namespace {
+
+// Bytes the element-wise kernels of one layer read or write per micro-batch, per pass. strata:
+// its engine's own activation plan (memory.layer_activations_full: the CPU trainer's MemoryPlan;
+// on GPUs whatever predict_gpu_stage reports). Megatron-LM 2021-22: Korthikanti et al.'s
+// activation bytes, the s x s scores, softmax and dropout included.
+double elementwise_bytes_per_layer(const Workload& w, const Layout& l, const MemoryBreakdown& memory) {
+  if (l.framework == Framework::megatron_lm)
+    return korthikanti_layer_activation_bytes(w.model, w.seq_len, l.micro_batch, l.tp,
+                                              l.sequence_parallel && l.tp > 1, false);
+  return memory.layer_activations_full;
+}
+
+}  // namespace
+
 StepTime predict_step_time(const Workload& w, const Layout& l, const config::ClusterConfig& c,
                            const MemoryBreakdown& memory) {
   const config::ModelConfig& m = w.model;
-  const double s = w.seq_len, b = l.micro_batch, C = m.d_model, F = m.ffn();
-  const double HS = m.head_size(), Q = m.num_heads * HS, KV = m.kv_heads() * HS;
-  const double V = m.vocab_size;
+  const double s = w.seq_len, b = l.micro_batch, C = m.d_model;
   const int layers = m.num_layers / l.pp;
   const double elt = l.precision == Precision::bf16 ? 2.0 : 4.0;
   const bool full = l.recompute == Recompute::full, selective = l.recompute == Recompute::selective;
 
-  // FLOPs of one micro-batch on the busiest stage (the last: it adds the output layer). Per token
-  // and layer, forward: 2 x the layer's matmul parameters + 4 T C for the attention products;
-  // training = 3 forwards (backward is twice the forward), plus the recomputed part.
-  const double layer_matmul = (Q + 2 * KV) * C + C * Q + (m.mlp == config::MlpKind::swiglu ? 3 : 2) * F * C;
-  const double layer_fwd = 2.0 * layer_matmul + 4.0 * s * C;
-  const double layer_train = 3.0 * layer_fwd + (full ? layer_fwd : selective ? 4.0 * s * C : 0.0);
-  const double head_train = 3.0 * 2.0 * V * C;  // logits = x W^T, forward and backward
-  const double stage_flops = b * s * (layers * layer_train + head_train) / l.tp;
-  double rate = c.peak_tflops() * 1e12 * c.sustained_fraction;
-  if (c.small_gemm_width > 0) {  // narrow per-rank GEMMs (C / t) run below the calibrated rate
+  // Rates. GEMMs: the calibrated fraction of peak, lower for narrow per-rank GEMMs (C / t).
+  double gemm_rate = c.peak_tflops() * 1e12 * c.sustained_fraction;
+  if (c.small_gemm_width > 0) {
     const double width = C / l.tp;
-    rate *= width / (width + c.small_gemm_width);
+    gemm_rate *= width / (width + c.small_gemm_width);
   }
+  // Attention products: strata's own attention kernel (attention_fraction); Megatron-LM ran them
+  // as cuBLAS batched GEMMs (the GEMM fraction, without the narrow-width factor: head-sized).
+  const double attn_rate = c.peak_tflops() * 1e12 *
+                           (l.framework == Framework::megatron_lm ? c.sustained_fraction : c.attention_efficiency());
+  const double bandwidth = c.memory_bandwidth_gb_per_s * 1e9 * c.elementwise_fraction;
 
-  // Element-wise work (norms, softmax, activations, residual adds) is bound by memory bandwidth,
-  // not FLOPs: each layer's activations are written in the forward, read in the backward and
+  // The busiest stage is the last (it adds the output layer); the mean stage (for the shared-node
+  // bound) carries 1/pp of the output layer.
+  const MicroBatchFlops last = micro_batch_flops(w, l, layers, true);
+  const MicroBatchFlops body = micro_batch_flops(w, l, layers, false);
+  // Element-wise work (norms, softmax, activations, residual adds, casts) is bound by memory
+  // bandwidth: each layer's activations are written in the forward, read in the backward and
   // their gradients written (3 passes; 4 when the forward is recomputed).
   const double passes = full ? 4.0 : 3.0;
-  const double elementwise = layers * passes * memory.layer_activations_full / (c.memory_bandwidth_gb_per_s * 1e9);
+  const double elementwise = layers * passes * elementwise_bytes_per_layer(w, l, memory) / bandwidth;
 
   StepTime t;
-  t.micro_batch = stage_flops / rate + elementwise;
-  t.compute = l.micro_batches * t.micro_batch;
+  const double mb_gemm = last.gemm / gemm_rate, mb_attn = last.attention / attn_rate;
+  t.micro_batch = mb_gemm + mb_attn + elementwise;
+  t.gemm = l.micro_batches * mb_gemm;
+  t.attention = l.micro_batches * mb_attn;
+  t.elementwise = l.micro_batches * elementwise;
+  t.compute = t.gemm + t.attention + t.elementwise;
 
   // Tensor parallelism (Shoeybi et al. 2019, sec. 3; Korthikanti et al. 2022, sec. 4.2.2): two
   // all-reduces of s b h per layer in the forward and two in the backward (with sequence
@@ -89,8 +128,9 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
     const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
     const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
     const double bwd_share = full ? 0.75 : selective ? 0.70 : 2.0 / 3.0;
-    const double window_b = c.overlap_efficiency * bwd_share * t.micro_batch;
-    const double window_f = c.overlap_efficiency * (1.0 - bwd_share) * t.micro_batch;
+    const double overlap = l.overlap_grad_reduce ? c.overlap_efficiency : 0.0;
+    const double window_b = overlap * bwd_share * t.micro_batch;
+    const double window_f = overlap * (1.0 - bwd_share) * t.micro_batch;
     if (l.zero >= 1) {
       const double rs = ring_reduce_scatter_s(4.0 * P, l.dp, gbs, alpha);
       const double ag = ring_reduce_scatter_s(elt * P, l.dp, gbs, alpha);
@@ -107,15 +147,46 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   // norm reads and the zeroing writes the whole local gradient buffer.
   const double shard = l.zero >= 1 ? P / l.dp : P;
   const double adam_bytes = (l.precision == Precision::bf16 ? 30.0 : 28.0) * shard + 8.0 * P;
-  t.optimizer = adam_bytes / (c.memory_bandwidth_gb_per_s * 1e9);
+  t.optimizer = adam_bytes / bandwidth;
 
-  t.total = t.compute + t.tp_comm + t.bubble + t.pp_comm + t.dp_exposed + t.optimizer;
+  t.critical_path = t.compute + t.tp_comm + t.bubble + t.pp_comm + t.dp_exposed + t.optimizer;
+  t.total = t.critical_path;
+  if (c.oversubscribe > 1) {
+    // A shared CPU node: ranks idle in the bubble or in a collective give their core away, so the
+    // step is the node's work (its ranks' mean busy time; the stages differ by the output layer)
+    // unless one rank's critical path at a full slot is longer. Communication is CPU work here.
+    const double mean_mb = (body.gemm + (last.gemm - body.gemm) / l.pp) / gemm_rate + mb_attn + elementwise;
+    t.node_work = l.micro_batches * mean_mb + t.tp_comm + t.pp_comm + t.dp_comm + t.optimizer;
+    t.total = std::max(t.node_work, t.critical_path / c.oversubscribe);
+  }
   const FlopsPerToken fpt = flops_per_token(m, w.counts, w.seq_len, l.recompute);
   t.tokens_per_s = double(l.global_batch()) * s / t.total;
   t.model_tflops_per_gpu = t.tokens_per_s * fpt.model / l.gpus() / 1e12;
   t.hardware_tflops_per_gpu = t.tokens_per_s * fpt.hardware / l.gpus() / 1e12;
   t.mfu = t.model_tflops_per_gpu / c.peak_tflops();
   return t;
+}
+
+config::ClusterConfig share_node(config::ClusterConfig c, int ranks_per_node) {
+  if (ranks_per_node <= c.gpus_per_node) return c;
+  if (c.device != config::DeviceKind::cpu)
+    throw make_error(c.name, ": ", ranks_per_node, " ranks per node on ", c.gpus_per_node, " ", c.gpu,
+                     " per node: only CPU ranks can share a slot");
+  const double share = double(c.gpus_per_node) / ranks_per_node;  // of one slot, per rank
+  c.oversubscribe = std::max(1, int(std::lround(1.0 / share)));
+  c.peak_tflops_fp32 *= share;
+  c.peak_tflops_bf16 *= share;
+  c.memory_bandwidth_gb_per_s *= share;
+  c.intra_node_gb_per_s *= share;   // shared-memory copies run on the rank's share of a core
+  c.inter_node_gb_per_s *= share;   // the node's NIC, shared by its ranks
+  // Each step of a collective waits until the partner rank has its core again: with k ranks per
+  // core, about k times the latency of a dedicated core (a modelling assumption, validated only
+  // by the 8-rank runs of docs/planner-validation.md sec. 4).
+  c.intra_node_alpha_us *= c.oversubscribe;
+  c.inter_node_alpha_us *= c.oversubscribe;
+  c.memory_gib *= share;
+  c.gpus_per_node = ranks_per_node;
+  return c;
 }
 
 RunTime run_time(double tokens, double tokens_per_s, int gpus, const config::ClusterConfig& cluster) {

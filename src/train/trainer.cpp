@@ -62,11 +62,11 @@ class MetricsFile {
                  "\"tokens\": %lld, \"loss_tokens\": %lld, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
                  "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
-                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f}\n",
+                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f, \"cpu_ms\": %.3f}\n",
                  m.step, m.loss, m.lr, m.grad_norm, m.seq_len, static_cast<long long>(m.tokens),
                  static_cast<long long>(m.loss_tokens), m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
                  m.mem_bytes, m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
-                 m.optimizer_state_bytes, m.data_wait_ms);
+                 m.optimizer_state_bytes, m.data_wait_ms, m.cpu_ms);
     std::fflush(file_);
   }
   // Any other record (the straggler report), already JSON.
@@ -346,6 +346,7 @@ void Trainer::load_step_batch(int t) {
 
 StepMetrics Trainer::step(long step) {
   const Timer timer;
+  const double cpu_start = process_cpu_seconds();
   const config::TrainConfig& tcfg = job_.train;
   maybe_inject_failure(grid_.global_rank(), step);
   // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has them
@@ -391,6 +392,8 @@ StepMetrics Trainer::step(long step) {
   s.tokens = std::int64_t(batch_.global) * t_;
   s.loss_tokens = step_loss_tokens;
   s.step_ms = timer.ms();
+  s.cpu_ms = 1e3 * (process_cpu_seconds() - cpu_start);  // all ranks' (strata plan --calibrate --time cpu)
+  grid_.world_group().all_reduce(&s.cpu_ms, 1, DType::f64, comm::ReduceOp::sum);
   // Throughput and MFU count what the step processed: G x t tokens at the FLOPs per token of
   // length t (masked LM processes every position; only the loss is sparse).
   s.tokens_per_s = double(s.tokens) / (s.step_ms * 1e-3);

@@ -38,9 +38,9 @@ done
 grep -q "device: cuda" configs/pretrain_70b.yaml || { echo "FAIL pretrain_70b.yaml is no longer a GPU job"; failures=$((failures + 1)); }
 
 # 2. every layout the planner prints for each cluster file
-plan_case() {  # plan_case MODEL CLUSTER GPUS
-  local model="$1" cluster="$2" gpus="$3"
-  if ! timeout 120 "$strata" plan --model "$model" --cluster "$cluster" --gpus "$gpus" --top 10 --json >"$tmp/plan.json" 2>"$tmp/plan.err"; then
+plan_case() {  # plan_case MODEL CLUSTER GPUS [PLAN OPTIONS...]
+  local model="$1" cluster="$2" gpus="$3"; shift 3
+  if ! timeout 120 "$strata" plan --model "$model" --cluster "$cluster" --gpus "$gpus" --top 10 --json "$@" >"$tmp/plan.json" 2>"$tmp/plan.err"; then
     echo "FAIL plan $model $cluster $gpus: $(cat "$tmp/plan.err")"; failures=$((failures + 1)); return
   fi
   python3 - "$tmp/plan.json" "$gpus" >"$tmp/layouts.txt" <<'PY' || { echo "FAIL plan json"; failures=$((failures + 1)); return; }
@@ -72,7 +72,7 @@ plan_case llama2_7b a100_sxm_80gb 64
 plan_case llama2_13b a100_sxm_40gb 128
 plan_case gpt2_124m cpu_node 4
 plan_case tiny_gpt local 2
-plan_case bench_layouts local_8ranks 8
+plan_case bench_layouts local 8 --ranks-per-node 8
 
 if [ $failures -ne 0 ]; then echo "$failures case(s) failed"; exit 1; fi
 echo "every shipped config and every printed layout passes the dry run"

@@ -33,13 +33,31 @@ struct ClusterConfig {
   double inter_node_gb_per_s = 25;          // network per GPU per direction (its NIC share)
   double intra_node_alpha_us = 5;         // per-message latency of a ring step inside a node
   double inter_node_alpha_us = 10;        // ... across nodes
-  double sustained_fraction = 0.5;        // calibrated: achieved / peak for the model's GEMMs
+  double sustained_fraction = 0.5;        // achieved / peak for the model's GEMMs (BLAS, cuBLAS)
   double small_gemm_width = 0;            // per-rank GEMM width at which efficiency halves; 0: off
+  double attention_fraction = 0;          // achieved / peak for the attention products (Q K^T, A V)
+                                          // of strata's attention kernel; 0: as sustained_fraction
+  double elementwise_fraction = 1.0;      // achieved / memory_bandwidth of element-wise kernels and
+                                          // the optimizer step
   double overlap_efficiency = 1.0;        // share of the overlap window that hides DP traffic
+  int oversubscribe = 1;                  // CPU: ranks sharing each slot (a waiting rank yields its
+                                          // core to the others); figures above are per slot
   double price_per_gpu_hour = 0;          // $ per accelerator-hour
   double power_watts = 0;                 // per accelerator, for energy estimates
 
+  // Constants that are assumptions, not validated against measurements: their uncertainty as
+  // [low, high]. Empty: the constant rests on the data named in `calibration`. The planner prints
+  // every figure that depends on an assumption at both ends of its range (plan/uncertainty.hpp).
+  std::vector<double> sustained_fraction_range;
+  std::vector<double> small_gemm_width_range;
+  std::vector<double> attention_fraction_range;
+  std::vector<double> elementwise_fraction_range;
+  std::vector<double> overlap_efficiency_range;
+  std::string calibration;                // what the calibrated constants were fitted and validated on
+
   double peak_tflops() const { return precision == Precision::bf16 ? peak_tflops_bf16 : peak_tflops_fp32; }
+  // The attention products' efficiency (attention_fraction, or sustained_fraction when 0).
+  double attention_efficiency() const { return attention_fraction > 0 ? attention_fraction : sustained_fraction; }
 };
 
 // Load and validate a cluster file. Throws strata::Error naming the file, line and key.

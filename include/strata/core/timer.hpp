@@ -1,5 +1,6 @@
 #pragma once
 #include <chrono>
+#include <ctime>
 
 namespace strata {
 
@@ -16,5 +17,13 @@ class Timer {
  private:
   std::chrono::steady_clock::time_point start_;
 };
+
+// CPU time of this process so far, all its threads (user + system), in seconds. Unlike wall-clock
+// time it does not grow while other jobs on a shared machine hold the cores.
+inline double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
 
 }  // namespace strata

@@ -17,6 +17,12 @@
 
 namespace strata::plan {
 
+// Whose software runs the layout. strata: strata's own engine (every prediction strata makes for
+// its users). megatron_lm: Megatron-LM as its 2021-22 papers ran it, for the validation against
+// them only: attention products as cuBLAS batched GEMMs (at the GEMM efficiency) with the s x s
+// scores, softmax and dropout materialised (Korthikanti et al. 2022's activation bytes).
+enum class Framework { strata, megatron_lm };
+
 struct Layout {
   int tp = 1;
   int pp = 1;
@@ -29,6 +35,10 @@ struct Layout {
   bool gpipe = false;       // GPipe schedule (all forwards, then all backwards) instead of 1F1B
   Recompute recompute = Recompute::none;
   config::Precision precision = config::Precision::bf16;
+  Framework framework = Framework::strata;
+  // The gradient reduction overlaps the backward (strata, PyTorch DDP, Megatron-LM's
+  // --overlap-grad-reduce); false: it runs after the backward (Megatron-LM 2021's local DDP).
+  bool overlap_grad_reduce = true;
 
   int gpus() const { return tp * pp * dp; }
   int global_batch() const { return micro_batch * micro_batches * dp; }

@@ -77,6 +77,14 @@ struct CpuStagePlan {
 CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel,
                                    config::PipelineSchedule schedule, int microbatches, int seq_len, int stage);
 
+// Korthikanti et al. 2022, sec. 4.1, eq. 1-2 and table 2: bf16 activation bytes of one layer
+// for one micro-batch of b sequences of s tokens on one of t tensor-parallel ranks, written term by
+// term so GQA and SwiGLU fit (34 s b h + 5 a s^2 b for a GPT layer without TP). `sp`: sequence
+// parallelism; `selective`: selective recomputation (drops the 5 a s^2 b term). What Megatron-LM
+// 2021-22 keeps (dropout masks and the s x s scores included).
+double korthikanti_layer_activation_bytes(const config::ModelConfig& model, double s, double b, int tp, bool sp,
+                                          bool selective);
+
 // Bytes per parameter (Megatron-LM docs/distrib_optimizer.md, "bytes per parameter" table;
 // Rajbhandari et al. 2020, ZeRO, sec. 3.1 / 5.1): bf16 weights 2, fp32 main grads 4, fp32
 // master weights + Adam m + v 12 (divided by dp under ZeRO-1); fp32: 4 + 4 + 8.

@@ -16,6 +16,7 @@
 // time t): X = B T / t, so E = t0 / ((R/R0) t); weak scaling (B grows with R): X = (R/R0) B0 T / t,
 // so E = t0 / t.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,16 @@ struct ScalingRun {
   double mfu = 0;
   std::string layout() const;  // "tp2-pp2-dp2"
 };
+
+// One step's record in metrics.jsonl (train/trainer.hpp writes them).
+struct StepRecord {
+  double tokens_per_s = 0, step_ms = 0, tflops = 0, mfu = 0;
+  double cpu_ms = -1;        // CPU time of all ranks during the step; -1 when not recorded
+};
+// The last record of each step number of a metrics.jsonl (validation and straggler records are
+// skipped).
+// Throws naming the file and line of a record that is not a step.
+std::map<long, StepRecord> read_step_metrics(const std::string& path);
 
 // Reads one run folder. Throws strata::Error naming the file and what is missing.
 ScalingRun read_scaling_run(const std::string& dir, int skip_steps = -1);  // -1: max(1, steps/10), 0 for < 3 steps

@@ -35,6 +35,7 @@ struct StepMetrics {
   std::int64_t loss_tokens = 0;  // tokens with a target (masked LM: the chosen positions)
   double tokens_per_s = 0;
   double step_ms = 0;
+  double cpu_ms = 0;      // CPU time of all ranks during the step, summed (strata plan --calibrate --time cpu)
   double tflops = 0;      // achieved model TFLOP/s per rank (6N + attention rule, at seq_len)
   double mfu = 0;         // tflops / per-rank peak
   std::size_t mem_bytes = 0;       // peak resident memory of this process

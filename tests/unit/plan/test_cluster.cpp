@@ -54,6 +54,43 @@ TEST(PlanCluster, BadValuesAreNamed) {
   EXPECT_NE(load_error("- a\n- b\n").find("expected a mapping of cluster settings"), std::string::npos);
 }
 
+// Assumptions are [low, high] ranges around their value; a bad range names the key.
+TEST(PlanCluster, AssumptionRangesAreChecked) {
+  const std::string ok = write_temp("strata_cluster_range.yaml",
+                                    "peak_tflops_bf16: 100\nsustained_fraction: 0.5\nsustained_fraction_range: [0.4, 0.7]\n");
+  EXPECT_EQ(load_cluster_config(ok).sustained_fraction_range, (std::vector<double>{0.4, 0.7}));
+  const std::string base = "peak_tflops_bf16: 100\nsustained_fraction: 0.5\n";
+  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.7, 0.4]\n").find("expected [low, high] with low <= high"),
+            std::string::npos);
+  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.6, 0.7]\n").find("does not contain cluster.sustained_fraction"),
+            std::string::npos);
+  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.4]\n").find("expected [low, high]"), std::string::npos);
+  const std::string word = load_error(base + "sustained_fraction_range: [0.4, high]\n");
+  EXPECT_NE(word.find("strata_cluster_test.yaml:3"), std::string::npos) << word;
+  EXPECT_NE(word.find("cluster.sustained_fraction_range[1]: expected a number >= 0, got 'high'"), std::string::npos)
+      << word;
+  EXPECT_NE(load_error(base + "attention_fraction: 1.5\n").find("attention_fraction (1.5) must be in (0, 1]"),
+            std::string::npos);
+  EXPECT_NE(load_error(base + "oversubscribe: 2\n").find("only CPU ranks can share a core"), std::string::npos);
+}
+
+// Every constant of a shipped GPU file is either calibrated (named in `calibration`) or an
+// assumption with a range: nothing is quoted without its uncertainty.
+TEST(PlanCluster, ShippedGpuFilesStateTheirAssumptions) {
+  const ClusterConfig h100 = plan::test::cluster("h100_sxm_80gb");
+  EXPECT_EQ(h100.sustained_fraction_range.size(), 2u);  // no H100 run calibrates it
+  EXPECT_TRUE(h100.calibration.empty());
+  const ClusterConfig a100 = plan::test::cluster("a100_sxm_80gb");
+  EXPECT_TRUE(a100.sustained_fraction_range.empty());    // fitted and validated
+  EXPECT_NE(a100.calibration.find("Megatron-LM 2021"), std::string::npos);
+  for (const ClusterConfig& c : {h100, a100}) {
+    EXPECT_EQ(c.attention_fraction_range.size(), 2u) << c.name;
+    EXPECT_EQ(c.elementwise_fraction_range.size(), 2u) << c.name;
+    EXPECT_EQ(c.overlap_efficiency_range.size(), 2u) << c.name;
+    EXPECT_EQ(c.small_gemm_width_range.size(), 2u) << c.name;
+  }
+}
+
 TEST(PlanCluster, NamedConfigsResolveByNameOrPrefix) {
   EXPECT_TRUE(find_named_config("h100", "clusters", "cluster").ends_with("h100_sxm_80gb.yaml"));
   EXPECT_TRUE(find_named_config("llama2_70b", "models", "model").ends_with("llama2_70b.yaml"));

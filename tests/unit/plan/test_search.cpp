@@ -58,6 +58,34 @@ TEST(PlanSearch, BestLayoutFitsAndIsFastest) {
   EXPECT_GE(res.fitting.front().layout.tp, 4);
 }
 
+// Any micro-batch size and any virtual-stage count that divides the layers per stage can be
+// expressed (Megatron-LM's published 2021 layouts use micro-batches of 16 and 3 virtual stages);
+// one filter, layout_unsupported(), says why a layout cannot run.
+TEST(PlanSearch, PublishedLayoutsCanBeExpressed) {
+  PlanRequest r = request("gpt3_175b", "a100_sxm_80gb", 1024, 1536);
+  const Layout v3 = parse_layout("tp8-pp8-v3-mb1-z0-rfull", 1024, 1536, config::Precision::bf16);
+  EXPECT_EQ(layout_unsupported(r, v3), "");
+  EXPECT_EQ(v3.dp, 16);
+  PlanRequest small = request("gpt2_124m", "a100_sxm_80gb", 32, 512);
+  const Layout mb16 = parse_layout("tp1-pp1-mb16-z0", 32, 512, config::Precision::bf16);
+  EXPECT_EQ(layout_unsupported(small, mb16), "");
+  EXPECT_EQ(mb16.micro_batches, 1);
+  // The search enumerates every virtual-stage count dividing the layers per stage.
+  bool saw_v3 = false;
+  for (const Layout& l : enumerate_layouts(r)) {
+    EXPECT_EQ(layout_unsupported(r, l), "") << to_string(l);
+    saw_v3 = saw_v3 || (l.vpp == 3 && l.pp == 8);
+  }
+  EXPECT_TRUE(saw_v3);
+  EXPECT_NE(layout_unsupported(r, parse_layout("tp8-pp8-v5-mb1", 1024, 1536, config::Precision::bf16))
+                .find("must divide the 96 layers"), std::string::npos);
+  EXPECT_NE(layout_unsupported(r, parse_layout("tp8-pp8-v2-mb16", 1024, 1536, config::Precision::bf16))
+                .find("multiple of pp"), std::string::npos);  // 1536 / (16 x 16) = 6 micro-batches on 8 stages
+  Layout flat = parse_layout("tp8-pp1-mb1", 1024, 1536, config::Precision::bf16);
+  flat.vpp = 2;
+  EXPECT_NE(layout_unsupported(r, flat).find("need a pipeline"), std::string::npos);
+}
+
 TEST(PlanSearch, TooFewGpusSaysHowManyAreNeeded) {
   const std::string msg = error_of(request("llama2_70b", "h100_sxm_80gb", 8, 1024));
   EXPECT_NE(msg.find("needs at least 16 H100 SXM 80GB for llama2_70b at ZeRO-1"), std::string::npos) << msg;

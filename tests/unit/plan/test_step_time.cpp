@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "plan_test_util.hpp"
+#include "strata/core/error.hpp"
+#include "strata/plan/search.hpp"
 #include "strata/plan/step_time.hpp"
 
 namespace strata::plan {
@@ -19,6 +21,7 @@ TEST(PlanStepTime, RingCollectivesFollowTheAlphaBetaModel) {
 config::ClusterConfig ideal_links() {
   config::ClusterConfig c = test::cluster("a100_sxm_80gb");
   c.small_gemm_width = 0;
+  c.small_gemm_width_range.clear();
   return c;
 }
 
@@ -36,8 +39,9 @@ TEST(PlanStepTime, PipelineBubbleIsPMinusOneOverVM) {
     }
 }
 
-// Compute time = FLOPs / (peak x sustained fraction) + 3 passes over every layer's activations at
-// memory bandwidth; one GPU, no communication.
+// Compute time = matmul FLOPs / (peak x sustained_fraction) + attention products / (peak x
+// attention_fraction) + 3 passes over every layer's activations at memory bandwidth x
+// elementwise_fraction; one GPU, no communication. The two FLOP parts are flops.hpp's 6N and 12LTC.
 TEST(PlanStepTime, SingleGpuStepIsComputePlusOptimizer) {
   const config::ModelConfig m = test::model("gpt2_124m");
   const Workload w = Workload::of(m, 1024);
@@ -47,13 +51,73 @@ TEST(PlanStepTime, SingleGpuStepIsComputePlusOptimizer) {
   const MemoryBreakdown mem = predict_memory(w, l, c);
   const StepTime t = predict_step_time(w, l, c, mem);
   const double tokens = 8.0 * 4 * 1024;
-  const double flops = flops_per_token(m, w.counts, 1024, Recompute::none).hardware * tokens;
-  const double elementwise = 4 * 12 * 3 * mem.layer_activations_full / (c.memory_bandwidth_gb_per_s * 1e9);
-  EXPECT_NEAR(t.compute, flops / (c.peak_tflops_bf16 * 1e12 * c.sustained_fraction) + elementwise, 1e-9);
+  const double gemm = 6.0 * double(w.counts.matmul) * tokens;
+  const double attention = 12.0 * m.num_layers * 1024.0 * m.d_model * tokens;
+  EXPECT_NEAR(gemm + attention, flops_per_token(m, w.counts, 1024, Recompute::none).hardware * tokens, 1.0);
+  const double peak = c.peak_tflops_bf16 * 1e12;
+  const double elementwise = 4 * 12 * 3 * mem.layer_activations_full /
+                             (c.memory_bandwidth_gb_per_s * 1e9 * c.elementwise_fraction);
+  EXPECT_NEAR(t.gemm, gemm / (peak * c.sustained_fraction), 1e-9);
+  EXPECT_NEAR(t.attention, attention / (peak * c.attention_fraction), 1e-9);
+  EXPECT_NEAR(t.elementwise, elementwise, 1e-9);
+  EXPECT_NEAR(t.compute, t.gemm + t.attention + t.elementwise, 1e-12);
   EXPECT_EQ(t.tp_comm + t.pp_comm + t.bubble + t.dp_comm, 0.0);
   EXPECT_NEAR(t.total, t.compute + t.optimizer, 1e-12);
-  EXPECT_NEAR(t.mfu, tokens / t.total * flops_per_token(m, w.counts, 1024, Recompute::none).model /
-                         (c.peak_tflops_bf16 * 1e12), 1e-9);
+  EXPECT_NEAR(t.mfu, tokens / t.total * flops_per_token(m, w.counts, 1024, Recompute::none).model / peak, 1e-9);
+  // Megatron-LM (validation only) ran the attention products as GEMMs.
+  Layout megatron = l;
+  megatron.framework = Framework::megatron_lm;
+  EXPECT_NEAR(predict_step_time(w, megatron, c, mem).attention, attention / (peak * c.sustained_fraction), 1e-9);
+}
+
+// An oversubscribed CPU node (8 ranks on 2 one-core slots): each rank gets a quarter of a slot,
+// the step is the node's work unless a rank's critical path at a full slot is longer; the
+// pipeline bubble is not lost there (idle ranks give their core away).
+TEST(PlanStepTime, SharedNodeStepIsTheLargerOfNodeWorkAndCriticalPath) {
+  const Workload w = Workload::of(test::model("bench_layouts"), 128);
+  const config::ClusterConfig slot = test::cluster("local");
+  const config::ClusterConfig shared = share_node(slot, 8);
+  EXPECT_EQ(shared.oversubscribe, 4);
+  EXPECT_DOUBLE_EQ(shared.peak_tflops_fp32, slot.peak_tflops_fp32 / 4);
+  EXPECT_DOUBLE_EQ(shared.intra_node_alpha_us, slot.intra_node_alpha_us * 4);
+  EXPECT_EQ(share_node(slot, 2).oversubscribe, 1);  // no more ranks than slots: unchanged
+  EXPECT_THROW(share_node(test::cluster("h100_sxm_80gb"), 16), Error);
+  const Layout pipe = parse_layout("tp1-pp8-dp1-mb2-z0", 8, 16, config::Precision::fp32);
+  const StepTime t = predict_step_time(w, pipe, shared, predict_memory(w, pipe, shared));
+  EXPECT_GT(t.bubble, 0.0);
+  EXPECT_GT(t.node_work, 0.0);
+  EXPECT_DOUBLE_EQ(t.total, std::max(t.node_work, t.critical_path / 4));
+  EXPECT_LT(t.node_work, t.critical_path - t.bubble);  // the mean stage, not the busiest; no bubble
+  // The same layout on dedicated slots (one rank per core): the critical path, bubble included.
+  config::ClusterConfig dedicated = slot;
+  dedicated.gpus_per_node = 8;
+  const StepTime d = predict_step_time(w, pipe, dedicated, predict_memory(w, pipe, dedicated));
+  EXPECT_EQ(d.node_work, 0.0);
+  EXPECT_DOUBLE_EQ(d.total, d.critical_path);
+}
+
+// With assumptions, every figure has a slow and a fast end that bracket it.
+TEST(PlanStepTime, AssumptionsBracketTheStep) {
+  PlanRequest r;
+  r.workload = Workload::of(test::model("llama2_13b"), 4096);
+  r.cluster = test::cluster("h100_sxm_80gb");
+  r.gpus = 64, r.global_batch = 512, r.tokens = 1e12;
+  const Layout l = parse_layout("tp4-pp2-dp8-mb1-z1-sp-rfull", 64, 512, config::Precision::bf16);
+  const Candidate c = evaluate(r, l);
+  EXPECT_TRUE(c.uncertain);
+  EXPECT_LT(c.fast.total, c.time.total);
+  EXPECT_GT(c.slow.total, c.time.total);
+  EXPECT_GT(c.run_slow.days, c.run.days);
+  EXPECT_EQ(slowest_case(r.cluster).sustained_fraction, 0.40);
+  EXPECT_EQ(fastest_case(r.cluster).sustained_fraction, 0.70);
+  EXPECT_EQ(slowest_case(r.cluster).small_gemm_width, 256);  // wider penalty is slower
+  r.cluster.sustained_fraction_range.clear(), r.cluster.small_gemm_width_range.clear();
+  r.cluster.attention_fraction_range.clear(), r.cluster.elementwise_fraction_range.clear();
+  r.cluster.overlap_efficiency_range.clear();
+  const Candidate exact = evaluate(r, l);
+  EXPECT_FALSE(exact.uncertain);
+  EXPECT_EQ(exact.slow.total, exact.time.total);
+  EXPECT_EQ(describe_assumptions(r.cluster), "");
 }
 
 // Data-parallel traffic hides behind the last micro-batch's backward when that is long enough,

@@ -19,12 +19,11 @@
 #include "strata/data/loader.hpp"
 #include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
-#include "strata/kernels/cpu/peak.hpp"
-#include "strata/kernels/gpu_peaks.hpp"
 #include "strata/optim/optimizer.hpp"
 #include "strata/parallel/gpu_engine.hpp"
 #include "strata/parallel/pipeline.hpp"
 #include "strata/train/objectives.hpp"
+#include "strata/train/peak.hpp"
 #include "strata/train/signals.hpp"
 
 namespace strata::train {
@@ -243,22 +242,13 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
   std::int32_t* step_tokens = step_batch.data<std::int32_t>(i_tokens);
   std::int32_t* step_targets = step_batch.data<std::int32_t>(i_targets);
 
-  // Peak FLOP/s per rank for MFU: configured; on GPUs the device's dense bf16 peak from the
-  // table keyed by its name; on CPUs the node's measured fp32 FMA peak shared among the ranks
-  // on the node (rank 0 measures while the others wait).
-  double peak_tflops = job.hardware.peak_tflops;
-  std::string peak_source = "hardware.peak_tflops";
-  if (peak_tflops <= 0 && gpu) {
-    std::string entry;
-    if constexpr (gpu) peak_tflops = kernels::gpu_peak_bf16_tflops(engine.device_name(), &entry);
-    peak_source = peak_tflops > 0 ? "dense bf16 peak of the " + entry + " (kernels/gpu_peaks.cpp)"
-                                  : entry + ": no peak known, MFU not reported (set hardware.peak_tflops)";
-  } else if (peak_tflops <= 0) {
-    double node_peak = lead ? kernels::cpu::measure_fp32_peak_gflops(cores, 0.3) / 1e3 : 0.0;
-    grid.world_group().broadcast(&node_peak, 1, DType::f64, 0);
-    peak_tflops = node_peak / grid.local_size();
-    peak_source = "measured fp32 FMA peak of the node / ranks per node";
-  }
+  // Peak FLOP/s per rank for MFU (train/peak.hpp: configured, cluster file, GPU table, or the
+  // host's fp32 peak measured once per host and shared by its ranks).
+  PeakFlops peak = resolve_peak_flops(job.hardware, grid, [&] {
+    if constexpr (gpu) return engine.device_name(); else return std::string();
+  }());
+  const double peak_tflops = peak.tflops_per_rank();
+  const std::string& peak_source = peak.source();
 
   fs::create_directories(tcfg.out_dir);
   std::unique_ptr<MetricsFile> metrics;
@@ -436,7 +426,7 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
     // of length t (masked LM processes every position; only the loss is sparse).
     s.tokens_per_s = double(s.tokens) / (s.step_ms * 1e-3);
     s.tflops = s.tokens_per_s * model::Transformer<float>::model_flops_per_token(mcfg, t) / shape.size() / 1e12;
-    s.mfu = peak_tflops > 0 ? s.tflops / peak_tflops : 0.0;
+    s.mfu = peak.mfu(s.tflops);
     s.mem_bytes = peak_rss_bytes();
     s.compute_ms = stats.compute_s * 1e3;
     s.bubble_fraction = bubble;

@@ -194,6 +194,10 @@ PY
 env "${study_env[@]}" STUDY=conc ORDER=concurrent CHECK=warn bash slurm/scaling_study.sh >"$tmp/conc.out" 2>&1
 check "study concurrent, CHECK=warn: 4 jobs, none waiting for another" \
   bash -c "test \$(grep -c '^sbatch ' '$FAKE_LOG') -eq 4 && ! grep -q -- --dependency '$FAKE_LOG'"
+env "${study_env[@]}" STUDY=weak MODE=weak MICROBATCHES=2 CHECK=only bash slurm/scaling_study.sh >"$tmp/weak.out" 2>&1
+rc=$?
+check "study weak: every point fits (the batch grows with dp: 4 x 3 x 2 = 24 at 3 nodes)" \
+  bash -c "test $rc -eq 0 && grep -q 'global batch 24 (2 micro-batches per DP rank)' '$tmp/studies/weak/points/weak-n3r6.plan.txt'"
 env "${study_env[@]}" STUDY=bad MODE=sideways bash slurm/scaling_study.sh >"$tmp/bad.out" 2>&1
 rc=$?
 check "study: a bad MODE is refused with exit 2" bash -c "test $rc -eq 2 && grep -q 'MODE=sideways: expected strong or weak' '$tmp/bad.out'"

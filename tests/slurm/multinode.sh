@@ -5,7 +5,7 @@
 #   1. slurm/scaling_study.sh, strong scaling at 1, 2, 3 and 4 nodes (serial, WAIT=1), the
 #      3-node point submitted although the check refuses it (CHECK=warn: its global batch of 16
 #      does not split over dp 3), so that it fails at run time: the 1, 2 and 4-node points train
-#      the same losses step by step, the report has the planner's columns next to the measured
+#      the same losses step by step (to 1e-4: the dp all-reduce order differs), the report has the planner's columns next to the measured
 #      ones, and the 3-node point is listed as failed with the trainer's error; each run measured
 #      the host's peak once and shared it among its ranks; the MFU column is below 100% and within
 #      20% of (achieved FLOP/s per rank x ranks on this host) / this host's peak measured on its own
@@ -58,7 +58,7 @@ slurm_local_start "$tmp/slurm" 4 4 || { fail "local Slurm did not start"; exit 1
 
 cd "$src"
 export STRATA="$strata" RUNS="$tmp/runs" OPENBLAS_NUM_THREADS=1
-steps=100
+steps=60
 # Every job of this test: tp 2 inside a node, pp 1, the demo corpus.
 common="parallel.tp=2 parallel.pp=1 data.datasets=[$tmp/data/kjv.h5,$tmp/data/fortunes.h5]"
 
@@ -134,10 +134,20 @@ PY
   cat "$tmp/csv_check.log"
   l1=$(losses "$(run_of n1r2)/metrics.jsonl"); l2=$(losses "$(run_of n2r4)/metrics.jsonl")
   l4=$(losses "$(run_of n4r8)/metrics.jsonl")
+  # The same losses at every node count: every step, to 1e-4 (seen: up to 1e-5 after 100 steps;
+  # not bitwise, since the data-parallel all-reduce adds the gradients in another order at each dp).
+  loss_diff=$(python3 - <(echo "$l1") <(echo "$l2") <(echo "$l4") $steps <<'PY'
+import sys
+runs = [dict(l.split() for l in open(f)) for f in sys.argv[1:4]]
+steps = int(sys.argv[4])
+if any(sorted(map(int, r)) != list(range(1, steps + 1)) for r in runs): print("steps"); sys.exit()
+print("%.2g" % max(abs(float(r[s]) - float(runs[0][s])) for r in runs[1:] for s in runs[0]))
+PY
+)
   if [ $csv_rc -ne 0 ]; then fail "study: scaling.csv (above)"
-  elif [ "$(wc -l <<<"$l1")" -ne $steps ] || [ "$l1" != "$l2" ] || [ "$l1" != "$l4" ]; then
+  elif [ "$loss_diff" = steps ] || ! python3 -c "import sys; sys.exit(0 if float('$loss_diff') <= 1e-4 else 1)"; then
     diff <(echo "$l1") <(echo "$l4") | head -5
-    fail "study: the losses differ between node counts (or not $steps steps)"
+    fail "study: the losses differ between node counts by $loss_diff (or not $steps steps each)"
   elif ! grep -q "pred. step (ms)" "$study/scaling.md" || ! grep -q "pred. efficiency" "$study/scaling.md"; then
     fail "study: scaling.md has no planner columns"
   elif ! grep -q "^| tiny-n3r6 *| 3 *| 6 *| failed *|.*global_batch_size (16) must be a multiple" "$study/scaling.md"; then
@@ -147,7 +157,7 @@ PY
     fail "study: scaling.png is not a PNG"
   elif ! grep -q "using 3:21 with linespoints" "$study/scaling.gp"; then fail "study: no predicted curve in the plot"
   elif grep -q "lacks support for cpu binding" "$study"/logs/*.out; then fail "study: srun warned about CPU binding"
-  else ok "study: 1, 2, 4 nodes reported with predictions, same $steps losses ($(tail -n 1 <<<"$l1")), 3-node point failed and listed"
+  else ok "study: 1, 2, 4 nodes reported with predictions, the same $steps losses (to $loss_diff; last $(tail -n 1 <<<"$l1")), 3-node point failed and listed"
   fi
 fi
 

@@ -171,9 +171,10 @@ for i in "${!points[@]}"; do
   fi
   if [ "${LOCAL:-0}" = 1 ]; then
     log="$study_dir/logs/$name-local.out" run_dir="$study_dir/runs/$name-local"
-    echo "== point $name: $n node x $per_node ranks (local) =="
+    echo "== point $name: $ranks ranks (local) =="
     point_record "$name" "$n" "$ranks" "$per_node" submitted job_id local run_dir "$run_dir" log "$log"
-    LOCAL=1 NODES=1 GPUS_PER_NODE=$per_node JOB_NAME=$name RUN_DIR=$run_dir LOG=$log bash "$SCRIPT" >"$log" 2>&1 ||
+    # All of the point's ranks on this machine.
+    LOCAL=1 NODES=1 GPUS_PER_NODE=$ranks JOB_NAME=$name RUN_DIR=$run_dir LOG=$log bash "$SCRIPT" >"$log" 2>&1 ||
       { echo "  failed: see $log"; failed=1; }
     continue
   fi

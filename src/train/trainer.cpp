@@ -244,9 +244,9 @@ TrainSummary train_loop(const config::JobConfig& job, comm::RankGrid& grid, Engi
 
   // Peak FLOP/s per rank for MFU (train/peak.hpp: configured, cluster file, GPU table, or the
   // host's fp32 peak measured once per host and shared by its ranks).
-  PeakFlops peak = resolve_peak_flops(job.hardware, grid, [&] {
-    if constexpr (gpu) return engine.device_name(); else return std::string();
-  }());
+  std::string device;  // the GPU's name; "" on CPU
+  if constexpr (gpu) device = engine.device_name();
+  PeakFlops peak = resolve_peak_flops(job.hardware, grid, device);
   const double peak_tflops = peak.tflops_per_rank();
   const std::string& peak_source = peak.source();
 

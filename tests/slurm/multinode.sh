@@ -9,8 +9,9 @@
 #      ones, and the 3-node point is listed as failed with the trainer's error; each run measured
 #      the host's peak once and shared it among its ranks; the MFU column is below 100% and within
 #      20% of (achieved FLOP/s per rank x ranks on this host) / this host's peak measured on its own
-#      (`strata info --peak`, before and after the study: when the two differ by over 10%, other
-#      work is running on the host and that comparison is reported, not asserted);
+#      (`strata info --peak`, before and after the study; when other work runs on the host, seen
+#      as over 20% of the CPUs busy while the test idles or the two probes differing by over 10%,
+#      that comparison is reported, not asserted);
 #   2. preemption across 2 nodes: the 2-node point again, sent the warning signal (SIGUSR1) at
 #      step 10, saves, requeues itself and resumes: its losses are the uninterrupted point's;
 #   3. a rank on node 2 fails (STRATA_INJECT_FAILURE): the job ends, with the rank's error and
@@ -51,6 +52,18 @@ ok "demo data prepared"
 # The host's peak, measured alone before any job runs and again after the study (the trainer's
 # own probe, 1 s each).
 host_peak() { "$strata" info --peak | sed -n 's/^  fp32 peak *\([0-9.]*\) GFLOP.*/\1/p'; }
+# Share of the CPUs busy over 1 s while this test waits: other work on the host.
+busy_share() {
+  python3 - <<'PY'
+import time
+def ticks():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(f), f[3] + f[4]  # total, idle + iowait
+t0, i0 = ticks(); time.sleep(1); t1, i1 = ticks()
+print("%.2f" % (1 - (i1 - i0) / max(1, t1 - t0)))
+PY
+}
+busy_before=$(busy_share)
 peak_before=$(host_peak)
 [ -n "$peak_before" ] || { fail "strata info --peak printed no peak"; exit 1; }
 ok "this host's fp32 peak: $peak_before GFLOP/s"
@@ -87,7 +100,9 @@ elif ! grep -q "refused: batch: parallel.global_batch_size (16) must be a multip
     "$study/points/tiny-n3r6.plan.txt"; then fail "study: the check did not refuse the 3-node point"
 else
   peak_after=$(host_peak)
-  python3 - "$study/scaling.csv" "$study/study.jsonl" "$peak_before" "$peak_after" <<'PY' >"$tmp/csv_check.log" 2>&1
+  busy_after=$(busy_share)
+  python3 - "$study/scaling.csv" "$study/study.jsonl" "$peak_before" "$peak_after" "$busy_before" "$busy_after" \
+    <<'PY' >"$tmp/csv_check.log" 2>&1
 import csv, json, re, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 logs = {}
@@ -95,9 +110,11 @@ for line in open(sys.argv[2]):
     j = json.loads(line)
     if j.get("status") == "submitted": logs[j["point"]] = j["log"]
 before, after = float(sys.argv[3]) / 1e3, float(sys.argv[4]) / 1e3
-# The 20% check against the host's peak needs a host that no other work disturbs (CI's): two
-# probes, before and after the study, that agree within 10% say so.
-quiet = abs(before - after) <= 0.1 * max(before, after)
+busy = max(float(sys.argv[5]), float(sys.argv[6]))
+# The 20% check against the host's peak needs a host that no other work disturbs (CI's, where
+# the slurm tests run alone): under 20% of the CPUs busy while the test idles, before and after
+# the study, and two isolated probes that agree within 10%.
+quiet = busy < 0.2 and abs(before - after) <= 0.1 * max(before, after)
 host = (before + after) / 2
 assert [r["nodes"] for r in rows] == ["1", "2", "4"], [r["nodes"] for r in rows]
 assert [r["ranks"] for r in rows] == ["2", "4", "8"], rows
@@ -127,8 +144,8 @@ for r in rows:
     if quiet:
         assert abs(mfu - want) <= 0.2 * want, ("MFU %.4f vs achieved / host peak %.4f" % (mfu, want), r)
 if not quiet:
-    print("NOTE: the host is busy with other work (isolated peak probes %.1f and %.1f GFLOP/s differ by over 10%%): "
-          "MFU against the host's peak is not checked to 20%% here" % (before * 1e3, after * 1e3))
+    print("NOTE: the host is busy with other work (%.0f%% of the CPUs busy while idle; isolated peak probes %.1f and "
+          "%.1f GFLOP/s): MFU against the host's peak is not checked to 20%% here" % (100 * busy, before * 1e3, after * 1e3))
 PY
   csv_rc=$?
   cat "$tmp/csv_check.log"
@@ -204,7 +221,7 @@ logf="$tmp/logs-failing-$idf.out"
 grep -E 'error|step ended' "$logf" | head -6
 if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then fail "failing rank: sbatch --wait exit status $rc (want the job's failure)"
 elif ! grep -q "strata: error (rank 3 of 4): .* injected failure at step 3" "$logf"; then fail "failing rank: no error from rank 3"
-elif ! grep -q "srun: error: node2: task 3: Exited with exit code" "$logf"; then fail "failing rank: srun did not name node2, task 3"
+elif ! grep -q "srun: error: node2: tasks\? \([0-9]*-\)\?3: " "$logf"; then fail "failing rank: srun did not name node2, task 3"
 elif ! grep -q '"exit_code": [1-9]' "$tmp/runs/failing-$idf/job.json"; then fail "failing rank: job.json has no failing exit code"
 else ok "failing rank: rank 3 on node2 failed at step 3; the job ended in $took s"
 fi

@@ -30,10 +30,10 @@
 #   MPI_BIND        mpirun --bind-to <value> (default core; none when ranks x threads outnumber the cores)
 #   MAX_REQUEUES    stop requeueing after this many restarts (default 20)
 #   TAG, SCALING    recorded in <run folder>/job.json (scaling_study.sh sets them)
+#   TIME, PARTITION, ACCOUNT, SBATCH_ARGS   extra sbatch options at submission
 # job.json also records the job's output file (log) and, once the job step has ended (and the
 # job is not being requeued), its exit_code: what `strata report scaling` reads to tell a
 # finished run from a failed one.
-#   TIME, PARTITION, ACCOUNT, SBATCH_ARGS   extra sbatch options at submission
 
 strata_log() { echo "strata-slurm $(date -u +%H:%M:%S): $*"; }
 strata_die() { echo "strata-slurm: error: $*" >&2; exit 2; }

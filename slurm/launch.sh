@@ -23,11 +23,17 @@
 #   STRATA          the strata binary (default build/strata, else strata on PATH)
 #   LAUNCHER        srun (default in a job) | mpirun (Open MPI inside the allocation)
 #   SRUN_MPI        srun --mpi=<plugin>; default: the site's MpiDefault
-#   CPU_BIND        srun --cpu-bind=<value> (default cores; none where the site has no task plugin)
-#   MPI_BIND        mpirun --bind-to <value> (default core)
+#   CPU_BIND        srun --cpu-bind=<value>. Unset: cores where the site's Slurm can bind tasks to CPUs
+#                   (TaskPlugin task/affinity or task/cgroup, asked with scontrol show config), else
+#                   no --cpu-bind at all (srun would warn on every job); none: never pass it; any
+#                   other value is passed as asked
+#   MPI_BIND        mpirun --bind-to <value> (default core; none when ranks x threads outnumber the cores)
 #   MAX_REQUEUES    stop requeueing after this many restarts (default 20)
 #   TAG, SCALING    recorded in <run folder>/job.json (scaling_study.sh sets them)
 #   TIME, PARTITION, ACCOUNT, SBATCH_ARGS   extra sbatch options at submission
+# job.json also records the job's output file (log) and, once the job step has ended (and the
+# job is not being requeued), its exit_code: what `strata report scaling` reads to tell a
+# finished run from a failed one.
 
 strata_log() { echo "strata-slurm $(date -u +%H:%M:%S): $*"; }
 strata_die() { echo "strata-slurm: error: $*" >&2; exit 2; }
@@ -98,18 +104,35 @@ strata_comm_env() {
 }
 
 # Writes <run dir>/job.json: what `strata report scaling` needs besides config.yaml and
-# metrics.jsonl (nodes and ranks of the allocation, the study's tag and mode).
+# metrics.jsonl (nodes and ranks of the allocation, the study's tag and mode, the log, and the
+# exit code once the step has ended: arguments 10 and 11, left out when empty).
 strata_write_job_json() {
   local file="$1" job_id="$2" job_name="$3" nodes="$4" ranks="$5" per_node="$6" node_list="$7"
-  local restart="$8" launcher="$9"
+  local restart="$8" launcher="$9" log="${10:-}" exit_code="${11:-}"
   {
     printf '{"job_id": %s, "job_name": %s, ' "$(strata_json_str "$job_id")" "$(strata_json_str "$job_name")"
     printf '"nodes": %d, "ranks": %d, "ranks_per_node": %d, ' "$nodes" "$ranks" "$per_node"
     printf '"node_list": %s, "restart": %d, ' "$(strata_json_str "$node_list")" "$restart"
     printf '"launcher": %s, "config": %s, ' "$(strata_json_str "$launcher")" "$(strata_json_str "$CONFIG")"
     printf '"tag": %s, "scaling": %s, ' "$(strata_json_str "${TAG:-}")" "$(strata_json_str "${SCALING:-}")"
-    printf '"started": %s}\n' "$(strata_json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
-  } >"$file"
+    [ -n "$log" ] && printf '"log": %s, ' "$(strata_json_str "$log")"
+    if [ -n "$exit_code" ]; then
+      printf '"started": %s, ' "$(strata_json_str "${STRATA_JOB_STARTED:-}")"
+      printf '"exit_code": %d, "ended": %s}\n' "$exit_code" "$(strata_json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
+    else
+      STRATA_JOB_STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+      printf '"started": %s}\n' "$(strata_json_str "$STRATA_JOB_STARTED")"
+    fi
+  } >"$file.tmp" && mv "$file.tmp" "$file"
+}
+
+# Whether this site's Slurm binds tasks to CPUs (srun --cpu-bind): it needs the task/affinity
+# or task/cgroup plugin. With task/none srun prints "cluster configuration lacks support for
+# cpu binding" for every step.
+strata_site_binds_cpus() {
+  local plugins
+  plugins=$(scontrol show config 2>/dev/null | sed -n 's/^TaskPlugin *= *//p')
+  [[ "$plugins" == *affinity* || "$plugins" == *cgroup* ]]
 }
 
 # The `strata train` command line of this job (into the array STRATA_TRAIN).
@@ -161,8 +184,12 @@ strata_run_job() {
     export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
     strata_log "$per_node ranks x ${threads:-1} threads on $cores cores: oversubscribed, MPI ranks yield when idle"
   fi
+  # The job's output file, for the report's failure reasons.
+  local log
+  log=$(scontrol show job "$job_id" 2>/dev/null | sed -n 's/^ *StdOut=//p' | head -n 1)
+  local node_list=${SLURM_JOB_NODELIST:-$(hostname -s)}
   strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" "$nodes" "$ranks" "$per_node" \
-    "${SLURM_JOB_NODELIST:-$(hostname -s)}" "$restart" "$launcher"
+    "$node_list" "$restart" "$launcher" "$log"
   strata_train_args "$run_dir" "$threads" "$@"
   # The job as every rank's engine will run it, planned here first (what the backend runs, the
   # layout against the allocation, each stage's memory): a job that cannot run stops now with
@@ -170,10 +197,18 @@ strata_run_job() {
   "${STRATA_TRAIN[@]}" --dry-run --ranks "$ranks" >"$run_dir/dry_run.txt" 2>&1 ||
     strata_die "the job cannot run as configured: $(tail -n 1 "$run_dir/dry_run.txt")"
 
-  local launch=()
+  local launch=() bind_note=""
   case "$launcher" in
     srun)
-      launch=(srun --kill-on-bad-exit=1 --ntasks="$ranks" --ntasks-per-node="$per_node" --cpu-bind="${CPU_BIND:-cores}")
+      launch=(srun --kill-on-bad-exit=1 --ntasks="$ranks" --ntasks-per-node="$per_node")
+      case "${CPU_BIND:-}" in
+        none) bind_note="no CPU binding (CPU_BIND=none)" ;;
+        "")
+          if strata_site_binds_cpus; then launch+=(--cpu-bind=cores)
+          else bind_note="no CPU binding: this Slurm's TaskPlugin cannot bind tasks (set CPU_BIND to insist)"
+          fi ;;
+        *) launch+=(--cpu-bind="$CPU_BIND") ;;
+      esac
       # Since Slurm 22.05 srun does not inherit sbatch's --cpus-per-task.
       [ -n "$threads" ] && launch+=(--cpus-per-task="$threads")
       [ -n "${SRUN_MPI:-}" ] && launch+=(--mpi="$SRUN_MPI")
@@ -183,7 +218,9 @@ strata_run_job() {
       # to its cores (MPI_BIND=none where ranks outnumber cores, as on a 2-core test machine).
       local map="ppr:$per_node:node"
       [ -n "$threads" ] && [ "$threads" -gt 1 ] && map+=":PE=$threads"
-      launch=(mpirun -np "$ranks" --map-by "$map" --bind-to "${MPI_BIND:-core}")
+      local bind=${MPI_BIND:-core}
+      [ -z "${MPI_BIND:-}" ] && [ $((per_node * ${threads:-1})) -gt "$cores" ] && bind=none
+      launch=(mpirun -np "$ranks" --map-by "$map" --bind-to "$bind")
       ;;
     *) strata_die "LAUNCHER=$launcher: expected srun or mpirun" ;;
   esac
@@ -191,8 +228,14 @@ strata_run_job() {
 
   strata_log "job $job_id ($job_name) restart $restart: $nodes nodes x $per_node ranks = $ranks ranks on ${SLURM_JOB_NODELIST:-?}"
   strata_log "run folder $run_dir; config $CONFIG; launcher $launcher"
+  [ -n "$bind_note" ] && strata_log "$bind_note"
   strata_log "${launch[*]} ${STRATA_TRAIN[*]}"
-  strata_run_step "$job_id" "$restart" "${launch[@]}" "${STRATA_TRAIN[@]}"
+  local rc=0
+  strata_run_step "$job_id" "$restart" "${launch[@]}" "${STRATA_TRAIN[@]}" || rc=$?
+  # Not reached when the job requeued itself (strata_run_step exits).
+  strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" "$nodes" "$ranks" "$per_node" \
+    "$node_list" "$restart" "$launcher" "$log" "$rc"
+  return "$rc"
 }
 
 # Runs the job step in the background so that this shell can take signals:
@@ -248,8 +291,13 @@ strata_run_local() {
   mkdir -p "$run_dir"
   export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   strata_comm_env
-  strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" 1 "$ranks" "$ranks" "$(hostname -s)" 0 mpirun
+  strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" 1 "$ranks" "$ranks" "$(hostname -s)" 0 mpirun "${LOG:-}"
   strata_train_args "$run_dir" "" "$@"
   strata_log "local run $job_id: $ranks ranks; run folder $run_dir"
-  mpirun --oversubscribe -np "$ranks" bash "$STRATA_ROOT/slurm/bind.sh" "${STRATA_TRAIN[@]}"
+  local rc=0
+  mpirun --oversubscribe -np "$ranks" bash "$STRATA_ROOT/slurm/bind.sh" "${STRATA_TRAIN[@]}" || rc=$?
+  strata_write_job_json "$run_dir/job.json" "$job_id" "$job_name" 1 "$ranks" "$ranks" "$(hostname -s)" 0 mpirun \
+    "${LOG:-}" "$rc"
+  strata_log "local run ended with status $rc"
+  return "$rc"
 }

@@ -2,21 +2,29 @@
 #include <mpi.h>
 
 #include <Kokkos_Core.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "commands.hpp"
 #include "strata/config.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
+#include "strata/kernels/cpu/peak.hpp"
 #include "strata/kernels/cuda/device.hpp"
 #include "strata/kernels/gpu_peaks.hpp"
 
 namespace strata::cli {
 
 Action add_info_command(CLI::App& app) {
-  app.add_subcommand("info", "Print the build, the libraries and the devices strata sees");
-  return [] {
+  auto* cmd = app.add_subcommand("info", "Print the build, the libraries and the devices strata sees");
+  auto peak = std::make_shared<bool>(false);
+  auto peak_threads = std::make_shared<int>(0);
+  cmd->add_flag("--peak", *peak, "Also measure this host's fp32 FMA peak, the probe strata train runs for MFU (1 s)");
+  cmd->add_option("--peak-threads", *peak_threads, "Threads of that probe (default: one per core)")
+      ->check(CLI::NonNegativeNumber);
+  return [peak, peak_threads] {
     char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
     int len = 0;
     MPI_Get_library_version(mpi_version, &len);
@@ -32,6 +40,11 @@ Action add_info_command(CLI::App& app) {
     std::printf("  MPI           %s\n", mpi_version);
     std::printf("  HDF5          %u.%u.%u (parallel)\n", h5_major, h5_minor, h5_release);
     std::printf("  CPU cores     %u\n", std::thread::hardware_concurrency());
+    if (*peak) {
+      const int n = *peak_threads > 0 ? *peak_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+      std::printf("  fp32 peak     %.1f GFLOP/s on %d threads (measured)\n",
+                  kernels::cpu::measure_fp32_peak_gflops(n, 1.0), n);
+    }
     if (!cuda.compiled) {
       std::printf("  CUDA          %s\n", cuda.status.c_str());
       return 0;

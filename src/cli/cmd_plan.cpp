@@ -4,6 +4,12 @@
 //               [--explain tp8-pp4-dp16-v1-mb1-z1-sp-rfull] [--json] [--top 10] [--ranks-per-node N]
 //   strata plan --calibrate RUN_DIR... --gpu local [--fit sustained_fraction,...] [--time cpu]
 //               [--out local.calibrated.yaml] [--note TEXT]
+//
+// Or check one run config's own layout at a size (plan/study.hpp; what slurm/scaling_study.sh
+// asks before it submits a point): exit status 0 when it can run, 3 when refused.
+//
+//   strata plan --config configs/pretrain_tiny.yaml [--set k=v ...] --gpus 8 [--gpus-per-node 2]
+//               [--cluster local] [--json]
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -16,13 +22,16 @@
 #include "strata/core/error.hpp"
 #include "strata/plan/calibrate.hpp"
 #include "strata/plan/report.hpp"
+#include "strata/plan/study.hpp"
 
 namespace strata::cli {
 
 namespace {
 struct PlanOptions {
   std::string model, cluster, explain, job = "configs/demo.yaml", tokens, recompute = "none,full";
-  int gpus = 0, global_batch = 0, seq_len = 0, top = 10, ranks_per_node = 0;
+  std::string config;              // --config: check this run config's own layout
+  std::vector<std::string> sets;   // its --set overrides
+  int gpus = 0, global_batch = 0, seq_len = 0, top = 10, ranks_per_node = 0, gpus_per_node = 0;
   double max_spread = 0;
   bool json = false;
   std::vector<std::string> calibrate;                  // run folders
@@ -70,6 +79,27 @@ int run_calibrate(const PlanOptions& o) {
   return 0;
 }
 
+// Exit status of a refused point (bad input is 1, as everywhere).
+constexpr int kRefused = 3;
+
+int run_check(const PlanOptions& o) {
+  const config::JobConfig job = config::load_job_config(o.config, o.sets);
+  const std::string cluster_path =
+      config::find_named_config(o.cluster.empty() ? plan::default_cluster_for(job) : o.cluster, "clusters", "cluster");
+  const config::ClusterConfig cluster = config::load_cluster_config(cluster_path);
+  const int per_node = o.gpus_per_node > 0 ? o.gpus_per_node : std::min(o.gpus, cluster.gpus_per_node);
+  const plan::PointCheck pc = plan::check_point(job, o.gpus, per_node, cluster);
+  if (o.json) {
+    nlohmann::json j = plan::to_json(pc);
+    j["config"] = o.config;
+    j["cluster_file"] = cluster_path;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "config  " << o.config << "; cluster file " << cluster_path << "\n" << plan::describe(pc);
+  }
+  return pc.ok() ? 0 : kRefused;
+}
+
 std::vector<plan::Recompute> parse_recompute(const std::string& list) {
   std::vector<plan::Recompute> out;
   std::stringstream ss(list);
@@ -85,9 +115,20 @@ std::vector<plan::Recompute> parse_recompute(const std::string& list) {
 }
 
 int run_plan(const PlanOptions& o) {
-  if (!o.calibrate.empty()) return run_calibrate(o);
-  if (o.model.empty()) throw make_error("--model is required (or --calibrate RUN_DIR...)");
+  if (!o.calibrate.empty()) {
+    if (o.cluster.empty()) throw make_error("--calibrate needs --cluster (the cluster file the runs are fitted to)");
+    return run_calibrate(o);
+  }
   if (o.gpus <= 0) throw make_error("--gpus is required (or --calibrate RUN_DIR...)");
+  if (!o.config.empty()) {
+    if (!o.model.empty() || !o.explain.empty())
+      throw make_error("--config checks the run config's own model and layout: leave out --model and --explain");
+    return run_check(o);
+  }
+  if (o.model.empty()) throw make_error("--model is required (or --config to check a run config's layout, or "
+                                        "--calibrate RUN_DIR...)");
+  if (o.cluster.empty()) throw make_error("--cluster is required (a name in configs/clusters, or a file)");
+  if (!o.sets.empty() || o.gpus_per_node > 0) throw make_error("--set and --gpus-per-node go with --config");
   const std::string model_path = config::find_named_config(o.model, "models", "model");
   const std::string cluster_path = config::find_named_config(o.cluster, "clusters", "cluster");
   plan::PlanRequest r;
@@ -139,8 +180,15 @@ Action add_plan_command(CLI::App& app) {
                                          "launch command");
   auto o = std::make_shared<PlanOptions>();
   cmd->add_option("-m,--model", o->model, "Model file or name in configs/models (llama2_70b)");
-  cmd->add_option("--cluster,--gpu", o->cluster, "Cluster file or name in configs/clusters (h100, a100_sxm_80gb, local)")
-      ->required();
+  cmd->add_option("--cluster,--gpu", o->cluster,
+                  "Cluster file or name in configs/clusters (h100, a100_sxm_80gb, local); with --config the default "
+                  "is its hardware.cluster, else h100_sxm_80gb (cuda) or cpu_node (cpu)");
+  cmd->add_option("--config", o->config,
+                  "Check this run config's own layout on --gpus ranks instead of searching: the layout and batch "
+                  "divide, memory fits; its predicted step time (exit status 3 when refused)");
+  cmd->add_option("--set", o->sets, "With --config: override a key, e.g. --set parallel.tp=2 (repeatable)");
+  cmd->add_option("--gpus-per-node", o->gpus_per_node, "With --config: ranks per node (default: the cluster's)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--gpus", o->gpus, "Number of GPUs (ranks)")->check(CLI::PositiveNumber);
   cmd->add_option("--ranks-per-node", o->ranks_per_node,
                   "CPU clusters: ranks sharing one node's slots (e.g. 8 ranks on a 2-core machine)")

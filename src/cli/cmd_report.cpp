@@ -1,7 +1,11 @@
-// strata report scaling RUN_DIR... [--out PREFIX] [--skip N]: a scaling study's table and plot
-// from its run folders (plan/scaling.hpp has the definitions): PREFIX.csv, PREFIX.md, and
-// PREFIX.png drawn by gnuplot (pngcairo) from the script PREFIX.gp. Without gnuplot the CSV and
-// Markdown are still written and the PNG is reported as skipped, with the reason.
+// strata report scaling RUN_DIR... [--out PREFIX] [--skip N] [--cluster C]
+// strata report scaling --study STUDY_DIR [--out PREFIX] ...
+// A scaling study's table and plot from its run folders, or from the study folder that
+// slurm/scaling_study.sh wrote (plan/scaling.hpp has the definitions): PREFIX.csv, PREFIX.md,
+// and PREFIX.png drawn by gnuplot (pngcairo) from the script PREFIX.gp. Only finished runs are
+// reported; the others (and a study's refused points) are listed with their reasons. Without
+// gnuplot the CSV and Markdown are still written and the PNG is reported as skipped, with the
+// reason.
 // strata report run RUN_DIR... [--out PREFIX]: one or several training runs' curves overlaid
 // (plan/run_report.hpp): PREFIX.png from PREFIX.gp and the per-run CSV files PREFIX.<i>.csv /
 // PREFIX.<i>.valid.csv, and the summary PREFIX.md; the same gnuplot handling.
@@ -25,7 +29,8 @@ namespace fs = std::filesystem;
 
 struct ScalingOptions {
   std::vector<std::string> runs;
-  std::string out = "scaling";
+  std::string study, cluster;
+  std::string out;
   int skip = -1;
   std::string gnuplot = "gnuplot";
   bool no_plot = false;
@@ -68,11 +73,16 @@ int run_program(const std::string& program, const std::string& script) {
 void draw(const std::string& gnuplot, const fs::path& gp, const fs::path& png);
 
 int run_scaling(const ScalingOptions& o) {
-  std::vector<plan::ScalingRun> runs;
-  for (const auto& dir : o.runs) runs.push_back(plan::read_scaling_run(dir, o.skip));
-  const plan::ScalingReport report = plan::make_scaling_report(std::move(runs));
+  if (o.study.empty() == o.runs.empty())
+    throw make_error("report scaling: give the run folders, or --study STUDY_DIR (not both)");
+  plan::ReportOptions ro;
+  ro.skip = o.skip;
+  ro.cluster = o.cluster;
+  const plan::ScalingReport report =
+      o.study.empty() ? plan::build_scaling_report(o.runs, ro) : plan::build_study_report(o.study, ro);
 
-  const fs::path prefix(o.out);
+  const std::string out = !o.out.empty() ? o.out : o.study.empty() ? "scaling" : (fs::path(o.study) / "scaling").string();
+  const fs::path prefix(out);
   if (prefix.has_parent_path()) fs::create_directories(prefix.parent_path());
   const fs::path csv = prefix.string() + ".csv", md = prefix.string() + ".md";
   const fs::path gp = prefix.string() + ".gp", png = prefix.string() + ".png";
@@ -80,6 +90,8 @@ int run_scaling(const ScalingOptions& o) {
   write_file(csv, plan::scaling_csv(report));
   write_file(md, markdown);
   std::cout << markdown << "\n"
+            << report.rows.size() << " finished run" << (report.rows.size() == 1 ? "" : "s") << " reported, "
+            << report.failed.size() << " point" << (report.failed.size() == 1 ? "" : "s") << " without a result\n"
             << "wrote " << csv.string() << "\n"
             << "wrote " << md.string() << "\n";
 
@@ -156,9 +168,13 @@ Action add_report_command(CLI::App& app) {
   auto* sc = cmd->add_subcommand("scaling", "A scaling study from its runs: CSV, Markdown table and PNG plot of "
                                             "tokens/s, TFLOP/s per rank, MFU and scaling efficiency");
   auto o = std::make_shared<ScalingOptions>();
-  sc->add_option("runs", o->runs, "Run folders (metrics.jsonl, config.yaml, job.json)")->required();
-  sc->add_option("-o,--out", o->out, "Output prefix: PREFIX.csv, PREFIX.md, PREFIX.gp, PREFIX.png")
-      ->capture_default_str();
+  sc->add_option("runs", o->runs, "Run folders (metrics.jsonl, config.yaml, job.json)");
+  sc->add_option("--study", o->study, "A study folder written by slurm/scaling_study.sh (its study.jsonl lists the points)");
+  sc->add_option("--cluster", o->cluster,
+                 "Cluster file or name (configs/clusters) for the planner's predictions next to each run "
+                 "(default with --study: the one the study checked its points against; else none)");
+  sc->add_option("-o,--out", o->out,
+                 "Output prefix: PREFIX.csv, PREFIX.md, PREFIX.gp, PREFIX.png (default: scaling, or STUDY_DIR/scaling)");
   sc->add_option("--skip", o->skip, "Warm-up steps left out of each run (default: a tenth, at least 1)");
   sc->add_option("--gnuplot", o->gnuplot, "gnuplot executable")->capture_default_str();
   sc->add_flag("--no-plot", o->no_plot, "Write the CSV and Markdown only");

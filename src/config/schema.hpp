@@ -206,6 +206,7 @@ template <class V>
 void visit_fields(HardwareConfig& c, V&& v) {
   v("device", c.device, any);
   v("peak_tflops", c.peak_tflops, non_negative);
+  v("cluster", c.cluster, any);
   v("threads", c.threads, non_negative);
 }
 

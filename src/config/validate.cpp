@@ -4,6 +4,7 @@
 // model.num_heads (10)".
 #include "schema.hpp"
 #include "strata/config/capabilities.hpp"
+#include "strata/config/cluster.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
 
@@ -68,6 +69,21 @@ void validate(const JobConfig& job) {
   check_ranges(job.source, "train", t);
   check_ranges(job.source, "data", job.data);
   check_ranges(job.source, "hardware", job.hardware);
+  if (!job.hardware.cluster.empty()) {
+    // The file MFU takes its peak from: it must exist, load, and give the job's precision's peak.
+    const bool gpu = job.hardware.device == DeviceKind::cuda;
+    ClusterConfig c;
+    std::string path;
+    try {
+      path = find_named_config(job.hardware.cluster, "clusters", "cluster");
+      c = load_cluster_config(path);
+    } catch (const Error& e) {
+      throw make_error(at, "hardware.cluster: ", e.what());
+    }
+    if ((gpu ? c.peak_tflops_bf16 : c.peak_tflops_fp32) <= 0)
+      throw make_error(at, "hardware.cluster: ", path, " has no ", gpu ? "peak_tflops_bf16" : "peak_tflops_fp32",
+                       ", the peak of this job's precision (hardware.device: ", to_string(job.hardware.device), ")");
+  }
 
   // ---- parallel layout against the model (Megatron's tensor/pipeline split) ----
   if (m.num_heads % p.tp != 0)

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "strata/comm/rank_grid.hpp"
+#include "strata/config/batch.hpp"
 #include "strata/config/capabilities.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/error.hpp"
@@ -18,7 +19,7 @@ std::string dry_run(const config::JobConfig& job, int ranks, int rank) {
   STRATA_CHECK(rank >= 0 && rank < shape.size(), "--rank ", rank, " is outside the job's ", shape.size(), " ranks");
   // The support statement was consulted when the config was validated (config::validate).
   config::validate(job);
-  const BatchShape batch = resolve_batch(p, shape.dp);
+  const config::BatchShape batch = config::resolve_batch(p, shape.dp);
   const model::BackendSpec spec = parallel::backend_spec(job.hardware.device);
   std::ostringstream os;
   os << "dry run of " << (job.source.empty() ? "the job" : job.source) << ": " << shape.size() << " ranks = tp "

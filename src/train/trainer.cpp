@@ -13,16 +13,16 @@
 #include "strata/ckpt/engine_checkpoint.hpp"
 #include "strata/ckpt/verify.hpp"
 #include "strata/comm/rank_grid.hpp"
+#include "strata/config/batch.hpp"
 #include "strata/config/load.hpp"
 #include "strata/core/log.hpp"
 #include "strata/core/timer.hpp"
 #include "strata/data/loader.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
-#include "strata/kernels/cpu/peak.hpp"
-#include "strata/kernels/gpu_peaks.hpp"
 #include "strata/optim/optimizer.hpp"
 #include "strata/parallel/engine.hpp"
 #include "strata/train/objectives.hpp"
+#include "strata/train/peak.hpp"
 #include "strata/train/signals.hpp"
 #include "strata/train/stragglers.hpp"
 
@@ -137,27 +137,6 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
   return os.str();
 }
 
-// Peak FLOP/s per rank for MFU: configured; on GPUs the device's dense bf16 peak from the table
-// keyed by its name; on CPUs the node's measured fp32 FMA peak shared among the ranks on the
-// node (rank 0 measures while the others wait).
-struct Peak {
-  double tflops = 0;
-  std::string source;
-};
-Peak resolve_peak(const config::HardwareConfig& hw, const parallel::Engine& engine, comm::RankGrid& grid) {
-  if (hw.peak_tflops > 0) return {hw.peak_tflops, "hardware.peak_tflops"};
-  if (hw.device == config::DeviceKind::cuda) {
-    std::string entry;
-    const double t = kernels::gpu_peak_bf16_tflops(engine.device_name(), &entry);
-    return {t, t > 0 ? "dense bf16 peak of the " + entry + " (kernels/gpu_peaks.cpp)"
-                     : entry + ": no peak known, MFU not reported (set hardware.peak_tflops)"};
-  }
-  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  double node_peak = grid.global_rank() == 0 ? kernels::cpu::measure_fp32_peak_gflops(cores, 0.3) / 1e3 : 0.0;
-  grid.world_group().broadcast(&node_peak, 1, DType::f64, 0);
-  return {node_peak / grid.local_size(), "measured fp32 FMA peak of the node / ranks per node"};
-}
-
 // One training run on one rank: the components built in a fixed order from their own configs
 // (data, engine, checkpoints, validation, metrics), then steps that allocate nothing.
 class Trainer {
@@ -177,7 +156,7 @@ class Trainer {
   const config::JobConfig& job_;
   comm::RankGrid& grid_;
   const bool lead_;
-  const BatchShape batch_;
+  const config::BatchShape batch_;
   const int threads_;
   std::unique_ptr<data::SampleSource> source_;
   std::unique_ptr<parallel::Engine> engine_;
@@ -190,7 +169,7 @@ class Trainer {
   std::unique_ptr<data::AsyncLoader> loader_;
   MemoryPlan step_batch_{"step batch"};
   std::int32_t *step_tokens_ = nullptr, *step_targets_ = nullptr;
-  Peak peak_;
+  PeakFlops peak_;  // per rank, for MFU (train/peak.hpp)
   std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> rank_log_{nullptr, std::fclose};
   StragglerMonitor stragglers_{grid_};
@@ -205,7 +184,7 @@ class Trainer {
 };
 
 Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
-    : job_(job), grid_(grid), lead_(grid.global_rank() == 0), batch_(resolve_batch(job.parallel, grid.shape().dp)),
+    : job_(job), grid_(grid), lead_(grid.global_rank() == 0), batch_(config::resolve_batch(job.parallel, grid.shape().dp)),
       threads_(job.hardware.threads > 0
                    ? job.hardware.threads
                    : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / grid.local_size())) {
@@ -279,8 +258,9 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
     std::copy_n(step_tokens_ + mb * t_mb_elems_, t_mb_elems_, tokens);
     std::copy_n(step_targets_ + mb * t_mb_elems_, t_mb_elems_, targets);
   };
-  // 6. MFU's peak, the metrics file, the per-rank log.
-  peak_ = resolve_peak(job.hardware, *engine_, grid);
+  // 6. MFU's peak (configured, the cluster file, the GPU table, or the host's fp32 peak measured
+  // once per host and shared by its ranks), the metrics file, the per-rank log.
+  peak_ = resolve_peak_flops(job.hardware, grid, engine_->device_name());
   fs::create_directories(tcfg.out_dir);
   if (lead_) {
     std::ofstream(fs::path(tcfg.out_dir) / "config.yaml") << config::to_yaml(job);
@@ -294,7 +274,7 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
                  parallel::to_string(engine_->plan().schedule).c_str());
   }
   bubble_ = parallel::bubble_fraction(grid.shape().pp, batch_.microbatches, job.parallel.virtual_stages);
-  summary_.peak_tflops = peak_.tflops;
+  summary_.peak_tflops = peak_.tflops_per_rank();
   summary_.planned_bytes = engine_->parameter_bytes() + engine_->optimizer_bytes() + engine_->activation_bytes() +
                            engine_->plan().host.total_bytes();
   summary_.steps.reserve(std::size_t(tcfg.steps));
@@ -328,7 +308,7 @@ void Trainer::log_start() const {
   os << engine_->description();
   os << "rank 0 planned total: " << format_bytes(double(summary_.planned_bytes)) << " (optimizer state "
      << format_bytes(double(engine_->optimizer_bytes())) << "); threads per rank " << threads_ << "; peak "
-     << peak_.tflops * 1e3 << " GFLOP/s per rank (" << peak_.source << ")";
+     << peak_.tflops_per_rank() * 1e3 << " GFLOP/s per rank (" << peak_.source() << ")";
   log_info(os.str());
 }
 
@@ -398,7 +378,7 @@ StepMetrics Trainer::step(long step) {
   // length t (masked LM processes every position; only the loss is sparse).
   s.tokens_per_s = double(s.tokens) / (s.step_ms * 1e-3);
   s.tflops = s.tokens_per_s * model::model_flops_per_token(job_.model, t_) / grid_.shape().size() / 1e12;
-  s.mfu = peak_.tflops > 0 ? s.tflops / peak_.tflops : 0.0;
+  s.mfu = peak_.mfu(s.tflops);
   s.mem_bytes = peak_rss_bytes();
   s.compute_ms = stats.compute_s * 1e3;
   s.bubble_fraction = bubble_;
@@ -450,13 +430,15 @@ void Trainer::log_step(const StepMetrics& s) const {
   metrics_->write(s);
   const config::TrainConfig& tcfg = job_.train;
   if (s.step != summary_.first_step && s.step % tcfg.log_interval != 0 && s.step != tcfg.steps) return;
+  char mfu[16];  // "MFU n/a" once a step has exceeded the peak (train/peak.hpp warns once why)
+  if (peak_.exceeded() || peak_.tflops_per_rank() <= 0) std::snprintf(mfu, sizeof mfu, "n/a");
+  else std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * s.mfu);
   char line[340];
   std::snprintf(line, sizeof line,
                 "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
-                "%.3f TFLOP/s/rank | MFU %.1f%% | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
-                s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops,
-                100.0 * s.mfu, bubble_, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms,
-                double(s.mem_bytes) / 1048576.0);
+                "%.3f TFLOP/s/rank | MFU %s | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
+                s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops, mfu,
+                bubble_, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms, double(s.mem_bytes) / 1048576.0);
   log_line(LogLevel::info, line);
 }
 

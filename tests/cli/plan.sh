@@ -45,6 +45,20 @@ expect_ok budget-markdown "| model" budget --table seed --markdown
 expect_ok budget-run "GPU-hours" budget --params 70B --tokens 2T --gpu a100_sxm_80gb --gpus 2048 --mfu 0.43
 expect_ok budget-flops "compute-optimal" budget --flops 1e24 --gpu h100 --gpus 1024
 
+# --config: a run config's own layout at a size, checked and predicted (what scaling_study.sh asks).
+expect_ok plan-config-ok "ok: the point can run" plan --config configs/pretrain_tiny.yaml --set parallel.pp=1 \
+  --gpus 8 --gpus-per-node 2 --cluster local
+out=$(timeout 60 "$strata" plan --config configs/pretrain_tiny.yaml --set parallel.pp=1 --gpus 6 --gpus-per-node 2 2>&1)
+rc=$?
+if [ $rc -ne 3 ] || ! grep -q "^refused: batch: parallel.global_batch_size (16) must be a multiple of micro_batch_size x dp (4 x 3 = 12)$" <<<"$out" ||
+   ! grep -q "cluster file .*cpu_node.yaml" <<<"$out"; then
+  echo "FAIL plan-config-refused: rc $rc (want 3): $out"; failures=$((failures + 1)); else echo "ok   plan-config-refused"; fi
+out=$("$strata" plan --config configs/pretrain_tiny.yaml --gpus 8 --cluster local --json)
+if ! python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["ok"] and j["dp"] == 2 and j["prediction"]["time_s"]["step"] > 0 and "comm_share" in j["prediction"], j' <<<"$out"; then
+  echo "FAIL plan-config-json"; failures=$((failures + 1)); else echo "ok   plan-config-json"; fi
+expect_error plan-config-and-model "leave out --model" plan --config configs/pretrain_tiny.yaml --model llama2_7b --gpus 8
+expect_error plan-no-model "--model is required" plan --gpu h100 --gpus 8
+expect_error plan-config-missing "no-such.yaml" plan --config no-such.yaml --gpus 8
 expect_error unknown-cluster "unknown cluster 'h200x'" plan --model llama2_70b --gpu h200x --gpus 64
 expect_error unknown-model "unknown model 'llama9'" plan --model llama9 --gpu h100 --gpus 64
 expect_error too-few-gpus "needs at least 16 H100 SXM 80GB for llama2_70b at ZeRO-1" plan --model llama2_70b --gpu h100 --gpus 8

@@ -47,6 +47,18 @@ check "no gnuplot: exit 0" test $rc -eq 0
 check "no gnuplot: says the plot was skipped and why" grep -q "plot skipped: '/no/such/gnuplot' not found" <<<"$out"
 check "no gnuplot: csv and md still written" test -s "$tmp/nogp/s.csv" -a -s "$tmp/nogp/s.md" -a ! -e "$tmp/nogp/s.png"
 
+# A run that did not finish is listed, not reported, and does not stop the report.
+d="$tmp/runs/broken"; mkdir -p "$d"
+printf '{"job_id": "9", "nodes": 2, "ranks": 8, "log": "%s", "exit_code": 1}\n' "$tmp/broken.out" >"$d/job.json"
+printf 'strata-slurm: job 9\nstrata: error (rank 0 of 8): parallel.global_batch_size (16) must be a multiple of micro_batch_size x dp (4 x 3 = 12)\n' \
+  >"$tmp/broken.out"
+out=$("$strata" report scaling "$tmp/runs/r1" "$tmp/runs/broken" "$tmp/runs/r2" --out "$tmp/rep2/s" 2>&1)
+rc=$?
+check "failed run: exit 0, the others reported" test $rc -eq 0 -a "$(tail -n +2 "$tmp/rep2/s.csv" | wc -l)" -eq 2
+check "failed run: listed with the log's error" \
+  grep -q "| broken *| 2 *| 8 *| failed *| .*config.yaml' is missing.*status 1 -- log: strata: error (rank 0 of 8): parallel.global_batch_size (16)" <<<"$out"
+check "failed run: counted" grep -q "^2 finished runs reported, 1 point without a result" <<<"$out"
+
 mkdir -p "$tmp/runs/empty"
 expect_error "missing folder" "run folder '$tmp/runs/nothere' does not exist" report scaling "$tmp/runs/nothere"
 expect_error "folder without config" "config.yaml' is missing" report scaling "$tmp/runs/empty"

@@ -32,13 +32,22 @@ check "logs/ exists for #SBATCH --output" test -d logs
 
 # ---- stand-ins for Slurm's commands ----
 mkdir -p "$tmp/bin"
+# sbatch: records; with --parsable prints a new job id (101, 102, ...).
 cat >"$tmp/bin/sbatch" <<'SH'
 #!/usr/bin/env bash
 echo "sbatch $*" >>"$FAKE_LOG"
+n=$(( $(cat "$FAKE_LOG.ids" 2>/dev/null || echo 100) + 1 )); echo "$n" >"$FAKE_LOG.ids"
+[[ " $* " == *" --parsable "* ]] && echo "$n"
+exit 0
 SH
+# scontrol: records; answers `show config` with FAKE_TASKPLUGIN (a site that can bind CPUs by
+# default) and `show job` with the job's output file.
 cat >"$tmp/bin/scontrol" <<'SH'
 #!/usr/bin/env bash
 echo "scontrol $*" >>"$FAKE_LOG"
+[ "$*" = "show config" ] && echo "TaskPlugin              = ${FAKE_TASKPLUGIN-task/affinity,task/cgroup}"
+[ "${1:-} ${2:-}" = "show job" ] && echo "   StdOut=/logs/job-$3.out"
+exit 0
 SH
 # srun: records its arguments and job environment, then runs like a training step that
 # stops on SIGUSR1 with status 0 (as strata does), or finishes after FAKE_STEP_S seconds.
@@ -77,12 +86,46 @@ check "job: exit 0" test $rc -eq 0
 check "job: srun line" grep -qxF "srun --kill-on-bad-exit=1 --ntasks=16 --ntasks-per-node=8 --cpu-bind=cores --cpus-per-task=12 bash $src/slurm/bind.sh $tmp/bin/strata-standin train --config configs/pretrain_70b.yaml --set train.out_dir=$tmp/runs/strata-70b-42 --set train.resume=auto --set hardware.threads=12 --set optim.lr=1e-4 --set train.log_interval=1 --set data.datasets=[a.h5, b.h5]" "$FAKE_LOG"
 check "job: the engine's dry run before srun" grep -q -- "--set data.datasets=\[a.h5, b.h5\] --dry-run --ranks 16$" "$FAKE_LOG"
 check "job: threads from --cpus-per-task, NCCL default" grep -qx "env OMP_NUM_THREADS=12 OPENBLAS_NUM_THREADS=12 NCCL_DEBUG=WARN" "$FAKE_LOG"
-check "job: job.json" python3 - "$tmp/runs/strata-70b-42/job.json" <<'PY'
+check "job: job.json, with the log and the step's exit code" python3 - "$tmp/runs/strata-70b-42/job.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert (j["job_id"], j["nodes"], j["ranks"], j["ranks_per_node"], j["node_list"], j["restart"], j["launcher"]) == \
     ("42", 2, 16, 8, "n[1-2]", 0, "srun"), j
+assert j["log"] == "/logs/job-42.out" and j["exit_code"] == 0 and j["ended"] >= j["started"], j
 PY
+
+# ---- CPU binding only where the site's Slurm can bind (or when asked) ----
+srun_line() { grep '^srun ' "$FAKE_LOG" | tail -n 1; }
+for case in "task/none||no" "task/affinity||cores" "task/none|sockets|sockets" "task/affinity|none|no"; do
+  IFS='|' read -r plugin bind want <<<"$case"
+  : >"$FAKE_LOG"
+  env "${job_env[@]}" FAKE_TASKPLUGIN="$plugin" CPU_BIND="$bind" bash slurm/pretrain_70b.sh >"$tmp/bind.out" 2>&1
+  if [ "$want" = no ]; then
+    check "bind: TaskPlugin $plugin, CPU_BIND='$bind': no --cpu-bind" bash -c "! grep -q -- --cpu-bind <<<'$(srun_line)'"
+  else
+    check "bind: TaskPlugin $plugin, CPU_BIND='$bind': --cpu-bind=$want" grep -q -- "--cpu-bind=$want " <<<"$(srun_line)"
+  fi
+done
+check "bind: says why there is none" grep -q "no CPU binding (CPU_BIND=none)" "$tmp/bind.out"
+
+# ---- a failing step: its status is the job's and job.json records it ----
+cat >"$tmp/bin/srun" <<'SH'
+#!/usr/bin/env bash
+echo "srun $*" >>"$FAKE_LOG"
+exit 3
+SH
+env "${job_env[@]}" SLURM_JOB_ID=43 bash slurm/pretrain_70b.sh >"$tmp/fail.out" 2>&1
+rc=$?
+check "failed step: the job exits with its status" test $rc -eq 3
+check "failed step: job.json has exit_code 3" grep -q '"exit_code": 3' "$tmp/runs/strata-70b-43/job.json"
+cat >"$tmp/bin/srun" <<'SH'
+#!/usr/bin/env bash
+echo "srun $*" >>"$FAKE_LOG"
+echo "env OMP_NUM_THREADS=$OMP_NUM_THREADS OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS NCCL_DEBUG=$NCCL_DEBUG" >>"$FAKE_LOG"
+trap 'echo "srun got USR1" >>"$FAKE_LOG"; exit 0' USR1
+for _ in $(seq 1 $((${FAKE_STEP_S:-0} * 10))); do sleep 0.1; done
+SH
+chmod +x "$tmp/bin/srun"
 check "job: no requeue without a signal" bash -c "! grep -q requeue '$FAKE_LOG'"
 
 # NODES at sbatch time cannot change the allocation: the job says so instead of running.
@@ -117,6 +160,53 @@ check "bind: local rank 2 of 0,1,2,3 -> GPU 2" \
   test "$(CUDA_VISIBLE_DEVICES=0,1,2,3 SLURM_LOCALID=2 bash slurm/bind.sh bash -c 'echo $CUDA_VISIBLE_DEVICES')" = 2
 check "bind: one visible GPU is kept" \
   test "$(CUDA_VISIBLE_DEVICES=5 SLURM_LOCALID=3 bash slurm/bind.sh bash -c 'echo $CUDA_VISIBLE_DEVICES')" = 5
+
+# ---- scaling_study.sh: every point checked first; refused points are not submitted ----
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+study_env=(STRATA="$strata" STUDIES="$tmp/studies" NODES_LIST="1 2 3 4" GPUS_PER_NODE=2 SCRIPT=slurm/pretrain_tiny.sh
+           SET="parallel.pp=1" STEPS=10 CLUSTER=local)
+: >"$FAKE_LOG"
+env "${study_env[@]}" STUDY=only CHECK=only bash slurm/scaling_study.sh >"$tmp/only.out" 2>&1
+rc=$?
+check "study CHECK=only: exit 1 (a point is refused)" test $rc -eq 1
+check "study CHECK=only: the 3-node point refused with the batch rule" \
+  grep -q "refused: batch: parallel.global_batch_size (16) must be a multiple of micro_batch_size x dp (4 x 3 = 12)" "$tmp/only.out"
+check "study CHECK=only: the others predicted" test "$(grep -c ': ok (predicted step' "$tmp/only.out")" -eq 3
+check "study CHECK=only: nothing submitted" bash -c "! grep -q '^sbatch' '$FAKE_LOG'"
+: >"$FAKE_LOG"
+env "${study_env[@]}" STUDY=serial bash slurm/scaling_study.sh >"$tmp/serial.out" 2>&1
+rc=$?
+check "study serial: exit 0 (submitted; the report comes later)" test $rc -eq 0
+check "study serial: 3 jobs, the 3-node point not submitted" test "$(grep -c '^sbatch ' "$FAKE_LOG")" -eq 3
+first=$(grep '^sbatch ' "$FAKE_LOG" | head -n 1)
+check "study serial: the first job waits for none" bash -c "! grep -q -- --dependency <<<'$first'"
+check "study serial: each later job waits for the one before" \
+  test "$(grep -o -- '--dependency=afterany:[0-9]*' "$FAKE_LOG" | paste -sd ' ')" = \
+       "--dependency=afterany:$(($(cat "$FAKE_LOG.ids") - 2)) --dependency=afterany:$(($(cat "$FAKE_LOG.ids") - 1))"
+check "study serial: exclusive jobs of 2 ranks per node" grep -q -- "--job-name=serial-n4r8 --nodes=4 --ntasks-per-node=2 --exclusive" "$FAKE_LOG"
+check "study serial: study.jsonl records the refusal and the jobs" python3 - "$tmp/studies/serial/study.jsonl" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+head = [r for r in recs if "study" in r]
+assert len(head) == 1 and head[0]["cluster"].endswith("local.yaml"), head
+pts = {r["point"]: r for r in recs if "point" in r}
+assert pts["serial-n3r6"]["status"] == "refused" and "global_batch_size (16)" in pts["serial-n3r6"]["reason"], pts
+for n, r in (("1", 2), ("2", 4), ("4", 8)):
+    p = pts["serial-n%sr%d" % (n, r)]
+    assert p["status"] == "submitted" and p["run_dir"].endswith("/runs/serial-n%sr%d-%s" % (n, r, p["job_id"])), p
+    assert p["log"].endswith("/logs/serial-n%sr%d-%s.out" % (n, r, p["job_id"])), p
+PY
+: >"$FAKE_LOG"
+env "${study_env[@]}" STUDY=conc ORDER=concurrent CHECK=warn bash slurm/scaling_study.sh >"$tmp/conc.out" 2>&1
+check "study concurrent, CHECK=warn: 4 jobs, none waiting for another" \
+  bash -c "test \$(grep -c '^sbatch ' '$FAKE_LOG') -eq 4 && ! grep -q -- --dependency '$FAKE_LOG'"
+env "${study_env[@]}" STUDY=weak MODE=weak MICROBATCHES=2 CHECK=only bash slurm/scaling_study.sh >"$tmp/weak.out" 2>&1
+rc=$?
+check "study weak: every point fits (the batch grows with dp: 4 x 3 x 2 = 24 at 3 nodes)" \
+  bash -c "test $rc -eq 0 && grep -q 'global batch 24 (2 micro-batches per DP rank)' '$tmp/studies/weak/points/weak-n3r6.plan.txt'"
+env "${study_env[@]}" STUDY=bad MODE=sideways bash slurm/scaling_study.sh >"$tmp/bad.out" 2>&1
+rc=$?
+check "study: a bad MODE is refused with exit 2" bash -c "test $rc -eq 2 && grep -q 'MODE=sideways: expected strong or weak' '$tmp/bad.out'"
 
 # ---- strata plan prints a launch line for slurm/pretrain.sh ----
 line=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$strata" plan --model llama2_70b --gpu h100 \

@@ -7,8 +7,7 @@
 #      --signal=B:USR1@... sends before the time limit), saves, requeues itself, resumes from its
 #      checkpoint in the same run folder and finishes
 #   3. the same job through Open MPI's mpirun inside the allocation (LAUNCHER=mpirun)
-#   4. a local strong-scaling study (1, 2, 4 ranks) with slurm/scaling_study.sh: CSV, Markdown
-#      table and PNG plot
+# Scaling studies, and preemption and failures across nodes, are in multinode.sh (4 nodes).
 # The daemons are stopped by the pids they wrote, on success and on failure.
 # usage: pretrain_tiny.sh STRATA_BINARY SOURCE_DIR
 set -uo pipefail
@@ -19,32 +18,17 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 ok() { echo "ok   $* ($(elapsed))"; }
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "SKIP: slurmd runs jobs as their user and needs root here; run the slurm tests as root (CI does)"
-  exit 77
-fi
-# Packages: installed once (apt-get update first), skipped when present.
-need=(slurmctld slurmd slurm-client munge gnuplot-nox)
-missing=()
-for p in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-    { echo "FAIL: could not install ${missing[*]}"; exit 1; }
-fi
+# shellcheck source=tests/slurm/local_cluster.bash
+source "$src/tests/slurm/local_cluster.bash"
+slurm_local_require
 
 tmp=$(mktemp -d /tmp/strata-slurm-test.XXXXXX)
 chmod 0755 "$tmp"  # munged runs as the munge user and keeps its socket below
-# shellcheck source=tests/slurm/local_cluster.bash
-source "$src/tests/slurm/local_cluster.bash"
 cleanup() {
   slurm_local_stop
   if [ "$failures" -gt 0 ]; then
     echo "--- slurmctld/slurmd log tails ---"
-    tail -n 15 "$tmp/slurm/log/slurmctld.log" "$tmp/slurm/log/slurmd.log" 2>/dev/null
+    tail -n 15 "$tmp/slurm/log/slurmctld.log" "$tmp/slurm/log/slurmd-node1.log" 2>/dev/null
     echo "(kept $tmp)"
   else
     rm -rf "$tmp"
@@ -60,7 +44,7 @@ ok "demo data prepared"
 slurm_local_start "$tmp/slurm" || { fail "local Slurm did not start"; exit 1; }
 
 cd "$src"
-export STRATA="$strata" RUNS="$tmp/runs" CPU_BIND=none   # no task plugin in the local cluster
+export STRATA="$strata" RUNS="$tmp/runs"   # CPU binding: launch.sh sees the cluster's task/none
 export OPENBLAS_NUM_THREADS=1
 data_set="data.datasets=[{path: $tmp/data/kjv.h5, weight: 0.6}, {path: $tmp/data/fortunes.h5, weight: 0.4}]"
 mkdir -p "$tmp/logs"
@@ -98,6 +82,11 @@ else
   elif ! python3 -c "import sys; sys.exit(0 if $last < $first - 1.0 else 1)"; then
     fail "job 1: loss did not fall: steps 1-5 $first, steps 51-60 $last"
   else ok "job 1 ($id1): 8 ranks, 60 steps, loss $first -> $last"
+  fi
+  # The local cluster has TaskPlugin=task/none: launch.sh must not ask srun for CPU binding.
+  if grep -q "lacks support for cpu binding" "$log1"; then fail "job 1: srun was asked for CPU binding the cluster cannot do"
+  elif ! grep -q "no CPU binding: this Slurm's TaskPlugin cannot bind tasks" "$log1"; then fail "job 1: no note on CPU binding"
+  else ok "job 1: no --cpu-bind where the site cannot bind"
   fi
   latest=$(cat "$run1/checkpoints/latest" 2>/dev/null)
   if [ "$latest" != "step_00000060.h5" ] || [ ! -s "$run1/checkpoints/$latest" ]; then
@@ -157,34 +146,6 @@ log3="$tmp/logs/strata-tiny-mpirun-$id3.out"
 if [ $rc -ne 0 ] || ! grep -q "step ended with status 0" "$log3" || ! grep -q "tp 2 x pp 1 x dp 2 = 4 ranks" "$log3"; then
   grep -v '^  ' "$log3" | tail -n 20; fail "job 3: LAUNCHER=mpirun run failed (exit code $rc)"
 else ok "job 3 ($id3): 4 ranks through mpirun"
-fi
-
-# ---- 4. a local strong-scaling study: 1, 2, 4 ranks ----------------------------------------------
-STUDIES="$tmp/studies" STUDY=tiny-strong WAIT=1 RANKS_LIST="1 2 4" GPUS_PER_NODE=8 SCRIPT=slurm/pretrain_tiny.sh \
-  STEPS=20 MODE=strong SET="parallel.tp=1 parallel.pp=1 data.datasets=[$tmp/data/kjv.h5,$tmp/data/fortunes.h5]" \
-  timeout 240 bash slurm/scaling_study.sh >"$tmp/study.log" 2>&1
-rc=$?
-cat "$tmp/study.log"
-study="$tmp/studies/tiny-strong"
-if [ $rc -ne 0 ]; then fail "scaling study: exit code $rc"
-else
-  ranks=$(python3 - "$study/scaling.csv" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-assert [r["ranks"] for r in rows] == ["1", "2", "4"], rows
-assert rows[0]["efficiency"] == "1.0000", rows[0]
-assert all(r["tag"] == "tiny-strong" and r["global_batch"] == "16" for r in rows), rows
-for r in rows:  # efficiency = speedup / (ranks / 1)
-    assert abs(float(r["efficiency"]) - float(r["speedup"]) / int(r["ranks"])) < 1e-3, r
-print(" ".join(r["ranks"] for r in rows))
-PY
-)
-  if [ "$ranks" != "1 2 4" ]; then fail "scaling study: scaling.csv is not 3 points at 1, 2, 4 ranks"
-  elif ! grep -q "## Scaling study: strong scaling" "$study/scaling.md"; then fail "scaling study: no Markdown table"
-  elif [ "$(head -c 8 "$study/scaling.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" != "89504e470d0a1a0a" ]; then
-    fail "scaling study: scaling.png is not a PNG"
-  else ok "scaling study: scaling.csv, scaling.md, scaling.png for 1, 2, 4 ranks"
-  fi
 fi
 
 echo "slurm test: $failures failure(s) in $(elapsed)"

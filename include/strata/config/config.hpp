@@ -169,7 +169,8 @@ enum class DeviceKind { cpu, cuda };
 
 struct HardwareConfig {
   DeviceKind device = DeviceKind::cpu;
-  double peak_tflops = 0.0;   // per rank; 0: measured at start-up (CPU) or looked up (GPU)
+  double peak_tflops = 0.0;   // per rank; 0: from `cluster`, else measured (CPU) or looked up (GPU)
+  std::string cluster;        // cluster file (configs/clusters name or path) whose peak MFU uses; "": none
   int threads = 0;            // BLAS/compute threads per rank; 0: cores / local ranks
 };
 

@@ -76,14 +76,6 @@ struct TrainSummary {
 // Collective over `world`: every rank of the job calls it with the same config.
 TrainSummary run_training(const config::JobConfig& job, MPI_Comm world);
 
-// The global batch of a step: micro-batches of micro_batch_size per DP rank (parallel.
-// num_microbatches, or global_batch_size / (micro_batch_size x dp)). Throws naming the keys
-// when they do not divide.
-struct BatchShape {
-  int micro, dp, microbatches, global;
-};
-BatchShape resolve_batch(const config::ParallelConfig& parallel, int dp);
-
 // `strata train --dry-run`: the job as `ranks` ranks would run it (ranks 0: tp x pp x dp of the
 // config, dp 0 counting as 1), without data, device or other ranks: the grid, the batch, what
 // the backend supports (a clear error otherwise), each pipeline stage's memory, and rank

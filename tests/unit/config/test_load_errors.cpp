@@ -43,7 +43,7 @@ TEST(ConfigErrors, UnknownKeyFromAnotherSectionPointsThere) {
 
 TEST(ConfigErrors, UnknownKeyWithoutNearMatchListsKnownKeys) {
   EXPECT_TRUE(mentions(parse_error("hardware:\n  gpu_kind: h100\n"),
-                       {"hardware.gpu_kind", "known keys: device, peak_tflops, threads"}));
+                       {"hardware.gpu_kind", "known keys: device, peak_tflops, cluster, threads"}));
 }
 
 TEST(ConfigErrors, UnknownSectionSuggestsTheClosestSection) {

@@ -1,5 +1,6 @@
 // validate(): cross-field rules, range rules on configs built in code, and ModelConfig::ffn().
 #include "config_test_util.hpp"
+#include "strata/config/batch.hpp"
 #include "strata/config/load.hpp"
 
 using namespace strata::config;
@@ -183,4 +184,30 @@ TEST(ConfigValidate, MaskingFractionsAndWarmupStartAreChecked) {
   j.eval.windows = -1;
   j.train.seq_len_warmup_start = 8;
   EXPECT_TRUE(mentions(invalid(j), {"eval.windows: expected an integer >= 0, got -1"}));
+}
+
+TEST(ConfigValidate, HardwareClusterMustNameAFileWithTheJobsPeak) {
+  JobConfig j;
+  j.hardware.cluster = "local";  // configs/clusters/local.yaml: fp32 peak 0.232
+  EXPECT_NO_THROW(validate(j));
+  j.hardware.cluster = "nosuch";
+  EXPECT_TRUE(mentions(invalid(j), {"hardware.cluster: unknown cluster 'nosuch'", "known: "}));
+  // A CPU cluster file has no bf16 peak for a GPU job.
+  j.hardware.cluster = "cpu_node";
+  j.hardware.device = DeviceKind::cuda;
+  EXPECT_TRUE(mentions(invalid(j), {"hardware.cluster: ", "cpu_node.yaml has no peak_tflops_bf16"}));
+}
+
+TEST(ConfigValidate, BatchResolvesAsTheTrainerDoes) {
+  ParallelConfig p;
+  p.micro_batch_size = 4;
+  p.global_batch_size = 16;
+  const BatchShape b = resolve_batch(p, 2);
+  EXPECT_EQ(b.global, 16);
+  EXPECT_EQ(b.microbatches, 2);
+  EXPECT_EQ(error_of([&] { resolve_batch(p, 3); }),
+            "parallel.global_batch_size (16) must be a multiple of micro_batch_size x dp (4 x 3 = 12)");
+  p.global_batch_size = 0;
+  p.num_microbatches = 8;
+  EXPECT_EQ(resolve_batch(p, 3).global, 96);  // weak scaling: the batch grows with dp
 }

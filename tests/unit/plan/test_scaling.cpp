@@ -111,19 +111,22 @@ TEST(PlanScaling, StrongScalingEfficiencyAgainstTheSmallestRun) {
   std::istringstream csv(scaling_csv(rep));
   std::string header, line;
   std::getline(csv, header);
+  // Columns 1-18 keep their places; the communication share and the predictions follow (empty:
+  // no waits in these metrics, no cluster file for predictions).
   EXPECT_EQ(header, "run,tag,nodes,ranks,layout,tp,pp,dp,seq_len,global_batch,steps,step_ms,tokens_per_s,"
-                    "ideal_tokens_per_s,tflops_per_rank,mfu,speedup,efficiency");
+                    "ideal_tokens_per_s,tflops_per_rank,mfu,speedup,efficiency,comm_share,pred_step_ms,"
+                    "pred_tokens_per_s,pred_mfu,pred_comm_share,pred_speedup,pred_efficiency,pred_memory_gib");
   std::getline(csv, line);
-  EXPECT_EQ(line, "s1,t,1,1,tp1-pp1-dp1,1,1,1,64,16,4,100.000,10240.0,10240.0,0.01,0.10000,1.0000,1.0000");
+  EXPECT_EQ(line, "s1,t,1,1,tp1-pp1-dp1,1,1,1,64,16,4,100.000,10240.0,10240.0,0.01,0.10000,1.0000,1.0000,,,,,,,,");
   std::getline(csv, line);
-  EXPECT_EQ(line, "s2,t,1,2,tp1-pp1-dp2,1,1,2,64,16,4,60.000,17066.7,20480.0,0.01,0.10000,1.6667,0.8333");
+  EXPECT_EQ(line, "s2,t,1,2,tp1-pp1-dp2,1,1,2,64,16,4,60.000,17066.7,20480.0,0.01,0.10000,1.6667,0.8333,,,,,,,,");
   std::getline(csv, line);
-  EXPECT_EQ(line, "s4,t,1,4,tp1-pp1-dp4,1,1,4,64,16,4,40.000,25600.0,40960.0,0.01,0.10000,2.5000,0.6250");
+  EXPECT_EQ(line, "s4,t,1,4,tp1-pp1-dp4,1,1,4,64,16,4,40.000,25600.0,40960.0,0.01,0.10000,2.5000,0.6250,,,,,,,,");
 
   const std::string md = scaling_markdown(rep);
   EXPECT_NE(md.find("## Scaling study: strong scaling"), std::string::npos) << md;
   EXPECT_EQ(markdown_row(md, "s2"), (std::vector<std::string>{"s2", "1", "2", "tp1-pp1-dp2", "16", "60.0", "17067",
-                                                               "0.01", "10.0%", "1.67x", "83.3%"}))
+                                                               "0.01", "10.0%", "n/a", "1.67x", "83.3%"}))
       << md;
   EXPECT_EQ(markdown_row(md, "s4").back(), "62.5%") << md;
 }
@@ -166,6 +169,29 @@ TEST(PlanScaling, MissingFilesAreNamed) {
     EXPECT_NE(std::string(e.what()).find("config.yaml' is missing"), std::string::npos) << e.what();
   }
   EXPECT_THROW(make_scaling_report({}), Error);
+}
+
+TEST(PlanScaling, MfuOfAStepWithoutOneIsNotAveraged) {
+  // A step with MFU 0 (not reported: the peak was unknown or exceeded) makes the run's MFU
+  // unknown rather than a diluted average; a null MFU reads the same.
+  const std::string dir = make_run("nomfu", 1, 0, 1024, {{1, 1000}, {2, 100, 0.01, 0.1}, {3, 100, 0.01, 0.0}});
+  EXPECT_EQ(read_scaling_run(dir).mfu, 0.0);
+  const ScalingReport rep = make_scaling_report({read_scaling_run(dir)});
+  EXPECT_EQ(markdown_row(scaling_markdown(rep), "nomfu")[8], "n/a");
+}
+
+TEST(PlanScaling, FinishedMeansEveryPlannedStepAndStatusZero) {
+  // config.yaml plans 10 steps (make_run); 5 recorded.
+  ScalingRun r = read_scaling_run(make_run("short", 1, 0, 1024, steady(100)));
+  EXPECT_EQ(r.steps_planned, 10);
+  EXPECT_EQ(r.last_step, 5);
+  EXPECT_FALSE(r.finished());
+  r.last_step = 10;
+  EXPECT_TRUE(r.finished());  // no exit code: judged by the steps
+  r.exit_code = 0;
+  EXPECT_TRUE(r.finished());
+  r.exit_code = 1;
+  EXPECT_FALSE(r.finished());
 }
 
 TEST(PlanScaling, GnuplotScriptDrawsThroughputAndEfficiencyAgainstRanksOnOneNode) {

@@ -1,10 +1,10 @@
-// The batch arithmetic of a job (trainer.hpp, resolve_batch).
+#include "strata/config/batch.hpp"
+
 #include "strata/core/error.hpp"
-#include "strata/train/trainer.hpp"
 
-namespace strata::train {
+namespace strata::config {
 
-BatchShape resolve_batch(const config::ParallelConfig& p, int dp) {
+BatchShape resolve_batch(const ParallelConfig& p, int dp) {
   BatchShape b{p.micro_batch_size, dp, 1, 0};
   if (p.num_microbatches > 0) {
     b.microbatches = p.num_microbatches;
@@ -25,4 +25,4 @@ BatchShape resolve_batch(const config::ParallelConfig& p, int dp) {
   return b;
 }
 
-}  // namespace strata::train
+}  // namespace strata::config

@@ -163,6 +163,10 @@ void BM_PrepareKjvGpt2(benchmark::State& state) {
   if (!have_tokenizer("gpt2")) return state.SkipWithError("gpt2 files missing (scripts/fetch-tokenizers.sh)");
   run(state, input_file(), DocSplit::blank_line, "gpt2");
 }
+void BM_PrepareFortunesGpt2(benchmark::State& state) {
+  if (!have_tokenizer("gpt2")) return state.SkipWithError("gpt2 files missing (scripts/fetch-tokenizers.sh)");
+  run(state, fortunes_file(), DocSplit::file, "gpt2");
+}
 void BM_PrepareKjvBert(benchmark::State& state) {
   if (!have_tokenizer("bert-base-uncased"))
     return state.SkipWithError("bert-base-uncased missing (scripts/fetch-tokenizers.sh)");
@@ -171,6 +175,7 @@ void BM_PrepareKjvBert(benchmark::State& state) {
 BENCHMARK(BM_PrepareKjv)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_PrepareFortunes)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_PrepareKjvGpt2)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK(BM_PrepareFortunesGpt2)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_PrepareKjvBert)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "strata/core/error.hpp"
 #include "strata/core/rng.hpp"
+#include "strata/data/hash.hpp"
 
 namespace strata::data {
 
@@ -75,17 +76,20 @@ bool gpt2_chars_to_bytes(std::string_view chars, std::string& bytes) {
 
 // ---- the pair table: (left, right) -> (rank, merged) -------------------------------------
 // Open addressing with linear probing over a power-of-two table; built once, then read-only.
+// A slot holds its key and value side by side: one cache line per probe.
 struct BpeTokenizer::PairTable {
   static constexpr std::uint64_t kEmpty = ~0ull;
-  std::vector<std::uint64_t> keys;
-  std::vector<std::uint64_t> values;  // rank << 32 | merged id
+  struct Slot {
+    std::uint64_t key = kEmpty;
+    std::uint64_t value = 0;  // rank << 32 | merged id
+  };
+  std::vector<Slot> slots;
   std::uint64_t mask = 0;
 
   explicit PairTable(std::size_t count) {
     std::size_t cap = 16;
     while (cap < count * 2) cap <<= 1;
-    keys.assign(cap, kEmpty);
-    values.assign(cap, 0);
+    slots.assign(cap, Slot{});
     mask = cap - 1;
   }
   static std::uint64_t key(std::int32_t a, std::int32_t b) {
@@ -96,10 +100,10 @@ struct BpeTokenizer::PairTable {
   void insert(std::int32_t a, std::int32_t b, std::uint32_t rank, std::int32_t merged) {
     const std::uint64_t k = key(a, b);
     for (std::uint64_t s = slot(k) & mask;; s = (s + 1) & mask) {
-      if (keys[s] == k) return;
-      if (keys[s] == kEmpty) {
-        keys[s] = k;
-        values[s] = (std::uint64_t(rank) << 32) | std::uint32_t(merged);
+      Slot& e = slots[s];
+      if (e.key == k) return;
+      if (e.key == kEmpty) {
+        e = {k, (std::uint64_t(rank) << 32) | std::uint32_t(merged)};
         return;
       }
     }
@@ -108,8 +112,9 @@ struct BpeTokenizer::PairTable {
   std::uint64_t find(std::int32_t a, std::int32_t b) const {
     const std::uint64_t k = key(a, b);
     for (std::uint64_t s = slot(k) & mask;; s = (s + 1) & mask) {
-      if (keys[s] == k) return values[s];
-      if (keys[s] == kEmpty) return kEmpty;
+      const Slot& e = slots[s];
+      if (e.key == k) return e.value;
+      if (e.key == kEmpty) return kEmpty;
     }
   }
 };
@@ -121,22 +126,6 @@ std::atomic<std::uint64_t> next_instance{1};  // ids for the per-thread caches (
 // ---- the per-thread piece cache -----------------------------------------------------------
 // piece bytes -> ids, one table per (thread, tokenizer instance). Each thread keeps the
 // caches of its last few tokenizers; a full cache is cleared, not evicted piecemeal.
-std::uint64_t hash_bytes(const unsigned char* p, std::size_t n) {
-  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
-  while (n >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 29;
-    p += 8, n -= 8;
-  }
-  std::uint64_t w = 0;
-  std::memcpy(&w, p, n);
-  h = (h ^ w) * 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  return h;
-}
-
 class PieceCache {
  public:
   static constexpr std::size_t kMaxPiece = 64;           // longer pieces are not cached
@@ -246,7 +235,7 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
   std::vector<bool> special(tokens_.size(), false);
   for (const Special& s : specials_) special[s.id] = true;
   for (std::size_t id = 0; id < tokens_.size(); ++id)
-    if (!tokens_[id].empty() && !special[id]) index_.emplace(std::string_view(tokens_[id]), std::int32_t(id));
+    if (!tokens_[id].empty() && !special[id]) index_.insert(tokens_[id], std::int32_t(id));
 
   for (int b = 0; b < 256; ++b) {
     const char c = char(b);
@@ -276,7 +265,7 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
       const Merge& m = merges_[rank];
       const auto valid = [&](std::int32_t id) { return id >= 0 && std::size_t(id) < tokens_.size() && !tokens_[id].empty(); };
       STRATA_CHECK(valid(m.left) && valid(m.right), "tokenizer ", name_, ": merge ", rank, " names an unknown token id");
-      joined = tokens_[m.left] + tokens_[m.right];
+      joined.assign(tokens_[m.left]).append(tokens_[m.right]);
       const std::int32_t merged = token_id(joined);
       if (merged < 0)
         throw make_error("tokenizer ", name_, ": merge ", rank, " ('", bytes_to_gpt2_chars(tokens_[m.left]), "' + '",
@@ -309,8 +298,7 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
 BpeTokenizer::~BpeTokenizer() = default;
 
 std::int32_t BpeTokenizer::token_id(std::string_view bytes) const {
-  const auto it = index_.find(bytes);
-  return it == index_.end() ? -1 : it->second;
+  return index_.find(bytes);
 }
 
 // ---- the merge loops -----------------------------------------------------------------------
@@ -430,7 +418,7 @@ void BpeTokenizer::encode(std::string_view text, std::vector<std::int32_t>& out)
       encode_uncached(piece, out);
       continue;
     }
-    const std::uint64_t h = hash_bytes(reinterpret_cast<const unsigned char*>(piece.data()), piece.size());
+    const std::uint64_t h = table_hash(piece);
     std::uint32_t len = 0;
     if (const std::int32_t* ids = cache.find(piece, h, len)) {
       out.insert(out.end(), ids, ids + len);

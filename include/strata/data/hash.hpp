@@ -76,4 +76,24 @@ inline Hash128 hash128(std::string_view s, std::uint64_t seed = 0) {
 
 inline std::uint64_t hash64(std::string_view s, std::uint64_t seed = 0) { return hash128(s, seed).lo; }
 
+// A fast 64-bit hash of a short byte string for in-memory tables (token indexes, caches): 8-byte
+// words folded with multiply-xorshift, the length in the seed. Stable, but not Hasher128's value.
+inline std::uint64_t table_hash(const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+  while (n >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    p += 8, n -= 8;
+  }
+  std::uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  h = (h ^ w) * 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
+}
+inline std::uint64_t table_hash(std::string_view s) { return table_hash(s.data(), s.size()); }
+
 }  // namespace strata::data

@@ -126,6 +126,8 @@ std::atomic<std::uint64_t> next_instance{1};  // ids for the per-thread caches (
 // ---- the per-thread piece cache -----------------------------------------------------------
 // piece bytes -> ids, one table per (thread, tokenizer instance). Each thread keeps the
 // caches of its last few tokenizers; a full cache is cleared, not evicted piecemeal.
+// An entry is the piece's bytes (padded to whole 4-byte words) followed by its ids in one
+// arena, and a 16-byte slot points at it: a hit costs the slot and one run of the arena.
 class PieceCache {
  public:
   static constexpr std::size_t kMaxPiece = 64;           // longer pieces are not cached
@@ -136,38 +138,42 @@ class PieceCache {
   void reset(std::uint64_t new_owner) {
     owner = new_owner;
     slots_.assign(1u << 12, Slot{});
-    keys_.clear();
-    values_.clear();
+    arena_.clear();
     count_ = 0;
   }
-  // The cached ids of `piece`, or nullptr.
+  // The cached ids of `piece` (1 < size <= kMaxPiece), or nullptr.
   const std::int32_t* find(std::string_view piece, std::uint64_t h, std::uint32_t& len) const {
     const std::uint64_t mask = slots_.size() - 1;
     for (std::uint64_t s = h & mask;; s = (s + 1) & mask) {
       const Slot& e = slots_[s];
       if (e.key_len == 0) return nullptr;
-      if (e.hash == h && e.key_len == piece.size() &&
-          std::memcmp(keys_.data() + e.key_off, piece.data(), piece.size()) == 0) {
-        len = e.value_len;
-        return values_.data() + e.value_off;
+      if (e.hash == h && e.key_len == piece.size()) {
+        const std::int32_t* entry = arena_.data() + e.offset;
+        if (std::memcmp(entry, piece.data(), piece.size()) == 0) {
+          len = e.value_len;
+          return entry + words(piece.size());
+        }
       }
     }
   }
   void insert(std::string_view piece, std::uint64_t h, const std::int32_t* ids, std::size_t n) {
     if (count_ >= kMaxEntries) reset(owner);
     if ((count_ + 1) * 2 > slots_.size()) grow();
-    place(Slot{h, std::uint32_t(keys_.size()), std::uint32_t(piece.size()), std::uint32_t(values_.size()),
-               std::uint32_t(n)});
-    keys_.append(piece);
-    values_.insert(values_.end(), ids, ids + n);
+    const std::size_t offset = arena_.size();
+    arena_.resize(offset + words(piece.size()) + n);
+    std::memcpy(arena_.data() + offset, piece.data(), piece.size());
+    std::memcpy(arena_.data() + offset + words(piece.size()), ids, n * sizeof(std::int32_t));
+    place(Slot{h, std::uint32_t(offset), std::uint16_t(piece.size()), std::uint16_t(n)});
     ++count_;
   }
 
  private:
   struct Slot {
     std::uint64_t hash = 0;
-    std::uint32_t key_off = 0, key_len = 0, value_off = 0, value_len = 0;
+    std::uint32_t offset = 0;                    // of the entry in arena_
+    std::uint16_t key_len = 0, value_len = 0;   // key_len 0: empty
   };
+  static std::size_t words(std::size_t bytes) { return (bytes + 3) / 4; }
   void place(const Slot& e) {
     const std::uint64_t mask = slots_.size() - 1;
     std::uint64_t s = e.hash & mask;
@@ -181,8 +187,7 @@ class PieceCache {
       if (e.key_len != 0) place(e);
   }
   std::vector<Slot> slots_;
-  std::string keys_;
-  std::vector<std::int32_t> values_;
+  std::vector<std::int32_t> arena_;
   std::size_t count_ = 0;
 };
 

@@ -279,6 +279,20 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
     }
   }
 
+  // The pairs of two byte tokens (every piece's first merges) in a direct 256 x 256 table:
+  // the same values the pair table gives them, without its probes.
+  byte_pairs_.assign(1u << 16, PairTable::kEmpty);
+  {
+    std::vector<std::int16_t> byte_of(tokens_.size(), -1);
+    for (int b = 0; b < 256; ++b) byte_of[std::size_t(byte_id_[b])] = std::int16_t(b);
+    for (const PairTable::Slot& e : pairs_->slots) {
+      if (e.key == PairTable::kEmpty) continue;
+      const auto a = std::size_t(e.key >> 32), b = std::size_t(std::uint32_t(e.key));
+      if (a < byte_of.size() && b < byte_of.size() && byte_of[a] >= 0 && byte_of[b] >= 0)
+        byte_pairs_[std::size_t(byte_of[a]) << 8 | std::size_t(byte_of[b])] = e.value;
+    }
+  }
+
   for (const char* eos : {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"}) {
     for (const Special& s : specials_)
       if (s.text == eos) eos_id_ = s.id;
@@ -315,12 +329,12 @@ void BpeTokenizer::bpe_small(const unsigned char* p, std::size_t n, std::vector<
   std::uint32_t ranks[256];
   std::int32_t merged[256];
   for (std::size_t i = 0; i < n; ++i) parts[i] = byte_id_[p[i]];
-  auto rank_pair = [&](std::size_t i) {
-    const std::uint64_t v = pairs_->find(parts[i], parts[i + 1]);
+  auto set_rank = [&](std::size_t i, std::uint64_t v) {
     ranks[i] = v == PairTable::kEmpty ? kNone : std::uint32_t(v >> 32);
     merged[i] = std::int32_t(std::uint32_t(v));
   };
-  for (std::size_t i = 0; i + 1 < n; ++i) rank_pair(i);
+  auto rank_pair = [&](std::size_t i) { set_rank(i, pairs_->find(parts[i], parts[i + 1])); };
+  for (std::size_t i = 0; i + 1 < n; ++i) set_rank(i, byte_pairs_[std::size_t(p[i]) << 8 | p[i + 1]]);
   while (n > 1) {
     std::size_t best = 0;
     for (std::size_t i = 1; i + 1 < n; ++i)

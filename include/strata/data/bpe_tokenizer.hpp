@@ -109,6 +109,7 @@ class BpeTokenizer final : public Tokenizer {
   Options options_;
   TokenIndex index_;  // bytes -> id (views into tokens_)
   std::unique_ptr<PairTable> pairs_;
+  std::vector<std::uint64_t> byte_pairs_;  // pairs_ for two byte tokens: [first byte << 8 | second]
   std::int32_t byte_id_[256];
   std::int32_t eos_id_ = -1;
   std::string hash_;

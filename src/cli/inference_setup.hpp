@@ -1,7 +1,8 @@
 // What `strata eval` and `strata generate` share: open a checkpoint (a file, or a directory
 // through its `latest` pointer), parse the job config it was written with, load the tokenizer
 // of that config (or --tokenizer) and check it against the checkpoint's tokenizer hash, and
-// fix the tensor-parallel size (--tp, or the world size; pp = dp = 1).
+// fix the tensor-parallel size (--tp, or the world size; pp = dp = 1; work that splits over
+// data-parallel copies, such as per-document scores, may ask for dp = world size / tp).
 #pragma once
 #include <memory>
 #include <string>
@@ -20,12 +21,14 @@ struct InferenceSetup {
   config::JobConfig job;                       // the checkpoint's own config
   std::unique_ptr<data::Tokenizer> tokenizer;  // null unless asked for
   int tp = 1;
+  int dp = 1;  // data-parallel copies of the model (data_parallel work: each scores its share)
 };
 
-// tp_option: --tp (0: the world size). Throws strata::Error naming the path, the option or the
-// mismatch (missing checkpoint, tokenizer with another hash, tp not dividing the heads ...).
+// tp_option: --tp (0: the world size; with data_parallel, 0 is 1 and the world is tp x dp).
+// Throws strata::Error naming the path, the option or the mismatch (missing checkpoint,
+// tokenizer with another hash, tp not dividing the heads or the ranks ...).
 InferenceSetup open_for_inference(const std::string& ckpt_path, const std::string& tokenizer_option,
-                                  bool need_tokenizer, int tp_option, int world_size);
+                                  bool need_tokenizer, int tp_option, int world_size, bool data_parallel = false);
 
 // --device cpu|cuda (default: the device the checkpoint was trained on).
 void add_device_option(CLI::App& cmd, std::string& device);

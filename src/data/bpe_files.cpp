@@ -8,6 +8,8 @@
 
 #include "strata/core/error.hpp"
 #include "strata/data/bpe_tokenizer.hpp"
+#include "strata/data/json_scan.hpp"
+#include "strata/data/token_index.hpp"
 
 namespace strata::data {
 namespace {
@@ -60,41 +62,70 @@ std::vector<std::string> vocab_tokens(const std::string& path, const Json& vocab
   return tokens;
 }
 
-// Merges as "a b" strings or ["a", "b"] pairs, tokens spelled in GPT-2 characters.
-std::vector<BpeTokenizer::Merge> parse_merges(const std::string& path, const std::vector<std::string>& lines_a,
-                                             const std::vector<std::string>& lines_b,
-                                             const std::vector<std::size_t>& line_numbers,
-                                             const std::vector<std::string>& tokens) {
-  std::unordered_map<std::string, std::int32_t> index;
-  index.reserve(tokens.size());
-  for (std::size_t id = 0; id < tokens.size(); ++id)
-    if (!tokens[id].empty()) index.emplace(tokens[id], std::int32_t(id));
+// One merge as written: its two tokens in GPT-2 characters and where it stands (a line of
+// merges.txt, or an index into tokenizer.json's list), for error messages.
+struct MergeText {
+  std::string_view a, b;
+  std::size_t line;
+};
+
+// Merges (tokens spelled in GPT-2 characters) -> pairs of ids; `index` maps token bytes to ids.
+std::vector<BpeTokenizer::Merge> parse_merges(const std::string& path, const std::vector<MergeText>& lines,
+                                             const std::vector<std::string>& tokens, const TokenIndex& index) {
   std::vector<BpeTokenizer::Merge> merges;
-  merges.reserve(lines_a.size());
-  for (std::size_t i = 0; i < lines_a.size(); ++i) {
-    const auto id_of = [&](const std::string& chars) {
-      std::string bytes;
-      const auto it = gpt2_chars_to_bytes(chars, bytes) ? index.find(bytes) : index.end();
-      if (it == index.end())
-        throw make_error("tokenizer file '", path, "': merge ", line_numbers[i], " ('", lines_a[i], " ", lines_b[i],
+  merges.reserve(lines.size());
+  std::string bytes, joined;
+  for (const MergeText& m : lines) {
+    const auto id_of = [&](std::string_view chars) {
+      const std::int32_t id = gpt2_chars_to_bytes(chars, bytes) ? index.find(bytes) : -1;
+      if (id < 0)
+        throw make_error("tokenizer file '", path, "': merge ", m.line, " ('", m.a, " ", m.b,
                          "') names the unknown token '", chars, "'");
-      return it->second;
+      return id;
     };
-    const std::int32_t a = id_of(lines_a[i]), b = id_of(lines_b[i]);
-    if (index.find(tokens[a] + tokens[b]) == index.end())
-      throw make_error("tokenizer file '", path, "': merge ", line_numbers[i], " ('", lines_a[i], " ", lines_b[i],
-                       "') makes '", lines_a[i] + lines_b[i], "', which is not in the vocabulary");
+    const std::int32_t a = id_of(m.a), b = id_of(m.b);
+    joined.assign(tokens[a]).append(tokens[b]);
+    if (index.find(joined) < 0)
+      throw make_error("tokenizer file '", path, "': merge ", m.line, " ('", m.a, " ", m.b, "') makes '", m.a, m.b,
+                       "', which is not in the vocabulary");
     merges.push_back({a, b});
   }
   return merges;
 }
 
-bool split_merge(const std::string& s, std::string& a, std::string& b) {
+// The index of a vocabulary's tokens (empty ones skipped); false when two ids share bytes.
+bool index_tokens(const std::vector<std::string>& tokens, TokenIndex& index) {
+  index.reserve(tokens.size());
+  for (std::size_t id = 0; id < tokens.size(); ++id)
+    if (!tokens[id].empty() && !index.insert(tokens[id], std::int32_t(id))) return false;
+  return true;
+}
+
+bool split_merge(std::string_view s, std::string_view& a, std::string_view& b) {
   const std::size_t sp = s.find(' ');
   if (sp == std::string::npos || sp == 0 || sp + 1 >= s.size() || s.find(' ', sp + 1) != std::string::npos) return false;
   a = s.substr(0, sp);
   b = s.substr(sp + 1);
   return true;
+}
+
+// GPT-2's vocab.json read by the strict scanner (json_scan.hpp) straight into token bytes;
+// false when the file needs the general path (nlohmann, whose messages name what is wrong):
+// anything outside the scanner's subset, a token outside GPT-2's alphabet, an id given twice,
+// or two keys with the same bytes (a duplicated key, of which nlohmann keeps the last).
+bool fast_vocab_tokens(const std::string& text, std::vector<std::string>& tokens, TokenIndex& index) {
+  tokens.clear();
+  std::vector<bool> used;
+  std::string bytes;
+  const JsonScan r = json_flat_int_object(text, [&](std::string_view chars, std::uint32_t id) {
+    if (id > (1u << 30) || !gpt2_chars_to_bytes(chars, bytes)) return false;  // (the general path's limit)
+    if (id >= tokens.size()) tokens.resize(std::size_t(id) + 1), used.resize(std::size_t(id) + 1, false);
+    if (used[id]) return false;
+    used[id] = true;
+    tokens[id] = bytes;
+    return true;
+  });
+  return r == JsonScan::found && index_tokens(tokens, index);
 }
 
 std::vector<BpeTokenizer::Special> specials_in_vocab(const std::vector<std::string>& tokens) {
@@ -135,20 +166,31 @@ bool base64_decode(std::string_view in, std::string& out) {
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_gpt2_files(const std::string& vocab_json,
                                                             const std::string& merges_txt, std::string name) {
-  std::vector<std::string> tokens = vocab_tokens(vocab_json, read_json(vocab_json));
+  std::vector<std::string> tokens;
+  TokenIndex index;
+  if (!fast_vocab_tokens(read_file(vocab_json), tokens, index)) {
+    tokens = vocab_tokens(vocab_json, read_json(vocab_json));
+    index = TokenIndex();
+    index_tokens(tokens, index);
+  }
   const std::string text = read_file(merges_txt);
-  std::vector<std::string> as, bs;
-  std::vector<std::size_t> line_numbers;
-  std::istringstream in(text);
-  std::string line, a, b;
-  for (std::size_t n = 1; std::getline(in, line); ++n) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || (n == 1 && line.rfind("#version", 0) == 0)) continue;
+  std::vector<MergeText> lines;
+  lines.reserve(text.size() / 8);
+  std::string_view a, b;
+  std::size_t n = 0;
+  for (std::size_t pos = 0; pos < text.size();) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    pos = end + 1;
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || (n == 1 && line.starts_with("#version"))) continue;
     if (!split_merge(line, a, b))
       throw make_error("tokenizer file '", merges_txt, "': line ", n, " is not a merge 'a b': '", line, "'");
-    as.push_back(a), bs.push_back(b), line_numbers.push_back(n);
+    lines.push_back({a, b, n});
   }
-  std::vector<Merge> merges = parse_merges(merges_txt, as, bs, line_numbers, tokens);
+  std::vector<Merge> merges = parse_merges(merges_txt, lines, tokens, index);
   std::vector<Special> specials = specials_in_vocab(tokens);
   return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges), std::move(specials),
                                         Options{});
@@ -198,20 +240,21 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
   for (const Json& t : j.value("added_tokens", Json::array()))
     if (t.is_object() && t.contains("content") && t["content"].is_string()) added_contents.push_back(t["content"]);
   std::vector<std::string> tokens = vocab_tokens(path, model["vocab"], added_contents);
-  std::vector<std::string> as, bs;
-  std::vector<std::size_t> numbers;
-  std::string a, b;
+  std::vector<MergeText> lines;
+  std::string_view a, b;
   for (std::size_t i = 0; i < model["merges"].size(); ++i) {
     const Json& m = model["merges"][i];
-    if (m.is_string() && split_merge(m.get<std::string>(), a, b)) {
+    if (m.is_string() && split_merge(m.get_ref<const std::string&>(), a, b)) {
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get<std::string>(), b = m[1].get<std::string>();
+      a = m[0].get_ref<const std::string&>(), b = m[1].get_ref<const std::string&>();
     } else {
       throw fail("merge ", i, " is neither \"a b\" nor [\"a\", \"b\"]: ", m.dump());
     }
-    as.push_back(a), bs.push_back(b), numbers.push_back(i);
+    lines.push_back({a, b, i});
   }
-  std::vector<Merge> merges = parse_merges(path, as, bs, numbers, tokens);
+  TokenIndex index;
+  index_tokens(tokens, index);
+  std::vector<Merge> merges = parse_merges(path, lines, tokens, index);
 
   std::vector<Special> specials;
   for (const Json& t : j.value("added_tokens", Json::array())) {

@@ -14,6 +14,7 @@
 
 #include "strata/core/error.hpp"
 #include "strata/core/rng.hpp"
+#include "strata/data/hash.hpp"
 
 namespace strata::data {
 
@@ -75,17 +76,20 @@ bool gpt2_chars_to_bytes(std::string_view chars, std::string& bytes) {
 
 // ---- the pair table: (left, right) -> (rank, merged) -------------------------------------
 // Open addressing with linear probing over a power-of-two table; built once, then read-only.
+// A slot holds its key and value side by side: one cache line per probe.
 struct BpeTokenizer::PairTable {
   static constexpr std::uint64_t kEmpty = ~0ull;
-  std::vector<std::uint64_t> keys;
-  std::vector<std::uint64_t> values;  // rank << 32 | merged id
+  struct Slot {
+    std::uint64_t key = kEmpty;
+    std::uint64_t value = 0;  // rank << 32 | merged id
+  };
+  std::vector<Slot> slots;
   std::uint64_t mask = 0;
 
   explicit PairTable(std::size_t count) {
     std::size_t cap = 16;
     while (cap < count * 2) cap <<= 1;
-    keys.assign(cap, kEmpty);
-    values.assign(cap, 0);
+    slots.assign(cap, Slot{});
     mask = cap - 1;
   }
   static std::uint64_t key(std::int32_t a, std::int32_t b) {
@@ -96,10 +100,10 @@ struct BpeTokenizer::PairTable {
   void insert(std::int32_t a, std::int32_t b, std::uint32_t rank, std::int32_t merged) {
     const std::uint64_t k = key(a, b);
     for (std::uint64_t s = slot(k) & mask;; s = (s + 1) & mask) {
-      if (keys[s] == k) return;
-      if (keys[s] == kEmpty) {
-        keys[s] = k;
-        values[s] = (std::uint64_t(rank) << 32) | std::uint32_t(merged);
+      Slot& e = slots[s];
+      if (e.key == k) return;
+      if (e.key == kEmpty) {
+        e = {k, (std::uint64_t(rank) << 32) | std::uint32_t(merged)};
         return;
       }
     }
@@ -108,8 +112,9 @@ struct BpeTokenizer::PairTable {
   std::uint64_t find(std::int32_t a, std::int32_t b) const {
     const std::uint64_t k = key(a, b);
     for (std::uint64_t s = slot(k) & mask;; s = (s + 1) & mask) {
-      if (keys[s] == k) return values[s];
-      if (keys[s] == kEmpty) return kEmpty;
+      const Slot& e = slots[s];
+      if (e.key == k) return e.value;
+      if (e.key == kEmpty) return kEmpty;
     }
   }
 };
@@ -121,22 +126,8 @@ std::atomic<std::uint64_t> next_instance{1};  // ids for the per-thread caches (
 // ---- the per-thread piece cache -----------------------------------------------------------
 // piece bytes -> ids, one table per (thread, tokenizer instance). Each thread keeps the
 // caches of its last few tokenizers; a full cache is cleared, not evicted piecemeal.
-std::uint64_t hash_bytes(const unsigned char* p, std::size_t n) {
-  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
-  while (n >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 29;
-    p += 8, n -= 8;
-  }
-  std::uint64_t w = 0;
-  std::memcpy(&w, p, n);
-  h = (h ^ w) * 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  return h;
-}
-
+// An entry is the piece's bytes (padded to whole 4-byte words) followed by its ids in one
+// arena, and a 16-byte slot points at it: a hit costs the slot and one run of the arena.
 class PieceCache {
  public:
   static constexpr std::size_t kMaxPiece = 64;           // longer pieces are not cached
@@ -147,38 +138,42 @@ class PieceCache {
   void reset(std::uint64_t new_owner) {
     owner = new_owner;
     slots_.assign(1u << 12, Slot{});
-    keys_.clear();
-    values_.clear();
+    arena_.clear();
     count_ = 0;
   }
-  // The cached ids of `piece`, or nullptr.
+  // The cached ids of `piece` (1 < size <= kMaxPiece), or nullptr.
   const std::int32_t* find(std::string_view piece, std::uint64_t h, std::uint32_t& len) const {
     const std::uint64_t mask = slots_.size() - 1;
     for (std::uint64_t s = h & mask;; s = (s + 1) & mask) {
       const Slot& e = slots_[s];
       if (e.key_len == 0) return nullptr;
-      if (e.hash == h && e.key_len == piece.size() &&
-          std::memcmp(keys_.data() + e.key_off, piece.data(), piece.size()) == 0) {
-        len = e.value_len;
-        return values_.data() + e.value_off;
+      if (e.hash == h && e.key_len == piece.size()) {
+        const std::int32_t* entry = arena_.data() + e.offset;
+        if (std::memcmp(entry, piece.data(), piece.size()) == 0) {
+          len = e.value_len;
+          return entry + words(piece.size());
+        }
       }
     }
   }
   void insert(std::string_view piece, std::uint64_t h, const std::int32_t* ids, std::size_t n) {
     if (count_ >= kMaxEntries) reset(owner);
     if ((count_ + 1) * 2 > slots_.size()) grow();
-    place(Slot{h, std::uint32_t(keys_.size()), std::uint32_t(piece.size()), std::uint32_t(values_.size()),
-               std::uint32_t(n)});
-    keys_.append(piece);
-    values_.insert(values_.end(), ids, ids + n);
+    const std::size_t offset = arena_.size();
+    arena_.resize(offset + words(piece.size()) + n);
+    std::memcpy(arena_.data() + offset, piece.data(), piece.size());
+    std::memcpy(arena_.data() + offset + words(piece.size()), ids, n * sizeof(std::int32_t));
+    place(Slot{h, std::uint32_t(offset), std::uint16_t(piece.size()), std::uint16_t(n)});
     ++count_;
   }
 
  private:
   struct Slot {
     std::uint64_t hash = 0;
-    std::uint32_t key_off = 0, key_len = 0, value_off = 0, value_len = 0;
+    std::uint32_t offset = 0;                    // of the entry in arena_
+    std::uint16_t key_len = 0, value_len = 0;   // key_len 0: empty
   };
+  static std::size_t words(std::size_t bytes) { return (bytes + 3) / 4; }
   void place(const Slot& e) {
     const std::uint64_t mask = slots_.size() - 1;
     std::uint64_t s = e.hash & mask;
@@ -192,8 +187,7 @@ class PieceCache {
       if (e.key_len != 0) place(e);
   }
   std::vector<Slot> slots_;
-  std::string keys_;
-  std::vector<std::int32_t> values_;
+  std::vector<std::int32_t> arena_;
   std::size_t count_ = 0;
 };
 
@@ -246,7 +240,7 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
   std::vector<bool> special(tokens_.size(), false);
   for (const Special& s : specials_) special[s.id] = true;
   for (std::size_t id = 0; id < tokens_.size(); ++id)
-    if (!tokens_[id].empty() && !special[id]) index_.emplace(std::string_view(tokens_[id]), std::int32_t(id));
+    if (!tokens_[id].empty() && !special[id]) index_.insert(tokens_[id], std::int32_t(id));
 
   for (int b = 0; b < 256; ++b) {
     const char c = char(b);
@@ -276,12 +270,26 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
       const Merge& m = merges_[rank];
       const auto valid = [&](std::int32_t id) { return id >= 0 && std::size_t(id) < tokens_.size() && !tokens_[id].empty(); };
       STRATA_CHECK(valid(m.left) && valid(m.right), "tokenizer ", name_, ": merge ", rank, " names an unknown token id");
-      joined = tokens_[m.left] + tokens_[m.right];
+      joined.assign(tokens_[m.left]).append(tokens_[m.right]);
       const std::int32_t merged = token_id(joined);
       if (merged < 0)
         throw make_error("tokenizer ", name_, ": merge ", rank, " ('", bytes_to_gpt2_chars(tokens_[m.left]), "' + '",
                          bytes_to_gpt2_chars(tokens_[m.right]), "') makes a token that is not in the vocabulary");
       pairs_->insert(m.left, m.right, std::uint32_t(rank), merged);
+    }
+  }
+
+  // The pairs of two byte tokens (every piece's first merges) in a direct 256 x 256 table:
+  // the same values the pair table gives them, without its probes.
+  byte_pairs_.assign(1u << 16, PairTable::kEmpty);
+  {
+    std::vector<std::int16_t> byte_of(tokens_.size(), -1);
+    for (int b = 0; b < 256; ++b) byte_of[std::size_t(byte_id_[b])] = std::int16_t(b);
+    for (const PairTable::Slot& e : pairs_->slots) {
+      if (e.key == PairTable::kEmpty) continue;
+      const auto a = std::size_t(e.key >> 32), b = std::size_t(std::uint32_t(e.key));
+      if (a < byte_of.size() && b < byte_of.size() && byte_of[a] >= 0 && byte_of[b] >= 0)
+        byte_pairs_[std::size_t(byte_of[a]) << 8 | std::size_t(byte_of[b])] = e.value;
     }
   }
 
@@ -309,8 +317,7 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
 BpeTokenizer::~BpeTokenizer() = default;
 
 std::int32_t BpeTokenizer::token_id(std::string_view bytes) const {
-  const auto it = index_.find(bytes);
-  return it == index_.end() ? -1 : it->second;
+  return index_.find(bytes);
 }
 
 // ---- the merge loops -----------------------------------------------------------------------
@@ -322,12 +329,12 @@ void BpeTokenizer::bpe_small(const unsigned char* p, std::size_t n, std::vector<
   std::uint32_t ranks[256];
   std::int32_t merged[256];
   for (std::size_t i = 0; i < n; ++i) parts[i] = byte_id_[p[i]];
-  auto rank_pair = [&](std::size_t i) {
-    const std::uint64_t v = pairs_->find(parts[i], parts[i + 1]);
+  auto set_rank = [&](std::size_t i, std::uint64_t v) {
     ranks[i] = v == PairTable::kEmpty ? kNone : std::uint32_t(v >> 32);
     merged[i] = std::int32_t(std::uint32_t(v));
   };
-  for (std::size_t i = 0; i + 1 < n; ++i) rank_pair(i);
+  auto rank_pair = [&](std::size_t i) { set_rank(i, pairs_->find(parts[i], parts[i + 1])); };
+  for (std::size_t i = 0; i + 1 < n; ++i) set_rank(i, byte_pairs_[std::size_t(p[i]) << 8 | p[i + 1]]);
   while (n > 1) {
     std::size_t best = 0;
     for (std::size_t i = 1; i + 1 < n; ++i)
@@ -430,7 +437,7 @@ void BpeTokenizer::encode(std::string_view text, std::vector<std::int32_t>& out)
       encode_uncached(piece, out);
       continue;
     }
-    const std::uint64_t h = hash_bytes(reinterpret_cast<const unsigned char*>(piece.data()), piece.size());
+    const std::uint64_t h = table_hash(piece);
     std::uint32_t len = 0;
     if (const std::int32_t* ids = cache.find(piece, h, len)) {
       out.insert(out.end(), ids, ids + len);

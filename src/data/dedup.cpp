@@ -24,7 +24,7 @@ bool is_word_char(unsigned char c) { return c >= 0x80 || (c >= '0' && c <= '9') 
 // Integral of f over [a, b] by the midpoint rule (smooth integrands; 200 panels suffice).
 template <class F>
 double integrate(F f, double a, double b) {
-  constexpr int n = 200;
+  constexpr int n = 200;  // (optimal_lsh_params' kPanels)
   const double h = (b - a) / n;
   double s = 0;
   for (int i = 0; i < n; ++i) s += f(a + (i + 0.5) * h);
@@ -54,11 +54,25 @@ void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
   }
   double best = std::numeric_limits<double>::max();
   bands = 1, rows = num_perm;
+  // s^r at the integration points of [0, threshold] and [threshold, 1] for every r, computed
+  // once (the same values the integrand would compute for each b): half the pow() calls.
+  constexpr int kPanels = 200;  // integrate()'s
+  std::vector<double> below(std::size_t(num_perm + 1) * kPanels), above(below.size());
+  for (int r = 1; r <= num_perm; ++r)
+    for (int k = 0; k < kPanels; ++k) {
+      below[std::size_t(r) * kPanels + std::size_t(k)] = std::pow(0.0 + (k + 0.5) * ((threshold - 0.0) / kPanels), r);
+      above[std::size_t(r) * kPanels + std::size_t(k)] = std::pow(threshold + (k + 0.5) * ((1.0 - threshold) / kPanels), r);
+    }
   for (int b = 1; b <= num_perm; ++b) {
     for (int r = 1; b * r <= num_perm; ++r) {
-      auto p = [&](double s) { return 1 - std::pow(1 - std::pow(s, r), b); };
-      const double fp = integrate(p, 0.0, threshold);
-      const double fn = integrate([&](double s) { return 1 - p(s); }, threshold, 1.0);
+      const double* sr_below = below.data() + std::size_t(r) * kPanels;
+      const double* sr_above = above.data() + std::size_t(r) * kPanels;
+      int k = 0;  // integrate() visits its points in order: k-th call, k-th point
+      auto p_below = [&](double) { return 1 - std::pow(1 - sr_below[k++], b); };
+      const double fp = integrate(p_below, 0.0, threshold);
+      k = 0;
+      auto q_above = [&](double) { return 1 - (1 - std::pow(1 - sr_above[k++], b)); };
+      const double fn = integrate(q_above, threshold, 1.0);
       if (fp + fn < best) best = fp + fn, bands = b, rows = r;
     }
   }

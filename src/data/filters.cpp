@@ -21,25 +21,9 @@ namespace {
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 struct Word {
-  std::string_view text;
-  std::uint64_t hash;
+  std::uint64_t hash;  // table_hash of its bytes: the rules compare words only for equality
+  std::size_t len;     // bytes
 };
-
-// Any letter: ASCII letters, or any non-ASCII byte (letters of other scripts; their
-// punctuation is rare enough not to matter for an 80 % threshold).
-bool has_alpha(std::string_view w) {
-  for (unsigned char c : w)
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-    else if (c >= 0x80) return true;
-  return false;
-}
-
-// Number of code points (UTF-8 lead bytes) in w.
-std::size_t code_points(std::string_view w) {
-  std::size_t n = 0;
-  for (unsigned char c : w) n += (c & 0xC0) != 0x80;
-  return n;
-}
 
 std::uint64_t combine(std::uint64_t a, std::uint64_t b) { return mix64(a * 0x9E3779B97F4A7C15ull + b); }
 
@@ -92,15 +76,20 @@ class CountTable {
 struct Scratch {
   std::vector<Word> words;
   std::vector<std::string_view> lines;
-  std::vector<std::size_t> wlen, glen;
-  std::vector<std::uint64_t> gram;
-  std::vector<std::uint8_t> covered;
-  std::vector<std::uint32_t> slots;
+  std::vector<std::uint64_t> gram, wsum;
+  std::vector<std::size_t> glen;
+  std::vector<std::uint32_t> cand, next, slots;
   CountTable counts;
 };
 
 }  // namespace
 
+// One pass over the bytes splits the words and counts what the word rules need; the n-gram
+// rules then run on the word hashes. A repeated n-gram starts with a repeated (n-1)-gram, so
+// the n-gram passes for n >= 3 visit only the positions whose (n-1)-gram repeats (in text order,
+// so the top n-gram's tie rule sees the same sequence of counts): the decisions are those of
+// counting every position (tests/unit/data/test_filters.cpp checks them against a plain
+// reference that counts string n-grams).
 std::optional<FilterRule> check_quality(std::string_view text, const FilterConfig& cfg) {
   const auto n_chars = std::int64_t(text.size());
   if (cfg.min_chars > 0 && n_chars < cfg.min_chars) return FilterRule::min_chars;
@@ -109,31 +98,40 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
   thread_local Scratch sc;
   std::vector<Word>& words = sc.words;
   words.clear();
-  for (std::size_t i = 0; i < text.size();) {
-    while (i < text.size() && is_space(text[i])) ++i;
+  // Words, and per word: code points (UTF-8 lead bytes), whether it has a letter (an ASCII
+  // letter or any non-ASCII byte: letters of other scripts), and its symbols: '#', and
+  // non-overlapping "..." and "…" read left to right.
+  std::size_t word_chars = 0, alpha = 0, symbols = 0;
+  const auto* b = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t size = text.size();
+  for (std::size_t i = 0; i < size;) {
+    while (i < size && is_space(char(b[i]))) ++i;
+    if (i == size) break;
     const std::size_t start = i;
-    while (i < text.size() && !is_space(text[i])) ++i;
-    if (i > start) {
-      const std::string_view w = text.substr(start, i - start);
-      words.push_back({w, hash64(w)});
+    bool letter = false;
+    std::size_t skip = 0;  // bytes of a symbol just counted
+    for (; i < size && !is_space(char(b[i])); ++i) {
+      const unsigned char c = b[i];
+      word_chars += (c & 0xC0) != 0x80;
+      letter |= c >= 0x80 || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+      if (skip > 0) {
+        --skip;
+      } else if (c == '#') {
+        ++symbols;
+      } else if (c == '.' && i + 2 < size && b[i + 1] == '.' && b[i + 2] == '.') {
+        ++symbols, skip = 2;
+      } else if (c == 0xE2 && i + 2 < size && b[i + 1] == 0x80 && b[i + 2] == 0xA6) {
+        ++symbols, skip = 2;
+      }
     }
+    alpha += letter;
+    words.push_back({table_hash(b + start, i - start), i - start});
   }
   const auto n_words = std::int64_t(words.size());
   if (n_words < cfg.min_words) return FilterRule::min_words;
   if (cfg.max_words > 0 && n_words > cfg.max_words) return FilterRule::max_words;
   if (n_words == 0) return std::nullopt;  // min_words = 0 and an empty text: nothing to measure
 
-  std::size_t word_chars = 0, alpha = 0, symbols = 0;
-  for (const Word& w : words) {
-    word_chars += code_points(w.text);
-    alpha += has_alpha(w.text);
-    for (std::size_t p = 0; p < w.text.size(); ++p) {
-      const char c = w.text[p];
-      if (c == '#') ++symbols;
-      else if (c == '.' && w.text.compare(p, 3, "...") == 0) ++symbols, p += 2;
-      else if (c == '\xE2' && w.text.compare(p, 3, "\xE2\x80\xA6") == 0) ++symbols, p += 2;  // "…"
-    }
-  }
   const double mean_len = double(word_chars) / double(n_words);
   if (mean_len < cfg.min_mean_word_length || mean_len > cfg.max_mean_word_length)
     return FilterRule::mean_word_length;
@@ -170,7 +168,7 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
     counts.reset(lines.size());
     for (std::string_view l : lines) {
       line_chars += l.size();
-      if (counts.add(hash64(l)) > 1) ++dup_lines, dup_line_chars += l.size();
+      if (counts.add(table_hash(l)) > 1) ++dup_lines, dup_line_chars += l.size();
     }
     if (double(dup_lines) / double(lines.size()) > cfg.max_duplicate_lines) return FilterRule::duplicate_lines;
     if (line_chars > 0 && double(dup_line_chars) / double(line_chars) > cfg.max_duplicate_line_chars)
@@ -180,63 +178,81 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
   // n-grams of words. Characters are counted as the words' characters (Gopher counts the
   // characters of the n-gram's words). The hash of the n-gram at i is
   // combine(...combine(combine(h_i, h_i+1), h_i+2)..., h_i+n-1), built from the (n-1)-gram's
-  // in place: gram[i] = combine(gram[i], h_i+n-1).
+  // in place: gram[i] = combine(gram[i], h_i+n-1); glen[i] is the n-gram's characters.
   const std::size_t W = words.size();
-  std::vector<std::size_t>& wlen = sc.wlen;
-  wlen.resize(W);
-  for (std::size_t i = 0; i < W; ++i) wlen[i] = words[i].text.size();
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < W; ++i) total += wlen[i];
+  std::vector<std::uint64_t>& wsum = sc.wsum;  // wsum[k] = characters of words [0, k)
+  wsum.resize(W + 1);
+  wsum[0] = 0;
+  for (std::size_t i = 0; i < W; ++i) wsum[i + 1] = wsum[i] + words[i].len;
+  const std::uint64_t total = wsum[W];
   if (total == 0) return std::nullopt;
   std::vector<std::uint64_t>& gram = sc.gram;
   std::vector<std::size_t>& glen = sc.glen;
   gram.resize(W);
   glen.resize(W);
-  for (std::size_t i = 0; i < W; ++i) gram[i] = words[i].hash, glen[i] = wlen[i];
+  for (std::size_t i = 0; i < W; ++i) gram[i] = words[i].hash, glen[i] = words[i].len;
+  // cand: the positions whose (n-1)-gram repeats (n = 2: every position), ascending.
+  std::vector<std::uint32_t>& cand = sc.cand;
+  std::vector<std::uint32_t>& next = sc.next;
+  std::vector<std::uint32_t>& slots = sc.slots;
+  cand.resize(W);
+  for (std::size_t i = 0; i < W; ++i) cand[i] = std::uint32_t(i);
+  // Extends the n-grams of the candidates that have one (a shorter tail has none) and counts
+  // them; slots[k] is the count table's slot of cand[k]. on_count(k, running count) in order.
+  auto count_pass = [&](std::size_t n, auto&& on_count) {
+    const std::size_t G = W - n + 1;
+    std::size_t m = 0;
+    while (m < cand.size() && cand[m] < G) ++m;  // ascending: the ones with an n-gram come first
+    cand.resize(m);
+    counts.reset(m);
+    slots.resize(m);
+    for (std::size_t k = 0; k < m; ++k) {
+      const std::size_t i = cand[k];
+      gram[i] = combine(gram[i], words[i + n - 1].hash);
+      glen[i] += words[i + n - 1].len;
+      on_count(k, counts.add(gram[i], &slots[k]));
+    }
+  };
+  // Keeps the candidates whose n-gram occurs more than once.
+  auto keep_repeated = [&] {
+    next.clear();
+    for (std::size_t k = 0; k < cand.size(); ++k)
+      if (counts.at(slots[k]) > 1) next.push_back(cand[k]);
+    cand.swap(next);
+  };
   // Top n-gram, n = 2..4: the characters in all occurrences of the most frequent n-gram (the
   // first to reach the top count, in text order).
   for (int n = 2; n <= 4; ++n) {
     if (W < std::size_t(n)) return std::nullopt;  // n-grams of every larger n are absent too
-    const std::size_t G = W - std::size_t(n) + 1;
-    counts.reset(G);
     std::uint64_t best_hash = 0;
     std::uint32_t best = 0;
     std::size_t best_len = 0;
-    for (std::size_t i = 0; i < G; ++i) {
-      gram[i] = combine(gram[i], words[i + std::size_t(n) - 1].hash);
-      glen[i] += wlen[i + std::size_t(n) - 1];
-      const std::uint64_t h = gram[i];
-      const std::uint32_t c = counts.add(h);
-      if (c > best || (c == best && h == best_hash)) best = c, best_hash = h, best_len = glen[i];
-    }
+    count_pass(std::size_t(n), [&](std::size_t k, std::uint32_t c) {
+      const std::uint64_t h = gram[cand[k]];
+      if (c > best || (c == best && h == best_hash)) best = c, best_hash = h, best_len = glen[cand[k]];
+    });
     if (best > 1 && double(best) * double(best_len) / double(total) > cfg.max_top_ngram[std::size_t(n - 2)])
       return FilterRule::top_ngram;
+    keep_repeated();
   }
   // Duplicate n-grams, n = 5..10: the characters of words covered by an n-gram that occurs
   // more than once (each word counted once). A repeated (n+1)-gram starts with a repeated
   // n-gram, so once no n-gram repeats no longer one does: their shares are 0 from there on.
-  std::vector<std::uint8_t>& covered = sc.covered;
-  covered.resize(W);
   bool any_threshold_negative = false;
   for (double t : cfg.max_duplicate_ngram) any_threshold_negative |= t < 0;
   for (int n = 5; n <= 10; ++n) {
     if (W < std::size_t(n)) break;
-    const std::size_t G = W - std::size_t(n) + 1;
-    counts.reset(G);
-    bool repeated = false;
-    std::vector<std::uint32_t>& slots = sc.slots;
-    slots.resize(G);
-    for (std::size_t i = 0; i < G; ++i) {
-      gram[i] = combine(gram[i], words[i + std::size_t(n) - 1].hash);
-      repeated |= counts.add(gram[i], &slots[i]) > 1;
+    count_pass(std::size_t(n), [](std::size_t, std::uint32_t) {});
+    keep_repeated();
+    if (cand.empty() && !any_threshold_negative) break;
+    // The union of [i, i + n) over the repeated positions (ascending), in characters.
+    std::uint64_t dup_chars = 0;
+    std::size_t run_start = 0, run_end = 0;
+    for (const std::uint32_t i : cand) {
+      if (i > run_end) dup_chars += wsum[run_end] - wsum[run_start], run_start = i;
+      run_end = std::max<std::size_t>(run_end, i + std::size_t(n));
     }
-    if (!repeated && !any_threshold_negative) break;
-    std::fill(covered.begin(), covered.end(), 0);
-    for (std::size_t i = 0; i < G; ++i)
-      if (counts.at(slots[i]) > 1)
-        for (int k = 0; k < n; ++k) covered[i + std::size_t(k)] = 1;
-    std::size_t dup_chars = 0;
-    for (std::size_t i = 0; i < W; ++i) dup_chars += covered[i] ? wlen[i] : 0;
+    dup_chars += wsum[run_end] - wsum[run_start];
     if (double(dup_chars) / double(total) > cfg.max_duplicate_ngram[std::size_t(n - 5)])
       return FilterRule::duplicate_ngrams;
   }

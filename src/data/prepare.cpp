@@ -19,6 +19,7 @@
 #include "strata/core/timer.hpp"
 #include "strata/data/format.hpp"
 #include "strata/data/hash.hpp"
+#include "strata/data/json_scan.hpp"
 #include "strata/data/normalize.hpp"
 #include "strata/data/pii.hpp"
 #include "strata/data/quality.hpp"
@@ -93,9 +94,18 @@ void split_documents(const std::string& path, std::string& data, const PrepareOp
       std::size_t end = data.find('\n', pos);
       if (end == std::string::npos) end = data.size();
       ++line_no;
-      std::string line = data.substr(pos, end - pos);
+      const std::string_view view(data.data() + pos, end - pos);
       pos = end + 1;
-      if (blank(line)) continue;
+      if (blank(view)) continue;
+      // The common line, a valid object whose field is a string, in one scan (json_scan.hpp);
+      // it is then valid UTF-8, so the repair below would change nothing. Anything else goes
+      // the general way: repair, nlohmann, its verdict.
+      std::string text;
+      if (json_string_field(view, opt.text_field, text) == JsonScan::found) {
+        emit(std::move(text));
+        continue;
+      }
+      std::string line(view);
       // Repair first: the JSON parser rejects invalid UTF-8 inside strings.
       if (const std::size_t bad = repair_utf8(line)) st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
       const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);

@@ -105,8 +105,11 @@ class Scanner {
     return {cp < 0x10000 ? table_[cp] : classify(UChar32(cp)), len, cp};
   }
 
-  // End of the run of characters that have any bit of `mask` starting at i.
+  // End of the run of characters that have any bit of `mask` starting at i. (Each run first
+  // takes the ASCII bytes it can with one table load per byte, the common case, then goes on
+  // character by character.)
   std::size_t run_any(std::size_t i, std::uint8_t mask) const {
+    while (i < n_ && s_[i] < 0x80 && (table_[s_[i]] & mask)) ++i;
     while (i < n_) {
       const Ch c = at(i);
       if (!(c.flags & mask)) break;
@@ -116,6 +119,7 @@ class Scanner {
   }
   // End of the run of "other" characters (none of L, N, S) starting at i.
   std::size_t run_other(std::size_t i) const {
+    while (i < n_ && s_[i] < 0x80 && !(table_[s_[i]] & kOtherMask)) ++i;
     while (i < n_) {
       const Ch c = at(i);
       if (c.flags & kOtherMask) break;

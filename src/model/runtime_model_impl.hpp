@@ -2,6 +2,7 @@
 // (runtime_model.cpp for the CPU, cuda/runtime_model_cuda.cu for CUDA).
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "decoder_impl.hpp"
 #include "strata/model/runtime_model.hpp"
@@ -45,10 +46,26 @@ class StageForward final : public ForwardModel {
   LossSum forward(const std::int32_t* tokens, const std::int32_t* targets) override {
     return stage_.forward(tokens, targets);
   }
+  LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets, float* token_losses) override {
+    const std::size_t n = std::size_t(stage_.activation_rows());  // batch x seq_len (no sequence parallelism)
+    host_losses_.resize(n);
+    stage_.forward_chunk(0, tokens, nullptr);
+    stage_.loss_into(0, targets, typename B::Stat(0), false, host_losses_.data());
+    stage_.backend().synchronize();
+    LossSum sum;  // as Stage::loss sums them
+    for (std::size_t i = 0; i < n; ++i) {
+      token_losses[i] = targets[i] < 0 ? 0.0f : float(host_losses_[i]);
+      if (targets[i] < 0) continue;
+      sum.sum += double(host_losses_[i]);
+      ++sum.count;
+    }
+    return sum;
+  }
 
  private:
   BackendHolder<B> hold_;  // before the stage: destroyed after it
   Stage<B> stage_;
+  std::vector<typename B::Host> host_losses_;
 };
 
 template <class B>

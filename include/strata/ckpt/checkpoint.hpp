@@ -66,9 +66,10 @@ std::uint64_t checksum(const float* values, std::int64_t n, std::uint64_t first_
 // Loads the parameters of one model chunk's table (any TP shard, any layer range) into
 // `params` (host memory in the chunk's flat layout), reading only this rank's hyperslabs.
 // Collective over the grid's world (the ranks that open the file together; a grid over
-// MPI_COMM_SELF for one process); each element is checksummed once over its TP group, so
-// the grid is the inference grid (pp = dp = 1). Checks every tensor's shape against the table
-// and the stored checksums, and throws naming the tensor on any mismatch.
+// MPI_COMM_SELF for one process); each element is checksummed once over its TP group (so
+// every data-parallel copy checks its own, as strata eval --per-document loads one per DP
+// rank). Checks every tensor's shape against the table and the stored checksums, and throws
+// naming the tensor on any mismatch.
 void load_parameters(const std::string& path, const model::ParameterTable& table, float* params,
                      comm::RankGrid& grid);
 

@@ -18,11 +18,11 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "strata/data/pretokenizer.hpp"
+#include "strata/data/token_index.hpp"
 #include "strata/data/tokenizer.hpp"
 
 namespace strata::data {
@@ -107,8 +107,9 @@ class BpeTokenizer final : public Tokenizer {
   std::vector<Merge> merges_;
   std::vector<Special> specials_;
   Options options_;
-  std::unordered_map<std::string_view, std::int32_t> index_;  // bytes -> id (views into tokens_)
+  TokenIndex index_;  // bytes -> id (views into tokens_)
   std::unique_ptr<PairTable> pairs_;
+  std::vector<std::uint64_t> byte_pairs_;  // pairs_ for two byte tokens: [first byte << 8 | second]
   std::int32_t byte_id_[256];
   std::int32_t eos_id_ = -1;
   std::string hash_;

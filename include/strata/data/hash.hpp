@@ -76,4 +76,37 @@ inline Hash128 hash128(std::string_view s, std::uint64_t seed = 0) {
 
 inline std::uint64_t hash64(std::string_view s, std::uint64_t seed = 0) { return hash128(s, seed).lo; }
 
+// A fast 64-bit hash of a short byte string for in-memory tables (token indexes, caches): 8-byte
+// words folded with multiply-xorshift, the length in the seed; the last, partial word is read
+// as overlapping loads (no byte loop). Stable, but not Hasher128's value; never stored.
+inline std::uint64_t table_hash(const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  const auto load32 = [](const unsigned char* q) {
+    std::uint32_t v;
+    std::memcpy(&v, q, 4);
+    return std::uint64_t(v);
+  };
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xff51afd7ed558ccdull);
+  std::uint64_t w;
+  if (n >= 8) {
+    const unsigned char* last = p + n - 8;
+    for (; p < last; p += 8) {
+      std::memcpy(&w, p, 8);
+      h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+      h ^= h >> 29;
+    }
+    std::memcpy(&w, last, 8);  // the last 8 bytes, overlapping the previous word
+  } else if (n >= 4) {
+    w = load32(p) | load32(p + n - 4) << 32;
+  } else if (n > 0) {
+    w = std::uint64_t(p[0]) | std::uint64_t(p[n / 2]) << 8 | std::uint64_t(p[n - 1]) << 16;
+  } else {
+    w = 0;
+  }
+  h = (h ^ w) * 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
+}
+inline std::uint64_t table_hash(std::string_view s) { return table_hash(s.data(), s.size()); }
+
 }  // namespace strata::data

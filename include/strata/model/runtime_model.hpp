@@ -25,6 +25,9 @@ class ForwardModel {
   virtual std::int64_t activation_rows() const = 0;
   // Host tokens and targets [batch, seq_len]: the summed loss (Stage::forward). Collective over TP.
   virtual LossSum forward(const std::int32_t* tokens, const std::int32_t* targets) = 0;
+  // The same, with each position's loss in token_losses [batch * seq_len] (0 where target < 0),
+  // for scores per sequence or per document. Collective over TP.
+  virtual LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets, float* token_losses) = 0;
 };
 
 // The decoder (decoder.hpp) with its logits on the host in fp32.

@@ -91,6 +91,65 @@ LossSum sequence_loss(Model& model, int batch, int seq_len, const std::int32_t* 
 
 inline double perplexity(const LossSum& l) { return std::exp(l.mean()); }
 
+// Per-document losses (strata eval --per-document). Document d, tokens x_0 .. x_{m-1}, is read
+// as the sequence s = [c] x when a context token c >= 0 is given (a dataset's EOS: what the
+// training stream shows before every document), else s = x. Every token of s after the first
+// is a target, predicted from the tokens before it in its chunk: chunk k has the inputs
+// s[kT .. kT+T-1] and the targets s[kT+1 .. kT+T] (T = seq_len; the last chunk padded with
+// ignored targets), so a document longer than the context is scored whole, its context
+// restarting every T tokens (non-overlapping windows, each token a target once). The chunks of
+// consecutive documents fill batches of `batch` rows. Returns each document's summed loss
+// (nats) and target count; its score is their ratio.
+//   Model: anything with forward_losses(tokens, targets, token_losses) (ForwardModel of
+//   runtime_model.hpp) and activation_rows(); read(d, tokens) fills document d's tokens.
+// Collective over the model's TP group (every TP rank passes the same documents).
+template <class Model, class Read>
+std::vector<LossSum> document_losses(Model& model, int batch, int seq_len, std::int64_t count, std::int32_t context,
+                                     Read read) {
+  STRATA_CHECK(model.activation_rows() == std::int64_t(batch) * seq_len, "scoring: the model holds ",
+               model.activation_rows(), " rows, not batch ", batch, " x seq_len ", seq_len,
+               " (sequence parallelism is not supported here)");
+  const std::size_t T = std::size_t(seq_len), n = std::size_t(batch) * T;
+  std::vector<std::int32_t> tokens(n), targets(n), doc_tokens, seq;
+  std::vector<float> losses(n);
+  std::vector<std::int64_t> row_doc(std::size_t(batch), -1);  // the document of each row
+  std::vector<LossSum> out(static_cast<std::size_t>(count));
+  int rows = 0;
+  auto run = [&] {
+    for (std::size_t r = std::size_t(rows); r < std::size_t(batch); ++r) {  // padding rows: no targets
+      std::fill_n(tokens.data() + r * T, T, 0);
+      std::fill_n(targets.data() + r * T, T, -1);
+    }
+    model.forward_losses(tokens.data(), targets.data(), losses.data());
+    for (std::size_t r = 0; r < std::size_t(rows); ++r) {
+      LossSum& l = out[std::size_t(row_doc[r])];
+      for (std::size_t t = 0; t < T; ++t)
+        if (targets[r * T + t] >= 0) l.sum += double(losses[r * T + t]), ++l.count;
+    }
+    rows = 0;
+  };
+  for (std::int64_t d = 0; d < count; ++d) {
+    doc_tokens.clear();
+    read(d, doc_tokens);
+    seq.clear();
+    if (context >= 0) seq.push_back(context);
+    seq.insert(seq.end(), doc_tokens.begin(), doc_tokens.end());
+    for (std::size_t k = 0; k + 1 < seq.size(); k += T) {  // chunk: inputs seq[k, k+T), targets seq[k+1, k+T]
+      const std::size_t len = std::min(T, seq.size() - 1 - k);
+      std::int32_t* tok = tokens.data() + std::size_t(rows) * T;
+      std::int32_t* tgt = targets.data() + std::size_t(rows) * T;
+      std::copy_n(seq.data() + k, len, tok);
+      std::copy_n(seq.data() + k + 1, len, tgt);
+      std::fill(tok + len, tok + T, 0);  // causal: padding after the chunk changes nothing before it
+      std::fill(tgt + len, tgt + T, -1);
+      row_doc[std::size_t(rows)] = d;
+      if (++rows == batch) run();
+    }
+  }
+  if (rows > 0) run();
+  return out;
+}
+
 // log p(continuation | context) for each choice; the context must not be empty and
 // context + the longest choice must fit the decoder's cache. Collective over the TP group.
 // Dec: a Decoder<B>, or a DecoderModel (runtime_model.hpp).

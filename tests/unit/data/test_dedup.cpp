@@ -42,6 +42,32 @@ TEST(MinHash, LshParametersPutTheSCurveNearTheThreshold) {
   }
 }
 
+// The plain search (the definition: pow() at each midpoint of 200 panels, every (b, r)); the
+// library caches s^r across b and must choose exactly the same split.
+TEST(MinHash, LshParametersEqualThePlainSearch) {
+  const auto integrate = [](auto f, double a, double b) {
+    const double h = (b - a) / 200;
+    double s = 0;
+    for (int i = 0; i < 200; ++i) s += f(a + (i + 0.5) * h);
+    return s * h;
+  };
+  for (const int P : {2, 16, 64, 128})
+    for (const double t : {0.3, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95}) {
+      double best = 1e300;
+      int want_b = 1, want_r = P;
+      for (int b = 1; b <= P; ++b)
+        for (int r = 1; b * r <= P; ++r) {
+          auto p = [&](double s) { return 1 - std::pow(1 - std::pow(s, r), b); };
+          const double err = integrate(p, 0.0, t) + integrate([&](double s) { return 1 - p(s); }, t, 1.0);
+          if (err < best) best = err, want_b = b, want_r = r;
+        }
+      int b = 0, r = 0;
+      optimal_lsh_params(t, P, b, r);
+      EXPECT_EQ(b, want_b) << "threshold " << t << ", " << P << " permutations";
+      EXPECT_EQ(r, want_r) << "threshold " << t << ", " << P << " permutations";
+    }
+}
+
 TEST(NearDedup, PlantedNearDuplicatesAreRemovedAndDistinctDocumentsKept) {
   const MinHasher h({.num_perm = 128, .shingle = 5, .threshold = 0.8});
   std::vector<std::string> docs;

@@ -389,3 +389,70 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   std::fill(flat.params().begin(), flat.params().end(), 0.0);
   EXPECT_NEAR(model::perplexity(model::window_loss(flat, 2, T, windows.data(), n)), double(V), 1e-9);
 }
+
+// ---- per-document scores ------------------------------------------------------------------
+
+namespace {
+
+// document_losses' model interface over a Stage (what ForwardModel::forward_losses does).
+struct StageLosses {
+  model::Transformer<double>& stage;
+  std::int64_t activation_rows() const { return stage.activation_rows(); }
+  model::LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets, float* token_losses) {
+    std::vector<double> losses(std::size_t(stage.activation_rows()));
+    stage.forward_chunk(0, tokens, nullptr);
+    stage.loss_into(0, targets, 0.0, false, losses.data());
+    model::LossSum sum;
+    for (std::size_t i = 0; i < losses.size(); ++i) {
+      token_losses[i] = targets[i] < 0 ? 0.0f : float(losses[i]);
+      if (targets[i] >= 0) sum.sum += losses[i], ++sum.count;
+    }
+    return sum;
+  }
+};
+
+}  // namespace
+
+// Documents of 1 .. 2T+3 tokens, with the EOS before each one and without, batched two chunks
+// per forward (chunks of different documents side by side, the last batch padded): each
+// document's loss is the decoder's -log softmax over its chunks, each chunk run from position 0.
+// (The losses come back as float: the tolerance is float's.)
+TEST(Scoring, DocumentLossesEqualTheDecoderChunkByChunk) {
+  const ModelConfig cfg = gpt_tiny();
+  const int T = 5, V = cfg.vocab_size;
+  const std::int32_t eos = V - 1;
+  const core::CounterRng rng(4, "test.documents");
+  std::vector<std::vector<std::int32_t>> docs;
+  std::uint64_t k = 0;
+  for (const int len : {1, 3, 5, 6, 13, 2, 10}) {
+    docs.emplace_back();
+    for (int i = 0; i < len; ++i) docs.back().push_back(std::int32_t(rng.below(std::uint64_t(V - 1), k++)));
+  }
+  model::Transformer<double> m(cfg, 2, T);
+  init(m, 21);
+  model::CpuDecoder<double> dec(cfg);
+  std::copy(m.params().begin(), m.params().end(), dec.params().begin());
+  StageLosses net{m};
+  for (const std::int32_t context : {eos, std::int32_t(-1)}) {
+    const std::vector<model::LossSum> got =
+        model::document_losses(net, 2, T, std::int64_t(docs.size()), context,
+                               [&](std::int64_t d, std::vector<std::int32_t>& out) { out = docs[std::size_t(d)]; });
+    ASSERT_EQ(got.size(), docs.size());
+    for (std::size_t d = 0; d < docs.size(); ++d) {
+      std::vector<std::int32_t> seq;
+      if (context >= 0) seq.push_back(context);
+      seq.insert(seq.end(), docs[d].begin(), docs[d].end());
+      double nll = 0;
+      std::int64_t count = 0;
+      for (std::size_t c = 0; c + 1 < seq.size(); c += std::size_t(T)) {
+        const std::size_t len = std::min(std::size_t(T), seq.size() - 1 - c);
+        dec.reset();
+        const double* rows = dec.forward(std::span<const std::int32_t>(seq.data() + c, len), true);
+        for (std::size_t t = 0; t < len; ++t, ++count)
+          nll -= model::log_softmax_at(std::span<const double>(rows + t * std::size_t(V), std::size_t(V)), seq[c + t + 1]);
+      }
+      EXPECT_EQ(got[d].count, count) << "document " << d << ", context " << context;
+      EXPECT_NEAR(got[d].sum, nll, 1e-6 * (1 + nll)) << "document " << d << ", context " << context;
+    }
+  }
+}

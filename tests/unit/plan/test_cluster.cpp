@@ -4,13 +4,21 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "plan_test_util.hpp"
 
 namespace strata::config {
 namespace {
 
+// ctest runs every test of this file as its own process, in parallel: each test writes under
+// a folder of its own (test name and pid), so two tests never read each other's file.
 std::string write_temp(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / name;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("strata_cluster_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto path = dir / name;
   std::ofstream(path) << text;
   return path.string();
 }

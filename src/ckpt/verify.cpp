@@ -69,7 +69,7 @@ Metadata read_metadata(const std::string& file) {
   Metadata m;
   std::string config_yaml;
   {
-    std::lock_guard lock(hdf5_mutex());
+    Lock lock;
     Id f;
     try {
       f = detail::open_checkpoint(file, MPI_COMM_NULL);
@@ -156,7 +156,7 @@ void checksum_pieces(const std::string& file, const std::vector<StoredTensor>& t
                      const std::vector<Piece>& pieces, std::int64_t piece_elements, std::vector<std::uint64_t>& sums,
                      std::vector<std::uint64_t>& status, std::vector<std::string>& details) {
   if (pieces.empty()) return;
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   Id f;
   try {
     f = detail::open_checkpoint(file, MPI_COMM_NULL);

@@ -535,9 +535,10 @@ void Trainer::checkpoint(long step, bool now, StepMetrics& s) {
   // stop signal, the end of the run); otherwise in the background when ckpt.async allows.
   const Timer timer;
   if (now) {
+    checkpointer_->wait();  // the background save of an earlier step, published
+    s.save_wait_ms = timer.ms();
+    report_saves();
     const ckpt::SaveResult r = checkpointer_->save(ckpt_dir_, train_state(step), job_.ckpt.keep);
-    s.save_wait_ms = 0;
-    report_saves();  // a background save the synchronous one waited for
     summary_.last_checkpoint = r.file;
     if (lead_)
       log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ", r.seconds,

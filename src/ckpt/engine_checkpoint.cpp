@@ -203,8 +203,7 @@ struct EngineCheckpointer::Snapshot {
   int keep = 0;
   TrainState state;
   long adam_steps = 0;
-  Writes writes;                // into the engine's views, or into the copy below
-  std::vector<float> staging;   // the writer's: pieces that are not contiguous in memory
+  Writes writes;  // into the engine's views, or into the checkpointer's copy of them
 };
 
 EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid)
@@ -275,6 +274,31 @@ EngineCheckpointer::~EngineCheckpointer() {
   }
 }
 
+std::size_t EngineCheckpointer::prepare_saves() {
+  prepare();  // GPU: the state views' pinned staging
+  std::size_t bytes = 0;
+  for (const parallel::StateView& v : chunks_)
+    if (!v.live) bytes += (std::size_t(v.sharding->padded) + 2 * std::size_t(v.sharding->state_elems)) * sizeof(float);
+  const bool live = std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
+  if (async_ && !background_) {
+    background_ = std::make_unique<Snapshot>();
+    if (live) {
+      // One buffer for everything this rank writes, each piece packed after the previous one;
+      // zero-filled here, so its pages are in memory before the first step.
+      snapshot_buffer_.assign(std::size_t(plan_->write_elems), 0.0f);
+      background_->writes = plan_->writes;
+      float* at = snapshot_buffer_.data();
+      for (auto& entry : background_->writes)
+        for (auto& segs : entry)
+          for (Seg& g : segs) {
+            g.ptr = at;
+            at += g.r.size();
+          }
+    }
+  }
+  return bytes + snapshot_buffer_.size() * sizeof(float);
+}
+
 void EngineCheckpointer::join_writer() {
   if (!writer_.joinable()) return;
   writer_.join();
@@ -327,22 +351,8 @@ SaveCost EngineCheckpointer::save_async(const std::string& dir, const TrainState
     join_writer();  // the previous save published (or its failure thrown) on this rank
     cost.wait_s = timer.seconds();
   }
+  prepare_saves();
   const bool live = std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
-  if (!background_) {
-    background_ = std::make_unique<Snapshot>();
-    if (live) {
-      // One buffer for everything this rank writes; each piece packed after the previous one.
-      snapshot_buffer_.resize(std::size_t(plan_->write_elems));
-      background_->writes = plan_->writes;
-      float* at = snapshot_buffer_.data();
-      for (auto& entry : background_->writes)
-        for (auto& segs : entry)
-          for (Seg& g : segs) {
-            g.ptr = at;
-            at += g.r.size();
-          }
-    }
-  }
   cost.snapshot_s = take_snapshot(*background_, dir, st, keep, live);
   writer_done_.store(false);
   writer_ = std::thread([this] {

@@ -55,6 +55,8 @@ void read_root(const std::string& file, hid_t root, Metadata& m, std::string& co
   for (const char* name : {"layout", "tokenizer_hash", "consumed_per_dataset"})
     attr(name, [&] { read_attr_string(root, name, file); });
   attr("config", [&] { config_yaml = read_attr_string(root, "config", file); });
+  // Optional (checkpoints of strata before the bad-step guard have none), but readable if there.
+  if (has_attr(root, "guard")) attr("guard", [&] { parse_guard(read_attr_string(root, "guard", file), file); });
   try {
     Id optim(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose);
     read_attr_int<std::int64_t>(optim.get(), "step", H5T_NATIVE_INT64, file + ":/optim");

@@ -1,15 +1,14 @@
 #include "strata/train/trainer.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -77,12 +76,12 @@ class MetricsFile {
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
                  "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
                  "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f, \"samples\": %llu, "
-                 "\"skipped\": %d, \"bad\": \"%s\", \"save_wait_ms\": %.3f, \"ckpt_ms\": %.3f}\n",
+                 "\"skipped\": %d, \"bad\": \"%s\", \"save_wait_ms\": %.3f, \"ckpt_ms\": %.3f, \"saving\": %d}\n",
                  m.step, loss, m.lr, norm, m.seq_len, static_cast<long long>(m.tokens),
                  static_cast<long long>(m.loss_tokens), m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
                  m.mem_bytes, m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
                  m.optimizer_state_bytes, m.data_wait_ms, static_cast<unsigned long long>(m.samples),
-                 m.skipped ? 1 : 0, to_string(m.bad), m.save_wait_ms, m.ckpt_ms);
+                 m.skipped ? 1 : 0, to_string(m.bad), m.save_wait_ms, m.ckpt_ms, m.saving ? 1 : 0);
     std::fflush(file_);
   }
   // Any other record (the straggler report), already JSON.
@@ -253,6 +252,7 @@ class Trainer {
   double bubble_ = 0;
   std::uint64_t tokens_seen_ = 0;
   double last_lr_ = 0;
+  std::size_t snapshot_bytes_ = 0;  // host memory of checkpoint saves (staging, snapshot)
   parallel::Engine::FillBatch fill_;
   StepGuard guard_;
   std::vector<long> bad_run_;     // the steps of the current run of bad steps
@@ -301,6 +301,8 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
   summary_.first_step = resumed_.step + 1;
   summary_.last_step = resumed_.step;
   summary_.async_checkpoints = checkpointer_->async();
+  // The host memory saves use, allocated now (the step loop allocates nothing).
+  if (job.ckpt.interval > 0 || job.ckpt.save_at_end) snapshot_bytes_ = checkpointer_->prepare_saves();
   tokens_seen_ = resumed_.tokens_seen;
   last_lr_ = resumed_.lr;
   guard_ = StepGuard(job.guard, resumed_.guard);
@@ -380,8 +382,9 @@ void Trainer::log_start() const {
   os << (c.save_at_end ? "at the end, " : "") << "on SIGTERM/SIGUSR1; to " << ckpt_dir_ << " (keep "
      << (c.keep > 0 ? std::to_string(c.keep) : std::string("all")) << "); "
      << (checkpointer_->async() ? "periodic ones written in the background"
-                                : "written synchronously (" + checkpointer_->sync_reason() + ")")
-     << '\n';
+                                : "written synchronously (" + checkpointer_->sync_reason() + ")");
+  if (snapshot_bytes_ > 0) os << "; " << format_bytes(double(snapshot_bytes_)) << " of host memory for them on rank 0";
+  os << '\n';
   const config::GuardConfig& gc = job_.guard;
   os << "bad-step guard: NaN/Inf steps skipped";
   if (gc.loss_spike_factor > 0)
@@ -429,6 +432,7 @@ void Trainer::load_step_batch(int t) {
 }
 
 StepMetrics Trainer::step(long step) {
+  const bool saving = checkpointer_->writing();
   const Timer timer;
   const config::TrainConfig& tcfg = job_.train;
   maybe_inject_failure(grid_.global_rank(), step);
@@ -508,6 +512,7 @@ StepMetrics Trainer::step(long step) {
   s.samples = global_batch_index * std::uint64_t(batch_.global);
   s.skipped = bad != BadKind::none;
   s.bad = bad;
+  s.saving = saving;
   ++next_batch_;  // a skipped step's batch is consumed too: the data moves on
   if (!s.skipped) {
     // Tokens trained on (they drive the sequence-length warm-up); a skipped step trained on none.

@@ -82,6 +82,11 @@ class EngineCheckpointer {
   EngineCheckpointer(const EngineCheckpointer&) = delete;
   EngineCheckpointer& operator=(const EngineCheckpointer&) = delete;
 
+  // Plans this rank's part of a save and allocates the host memory saves use — on GPUs the
+  // pinned staging of the state, with async saves on the CPU the snapshot buffer (12 bytes per
+  // parameter this rank writes) — so that the step loop allocates nothing. Returns its bytes.
+  // Called by the first save otherwise.
+  std::size_t prepare_saves();
   // Whether save_async() writes in the background (else it saves synchronously), and why not.
   bool async() const { return async_; }
   const std::string& sync_reason() const { return sync_reason_; }
@@ -102,6 +107,8 @@ class EngineCheckpointer {
   // finished); rethrows a background failure. Rank-local and cheap: call it every step.
   std::vector<SaveResult> take_finished();
   bool pending() const { return writer_.joinable(); }
+  // A background save is being written right now (started and not finished).
+  bool writing() const { return writer_.joinable() && !writer_done_.load(); }
 
   // Collective. Validates the file against the job (model shape, vocabulary, tokenizer hash,
   // every tensor's shape and checksum) before anything is used, loads the parameters, the

@@ -57,6 +57,7 @@ struct StepMetrics {
   // save and the whole cost (wait + the snapshot copy; a synchronous save: all of it).
   double save_wait_ms = 0;
   double ckpt_ms = 0;
+  bool saving = false;             // a background save was being written when the step began
 };
 
 // A rollback of the bad-step guard: from `from_step` back to the checkpoint of `to_step`; the

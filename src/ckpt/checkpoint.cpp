@@ -3,6 +3,7 @@
 #include "strata/ckpt/checkpoint.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -56,8 +57,45 @@ std::map<std::string, std::uint64_t> parse_consumed(const std::string& text) {
 
 }  // namespace
 
+std::string format_guard(const GuardState& g) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "loss_mean %.17g\nloss_count %ld\nbad_streak %ld\nskipped_steps %ld\nrollbacks %ld\n",
+                g.loss_mean, g.loss_count, g.bad_streak, g.skipped_steps, g.rollbacks);
+  std::string out = buf;
+  for (const auto& [begin, end] : g.skipped_samples)
+    out += "skipped_samples " + std::to_string(begin) + " " + std::to_string(end) + "\n";
+  return out;
+}
+
+GuardState parse_guard(const std::string& text, const std::string& file) {
+  GuardState g;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    std::istringstream words(line);
+    std::string key;
+    words >> key;
+    bool ok = true;
+    if (key == "loss_mean") ok = bool(words >> g.loss_mean);
+    else if (key == "loss_count") ok = bool(words >> g.loss_count);
+    else if (key == "bad_streak") ok = bool(words >> g.bad_streak);
+    else if (key == "skipped_steps") ok = bool(words >> g.skipped_steps);
+    else if (key == "rollbacks") ok = bool(words >> g.rollbacks);
+    else if (key == "skipped_samples") {
+      std::uint64_t b = 0, e = 0;
+      ok = bool(words >> b >> e) && b <= e;
+      g.skipped_samples.emplace_back(b, e);
+    } else {
+      ok = false;
+    }
+    if (!ok) throw make_error("checkpoint '", file, "': root attribute 'guard' has a malformed line '", line, "'");
+  }
+  return g;
+}
+
 CheckpointInfo read_info(const std::string& path) {
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   CheckpointInfo info;
   info.file = resolve(path);
   const Id f = detail::open_checkpoint(info.file, MPI_COMM_NULL);
@@ -69,11 +107,12 @@ CheckpointInfo read_info(const std::string& path) {
   info.config_yaml = read_attr_string(root, "config", info.file);
   info.tokenizer_hash = read_attr_string(root, "tokenizer_hash", info.file);
   info.consumed_per_dataset = parse_consumed(read_attr_string(root, "consumed_per_dataset", info.file));
+  if (has_attr(root, "guard")) info.guard = parse_guard(read_attr_string(root, "guard", info.file), info.file);
   return info;
 }
 
 std::vector<StoredTensor> list_tensors(const std::string& path) {
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   const std::string file = resolve(path);
   const Id f = detail::open_checkpoint(file, MPI_COMM_NULL);
   std::vector<StoredTensor> out;
@@ -107,7 +146,7 @@ std::vector<StoredTensor> list_tensors(const std::string& path) {
 }
 
 std::vector<float> read_tensor(const std::string& path, const std::string& dataset_path) {
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   const std::string file = resolve(path);
   const Id f = detail::open_checkpoint(file, MPI_COMM_NULL);
   if (H5Lexists(f.get(), dataset_path.c_str(), H5P_DEFAULT) <= 0)
@@ -122,7 +161,7 @@ std::vector<float> read_tensor(const std::string& path, const std::string& datas
 
 void load_parameters(const std::string& path, const model::ParameterTable& table, float* params,
                      comm::RankGrid& grid) {
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   const std::string file = resolve(path);
   const Id f = detail::open_checkpoint(file, grid.world_handle());  // HDF5 takes the MPI handle
   Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);

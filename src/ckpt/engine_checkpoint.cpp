@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -170,24 +172,55 @@ void check_model_matches(const config::ModelConfig& stored, const config::ModelC
 }
 
 // Test hook: STRATA_TEST_SAVE_PAUSE="step=S,seconds=T" pauses the save of step S halfway
-// through its tensors, so a test can kill the job in the middle of a save.
+// through its tensors ("step=*": every save), so a test can kill the job in the middle of a
+// save (a background save: while training goes on).
 void pause_for_test(long step) {
   const char* spec = std::getenv("STRATA_TEST_SAVE_PAUSE");
+  if (!spec) return;
   long at = -1;
   double seconds = 0;
-  if (spec && std::sscanf(spec, "step=%ld,seconds=%lf", &at, &seconds) == 2 && at == step)
+  const bool every = std::sscanf(spec, "step=*,seconds=%lf", &seconds) == 1;
+  if (every || (std::sscanf(spec, "step=%ld,seconds=%lf", &at, &seconds) == 2 && at == step))
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
+
+using Writes = std::vector<std::array<std::vector<Seg>, 3>>;  // per entry and kind
 
 }  // namespace
 
 struct EngineCheckpointer::Plan {
   std::vector<Entry> entries;
-  std::vector<float> staging;
+  std::vector<float> staging;  // load: pieces that are not contiguous in memory
+  // What this rank writes of each entry and kind (its primary target's own ranges), in the
+  // engine's views; and their total elements.
+  Writes writes;
+  std::int64_t write_elems = 0;
+};
+
+// One save's input: the state at its step boundary and where the values to write are.
+struct EngineCheckpointer::Snapshot {
+  std::string dir;
+  int keep = 0;
+  TrainState state;
+  long adam_steps = 0;
+  Writes writes;  // into the engine's views, or into the checkpointer's copy of them
 };
 
 EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid)
-    : job_(job), engine_(engine), grid_(grid) {}
+    : job_(job), engine_(engine), grid_(grid) {
+  // A background writer makes MPI calls while the training thread makes others.
+  int level = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&level);
+  if (!job.ckpt.async) {
+    sync_reason_ = "ckpt.async is false";
+  } else if (level != MPI_THREAD_MULTIPLE) {
+    sync_reason_ = "the MPI library does not provide MPI_THREAD_MULTIPLE, which a background writer needs";
+  } else {
+    async_ = true;
+    io_ = &grid.io_group();  // collective: every rank builds its checkpointer at the same point
+    io_handle_ = grid.io_handle();
+  }
+}
 
 void EngineCheckpointer::prepare() {
   if (plan_) return;
@@ -216,20 +249,143 @@ void EngineCheckpointer::prepare() {
       else targets.push_back(std::move(t));
     }
   }
+  for (const Entry& e : plan_->entries) {
+    std::array<std::vector<Seg>, 3> w;
+    if (!e.targets.empty() && e.targets.front().primary) {
+      const Target& t = e.targets.front();
+      for (int k = 0; k < 3; ++k) {
+        w[std::size_t(k)] = segs_for(t, t.own, Kind(k));
+        for (const Seg& g : w[std::size_t(k)]) plan_->write_elems += g.r.size();
+      }
+    }
+    plan_->writes.push_back(std::move(w));
+  }
 }
 
-EngineCheckpointer::~EngineCheckpointer() = default;
+EngineCheckpointer::~EngineCheckpointer() {
+  if (!writer_.joinable()) return;
+  writer_.join();  // every rank's writer finishes the same save (or the job is being aborted)
+  if (writer_error_) {
+    try {
+      std::rethrow_exception(writer_error_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "strata: %s\n", e.what());
+    }
+  }
+}
+
+std::size_t EngineCheckpointer::prepare_saves() {
+  prepare();  // GPU: the state views' pinned staging
+  std::size_t bytes = 0;
+  for (const parallel::StateView& v : chunks_)
+    if (!v.live) bytes += (std::size_t(v.sharding->padded) + 2 * std::size_t(v.sharding->state_elems)) * sizeof(float);
+  const bool live = std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
+  if (async_ && !background_) {
+    background_ = std::make_unique<Snapshot>();
+    if (live) {
+      // One buffer for everything this rank writes, each piece packed after the previous one;
+      // zero-filled here, so its pages are in memory before the first step.
+      snapshot_buffer_.assign(std::size_t(plan_->write_elems), 0.0f);
+      background_->writes = plan_->writes;
+      float* at = snapshot_buffer_.data();
+      for (auto& entry : background_->writes)
+        for (auto& segs : entry)
+          for (Seg& g : segs) {
+            g.ptr = at;
+            at += g.r.size();
+          }
+    }
+  }
+  return bytes + snapshot_buffer_.size() * sizeof(float);
+}
+
+void EngineCheckpointer::join_writer() {
+  if (!writer_.joinable()) return;
+  writer_.join();
+  if (writer_error_) std::rethrow_exception(std::exchange(writer_error_, nullptr));
+  finished_.push_back(writer_result_);
+}
+
+void EngineCheckpointer::wait() { join_writer(); }
+
+std::vector<SaveResult> EngineCheckpointer::take_finished() {
+  if (writer_.joinable() && writer_done_.load()) join_writer();
+  return std::exchange(finished_, {});
+}
+
+double EngineCheckpointer::take_snapshot(Snapshot& snap, const std::string& dir, const TrainState& st, int keep,
+                                         bool copy) {
+  const Timer timer;
+  engine_.pull_state();  // GPU: the device state into the (pinned) host staging
+  snap.dir = dir;
+  snap.keep = keep;
+  snap.state = st;
+  snap.adam_steps = engine_.steps_taken();
+  if (!copy) {
+    snap.writes = plan_->writes;
+    return timer.seconds();
+  }
+  // The engine's own buffers change with the next optimizer step: copy what this rank writes.
+  // The copy's layout (snap.writes into snapshot_buffer_) was made with the buffer.
+  for (std::size_t i = 0; i < plan_->writes.size(); ++i)
+    for (std::size_t k = 0; k < 3; ++k) {
+      const std::vector<Seg>& from = plan_->writes[i][k];
+      const std::vector<Seg>& to = snap.writes[i][k];
+      for (std::size_t j = 0; j < from.size(); ++j)
+        std::memcpy(to[j].ptr, from[j].ptr, std::size_t(from[j].r.size()) * sizeof(float));
+    }
+  return timer.seconds();
+}
+
+SaveCost EngineCheckpointer::save_async(const std::string& dir, const TrainState& st, int keep) {
+  prepare();
+  SaveCost cost;
+  if (!async_) {
+    const Timer timer;
+    finished_.push_back(save(dir, st, keep));
+    cost.snapshot_s = timer.seconds();
+    return cost;
+  }
+  {
+    const Timer timer;
+    join_writer();  // the previous save published (or its failure thrown) on this rank
+    cost.wait_s = timer.seconds();
+  }
+  prepare_saves();
+  const bool live = std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
+  cost.snapshot_s = take_snapshot(*background_, dir, st, keep, live);
+  writer_done_.store(false);
+  writer_ = std::thread([this] {
+    try {
+      writer_result_ = write(*background_, *io_, io_handle_, true);
+      writer_result_.background = true;
+    } catch (const std::exception& e) {
+      writer_error_ = std::make_exception_ptr(
+          Error("checkpoint of step " + std::to_string(background_->state.step) + " (written in the background): " +
+                e.what()));
+    } catch (...) {
+      writer_error_ = std::current_exception();
+    }
+    writer_done_.store(true);
+  });
+  return cost;
+}
 
 SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st, int keep) {
+  join_writer();
   prepare();
-  std::lock_guard lock(hdf5_mutex());
-  quiet_hdf5();
+  Snapshot snap;
+  take_snapshot(snap, dir, st, keep, false);  // no copy: nothing changes the state until we return
+  return write(snap, grid_.world_group(), grid_.world_handle(), false);
+}
+
+SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& all, MPI_Comm world, bool yield) {
+  // HDF5 takes the MPI handle `world`; every other collective goes through the group `all`
+  // over the same ranks.
   const Timer timer;
-  // HDF5 takes the MPI handle; every other collective goes through the grid's communicator.
-  const MPI_Comm world = grid_.world_handle();
-  comm::Communicator& all = grid_.world_group();
+  const TrainState& st = snap.state;
+  const std::string& dir = snap.dir;
   const bool lead = grid_.global_rank() == 0;
-  engine_.pull_state();  // GPU: the device state into the host staging buffers
   const fs::path final_path = fs::path(dir) / step_name(st.step);
   const fs::path tmp_path = fs::path(dir) / step_name(st.step, true);
   const std::string tmp = tmp_path.string();
@@ -239,10 +395,15 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     if (ec) throw make_error("cannot create checkpoint directory '", dir, "': ", ec.message());
     remove_stale_temporaries(dir);
   }
-  all.barrier();
+  // The creation time travels from rank 0 so every rank writes the same attribute; the
+  // broadcast also holds every rank until rank 0 has made the directory.
+  std::int64_t now = lead ? std::int64_t(std::time(nullptr)) : 0;
+  all.broadcast(&now, 1, DType::u64, 0);
 
   std::vector<std::uint64_t> sums;  // per tensor and kind: this rank's part of the checksum
   {
+    Lock lock;  // every HDF5 call below, and the handles' closing at the end of the scope
+    quiet_hdf5();
     Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     H5Pset_fapl_mpio(fapl.get(), world, MPI_INFO_NULL);
     Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
@@ -269,9 +430,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     std::string consumed;
     for (const auto& [path, n] : st.consumed_per_dataset) consumed += path + "\t" + std::to_string(n) + "\n";
     write_attr_string(root, "consumed_per_dataset", consumed, tmp);
-    // The creation time travels from rank 0 so every rank writes the same attribute.
-    std::int64_t now = lead ? std::int64_t(std::time(nullptr)) : 0;
-    all.broadcast(&now, 1, DType::u64, 0);
+    write_attr_string(root, "guard", format_guard(st.guard), tmp);
     char created[32];
     const std::time_t t = std::time_t(now);
     std::strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
@@ -280,7 +439,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     Id model_group = create_group(root, "model", tmp);
     Id optim_group = create_group(root, "optim", tmp);
     {
-      write_attr_number(optim_group.get(), "step", std::int64_t(engine_.steps_taken()), H5T_NATIVE_INT64, H5T_STD_I64LE,
+      write_attr_number(optim_group.get(), "step", std::int64_t(snap.adam_steps), H5T_NATIVE_INT64, H5T_STD_I64LE,
                         tmp);
       write_attr_number(optim_group.get(), "beta1", job_.optim.beta1, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
       write_attr_number(optim_group.get(), "beta2", job_.optim.beta2, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
@@ -294,8 +453,16 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
     H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
     std::vector<Id> datasets;
-    for (const Entry& e : plan_->entries) {
-      if (&e == &plan_->entries[plan_->entries.size() / 2]) pause_for_test(st.step);
+    std::vector<float> staging;  // pieces of a tensor that are not contiguous in memory
+    for (std::size_t i = 0; i < plan_->entries.size(); ++i) {
+      const Entry& e = plan_->entries[i];
+      if (i == plan_->entries.size() / 2) {
+        lock.unlock();  // no HDF5 call in flight; the handles stay open
+        pause_for_test(st.step);
+        lock.lock();
+      }
+      // Between tensors a waiting thread (the data loader) gets HDF5 for its call.
+      if (yield) lock.yield();
       std::vector<hsize_t> dims(e.stored_shape.begin(), e.stored_shape.end());
       Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
       const Target* t = !e.targets.empty() && e.targets.front().primary ? &e.targets.front() : nullptr;
@@ -305,8 +472,8 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
                               H5P_DEFAULT),
                    where, "create dataset"),
              H5Dclose);
-        const std::vector<Seg> segs = t ? segs_for(*t, t->own, Kind(k)) : std::vector<Seg>{};
-        detail::transfer(true, d.get(), t ? t->info : nullptr, segs, plan_->staging, dxpl.get(), where);
+        const std::vector<Seg>& segs = snap.writes[i][std::size_t(k)];
+        detail::transfer(true, d.get(), t ? t->info : nullptr, segs, staging, dxpl.get(), where);
         std::uint64_t sum = 0;
         for (const Seg& s : segs) sum += detail::hash_range(*t->info, s.r, s.ptr);
         sums.push_back(sum);
@@ -327,6 +494,7 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
 
   // Publish: the file, then the pointer, each by an atomic rename; then prune.
   SaveResult result;
+  result.step = st.step;
   result.file = final_path.string();
   if (lead) {
     fsync_path(tmp_path);
@@ -336,9 +504,9 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
     fsync_path(dir);
     write_atomically(fs::path(dir) / "latest", final_path.filename().string() + "\n");
     fsync_path(dir);
-    if (keep > 0) {
+    if (snap.keep > 0) {
       const std::vector<fs::path> all = published(dir);
-      for (std::size_t i = 0; i + std::size_t(keep) < all.size(); ++i)
+      for (std::size_t i = 0; i + std::size_t(snap.keep) < all.size(); ++i)
         if (all[i] != final_path) fs::remove(all[i], ec);
     }
     result.bytes = std::uint64_t(fs::file_size(final_path));
@@ -349,8 +517,9 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
 }
 
 TrainState EngineCheckpointer::load(const std::string& path, const std::string& expected_tokenizer_hash) {
+  join_writer();  // its snapshot may be the staging the load fills
   prepare();
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   const MPI_Comm world = grid_.world_handle();  // for HDF5
   comm::Communicator& all = grid_.world_group();
   const std::string file = resolve(path);
@@ -364,6 +533,7 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
   st.seed = read_attr_int<std::uint64_t>(root, "seed", H5T_NATIVE_UINT64, file);
   st.tokenizer_hash = read_attr_string(root, "tokenizer_hash", file);
   st.layout = read_attr_string(root, "layout", file);
+  if (has_attr(root, "guard")) st.guard = parse_guard(read_attr_string(root, "guard", file), file);
   {
     std::map<std::string, std::uint64_t> consumed;
     const std::string text = read_attr_string(root, "consumed_per_dataset", file);

@@ -55,6 +55,8 @@ void read_root(const std::string& file, hid_t root, Metadata& m, std::string& co
   for (const char* name : {"layout", "tokenizer_hash", "consumed_per_dataset"})
     attr(name, [&] { read_attr_string(root, name, file); });
   attr("config", [&] { config_yaml = read_attr_string(root, "config", file); });
+  // Optional (checkpoints of strata before the bad-step guard have none), but readable if there.
+  if (has_attr(root, "guard")) attr("guard", [&] { parse_guard(read_attr_string(root, "guard", file), file); });
   try {
     Id optim(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose);
     read_attr_int<std::int64_t>(optim.get(), "step", H5T_NATIVE_INT64, file + ":/optim");
@@ -69,7 +71,7 @@ Metadata read_metadata(const std::string& file) {
   Metadata m;
   std::string config_yaml;
   {
-    std::lock_guard lock(hdf5_mutex());
+    Lock lock;
     Id f;
     try {
       f = detail::open_checkpoint(file, MPI_COMM_NULL);
@@ -156,7 +158,7 @@ void checksum_pieces(const std::string& file, const std::vector<StoredTensor>& t
                      const std::vector<Piece>& pieces, std::int64_t piece_elements, std::vector<std::uint64_t>& sums,
                      std::vector<std::uint64_t>& status, std::vector<std::string>& details) {
   if (pieces.empty()) return;
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   Id f;
   try {
     f = detail::open_checkpoint(file, MPI_COMM_NULL);

@@ -57,6 +57,13 @@ int run_inspect(const std::string& path, bool verify, bool json) {
   j["consumed_samples"] = info.consumed_samples;
   j["tokenizer_hash"] = info.tokenizer_hash;
   j["consumed_per_dataset"] = info.consumed_per_dataset;
+  {
+    const ckpt::GuardState& g = info.guard;
+    nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
+    for (const auto& [b, e] : g.skipped_samples) skipped.push_back({b, e});
+    j["guard"] = {{"loss_mean", g.loss_mean},       {"loss_count", g.loss_count}, {"bad_streak", g.bad_streak},
+                  {"skipped_steps", g.skipped_steps}, {"rollbacks", g.rollbacks},   {"skipped_samples", skipped}};
+  }
   std::string summary, arch;
   std::int64_t num_params = -1;
   try {
@@ -111,6 +118,14 @@ int run_inspect(const std::string& path, bool verify, bool json) {
     std::printf("  consumed samples  %" PRIu64 "\n", info.consumed_samples);
     for (const auto& [ds, n] : info.consumed_per_dataset) std::printf("    %-40s %" PRIu64 "\n", ds.c_str(), n);
     std::printf("  tokenizer hash    %s\n", info.tokenizer_hash.empty() ? "(none)" : info.tokenizer_hash.c_str());
+    const ckpt::GuardState& g = info.guard;
+    std::printf("  bad-step guard    %ld step%s skipped, %ld rollback%s; running loss mean %.6g over %ld steps",
+                g.skipped_steps, g.skipped_steps == 1 ? "" : "s", g.rollbacks, g.rollbacks == 1 ? "" : "s", g.loss_mean,
+                g.loss_count);
+    if (g.bad_streak > 0) std::printf("; %ld bad step%s in a row", g.bad_streak, g.bad_streak == 1 ? "" : "s");
+    std::printf("\n");
+    for (const auto& [b, e] : g.skipped_samples)
+      std::printf("    samples [%" PRIu64 ", %" PRIu64 ") skipped by a rollback\n", b, e);
     std::printf("  model             %s\n", summary.c_str());
     if (num_params >= 0) std::printf("  parameters        %" PRId64 "\n", num_params);
     std::printf("  HF export         %s\n", arch.c_str());

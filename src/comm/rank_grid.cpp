@@ -30,6 +30,16 @@ int global_rank_of(const GridShape& s, const GridCoord& c) {
   return c.tp_rank + s.tp * (c.dp_rank + s.dp * c.pp_rank);
 }
 
+namespace {
+// How hang reports name a global rank: "tp 1/2, dp 0/2, pp 1/2".
+std::function<std::string(int)> rank_namer(const GridShape& s) {
+  return [s](int r) {
+    const GridCoord c = coord_of(s, r);
+    return detail::concat("tp ", c.tp_rank, "/", s.tp, ", dp ", c.dp_rank, "/", s.dp, ", pp ", c.pp_rank, "/", s.pp);
+  };
+}
+}  // namespace
+
 RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeout_s) {
   int world_size = 1;
   MPI_Comm_rank(world, &global_rank_);
@@ -39,10 +49,7 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   const double t = watchdog_timeout_s;
   watchdog_ = std::make_unique<Watchdog>(t, global_rank_, world);  // `world`: its progress board
   // Hang reports name every rank by its grid coordinates.
-  watchdog_->name_ranks_with([s = shape_](int r) {
-    const GridCoord c = coord_of(s, r);
-    return detail::concat("tp ", c.tp_rank, "/", s.tp, ", dp ", c.dp_rank, "/", s.dp, ", pp ", c.pp_rank, "/", s.pp);
-  });
+  watchdog_->name_ranks_with(rank_namer(shape_));
   auto split = [&](int color, int key, const char* name) {
     MPI_Comm c = MPI_COMM_NULL;
     check_mpi(MPI_Comm_split(world, color, key, &c), "MPI_Comm_split", name);
@@ -109,6 +116,20 @@ std::string RankGrid::coordinates() const {
 }
 
 MPI_Comm RankGrid::world_handle() const { return world_->handle(); }
+
+Communicator& RankGrid::io_group() {
+  if (!io_) {
+    const double t = watchdog_->timeout_s();
+    io_watchdog_ = std::make_unique<Watchdog>(t, global_rank_);
+    io_watchdog_->name_ranks_with(rank_namer(shape_));
+    MPI_Comm dup = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_dup(world_->handle(), &dup), "MPI_Comm_dup", "io");
+    io_ = std::make_unique<MpiCommunicator>(dup, "io", global_rank_, t, io_watchdog_.get());
+  }
+  return *io_;
+}
+
+MPI_Comm RankGrid::io_handle() { return static_cast<MpiCommunicator&>(io_group()).handle(); }
 
 std::string RankGrid::describe() const {
   return "rank " + std::to_string(global_rank_) + " of " + std::to_string(shape_.size()) + " (" +

@@ -181,6 +181,16 @@ void visit_fields(CheckpointConfig& c, V&& v) {
   v("interval", c.interval, non_negative);
   v("keep", c.keep, non_negative);
   v("save_at_end", c.save_at_end, any);
+  v("async", c.async, any);
+}
+
+template <class V>
+void visit_fields(GuardConfig& c, V&& v) {
+  v("loss_spike_factor", c.loss_spike_factor, non_negative);
+  v("loss_window", c.loss_window, positive);
+  v("loss_warmup", c.loss_warmup, non_negative);
+  v("rollback_after", c.rollback_after, non_negative);
+  v("max_rollbacks", c.max_rollbacks, non_negative);
 }
 
 template <class V>
@@ -218,6 +228,7 @@ void visit_sections(JobConfig& j, V&& v) {
   v("optim", j.optim);
   v("train", j.train);
   v("ckpt", j.ckpt);
+  v("guard", j.guard);
   v("eval", j.eval);
   v("data", j.data);
   v("hardware", j.hardware);

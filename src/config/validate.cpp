@@ -138,6 +138,12 @@ void validate(const JobConfig& job) {
     throw make_error(at, "train.seq_len (", t.seq_len, ") must not exceed model.max_seq_len (",
                      m.max_seq_len, ")");
   check_ranges(job.source, "eval", job.eval);
+  check_ranges(job.source, "ckpt", job.ckpt);
+  check_ranges(job.source, "guard", job.guard);
+  if (job.guard.loss_spike_factor > 0 && job.guard.loss_spike_factor <= 1)
+    throw make_error(at, "guard.loss_spike_factor (", schema::format_double(job.guard.loss_spike_factor),
+                     ") must be 0 (no loss-spike test) or greater than 1: a step is bad when its loss exceeds this ",
+                     "multiple of the running mean, and a factor <= 1 would flag ordinary steps");
   // The objective fixes the attention mask: a causal LM that sees the next token learns to
   // copy it; a masked LM restricted to the left context is not BERT.
   if (t.objective == ObjectiveKind::masked_lm && m.attention != AttentionKind::bidirectional)

@@ -60,7 +60,7 @@ int token_bytes_for_vocab(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; 
 void write_token_dataset(const std::string& path, comm::Communicator& comm, DatasetInfo info,
                          std::span<const std::int32_t> local_tokens,
                          std::span<const std::uint64_t> local_doc_lengths, std::span<const float> local_doc_scores) {
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   quiet_hdf5();
   STRATA_CHECK(info.vocab_size > 0, path, ": vocab_size must be set before writing");
   std::uint64_t local_sum = 0;
@@ -147,7 +147,7 @@ struct TokenDataset::Handles {
 };
 
 TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_unique<Handles>()) {
-  std::unique_lock lock(hdf5_mutex());
+  Lock lock;
   quiet_hdf5();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
@@ -263,7 +263,7 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
 
 TokenDataset::~TokenDataset() {
   if (!h_) return;
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   h_.reset();
 }
 TokenDataset::TokenDataset(TokenDataset&&) noexcept = default;
@@ -271,7 +271,7 @@ TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
 
 std::vector<float> TokenDataset::read_doc_scores() const {
   if (!has_scores_) throw make_error(path_, ": no /doc_scores (prepare it with --quality-model to score documents)");
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   Id d(check(H5Dopen2(h_->file.get(), "doc_scores", H5P_DEFAULT), path_, "doc_scores"), H5Dclose);
   std::vector<float> out(info_.num_documents);
   if (!out.empty() && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
@@ -283,7 +283,7 @@ std::vector<float> TokenDataset::read_doc_scores() const {
 
 void TokenDataset::read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const {
   if (count == 0) return;
-  std::lock_guard lock(hdf5_mutex());
+  Lock lock;
   read_unlocked(start, count, out);
 }
 

@@ -1,7 +1,10 @@
 #include "strata/data/hdf5_util.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "strata/core/error.hpp"
 
@@ -10,6 +13,31 @@ namespace strata::h5 {
 std::mutex& hdf5_mutex() {
   static std::mutex m;
   return m;
+}
+
+namespace {
+std::atomic<int>& waiting() {  // threads between asking for hdf5_mutex() and holding it
+  static std::atomic<int> n{0};
+  return n;
+}
+}  // namespace
+
+Lock::Lock() : lock_(hdf5_mutex(), std::defer_lock) { acquire(); }
+
+void Lock::acquire() {
+  waiting().fetch_add(1);
+  lock_.lock();
+  waiting().fetch_sub(1);
+}
+
+void Lock::yield() {
+  if (waiting().load() == 0) return;
+  lock_.unlock();
+  // std::mutex is not fair: re-locking at once would usually win again. The waiters count
+  // themselves out once they hold the mutex; then this thread queues behind them.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (waiting().load() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  acquire();
 }
 
 std::string hdf5_error_text() {

@@ -343,12 +343,20 @@ constexpr bool state_in_place() {
 
 template <class B>
 void PipelineEngine<B>::stage_state() {
-  if (!staged_params_.empty()) return;
+  if (ckpt_staging_.allocated()) return;
+  std::vector<std::size_t> p, m, v;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
-    staged_params_.emplace_back(std::size_t(s.padded), 0.0f);
-    staged_m_.emplace_back(std::size_t(s.state_elems), 0.0f);
-    staged_v_.emplace_back(std::size_t(s.state_elems), 0.0f);
+    const std::string chunk = "chunk" + std::to_string(c) + ".";
+    p.push_back(ckpt_staging_.add(chunk + "params", {s.padded}, DType::f32, "checkpoint"));
+    m.push_back(ckpt_staging_.add(chunk + "exp_avg", {s.state_elems}, DType::f32, "checkpoint"));
+    v.push_back(ckpt_staging_.add(chunk + "exp_avg_sq", {s.state_elems}, DType::f32, "checkpoint"));
+  }
+  be_->allocate_host(ckpt_staging_);
+  for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    staged_params_.push_back(ckpt_staging_.data<float>(p[c]));
+    staged_m_.push_back(ckpt_staging_.data<float>(m[c]));
+    staged_v_.push_back(ckpt_staging_.data<float>(v[c]));
   }
 }
 
@@ -362,14 +370,15 @@ std::vector<StateView> PipelineEngine<B>::state_views() {
     v.table = &chunks_[c]->table();
     v.has_embedding = chunks_[c]->placement().has_embedding;
     v.sharding = &plan_.chunks[c].sharding;
+    v.live = in_place;
     if (in_place) {
       if constexpr (detail::state_in_place<B>()) v.params = chunks_[c]->params().data();
       v.exp_avg = optimizers_[c]->exp_avg();
       v.exp_avg_sq = optimizers_[c]->exp_avg_sq();
     } else {
-      v.params = staged_params_[c].data();
-      v.exp_avg = staged_m_[c].data();
-      v.exp_avg_sq = staged_v_[c].data();
+      v.params = staged_params_[c];
+      v.exp_avg = staged_m_[c];
+      v.exp_avg_sq = staged_v_[c];
     }
     out.push_back(v);
   }
@@ -379,7 +388,7 @@ std::vector<StateView> PipelineEngine<B>::state_views() {
 template <class B>
 void PipelineEngine<B>::pull_state() {
   be_->activate();
-  if (staged_params_.empty()) return;  // the views are the engine's own buffers
+  if (!ckpt_staging_.allocated()) return;  // the views are the engine's own buffers
   be_->synchronize();
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
@@ -387,10 +396,10 @@ void PipelineEngine<B>::pull_state() {
     // The fp32 master weights of the owned pieces at their flat positions (every element
     // without ZeRO-1), and the moments as they are.
     for (std::size_t i = 0; i < s.owned.size(); ++i)
-      be_->download(staged_params_[c].data() + s.owned[i].begin, o.master() + s.shard_offset[i],
+      be_->download(staged_params_[c] + s.owned[i].begin, o.master() + s.shard_offset[i],
                     std::size_t(s.owned[i].size()) * sizeof(float));
-    be_->download(staged_m_[c].data(), o.exp_avg(), std::size_t(s.state_elems) * sizeof(float));
-    be_->download(staged_v_[c].data(), o.exp_avg_sq(), std::size_t(s.state_elems) * sizeof(float));
+    be_->download(staged_m_[c], o.exp_avg(), std::size_t(s.state_elems) * sizeof(float));
+    be_->download(staged_v_[c], o.exp_avg_sq(), std::size_t(s.state_elems) * sizeof(float));
   }
   be_->synchronize();
 }
@@ -398,14 +407,14 @@ void PipelineEngine<B>::pull_state() {
 template <class B>
 void PipelineEngine<B>::push_state() {
   be_->activate();
-  if (staged_params_.empty()) return;
+  if (!ckpt_staging_.allocated()) return;
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
     DistributedOptimizer<B>& o = *optimizers_[c];
-    if constexpr (std::is_same_v<typename B::Host, float>) chunks_[c]->upload_parameters(staged_params_[c].data());
-    o.set_master(staged_params_[c].data());
-    be_->upload(o.exp_avg(), staged_m_[c].data(), std::size_t(s.state_elems) * sizeof(float));
-    be_->upload(o.exp_avg_sq(), staged_v_[c].data(), std::size_t(s.state_elems) * sizeof(float));
+    if constexpr (std::is_same_v<typename B::Host, float>) chunks_[c]->upload_parameters(staged_params_[c]);
+    o.set_master(staged_params_[c]);
+    be_->upload(o.exp_avg(), staged_m_[c], std::size_t(s.state_elems) * sizeof(float));
+    be_->upload(o.exp_avg_sq(), staged_v_[c], std::size_t(s.state_elems) * sizeof(float));
   }
   be_->synchronize();
 }

@@ -72,14 +72,27 @@ RunMetrics read_run(const std::string& dir, int skip_steps) {
           run.stragglers.push_back({step, w.at("rank").get<int>(), w.value("tp", 0), w.value("dp", 0),
                                     w.value("pp", 0), w.value("slowdown", 1.0), w.value("compute_ms", 0.0)});
         }
+      } else if (j.contains("rollback")) {
+        const auto& r = j.at("rollback");
+        const auto& skipped = r.at("skipped_samples");
+        run.rollbacks.push_back({step, r.at("from_step").get<long>(), skipped.at(0).get<double>(),
+                                 skipped.at(1).get<double>()});
       } else if (j.contains("valid_loss")) {
         valid[step] = {step, j.at("valid_loss").get<double>(), j.value("valid_ppl", 0.0)};
       } else if (j.contains("step_ms")) {
         RunStep r;
         r.step = step;
-        r.loss = j.at("loss").get<double>();
+        // A bad step's non-finite loss or norm is null.
+        auto number = [&](const char* key) {
+          const auto& v = j.at(key);
+          return v.is_null() ? std::nan("") : v.get<double>();
+        };
+        r.loss = number("loss");
         r.lr = j.value("lr", 0.0);
-        r.grad_norm = j.value("grad_norm", 0.0);
+        r.grad_norm = j.contains("grad_norm") ? number("grad_norm") : 0.0;
+        r.skipped = j.value("skipped", 0) != 0;
+        r.ckpt_ms = j.value("ckpt_ms", 0.0);
+        r.save_wait_ms = j.value("save_wait_ms", 0.0);
         r.tokens_per_s = j.value("tokens_per_s", 0.0);
         r.mfu = j.value("mfu", 0.0);
         r.mem_mib = j.value("mem_bytes", 0.0) / 1048576.0;
@@ -91,7 +104,7 @@ RunMetrics read_run(const std::string& dir, int skip_steps) {
         r.tokens = j.value("tokens", 0.0);
         steps[step] = r;
       } else {
-        throw make_error("neither a step, a validation nor a straggler record");
+        throw make_error("neither a step, a validation, a straggler nor a rollback record");
       }
     } catch (const std::exception& e) {
       throw make_error(file.string(), ":", lineno, ": ", e.what());
@@ -154,11 +167,13 @@ void label_runs(std::vector<RunMetrics>& runs) {
 
 std::string run_steps_csv(const RunMetrics& run) {
   std::ostringstream os;
-  os << "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_wait_ms\n";
+  os << "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_wait_ms,"
+        "ckpt_ms,save_wait_ms,skipped\n";
   for (const RunStep& r : run.steps)
     os << r.step << ',' << g(r.loss) << ',' << g(r.lr) << ',' << g(r.grad_norm) << ',' << g(r.tokens_per_s) << ','
        << g(r.mfu) << ',' << g(r.mem_mib) << ',' << g(r.step_ms) << ',' << g(r.compute_ms) << ','
-       << g(r.data_wait_ms) << ',' << g(r.pipeline_wait_ms) << ',' << g(r.dp_wait_ms) << '\n';
+       << g(r.data_wait_ms) << ',' << g(r.pipeline_wait_ms) << ',' << g(r.dp_wait_ms) << ',' << g(r.ckpt_ms) << ','
+       << g(r.save_wait_ms) << ',' << (r.skipped ? 1 : 0) << '\n';
   return os.str();
 }
 
@@ -174,21 +189,31 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
   os << "## Training runs\n\n";
   if (!png_name.empty()) os << "![loss, learning rate, gradient norm, throughput, MFU, memory, times](" << png_name << ")\n\n";
   Table t({"run", "model", "layout", "steps", "tokens", "final loss", "best valid loss", "last valid loss (ppl)",
-           "tokens/s", "MFU", "step (ms)", "peak mem (MiB)", "waits data / pipeline / DP (ms)", "grad norm median / max"});
+           "tokens/s", "MFU", "step (ms)", "peak mem (MiB)", "waits data / pipeline / DP (ms)", "grad norm median / max",
+           "checkpoint (ms) / of it waiting", "skipped / rollbacks"});
   std::ostringstream notes;
   for (const RunMetrics& r : runs) {
     const std::size_t n = r.steps.size();
-    double tokens = 0, loss_tail = 0, mem = 0, wd = 0, wp = 0, wdp = 0, gmax = 0;
+    double tokens = 0, loss_tail = 0, mem = 0, wd = 0, wp = 0, wdp = 0, gmax = 0, ck = 0, ckw = 0;
     std::vector<double> gnorm;
-    const std::size_t tail = std::min<std::size_t>(n, 10);
+    std::vector<long> skipped;
+    // The final loss: the last 10 applied steps (a skipped step's loss is not the model's).
+    std::vector<double> applied;
+    for (const RunStep& s : r.steps)
+      if (!s.skipped && std::isfinite(s.loss)) applied.push_back(s.loss);
+    const std::size_t tail = std::min<std::size_t>(applied.size(), 10);
+    for (std::size_t i = applied.size() - tail; i < applied.size(); ++i) loss_tail += applied[i] / double(tail);
     for (std::size_t i = 0; i < n; ++i) {
       const RunStep& s = r.steps[i];
       tokens += s.tokens;
-      if (i >= n - tail) loss_tail += s.loss / double(tail);
       mem = std::max(mem, s.mem_mib);
       wd += s.data_wait_ms / double(n);
       wp += s.pipeline_wait_ms / double(n);
       wdp += s.dp_wait_ms / double(n);
+      ck += s.ckpt_ms / double(n);
+      ckw += s.save_wait_ms / double(n);
+      if (s.skipped) skipped.push_back(s.step);
+      if (!std::isfinite(s.grad_norm)) continue;
       gnorm.push_back(s.grad_norm);
       gmax = std::max(gmax, s.grad_norm);
     }
@@ -206,7 +231,18 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
                r.steps_measured > 0 ? fmt("%.1f%%", 100 * r.mfu) : "-",
                r.steps_measured > 0 ? fmt("%.1f", r.step_ms) : "-", fmt("%.0f", mem),
                fmt("%.1f", wd) + " / " + fmt("%.1f", wp) + " / " + fmt("%.1f", wdp),
-               fmt("%.3g", gmed) + " / " + fmt("%.3g", gmax)});
+               fmt("%.3g", gmed) + " / " + fmt("%.3g", gmax), fmt("%.1f", ck) + " / " + fmt("%.1f", ckw),
+               std::to_string(skipped.size()) + " / " + std::to_string(r.rollbacks.size())});
+    // Notes: the bad-step guard's skips and rollbacks.
+    if (!skipped.empty()) {
+      notes << "- " << r.label << ": " << skipped.size() << " bad step" << (skipped.size() == 1 ? "" : "s")
+            << " skipped (no update): steps";
+      for (std::size_t i = 0; i < std::min<std::size_t>(skipped.size(), 10); ++i) notes << ' ' << skipped[i];
+      notes << (skipped.size() > 10 ? " ..." : "") << "\n";
+    }
+    for (const RunRollback& b : r.rollbacks)
+      notes << "- " << r.label << ": rolled back after step " << b.from_step << " to the checkpoint of step " << b.to_step
+            << ", skipping samples [" << fmt("%.0f", b.skip_begin) << ", " << fmt("%.0f", b.skip_end) << ")\n";
 
     // Notes: gradient-norm spikes (above 5x the run's median) and the ranks named slowest.
     std::vector<long> spikes;
@@ -238,7 +274,10 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
   }
   os << t.render(TableFormat::markdown) << "\n";
   os << "final loss: mean training loss of the last 10 steps; tokens/s, MFU and step time: over the steps after the "
-        "warm-up (as `strata report scaling`); waits: mean per step; peak memory: rank 0's resident set.\n";
+        "warm-up (as `strata report scaling`); waits: mean per step; peak memory: rank 0's resident set; checkpoint: "
+        "the training thread's time on checkpoints per step (the snapshot of a background save, or the whole of a "
+        "synchronous one) and the part of it spent waiting for the previous save; skipped: the bad-step guard's "
+        "skipped steps (in the final trajectory) and rollbacks.\n";
   if (!notes.str().empty()) os << "\n### Notes\n\n" << notes.str();
   return os.str();
 }
@@ -274,8 +313,16 @@ std::string run_gnuplot(const std::vector<RunMetrics>& runs, const std::vector<s
     return quote(steps_csv[i]) + " skip 1 using " + using_ + " with lines " + style + " lc rgb '" + colour(i) +
            "' title " + quote(many ? runs[i].label + (what.empty() ? "" : " " + what) : what.empty() ? runs[i].label : what);
   };
-  panel("loss (lines: training; points: validation)", "", [&](std::size_t i) {
-    std::string c = line(i, "1:2", "train");
+  panel("loss (lines: training; points: validation; crosses: skipped bad steps, drawn at most at the curve's top)", "",
+        [&](std::size_t i) {
+    // The line leaves skipped steps out (a spike would flatten the curve); their crosses sit at
+    // their loss, capped at the highest applied loss (a NaN at the cap).
+    double top = 0;
+    for (const RunStep& s : runs[i].steps)
+      if (!s.skipped && std::isfinite(s.loss)) top = std::max(top, s.loss);
+    std::string c = line(i, "1:($15 > 0 ? 1/0 : $2)", "train");
+    c += ", \\\n     " + quote(steps_csv[i]) + " skip 1 using 1:($15 > 0 ? ($2 < " + g(top) + " ? $2 : " + g(top) +
+         ") : 1/0) with points pt 2 ps 1.5 lw 2 lc rgb '" + colour(i) + "' notitle";
     if (!runs[i].valid.empty())
       c += ", \\\n     " + quote(valid_csv[i]) + " skip 1 using 1:2 with linespoints pt 7 ps 1.2 lw 2 dt 2 lc rgb '" +
            colour(i) + "' title " + quote(many ? runs[i].label + " valid" : "valid");
@@ -289,10 +336,12 @@ std::string run_gnuplot(const std::vector<RunMetrics>& runs, const std::vector<s
   panel("time per step (ms): step (solid), compute (dashed)", log_y, [&](std::size_t i) {
     return line(i, "1:8", "step") + ", \\\n     " + line(i, "1:9", "compute", "lw 1.5 dt 2");
   });
-  panel("waits per step (ms): data (solid), pipeline (dashed), DP (dotted)", from_zero, [&](std::size_t i) {
-    return line(i, "1:10", "data") + ", \\\n     " + line(i, "1:11", "pipeline", "lw 1.5 dt 2") + ", \\\n     " +
-           line(i, "1:12", "DP", "lw 2 dt 3");
-  });
+  panel("waits per step (ms): data (solid), pipeline (dashed), DP (dotted), checkpoint (dash-dot)", from_zero,
+        [&](std::size_t i) {
+          return line(i, "1:10", "data") + ", \\\n     " + line(i, "1:11", "pipeline", "lw 1.5 dt 2") +
+                 ", \\\n     " + line(i, "1:12", "DP", "lw 2 dt 3") + ", \\\n     " +
+                 line(i, "1:13", "checkpoint", "lw 1.5 dt 4");
+        });
   os << "unset multiplot\n";
   return os.str();
 }

@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -37,7 +39,7 @@ namespace {
 class MetricsFile {
  public:
   // A resumed run keeps the lines up to its checkpoint's step and appends after them.
-  MetricsFile(const fs::path& path, long resumed_step) {
+  MetricsFile(const fs::path& path, long resumed_step) : path_(path) {
     if (resumed_step > 0) keep_until(path, resumed_step);
     file_ = std::fopen(path.c_str(), resumed_step > 0 ? "a" : "w");
     if (!file_) throw make_error("cannot create metrics file '", path.string(), "'");
@@ -56,17 +58,30 @@ class MetricsFile {
     in.close();
     std::ofstream(path, std::ios::trunc) << kept;
   }
+  // A rollback: the lines after `step` go (their trajectory no longer exists), writing continues.
+  void rewind_to(long step) {
+    std::fclose(file_);
+    keep_until(path_, step);
+    file_ = std::fopen(path_.c_str(), "a");
+    if (!file_) throw make_error("cannot reopen metrics file '", path_.string(), "'");
+  }
   void write(const StepMetrics& m) {
+    // JSON has no NaN: a bad step's non-finite loss or norm is null.
+    char loss[32] = "null", norm[32] = "null";
+    if (std::isfinite(m.loss)) std::snprintf(loss, sizeof loss, "%.6f", m.loss);
+    if (std::isfinite(m.grad_norm)) std::snprintf(norm, sizeof norm, "%.6f", m.grad_norm);
     std::fprintf(file_,
-                 "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, \"seq_len\": %d, "
+                 "{\"step\": %ld, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, \"seq_len\": %d, "
                  "\"tokens\": %lld, \"loss_tokens\": %lld, "
                  "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
                  "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
-                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f, \"cpu_ms\": %.3f}\n",
-                 m.step, m.loss, m.lr, m.grad_norm, m.seq_len, static_cast<long long>(m.tokens),
+                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f, \"samples\": %llu, "
+                 "\"skipped\": %d, \"bad\": \"%s\", \"save_wait_ms\": %.3f, \"ckpt_ms\": %.3f, \"saving\": %d, \"cpu_ms\": %.3f}\n",
+                 m.step, loss, m.lr, norm, m.seq_len, static_cast<long long>(m.tokens),
                  static_cast<long long>(m.loss_tokens), m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
                  m.mem_bytes, m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
-                 m.optimizer_state_bytes, m.data_wait_ms, m.cpu_ms);
+                 m.optimizer_state_bytes, m.data_wait_ms, static_cast<unsigned long long>(m.samples),
+                 m.skipped ? 1 : 0, to_string(m.bad), m.save_wait_ms, m.ckpt_ms, m.saving ? 1 : 0, m.cpu_ms);
     std::fflush(file_);
   }
   // Any other record (the straggler report), already JSON.
@@ -82,6 +97,7 @@ class MetricsFile {
   }
 
  private:
+  fs::path path_;
   std::FILE* file_ = nullptr;
 };
 
@@ -95,6 +111,35 @@ void maybe_inject_failure(int global_rank, long step) {
   if (std::sscanf(spec, "rank=%d,step=%ld", &rank, &at) == 2 && rank == global_rank && at == step)
     throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
 }
+
+// Test hook: STRATA_TEST_BAD_BATCHES="kind=nan_grad,batches=B1-B2" or
+// "kind=loss_spike,batches=B1-B2[,factor=F]" makes the steps that train on global batches
+// B1..B2 (0-based data positions: step B+1 of a run without skips) bad: nan_grad scales the
+// loss gradient by NaN on every rank (so every gradient and the global norm are NaN),
+// loss_spike multiplies the step's loss by F (default 100) before the guard sees it. Keyed by
+// the data, not the step: data skipped by a rollback takes its bad batches with it.
+struct BadBatches {
+  enum Kind { none, nan_grad, loss_spike } kind = none;
+  std::uint64_t first = 0, last = 0;
+  double factor = 100;
+  static BadBatches from_env() {
+    BadBatches b;
+    const char* spec = std::getenv("STRATA_TEST_BAD_BATCHES");
+    if (!spec) return b;
+    char kind[16] = {};
+    unsigned long long first = 0, last = 0;
+    double factor = 100;
+    const int n = std::sscanf(spec, "kind=%15[a-z_],batches=%llu-%llu,factor=%lf", kind, &first, &last, &factor);
+    if (n < 3 || (std::string(kind) != "nan_grad" && std::string(kind) != "loss_spike"))
+      throw make_error("STRATA_TEST_BAD_BATCHES='", spec, "': expected kind=nan_grad|loss_spike,batches=B1-B2[,factor=F]");
+    b.kind = std::string(kind) == "nan_grad" ? nan_grad : loss_spike;
+    b.first = first;
+    b.last = last;
+    b.factor = factor;
+    return b;
+  }
+  bool hits(Kind k, std::uint64_t batch) const { return kind == k && batch >= first && batch <= last; }
+};
 
 // The checkpoint train.resume asks for: "" (start fresh), the newest intact one in the
 // checkpoint directory (auto: verified, collectively; corrupt or truncated newer ones are
@@ -146,8 +191,13 @@ class Trainer {
 
  private:
   void load_step_batch(int t);
+  void start_loader();
   StepMetrics step(long step);
-  void save_checkpoint(long step);
+  ckpt::TrainState train_state(long step) const;
+  void checkpoint(long step, bool now, StepMetrics& s);
+  void report_saves();
+  long rollback(long step);
+  void log_bad_step(const StepMetrics& s) const;
   void validate(long step);
   void log_start() const;
   void log_step(const StepMetrics& s) const;
@@ -165,7 +215,8 @@ class Trainer {
   ckpt::TrainState resumed_;
   std::unique_ptr<data::Masker> masker_, valid_masker_;
   std::unique_ptr<ValidationSet> valid_set_;
-  std::uint64_t first_batch_ = 0;
+  std::uint64_t next_batch_ = 0;   // the data position: the global batch the next step trains on
+  bool reads_data_ = false;
   std::unique_ptr<data::AsyncLoader> loader_;
   MemoryPlan step_batch_{"step batch"};
   std::int32_t *step_tokens_ = nullptr, *step_targets_ = nullptr;
@@ -180,14 +231,20 @@ class Trainer {
   double bubble_ = 0;
   std::uint64_t tokens_seen_ = 0;
   double last_lr_ = 0;
+  std::size_t snapshot_bytes_ = 0;  // host memory of checkpoint saves (staging, snapshot)
   parallel::Engine::FillBatch fill_;
+  StepGuard guard_;
+  std::vector<long> bad_run_;     // the steps of the current run of bad steps
+  int stop_ = 0;                  // the stop signal every rank agreed on in the last step
+  BadBatches bad_batches_ = BadBatches::from_env();
 };
 
 Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
     : job_(job), grid_(grid), lead_(grid.global_rank() == 0), batch_(config::resolve_batch(job.parallel, grid.shape().dp)),
       threads_(job.hardware.threads > 0
                    ? job.hardware.threads
-                   : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / grid.local_size())) {
+                   : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / grid.local_size())),
+      guard_(job.guard) {
   const config::TrainConfig& tcfg = job.train;
   const int T = tcfg.seq_len;
   // 1. Threads: this rank's share of the node's cores, for BLAS.
@@ -222,8 +279,12 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
   summary_.resumed_from = resume_file;
   summary_.first_step = resumed_.step + 1;
   summary_.last_step = resumed_.step;
+  summary_.async_checkpoints = checkpointer_->async();
+  // The host memory saves use, allocated now (the step loop allocates nothing).
+  if (job.ckpt.interval > 0 || job.ckpt.save_at_end) snapshot_bytes_ = checkpointer_->prepare_saves();
   tokens_seen_ = resumed_.tokens_seen;
   last_lr_ = resumed_.lr;
+  guard_ = StepGuard(job.guard, resumed_.guard);
   // 5. Validation set and the training loader (the set is read before the loader thread
   // starts using the source). Masked LM: samples and windows masked by their index.
   const bool reads_data = grid.is_first_stage() || grid.is_last_stage();
@@ -232,19 +293,9 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
   const BatchLayout eval_layout{batch_.micro, batch_.microbatches, grid.shape().dp, grid.coord().dp_rank};
   valid_set_ = std::make_unique<ValidationSet>(*source_, valid_masker_.get(), job.eval.windows, eval_layout, T,
                                                reads_data);
-  first_batch_ = resumed_.consumed_samples / std::uint64_t(batch_.global);
-  if (reads_data) {
-    data::LoaderOptions opt;
-    opt.micro_batch_size = batch_.micro;
-    opt.seq_len = T;
-    opt.global_batch_size = batch_.global;
-    opt.dp_size = grid.shape().dp;
-    opt.dp_rank = grid.coord().dp_rank;
-    opt.prefetch = job.data.prefetch;
-    opt.first_batch = first_batch_;
-    opt.masker = masker_.get();
-    loader_ = std::make_unique<data::AsyncLoader>(*source_, opt);
-  }
+  next_batch_ = resumed_.consumed_samples / std::uint64_t(batch_.global);
+  reads_data_ = reads_data;
+  start_loader();
   // This step's micro-batches, taken from the loader at the start of the step.
   const std::int64_t mb_elems = std::int64_t(batch_.micro) * T;
   const auto i_tokens = step_batch_.add("tokens", {batch_.microbatches, mb_elems}, DType::i32, "step");
@@ -305,11 +356,47 @@ void Trainer::log_start() const {
   os << "batch: " << batch_.global << " sequences x " << T << " tokens = " << std::int64_t(batch_.global) * T
      << " tokens/step (micro-batch " << batch_.micro << ", " << batch_.microbatches << " micro-batches per DP rank)\n";
   os << describe_objective(job_, masker_.get(), source_->mask_token(), *valid_set_) << '\n';
+  const config::CheckpointConfig& c = job_.ckpt;
+  os << "checkpoints: ";
+  if (c.interval > 0) os << "every " << c.interval << " steps, ";
+  os << (c.save_at_end ? "at the end, " : "") << "on SIGTERM/SIGUSR1; to " << ckpt_dir_ << " (keep "
+     << (c.keep > 0 ? std::to_string(c.keep) : std::string("all")) << "); "
+     << (checkpointer_->async() ? "periodic ones written in the background"
+                                : "written synchronously (" + checkpointer_->sync_reason() + ")");
+  if (snapshot_bytes_ > 0) os << "; " << format_bytes(double(snapshot_bytes_)) << " of host memory for them on rank 0";
+  os << '\n';
+  const config::GuardConfig& gc = job_.guard;
+  os << "bad-step guard: NaN/Inf steps skipped";
+  if (gc.loss_spike_factor > 0)
+    os << ", loss spikes above " << gc.loss_spike_factor << " x the running mean (" << gc.loss_window
+       << " steps) skipped after " << gc.loss_warmup << " good steps";
+  if (gc.rollback_after > 0)
+    os << "; " << gc.rollback_after << " bad steps in a row roll back to the last checkpoint (at most "
+       << gc.max_rollbacks << " times)";
+  else
+    os << "; no rollback (guard.rollback_after: 0)";
+  os << '\n';
   os << engine_->description();
   os << "rank 0 planned total: " << format_bytes(double(summary_.planned_bytes)) << " (optimizer state "
      << format_bytes(double(engine_->optimizer_bytes())) << "); threads per rank " << threads_ << "; peak "
      << peak_.tflops_per_rank() * 1e3 << " GFLOP/s per rank (" << peak_.source() << ")";
   log_info(os.str());
+}
+
+void Trainer::start_loader() {
+  // From the data position next_batch_ (a fresh start, a resume, a rollback's skip).
+  loader_.reset();
+  if (!reads_data_) return;
+  data::LoaderOptions opt;
+  opt.micro_batch_size = batch_.micro;
+  opt.seq_len = job_.train.seq_len;
+  opt.global_batch_size = batch_.global;
+  opt.dp_size = grid_.shape().dp;
+  opt.dp_rank = grid_.coord().dp_rank;
+  opt.prefetch = job_.data.prefetch;
+  opt.first_batch = next_batch_;
+  opt.masker = masker_.get();
+  loader_ = std::make_unique<data::AsyncLoader>(*source_, opt);
 }
 
 void Trainer::load_step_batch(int t) {
@@ -325,6 +412,7 @@ void Trainer::load_step_batch(int t) {
 }
 
 StepMetrics Trainer::step(long step) {
+  const bool saving = checkpointer_->writing();
   const Timer timer;
   const double cpu_start = process_cpu_seconds();
   const config::TrainConfig& tcfg = job_.train;
@@ -338,9 +426,10 @@ StepMetrics Trainer::step(long step) {
   }
   // Target tokens of the global batch: known before the step on every rank (masked LM: a pure
   // function of the sample indices), so the gradient is the mean over exactly them.
-  const std::uint64_t global_batch_index = first_batch_ + std::uint64_t(step - summary_.first_step);
+  const std::uint64_t global_batch_index = next_batch_;
   const std::int64_t step_loss_tokens = loss_tokens(masker_.get(), global_batch_index, batch_.global, t_);
-  const float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
+  float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
+  if (bad_batches_.hits(BadBatches::nan_grad, global_batch_index)) grad_scale = std::numeric_limits<float>::quiet_NaN();
   double data_wait_ms = 0;
   if (loader_) {
     load_step_batch(t_);
@@ -355,13 +444,30 @@ StepMetrics Trainer::step(long step) {
   // loader's targets. They must agree, or the gradient is not the mean.
   STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ", std::int64_t(loss[1]),
                " target tokens but the gradient scale assumed ", step_loss_tokens);
-  const double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
-  const double grad_norm = engine_->grad_norm();
-  if (!std::isfinite(mean_loss) || !std::isfinite(grad_norm))
-    throw make_error("training diverged at step ", step, ": loss ", mean_loss, ", gradient norm ", grad_norm,
-                     " (lower optim.lr or check the data)");
+  double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
+  if (bad_batches_.hits(BadBatches::loss_spike, global_batch_index)) mean_loss *= bad_batches_.factor;
+  double grad_norm = engine_->grad_norm();
+  // One agreement over the job before anything is applied: a NaN/Inf on any rank, the loss and
+  // norm (bitwise the same on every rank, so the guard decides alike everywhere) and a stop
+  // signal that reached any rank. Non-finite values stay out of the max (NaN compares false).
+  {
+    const bool finite = std::isfinite(mean_loss) && std::isfinite(grad_norm);
+    double agree[4] = {finite ? 0.0 : 1.0, finite ? mean_loss : 0.0, finite ? grad_norm : 0.0,
+                       double(StopSignals::received())};
+    grid_.world_group().all_reduce(agree, 4, DType::f64, comm::ReduceOp::max);
+    if (agree[0] > 0) {
+      if (finite) mean_loss = std::numeric_limits<double>::quiet_NaN();  // another rank saw it
+    } else {
+      mean_loss = agree[1];
+      grad_norm = agree[2];
+    }
+    stop_ = int(agree[3]);
+  }
+  const BadKind bad = guard_.judge(mean_loss, grad_norm);
   const double lr = optim::learning_rate(job_.optim, step, tcfg.steps);
-  const double gather_wait = engine_->optimizer_step(lr, optim::clip_factor(grad_norm, job_.optim.grad_clip));
+  double gather_wait = 0;
+  if (bad == BadKind::none) gather_wait = engine_->optimizer_step(lr, optim::clip_factor(grad_norm, job_.optim.grad_clip));
+  guard_.record(bad, mean_loss);
 
   StepMetrics s;
   s.step = step;
@@ -386,27 +492,125 @@ StepMetrics Trainer::step(long step) {
   s.dp_wait_ms = (stats.dp_wait_s + gather_wait) * 1e3;
   s.optimizer_state_bytes = engine_->optimizer_bytes();
   s.data_wait_ms = data_wait_ms;
-  tokens_seen_ += std::uint64_t(s.tokens);
-  last_lr_ = lr;
+  s.samples = global_batch_index * std::uint64_t(batch_.global);
+  s.skipped = bad != BadKind::none;
+  s.bad = bad;
+  s.saving = saving;
+  ++next_batch_;  // a skipped step's batch is consumed too: the data moves on
+  if (!s.skipped) {
+    // Tokens trained on (they drive the sequence-length warm-up); a skipped step trained on none.
+    tokens_seen_ += std::uint64_t(s.tokens);
+    last_lr_ = lr;
+  }
   return s;
 }
 
-void Trainer::save_checkpoint(long step) {
-  // Saved by every rank together (each writes its own hyperslabs).
+ckpt::TrainState Trainer::train_state(long step) const {
   ckpt::TrainState st;
   st.step = step;
-  st.consumed_samples =
-      resumed_.consumed_samples + std::uint64_t(step - resumed_.step) * std::uint64_t(batch_.global);
+  st.consumed_samples = next_batch_ * std::uint64_t(batch_.global);
   st.tokens_seen = tokens_seen_;
   st.seed = job_.train.seed;
   st.lr = last_lr_;
   st.consumed_per_dataset = source_->consumed_per_dataset(st.consumed_samples);
   st.tokenizer_hash = source_->tokenizer_hash();
-  const ckpt::SaveResult r = checkpointer_->save(ckpt_dir_, st, job_.ckpt.keep);
-  summary_.last_checkpoint = r.file;
-  if (lead_)
-    log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ", r.seconds,
-             " s, ", r.gb_per_s(), " GB/s)");
+  st.guard = guard_.state();
+  return st;
+}
+
+void Trainer::checkpoint(long step, bool now, StepMetrics& s) {
+  // Every rank at the same step boundary. `now`: written and published before returning (a
+  // stop signal, the end of the run); otherwise in the background when ckpt.async allows.
+  const Timer timer;
+  if (now) {
+    checkpointer_->wait();  // the background save of an earlier step, published
+    s.save_wait_ms = timer.ms();
+    report_saves();
+    const ckpt::SaveResult r = checkpointer_->save(ckpt_dir_, train_state(step), job_.ckpt.keep);
+    summary_.last_checkpoint = r.file;
+    if (lead_)
+      log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ", r.seconds,
+               " s, ", r.gb_per_s(), " GB/s)");
+  } else {
+    const ckpt::SaveCost c = checkpointer_->save_async(ckpt_dir_, train_state(step), job_.ckpt.keep);
+    s.save_wait_ms = c.wait_s * 1e3;
+  }
+  s.ckpt_ms = timer.ms();
+}
+
+void Trainer::report_saves() {
+  // Saves published since the last look (a background one once its writer finished).
+  for (const ckpt::SaveResult& r : checkpointer_->take_finished()) {
+    summary_.last_checkpoint = r.file;
+    if (lead_)
+      log_info("checkpoint: step ", r.step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
+               r.seconds, " s, ", r.gb_per_s(), " GB/s", r.background ? ", in the background" : "", ")");
+  }
+}
+
+void Trainer::log_bad_step(const StepMetrics& s) const {
+  const ckpt::GuardState& g = guard_.state();
+  std::ostringstream why;
+  if (s.bad == BadKind::nonfinite)
+    why << "loss " << s.loss << ", gradient norm " << s.grad_norm << " (not finite)";
+  else
+    why << "loss " << s.loss << " above " << job_.guard.loss_spike_factor << " x the running mean "
+        << g.loss_mean << " (guard.loss_spike_factor)";
+  log_warn("step ", s.step, " skipped, no update: ", why.str(), "; data: global batch ",
+           s.samples / std::uint64_t(batch_.global), ", samples [", s.samples, ", ", s.samples + std::uint64_t(batch_.global),
+           "); ", g.bad_streak, " bad step", g.bad_streak == 1 ? "" : "s", " in a row, ", g.skipped_steps,
+           " skipped in the run");
+}
+
+long Trainer::rollback(long step) {
+  // guard.rollback_after bad steps in a row: back to the newest checkpoint, skipping the data
+  // from its position to here (the batches before the trouble and during it, as PaLM did:
+  // Chowdhery et al. 2022, sec. 5.1). Collective: every rank decided alike.
+  const ckpt::GuardState g = guard_.state();
+  std::ostringstream run;
+  for (std::size_t i = 0; i < bad_run_.size(); ++i) run << (i ? ", " : "") << bad_run_[i];
+  checkpointer_->wait();  // the newest checkpoint may still be being written
+  report_saves();
+  const std::string target = !summary_.last_checkpoint.empty() ? summary_.last_checkpoint : summary_.resumed_from;
+  if (target.empty())
+    throw make_error("training diverged at step ", step, ": ", g.bad_streak, " bad steps in a row (steps ", run.str(),
+                     ") and no checkpoint to roll back to (none saved yet: ckpt.interval is ", job_.ckpt.interval,
+                     "; guard.rollback_after: 0 keeps skipping instead)");
+  if (!guard_.may_roll_back())
+    throw make_error("training diverged at step ", step, ": ", g.bad_streak, " bad steps in a row (steps ", run.str(),
+                     ") after ", g.rollbacks, " rollback", g.rollbacks == 1 ? "" : "s", " (guard.max_rollbacks = ",
+                     job_.guard.max_rollbacks, "); lower optim.lr or check the data near samples ",
+                     g.skipped_samples.empty() ? 0 : g.skipped_samples.back().first);
+  const ckpt::TrainState st = checkpointer_->load(target, source_->tokenizer_hash());
+  const std::uint64_t skip_end = next_batch_ * std::uint64_t(batch_.global);
+  guard_.rolled_back(st.guard, st.consumed_samples, skip_end);
+  tokens_seen_ = st.tokens_seen;
+  last_lr_ = st.lr;
+  start_loader();  // at next_batch_: after the skipped samples
+  stragglers_.restart();
+  Rollback r{step, st.step, st.consumed_samples, skip_end, target, bad_run_};
+  bad_run_.clear();
+  std::erase_if(summary_.steps, [&](const StepMetrics& m) { return m.step > st.step; });
+  std::erase_if(summary_.evals, [&](const EvalMetrics& m) { return m.step > st.step; });
+  summary_.last_step = st.step;
+  if (lead_) {
+    log_warn("rollback after step ", step, ": ", r.bad_steps.size(), " bad steps in a row (steps ", run.str(),
+             "); continuing from ", target, " (step ", st.step, ") and skipping samples [", r.skip_begin, ", ",
+             r.skip_end, ") (", (r.skip_end - r.skip_begin) / std::uint64_t(batch_.global), " global batches); rollback ",
+             guard_.state().rollbacks, " of at most ", job_.guard.max_rollbacks);
+    // The dropped steps' lines go; one record says what happened (it carries the checkpoint's
+    // step, so it stays when a later resume keeps the lines up to its own checkpoint).
+    metrics_->rewind_to(st.step);
+    nlohmann::ordered_json j;
+    j["step"] = st.step;
+    j["rollback"] = {{"from_step", step},
+                     {"bad_steps", r.bad_steps},
+                     {"skipped_samples", {r.skip_begin, r.skip_end}},
+                     {"checkpoint", target}};
+    metrics_->write_line(j.dump());
+  }
+  summary_.rollbacks.push_back(std::move(r));
+  return st.step;
 }
 
 void Trainer::validate(long step) {
@@ -455,8 +659,39 @@ TrainSummary Trainer::run() {
   const StopSignals signals;
   if (summary_.first_step > tcfg.steps && lead_)
     log_info("nothing to train: the checkpoint is at step ", resumed_.step, " and train.steps is ", tcfg.steps);
-  for (long step = summary_.first_step; step <= tcfg.steps; ++step) {
-    const StepMetrics s = this->step(step);
+  long step = summary_.first_step;
+  while (step <= tcfg.steps) {
+    StepMetrics s = this->step(step);  // every rank agrees on the guard's verdict and on stop_
+    if (s.skipped) {
+      bad_run_.push_back(step);
+      summary_.bad_steps.push_back(s);
+    } else {
+      bad_run_.clear();
+    }
+    if (s.skipped && lead_) log_bad_step(s);
+    if (guard_.rollback_due()) {
+      step = rollback(step) + 1;
+      if (stop_ == 0) continue;
+      // A stop signal in the same step: save the rolled-back state and stop.
+      StepMetrics none;
+      checkpoint(step - 1, true, none);
+      summary_.stop_signal = stop_;
+      if (lead_) log_warn("stopping after the rollback to step ", step - 1, " on ", signal_name(stop_));
+      break;
+    }
+    // Checkpoints at the step boundary: on a stop signal and at the end written before going
+    // on; every ckpt.interval steps in the background — but not on a bad step, so that a
+    // rollback finds the state from before the trouble (the next interval saves).
+    const bool due = job_.ckpt.interval > 0 && step % job_.ckpt.interval == 0;
+    const bool at_end = step == tcfg.steps && job_.ckpt.save_at_end;
+    if (stop_ > 0 || at_end) {
+      checkpoint(step, true, s);
+    } else if (due && s.skipped) {
+      if (lead_) log_info("checkpoint of step ", step, " not taken: the step was bad (the next interval saves)");
+    } else if (due) {
+      checkpoint(step, false, s);
+    }
+    report_saves();
     summary_.steps.push_back(s);
     summary_.last_step = step;
     if (rank_log_)
@@ -471,19 +706,18 @@ TrainSummary Trainer::run() {
         metrics_->write_line(r.json());
       }
     }
-    if (job_.eval.interval > 0 && step % job_.eval.interval == 0) validate(step);
-    // A stop signal on any rank stops every rank after this step, with a checkpoint.
-    double stop = StopSignals::received();
-    grid_.world_group().all_reduce(&stop, 1, DType::f64, comm::ReduceOp::max);
-    const bool due = job_.ckpt.interval > 0 && step % job_.ckpt.interval == 0;
-    if (due || stop > 0 || (step == tcfg.steps && job_.ckpt.save_at_end)) save_checkpoint(step);
-    if (stop > 0) {
-      summary_.stop_signal = int(stop);
+    if (stop_ > 0) {
+      summary_.stop_signal = stop_;
       if (lead_)
-        log_warn("stopping after step ", step, " on ", signal_name(int(stop)), "; checkpoint ", summary_.last_checkpoint);
+        log_warn("stopping after step ", step, " on ", signal_name(stop_), "; checkpoint ", summary_.last_checkpoint);
       break;
     }
+    if (job_.eval.interval > 0 && step % job_.eval.interval == 0) validate(step);
+    ++step;
   }
+  checkpointer_->wait();  // the last background save, published (or its failure thrown)
+  report_saves();
+  summary_.guard = guard_.state();
   if (loader_) loader_->stop();
   // Validation at the end (unless the last step just ran it or a stop signal cut the run
   // short), for every layout.

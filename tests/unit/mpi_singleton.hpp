@@ -12,7 +12,8 @@ class MpiEnvironment : public testing::Environment {
   void SetUp() override {
     int initialized = 0;
     MPI_Initialized(&initialized);
-    if (!initialized) MPI_Init(nullptr, nullptr);
+    int provided = 0;  // as strata's main: a background checkpoint writer makes MPI calls too
+    if (!initialized) MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
   }
   void TearDown() override { MPI_Finalize(); }
 };

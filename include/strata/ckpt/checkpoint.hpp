@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "strata/comm/rank_grid.hpp"
@@ -23,6 +24,24 @@ namespace strata::ckpt {
 inline constexpr const char* kFormat = "strata-checkpoint";
 inline constexpr int kFormatVersion = 1;
 
+// The bad-step guard's state (train/guard.hpp) at a checkpoint, stored in the root attribute
+// `guard` so a resumed run skips and rolls back exactly as the uninterrupted run would. A
+// checkpoint without the attribute (written before the guard existed) reads as the defaults.
+struct GuardState {
+  double loss_mean = 0;     // running mean of the good steps' losses
+  long loss_count = 0;      // good steps in it
+  long bad_streak = 0;      // consecutive bad steps up to the checkpoint's step
+  long skipped_steps = 0;   // bad steps skipped (no update) in the whole run
+  long rollbacks = 0;       // rollbacks in the whole run
+  // Global-sample ranges [begin, end) skipped by rollbacks, in order.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> skipped_samples;
+  bool operator==(const GuardState&) const = default;
+};
+// The attribute's text ("key value" lines; doubles exactly, with 17 digits) and back; parsing
+// throws naming `file` on a malformed line.
+std::string format_guard(const GuardState& g);
+GuardState parse_guard(const std::string& text, const std::string& file);
+
 // What a checkpoint says about itself (root attributes and /train), read without the tensors.
 struct CheckpointInfo {
   std::string file;                 // the resolved .h5 path
@@ -33,6 +52,7 @@ struct CheckpointInfo {
   std::string config_yaml;          // the full job config it was written with
   std::string tokenizer_hash;       // "" when the run had none
   std::map<std::string, std::uint64_t> consumed_per_dataset;  // dataset path -> samples
+  GuardState guard;
 };
 
 // A directory resolves through its `latest` pointer; a file is returned as it is. Throws

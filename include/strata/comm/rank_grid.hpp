@@ -6,7 +6,8 @@
 // pipeline stage is a contiguous block of tp*dp ranks. Each dimension gets its own
 // communicator (MPI_Comm_split of the world); with pp > 1 there is also the embedding
 // group {first stage, last stage} at the same (tp, dp), which keeps tied embeddings in sync.
-// The grid owns every communicator; nothing else touches the world communicator. On GPUs it
+// The grid owns every communicator; nothing else touches the world communicator (a background
+// writer gets its own duplicate of it, io_group()). On GPUs it
 // also owns each dimension's NCCL communicator (device_groups), created from that dimension's
 // MPI communicator when the engine first asks for them with its compute stream.
 #pragma once
@@ -70,6 +71,15 @@ class RankGrid {
   MPI_Comm dp_handle() const { return dp_->handle(); }
   // First and last pipeline stage at this (tp, dp); null on middle stages or when pp == 1.
   Communicator* embedding_group() { return embedding_.get(); }
+  // The group of a background thread's collectives (the asynchronous checkpoint writer:
+  // parallel HDF5's own MPI calls through io_handle(), the checksum all-reduce, barriers): a
+  // duplicate of the world, so they never interleave with the training thread's collectives,
+  // which go through the other groups (MPI orders collectives per communicator; two threads
+  // on one communicator would be erroneous). Blocking calls on it are guarded by a watchdog of
+  // its own (one per thread that makes them). Made at the first call, which is collective
+  // over the world: the training thread of every rank calls it at the same point.
+  Communicator& io_group();
+  MPI_Comm io_handle();
 
   // The groups for data in `device` memory: the MPI communicators above for the CPU; for CUDA
   // the NCCL communicator of each dimension, created on the first call (collective over the
@@ -93,6 +103,8 @@ class RankGrid {
   int local_size_ = 1, local_rank_ = 0;
   std::unique_ptr<Watchdog> watchdog_;  // before the communicators: they point to it
   std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_;
+  std::unique_ptr<Watchdog> io_watchdog_;  // before io_: it points to it
+  std::unique_ptr<MpiCommunicator> io_;
   std::unique_ptr<NcclCommunicator> nccl_tp_, nccl_dp_, nccl_pp_, nccl_embedding_;
   void* nccl_stream_ = nullptr;
 };

@@ -120,6 +120,21 @@ struct CheckpointConfig {
   int interval = 0;       // save every N steps; 0: only at the end (and on SIGTERM/SIGUSR1)
   int keep = 3;           // published checkpoints kept; older ones are deleted; 0: keep all
   bool save_at_end = true;
+  // Write in the background: the step boundary costs a copy of the state to host memory, a
+  // thread writes and publishes it while training goes on. false: the step loop waits.
+  bool async = true;
+};
+
+// The bad-step guard (docs/checkpoints.md, "Bad steps"). A step is bad when its loss or global
+// gradient norm is NaN/Inf, or its loss exceeds loss_spike_factor x the running mean of the
+// good steps' losses; a bad step is skipped (no optimizer update). After rollback_after bad
+// steps in a row the run goes back to its last checkpoint and skips the data since it.
+struct GuardConfig {
+  double loss_spike_factor = 0;  // 0: no spike test (NaN/Inf steps are still skipped); else > 1
+  int loss_window = 100;         // good steps the running mean covers (weight 1/window once full)
+  int loss_warmup = 20;          // good steps before the spike test applies
+  int rollback_after = 5;        // consecutive bad steps that trigger a rollback; 0: never (keep skipping)
+  int max_rollbacks = 3;         // rollbacks in the whole run (requeues included) before it stops with an error
 };
 
 enum class DataSource { synthetic, text, hdf5 };
@@ -181,6 +196,7 @@ struct JobConfig {
   OptimConfig optim;
   TrainConfig train;
   CheckpointConfig ckpt;
+  GuardConfig guard;
   EvalConfig eval;
   DataConfig data;
   HardwareConfig hardware;

@@ -1,5 +1,5 @@
 // Small RAII and error helpers over HDF5's C API, shared by the token datasets (data) and the
-// checkpoints (ckpt). Every HDF5 call in the process must hold hdf5_mutex().
+// checkpoints (ckpt). Every HDF5 call in the process must hold hdf5_mutex() (through h5::Lock).
 #pragma once
 #include <hdf5.h>
 
@@ -15,6 +15,30 @@ namespace strata::h5 {
 // overlap. This lock is the one process-wide state here, and it mirrors the library's own: one
 // HDF5 per process.
 std::mutex& hdf5_mutex();
+
+// A hold of hdf5_mutex() (use it rather than locking the mutex directly): it counts the threads
+// waiting for the mutex, so that a long holder — the background checkpoint writer, between the
+// datasets it writes — can yield() to them. A loader thread then waits at most one HDF5 call of
+// the writer's (one dataset) instead of the whole save. Nobody may wait for another thread
+// while holding it (every holder's calls finish on their own), so a hand-off cannot deadlock.
+class Lock {
+ public:
+  Lock();
+  ~Lock() = default;
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+  // When another thread waits for the mutex: release it, let the waiters take it (up to a
+  // second), and wait for it again. Only between HDF5 calls; handles stay open across it.
+  void yield();
+  // Release and take back explicitly (e.g. around a sleep between HDF5 calls). Every handle
+  // must be closed with the mutex held, so take it back before handles go out of scope.
+  void unlock() { lock_.unlock(); }
+  void lock() { acquire(); }
+
+ private:
+  void acquire();
+  std::unique_lock<std::mutex> lock_;
+};
 
 // The innermost message on HDF5's error stack ("truncated file: eof = 1234, ..."), or "".
 std::string hdf5_error_text();

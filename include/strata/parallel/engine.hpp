@@ -91,6 +91,10 @@ struct StateView {
   const ShardingPlan* sharding = nullptr;    // the optimizer pieces this rank holds
   float* exp_avg = nullptr;                  // [sharding->state_elems]
   float* exp_avg_sq = nullptr;
+  // The engine's own buffers (the CPU): every optimizer step changes them, so a save that
+  // runs while training goes on must copy them first. False: host staging that only
+  // pull_state() and push_state() write (GPUs).
+  bool live = false;
 };
 
 class Engine {
@@ -131,6 +135,8 @@ class Engine {
 
   // Checkpoints: host views of every chunk's state. pull_state() fills them from the device
   // (no-op where the state is in host memory), push_state() sends them back after a load.
+  // The views are the same memory for the engine's lifetime; StateView::live says whether
+  // training writes them.
   virtual std::vector<StateView> state_views() = 0;
   virtual void pull_state() = 0;
   virtual void push_state() = 0;

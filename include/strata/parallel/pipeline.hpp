@@ -105,8 +105,11 @@ class PipelineEngine final : public Engine {
     typename B::Mark start, end;
   };
   std::vector<Timed> timed_;
-  // GPU checkpoint staging: per chunk the flat fp32 parameters and the moments.
-  std::vector<std::vector<float>> staged_params_, staged_m_, staged_v_;
+  // Checkpoint staging where the state is not host fp32 (GPUs): per chunk the flat fp32
+  // parameters and the moments, in host memory the backend allocates (pinned on GPUs, so
+  // pull_state() copies at the link's full speed), made at the first save or load.
+  MemoryPlan ckpt_staging_{"checkpoint staging"};
+  std::vector<float*> staged_params_, staged_m_, staged_v_;
 };
 
 // The CPU engine (fp32), instantiated in src/parallel/engine_cpu.cpp.

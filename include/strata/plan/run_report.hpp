@@ -1,8 +1,11 @@
 // Training-run reports (`strata report run RUN_DIR...`): the curves of one or several runs,
 // overlaid, and a Markdown summary, from what each run wrote in its folder:
 //   metrics.jsonl  step records (loss, lr, grad_norm, tokens_per_s, mfu, mem_bytes, step_ms,
-//                  compute_ms, data/pipeline/dp waits), validation records (valid_loss) and
-//                  straggler records ({"step": S, "stragglers": {...}}, train/stragglers.hpp)
+//                  compute_ms, data/pipeline/dp waits, the checkpoint's cost ckpt_ms and
+//                  save_wait_ms, `skipped` bad steps with a null loss or norm when not finite),
+//                  validation records (valid_loss), straggler records ({"step": S, "stragglers":
+//                  {...}}, train/stragglers.hpp) and rollback records ({"step": S, "rollback":
+//                  {...}}: the bad-step guard went back to the checkpoint of step S)
 //   config.yaml    the job config (model name, layout)
 // A step recorded twice (a run that resumed and repeated it) counts once, its last record.
 // Throughput, TFLOP/s and MFU are those of `strata report scaling` (plan/scaling.hpp: tokens of
@@ -18,6 +21,13 @@ struct RunStep {
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, mfu = 0, mem_mib = 0;
   double step_ms = 0, compute_ms = 0, data_wait_ms = 0, pipeline_wait_ms = 0, dp_wait_ms = 0;
   double tokens = 0;
+  double ckpt_ms = 0, save_wait_ms = 0;  // the training thread's time on a checkpoint at the step's end
+  bool skipped = false;                  // a bad step (no update); loss or grad_norm NaN when not finite
+};
+
+struct RunRollback {
+  long to_step = 0, from_step = 0;
+  double skip_begin = 0, skip_end = 0;  // global samples skipped
 };
 
 struct RunValid {
@@ -37,6 +47,7 @@ struct RunMetrics {
   std::vector<RunStep> steps;  // by step
   std::vector<RunValid> valid; // by step
   std::vector<RunStraggler> stragglers;
+  std::vector<RunRollback> rollbacks;
   // Throughput over the measured steps (as `report scaling`): 0 when too few steps.
   double tokens_per_s = 0, mfu = 0, step_ms = 0;
   long steps_measured = 0;
@@ -53,8 +64,9 @@ std::string run_steps_csv(const RunMetrics& run);
 std::string run_valid_csv(const RunMetrics& run);
 // The summary: one table row per run, then notes (gradient-norm spikes, stragglers).
 std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string& png_name);
-// A gnuplot script drawing eight panels (loss and validation loss, learning rate, gradient
-// norm, tokens/s, MFU, memory, step and compute time, waits) with the runs overlaid, into
+// A gnuplot script drawing eight panels (loss and validation loss with the skipped steps marked,
+// learning rate, gradient norm, tokens/s, MFU, memory, step and compute time, waits and the
+// checkpoints' cost) with the runs overlaid, into
 // `png_path` (pngcairo), from the CSV files `steps_csv[i]` / `valid_csv[i]` of run i.
 std::string run_gnuplot(const std::vector<RunMetrics>& runs, const std::vector<std::string>& steps_csv,
                         const std::vector<std::string>& valid_csv, const std::string& png_path);

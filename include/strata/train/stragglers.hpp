@@ -59,6 +59,12 @@ class StragglerMonitor {
   // gather, gathered on global rank 0, which gets the report; the other ranks get one with an
   // empty `slowest`. Restarts the means.
   StragglerReport gather(long step);
+  // Drops the times since the last gather (a rollback: those steps are trained again). Every
+  // rank does it at the same step, so the gathers stay aligned.
+  void restart() {
+    steps_ = 0;
+    sum_[0] = sum_[1] = sum_[2] = 0;
+  }
 
  private:
   comm::RankGrid& grid_;

@@ -5,8 +5,12 @@
 //   gradient buckets reduced over DP while backward runs)
 //   global gradient norm -> clip factor -> AdamW (ZeRO-1: on this rank's shard, then
 //   all-gather) with the scheduled learning rate
-//   checkpoints every ckpt.interval steps, at the end, and when SIGTERM/SIGUSR1 arrives
-//   (then the run stops after the save); train.resume continues from one, in any layout
+//   (a bad step — NaN/Inf loss or gradient norm, or a loss spike — is skipped instead:
+//   guard.hpp; after guard.rollback_after of them in a row the run goes back to its last
+//   checkpoint and skips the data since it)
+//   checkpoints every ckpt.interval steps (written in the background while training goes on,
+//   ckpt.async), at the end, and when SIGTERM/SIGUSR1 arrives (then the run stops after the
+//   save); train.resume continues from one, in any layout
 //   metrics: one JSON object per step in <out_dir>/metrics.jsonl (rank 0), a log line every
 //   train.log_interval steps, and per-rank logs on request (train.rank_logs).
 // Every eval.interval steps and at the end: the validation loss and perplexity on a fixed set
@@ -20,8 +24,10 @@
 #include <string>
 #include <vector>
 
+#include "strata/ckpt/checkpoint.hpp"
 #include "strata/config/config.hpp"
 #include "strata/model/parameters.hpp"
+#include "strata/train/guard.hpp"
 
 namespace strata::train {
 
@@ -45,6 +51,23 @@ struct StepMetrics {
   double dp_wait_ms = 0;           // waiting on gradient reduction and parameter all-gather
   std::size_t optimizer_state_bytes = 0;  // fp32 Adam moments on this rank
   double data_wait_ms = 0;         // time the step waited for its batches (0 when prefetch keeps up)
+  std::uint64_t samples = 0;       // the data position: global samples before this step's batch
+  bool skipped = false;            // a bad step: no optimizer update
+  BadKind bad = BadKind::none;     // why
+  // Checkpoint at this step's end, on the training thread: the wait for the previous background
+  // save and the whole cost (wait + the snapshot copy; a synchronous save: all of it).
+  double save_wait_ms = 0;
+  double ckpt_ms = 0;
+  bool saving = false;             // a background save was being written when the step began
+};
+
+// A rollback of the bad-step guard: from `from_step` back to the checkpoint of `to_step`; the
+// global samples [skip_begin, skip_end) were skipped.
+struct Rollback {
+  long from_step = 0, to_step = 0;
+  std::uint64_t skip_begin = 0, skip_end = 0;
+  std::string checkpoint;
+  std::vector<long> bad_steps;  // the run of bad steps that caused it
 };
 
 struct EvalMetrics {
@@ -55,6 +78,8 @@ struct EvalMetrics {
 };
 
 struct TrainSummary {
+  // The steps of the final trajectory (a rollback drops those after its checkpoint; skipped
+  // bad steps are in it, marked).
   std::vector<StepMetrics> steps;
   double peak_tflops = 0;         // per rank, the peak MFU was measured against
   std::size_t planned_bytes = 0;  // parameters + optimizer + activations on this rank, as planned
@@ -71,6 +96,12 @@ struct TrainSummary {
   long last_step = 0;           // the last step it completed
   int stop_signal = 0;          // SIGTERM/SIGUSR1 that ended the run early (after a save); 0: none
   std::string last_checkpoint;  // the last checkpoint it published; ""
+  // The bad-step guard: every bad step (also those a rollback dropped from `steps`), the
+  // rollbacks, and its state at the end.
+  std::vector<StepMetrics> bad_steps;
+  std::vector<Rollback> rollbacks;
+  ckpt::GuardState guard;
+  bool async_checkpoints = false;  // saves were written in the background
 };
 
 // Collective over `world`: every rank of the job calls it with the same config.

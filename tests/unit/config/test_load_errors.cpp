@@ -144,3 +144,15 @@ TEST(ConfigErrors, ModelLoaderRejectsAJobFile) {
   const std::string scalar = dir.write("scalar.yaml", "gpt2\n");
   EXPECT_TRUE(mentions(error_of([&] { load_model_config(scalar); }), {scalar, "expected a mapping of model settings"}));
 }
+
+TEST(ConfigErrors, GuardSectionKeysParseAndTheirErrorsNameThem) {
+  const JobConfig j = parse_job_config("guard:\n  loss_spike_factor: 4\n  rollback_after: 2\nckpt:\n  async: false\n",
+                                       "job.yaml");
+  EXPECT_EQ(j.guard.loss_spike_factor, 4);
+  EXPECT_EQ(j.guard.rollback_after, 2);
+  EXPECT_FALSE(j.ckpt.async);
+  EXPECT_TRUE(mentions(parse_error("guard:\n  loss_spike: 3\n"),
+                       {"job.yaml:2:3: guard.loss_spike: unknown key in section 'guard'", "did you mean 'loss_spike_factor'?"}));
+  EXPECT_TRUE(mentions(parse_error("guard:\n  loss_spike_factor: 0.9\n"), {"guard.loss_spike_factor (0.9) must be 0"}));
+  EXPECT_TRUE(mentions(parse_error("", {"ckpt.async=maybe"}), {"ckpt.async", "true or false"}));
+}

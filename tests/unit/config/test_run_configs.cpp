@@ -18,6 +18,8 @@ TEST(ConfigRunConfigs, EveryPretrainConfigLoadsValidatesAndCheckpoints) {
     const JobConfig j = run_config(name);
     EXPECT_NO_THROW(validate(j));
     EXPECT_GT(j.ckpt.interval, 0) << "a long run checkpoints periodically";
+    EXPECT_GT(j.guard.loss_spike_factor, 1) << "a long run skips loss spikes";
+    EXPECT_GT(j.guard.rollback_after, 0);
     EXPECT_EQ(j.data.source, DataSource::hdf5);
     EXPECT_FALSE(j.data.datasets.empty());
     EXPECT_LE(j.train.seq_len, j.model.max_seq_len);

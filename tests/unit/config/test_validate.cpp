@@ -211,3 +211,26 @@ TEST(ConfigValidate, BatchResolvesAsTheTrainerDoes) {
   p.num_microbatches = 8;
   EXPECT_EQ(resolve_batch(p, 3).global, 96);  // weak scaling: the batch grows with dp
 }
+
+TEST(ConfigValidate, GuardKeysAreCheckedAndNamed) {
+  JobConfig j;
+  EXPECT_NO_THROW(validate(j));  // defaults: NaN/Inf steps skipped, no spike test, rollback after 5
+  j.guard.loss_spike_factor = 0.5;
+  EXPECT_TRUE(mentions(invalid(j), {"guard.loss_spike_factor (0.5) must be 0 (no loss-spike test) or greater than 1"}));
+  j.guard.loss_spike_factor = 1;
+  EXPECT_TRUE(mentions(invalid(j), {"guard.loss_spike_factor (1)"}));
+  j.guard.loss_spike_factor = 3;
+  EXPECT_NO_THROW(validate(j));
+  j.guard.loss_window = 0;
+  EXPECT_TRUE(mentions(invalid(j), {"guard.loss_window: expected an integer > 0, got 0"}));
+  j.guard.loss_window = 50;
+  j.guard.rollback_after = -1;
+  EXPECT_TRUE(mentions(invalid(j), {"guard.rollback_after: expected an integer >= 0, got -1"}));
+  j.guard.rollback_after = 0;  // never roll back: keep skipping
+  EXPECT_NO_THROW(validate(j));
+  j.guard.max_rollbacks = -2;
+  EXPECT_TRUE(mentions(invalid(j), {"guard.max_rollbacks: expected an integer >= 0, got -2"}));
+  j.guard.max_rollbacks = 3;
+  j.ckpt.keep = -1;
+  EXPECT_TRUE(mentions(invalid(j), {"ckpt.keep: expected an integer >= 0, got -1"}));
+}

@@ -3,6 +3,7 @@
 // a gnuplot script with eight panels.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -84,7 +85,8 @@ TEST(RunReport, TheSummaryHasOneRowPerRunAndNotesSpikesAndStragglers) {
   const std::string csv = plan::run_steps_csv(runs[1]);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 11);
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_wait_ms");
+            "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_wait_ms,"
+            "ckpt_ms,save_wait_ms,skipped");
   EXPECT_EQ(plan::run_valid_csv(runs[1]), "step,valid_loss,valid_ppl\n5,4.55,1\n10,4.05,1\n");
 }
 
@@ -114,8 +116,66 @@ TEST(RunReport, BadFoldersAndRecordsAreErrorsNamingTheFileAndLine) {
     plan::read_run(dir);
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:4: neither a step, a validation nor a straggler record"),
+    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:4: neither a step, a validation, a straggler nor a rollback record"),
               std::string::npos)
         << e.what();
   }
+}
+
+TEST(RunReport, SkippedStepsRollbacksAndCheckpointCostsAreReadAndSummarised) {
+  // What the bad-step guard and the checkpoints write: a skipped step whose norm was NaN (null),
+  // a skipped loss spike, a rollback record, and the checkpoint's cost on the training thread.
+  const std::string dir = testing::TempDir() + "/strata_run_report/guard";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream m(dir + "/metrics.jsonl");
+  auto step = [&](int s, const char* loss, const char* norm, int skipped, double ckpt) {
+    m << "{\"step\": " << s << ", \"loss\": " << loss << ", \"lr\": 0.001, \"grad_norm\": " << norm
+      << ", \"tokens\": 256, \"tokens_per_s\": 2560, \"step_ms\": 100, \"mfu\": 0.25, \"mem_bytes\": 1048576, "
+         "\"compute_ms\": 60, \"samples\": " << 8 * (s - 1) << ", \"skipped\": " << skipped
+      << ", \"bad\": \"\", \"save_wait_ms\": " << ckpt / 2 << ", \"ckpt_ms\": " << ckpt << "}\n";
+  };
+  step(1, "4.0", "1.0", 0, 0);
+  step(2, "3.9", "1.0", 0, 40);
+  step(3, "3.8", "null", 1, 0);   // NaN gradient: skipped
+  step(4, "380.0", "1.0", 1, 0);  // loss spike: skipped
+  m << "{\"step\": 2, \"rollback\": {\"from_step\": 6, \"bad_steps\": [4, 5, 6], \"skipped_samples\": [16, 48], "
+       "\"checkpoint\": \"c/step_00000002.h5\"}}\n";
+  step(3, "3.7", "1.0", 0, 0);
+  step(4, "3.6", "1.0", 0, 40);
+  m.close();
+  std::vector<plan::RunMetrics> runs = {plan::read_run(dir)};
+  const plan::RunMetrics& r = runs[0];
+  ASSERT_EQ(r.steps.size(), 4u);
+  EXPECT_FALSE(r.steps[2].skipped);  // the last record of step 3: after the rollback
+  ASSERT_EQ(r.rollbacks.size(), 1u);
+  EXPECT_EQ(r.rollbacks[0].to_step, 2);
+  EXPECT_EQ(r.rollbacks[0].from_step, 6);
+  EXPECT_DOUBLE_EQ(r.rollbacks[0].skip_end, 48);
+  EXPECT_DOUBLE_EQ(r.steps[3].ckpt_ms, 40);
+  EXPECT_DOUBLE_EQ(r.steps[3].save_wait_ms, 20);
+  plan::label_runs(runs);
+  const std::string md = plan::run_markdown(runs, "");
+  EXPECT_NE(md.find("| 20.0 / 10.0 "), std::string::npos) << md;  // mean checkpoint ms per step / waiting
+  EXPECT_NE(md.find("| 0 / 1 "), std::string::npos) << md;        // no skipped step left, one rollback
+  EXPECT_NE(md.find("- guard: rolled back after step 6 to the checkpoint of step 2, skipping samples [16, 48)"),
+            std::string::npos)
+      << md;
+  // A run whose final trajectory keeps skipped steps: counted, listed, out of the final loss.
+  std::ofstream(dir + "/metrics.jsonl") << "";
+  m.open(dir + "/metrics.jsonl");
+  step(1, "4.0", "1.0", 0, 0);
+  step(2, "3.8", "null", 1, 0);
+  step(3, "3.6", "1.0", 0, 0);
+  m.close();
+  runs = {plan::read_run(dir)};
+  EXPECT_TRUE(std::isnan(runs[0].steps[1].grad_norm));
+  plan::label_runs(runs);
+  const std::string md2 = plan::run_markdown(runs, "");
+  EXPECT_NE(md2.find("| 3.8000 "), std::string::npos) << md2;  // (4.0 + 3.6) / 2
+  EXPECT_NE(md2.find("| 1 / 0 "), std::string::npos) << md2;
+  EXPECT_NE(md2.find("- guard: 1 bad step skipped (no update): steps 2"), std::string::npos) << md2;
+  const std::string csv = plan::run_steps_csv(runs[0]);
+  EXPECT_NE(csv.find("\n2,3.8,0.001,nan,"), std::string::npos) << csv;
+  EXPECT_EQ(csv.substr(csv.size() - 2), "0\n");
 }

@@ -62,7 +62,7 @@ void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targe
     double s;
     row_max_sumexp(x, V, mx, s);
     losses[n] = static_cast<T>(std::log(s) + static_cast<double>(mx) - static_cast<double>(x[tgt]));
-  });
+  }, V);
 }
 
 template <class T>
@@ -81,7 +81,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const std::int32_t* tar
     const T sc = static_cast<T>(static_cast<double>(dl) / s);
     for (index_t v = 0; v < V; ++v) d[v] += detail::exp_fast(x[v] - mx) * sc;
     d[tgt] -= dl;
-  });
+  }, V);
 }
 
 template <class T>
@@ -106,7 +106,7 @@ void cross_entropy_fused(T* logits_to_grad, T* losses, const std::int32_t* targe
     for (index_t v = 0; v < V; ++v) x[v] *= sc;
     x[tgt] -= dloss;
     for (index_t v = V; v < ld; ++v) x[v] = T(0);
-  });
+  }, ld);
 }
 
 template <class T>
@@ -114,7 +114,7 @@ void vocab_parallel_ce_max(T* row_max, const T* logits, index_t N, index_t V_rea
   detail::for_each("kernels::vocab_ce_max", N, [=](index_t n) {
     // A rank whose slice is all padding contributes -inf-like (lowest) to the max.
     row_max[n] = V_real > 0 ? detail::lane_max(logits + n * ld, V_real) : std::numeric_limits<T>::lowest();
-  });
+  }, V_real);
 }
 
 template <class T>
@@ -134,7 +134,7 @@ void vocab_parallel_ce_sumexp(T* sumexp, T* target_logit, const T* logits, const
     sumexp[n] = static_cast<T>(s);
     const index_t local = index_t(targets[n]) - vocab_start;
     target_logit[n] = (targets[n] >= 0 && local >= 0 && local < V_real) ? x[local] : T(0);
-  });
+  }, V_real);
 }
 
 template <class T>
@@ -160,7 +160,7 @@ void vocab_parallel_ce_finish(T* logits_to_grad, T* losses, const T* row_max, co
     for (index_t v = V_real; v < ld; ++v) x[v] = T(0);
     const index_t local = index_t(tgt) - vocab_start;
     if (local >= 0 && local < V_real) x[local] -= dloss;
-  });
+  }, ld);
 }
 
 #define STRATA_INSTANTIATE(T)                                                                 \

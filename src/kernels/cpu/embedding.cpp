@@ -30,7 +30,7 @@ void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, index_t
     } else {
       for (index_t c = 0; c < C; ++c) o[c] = T(0);
     }
-  });
+  }, C);
 }
 
 template <class T>
@@ -47,7 +47,7 @@ void embedding_backward(T* dwte, const T* dout, const std::int32_t* tokens, inde
       const T* g = dout + n * C + c0;
       for (index_t c = 0; c < nc; ++c) d[c] += g[c];
     }
-  });
+  }, N * CB);
 }
 
 template <class T>
@@ -56,7 +56,7 @@ void position_embedding_forward(T* out, const T* wpe, index_t B, index_t Tlen, i
     T* o = out + bt * C;
     const T* w = wpe + (bt % Tlen) * C;
     for (index_t c = 0; c < C; ++c) o[c] += w[c];
-  });
+  }, C);
 }
 
 template <class T>
@@ -68,7 +68,7 @@ void position_embedding_backward(T* dwpe, const T* dout, index_t B, index_t Tlen
       const T* g = dout + (b * Tlen + t) * C;
       for (index_t c = 0; c < C; ++c) d[c] += g[c];
     }
-  });
+  }, B * C);
 }
 
 #define STRATA_INSTANTIATE(T)                                                                  \

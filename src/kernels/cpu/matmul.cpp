@@ -31,6 +31,7 @@
 // files (reference CBLAS, BLIS) do not, and redeclaring an identical prototype is harmless.
 extern "C" {
 void openblas_set_num_threads(int num_threads);
+int openblas_get_parallel(void);
 int openblas_get_num_threads(void);
 char* openblas_get_config(void);
 }
@@ -74,7 +75,7 @@ void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, i
     detail::for_each("kernels::linear_bias_fill", rows, [=](index_t n) {
       T* yr = y + n * out;
       for (index_t o = 0; o < out; ++o) yr[o] = bias[o];
-    });
+    }, out);
     beta = T(1);
   }
   gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, beta, y, out);
@@ -97,15 +98,24 @@ void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
         for (index_t c = 0; c < nc; ++c) acc[c] += r[c];
       }
       for (index_t c = 0; c < nc; ++c) dbias[c0 + c] += acc[c];
-    });
+    }, rows * CB);
   }
 }
 
 void set_blas_threads(int threads) {
-  if (threads > 0) openblas_set_num_threads(threads);
+  if (threads <= 0) return;
+  openblas_set_num_threads(threads);
+  detail::g_kernel_threads.store(threads, std::memory_order_relaxed);
 }
 
 int blas_threads() { return openblas_get_num_threads(); }
+
+detail::BlasThreadsScope::BlasThreadsScope(int threads) : saved_(openblas_get_num_threads()) {
+  if (threads != saved_) openblas_set_num_threads(threads);
+}
+detail::BlasThreadsScope::~BlasThreadsScope() {
+  if (openblas_get_num_threads() != saved_) openblas_set_num_threads(saved_);
+}
 
 const char* blas_name() {
   // openblas_get_config() returns e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
@@ -127,11 +137,19 @@ const char* blas_suggested_coretype() {
 
 void ensure_blas_coretype(char** argv) {
   const char* core = blas_suggested_coretype();
-  if (!core || std::getenv("OPENBLAS_CORETYPE")) return;
-  setenv("OPENBLAS_CORETYPE", core, 1);
+  const bool retype = core && !std::getenv("OPENBLAS_CORETYPE");  // a user's choice stands
+  // OpenMP kernels next to a pthreads BLAS: libgomp's workers spin for ~5 ms after each
+  // parallel region, on the cores the BLAS threads need for the GEMM that follows (measured:
+  // an MLP block 2x slower on 2 threads). Passive workers sleep at once; the kernels' regions
+  // are long enough that the wake-up (~10-20 us) does not count. libgomp reads the variable
+  // when it loads, hence the re-run. openblas_get_parallel(): 1 = pthreads.
+  const bool passive = detail::kUseOpenMP && openblas_get_parallel() == 1 && !std::getenv("OMP_WAIT_POLICY");
+  if (!retype && !passive) return;
+  if (retype) setenv("OPENBLAS_CORETYPE", core, 1);
+  if (passive) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   execv("/proc/self/exe", argv);
-  std::fprintf(stderr, "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s (%s); GEMMs use slow generic kernels\n",
-               core, std::strerror(errno));
+  std::fprintf(stderr, "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s (%s)\n",
+               retype ? core : "(unchanged)", passive ? "PASSIVE" : "(unchanged)", std::strerror(errno));
 }
 
 #define STRATA_INSTANTIATE(T)                                                                 \

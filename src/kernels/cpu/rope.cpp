@@ -45,7 +45,7 @@ void rope_apply(const char* label, T* x, index_t B, index_t Tlen, index_t H, ind
         }
       }
     }
-  });
+  }, B * H * HS);
 }
 
 }  // namespace

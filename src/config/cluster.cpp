@@ -9,6 +9,7 @@
 #include <set>
 
 #include "schema.hpp"
+#include "strata/core/paths.hpp"
 #include "strata/config/load.hpp"
 #include "yaml_read.hpp"
 
@@ -51,22 +52,15 @@ using namespace detail;
 
 std::string prefix(const std::string& origin) { return origin.empty() ? "" : origin + ": "; }
 
-// Folders that may hold configs/<folder>: the current directory, then the executable's folder
-// and up to three above it (build/strata and build/tests/unit_plan both find the source tree).
+// Folders that may hold configs/<folder>: $STRATA_CONFIG_DIR/<folder>, the current
+// directory's configs/<folder>, then configs/<folder> under each of strata's resource roots
+// ($STRATA_HOME, an installed tree's share/strata, the program's folder and those above it:
+// core/paths.hpp). Nothing is compiled in, so an installed tree can be moved.
 std::vector<fs::path> search_roots(const std::string& folder) {
   std::vector<fs::path> roots;
   if (const char* dir = std::getenv("STRATA_CONFIG_DIR")) roots.push_back(fs::path(dir) / folder);
   roots.push_back(fs::path("configs") / folder);
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec)
-    for (fs::path dir = exe.parent_path(); !dir.empty() && roots.size() < 5; dir = dir.parent_path()) {
-      roots.push_back(dir / "configs" / folder);
-      if (dir == dir.root_path()) break;
-    }
-#ifdef STRATA_SOURCE_DIR
-  roots.push_back(fs::path(STRATA_SOURCE_DIR) / "configs" / folder);  // the source tree this was built from
-#endif
+  for (const fs::path& root : resource_roots()) roots.push_back(root / "configs" / folder);
   return roots;
 }
 }  // namespace

@@ -1,13 +1,15 @@
 // fp32 FMA peak of the running CPU, measured.
 //
 // Loop: each thread keeps NACC independent accumulators of one vector each in registers and
-// updates them with acc = acc * a + b (one FMA per lane), unrolled:
+// updates them with acc = acc + acc * a (one FMA per lane, the accumulator both addend and
+// multiplicand, so every ISA's destructive FMA form - x86 vfmadd231ps, Arm fmla - updates it
+// in place without register copies), unrolled:
 //   flops per iteration = 2 * (vector bytes / 4) * NACC.
 // NACC must cover the FMA latency times the FMA ports (4 cycles x 2 ports on current x86,
 // 4 x 4 on Neoverse V2) without exceeding the register file, or the accumulators spill to the
 // stack and the loop measures loads and stores instead (the AVX2 bug this file once had:
 // 16 accumulators of 64 bytes on AVX2's 16 registers gave 10.7 GFLOP/s instead of ~170):
-//   variant   vector   registers  NACC  (+2 for a and b)
+//   variant   vector   registers  NACC  (+1 for a)
 //   avx512    64 B     32 zmm     24
 //   avx2      32 B     16 ymm     12
 //   generic   16 B     16 xmm     12    (SSE2 on x86-64: mul + add, no FMA unit is assumed)
@@ -15,9 +17,10 @@
 //   sve       VL       32 z       24
 // Each variant is a function compiled for its instruction set (GCC/Clang target attributes
 // around one generic body written with vector extensions; SVE, whose length is known only at
-// run time, uses the ACLE types), chosen at run time from what the CPU reports. a and b are
-// read through a volatile each window so the loop cannot be folded; a < 1 makes the
-// accumulators converge (no overflow, no denormals); their sum leaves through a volatile sink.
+// run time, uses the ACLE types), chosen at run time from what the CPU reports. a = -2 is read
+// through a volatile each window so the loop cannot be folded: acc + acc * (-2) = -acc, exact,
+// so the accumulators only change sign (no overflow, no denormals); they leave through a
+// volatile sink.
 // The file is compiled with -O2 -ffp-contract=fast whatever the build type (CMakeLists.txt):
 // the probe measures the hardware, so a debug or sanitizer build must still produce FMAs
 // from registers.
@@ -57,8 +60,7 @@ constexpr int kMaxStateFloats = 24 * 64;  // NACC x 64-byte vector, the largest 
 struct alignas(64) LoopState {
   float acc[kMaxStateFloats];
 };
-volatile float g_a = 0.999999f;
-volatile float g_b = 1e-6f;
+volatile float g_a = -2.0f;
 
 // The generic body: `iters` iterations of NACC independent vector FMAs of VB bytes.
 // Inlined into each target-specific wrapper below, so the vectors are that target's registers.
@@ -69,11 +71,11 @@ template <int VB, int NACC>
   vec acc[NACC];
   for (int j = 0; j < NACC; ++j)
     for (int l = 0; l < L; ++l) acc[j][l] = s.acc[j * L + l];
-  const float av = g_a, bv = g_b;
-  const vec a = vec{} + av, b = vec{} + bv;
+  const float av = g_a;
+  const vec a = vec{} + av;
   for (long it = 0; it < iters; ++it) {
 #pragma GCC unroll 32
-    for (int j = 0; j < NACC; ++j) acc[j] = acc[j] * a + b;
+    for (int j = 0; j < NACC; ++j) acc[j] = acc[j] + acc[j] * a;
   }
   for (int j = 0; j < NACC; ++j)
     for (int l = 0; l < L; ++l) s.acc[j * L + l] = acc[j][l];
@@ -100,22 +102,31 @@ __attribute__((target("avx512f"))) void loop_avx512(long iters, LoopState& s) {
 void loop_neon(long iters, LoopState& s) { fma_body<16, kAccWide>(iters, s); }
 #if defined(__ARM_FEATURE_SVE)
 // SVE: the vector length is a property of the CPU (128..2048 bits), so the accumulators are
-// ACLE types; the state holds the first kMaxStateFloats / kAccWide lanes of each (enough for
+// ACLE types. These are sizeless and cannot form an array: 24 named variables, through an
+// X-macro. The state holds the first kMaxStateFloats / kAccWide lanes of each (enough for
 // 512-bit vectors; longer vectors restart their upper lanes each window, which changes no
-// timing). svmla_f32_x(pg, b, acc, a) = b + acc * a, one FMA per lane.
+// timing). svmla_f32_x(pg, acc, acc, a) = acc + acc * a, one FMA per lane.
+#define STRATA_SVE_ACCS(X) \
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
 void loop_sve(long iters, LoopState& s) {
   const svbool_t pg = svptrue_b32();
   const int L = int(svcntw()), keep = std::min(L, kMaxStateFloats / kAccWide);
   const svbool_t pk = svwhilelt_b32(0, keep);
-  svfloat32_t acc[kAccWide];
-  for (int j = 0; j < kAccWide; ++j) acc[j] = svld1_f32(pk, s.acc + j * keep);
-  const svfloat32_t a = svdup_n_f32(g_a), b = svdup_n_f32(g_b);
+#define STRATA_LOAD(j) svfloat32_t acc##j = svld1_f32(pk, s.acc + j * keep);
+  STRATA_SVE_ACCS(STRATA_LOAD)
+#undef STRATA_LOAD
+  const svfloat32_t a = svdup_n_f32(g_a);
   for (long it = 0; it < iters; ++it) {
-#pragma GCC unroll 32
-    for (int j = 0; j < kAccWide; ++j) acc[j] = svmla_f32_x(pg, b, acc[j], a);
+#define STRATA_FMA(j) acc##j = svmla_f32_x(pg, acc##j, acc##j, a);
+    STRATA_SVE_ACCS(STRATA_FMA)
+#undef STRATA_FMA
   }
-  for (int j = 0; j < kAccWide; ++j) svst1_f32(pk, s.acc + j * keep, acc[j]);
+#define STRATA_STORE(j) svst1_f32(pk, s.acc + j * keep, acc##j);
+  STRATA_SVE_ACCS(STRATA_STORE)
+#undef STRATA_STORE
 }
+static_assert(kAccWide == 24, "STRATA_SVE_ACCS names 24 accumulators");
+#undef STRATA_SVE_ACCS
 #endif
 #endif
 

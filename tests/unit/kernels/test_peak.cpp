@@ -90,12 +90,14 @@ double reference_generic(long iters) {
 #if defined(__aarch64__)
 double reference_neon(long iters) {
   constexpr int A = 16;
-  const float32x4_t a = vdupq_n_f32(g_mul), b = vdupq_n_f32(g_add);
+  // c = c + c * (-2) = -c: Arm's FMA accumulates into its addend, so the addend is the
+  // accumulator (no register copies); the value only flips sign.
+  const float32x4_t a = vdupq_n_f32(-2.0f * g_mul / g_mul);
   float32x4_t c[A];
   for (int j = 0; j < A; ++j) c[j] = vdupq_n_f32(1.0f + 0.01f * float(j));
   for (long i = 0; i < iters; ++i) {
 #pragma GCC unroll 16
-    for (int j = 0; j < A; ++j) c[j] = vfmaq_f32(b, c[j], a);
+    for (int j = 0; j < A; ++j) c[j] = vfmaq_f32(c[j], c[j], a);
   }
   float32x4_t s = c[0];
   for (int j = 1; j < A; ++j) s = vaddq_f32(s, c[j]);
@@ -103,20 +105,26 @@ double reference_neon(long iters) {
   return 2.0 * 4 * A * double(iters);
 }
 #if defined(__ARM_FEATURE_SVE)
+// SVE types are sizeless (no arrays): 16 named accumulators.
 double reference_sve(long iters) {
-  constexpr int A = 16;
   const svbool_t pg = svptrue_b32();
-  const svfloat32_t a = svdup_n_f32(g_mul), b = svdup_n_f32(g_add);
-  svfloat32_t c[A];
-  for (int j = 0; j < A; ++j) c[j] = svdup_n_f32(1.0f + 0.01f * float(j));
+  const svfloat32_t a = svdup_n_f32(-2.0f * g_mul / g_mul);  // c = c + c * (-2) = -c, in place
+#define ACCS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define INIT(j) svfloat32_t c##j = svdup_n_f32(1.0f + 0.01f * float(j));
+#define STEP(j) c##j = svmla_f32_x(pg, c##j, c##j, a);
+#define SUM(j) s = svadd_f32_x(pg, s, c##j);
+  ACCS(INIT)
   for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
-    for (int j = 0; j < A; ++j) c[j] = svmad_f32_x(pg, c[j], a, b);
+    ACCS(STEP)
   }
-  svfloat32_t s = c[0];
-  for (int j = 1; j < A; ++j) s = svadd_f32_x(pg, s, c[j]);
+  svfloat32_t s = svdup_n_f32(0.0f);
+  ACCS(SUM)
   g_sink = svaddv_f32(pg, s);
-  return 2.0 * double(svcntw()) * A * double(iters);
+  return 2.0 * double(svcntw()) * 16 * double(iters);
+#undef ACCS
+#undef INIT
+#undef STEP
+#undef SUM
 }
 #endif
 #endif

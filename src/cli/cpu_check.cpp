@@ -7,8 +7,9 @@
 // The check is a constructor that runs before main() and before the C++ static initialisers
 // of the program (priority 101), in a file compiled for the x86-64 baseline (CMakeLists.txt),
 // so nothing compiled for the target has run yet. It uses only C library calls: an inline C++
-// function shared with other files could be the linker's copy compiled for the target. x86 only: Arm's -mcpu targets are checked
-// by the loader's HWCAP tests in the libraries that use them, and a mismatch is rarer there.
+// function shared with other files could be the linker's copy compiled for the target. x86 only: Arm's -mcpu
+// targets are checked by the loader's HWCAP tests in the libraries that use them, and a mismatch is rarer
+// there.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,10 +22,10 @@ namespace {
 __attribute__((constructor(101))) void strata_check_cpu_features() {
   __builtin_cpu_init();  // constructors may run before libgcc's own initialisation
   char missing[512] = "";
-#define STRATA_CHECK_FEATURE(name)                                                 \
-  if (!__builtin_cpu_supports(name)) {                                             \
+#define STRATA_CHECK_FEATURE(name)                                                          \
+  if (!__builtin_cpu_supports(name)) {                                                      \
     if (missing[0]) std::strncat(missing, ", ", sizeof missing - std::strlen(missing) - 1); \
-    std::strncat(missing, name, sizeof missing - std::strlen(missing) - 1);        \
+    std::strncat(missing, name, sizeof missing - std::strlen(missing) - 1);                 \
   }
   STRATA_FOR_EACH_CPU_FEATURE(STRATA_CHECK_FEATURE)
 #undef STRATA_CHECK_FEATURE

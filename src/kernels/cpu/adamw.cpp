@@ -55,12 +55,9 @@ void adamw_update_zero_grad(T* param, T* grad, T* m, T* v, index_t n, const Adam
   adamw<T>("kernels::adamw_zero_grad", param, grad, m, v, n, p);
 }
 
-template void adamw_update<float>(float*, const float*, float*, float*, index_t,
-                                  const AdamWParams&);
-template void adamw_update<double>(double*, const double*, double*, double*, index_t,
-                                   const AdamWParams&);
+template void adamw_update<float>(float*, const float*, float*, float*, index_t, const AdamWParams&);
+template void adamw_update<double>(double*, const double*, double*, double*, index_t, const AdamWParams&);
 template void adamw_update_zero_grad<float>(float*, float*, float*, float*, index_t, const AdamWParams&);
-template void adamw_update_zero_grad<double>(double*, double*, double*, double*, index_t,
-                                             const AdamWParams&);
+template void adamw_update_zero_grad<double>(double*, double*, double*, double*, index_t, const AdamWParams&);
 
 }  // namespace strata::kernels::cpu

@@ -72,7 +72,8 @@ void run_items(const char* label, index_t items, index_t W, F item) {
 // f(t) for rows t in [0, n): parallel when the caller is not already a worker.
 template <class F>
 void rows(const char* label, index_t n, bool parallel, index_t work, F f) {
-  if (parallel) detail::for_each(label, n, f, work);
+  if (parallel)
+    detail::for_each(label, n, f, work);
   else
     for (index_t t = 0; t < n; ++t) f(t);
 }
@@ -150,14 +151,14 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
     const T* kb = k + b * Tn * s.ld_kv + kvh * HS;
     const T* vb = v + b * Tn * s.ld_kv + kvh * HS;
     for (index_t h = kvh * group; h < (kvh + 1) * group; ++h)
-      head_forward(out + b * Tn * ld_o + h * HS, att + (b * NH + h) * Tn * Tn, q + b * Tn * s.ld_q + h * HS, kb,
-                   vb, s, scale, W == 1);
+      head_forward(out + b * Tn * ld_o + h * HS, att + (b * NH + h) * Tn * Tn, q + b * Tn * s.ld_q + h * HS,
+                   kb, vb, s, scale, W == 1);
   });
 }
 
 template <class T>
-void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* att, const T* q,
-                        const T* k, const T* v, const AttentionShape& s) {
+void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* att, const T* q, const T* k,
+                        const T* v, const AttentionShape& s) {
   check_shape(s);
   const index_t Tn = s.T, HS = s.HS, NH = s.NH, NKV = s.NKV, group = NH / NKV, ld_o = NH * HS;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(HS)));
@@ -178,7 +179,8 @@ void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T*
 template <class T>
 void attention_forward_cached(T* out, T* scratch, const T* q, const T* k, const T* v,
                               const CachedAttentionShape& s) {
-  STRATA_CHECK(s.NKV > 0 && s.NH % s.NKV == 0, "attention: NH = ", s.NH, " is not a multiple of NKV = ", s.NKV);
+  STRATA_CHECK(s.NKV > 0 && s.NH % s.NKV == 0, "attention: NH = ", s.NH,
+               " is not a multiple of NKV = ", s.NKV);
   STRATA_CHECK(s.ld_q >= s.NH * s.HS && s.ld_kv >= s.NKV * s.HS, "attention: ld_q = ", s.ld_q,
                ", ld_kv = ", s.ld_kv, " are smaller than the heads they hold");
   const index_t Tq = s.Tq, Tk = s.pos + s.Tq, HS = s.HS, NH = s.NH, group = s.NH / s.NKV, ld_o = NH * HS;
@@ -206,13 +208,12 @@ void attention_forward_cached(T* out, T* scratch, const T* q, const T* k, const 
   }
 }
 
-#define STRATA_INSTANTIATE(T)                                                                \
-  template void attention_forward_cached<T>(T*, T*, const T*, const T*, const T*,            \
-                                            const CachedAttentionShape&);                    \
-  template void attention_forward<T>(T*, T*, const T*, const T*, const T*,                   \
-                                     const AttentionShape&);                                 \
-  template void attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, \
-                                      const T*, const AttentionShape&);
+#define STRATA_INSTANTIATE(T)                                                                           \
+  template void attention_forward_cached<T>(T*, T*, const T*, const T*, const T*,                       \
+                                            const CachedAttentionShape&);                               \
+  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const AttentionShape&);      \
+  template void attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
+                                      const AttentionShape&);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)
 #undef STRATA_INSTANTIATE

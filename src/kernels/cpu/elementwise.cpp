@@ -70,13 +70,13 @@ void add_bias(T* y, const T* bias, index_t rows, index_t cols) {
       cols);
 }
 
-#define STRATA_INSTANTIATE(T)                                  \
-  template void add_bias<T>(T*, const T*, index_t, index_t);   \
-  template void fill<T>(T*, T, index_t);                       \
-  template void copy<T>(T*, const T*, index_t);                \
-  template void add<T>(T*, const T*, const T*, index_t);       \
-  template void accumulate<T>(T*, const T*, index_t);          \
-  template void scale<T>(T*, T, index_t);                      \
+#define STRATA_INSTANTIATE(T)                                \
+  template void add_bias<T>(T*, const T*, index_t, index_t); \
+  template void fill<T>(T*, T, index_t);                     \
+  template void copy<T>(T*, const T*, index_t);              \
+  template void add<T>(T*, const T*, const T*, index_t);     \
+  template void accumulate<T>(T*, const T*, index_t);        \
+  template void scale<T>(T*, T, index_t);                    \
   template double sum_squares<T>(const T*, index_t);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)

@@ -106,8 +106,11 @@ void loop_neon(long iters, LoopState& s) { fma_body<16, kAccWide>(iters, s); }
 // X-macro. The state holds the first kMaxStateFloats / kAccWide lanes of each (enough for
 // 512-bit vectors; longer vectors restart their upper lanes each window, which changes no
 // timing). svmla_f32_x(pg, acc, acc, a) = acc + acc * a, one FMA per lane.
+// clang-format off
 #define STRATA_SVE_ACCS(X) \
-  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
+  X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
+  X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
+// clang-format on
 void loop_sve(long iters, LoopState& s) {
   const svbool_t pg = svptrue_b32();
   const int L = int(svcntw()), keep = std::min(L, kMaxStateFloats / kAccWide);
@@ -171,7 +174,9 @@ Variant variant_of(SimdIsa isa) {
   }
 }
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // Iterations for a window of about `target` seconds on one thread.
 // The fastest of three timings of the final size, so a preempted try does not shrink it.
@@ -228,8 +233,8 @@ std::string PeakMeasurement::describe() const {
 }
 
 PeakMeasurement measure_fp32_peak(SimdIsa isa, int threads, double seconds) {
-  STRATA_CHECK(cpu_has(isa) && variant_of(isa).fn, "fp32 peak: this CPU (or this build) has no ", to_string(isa),
-               " variant of the FMA loop");
+  STRATA_CHECK(cpu_has(isa) && variant_of(isa).fn, "fp32 peak: this CPU (or this build) has no ",
+               to_string(isa), " variant of the FMA loop");
   threads = std::max(1, threads);
   const Variant v = variant_of(isa);
   std::vector<LoopState> state(static_cast<std::size_t>(threads));
@@ -250,7 +255,8 @@ PeakMeasurement measure_fp32_peak(SimdIsa isa, int threads, double seconds) {
   const auto t_begin = Clock::now();
   auto on_phase = [&]() noexcept {
     ++windows;
-    if (windows >= max_windows || seconds_since(t_begin) >= seconds) stop.store(true, std::memory_order_relaxed);
+    if (windows >= max_windows || seconds_since(t_begin) >= seconds)
+      stop.store(true, std::memory_order_relaxed);
   };
   std::barrier sync(threads, on_phase);
   auto worker = [&](int i) {
@@ -287,6 +293,8 @@ PeakMeasurement measure_fp32_peak(int threads, double seconds) {
   return measure_fp32_peak(widest_simd_isa(), threads, seconds);
 }
 
-double measure_fp32_peak_gflops(int threads, double seconds) { return measure_fp32_peak(threads, seconds).gflops; }
+double measure_fp32_peak_gflops(int threads, double seconds) {
+  return measure_fp32_peak(threads, seconds).gflops;
+}
 
 }  // namespace strata::kernels::cpu

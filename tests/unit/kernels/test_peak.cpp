@@ -182,8 +182,8 @@ TEST(Peak, ProbeAgreesWithAnIntrinsicsFmaLoopForEveryIsaOfThisCpu) {
     }
     std::printf("%-8s probe %7.1f GFLOP/s, intrinsics loop %7.1f GFLOP/s (1 thread)\n", to_string(isa), probe,
                 reference);
-    EXPECT_NEAR(probe / reference, 1.0, 0.10) << to_string(isa) << ": probe " << probe << " vs reference "
-                                              << reference << " GFLOP/s";
+    EXPECT_NEAR(probe / reference, 1.0, 0.10)
+        << to_string(isa) << ": probe " << probe << " vs reference " << reference << " GFLOP/s";
     ++checked;
   }
   EXPECT_GT(checked, 0) << "no probe variant could be checked on this CPU";
@@ -211,7 +211,8 @@ TEST(Peak, MoreThreadsThanCoresReadTheCoresTotalNotAMultiple) {
   double one = 0;
   for (int round = 0; round < 3; ++round) one = std::max(one, measure_fp32_peak(1, 0.05).gflops);
   const double over = measure_fp32_peak(4 * cores, 0.1).gflops;
-  EXPECT_LT(over, 1.25 * cores * one) << "4x oversubscribed: " << over << " GFLOP/s vs " << one << " per core";
+  EXPECT_LT(over, 1.25 * cores * one)
+      << "4x oversubscribed: " << over << " GFLOP/s vs " << one << " per core";
 }
 
 TEST(Peak, RefusesAnIsaThisCpuLacks) {

@@ -35,11 +35,14 @@ void with_threads(int threads, const std::function<void()>& body) {
   set_blas_threads(1);
 }
 
-std::vector<float> randf(std::size_t n, std::uint64_t seed, double scale = 1.0) { return cast<float>(randn(n, seed, scale)); }
+std::vector<float> randf(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+  return cast<float>(randn(n, seed, scale));
+}
 
 double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = a.size() == b.size() ? 0.0 : 1e300;
-  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    m = std::max(m, std::abs(double(a[i]) - double(b[i])));
   return m;
 }
 
@@ -48,14 +51,16 @@ bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // The outputs of `run` (which fills the vectors it is given) on 1 thread and on `threads`.
-void expect_same_on_threads(const char* what, int nout, const std::function<void(std::vector<std::vector<float>>&)>& run) {
+void expect_same_on_threads(const char* what, int nout,
+                            const std::function<void(std::vector<std::vector<float>>&)>& run) {
   std::vector<std::vector<float>> one(nout), many(nout);
   with_threads(1, [&] { run(one); });
   for (int threads : {2, 3}) {
     with_threads(threads, [&] { run(many); });
     for (int i = 0; i < nout; ++i)
-      EXPECT_TRUE(bitwise_equal(one[i], many[i])) << what << ": output " << i << " differs on " << threads
-                                                  << " threads (max |diff| " << max_diff(one[i], many[i]) << ")";
+      EXPECT_TRUE(bitwise_equal(one[i], many[i]))
+          << what << ": output " << i << " differs on " << threads << " threads (max |diff| "
+          << max_diff(one[i], many[i]) << ")";
   }
 }
 
@@ -105,14 +110,16 @@ TEST(Threading, NormsAreBitwiseEqualOnAnyThreadCount) {
   const auto x = randf(N * C, 6), w = randf(C, 7), bias = randf(C, 8), dy = randf(N * C, 9);
   expect_same_on_threads("norms", 9, [&](auto& out) {
     out[0].assign(N * C, 0.f), out[1].assign(N, 0.f), out[2].assign(N, 0.f);
-    layernorm_forward(out[0].data(), out[1].data(), out[2].data(), x.data(), w.data(), bias.data(), N, C, 1e-5f);
+    layernorm_forward(out[0].data(), out[1].data(), out[2].data(), x.data(), w.data(), bias.data(), N, C,
+                      1e-5f);
     out[3].assign(N * C, 0.25f), out[4].assign(C, 0.5f), out[5].assign(C, 0.75f);
-    layernorm_backward(out[3].data(), out[4].data(), out[5].data(), dy.data(), x.data(), w.data(), out[1].data(),
-                       out[2].data(), N, C);
+    layernorm_backward(out[3].data(), out[4].data(), out[5].data(), dy.data(), x.data(), w.data(),
+                       out[1].data(), out[2].data(), N, C);
     out[6].assign(N * C, 0.f), out[7].assign(N, 0.f);
     rmsnorm_forward(out[6].data(), out[7].data(), x.data(), w.data(), N, C, 1e-5f);
     out[8].assign(N * C + C, 0.125f);
-    rmsnorm_backward(out[8].data(), out[8].data() + N * C, dy.data(), x.data(), w.data(), out[7].data(), N, C);
+    rmsnorm_backward(out[8].data(), out[8].data() + N * C, dy.data(), x.data(), w.data(), out[7].data(), N,
+                     C);
   });
 }
 
@@ -133,11 +140,12 @@ TEST(Threading, CrossEntropyIsBitwiseEqualOnAnyThreadCount) {
     // vocab-parallel pieces on a slice [1000, 1000 + V - 7) of a larger vocabulary
     std::vector<float> mx(N), se(N), xt(N);
     vocab_parallel_ce_max(mx.data(), logits.data(), N, V - 7, ld);
-    vocab_parallel_ce_sumexp(se.data(), xt.data(), logits.data(), mx.data(), targets.data(), N, V - 7, ld, 1000);
+    vocab_parallel_ce_sumexp(se.data(), xt.data(), logits.data(), mx.data(), targets.data(), N, V - 7, ld,
+                             1000);
     out[4] = logits;
     std::vector<float> loss(N);
-    vocab_parallel_ce_finish(out[4].data(), loss.data(), mx.data(), se.data(), xt.data(), targets.data(), 0.5f, true,
-                             N, V - 7, ld, 1000);
+    vocab_parallel_ce_finish(out[4].data(), loss.data(), mx.data(), se.data(), xt.data(), targets.data(),
+                             0.5f, true, N, V - 7, ld, 1000);
     out[4].insert(out[4].end(), loss.begin(), loss.end());
   });
 }
@@ -168,7 +176,8 @@ TEST(Threading, AdamWIsBitwiseEqualOnAnyThreadCount) {
   for (auto& x : v0) x = x * x;
   expect_same_on_threads("adamw", 3, [&](auto& out) {
     out[0] = p0, out[1] = m0, out[2] = v0;
-    adamw_update(out[0].data(), g.data(), out[1].data(), out[2].data(), n, {1e-3, 0.9, 0.95, 1e-8, 0.1, 0.7, 3});
+    adamw_update(out[0].data(), g.data(), out[1].data(), out[2].data(), n,
+                 {1e-3, 0.9, 0.95, 1e-8, 0.1, 0.7, 3});
   });
 }
 
@@ -181,12 +190,13 @@ TEST(Threading, AttentionIsBitwiseEqualOnAnyThreadCountForLongSequences) {
     expect_same_on_threads(causal ? "attention causal" : "attention bidirectional", 3, [&](auto& out) {
       out[0].assign(B * Tn * NH * HS, 0.f);
       std::vector<float> att(B * NH * Tn * Tn), scratch(Tn * Tn);
-      attention_forward(out[0].data(), att.data(), qkv.data(), qkv.data() + NH * HS, qkv.data() + (NH + NKV) * HS, s);
+      attention_forward(out[0].data(), att.data(), qkv.data(), qkv.data() + NH * HS,
+                        qkv.data() + (NH + NKV) * HS, s);
       out[1] = att;
       out[2].assign(B * Tn * ld, 0.125f);
       float* d = out[2].data();
-      attention_backward(d, d + NH * HS, d + (NH + NKV) * HS, scratch.data(), dout.data(), att.data(), qkv.data(),
-                         qkv.data() + NH * HS, qkv.data() + (NH + NKV) * HS, s);
+      attention_backward(d, d + NH * HS, d + (NH + NKV) * HS, scratch.data(), dout.data(), att.data(),
+                         qkv.data(), qkv.data() + NH * HS, qkv.data() + (NH + NKV) * HS, s);
     });
   }
 }
@@ -200,9 +210,11 @@ TEST(Threading, AttentionOnShortSequencesMatchesOneThreadToRounding) {
   auto run = [&](int threads) {
     std::vector<float> out(B * Tn * NH * HS), att(B * NH * Tn * Tn), scratch(Tn * Tn), d(B * Tn * ld, 0.f);
     with_threads(threads, [&] {
-      attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + NH * HS, qkv.data() + (NH + NKV) * HS, s);
-      attention_backward(d.data(), d.data() + NH * HS, d.data() + (NH + NKV) * HS, scratch.data(), dout.data(),
-                         att.data(), qkv.data(), qkv.data() + NH * HS, qkv.data() + (NH + NKV) * HS, s);
+      attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + NH * HS,
+                        qkv.data() + (NH + NKV) * HS, s);
+      attention_backward(d.data(), d.data() + NH * HS, d.data() + (NH + NKV) * HS, scratch.data(),
+                         dout.data(), att.data(), qkv.data(), qkv.data() + NH * HS,
+                         qkv.data() + (NH + NKV) * HS, s);
     });
     out.insert(out.end(), d.begin(), d.end());
     return out;

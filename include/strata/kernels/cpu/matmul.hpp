@@ -13,16 +13,15 @@
 namespace strata::kernels::cpu {
 
 template <class T>
-void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
-          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc);
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+          const T* B, index_t ldb, T beta, T* C, index_t ldc);
 
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in,
-                    index_t out);
+void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in, index_t out);
 
 template <class T>
-void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows,
-                     index_t in, index_t out);
+void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows, index_t in,
+                     index_t out);
 
 // Threads of the BLAS (OpenBLAS) and of the threaded CPU kernels (element-wise, norms,
 // attention, cross-entropy, AdamW: OpenMP or Kokkos, kernels/cpu/detail.hpp); 0 leaves both

@@ -12,8 +12,8 @@
 namespace strata::kernels::cpu {
 
 template <class T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, index_t N,
-                       index_t C, T eps);
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, index_t N, index_t C,
+                       T eps);
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
                         const T* rstd, index_t N, index_t C);
@@ -21,8 +21,7 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
 template <class T>
 void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, index_t N, index_t C, T eps);
 template <class T>
-void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, index_t N,
-                      index_t C);
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, index_t N, index_t C);
 
 // The residual add fused with the norm that follows it (one pass over the rows instead of
 // three: bias add, residual add, norm), as in a pre-norm block's `mid = x + attn(...) + bo;

@@ -29,7 +29,7 @@ SimdIsa widest_simd_isa();
 int simd_bytes(SimdIsa isa);
 
 struct PeakMeasurement {
-  double gflops = 0;       // total over all threads; an FMA counts as 2 flops
+  double gflops = 0;  // total over all threads; an FMA counts as 2 flops
   SimdIsa isa = SimdIsa::generic;
   int threads = 0;
   std::string describe() const;  // e.g. "341.2 GFLOP/s, avx512 FMA loop, 2 threads"

@@ -5,8 +5,8 @@
 //   (OpenMP, Threads: a cluster's Kokkos) they are labelled Kokkos parallel_for /
 //   parallel_reduce. Where it is Serial (Debian's Kokkos 3.4) and OpenMP is compiled in
 //   (STRATA_OPENMP), they are OpenMP loops with a static schedule on kernel_threads() threads
-//   (the labels then do not reach Kokkos Tools). Loops too small to pay for a parallel region
-//   (~2-5 us) run on the calling thread.
+//   (the labels then do not reach Kokkos Tools). Loops too small to pay for waking the
+//   threads (under 2^18 elements of work) run on the calling thread.
 // - Every loop gives each iteration to one thread and each output element to one iteration,
 //   and reductions combine per-block partial results in block order, so results are bitwise
 //   the same for any thread count (tested in test_threading.cpp).
@@ -82,8 +82,10 @@ class BlasThreadsScope {
   int saved_;
 };
 
-// Below this many elements of work a loop runs on the calling thread.
-inline constexpr index_t kMinParallelWork = 32768;
+// Below this many elements of work a loop runs on the calling thread: waking the OpenMP
+// workers costs ~5-20 us (passive waiting, kernels/cpu/matmul.cpp), about what a
+// memory-bound pass over 2^18 floats takes on one core.
+inline constexpr index_t kMinParallelWork = index_t(1) << 18;
 
 // Elements per iteration in flat element-wise kernels: large enough to amortise the call,
 // small enough to balance threads.

@@ -1,5 +1,5 @@
 // The threaded CPU kernels give the same results on 2 (and 3) kernel threads as on 1, on
-// shapes large enough to run in parallel (kernels/cpu/detail.hpp: loops of >= 32768 elements
+// shapes large enough to run in parallel (kernels/cpu/detail.hpp: loops of >= 2^18 elements
 // of work). Each output element is computed by one thread in a fixed order, and reductions
 // add per-block partial sums in block order, so the element-wise kernels, norms,
 // cross-entropy, embeddings, AdamW and the gradient norm are BITWISE equal whatever the
@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 
+#include "../../../src/kernels/cpu/detail.hpp"  // for_each's thread use (the file is built with OpenMP)
 #include "kernel_test_util.hpp"
 #include "strata/config.hpp"
 #include "strata/kernels/cpu/activations.hpp"
@@ -64,7 +65,7 @@ void expect_same_on_threads(const char* what, int nout,
   }
 }
 
-constexpr index_t N = 96, C = 1024, F = 4096, V = 5000;
+constexpr index_t N = 384, C = 1024, F = 4096, V = 5000;
 
 }  // namespace
 
@@ -73,6 +74,25 @@ TEST(Threading, KernelsAreBuiltWithOpenMPWhereKokkosIsSerial) {
   // still pass (1 thread everywhere) and this says so.
   if (!strata::build::have_openmp) GTEST_SKIP() << "built without OpenMP (STRATA_OPENMP=OFF)";
   SUCCEED();
+}
+
+TEST(Threading, LoopsAboveTheThresholdRunOnTheKernelThreadsAndSmallOnesOnTheCaller) {
+#if defined(_OPENMP)
+  if (!detail::kUseOpenMP) GTEST_SKIP() << "Kokkos' host backend is threaded: the loops are Kokkos loops";
+  std::vector<int> big(64, -1), small(64, -1);
+  with_threads(2, [&] {
+    int* b = big.data();
+    int* sm = small.data();
+    detail::for_each("test::big", 64, [=](index_t i) { b[i] = omp_get_thread_num(); }, detail::kMinParallelWork / 32);
+    detail::for_each("test::small", 64, [=](index_t i) { sm[i] = omp_get_thread_num(); }, 16);
+  });
+  // static schedule: the first half on thread 0, the second on thread 1
+  EXPECT_EQ(big.front(), 0);
+  EXPECT_EQ(big.back(), 1);
+  EXPECT_EQ(*std::max_element(small.begin(), small.end()), 0);
+#else
+  GTEST_SKIP() << "this test file is built without OpenMP";
+#endif
 }
 
 TEST(Threading, ElementwiseKernelsAndGradientNormAreBitwiseEqualOnAnyThreadCount) {
@@ -101,8 +121,8 @@ TEST(Threading, ActivationsAreBitwiseEqualOnAnyThreadCount) {
     swiglu_forward(out[2].data(), x.data(), u.data(), index_t(x.size()));
     swiglu_backward(out[3].data(), out[4].data(), dy.data(), x.data(), u.data(), index_t(x.size()));
     out[5] = x;
-    rope_forward(out[5].data(), 2, N / 2, 16, 64, 10000.0);
-    rope_backward(out[5].data(), 2, N / 2, 8, 128, 10000.0, 3);
+    rope_forward(out[5].data(), 4, N / 4, 32, 128, 10000.0);
+    rope_backward(out[5].data(), 4, N / 4, 64, 64, 10000.0, 3);
   });
 }
 

@@ -95,7 +95,7 @@ ClusterConfig load_cluster_config(const std::string& path) {
   const std::vector<std::string> fields = schema::field_names<ClusterConfig>();
   std::vector<std::string> seen;
   for (auto it = root.begin(); it != root.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // a copy: it->first lives in a temporary proxy
     if (!key.IsScalar()) fail(origins, "", key, "expected a key name, got " + describe(key));
     const std::string keypath = "cluster." + key.Scalar();
     if (std::ranges::count(seen, key.Scalar())) fail(origins, keypath, key, "duplicate key");

@@ -40,6 +40,12 @@ Action add_info_command(CLI::App& app) {
     std::printf("  MPI           %s\n", mpi_version);
     std::printf("  HDF5          %u.%u.%u (parallel)\n", h5_major, h5_minor, h5_release);
     std::printf("  CPU cores     %u\n", std::thread::hardware_concurrency());
+    std::string isas;
+    for (kernels::cpu::SimdIsa isa : kernels::cpu::supported_simd_isas()) isas += std::string(" ") + to_string(isa);
+    std::printf("  CPU target    %s (%s); vector instruction sets of this CPU:%s\n", build::cpu_target,
+                *build::cpu_flags ? build::cpu_flags : "no -march flag", isas.c_str());
+    std::printf("  CPU kernels   %s\n", build::have_openmp ? "threaded with OpenMP where Kokkos is Serial"
+                                                            : "threaded only by a threaded Kokkos backend");
     if (*peak) {
       const int n = *peak_threads > 0 ? *peak_threads : int(std::max(1u, std::thread::hardware_concurrency()));
       std::printf("  fp32 peak     %.1f GFLOP/s on %d threads (measured)\n",

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "schema.hpp"
+#include "strata/core/paths.hpp"
 #include "strata/config/load.hpp"
 #include "yaml_read.hpp"
 
@@ -60,22 +61,15 @@ using namespace detail;
 
 std::string prefix(const std::string& origin) { return origin.empty() ? "" : origin + ": "; }
 
-// Folders that may hold configs/<folder>: the current directory, then the executable's folder
-// and up to three above it (build/strata and build/tests/unit_plan both find the source tree).
+// Folders that may hold configs/<folder>: $STRATA_CONFIG_DIR/<folder>, the current
+// directory's configs/<folder>, then configs/<folder> under each of strata's resource roots
+// ($STRATA_HOME, an installed tree's share/strata, the program's folder and those above it:
+// core/paths.hpp). Nothing is compiled in, so an installed tree can be moved.
 std::vector<fs::path> search_roots(const std::string& folder) {
   std::vector<fs::path> roots;
   if (const char* dir = std::getenv("STRATA_CONFIG_DIR")) roots.push_back(fs::path(dir) / folder);
   roots.push_back(fs::path("configs") / folder);
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec)
-    for (fs::path dir = exe.parent_path(); !dir.empty() && roots.size() < 5; dir = dir.parent_path()) {
-      roots.push_back(dir / "configs" / folder);
-      if (dir == dir.root_path()) break;
-    }
-#ifdef STRATA_SOURCE_DIR
-  roots.push_back(fs::path(STRATA_SOURCE_DIR) / "configs" / folder);  // the source tree this was built from
-#endif
+  for (const fs::path& root : resource_roots()) roots.push_back(root / "configs" / folder);
   return roots;
 }
 }  // namespace
@@ -132,7 +126,7 @@ ClusterConfig load_cluster_config(const std::string& path) {
   const std::vector<std::string> fields = schema::field_names<ClusterConfig>();
   std::vector<std::string> seen;
   for (auto it = root.begin(); it != root.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // a copy: it->first lives in a temporary proxy
     if (!key.IsScalar()) fail(origins, "", key, "expected a key name, got " + describe(key));
     const std::string keypath = "cluster." + key.Scalar();
     if (std::ranges::count(seen, key.Scalar())) fail(origins, keypath, key, "duplicate key");

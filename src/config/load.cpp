@@ -86,7 +86,7 @@ void read_section(const YAML::Node& node, const std::string& section, C& config,
   const auto& fields = *fields_of(section);
   std::vector<std::string> seen;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // a copy: it->first lives in a temporary proxy
     if (!key.IsScalar()) fail(origins, section, key, "expected a key name, got " + describe(key));
     const std::string path = section + "." + key.Scalar();
     if (std::ranges::count(seen, key.Scalar())) fail(origins, path, key, "duplicate key");
@@ -208,7 +208,7 @@ JobConfig build_job(YAML::Node root, const std::string& origin, const std::optio
 
   const YAML::Node& const_root = root;
   for (auto it = const_root.begin(); it != const_root.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // a copy: it->first lives in a temporary proxy
     if (!key.IsScalar()) fail(origins, "", key, "expected a section name, got " + describe(key));
     if (!fields_of(key.Scalar())) fail(origins, key.Scalar(), key, unknown_section_message(key.Scalar()));
   }

@@ -13,6 +13,7 @@
 #include <queue>
 
 #include "strata/core/error.hpp"
+#include "strata/core/paths.hpp"
 #include "strata/core/rng.hpp"
 #include "strata/data/hash.hpp"
 
@@ -460,9 +461,12 @@ std::string BpeTokenizer::decode(std::span<const std::int32_t> ids) const {
 std::string default_tokenizer_dir() {
   if (const char* env = std::getenv("STRATA_TOKENIZER_DIR"); env && *env) return env;
   namespace fs = std::filesystem;
-#ifdef STRATA_SOURCE_DIR
-  if (const fs::path p = fs::path(STRATA_SOURCE_DIR) / ".cache" / "tokenizers"; fs::is_directory(p)) return p.string();
-#endif
+  // An installed tree keeps them in share/strata/tokenizers; a source tree (and the build
+  // folders inside it, or linked to it) in .cache/tokenizers, where fetch-tokenizers.sh puts them.
+  std::error_code ec;
+  for (const fs::path& root : resource_roots())
+    for (const char* sub : {"tokenizers", ".cache/tokenizers"})
+      if (const fs::path p = root / sub; fs::is_directory(p, ec)) return p.string();
   return (fs::current_path() / ".cache" / "tokenizers").string();
 }
 

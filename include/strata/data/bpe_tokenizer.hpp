@@ -124,8 +124,11 @@ std::unique_ptr<BpeTokenizer> train_bpe(std::span<const std::string> texts, int 
                                         std::vector<std::string> special_tokens = {"<|endoftext|>"},
                                         std::string name = "bpe");
 
-// The files of the "gpt2" spec: $STRATA_TOKENIZER_DIR/gpt2/ if set, else
-// <source dir>/.cache/tokenizers/gpt2/ (filled by scripts/fetch-tokenizers.sh).
+// The folder of the tokenizer files ("gpt2" spec: <dir>/gpt2/): $STRATA_TOKENIZER_DIR if set,
+// else the first tokenizers/ or .cache/tokenizers/ under strata's resource roots
+// ($STRATA_HOME, an installed tree's share/strata, the program's folder and those above it:
+// core/paths.hpp; scripts/fetch-tokenizers.sh fills <source>/.cache/tokenizers), else
+// ./.cache/tokenizers.
 std::string default_tokenizer_dir();
 
 }  // namespace strata::data

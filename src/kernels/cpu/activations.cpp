@@ -70,10 +70,10 @@ void swiglu_backward(T* dgate, T* dup, const T* dy, const T* gate, const T* up, 
   });
 }
 
-#define STRATA_INSTANTIATE(T)                                                        \
-  template void gelu_forward<T>(T*, const T*, index_t);                              \
-  template void gelu_backward<T>(T*, const T*, const T*, index_t);                   \
-  template void swiglu_forward<T>(T*, const T*, const T*, index_t);                  \
+#define STRATA_INSTANTIATE(T)                                       \
+  template void gelu_forward<T>(T*, const T*, index_t);             \
+  template void gelu_backward<T>(T*, const T*, const T*, index_t);  \
+  template void swiglu_forward<T>(T*, const T*, const T*, index_t); \
   template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, index_t);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)

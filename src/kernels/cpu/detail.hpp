@@ -1,8 +1,15 @@
 // Private helpers shared by the CPU kernel files (not installed, not part of the interface).
 //
-// - Kokkos aliases (execution space, range policy), declared once here.
-// - for_blocks: a parallel_for over fixed-size blocks of a flat range, so each iteration is
-//   a plain loop over contiguous memory that GCC auto-vectorises.
+// - Threading, declared once here: for_each / for_blocks / sum_blocks run a loop over rows,
+//   heads or blocks on the kernel threads. Where Kokkos' host execution space is threaded
+//   (OpenMP, Threads: a cluster's Kokkos) they are labelled Kokkos parallel_for /
+//   parallel_reduce. Where it is Serial (Debian's Kokkos 3.4) and OpenMP is compiled in
+//   (STRATA_OPENMP), they are OpenMP loops with a static schedule on kernel_threads() threads
+//   (the labels then do not reach Kokkos Tools). Loops too small to pay for waking the
+//   threads (under 2^18 elements of work) run on the calling thread.
+// - Every loop gives each iteration to one thread and each output element to one iteration,
+//   and reductions combine per-block partial results in block order, so results are bitwise
+//   the same for any thread count (tested in test_threading.cpp).
 // - Lane reductions (lane_sum, lane_max, lane_dot): a reduction written as L independent
 //   partial results (L = one 64-byte vector of T) so GCC vectorises it without
 //   -ffast-math (it may not reorder a scalar float sum by itself).
@@ -19,11 +26,16 @@
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "strata/kernels/cpu/common.hpp"
 
@@ -32,26 +44,106 @@ namespace strata::kernels::cpu::detail {
 using HostExec = Kokkos::DefaultHostExecutionSpace;
 using HostRange = Kokkos::RangePolicy<HostExec>;
 
-// Elements per parallel_for iteration in flat element-wise kernels: large enough to
-// amortise the call, small enough to balance threads under an OpenMP backend.
+#if defined(KOKKOS_ENABLE_SERIAL)
+inline constexpr bool kKokkosHostSerial = std::is_same_v<HostExec, Kokkos::Serial>;
+#else
+inline constexpr bool kKokkosHostSerial = false;
+#endif
+#if defined(_OPENMP)
+inline constexpr bool kUseOpenMP = kKokkosHostSerial;
+#else
+inline constexpr bool kUseOpenMP = false;
+#endif
+
+// Threads of the OpenMP loops: set by set_blas_threads() (matmul.cpp) with the BLAS threads,
+// 0 = OpenMP's default (OMP_NUM_THREADS, else all cores). One value for the process, like
+// the BLAS thread count it mirrors, so a kernel called from any thread uses it.
+inline std::atomic<int> g_kernel_threads{0};
+inline int kernel_threads() {
+#if defined(_OPENMP)
+  const int t = g_kernel_threads.load(std::memory_order_relaxed);
+  return t > 0 ? t : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// While alive, BLAS calls run on `threads` threads (restored after): kernels that run their
+// own parallel loop of small GEMMs (attention) make each GEMM single-threaded. Defined in
+// matmul.cpp, next to the other BLAS thread calls.
+class BlasThreadsScope {
+ public:
+  explicit BlasThreadsScope(int threads);
+  ~BlasThreadsScope();
+  BlasThreadsScope(const BlasThreadsScope&) = delete;
+  BlasThreadsScope& operator=(const BlasThreadsScope&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Below this many elements of work a loop runs on the calling thread: waking the OpenMP
+// workers costs ~5-20 us (passive waiting, kernels/cpu/matmul.cpp), about what a
+// memory-bound pass over 2^18 floats takes on one core.
+inline constexpr index_t kMinParallelWork = index_t(1) << 18;
+
+// Elements per iteration in flat element-wise kernels: large enough to amortise the call,
+// small enough to balance threads.
 inline constexpr index_t kBlock = 8192;
 
-// f(i0, i1) on [0, n) in blocks of kBlock, as one labelled Kokkos parallel_for.
+// f(i) for i in [0, n): rows, heads or column blocks. `work` estimates the elements one
+// iteration touches (decides whether threads pay off).
+template <class F>
+void for_each(const char* label, index_t n, F f, index_t work = 1024) {
+  if (n <= 0) return;
+  if constexpr (kUseOpenMP) {
+    const int threads = (n >= 2 && n * work >= kMinParallelWork) ? kernel_threads() : 1;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (index_t i = 0; i < n; ++i) f(i);
+  } else {
+    Kokkos::parallel_for(label, HostRange(0, n), f);
+  }
+}
+
+// f(i0, i1) on [0, n) in blocks of kBlock.
 template <class F>
 void for_blocks(const char* label, index_t n, F f) {
   if (n <= 0) return;
   const index_t nb = (n + kBlock - 1) / kBlock;
-  Kokkos::parallel_for(label, HostRange(0, nb), [=](const index_t blk) {
-    const index_t i0 = blk * kBlock;
-    f(i0, std::min<index_t>(n, i0 + kBlock));
-  });
+  for_each(
+      label, nb,
+      [=](const index_t blk) {
+        const index_t i0 = blk * kBlock;
+        f(i0, std::min<index_t>(n, i0 + kBlock));
+      },
+      kBlock);
 }
 
-// f(i) for i in [0, n): one labelled Kokkos parallel_for (rows, heads, column blocks).
-template <class F>
-void for_each(const char* label, index_t n, F f) {
-  if (n <= 0) return;
-  Kokkos::parallel_for(label, HostRange(0, n), f);
+// sum over blocks of g(i0, i1) (a double per block of kBlock elements of [0, n)), added in
+// block order whatever the thread count: the partial sums of up to kGroup blocks are
+// computed in parallel into a stack array, then added in order.
+template <class G>
+double sum_blocks(const char* label, index_t n, G g) {
+  if (n <= 0) return 0.0;
+  constexpr index_t kGroup = 512;
+  const index_t nb = (n + kBlock - 1) / kBlock;
+  double total = 0.0;
+  for (index_t b0 = 0; b0 < nb; b0 += kGroup) {
+    const index_t nblk = std::min(kGroup, nb - b0);
+    double part[kGroup];
+    double* out = part;
+    for_each(
+        label, nblk,
+        [=](const index_t j) {
+          const index_t i0 = (b0 + j) * kBlock;
+          out[j] = g(i0, std::min<index_t>(n, i0 + kBlock));
+        },
+        kBlock);
+    for (index_t j = 0; j < nblk; ++j) total += part[j];
+  }
+  return total;
 }
 
 template <class T>

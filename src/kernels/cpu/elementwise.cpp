@@ -50,39 +50,33 @@ void scale(T* x, T alpha, index_t n) {
 
 template <class T>
 double sum_squares(const T* x, index_t n) {
-  if (n <= 0) return 0.0;
-  const index_t nb = (n + detail::kBlock - 1) / detail::kBlock;
-  double total = 0.0;
-  Kokkos::parallel_reduce(
-      "kernels::sum_squares", detail::HostRange(0, nb),
-      [=](const index_t blk, double& acc) {
-        const index_t i0 = blk * detail::kBlock;
-        const index_t len = std::min<index_t>(n, i0 + detail::kBlock) - i0;
-        const T* xb = x + i0;
-        acc += detail::lane_sum<double>(len, [xb](index_t i) {
-          const double v = static_cast<double>(xb[i]);
-          return v * v;
-        });
-      },
-      total);
-  return total;
+  return detail::sum_blocks("kernels::sum_squares", n, [=](index_t i0, index_t i1) {
+    const T* xb = x + i0;
+    return detail::lane_sum<double>(i1 - i0, [xb](index_t i) {
+      const double v = static_cast<double>(xb[i]);
+      return v * v;
+    });
+  });
 }
 
 template <class T>
 void add_bias(T* y, const T* bias, index_t rows, index_t cols) {
-  detail::for_each("kernels::add_bias", rows, [=](index_t r) {
-    T* yr = y + r * cols;
-    for (index_t c = 0; c < cols; ++c) yr[c] += bias[c];
-  });
+  detail::for_each(
+      "kernels::add_bias", rows,
+      [=](index_t r) {
+        T* yr = y + r * cols;
+        for (index_t c = 0; c < cols; ++c) yr[c] += bias[c];
+      },
+      cols);
 }
 
-#define STRATA_INSTANTIATE(T)                                  \
-  template void add_bias<T>(T*, const T*, index_t, index_t);   \
-  template void fill<T>(T*, T, index_t);                       \
-  template void copy<T>(T*, const T*, index_t);                \
-  template void add<T>(T*, const T*, const T*, index_t);       \
-  template void accumulate<T>(T*, const T*, index_t);          \
-  template void scale<T>(T*, T, index_t);                      \
+#define STRATA_INSTANTIATE(T)                                \
+  template void add_bias<T>(T*, const T*, index_t, index_t); \
+  template void fill<T>(T*, T, index_t);                     \
+  template void copy<T>(T*, const T*, index_t);              \
+  template void add<T>(T*, const T*, const T*, index_t);     \
+  template void accumulate<T>(T*, const T*, index_t);        \
+  template void scale<T>(T*, T, index_t);                    \
   template double sum_squares<T>(const T*, index_t);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)

@@ -31,6 +31,7 @@
 // files (reference CBLAS, BLIS) do not, and redeclaring an identical prototype is harmless.
 extern "C" {
 void openblas_set_num_threads(int num_threads);
+int openblas_get_parallel(void);
 int openblas_get_num_threads(void);
 char* openblas_get_config(void);
 }
@@ -44,68 +45,80 @@ int as_blas_int(index_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
-               const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float* A,
+               int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha,
-               const double* A, int lda, const double* B, int ldb, double beta, double* C,
-               int ldc) {
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, double alpha, const double* A,
+               int lda, const double* B, int ldb, double beta, double* C, int ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace
 
 template <class T>
-void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A,
-          index_t lda, const T* B, index_t ldb, T beta, T* C, index_t ldc) {
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
+          const T* B, index_t ldb, T beta, T* C, index_t ldc) {
   if (M == 0 || N == 0) return;
-  blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-            as_blas_int(M, "M"), as_blas_int(N, "N"), as_blas_int(K, "K"), alpha, A,
-            as_blas_int(lda, "lda"), B, as_blas_int(ldb, "ldb"), beta, C,
-            as_blas_int(ldc, "ldc"));
+  blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, as_blas_int(M, "M"),
+            as_blas_int(N, "N"), as_blas_int(K, "K"), alpha, A, as_blas_int(lda, "lda"), B,
+            as_blas_int(ldb, "ldb"), beta, C, as_blas_int(ldc, "ldc"));
 }
 
 template <class T>
-void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in,
-                    index_t out) {
+void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in, index_t out) {
   T beta = T(0);
   if (bias) {
-    detail::for_each("kernels::linear_bias_fill", rows, [=](index_t n) {
-      T* yr = y + n * out;
-      for (index_t o = 0; o < out; ++o) yr[o] = bias[o];
-    });
+    detail::for_each(
+        "kernels::linear_bias_fill", rows,
+        [=](index_t n) {
+          T* yr = y + n * out;
+          for (index_t o = 0; o < out; ++o) yr[o] = bias[o];
+        },
+        out);
     beta = T(1);
   }
   gemm<T>(false, true, rows, out, in, T(1), x, in, w, in, beta, y, out);
 }
 
 template <class T>
-void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows,
-                     index_t in, index_t out) {
+void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows, index_t in,
+                     index_t out) {
   if (dx) gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(1), dx, in);
   if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
   if (dbias) {
     // Threads own disjoint column blocks of db; each walks all rows.
     constexpr index_t CB = detail::kColBlock;
     const index_t nblk = (out + CB - 1) / CB;
-    detail::for_each("kernels::linear_bias_bwd", nblk, [=](index_t blk) {
-      const index_t c0 = blk * CB, nc = std::min<index_t>(out, c0 + CB) - c0;
-      T acc[CB] = {};
-      for (index_t n = 0; n < rows; ++n) {
-        const T* r = dy + n * out + c0;
-        for (index_t c = 0; c < nc; ++c) acc[c] += r[c];
-      }
-      for (index_t c = 0; c < nc; ++c) dbias[c0 + c] += acc[c];
-    });
+    detail::for_each(
+        "kernels::linear_bias_bwd", nblk,
+        [=](index_t blk) {
+          const index_t c0 = blk * CB, nc = std::min<index_t>(out, c0 + CB) - c0;
+          T acc[CB] = {};
+          for (index_t n = 0; n < rows; ++n) {
+            const T* r = dy + n * out + c0;
+            for (index_t c = 0; c < nc; ++c) acc[c] += r[c];
+          }
+          for (index_t c = 0; c < nc; ++c) dbias[c0 + c] += acc[c];
+        },
+        rows * CB);
   }
 }
 
 void set_blas_threads(int threads) {
-  if (threads > 0) openblas_set_num_threads(threads);
+  if (threads <= 0) return;
+  openblas_set_num_threads(threads);
+  detail::g_kernel_threads.store(threads, std::memory_order_relaxed);
 }
 
 int blas_threads() { return openblas_get_num_threads(); }
+
+detail::BlasThreadsScope::BlasThreadsScope(int threads) : saved_(openblas_get_num_threads()) {
+  if (threads != saved_) openblas_set_num_threads(threads);
+}
+detail::BlasThreadsScope::~BlasThreadsScope() {
+  if (openblas_get_num_threads() != saved_) openblas_set_num_threads(saved_);
+}
 
 const char* blas_name() {
   // openblas_get_config() returns e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64".
@@ -127,19 +140,27 @@ const char* blas_suggested_coretype() {
 
 void ensure_blas_coretype(char** argv) {
   const char* core = blas_suggested_coretype();
-  if (!core || std::getenv("OPENBLAS_CORETYPE")) return;
-  setenv("OPENBLAS_CORETYPE", core, 1);
+  const bool retype = core && !std::getenv("OPENBLAS_CORETYPE");  // a user's choice stands
+  // OpenMP kernels next to a pthreads BLAS: libgomp's workers spin for ~5 ms after each
+  // parallel region, on the cores the BLAS threads need for the GEMM that follows (measured:
+  // an MLP block 2x slower on 2 threads). Passive workers sleep at once; the kernels' regions
+  // are long enough that the wake-up (~10-20 us) does not count. libgomp reads the variable
+  // when it loads, hence the re-run. openblas_get_parallel(): 1 = pthreads.
+  const bool passive = detail::kUseOpenMP && openblas_get_parallel() == 1 && !std::getenv("OMP_WAIT_POLICY");
+  if (!retype && !passive) return;
+  if (retype) setenv("OPENBLAS_CORETYPE", core, 1);
+  if (passive) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   execv("/proc/self/exe", argv);
-  std::fprintf(stderr, "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s (%s); GEMMs use slow generic kernels\n",
-               core, std::strerror(errno));
+  std::fprintf(stderr,
+               "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s (%s)\n",
+               retype ? core : "(unchanged)", passive ? "PASSIVE" : "(unchanged)", std::strerror(errno));
 }
 
-#define STRATA_INSTANTIATE(T)                                                                 \
-  template void gemm<T>(bool, bool, index_t, index_t, index_t, T, const T*, index_t, const T*, \
-                        index_t, T, T*, index_t);                                             \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t); \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, index_t, index_t, \
-                                   index_t);
+#define STRATA_INSTANTIATE(T)                                                                              \
+  template void gemm<T>(bool, bool, index_t, index_t, index_t, T, const T*, index_t, const T*, index_t, T, \
+                        T*, index_t);                                                                      \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t);            \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, index_t, index_t, index_t);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)
 #undef STRATA_INSTANTIATE

@@ -33,7 +33,9 @@ TEST(Gpt2Tokenizer, EncodesEveryFixtureStringLikeTheReferenceEncoder) {
 }
 
 TEST(Gpt2Tokenizer, DecodeInvertsEncodeOnFixtureAndRandomBytes) {
-  for (const auto& c : fixture("gpt2_encoding.json")["cases"]) {
+  // The fixture is held here: a temporary's ["cases"] in the range-for would dangle.
+  const nlohmann::json cases = fixture("gpt2_encoding.json")["cases"];
+  for (const auto& c : cases) {
     const std::string text = c["text"];
     ASSERT_EQ(gpt2().decode(gpt2().encode(text)), text);
   }
@@ -59,7 +61,9 @@ TEST(Gpt2Tokenizer, LongPieceMergeLoopAgreesWithShortPieceLoop) {
 
 TEST(Gpt2Tokenizer, TwoThreadsEncodingTheSameTextGetTheSameIds) {
   std::string text;
-  for (const auto& c : fixture("gpt2_encoding.json")["cases"]) text += c["text"].get<std::string>() + " ";
+  // The fixture is held here: a temporary's ["cases"] in the range-for would dangle.
+  const nlohmann::json cases = fixture("gpt2_encoding.json")["cases"];
+  for (const auto& c : cases) text += c["text"].get<std::string>() + " ";
   text += english_text();
   const auto expected = gpt2().encode(text);
   std::vector<std::int32_t> a, b;

@@ -70,7 +70,8 @@ TEST(PreTokenizer, PiecesConcatenateToAnyInputIncludingInvalidUtf8) {
   for (PreTokenizer kind : {PreTokenizer::gpt2, PreTokenizer::cl100k, PreTokenizer::o200k}) {
     for (int trial = 0; trial < 200; ++trial) {
       std::string text(rng() % 64, '\0');
-      for (char& c : text) c = char(rng() % 4 == 0 ? rng() % 256 : " a1!\n\xc3\xa9'"[rng() % 10]);
+      // 9 = the literal's 8 characters and its terminating zero byte (index 9 read past it)
+      for (char& c : text) c = char(rng() % 4 == 0 ? rng() % 256 : " a1!\n\xc3\xa9'"[rng() % 9]);
       std::string joined;
       for (auto p : pretokenize(kind, text)) {
         ASSERT_FALSE(p.empty());

@@ -43,7 +43,9 @@ TEST(TiktokenTokenizer, O200kEncodesEveryFixtureStringLikeTheReferenceEncoder) {
 TEST(TiktokenTokenizer, R50kGivesTheSameIdsAsGpt2sMergeFiles) {
   const auto t = load_tokenizer("r50k_base");
   EXPECT_EQ(t->eos_id(), 50256);
-  for (const auto& c : fixture("gpt2_encoding.json")["cases"]) {
+  // The fixture is held here: a temporary's ["cases"] in the range-for would dangle.
+  const nlohmann::json cases = fixture("gpt2_encoding.json")["cases"];
+  for (const auto& c : cases) {
     const std::string text = c["text"];
     ASSERT_EQ(t->encode(text), c["ids"].get<std::vector<std::int32_t>>()) << text;
   }

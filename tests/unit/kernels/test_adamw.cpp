@@ -52,3 +52,20 @@ TEST(AdamW, RejectsStepZero) {
   float p = 1, g = 1, m = 0, v = 0;
   EXPECT_THROW(adamw_update(&p, &g, &m, &v, 1, hp), std::runtime_error);
 }
+
+// The fused form is the plain update followed by clearing the gradient, bitwise.
+TEST(AdamW, ZeroGradFormEqualsTheUpdateThenAFillOfTheGradient) {
+  const index_t n = 20011;
+  const auto p0 = cast<float>(randn(n, 41)), g0 = cast<float>(randn(n, 42)), m0 = cast<float>(randn(n, 43, 0.1));
+  auto v0 = cast<float>(randn(n, 44, 0.1));
+  for (auto& x : v0) x = x * x;
+  const AdamWParams hp{3e-4, 0.9, 0.95, 1e-8, 0.1, 0.8, 7};
+  auto p1 = p0, m1 = m0, v1 = v0;
+  adamw_update(p1.data(), g0.data(), m1.data(), v1.data(), n, hp);
+  auto p2 = p0, g2 = g0, m2 = m0, v2 = v0;
+  adamw_update_zero_grad(p2.data(), g2.data(), m2.data(), v2.data(), n, hp);
+  EXPECT_EQ(p1, p2);
+  EXPECT_EQ(m1, m2);
+  EXPECT_EQ(v1, v2);
+  EXPECT_EQ(g2, std::vector<float>(n, 0.0f));
+}

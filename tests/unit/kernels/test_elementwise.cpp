@@ -2,7 +2,6 @@
 
 #include "kernel_test_util.hpp"
 #include "strata/kernels/cpu/elementwise.hpp"
-#include "strata/kernels/cpu/peak.hpp"
 
 using namespace strata::kernels::cpu;
 using namespace strata::kernels::cpu::test;
@@ -36,11 +35,4 @@ TEST(Elementwise, SumSquaresOfFloatsIsAccumulatedInDouble) {
   const auto xd = randn(kN, 4);
   EXPECT_NEAR(sum_squares(xd.data(), kN), dot(xd, xd), 1e-12 * dot(xd, xd));
   EXPECT_EQ(sum_squares(x.data(), 0), 0.0);
-}
-
-TEST(Peak, MeasuresAPositiveFmaRate) {
-  // Sanity only (the benchmark reports the real figure): one thread for 20 ms.
-  const double g = measure_fp32_peak_gflops(1, 0.02);
-  EXPECT_GT(g, 1.0);
-  EXPECT_LT(g, 1e5);
 }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "kernel_test_util.hpp"
+#include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/norm.hpp"
 
 using namespace strata::kernels::cpu;
@@ -102,4 +103,31 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
     rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), w.data(), rstd.data(), kN, kC);
   expect_matches_fd("dx", x, once(dx, dx0), loss);
   expect_matches_fd("dw", w, once(dw, dw0), loss);
+}
+
+// The residual add fused with the next norm equals add_bias, accumulate and the norm done
+// one after the other, bitwise (same operations, same order), with and without a bias.
+TEST(Norm, ResidualFusedForwardsAreBitwiseEqualToAddBiasAccumulateThenNorm) {
+  const index_t N = 37, C = 200;
+  const auto x = cast<float>(randn(N * C, 31)), delta = cast<float>(randn(N * C, 32));
+  const auto bias = cast<float>(randn(C, 33)), w = cast<float>(randn(C, 34)), b = cast<float>(randn(C, 35));
+  for (const float* bi : {bias.data(), static_cast<const float*>(nullptr)}) {
+    std::vector<float> r0 = delta, y0(N * C), m0(N), s0(N);
+    if (bi) add_bias(r0.data(), bi, N, C);
+    accumulate(r0.data(), x.data(), N * C);
+    std::vector<float> r1 = delta, y1(N * C), m1(N), s1(N);
+    layernorm_forward(y0.data(), m0.data(), s0.data(), r0.data(), w.data(), b.data(), N, C, 1e-5f);
+    residual_layernorm_forward(r1.data(), y1.data(), m1.data(), s1.data(), x.data(), bi, w.data(), b.data(), N, C,
+                               1e-5f);
+    EXPECT_EQ(r0, r1);
+    EXPECT_EQ(y0, y1);
+    EXPECT_EQ(m0, m1);
+    EXPECT_EQ(s0, s1);
+    std::vector<float> r2 = delta, y2(N * C), s2(N);
+    rmsnorm_forward(y0.data(), s0.data(), r0.data(), w.data(), N, C, 1e-6f);
+    residual_rmsnorm_forward(r2.data(), y2.data(), s2.data(), x.data(), bi, w.data(), N, C, 1e-6f);
+    EXPECT_EQ(r0, r2);
+    EXPECT_EQ(y0, y2);
+    EXPECT_EQ(s0, s2);
+  }
 }

@@ -9,10 +9,13 @@
 
 namespace strata::kernels::cpu {
 
-template <class T> void gelu_forward(T* y, const T* x, index_t n);
-template <class T> void gelu_backward(T* dx, const T* dy, const T* x, index_t n);
+template <class T>
+void gelu_forward(T* y, const T* x, index_t n);
+template <class T>
+void gelu_backward(T* dx, const T* dy, const T* x, index_t n);
 
-template <class T> void swiglu_forward(T* y, const T* gate, const T* up, index_t n);
+template <class T>
+void swiglu_forward(T* y, const T* gate, const T* up, index_t n);
 template <class T>
 void swiglu_backward(T* dgate, T* dup, const T* dy, const T* gate, const T* up, index_t n);
 

@@ -17,4 +17,11 @@ struct AdamWParams {
 template <class T>
 void adamw_update(T* param, const T* grad, T* m, T* v, index_t n, const AdamWParams& p);
 
+// adamw_update, then grad = 0 in the same pass: the update's read of the gradient also clears
+// it for the next step's accumulation, instead of a separate fill over the whole gradient
+// buffer (the optimizer step is memory-bound: 28 bytes per parameter, and the fill adds 4-8).
+// Bitwise equal to adamw_update followed by fill(grad, 0).
+template <class T>
+void adamw_update_zero_grad(T* param, T* grad, T* m, T* v, index_t n, const AdamWParams& p);
+
 }  // namespace strata::kernels::cpu

@@ -26,8 +26,8 @@ struct AttentionShape {
 template <class T>
 void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const AttentionShape& s);
 template <class T>
-void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* att, const T* q,
-                        const T* k, const T* v, const AttentionShape& s);
+void attention_backward(T* dq, T* dk, T* dv, T* scratch, const T* dout, const T* att, const T* q, const T* k,
+                        const T* v, const AttentionShape& s);
 
 // Inference with a key/value cache (one sequence): Tq new query rows at absolute positions
 // pos..pos+Tq-1 attend over the first pos + Tq rows of the cache (the new rows' keys and values

@@ -10,16 +10,16 @@
 namespace strata::kernels::cpu {
 
 template <class T>
-void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targets, index_t N,
-                           index_t V, index_t ld);
+void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targets, index_t N, index_t V,
+                           index_t ld);
 // dlogits += (softmax - onehot) * dlosses[n]
 template <class T>
-void cross_entropy_backward(T* dlogits, const T* logits, const std::int32_t* targets,
-                            const T* dlosses, index_t N, index_t V, index_t ld);
+void cross_entropy_backward(T* dlogits, const T* logits, const std::int32_t* targets, const T* dlosses,
+                            index_t N, index_t V, index_t ld);
 // losses[n] as in the forward; logits[n, :V] := (softmax - onehot) * dloss (padding set to 0).
 template <class T>
-void cross_entropy_fused(T* logits_to_grad, T* losses, const std::int32_t* targets, T dloss,
-                         index_t N, index_t V, index_t ld);
+void cross_entropy_fused(T* logits_to_grad, T* losses, const std::int32_t* targets, T dloss, index_t N,
+                         index_t V, index_t ld);
 
 // Vocab-parallel cross-entropy (Megatron-LM, Shoeybi et al. 2019, section 3): each of the
 // tp ranks holds logits for the vocabulary slice [vocab_start, vocab_start + V_local) (of
@@ -39,8 +39,7 @@ void vocab_parallel_ce_sumexp(T* sumexp, T* target_logit, const T* logits, const
                               index_t vocab_start);
 template <class T>
 void vocab_parallel_ce_finish(T* logits_to_grad, T* losses, const T* row_max, const T* sumexp,
-                              const T* target_logit, const std::int32_t* targets, T dloss,
-                              bool with_grad, index_t N, index_t V_real, index_t ld,
-                              index_t vocab_start);
+                              const T* target_logit, const std::int32_t* targets, T dloss, bool with_grad,
+                              index_t N, index_t V_real, index_t ld, index_t vocab_start);
 
 }  // namespace strata::kernels::cpu

@@ -12,8 +12,8 @@
 namespace strata::kernels::cpu {
 
 template <class T>
-void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, index_t N,
-                       index_t C, T eps);
+void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, index_t N, index_t C,
+                       T eps);
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
                         const T* rstd, index_t N, index_t C);
@@ -21,7 +21,20 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
 template <class T>
 void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, index_t N, index_t C, T eps);
 template <class T>
-void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, index_t N,
-                      index_t C);
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T* rstd, index_t N, index_t C);
+
+// The residual add fused with the norm that follows it (one pass over the rows instead of
+// three: bias add, residual add, norm), as in a pre-norm block's `mid = x + attn(...) + bo;
+// ln2 = norm(mid)`:
+//   r[n, :] = (r[n, :] + bias) + x[n, :]   r holds the branch output on entry and the residual
+//                                          stream on exit; bias may be null
+//   y, mean, rstd = layernorm_forward / rmsnorm_forward of the new r
+// Bitwise equal to add_bias, accumulate, then the norm (the same operations in the same order).
+template <class T>
+void residual_layernorm_forward(T* r, T* y, T* mean, T* rstd, const T* x, const T* bias, const T* w,
+                                const T* b, index_t N, index_t C, T eps);
+template <class T>
+void residual_rmsnorm_forward(T* r, T* y, T* rstd, const T* x, const T* bias, const T* w, index_t N,
+                              index_t C, T eps);
 
 }  // namespace strata::kernels::cpu

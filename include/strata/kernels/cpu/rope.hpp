@@ -11,8 +11,7 @@
 namespace strata::kernels::cpu {
 
 template <class T>
-void rope_forward(T* x, index_t B, index_t Tlen, index_t H, index_t HS, double theta,
-                  index_t pos_offset = 0);
+void rope_forward(T* x, index_t B, index_t Tlen, index_t H, index_t HS, double theta, index_t pos_offset = 0);
 template <class T>
 void rope_backward(T* dx, index_t B, index_t Tlen, index_t H, index_t HS, double theta,
                    index_t pos_offset = 0);

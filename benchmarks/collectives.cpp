@@ -61,7 +61,7 @@ class NullReporter : public benchmark::BenchmarkReporter {
 int main(int argc, char** argv) {
   kernels::cpu::ensure_blas_coretype(argv);
   int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);  // as strata's main (cli/main.cpp)
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);  // as strata's main (cli/run_cli.cpp)
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_dup(MPI_COMM_WORLD, &raw);

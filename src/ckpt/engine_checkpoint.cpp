@@ -171,19 +171,6 @@ void check_model_matches(const config::ModelConfig& stored, const config::ModelC
     mismatch("rope_theta", std::to_string(stored.rope_theta), std::to_string(cfg.rope_theta));
 }
 
-// Test hook: STRATA_TEST_SAVE_PAUSE="step=S,seconds=T" pauses the save of step S halfway
-// through its tensors ("step=*": every save), so a test can kill the job in the middle of a
-// save (a background save: while training goes on).
-void pause_for_test(long step) {
-  const char* spec = std::getenv("STRATA_TEST_SAVE_PAUSE");
-  if (!spec) return;
-  long at = -1;
-  double seconds = 0;
-  const bool every = std::sscanf(spec, "step=*,seconds=%lf", &seconds) == 1;
-  if (every || (std::sscanf(spec, "step=%ld,seconds=%lf", &at, &seconds) == 2 && at == step))
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-}
-
 using Writes = std::vector<std::array<std::vector<Seg>, 3>>;  // per entry and kind
 
 }  // namespace
@@ -206,8 +193,9 @@ struct EngineCheckpointer::Snapshot {
   Writes writes;  // into the engine's views, or into the checkpointer's copy of them
 };
 
-EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid)
-    : job_(job), engine_(engine), grid_(grid) {
+EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid,
+                                       const FaultHooks* faults)
+    : job_(job), engine_(engine), grid_(grid), save_pause_(faults ? faults->save_pause : FaultHooks::SavePause{}) {
   // A background writer makes MPI calls while the training thread makes others.
   int level = MPI_THREAD_SINGLE;
   MPI_Query_thread(&level);
@@ -458,7 +446,7 @@ SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& a
       const Entry& e = plan_->entries[i];
       if (i == plan_->entries.size() / 2) {
         lock.unlock();  // no HDF5 call in flight; the handles stay open
-        pause_for_test(st.step);
+        if (save_pause_.hits(st.step)) std::this_thread::sleep_for(std::chrono::duration<double>(save_pause_.seconds));
         lock.lock();
       }
       // Between tensors a waiting thread (the data loader) gets HDF5 for its call.

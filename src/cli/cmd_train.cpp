@@ -9,7 +9,7 @@
 
 namespace strata::cli {
 
-Action add_train_command(CLI::App& app) {
+Action add_train_command(CLI::App& app, const FaultHooks* faults) {
   auto* cmd = app.add_subcommand("train", "Train a model: strata train --config FILE [--set key=value ...]");
   auto config_path = std::make_shared<std::string>();
   auto overrides = std::make_shared<std::vector<std::string>>();
@@ -25,13 +25,13 @@ Action add_train_command(CLI::App& app) {
                 "supports, each stage's memory, one rank's engine plan");
   cmd->add_option("--ranks", *ranks, "With --dry-run: the job's ranks (default: tp x pp x dp, dp 0 as 1)");
   cmd->add_option("--rank", *rank, "With --dry-run: the rank whose engine plan is printed")->capture_default_str();
-  return [config_path, overrides, dry, ranks, rank] {
+  return [config_path, overrides, dry, ranks, rank, faults] {
     const config::JobConfig job = config::load_job_config(*config_path, *overrides);
     if (*dry) {
       std::printf("%s", train::dry_run(job, *ranks, *rank).c_str());
       return 0;
     }
-    const train::TrainSummary summary = train::run_training(job, MPI_COMM_WORLD);
+    const train::TrainSummary summary = train::run_training(job, MPI_COMM_WORLD, faults);
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (summary.stop_signal != 0 && rank == 0)

@@ -4,11 +4,13 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 
+#include "strata/core/faults.hpp"
+
 namespace strata::cli {
 
 using Action = std::function<int()>;
 
-Action add_train_command(CLI::App& app);
+Action add_train_command(CLI::App& app, const FaultHooks* faults);  // faults: tests only (core/faults.hpp)
 Action add_info_command(CLI::App& app);
 Action add_tokenizer_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);

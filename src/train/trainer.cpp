@@ -101,46 +101,6 @@ class MetricsFile {
   std::FILE* file_ = nullptr;
 };
 
-// Test hook: STRATA_INJECT_FAILURE="rank=R,step=S" makes global rank R throw at step S, to
-// test that one failing rank ends the whole job instead of hanging it.
-void maybe_inject_failure(int global_rank, long step) {
-  const char* spec = std::getenv("STRATA_INJECT_FAILURE");
-  if (!spec) return;
-  int rank = -1;
-  long at = -1;
-  if (std::sscanf(spec, "rank=%d,step=%ld", &rank, &at) == 2 && rank == global_rank && at == step)
-    throw make_error("injected failure at step ", step, " (STRATA_INJECT_FAILURE=", spec, ")");
-}
-
-// Test hook: STRATA_TEST_BAD_BATCHES="kind=nan_grad,batches=B1-B2" or
-// "kind=loss_spike,batches=B1-B2[,factor=F]" makes the steps that train on global batches
-// B1..B2 (0-based data positions: step B+1 of a run without skips) bad: nan_grad scales the
-// loss gradient by NaN on every rank (so every gradient and the global norm are NaN),
-// loss_spike multiplies the step's loss by F (default 100) before the guard sees it. Keyed by
-// the data, not the step: data skipped by a rollback takes its bad batches with it.
-struct BadBatches {
-  enum Kind { none, nan_grad, loss_spike } kind = none;
-  std::uint64_t first = 0, last = 0;
-  double factor = 100;
-  static BadBatches from_env() {
-    BadBatches b;
-    const char* spec = std::getenv("STRATA_TEST_BAD_BATCHES");
-    if (!spec) return b;
-    char kind[16] = {};
-    unsigned long long first = 0, last = 0;
-    double factor = 100;
-    const int n = std::sscanf(spec, "kind=%15[a-z_],batches=%llu-%llu,factor=%lf", kind, &first, &last, &factor);
-    if (n < 3 || (std::string(kind) != "nan_grad" && std::string(kind) != "loss_spike"))
-      throw make_error("STRATA_TEST_BAD_BATCHES='", spec, "': expected kind=nan_grad|loss_spike,batches=B1-B2[,factor=F]");
-    b.kind = std::string(kind) == "nan_grad" ? nan_grad : loss_spike;
-    b.first = first;
-    b.last = last;
-    b.factor = factor;
-    return b;
-  }
-  bool hits(Kind k, std::uint64_t batch) const { return kind == k && batch >= first && batch <= last; }
-};
-
 // The checkpoint train.resume asks for: "" (start fresh), the newest intact one in the
 // checkpoint directory (auto: verified, collectively; corrupt or truncated newer ones are
 // skipped with a report; "" when there is none yet), or the given file or directory. Every
@@ -186,7 +146,7 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
 // (data, engine, checkpoints, validation, metrics), then steps that allocate nothing.
 class Trainer {
  public:
-  Trainer(const config::JobConfig& job, comm::RankGrid& grid);
+  Trainer(const config::JobConfig& job, comm::RankGrid& grid, const FaultHooks* faults);
   TrainSummary run();
 
  private:
@@ -236,15 +196,16 @@ class Trainer {
   StepGuard guard_;
   std::vector<long> bad_run_;     // the steps of the current run of bad steps
   int stop_ = 0;                  // the stop signal every rank agreed on in the last step
-  BadBatches bad_batches_ = BadBatches::from_env();
+  const FaultHooks faults_;       // tests only (core/faults.hpp); defaults: none
 };
 
-Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
+Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const FaultHooks* faults)
     : job_(job), grid_(grid), lead_(grid.global_rank() == 0), batch_(config::resolve_batch(job.parallel, grid.shape().dp)),
       threads_(job.hardware.threads > 0
                    ? job.hardware.threads
                    : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / grid.local_size())),
-      guard_(job.guard) {
+      guard_(job.guard),
+      faults_(faults ? *faults : FaultHooks{}) {
   const config::TrainConfig& tcfg = job.train;
   const int T = tcfg.seq_len;
   // 1. Threads: this rank's share of the node's cores, for BLAS.
@@ -258,7 +219,7 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid)
   engine_->init_parameters(tcfg.seed);
   // 4. Resume: parameters, Adam moments and step from a checkpoint of any layout.
   ckpt_dir_ = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
-  checkpointer_ = std::make_unique<ckpt::EngineCheckpointer>(job, *engine_, grid);
+  checkpointer_ = std::make_unique<ckpt::EngineCheckpointer>(job, *engine_, grid, &faults_);
   const std::string resume_file = resume_target(tcfg.resume, ckpt_dir_, grid);
   if (!resume_file.empty()) {
     resumed_ = checkpointer_->load(resume_file, source_->tokenizer_hash());
@@ -416,7 +377,9 @@ StepMetrics Trainer::step(long step) {
   const Timer timer;
   const double cpu_start = process_cpu_seconds();
   const config::TrainConfig& tcfg = job_.train;
-  maybe_inject_failure(grid_.global_rank(), step);
+  if (faults_.failure.rank == grid_.global_rank() && faults_.failure.step == step)
+    throw make_error("injected failure at step ", step, " (fault hook: rank=", faults_.failure.rank, ",step=",
+                     faults_.failure.step, ")");
   // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has them
   // from its checkpoint).
   if (const int next_t = warmup_seq_len(tcfg, tokens_seen_); next_t != t_) {
@@ -429,7 +392,8 @@ StepMetrics Trainer::step(long step) {
   const std::uint64_t global_batch_index = next_batch_;
   const std::int64_t step_loss_tokens = loss_tokens(masker_.get(), global_batch_index, batch_.global, t_);
   float grad_scale = step_loss_tokens > 0 ? float(1.0 / double(step_loss_tokens)) : 0.0f;
-  if (bad_batches_.hits(BadBatches::nan_grad, global_batch_index)) grad_scale = std::numeric_limits<float>::quiet_NaN();
+  if (faults_.bad_batches.hits(FaultHooks::BadBatches::nan_grad, global_batch_index))
+    grad_scale = std::numeric_limits<float>::quiet_NaN();
   double data_wait_ms = 0;
   if (loader_) {
     load_step_batch(t_);
@@ -445,7 +409,8 @@ StepMetrics Trainer::step(long step) {
   STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ", std::int64_t(loss[1]),
                " target tokens but the gradient scale assumed ", step_loss_tokens);
   double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
-  if (bad_batches_.hits(BadBatches::loss_spike, global_batch_index)) mean_loss *= bad_batches_.factor;
+  if (faults_.bad_batches.hits(FaultHooks::BadBatches::loss_spike, global_batch_index))
+    mean_loss *= faults_.bad_batches.factor;
   double grad_norm = engine_->grad_norm();
   // One agreement over the job before anything is applied: a NaN/Inf on any rank, the loss and
   // norm (bitwise the same on every rank, so the guard decides alike everywhere) and a stop
@@ -732,14 +697,14 @@ TrainSummary Trainer::run() {
 
 }  // namespace
 
-TrainSummary run_training(const config::JobConfig& job, MPI_Comm world) {
+TrainSummary run_training(const config::JobConfig& job, MPI_Comm world, const FaultHooks* faults) {
   const config::ParallelConfig& p = job.parallel;
   comm::RankGrid grid(world, p.tp, p.pp, p.dp);
   try {
     // The derived DP size written down: config.yaml and checkpoints record the layout that ran.
     config::JobConfig resolved = job;
     resolved.parallel.dp = grid.shape().dp;
-    Trainer trainer(resolved, grid);
+    Trainer trainer(resolved, grid, faults);
     return trainer.run();
   } catch (const std::exception& e) {
     // Name this rank's grid coordinates; main() reports and aborts the job.

@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # Killed during a background checkpoint write (docs/checkpoints.md, "Asynchronous saves"), on 2
 # ranks (dp2, ZeRO-1) training on an HDF5 dataset (so the loader thread reads HDF5 while the
-# writer thread writes it): a job saving every step, its writer slowed by the test hook
-# STRATA_TEST_SAVE_PAUSE (every save pauses halfway through its tensors), is killed with SIGKILL
-# while a save is being written (its .tmp file exists), again and again, each job resuming with
-# train.resume=auto from what the last one left. After every kill `latest` names a checkpoint,
-# `strata ckpt verify` finds every published checkpoint intact, and nothing half-written was
-# published; once at least 10 kills landed during a write, a last job finishes the run, whose
-# final checkpoint then holds bit for bit the tensors of an uninterrupted run and whose metrics
-# hold the same losses for every step.
-# usage: ckpt_async_kill.sh STRATA_BINARY SOURCE_DIR
+# writer thread writes it): a job saving every step, its writer slowed by STRATA_TEST_SAVE_PAUSE
+# of the test-only binary strata-faults (every save pauses halfway through its tensors), is
+# killed with SIGKILL while a save is being written (its .tmp file exists), again and again,
+# each job resuming with train.resume=auto from what the last one left. After every kill
+# `latest` names a checkpoint, `strata ckpt verify` finds every published checkpoint intact, and
+# nothing half-written was published; once at least 10 kills landed during a write, a last job
+# finishes the run, whose final checkpoint then holds bit for bit the tensors of an
+# uninterrupted run and whose metrics hold the same losses for every step.
+# usage: ckpt_async_kill.sh STRATA_BINARY SOURCE_DIR FAULTS_BINARY
 set -uo pipefail
-strata="$1"; src="$2"
+strata="$1"; src="$2"; faults="$3"
 tmp=$(mktemp -d); trap 'pkill -KILL -P $$ 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; for f in "$tmp"/*.log; do echo "--- $f"; grep -v "^  " "$f" | tail -n 6; done; exit 1; }
 steps=40
 "$strata" prepare --input /usr/share/common-licenses/GPL-3 --tokenizer bytes --output "$tmp/gpl.h5" >"$tmp/prepare.log" 2>&1 \
   || fail "prepare"
-train() {  # train OUT_DIR LOG [--set ...]: 2 ranks in the background; sets $job
+train() {  # train OUT_DIR LOG [--set ...]: 2 ranks of $bin (default: strata) in the background; sets $job
   local out="$1" log="$2"; shift 2
-  mpiexec -n 2 --oversubscribe "$strata" train --config "$src/configs/test_tiny.yaml" --set model.vocab_size=260 \
+  mpiexec -n 2 --oversubscribe "${bin:-$strata}" train --config "$src/configs/test_tiny.yaml" --set model.vocab_size=260 \
     --set data.source=hdf5 --set "data.datasets=[$tmp/gpl.h5]" --set data.prefetch=1 --set parallel.dp=2 \
     --set parallel.zero_stage=1 --set parallel.micro_batch_size=4 --set parallel.global_batch_size=8 \
     --set train.steps=$steps --set ckpt.interval=1 --set ckpt.keep=3 --set train.resume=auto --set eval.windows=0 \
@@ -41,7 +41,7 @@ while [ $kills -lt 10 ]; do
   before=$(latest_step "$run"); before=${before:-0}
   [ "$before" -lt $((steps - 2)) ] || fail "the killed jobs reached step $before before 10 kills: raise steps"
   touch "$tmp/start"
-  STRATA_TEST_SAVE_PAUSE="step=*,seconds=0.4" train "$run" "$tmp/killed.$tries.log"
+  bin="$faults" STRATA_TEST_SAVE_PAUSE="step=*,seconds=0.4" train "$run" "$tmp/killed.$tries.log"
   # Wait until this job has published a checkpoint (so every job moves the run on) and is
   # writing the next one in the background, then kill at a random moment of that write.
   limit=$(( $(date +%s) + 60 ))

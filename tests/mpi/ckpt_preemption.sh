@@ -3,16 +3,17 @@
 #   1. SIGUSR1 sent to mpiexec (which forwards it to every rank) and SIGTERM sent to ONE rank
 #      each make every rank finish its step, save a checkpoint and exit 0, saying where;
 #      `train.resume: auto` then continues from it, the metrics steps continuing without gap;
-#   2. SIGKILL in the middle of a save (held there by the STRATA_TEST_SAVE_PAUSE hook) leaves
-#      the previous checkpoint published and loadable, and a resumed run finishes.
-# usage: ckpt_preemption.sh STRATA_BINARY SOURCE_DIR
+#   2. SIGKILL in the middle of a save (held there by STRATA_TEST_SAVE_PAUSE of the test-only
+#      binary strata-faults) leaves the previous checkpoint published and loadable, and a
+#      resumed run finishes.
+# usage: ckpt_preemption.sh STRATA_BINARY SOURCE_DIR FAULTS_BINARY
 set -uo pipefail
-strata="$1"; src="$2"
+strata="$1"; src="$2"; faults="$3"
 tmp=$(mktemp -d); trap 'pkill -KILL -P $$ 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; for f in "$tmp"/*.log; do echo "--- $f"; grep -v "^  " "$f" | tail -n 12; done; exit 1; }
-train() {  # train OUT_DIR [--set ...]: 4 ranks in the background; sets $job
+train() {  # train OUT_DIR [--set ...]: 4 ranks of $bin (default: strata) in the background; sets $job
   local out="$1"; shift
-  mpiexec -n 4 --oversubscribe "$strata" train --config "$src/configs/test_tiny.yaml" --set parallel.tp=2 \
+  mpiexec -n 4 --oversubscribe "${bin:-$strata}" train --config "$src/configs/test_tiny.yaml" --set parallel.tp=2 \
     --set parallel.pp=2 --set parallel.micro_batch_size=2 --set parallel.global_batch_size=8 \
     --set train.log_interval=1000 --set "train.out_dir=$out" "$@" >"$out.log" 2>&1 &
   job=$!
@@ -54,7 +55,7 @@ done
 
 # Killed during a save: the save of step 4 pauses halfway through its tensors.
 run="$tmp/killed"
-STRATA_TEST_SAVE_PAUSE="step=4,seconds=60" train "$run" --set train.steps=6 --set ckpt.interval=2
+bin="$faults" STRATA_TEST_SAVE_PAUSE="step=4,seconds=60" train "$run" --set train.steps=6 --set ckpt.interval=2
 wait_for 60 test -e "$run/checkpoints/.step_00000004.h5.tmp" || fail "killed: the save of step 4 did not start"
 pkill -KILL -P "$job"; kill -KILL "$job" 2>/dev/null; wait "$job" 2>/dev/null
 [ "$(cat "$run/checkpoints/latest")" = "step_00000002.h5" ] || fail "killed: latest changed to $(cat "$run/checkpoints/latest")"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One failing rank ends the whole job (DESIGN.md invariant 5): rank 5 of 8 throws at step 2;
 # the job must exit non-zero within seconds (not hang until the watchdog or the test timeout),
-# and the error must name the rank and its grid coordinates.
-# usage: failing_rank.sh STRATA_BINARY SOURCE_DIR
+# and the error must name the rank and its grid coordinates. The failure is injected by the
+# test-only binary strata-faults (tests/tools/strata_faults.cpp).
+# usage: failing_rank.sh STRATA_BINARY SOURCE_DIR FAULTS_BINARY
 set -uo pipefail
-strata="$1"; src="$2"
+faults="$3"; src="$2"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-STRATA_INJECT_FAILURE="rank=5,step=2" timeout 120 mpiexec -n 8 --oversubscribe "$strata" train \
+STRATA_INJECT_FAILURE="rank=5,step=2" timeout 120 mpiexec -n 8 --oversubscribe "$faults" train \
   --config "$src/configs/test_tiny.yaml" --set train.steps=5 --set parallel.tp=2 --set parallel.pp=2 \
   --set "train.out_dir=$tmp/run" >"$tmp/out.txt" 2>&1
 rc=$?

@@ -9,7 +9,7 @@
 
 int main(int argc, char** argv) {
   strata::kernels::cpu::ensure_blas_coretype(argv);
-  int provided = 0;  // as strata's main (cli/main.cpp): the watchdog thread may read progress windows
+  int provided = 0;  // as strata's main (cli/run_cli.cpp): the watchdog thread may read progress windows
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   ::testing::InitGoogleTest(&argc, argv);
   int rank = 0;

@@ -1,5 +1,5 @@
 // The bad-step guard on four ranks (train/guard.hpp, docs/checkpoints.md "Bad steps"), bad steps
-// injected by the STRATA_TEST_BAD_BATCHES hook on every rank:
+// injected on every rank by fault hooks (core/faults.hpp):
 //   a NaN gradient (every rank's loss gradient scaled by NaN) is skipped by every rank alike,
 //     and each rank's parameters after it are bitwise those before it — in tp2·pp2 and in
 //     tp2·dp2 with ZeRO-1 (the norm summed over the world, the moments sharded);
@@ -27,10 +27,14 @@ using test::world_rank;
 using test::world_size;
 namespace fs = std::filesystem;
 
-struct BadBatches {
-  explicit BadBatches(const char* spec) { setenv("STRATA_TEST_BAD_BATCHES", spec, 1); }
-  ~BadBatches() { unsetenv("STRATA_TEST_BAD_BATCHES"); }
-};
+// Fault hooks (core/faults.hpp) that make the steps on global batches first..last bad.
+FaultHooks bad_batches(FaultHooks::BadBatches::Kind kind, std::uint64_t first, std::uint64_t last) {
+  FaultHooks h;
+  h.bad_batches.kind = kind;
+  h.bad_batches.first = first;
+  h.bad_batches.last = last;
+  return h;
+}
 
 config::JobConfig guard_job(const std::string& name, int tp, int pp, int dp, int steps) {
   config::JobConfig j = test::base_job(false);
@@ -47,7 +51,7 @@ config::JobConfig guard_job(const std::string& name, int tp, int pp, int dp, int
 }
 
 // Runs the job on the first tp*pp*dp ranks (a fresh folder); ranks outside it get an empty summary.
-train::TrainSummary run(const config::JobConfig& job) {
+train::TrainSummary run(const config::JobConfig& job, const FaultHooks* faults = nullptr) {
   const int n = job.parallel.tp * job.parallel.pp * job.parallel.dp;
   if (world_rank() == 0) fs::remove_all(fs::path(job.train.out_dir).parent_path());
   MPI_Barrier(MPI_COMM_WORLD);
@@ -55,7 +59,7 @@ train::TrainSummary run(const config::JobConfig& job) {
   MPI_Comm_split(MPI_COMM_WORLD, world_rank() < n ? 0 : MPI_UNDEFINED, world_rank(), &comm);
   train::TrainSummary s;
   if (comm != MPI_COMM_NULL) {
-    s = train::run_training(job, comm);
+    s = train::run_training(job, comm, faults);
     MPI_Comm_free(&comm);
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -85,8 +89,8 @@ TEST(GuardMpi, NanGradientIsSkippedAlikeAndLeavesEveryRanksParametersBitwise) {
     const train::TrainSummary before = run(guard_job(name + "_a", l.tp, l.pp, l.dp, 3));
     train::TrainSummary after;
     {
-      const BadBatches bad("kind=nan_grad,batches=3-3");  // step 4
-      after = run(guard_job(name + "_b", l.tp, l.pp, l.dp, 4));
+      const FaultHooks bad = bad_batches(FaultHooks::BadBatches::nan_grad, 3, 3);  // step 4
+      after = run(guard_job(name + "_b", l.tp, l.pp, l.dp, 4), &bad);
     }
     ASSERT_EQ(after.steps.size(), 4u) << name;
     EXPECT_TRUE(all_ranks(after.steps[3].skipped && after.steps[3].bad == train::BadKind::nonfinite))
@@ -109,10 +113,10 @@ TEST(GuardMpi, LossSpikeRollsBackOnFourRanksLikeOneRankAndResumesBitwise) {
     return j;
   };
   // Batches 6-8 spike: steps 7-9 bad, rollback at step 9 to step 6, samples [48, 72) skipped.
-  const BadBatches bad("kind=loss_spike,batches=6-8");
-  const train::TrainSummary one = run(spiky("one", 1, 1, 1));
+  const FaultHooks bad = bad_batches(FaultHooks::BadBatches::loss_spike, 6, 8);
+  const train::TrainSummary one = run(spiky("one", 1, 1, 1), &bad);
   const config::JobConfig four_job = spiky("four", 1, 2, 2);
-  const train::TrainSummary four = run(four_job);
+  const train::TrainSummary four = run(four_job, &bad);
   ASSERT_EQ(four.rollbacks.size(), 1u);
   EXPECT_EQ(four.rollbacks[0].from_step, 9);
   EXPECT_EQ(four.rollbacks[0].to_step, 6);
@@ -129,7 +133,7 @@ TEST(GuardMpi, LossSpikeRollsBackOnFourRanksLikeOneRankAndResumesBitwise) {
   // Resumed in the same layout from the checkpoint of step 10 (written after the rollback).
   config::JobConfig resumed = spiky("four_resumed", 1, 2, 2);
   resumed.train.resume = four_job.ckpt.dir + "/step_00000010.h5";
-  const train::TrainSummary again = run(resumed);
+  const train::TrainSummary again = run(resumed, &bad);
   EXPECT_TRUE(all_ranks(again.steps.size() == 2)) << "resumed at the wrong step";
   EXPECT_TRUE(all_ranks(bitwise_equal(four.final_params, again.final_params)))
       << "the resume after a rollback is not bitwise on some rank";

@@ -14,13 +14,13 @@
 #      that comparison is reported, not asserted);
 #   2. preemption across 2 nodes: the 2-node point again, sent the warning signal (SIGUSR1) at
 #      step 10, saves, requeues itself and resumes: its losses are the uninterrupted point's;
-#   3. a rank on node 2 fails (STRATA_INJECT_FAILURE): the job ends, with the rank's error and
-#      srun naming node2, instead of hanging.
+#   3. a rank on node 2 fails (STRATA_INJECT_FAILURE of the test-only binary strata-faults):
+#      the job ends, with the rank's error and srun naming node2, instead of hanging.
 # Timing figures of such a study mean nothing (every node shares the same 2 cores); the points
 # run one after another and the test checks correctness and the tooling, not speed.
-# usage: multinode.sh STRATA_BINARY SOURCE_DIR
+# usage: multinode.sh STRATA_BINARY SOURCE_DIR FAULTS_BINARY
 set -uo pipefail
-strata="$1"; src="$2"
+strata="$1"; src="$2"; faults="$3"
 start=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - start )) s"; }
 failures=0
@@ -211,7 +211,7 @@ fi
 
 # ---- 3. a failing rank on node 2 ends the job --------------------------------------------------
 t0=$(date +%s)
-STRATA_INJECT_FAILURE="rank=3,step=3" SET="$common train.steps=$steps ckpt.save_at_end=false" timeout 120 \
+STRATA="$faults" STRATA_INJECT_FAILURE="rank=3,step=3" SET="$common train.steps=$steps ckpt.save_at_end=false" timeout 120 \
   sbatch --wait --parsable --nodes=2 --ntasks-per-node=2 --job-name=failing --output="$tmp/logs-%x-%j.out" \
   slurm/pretrain_tiny.sh >"$tmp/failing.id"
 rc=$?

@@ -35,6 +35,7 @@
 
 #include "strata/ckpt/checkpoint.hpp"
 #include "strata/comm/rank_grid.hpp"
+#include "strata/core/faults.hpp"
 #include "strata/parallel/engine.hpp"
 
 namespace strata::ckpt {
@@ -76,7 +77,9 @@ class EngineCheckpointer {
   // views (so a GPU run that never saves makes no host staging). With job.ckpt.async and an MPI
   // that provides MPI_THREAD_MULTIPLE, saves can run in the background; the grid's io group is
   // made here (collective: every rank constructs the checkpointer at the same point).
-  EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid);
+  // `faults`: tests only (core/faults.hpp: a save held halfway); production passes none.
+  EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid,
+                     const FaultHooks* faults = nullptr);
   // Waits for a background save still running (its failure is reported on stderr, not thrown).
   ~EngineCheckpointer();
   EngineCheckpointer(const EngineCheckpointer&) = delete;
@@ -133,6 +136,7 @@ class EngineCheckpointer {
   const config::JobConfig& job_;
   parallel::Engine& engine_;
   comm::RankGrid& grid_;
+  const FaultHooks::SavePause save_pause_;  // tests only; defaults: no pause
   std::vector<parallel::StateView> chunks_;
   std::unique_ptr<Plan> plan_;
   bool async_ = false;

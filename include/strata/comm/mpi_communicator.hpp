@@ -10,7 +10,7 @@
 // that has not arrived (a lower count) or that entered a different collective at that number.
 // The normal path pays one counter increment and two relaxed stores per collective; no MPI call.
 // From the watchdog thread (blocking calls) the read needs MPI_THREAD_MULTIPLE, which strata
-// requests (cli/main.cpp); with less the report says so and names the collective only.
+// requests (cli/run_cli.cpp); with less the report says so and names the collective only.
 #pragma once
 #include <mpi.h>
 

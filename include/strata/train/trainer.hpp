@@ -26,6 +26,7 @@
 
 #include "strata/ckpt/checkpoint.hpp"
 #include "strata/config/config.hpp"
+#include "strata/core/faults.hpp"
 #include "strata/model/parameters.hpp"
 #include "strata/train/guard.hpp"
 
@@ -104,8 +105,9 @@ struct TrainSummary {
   bool async_checkpoints = false;  // saves were written in the background
 };
 
-// Collective over `world`: every rank of the job calls it with the same config.
-TrainSummary run_training(const config::JobConfig& job, MPI_Comm world);
+// Collective over `world`: every rank of the job calls it with the same config. `faults`:
+// failures injected by tests (core/faults.hpp); production passes none.
+TrainSummary run_training(const config::JobConfig& job, MPI_Comm world, const FaultHooks* faults = nullptr);
 
 // `strata train --dry-run`: the job as `ranks` ranks would run it (ranks 0: tp x pp x dp of the
 // config, dp 0 counting as 1), without data, device or other ranks: the grid, the batch, what

@@ -63,10 +63,15 @@ void expect_same_checkpoints(const config::JobConfig& a, const config::JobConfig
   }
 }
 
-struct SavePause {
-  explicit SavePause(const char* spec) { setenv("STRATA_TEST_SAVE_PAUSE", spec, 1); }
-  ~SavePause() { unsetenv("STRATA_TEST_SAVE_PAUSE"); }
-};
+// Fault hooks (core/faults.hpp) that pause the save of step `step` (-1: every save) `seconds`
+// halfway through its tensors.
+FaultHooks save_pause(long step, double seconds) {
+  FaultHooks h;
+  h.save_pause.step = step;
+  h.save_pause.every = step < 0;
+  h.save_pause.seconds = seconds;
+  return h;
+}
 
 }  // namespace
 
@@ -88,8 +93,8 @@ TEST(AsyncSave, TrainingGoesOnWhileASaveIsWrittenAndTheNextSaveWaitsForIt) {
   j.ckpt.interval = 2;
   train::TrainSummary s;
   {
-    const SavePause pause("step=2,seconds=0.6");
-    s = train::run_training(j, MPI_COMM_WORLD);
+    const FaultHooks pause = save_pause(2, 0.6);
+    s = train::run_training(j, MPI_COMM_WORLD, &pause);
   }
   ASSERT_EQ(s.steps.size(), 4u);
   // Step 2 paid only its snapshot; step 3 ran while the save was written; step 4's save (the
@@ -127,9 +132,9 @@ TEST(AsyncSave, ALoaderReadingHdf5MeanwhileNeitherWaitsForTheSaveNorCorruptsIt) 
   const config::JobConfig a = with_data(job("hdf5_bg", 5, true)), s = with_data(job("hdf5_sync", 5, false));
   train::TrainSummary sa, ss;
   {
-    const SavePause pause("step=*,seconds=0.15");
-    sa = train::run_training(a, MPI_COMM_WORLD);
-    ss = train::run_training(s, MPI_COMM_WORLD);
+    const FaultHooks pause = save_pause(-1, 0.15);
+    sa = train::run_training(a, MPI_COMM_WORLD, &pause);
+    ss = train::run_training(s, MPI_COMM_WORLD, &pause);
   }
   expect_same_checkpoints(a, s, 5);
   for (std::size_t i = 0; i < sa.steps.size(); ++i) {

@@ -1,7 +1,7 @@
 // The bad-step guard (train/guard.hpp, docs/checkpoints.md "Bad steps") on one rank: its rules
-// as a pure function, and in training runs with bad steps injected by the STRATA_TEST_BAD_BATCHES
-// hook: a NaN gradient is skipped with the parameters and Adam moments bitwise untouched, a
-// persistent loss spike rolls the run back and skips the data, a resume after the rollback is
+// as a pure function, and in training runs with bad steps injected by fault hooks
+// (core/faults.hpp): a NaN gradient is skipped with the parameters and Adam moments bitwise
+// untouched, a persistent loss spike rolls the run back and skips the data, a resume after the rollback is
 // exact, and a rollback that cannot happen is a clear error. (tests/mpi/test_guard.cpp: the
 // same on four ranks.)
 #include <gtest/gtest.h>
@@ -26,11 +26,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// STRATA_TEST_BAD_BATCHES for one scope.
-struct BadBatches {
-  explicit BadBatches(const char* spec) { setenv("STRATA_TEST_BAD_BATCHES", spec, 1); }
-  ~BadBatches() { unsetenv("STRATA_TEST_BAD_BATCHES"); }
-};
+// Fault hooks (core/faults.hpp) that make the steps on global batches first..last bad.
+FaultHooks bad_batches(FaultHooks::BadBatches::Kind kind, std::uint64_t first, std::uint64_t last) {
+  FaultHooks h;
+  h.bad_batches.kind = kind;
+  h.bad_batches.first = first;
+  h.bad_batches.last = last;
+  return h;
+}
 
 // The unit tests' tiny run with a learning-rate schedule that does not depend on train.steps,
 // so runs of different lengths take the same steps; its own folder.
@@ -128,8 +131,8 @@ TEST(Guard, NanGradientStepIsSkippedWithParametersAndMomentsBitwiseUnchanged) {
   const train::TrainSummary sa = train::run_training(a, MPI_COMM_WORLD);
   train::TrainSummary sb;
   {
-    const BadBatches bad("kind=nan_grad,batches=4-4");  // batch 4: step 5
-    sb = train::run_training(b, MPI_COMM_WORLD);
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::nan_grad, 4, 4);  // batch 4: step 5
+    sb = train::run_training(b, MPI_COMM_WORLD, &bad);
   }
   ASSERT_EQ(sb.steps.size(), 5u);
   const train::StepMetrics& s5 = sb.steps[4];
@@ -147,8 +150,8 @@ TEST(Guard, NanGradientStepIsSkippedWithParametersAndMomentsBitwiseUnchanged) {
   config::JobConfig c = job("nan_c", 8);
   train::TrainSummary sc;
   {
-    const BadBatches bad("kind=nan_grad,batches=4-4");
-    sc = train::run_training(c, MPI_COMM_WORLD);
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::nan_grad, 4, 4);
+    sc = train::run_training(c, MPI_COMM_WORLD, &bad);
   }
   ASSERT_EQ(sc.steps.size(), 8u);
   EXPECT_EQ(sc.steps[5].samples, 5u * 8u);
@@ -183,8 +186,8 @@ TEST(Guard, PersistentLossSpikeRollsBackSkipsTheDataAndResumesExactly) {
   x.ckpt.keep = 0;
   train::TrainSummary sx;
   {
-    const BadBatches bad("kind=loss_spike,batches=8-10");
-    sx = train::run_training(x, MPI_COMM_WORLD);
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::loss_spike, 8, 10);
+    sx = train::run_training(x, MPI_COMM_WORLD, &bad);
   }
   ASSERT_EQ(sx.rollbacks.size(), 1u);
   const train::Rollback& r = sx.rollbacks[0];
@@ -232,8 +235,8 @@ TEST(Guard, PersistentLossSpikeRollsBackSkipsTheDataAndResumesExactly) {
   y.train.resume = step_file(x, 12);
   train::TrainSummary sy;
   {
-    const BadBatches bad("kind=loss_spike,batches=8-10");
-    sy = train::run_training(y, MPI_COMM_WORLD);
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::loss_spike, 8, 10);
+    sy = train::run_training(y, MPI_COMM_WORLD, &bad);
   }
   ASSERT_EQ(sy.steps.size(), 2u);
   EXPECT_EQ(sy.steps[0].loss, sx.steps[12].loss);
@@ -247,9 +250,9 @@ TEST(Guard, ARollbackThatCannotHappenIsAClearError) {
   j.guard.rollback_after = 3;
   std::string message;
   {
-    const BadBatches bad("kind=nan_grad,batches=2-20");
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::nan_grad, 2, 20);
     try {
-      train::run_training(j, MPI_COMM_WORLD);
+      train::run_training(j, MPI_COMM_WORLD, &bad);
     } catch (const Error& e) {
       message = e.what();
     }
@@ -264,9 +267,9 @@ TEST(Guard, ARollbackThatCannotHappenIsAClearError) {
   j.ckpt.interval = 2;
   message.clear();
   {
-    const BadBatches bad("kind=nan_grad,batches=2-20");
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::nan_grad, 2, 20);
     try {
-      train::run_training(j, MPI_COMM_WORLD);
+      train::run_training(j, MPI_COMM_WORLD, &bad);
     } catch (const Error& e) {
       message = e.what();
     }
@@ -277,8 +280,8 @@ TEST(Guard, ARollbackThatCannotHappenIsAClearError) {
   j.guard.rollback_after = 0;
   train::TrainSummary s;
   {
-    const BadBatches bad("kind=nan_grad,batches=2-5");
-    s = train::run_training(j, MPI_COMM_WORLD);
+    const FaultHooks bad = bad_batches(FaultHooks::BadBatches::nan_grad, 2, 5);
+    s = train::run_training(j, MPI_COMM_WORLD, &bad);
   }
   EXPECT_EQ(s.steps.size(), 8u);
   EXPECT_EQ(s.guard.skipped_steps, 4);

@@ -15,9 +15,9 @@
 #include <string>
 
 #include "strata/ckpt/engine_checkpoint.hpp"
-#include "strata/parallel/pipeline.hpp"
 #include "strata/config/load.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
+#include "strata/parallel/pipeline.hpp"
 
 using namespace strata;
 
@@ -40,7 +40,8 @@ void BM_Save(benchmark::State& state) {
     const ckpt::SaveResult r = setup->io->save(setup->dir, st, 2);
     setup->last_file = r.file;
     state.counters["GB"] = double(r.bytes) / 1e9;
-    state.counters["GB/s"] = benchmark::Counter(double(r.bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["GB/s"] =
+        benchmark::Counter(double(r.bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   }
 }
 
@@ -79,25 +80,32 @@ int main(int argc, char** argv) {
   s.job.parallel.zero_stage = flag(argc, argv, "--zero", 0);
   s.job.parallel.micro_batch_size = 1;
   s.job.train.seq_len = 16;  // activations are not part of a checkpoint: keep them small
-  s.grid = std::make_unique<comm::RankGrid>(MPI_COMM_WORLD, s.job.parallel.tp, s.job.parallel.pp, s.job.parallel.dp);
-  s.engine = std::make_unique<parallel::CpuEngine>(s.job.model, s.job.parallel, s.job.optim, s.job.train.seq_len,
-                                                        s.job.parallel.pp, *s.grid);
+  s.grid = std::make_unique<comm::RankGrid>(MPI_COMM_WORLD, s.job.parallel.tp, s.job.parallel.pp,
+                                            s.job.parallel.dp);
+  s.engine = std::make_unique<parallel::CpuEngine>(s.job.model, s.job.parallel, s.job.optim,
+                                                   s.job.train.seq_len, s.job.parallel.pp, *s.grid);
   s.engine->init_parameters(1);
   s.io = std::make_unique<ckpt::EngineCheckpointer>(s.job, *s.engine, *s.grid);
   const char* dir = std::getenv("STRATA_BENCH_DIR");
   s.dir = std::string(dir ? dir : "/tmp/strata_bench_ckpt") + "/np" + std::to_string(world);
   setup = &s;
-  const std::string layout = "/tp" + std::to_string(s.job.parallel.tp) + "-pp" + std::to_string(s.job.parallel.pp) +
-                             "-dp" + std::to_string(s.job.parallel.dp) + "-zero" +
-                             std::to_string(s.job.parallel.zero_stage);
+  const std::string layout = "/tp" + std::to_string(s.job.parallel.tp) + "-pp" +
+                             std::to_string(s.job.parallel.pp) + "-dp" + std::to_string(s.job.parallel.dp) +
+                             "-zero" + std::to_string(s.job.parallel.zero_stage);
   benchmark::RegisterBenchmark(("checkpoint_save/gpt2_124m" + layout).c_str(), BM_Save)
-      ->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+      ->Iterations(3)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark(("checkpoint_load/gpt2_124m" + layout).c_str(), BM_Load)
-      ->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+      ->Iterations(3)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
   NullReporter quiet;
-  if (rank == 0) benchmark::RunSpecifiedBenchmarks();
-  else benchmark::RunSpecifiedBenchmarks(&quiet);
+  if (rank == 0)
+    benchmark::RunSpecifiedBenchmarks();
+  else
+    benchmark::RunSpecifiedBenchmarks(&quiet);
   benchmark::Shutdown();
   if (rank == 0) std::filesystem::remove_all(s.dir);
   s.io.reset();

@@ -36,16 +36,21 @@ void BM_Collective(benchmark::State& state, Op op, bool use_wrapper) {
       }
     } else {
       switch (op) {
-        case Op::all_reduce: MPI_Allreduce(MPI_IN_PLACE, a.data(), int(count), MPI_FLOAT, MPI_SUM, raw); break;
+        case Op::all_reduce:
+          MPI_Allreduce(MPI_IN_PLACE, a.data(), int(count), MPI_FLOAT, MPI_SUM, raw);
+          break;
         case Op::reduce_scatter:
           MPI_Reduce_scatter_block(a.data(), b.data(), int(piece), MPI_FLOAT, MPI_SUM, raw);
           break;
-        case Op::all_gather: MPI_Allgather(a.data(), int(piece), MPI_FLOAT, b.data(), int(piece), MPI_FLOAT, raw); break;
+        case Op::all_gather:
+          MPI_Allgather(a.data(), int(piece), MPI_FLOAT, b.data(), int(piece), MPI_FLOAT, raw);
+          break;
       }
     }
   }
   const double factor = op == Op::all_reduce ? 2.0 * (n - 1) / n : double(n - 1) / n;
-  state.counters["algbw_GB/s"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["algbw_GB/s"] =
+      benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["busbw_GB/s"] =
       benchmark::Counter(double(bytes) * factor / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -69,7 +74,10 @@ int main(int argc, char** argv) {
   MPI_Comm_dup(MPI_COMM_WORLD, &dup);
   comm::MpiCommunicator communicator(dup, "bench", rank, 600.0);
   wrapped = &communicator;
-  const struct { const char* name; Op op; } ops[] = {
+  const struct {
+    const char* name;
+    Op op;
+  } ops[] = {
       {"all_reduce", Op::all_reduce}, {"reduce_scatter", Op::reduce_scatter}, {"all_gather", Op::all_gather}};
   for (const auto& o : ops)
     for (bool w : {false, true})
@@ -78,12 +86,17 @@ int main(int argc, char** argv) {
         const long iters = std::max(3L, std::min(1000L, (256L << 20) / bytes));
         benchmark::RegisterBenchmark((std::string(o.name) + (w ? "/communicator" : "/raw_mpi")).c_str(),
                                      BM_Collective, o.op, w)
-            ->Arg(bytes)->Iterations(iters)->UseRealTime()->Unit(benchmark::kMicrosecond);
+            ->Arg(bytes)
+            ->Iterations(iters)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
       }
   benchmark::Initialize(&argc, argv);
   NullReporter quiet;
-  if (rank == 0) benchmark::RunSpecifiedBenchmarks();
-  else benchmark::RunSpecifiedBenchmarks(&quiet);
+  if (rank == 0)
+    benchmark::RunSpecifiedBenchmarks();
+  else
+    benchmark::RunSpecifiedBenchmarks(&quiet);
   benchmark::Shutdown();
   MPI_Comm_free(&raw);
   MPI_Finalize();

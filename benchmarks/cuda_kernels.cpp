@@ -111,7 +111,8 @@ void bm_gemm(benchmark::State& state, cudaStream_t stream, index_t tokens, index
     case Pass::fwd: {
       Buffer<bf16> y{std::size_t(tokens * out)};
       M = tokens, N = out, K = in;
-      time_iterations(state, stream, [&] { blas.linear_forward(y.get(), x.get(), w.get(), nullptr, tokens, in, out); });
+      time_iterations(state, stream,
+                      [&] { blas.linear_forward(y.get(), x.get(), w.get(), nullptr, tokens, in, out); });
       break;
     }
     case Pass::dx: {
@@ -147,7 +148,8 @@ void bm_attention(benchmark::State& state, cudaStream_t stream, index_t B, bool 
   const bf16 *q = qkv.get(), *k = q + s.NH * s.HS, *v = k + s.NKV * s.HS;
   cuda::attention_forward(out.get(), lse.get(), q, k, v, s, stream);
   if (!backward) {
-    time_iterations(state, stream, [&] { cuda::attention_forward(out.get(), lse.get(), q, k, v, s, stream); });
+    time_iterations(state, stream,
+                    [&] { cuda::attention_forward(out.get(), lse.get(), q, k, v, s, stream); });
     flop_counters(state, cuda::attention_forward_flops(s));
     return;
   }
@@ -155,8 +157,8 @@ void bm_attention(benchmark::State& state, cudaStream_t stream, index_t B, bool 
   Buffer<float> ws{std::size_t(cuda::attention_workspace_floats(s))};
   bf16* dq = dqkv.get();
   time_iterations(state, stream, [&] {
-    cuda::attention_backward(dq, dq + s.NH * s.HS, dq + (s.NH + s.NKV) * s.HS, ws.get(), dout.get(), out.get(),
-                             lse.get(), q, k, v, s, stream);
+    cuda::attention_backward(dq, dq + s.NH * s.HS, dq + (s.NH + s.NKV) * s.HS, ws.get(), dout.get(),
+                             out.get(), lse.get(), q, k, v, s, stream);
   });
   flop_counters(state, 2.5 * cuda::attention_forward_flops(s));
 }
@@ -173,7 +175,8 @@ void bm_adamw(benchmark::State& state, cudaStream_t stream) {
   STRATA_CUDA_CHECK(cudaMemcpy(d_seg, &seg, sizeof(seg), cudaMemcpyHostToDevice));
   cuda::AdamWStep p{3e-4f, 0.9f, 0.95f, 1e-8f, 1.0f, 1};
   time_iterations(state, stream, [&] {
-    cuda::adamw_update(master.get(), param.get(), grad.get(), m.get(), v.get(), d_seg, 1, n, false, p, stream);
+    cuda::adamw_update(master.get(), param.get(), grad.get(), m.get(), v.get(), d_seg, 1, n, false, p,
+                       stream);
     ++p.step;
   });
   cudaFree(d_seg);
@@ -220,21 +223,23 @@ int main(int argc, char** argv) {
       for (const auto& [pass, pass_name] : passes)
         for (bool cublas : {false, true}) {
           if (cublas && tokens != 4096) continue;
-          const std::string name = std::string("gemm/") + l.name + "/" + pass_name + "/N:" + std::to_string(tokens) +
-                                   (cublas ? "/cublas" : "/lt");
+          const std::string name = std::string("gemm/") + l.name + "/" + pass_name +
+                                   "/N:" + std::to_string(tokens) + (cublas ? "/cublas" : "/lt");
           benchmark::RegisterBenchmark(name.c_str(), bm_gemm, stream, tokens, l.in, l.out, pass, cublas)
               ->UseManualTime()
               ->Unit(benchmark::kMillisecond);
         }
   for (index_t B = 1; B <= 4; ++B)
     for (bool backward : {false, true}) {
-      const std::string name = std::string("attention/") + (backward ? "bwd" : "fwd") + "/B:" + std::to_string(B) +
-                               "/T:4096/NH:32/HS:128/causal";
+      const std::string name = std::string("attention/") + (backward ? "bwd" : "fwd") +
+                               "/B:" + std::to_string(B) + "/T:4096/NH:32/HS:128/causal";
       benchmark::RegisterBenchmark(name.c_str(), bm_attention, stream, B, backward)
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
     }
-  benchmark::RegisterBenchmark("adamw/n:268435456", bm_adamw, stream)->UseManualTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("adamw/n:268435456", bm_adamw, stream)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
 
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -67,16 +67,16 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   set_blas_threads(threads);
   g_peak_gflops = measure_fp32_peak_gflops(threads, 0.5);
-  std::printf("BLAS: %s, %d threads; measured fp32 FMA peak (%d threads): %.1f GFLOP/s\n",
-              blas_name(), blas_threads(), threads, g_peak_gflops);
+  std::printf("BLAS: %s, %d threads; measured fp32 FMA peak (%d threads): %.1f GFLOP/s\n", blas_name(),
+              blas_threads(), threads, g_peak_gflops);
 
   const index_t R = 1024, C = 768, F = 3072, V = 50257;
   struct Layer {
     const char* name;
     index_t in, out;
   };
-  const Layer layers[] = {{"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F},
-                          {"mlp_proj", F, C}, {"lm_head", C, V}};
+  const Layer layers[] = {
+      {"qkv", C, 3 * C}, {"attn_proj", C, C}, {"fc", C, F}, {"mlp_proj", F, C}, {"lm_head", C, V}};
   for (const auto& l : layers) {
     const std::string base = std::string("sgemm/") + l.name;
     const GemmShape shapes[] = {{base + "/fwd", R, l.out, l.in, false, true},

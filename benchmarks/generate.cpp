@@ -12,7 +12,6 @@
 
 #include "bench_common.hpp"
 #include "strata/config/load.hpp"
-#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/transformer.hpp"
 
@@ -31,7 +30,8 @@ void BM_Generate(benchmark::State& state) {
   init.init_parameters(1);
   model::CpuDecoder<float> dec(cfg);
   std::copy(init.params().begin(), init.params().end(), dec.params().begin());
-  const std::vector<std::int32_t> prompt = {84, 104, 117, 115, 32, 115, 97, 105, 116, 104, 32, 116, 104, 101, 32, 76};
+  const std::vector<std::int32_t> prompt = {84,  104, 117, 115, 32,  115, 97, 105,
+                                            116, 104, 32,  116, 104, 101, 32, 76};
   const std::size_t V = std::size_t(cfg.vocab_size);
   for (auto _ : state) {
     std::vector<std::int32_t> seq = prompt;
@@ -48,14 +48,21 @@ void BM_Generate(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(seq.data());
   }
-  state.counters["tokens_per_s"] = benchmark::Counter(double(n_new), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(double(n_new), benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string("llama_tiny fp32, ") + (cache ? "KV cache" : "no cache"));
 }
 
 }  // namespace
 
-BENCHMARK(BM_Generate)->ArgNames({"new", "cache"})->Args({64, 1})->Args({64, 0})->Args({224, 1})->Args({224, 0})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Generate)
+    ->ArgNames({"new", "cache"})
+    ->Args({64, 1})
+    ->Args({64, 0})
+    ->Args({224, 1})
+    ->Args({224, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 int main(int argc, char** argv) {
   strata::bench::ensure_blas_coretype(argv);

@@ -82,9 +82,7 @@ void BM_gelu_bwd(benchmark::State& st) {
 
 constexpr index_t AB = 4, AT = 256, NH = 12, HS = 64;
 AttentionShape attention_shape() { return {AB, AT, NH, NH, HS, 3 * NH * HS, 3 * NH * HS, true}; }
-double attention_causal_gflop(int gemms) {
-  return 2.0 * gemms * AB * NH * HS * (AT * (AT + 1) / 2.0) * 1e-9;
-}
+double attention_causal_gflop(int gemms) { return 2.0 * gemms * AB * NH * HS * (AT * (AT + 1) / 2.0) * 1e-9; }
 
 void BM_attention_fwd(benchmark::State& st) {
   set_blas_threads(static_cast<int>(st.range(0)));
@@ -92,32 +90,29 @@ void BM_attention_fwd(benchmark::State& st) {
   auto qkv = data(AB * AT * s.ld_q, 7);
   std::vector<float> out(AB * AT * NH * HS), att(AB * NH * AT * AT);
   for (auto _ : st) {
-    attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + NH * HS,
-                      qkv.data() + 2 * NH * HS, s);
+    attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + NH * HS, qkv.data() + 2 * NH * HS, s);
     benchmark::ClobberMemory();
   }
   set_bytes(st, (qkv.size() + out.size() + att.size()) * 4.0);
-  st.counters["GFLOP/s"] = benchmark::Counter(attention_causal_gflop(2),
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(attention_causal_gflop(2), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_attention_bwd(benchmark::State& st) {
   set_blas_threads(static_cast<int>(st.range(0)));
   const auto s = attention_shape();
   auto qkv = data(AB * AT * s.ld_q, 7), dout = data(AB * AT * NH * HS, 8);
-  std::vector<float> out(AB * AT * NH * HS), att(AB * NH * AT * AT), dqkv(qkv.size(), 0.f),
-      scratch(AT * AT);
-  attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + NH * HS,
-                    qkv.data() + 2 * NH * HS, s);
+  std::vector<float> out(AB * AT * NH * HS), att(AB * NH * AT * AT), dqkv(qkv.size(), 0.f), scratch(AT * AT);
+  attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + NH * HS, qkv.data() + 2 * NH * HS, s);
   for (auto _ : st) {
-    attention_backward(dqkv.data(), dqkv.data() + NH * HS, dqkv.data() + 2 * NH * HS,
-                       scratch.data(), dout.data(), att.data(), qkv.data(), qkv.data() + NH * HS,
-                       qkv.data() + 2 * NH * HS, s);
+    attention_backward(dqkv.data(), dqkv.data() + NH * HS, dqkv.data() + 2 * NH * HS, scratch.data(),
+                       dout.data(), att.data(), qkv.data(), qkv.data() + NH * HS, qkv.data() + 2 * NH * HS,
+                       s);
     benchmark::ClobberMemory();
   }
   set_bytes(st, (2.0 * qkv.size() + 2.0 * dqkv.size() + dout.size() + att.size()) * 4.0);
-  st.counters["GFLOP/s"] = benchmark::Counter(attention_causal_gflop(4),
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(attention_causal_gflop(4), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_cross_entropy_fused(benchmark::State& st) {

@@ -53,7 +53,8 @@ void BM_RandomWindows(benchmark::State& state) {
     source->train_window(s++, w.data());
     benchmark::DoNotOptimize(w.data());
   }
-  state.counters["tokens_per_s"] = benchmark::Counter(double(state.iterations()) * (T + 1), benchmark::Counter::kIsRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(double(state.iterations()) * (T + 1), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RandomWindows)->Arg(1024)->Arg(2048)->Arg(8192)->UseRealTime();
 

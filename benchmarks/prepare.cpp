@@ -82,13 +82,16 @@ std::string fortunes_file() {
       // A JSON string: escape quotes, backslashes and control characters.
       std::string j = "{\"text\": \"";
       for (unsigned char c : entry) {
-        if (c == '"' || c == '\\') j += '\\', j += char(c);
-        else if (c == '\n') j += "\\n";
+        if (c == '"' || c == '\\')
+          j += '\\', j += char(c);
+        else if (c == '\n')
+          j += "\\n";
         else if (c < 0x20) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           j += buf;
-        } else j += char(c);
+        } else
+          j += char(c);
       }
       out << j << "\"}\n";
     }

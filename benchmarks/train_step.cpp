@@ -48,15 +48,18 @@ void BM_TrainStepGpt2Small(benchmark::State& state) {
   auto step = [&] {
     model.zero_grads();
     model.forward_backward(tokens.data(), targets.data(), 1.0f / float(tokens.size()));
-    const double norm = std::sqrt(kernels::cpu::sum_squares(model.grads().data(), std::int64_t(model.grads().size())));
+    const double norm =
+        std::sqrt(kernels::cpu::sum_squares(model.grads().data(), std::int64_t(model.grads().size())));
     adamw.step(model.params().data(), model.grads().data(), 1e-4, optim::clip_factor(norm, 1.0));
   };
   step();  // warm-up: first touch of every page
   for (auto _ : state) step();
   const double tokens_per_step = double(B) * T;
   const double flops_per_step = model.model_flops_per_token() * tokens_per_step;
-  state.counters["tokens_per_s"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_step / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_step / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["peak_GFLOP/s"] = peak_gflops();
   state.counters["frac_of_peak"] =
       benchmark::Counter(flops_per_step / 1e9 / peak_gflops(), benchmark::Counter::kIsIterationInvariantRate);
@@ -65,8 +68,13 @@ void BM_TrainStepGpt2Small(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_TrainStepGpt2Small)->ArgNames({"B", "T"})->Args({4, 64})->Args({4, 256})
-    ->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK(BM_TrainStepGpt2Small)
+    ->ArgNames({"B", "T"})
+    ->Args({4, 64})
+    ->Args({4, 256})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3)
+    ->UseRealTime();
 
 int main(int argc, char** argv) {
   strata::kernels::cpu::ensure_blas_coretype(argv);

@@ -99,9 +99,11 @@ inline void expect_gradients_close(const model::ParameterTable& got_table, const
       continue;
     }
     const double cosine = dot / (gn * rn + 1e-300);
-    EXPECT_GT(cosine, min_cosine) << p.name << ": gradient cosine " << cosine << " (norms " << gn << " vs " << rn << ")";
+    EXPECT_GT(cosine, min_cosine) << p.name << ": gradient cosine " << cosine << " (norms " << gn << " vs "
+                                  << rn << ")";
     EXPECT_LT(std::abs(gn - rn) / rn, max_rel_norm) << p.name << ": gradient norm " << gn << " vs " << rn;
-    EXPECT_LT(std::sqrt(dd) / rn, 3 * max_rel_norm) << p.name << ": relative difference " << std::sqrt(dd) / rn;
+    EXPECT_LT(std::sqrt(dd) / rn, 3 * max_rel_norm)
+        << p.name << ": relative difference " << std::sqrt(dd) / rn;
   }
 }
 

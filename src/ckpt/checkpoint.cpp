@@ -35,7 +35,8 @@ std::string resolve(const std::string& path) {
   if (fs::is_directory(path)) {
     const std::string latest = find_latest(path);
     if (latest.empty())
-      throw make_error("checkpoint directory '", path, "' has no 'latest' pointer (no checkpoint was published there)");
+      throw make_error("checkpoint directory '", path,
+                       "' has no 'latest' pointer (no checkpoint was published there)");
     return latest;
   }
   if (!fs::exists(path)) throw make_error("checkpoint '", path, "' does not exist");
@@ -59,7 +60,8 @@ std::map<std::string, std::uint64_t> parse_consumed(const std::string& text) {
 
 std::string format_guard(const GuardState& g) {
   char buf[200];
-  std::snprintf(buf, sizeof buf, "loss_mean %.17g\nloss_count %ld\nbad_streak %ld\nskipped_steps %ld\nrollbacks %ld\n",
+  std::snprintf(buf, sizeof buf,
+                "loss_mean %.17g\nloss_count %ld\nbad_streak %ld\nskipped_steps %ld\nrollbacks %ld\n",
                 g.loss_mean, g.loss_count, g.bad_streak, g.skipped_steps, g.rollbacks);
   std::string out = buf;
   for (const auto& [begin, end] : g.skipped_samples)
@@ -77,11 +79,16 @@ GuardState parse_guard(const std::string& text, const std::string& file) {
     std::string key;
     words >> key;
     bool ok = true;
-    if (key == "loss_mean") ok = bool(words >> g.loss_mean);
-    else if (key == "loss_count") ok = bool(words >> g.loss_count);
-    else if (key == "bad_streak") ok = bool(words >> g.bad_streak);
-    else if (key == "skipped_steps") ok = bool(words >> g.skipped_steps);
-    else if (key == "rollbacks") ok = bool(words >> g.rollbacks);
+    if (key == "loss_mean")
+      ok = bool(words >> g.loss_mean);
+    else if (key == "loss_count")
+      ok = bool(words >> g.loss_count);
+    else if (key == "bad_streak")
+      ok = bool(words >> g.bad_streak);
+    else if (key == "skipped_steps")
+      ok = bool(words >> g.skipped_steps);
+    else if (key == "rollbacks")
+      ok = bool(words >> g.rollbacks);
     else if (key == "skipped_samples") {
       std::uint64_t b = 0, e = 0;
       ok = bool(words >> b >> e) && b <= e;
@@ -89,7 +96,8 @@ GuardState parse_guard(const std::string& text, const std::string& file) {
     } else {
       ok = false;
     }
-    if (!ok) throw make_error("checkpoint '", file, "': root attribute 'guard' has a malformed line '", line, "'");
+    if (!ok)
+      throw make_error("checkpoint '", file, "': root attribute 'guard' has a malformed line '", line, "'");
   }
   return g;
 }
@@ -101,13 +109,15 @@ CheckpointInfo read_info(const std::string& path) {
   const Id f = detail::open_checkpoint(info.file, MPI_COMM_NULL);
   const hid_t root = f.get();
   info.step = long(read_attr_int<std::int64_t>(root, "step", H5T_NATIVE_INT64, info.file));
-  info.consumed_samples = read_attr_int<std::uint64_t>(root, "consumed_samples", H5T_NATIVE_UINT64, info.file);
+  info.consumed_samples =
+      read_attr_int<std::uint64_t>(root, "consumed_samples", H5T_NATIVE_UINT64, info.file);
   info.tokens_seen = read_attr_int<std::uint64_t>(root, "tokens_seen", H5T_NATIVE_UINT64, info.file);
   info.layout = read_attr_string(root, "layout", info.file);
   info.config_yaml = read_attr_string(root, "config", info.file);
   info.tokenizer_hash = read_attr_string(root, "tokenizer_hash", info.file);
   info.consumed_per_dataset = parse_consumed(read_attr_string(root, "consumed_per_dataset", info.file));
-  if (has_attr(root, "guard")) info.guard = parse_guard(read_attr_string(root, "guard", info.file), info.file);
+  if (has_attr(root, "guard"))
+    info.guard = parse_guard(read_attr_string(root, "guard", info.file), info.file);
   return info;
 }
 
@@ -124,8 +134,8 @@ std::vector<StoredTensor> list_tensors(const std::string& path) {
     check(H5Gget_info(grp.get(), &gi), file, g.c_str());
     for (hsize_t i = 0; i < gi.nlinks; ++i) {
       // Creation order is the file order (tensors are created in model order).
-      const ssize_t len = H5Lget_name_by_idx(grp.get(), ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nullptr, 0,
-                                             H5P_DEFAULT);
+      const ssize_t len =
+          H5Lget_name_by_idx(grp.get(), ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
       std::string name(std::size_t(std::max<ssize_t>(len, 0)), '\0');
       H5Lget_name_by_idx(grp.get(), ".", H5_INDEX_CRT_ORDER, H5_ITER_INC, i, name.data(), name.size() + 1,
                          H5P_DEFAULT);
@@ -188,12 +198,14 @@ void load_parameters(const std::string& path, const model::ParameterTable& table
         ok = std::clamp<std::int64_t>(s[0] - p.split_offset, 0, p.shape[0]) == p.real_rows;
       }
       if (s != expected || !ok)
-        throw make_error("checkpoint '", file, "': tensor ", dpath, " has shape ", shape_string(s),
-                         " but the model needs ", shape_string(p.global_shape),
-                         p.real_rows >= 0 ? " (rows: the vocabulary before padding for tensor parallelism)" : "");
+        throw make_error(
+            "checkpoint '", file, "': tensor ", dpath, " has shape ", shape_string(s),
+            " but the model needs ", shape_string(p.global_shape),
+            p.real_rows >= 0 ? " (rows: the vocabulary before padding for tensor parallelism)" : "");
     }
     const std::int64_t n = detail::stored_numel(p);
-    detail::transfer(false, d.get(), &p, {Seg{{0, n}, params + p.offset}}, staging, dxpl.get(), file + ":" + dpath);
+    detail::transfer(false, d.get(), &p, {Seg{{0, n}, params + p.offset}}, staging, dxpl.get(),
+                     file + ":" + dpath);
     std::fill(params + p.offset + n, params + p.offset + p.numel, 0.0f);
     // Each element counted once over the TP group: split tensors by every rank, replicated ones
     // by TP rank 0 (the copy that counts in the gradient norm).
@@ -205,7 +217,8 @@ void load_parameters(const std::string& path, const model::ParameterTable& table
   for (std::size_t i = 0; i < sums.size(); ++i)
     if (sums[i] != stored[i])
       throw make_error("checkpoint '", file, "': tensor /model/", table.entries()[i].name,
-                       " fails its checksum (stored ", stored[i], ", read ", sums[i], "): the file is corrupt");
+                       " fails its checksum (stored ", stored[i], ", read ", sums[i],
+                       "): the file is corrupt");
 }
 
 void remove_stale_temporaries(const std::string& dir) {

@@ -42,7 +42,7 @@ struct Target {
   const model::ParamInfo* info = nullptr;
   float* params = nullptr;  // the shard's first element
   const parallel::StateView* chunk = nullptr;
-  bool primary = false;     // writes and checksums: not the tied copy, TP rank 0 if replicated
+  bool primary = false;           // writes and checksums: not the tied copy, TP rank 0 if replicated
   std::vector<StateRange> own;    // this rank's part of the DP partition of the shard
   std::vector<StateRange> state;  // the parts whose Adam moments this rank holds
 };
@@ -67,11 +67,13 @@ std::vector<StateRange> clip_to_tensor(const model::ParamInfo& p, const std::vec
     // The owned piece holding r (pieces are within owned pieces).
     std::int64_t state = -1;
     for (std::size_t k = 0; k < owned.size(); ++k)
-      if (owned[k].begin <= r.begin && r.end <= owned[k].end) state = owned_state[k] + (r.begin - owned[k].begin);
+      if (owned[k].begin <= r.begin && r.end <= owned[k].end)
+        state = owned_state[k] + (r.begin - owned[k].begin);
     STRATA_CHECK(state >= 0, "checkpoint plan: piece outside the optimizer's state");
     out.push_back({{r.begin - p.offset, r.end - p.offset}, state});
   }
-  std::sort(out.begin(), out.end(), [](const StateRange& a, const StateRange& b) { return a.r.begin < b.r.begin; });
+  std::sort(out.begin(), out.end(),
+            [](const StateRange& a, const StateRange& b) { return a.r.begin < b.r.begin; });
   return out;
 }
 
@@ -145,10 +147,11 @@ Id create_group(hid_t loc, const char* name, const std::string& file) {
 
 // Architecture settings that change what the stored tensors mean without changing their
 // shapes (shapes are checked tensor by tensor).
-void check_model_matches(const config::ModelConfig& stored, const config::ModelConfig& cfg, const std::string& file) {
+void check_model_matches(const config::ModelConfig& stored, const config::ModelConfig& cfg,
+                         const std::string& file) {
   auto mismatch = [&](const char* key, const std::string& a, const std::string& b) {
-    throw make_error("checkpoint '", file, "' was written for model.", key, " = ", a, " but the config has ", b,
-                     "; a checkpoint loads only into the same architecture");
+    throw make_error("checkpoint '", file, "' was written for model.", key, " = ", a, " but the config has ",
+                     b, "; a checkpoint loads only into the same architecture");
   };
   if (stored.norm != cfg.norm) mismatch("norm", config::to_string(stored.norm), config::to_string(cfg.norm));
   if (stored.mlp != cfg.mlp) mismatch("mlp", config::to_string(stored.mlp), config::to_string(cfg.mlp));
@@ -157,7 +160,8 @@ void check_model_matches(const config::ModelConfig& stored, const config::ModelC
   if (stored.attention != cfg.attention)
     mismatch("attention", config::to_string(stored.attention), config::to_string(cfg.attention));
   if (stored.tied_embeddings != cfg.tied_embeddings)
-    mismatch("tied_embeddings", stored.tied_embeddings ? "true" : "false", cfg.tied_embeddings ? "true" : "false");
+    mismatch("tied_embeddings", stored.tied_embeddings ? "true" : "false",
+             cfg.tied_embeddings ? "true" : "false");
   if (stored.bias != cfg.bias) mismatch("bias", stored.bias ? "true" : "false", cfg.bias ? "true" : "false");
   if (stored.num_layers != cfg.num_layers)
     mismatch("num_layers", std::to_string(stored.num_layers), std::to_string(cfg.num_layers));
@@ -193,9 +197,12 @@ struct EngineCheckpointer::Snapshot {
   Writes writes;  // into the engine's views, or into the checkpointer's copy of them
 };
 
-EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine, comm::RankGrid& grid,
-                                       const FaultHooks* faults)
-    : job_(job), engine_(engine), grid_(grid), save_pause_(faults ? faults->save_pause : FaultHooks::SavePause{}) {
+EngineCheckpointer::EngineCheckpointer(const config::JobConfig& job, parallel::Engine& engine,
+                                       comm::RankGrid& grid, const FaultHooks* faults)
+    : job_(job),
+      engine_(engine),
+      grid_(grid),
+      save_pause_(faults ? faults->save_pause : FaultHooks::SavePause{}) {
   // A background writer makes MPI calls while the training thread makes others.
   int level = MPI_THREAD_SINGLE;
   MPI_Query_thread(&level);
@@ -233,8 +240,10 @@ void EngineCheckpointer::prepare() {
       t.own = clip_to_tensor(p, partition, chunk.sharding->owned, chunk.sharding->shard_offset);
       t.state = clip_to_tensor(p, chunk.sharding->owned, chunk.sharding->owned, chunk.sharding->shard_offset);
       auto& targets = plan_->entries.at(index.at(p.name)).targets;
-      if (t.primary) targets.insert(targets.begin(), std::move(t));
-      else targets.push_back(std::move(t));
+      if (t.primary)
+        targets.insert(targets.begin(), std::move(t));
+      else
+        targets.push_back(std::move(t));
     }
   }
   for (const Entry& e : plan_->entries) {
@@ -266,8 +275,10 @@ std::size_t EngineCheckpointer::prepare_saves() {
   prepare();  // GPU: the state views' pinned staging
   std::size_t bytes = 0;
   for (const parallel::StateView& v : chunks_)
-    if (!v.live) bytes += (std::size_t(v.sharding->padded) + 2 * std::size_t(v.sharding->state_elems)) * sizeof(float);
-  const bool live = std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
+    if (!v.live)
+      bytes += (std::size_t(v.sharding->padded) + 2 * std::size_t(v.sharding->state_elems)) * sizeof(float);
+  const bool live =
+      std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
   if (async_ && !background_) {
     background_ = std::make_unique<Snapshot>();
     if (live) {
@@ -301,8 +312,8 @@ std::vector<SaveResult> EngineCheckpointer::take_finished() {
   return std::exchange(finished_, {});
 }
 
-double EngineCheckpointer::take_snapshot(Snapshot& snap, const std::string& dir, const TrainState& st, int keep,
-                                         bool copy) {
+double EngineCheckpointer::take_snapshot(Snapshot& snap, const std::string& dir, const TrainState& st,
+                                         int keep, bool copy) {
   const Timer timer;
   engine_.pull_state();  // GPU: the device state into the (pinned) host staging
   snap.dir = dir;
@@ -340,7 +351,8 @@ SaveCost EngineCheckpointer::save_async(const std::string& dir, const TrainState
     cost.wait_s = timer.seconds();
   }
   prepare_saves();
-  const bool live = std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
+  const bool live =
+      std::any_of(chunks_.begin(), chunks_.end(), [](const parallel::StateView& v) { return v.live; });
   cost.snapshot_s = take_snapshot(*background_, dir, st, keep, live);
   writer_done_.store(false);
   writer_ = std::thread([this] {
@@ -348,9 +360,9 @@ SaveCost EngineCheckpointer::save_async(const std::string& dir, const TrainState
       writer_result_ = write(*background_, *io_, io_handle_, true);
       writer_result_.background = true;
     } catch (const std::exception& e) {
-      writer_error_ = std::make_exception_ptr(
-          Error("checkpoint of step " + std::to_string(background_->state.step) + " (written in the background): " +
-                e.what()));
+      writer_error_ =
+          std::make_exception_ptr(Error("checkpoint of step " + std::to_string(background_->state.step) +
+                                        " (written in the background): " + e.what()));
     } catch (...) {
       writer_error_ = std::current_exception();
     }
@@ -367,7 +379,8 @@ SaveResult EngineCheckpointer::save(const std::string& dir, const TrainState& st
   return write(snap, grid_.world_group(), grid_.world_handle(), false);
 }
 
-SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& all, MPI_Comm world, bool yield) {
+SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& all, MPI_Comm world,
+                                     bool yield) {
   // HDF5 takes the MPI handle `world`; every other collective goes through the group `all`
   // over the same ranks.
   const Timer timer;
@@ -427,8 +440,8 @@ SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& a
     Id model_group = create_group(root, "model", tmp);
     Id optim_group = create_group(root, "optim", tmp);
     {
-      write_attr_number(optim_group.get(), "step", std::int64_t(snap.adam_steps), H5T_NATIVE_INT64, H5T_STD_I64LE,
-                        tmp);
+      write_attr_number(optim_group.get(), "step", std::int64_t(snap.adam_steps), H5T_NATIVE_INT64,
+                        H5T_STD_I64LE, tmp);
       write_attr_number(optim_group.get(), "beta1", job_.optim.beta1, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
       write_attr_number(optim_group.get(), "beta2", job_.optim.beta2, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
       write_attr_number(optim_group.get(), "eps", job_.optim.eps, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, tmp);
@@ -446,7 +459,8 @@ SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& a
       const Entry& e = plan_->entries[i];
       if (i == plan_->entries.size() / 2) {
         lock.unlock();  // no HDF5 call in flight; the handles stay open
-        if (save_pause_.hits(st.step)) std::this_thread::sleep_for(std::chrono::duration<double>(save_pause_.seconds));
+        if (save_pause_.hits(st.step))
+          std::this_thread::sleep_for(std::chrono::duration<double>(save_pause_.seconds));
         lock.lock();
       }
       // Between tensors a waiting thread (the data loader) gets HDF5 for its call.
@@ -471,8 +485,8 @@ SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& a
     all.all_reduce(sums.data(), sums.size(), DType::u64);
     for (std::size_t i = 0; i < datasets.size(); ++i) {
       const std::string where = tmp + ":" + plan_->entries[i / 3].name;
-      write_attr_number(datasets[i].get(), "layer", plan_->entries[i / 3].layer, H5T_NATIVE_INT, H5T_STD_I32LE,
-                        where);
+      write_attr_number(datasets[i].get(), "layer", plan_->entries[i / 3].layer, H5T_NATIVE_INT,
+                        H5T_STD_I32LE, where);
       write_attr_number(datasets[i].get(), "checksum", sums[i], H5T_NATIVE_UINT64, H5T_STD_U64LE, where);
     }
     datasets.clear();
@@ -529,7 +543,8 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
     while (at < text.size()) {
       const std::size_t nl = text.find('\n', at), tab = text.rfind('\t', nl);
       if (nl == std::string::npos || tab == std::string::npos || tab < at) break;
-      st.consumed_per_dataset.emplace_back(text.substr(at, tab - at), std::stoull(text.substr(tab + 1, nl - tab - 1)));
+      st.consumed_per_dataset.emplace_back(text.substr(at, tab - at),
+                                           std::stoull(text.substr(tab + 1, nl - tab - 1)));
       at = nl + 1;
     }
   }
@@ -537,7 +552,8 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
   // Validate before touching the engine: architecture, tokenizer, every tensor's shape.
   const config::JobConfig stored = config::parse_job_config(read_attr_string(root, "config", file), file);
   check_model_matches(stored.model, job_.model, file);
-  if (!st.tokenizer_hash.empty() && !expected_tokenizer_hash.empty() && st.tokenizer_hash != expected_tokenizer_hash)
+  if (!st.tokenizer_hash.empty() && !expected_tokenizer_hash.empty() &&
+      st.tokenizer_hash != expected_tokenizer_hash)
     throw make_error("checkpoint '", file, "' was trained with tokenizer hash ", st.tokenizer_hash,
                      " but this run's data uses ", expected_tokenizer_hash,
                      " (another tokenizer: the token ids would not mean the same)");
@@ -585,17 +601,19 @@ TrainState EngineCheckpointer::load(const std::string& path, const std::string& 
   all.all_reduce(sums.data(), sums.size(), DType::u64);
   for (std::size_t i = 0; i < sums.size(); ++i)
     if (sums[i] != stored_sums[i])
-      throw make_error("checkpoint '", file, "': tensor ", detail::kKindGroups[i % 3], plan_->entries[i / 3].name,
-                       " fails its checksum (stored ", stored_sums[i], ", read ", sums[i],
-                       "): the file is corrupt; nothing was loaded into training");
+      throw make_error("checkpoint '", file, "': tensor ", detail::kKindGroups[i % 3],
+                       plan_->entries[i / 3].name, " fails its checksum (stored ", stored_sums[i], ", read ",
+                       sums[i], "): the file is corrupt; nothing was loaded into training");
   // Vocabulary padding rows: zero, as initialised (never targets, excluded from the softmax,
   // so their gradients and Adam moments stay zero too).
   for (const Entry& e : plan_->entries)
     for (const Target& t : e.targets)
       std::fill(t.params + detail::stored_numel(*t.info), t.params + t.info->numel, 0.0f);
   const long adam_steps = long(read_attr_int<std::int64_t>(
-      Id(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose).get(), "step", H5T_NATIVE_INT64, file));
-  engine_.push_state();  // GPU: the host staging to the device (the master weights, the compute copy, moments)
+      Id(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose).get(), "step",
+      H5T_NATIVE_INT64, file));
+  engine_
+      .push_state();  // GPU: the host staging to the device (the master weights, the compute copy, moments)
   engine_.set_steps_taken(adam_steps);
   return st;
 }

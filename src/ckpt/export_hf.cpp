@@ -39,11 +39,12 @@ std::pair<std::string, std::string> export_tokenizer(const std::string& spec, co
     return {"", "the run names no tokenizer (data.tokenizer is empty); pass --tokenizer SPEC to add one"};
   const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(spec);
   if (!info.tokenizer_hash.empty() && tok->content_hash() != info.tokenizer_hash)
-    throw make_error("export: tokenizer '", spec, "' has content hash ", tok->content_hash(), ", the checkpoint was trained with ",
-                     info.tokenizer_hash, " (pass the run's tokenizer with --tokenizer, or --tokenizer none)");
+    throw make_error("export: tokenizer '", spec, "' has content hash ", tok->content_hash(),
+                     ", the checkpoint was trained with ", info.tokenizer_hash,
+                     " (pass the run's tokenizer with --tokenizer, or --tokenizer none)");
   if (tok->vocab_size() > m.vocab_size)
-    throw make_error("export: tokenizer '", spec, "' has ", tok->vocab_size(), " tokens, the model's vocabulary only ",
-                     m.vocab_size);
+    throw make_error("export: tokenizer '", spec, "' has ", tok->vocab_size(),
+                     " tokens, the model's vocabulary only ", m.vocab_size);
   const std::int32_t eos = tok->eos_id();
   if (eos >= 0) {
     model_config["bos_token_id"] = eos;  // GPT-2's convention: <|endoftext|> both begins and ends
@@ -60,7 +61,8 @@ std::pair<std::string, std::string> export_tokenizer(const std::string& spec, co
     note = "copied from " + spec;
   } else if (const auto* bpe = dynamic_cast<const data::BpeTokenizer*>(tok.get())) {
     if (bpe->options().rank_merges)
-      return {"", "tokenizer '" + spec + "' is a tiktoken rank file, which has no merge list for tokenizer.json"};
+      return {"",
+              "tokenizer '" + spec + "' is a tiktoken rank file, which has no merge list for tokenizer.json"};
     bpe->save_tokenizer_json((out / "tokenizer.json").string());
     note = "written from " + spec + "'s vocabulary and merges";
   } else if (dynamic_cast<const data::ByteTokenizer*>(tok.get())) {
@@ -74,7 +76,8 @@ std::pair<std::string, std::string> export_tokenizer(const std::string& spec, co
   } else {
     return {"", "tokenizer '" + spec + "' has no tokenizer.json form"};
   }
-  nlohmann::ordered_json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"model_max_length", m.max_seq_len}};
+  nlohmann::ordered_json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                               {"model_max_length", m.max_seq_len}};
   // The EOS token's text as the tokenizer.json spells it (decode() of a special id may be
   // empty, e.g. the byte tokenizer's).
   if (eos >= 0) {
@@ -96,7 +99,8 @@ std::pair<std::string, std::string> export_tokenizer(const std::string& spec, co
 // The run's tokenizer: data.tokenizer, else (hdf5 data) the name the first dataset records
 // when it is a spec strata knows by name ("bytes", "gpt2", "cl100k_base", ...); "" if neither.
 std::string run_tokenizer_spec(const config::DataConfig& data) {
-  if (!data.tokenizer.empty() || data.source != config::DataSource::hdf5 || data.datasets.empty()) return data.tokenizer;
+  if (!data.tokenizer.empty() || data.source != config::DataSource::hdf5 || data.datasets.empty())
+    return data.tokenizer;
   try {
     const std::string name = data::TokenDataset(data.datasets.front().path).info().tokenizer_name;
     data::load_tokenizer(name);
@@ -125,16 +129,16 @@ HfExportResult export_hf(const std::string& path, const HfExportOptions& opt) {
     const auto it = stored.find(p.name);
     if (it == stored.end()) throw make_error("export: ", file, " has no tensor /model/", p.name);
     if (it->second.shape != p.global_shape)
-      throw make_error("export: ", file, ": /model/", p.name, " has shape ", shape_string(it->second.shape), ", the model ",
-                       shape_string(p.global_shape));
+      throw make_error("export: ", file, ": /model/", p.name, " has shape ", shape_string(it->second.shape),
+                       ", the model ", shape_string(p.global_shape));
   }
 
   fs::create_directories(opt.out_dir);
   const fs::path out(opt.out_dir);
   HfExportResult result;
   result.arch = plan.arch;
-  std::tie(result.tokenizer_file, result.tokenizer_note) =
-      export_tokenizer(opt.tokenizer.empty() ? run_tokenizer_spec(job.data) : opt.tokenizer, info, m, out, plan.config);
+  std::tie(result.tokenizer_file, result.tokenizer_note) = export_tokenizer(
+      opt.tokenizer.empty() ? run_tokenizer_spec(job.data) : opt.tokenizer, info, m, out, plan.config);
 
   std::vector<StTensor> tensors;
   std::map<std::string, const HfTensor*> by_name;
@@ -146,14 +150,19 @@ HfExportResult export_hf(const std::string& path, const HfExportOptions& opt) {
     std::vector<float> v = read_tensor(file, stored.at(name).path);
     // The stored checksum guards against a corrupt file being exported silently.
     if (checksum(v.data(), std::int64_t(v.size())) != stored.at(name).checksum)
-      throw make_error("export: ", file, ": /model/", name, " does not match its stored checksum (corrupt file?)");
+      throw make_error("export: ", file, ": /model/", name,
+                       " does not match its stored checksum (corrupt file?)");
     return v;
   };
-  result.weights = write_safetensors(opt.out_dir, tensors, opt.dtype, opt.max_shard_bytes,
-                                     [&](const StTensor& t) { return build_hf_tensor(*by_name.at(t.name), read); });
+  result.weights =
+      write_safetensors(opt.out_dir, tensors, opt.dtype, opt.max_shard_bytes,
+                        [&](const StTensor& t) { return build_hf_tensor(*by_name.at(t.name), read); });
 
-  plan.config["strata"] = {{"checkpoint", file}, {"step", info.step}, {"tokens_seen", info.tokens_seen},
-                           {"layout", info.layout}, {"model", m.name}};
+  plan.config["strata"] = {{"checkpoint", file},
+                           {"step", info.step},
+                           {"tokens_seen", info.tokens_seen},
+                           {"layout", info.layout},
+                           {"model", m.name}};
   write_json(out / "config.json", plan.config);
   return result;
 }

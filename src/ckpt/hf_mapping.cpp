@@ -31,14 +31,16 @@ std::vector<Feature> features(const ModelConfig& m, HfArch arch) {
   req("mlp", to_string(m.mlp), gpt2 ? "gelu" : "swiglu");
   req("positions", to_string(m.positions), gpt2 ? "learned" : "rope");
   req("attention", to_string(m.attention), "causal");
-  if (gpt2) req("num_kv_heads (grouped-query attention)", std::to_string(m.kv_heads()), std::to_string(m.num_heads));
+  if (gpt2)
+    req("num_kv_heads (grouped-query attention)", std::to_string(m.kv_heads()), std::to_string(m.num_heads));
   return f;
 }
 
 std::string mismatch_text(const std::vector<Feature>& fs_) {
   std::string s;
   for (const Feature& f : fs_)
-    if (!f.ok) s += std::string(s.empty() ? "" : ", ") + f.what + "=" + f.ours + " (HF needs " + f.needed + ")";
+    if (!f.ok)
+      s += std::string(s.empty() ? "" : ", ") + f.what + "=" + f.ours + " (HF needs " + f.needed + ")";
   return s;
 }
 
@@ -78,8 +80,10 @@ HfExportPlan plan_hf_export(const ModelConfig& m, StDtype dtype) {
   auto copy = [&](std::string name, const std::string& src) { add(std::move(name), shape_of(src), {src}); };
   // A bias that strata's model may not have (bias: false): HF GPT-2 always has one; zeros.
   auto bias_or_zeros = [&](std::string name, const std::string& src, std::int64_t n) {
-    if (has(src)) copy(std::move(name), src);
-    else add(std::move(name), {n}, {});
+    if (has(src))
+      copy(std::move(name), src);
+    else
+      add(std::move(name), {n}, {});
   };
   const std::string torch_dtype = dtype == StDtype::bf16 ? "bfloat16" : "float32";
 
@@ -94,7 +98,8 @@ HfExportPlan plan_hf_export(const ModelConfig& m, StDtype dtype) {
       add(h + "attn.c_attn.weight", {C, Q + 2 * KV},
           {layer(l, "attn.wq.weight"), layer(l, "attn.wk.weight"), layer(l, "attn.wv.weight")}, true);
       if (m.bias)
-        add(h + "attn.c_attn.bias", {Q + 2 * KV}, {layer(l, "attn.wq.bias"), layer(l, "attn.wk.bias"), layer(l, "attn.wv.bias")});
+        add(h + "attn.c_attn.bias", {Q + 2 * KV},
+            {layer(l, "attn.wq.bias"), layer(l, "attn.wk.bias"), layer(l, "attn.wv.bias")});
       else
         add(h + "attn.c_attn.bias", {Q + 2 * KV}, {});
       add(h + "attn.c_proj.weight", {Q, C}, {layer(l, "attn.wo.weight")}, true);
@@ -145,7 +150,8 @@ HfExportPlan plan_hf_export(const ModelConfig& m, StDtype dtype) {
     copy(h + "post_attention_layernorm.weight", layer(l, "mlp_norm.weight"));
     for (const auto& [hf, ours] : {std::pair{"gate", "gate"}, {"up", "up"}, {"down", "down"}}) {
       copy(h + "mlp." + hf + "_proj.weight", layer(l, (std::string("mlp.") + ours + ".weight").c_str()));
-      if (m.bias) copy(h + "mlp." + hf + "_proj.bias", layer(l, (std::string("mlp.") + ours + ".bias").c_str()));
+      if (m.bias)
+        copy(h + "mlp." + hf + "_proj.bias", layer(l, (std::string("mlp.") + ours + ".bias").c_str()));
     }
   }
   copy("model.norm.weight", "final_norm.weight");
@@ -186,8 +192,8 @@ std::vector<float> build_hf_tensor(const HfTensor& t, const TensorReader& read) 
     cat.insert(cat.end(), v.begin(), v.end());
   }
   if (cat.size() != n)
-    throw make_error("export: ", t.name, " ", shape_string(t.shape), " needs ", n, " values, its sources give ",
-                     cat.size());
+    throw make_error("export: ", t.name, " ", shape_string(t.shape), " needs ", n,
+                     " values, its sources give ", cat.size());
   if (!t.transpose) return cat;
   STRATA_CHECK(t.shape.size() == 2, "export: ", t.name, ": only 2-D tensors are transposed");
   // cat is [out, in] = [shape[1], shape[0]]; the result is [in, out].

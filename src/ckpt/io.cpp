@@ -52,7 +52,8 @@ void transfer(bool write, hid_t dset, const model::ParamInfo* p, const std::vect
     mem = Id(H5Screate_simple(1, &extent, nullptr), H5Sclose);
     for (std::size_t i = 0; i < segs.size(); ++i) {
       const hsize_t start = hsize_t(segs[i].r.begin), count = hsize_t(segs[i].r.size());
-      H5Sselect_hyperslab(mem.get(), i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, &start, nullptr, &count, nullptr);
+      H5Sselect_hyperslab(mem.get(), i == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, &start, nullptr, &count,
+                          nullptr);
     }
     buf = segs.front().ptr - segs.front().r.begin;
   } else {
@@ -97,7 +98,8 @@ Id open_checkpoint(const std::string& file, MPI_Comm comm) {
   }
   Id f(id, H5Fclose);
   if (!has_attr(f.get(), "format") || read_attr_string(f.get(), "format", file) != kFormat)
-    throw make_error("'", file, "' is not a strata checkpoint (its root attribute 'format' is not '", kFormat, "')");
+    throw make_error("'", file, "' is not a strata checkpoint (its root attribute 'format' is not '", kFormat,
+                     "')");
   const int version = read_attr_int<int>(f.get(), "version", H5T_NATIVE_INT, file);
   if (version != kFormatVersion)
     throw make_error("checkpoint '", file, "' has format version ", version, "; this strata reads version ",

@@ -35,6 +35,7 @@ int layer_of(const std::string& name);
 h5::Id open_checkpoint(const std::string& file, MPI_Comm comm);
 
 // Opens /<group>/<name> and checks its shape; errors name the tensor and both shapes.
-h5::Id open_tensor(hid_t file, const std::string& dataset_path, const Shape& expected, const std::string& where);
+h5::Id open_tensor(hid_t file, const std::string& dataset_path, const Shape& expected,
+                   const std::string& where);
 
 }  // namespace strata::ckpt::detail

@@ -49,17 +49,19 @@ std::uint64_t parse_byte_size(const std::string& text) {
     value = std::stod(text.substr(0, i), &used);
     if (used != i) throw std::invalid_argument("trailing");
   } catch (const std::exception&) {
-    throw make_error("size '", text, "': expected a number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB)");
+    throw make_error("size '", text,
+                     "': expected a number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB)");
   }
   static const std::pair<const char*, double> units[] = {
-      {"", 1},          {"B", 1},          {"KB", 1e3},          {"MB", 1e6},         {"GB", 1e9},
-      {"TB", 1e12},     {"KIB", 1024.0},   {"MIB", 1048576.0},   {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+      {"", 1},      {"B", 1},        {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+      {"TB", 1e12}, {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
   for (const auto& [name, mult] : units)
     if (unit == name) {
       if (value * mult < 1) throw make_error("size '", text, "': must be at least 1 byte");
       return static_cast<std::uint64_t>(value * mult);
     }
-  throw make_error("size '", text, "': unknown unit '", text.substr(i), "' (B, KB, MB, GB, TB, KiB, MiB, GiB)");
+  throw make_error("size '", text, "': unknown unit '", text.substr(i),
+                   "' (B, KB, MB, GB, TB, KiB, MiB, GiB)");
 }
 
 namespace {
@@ -73,14 +75,15 @@ void put_le64(unsigned char* p, std::uint64_t v) {
 }
 
 // One file: the header for tensors [first, last), then their data.
-void write_file(const fs::path& path, const std::vector<StTensor>& tensors, std::size_t first, std::size_t last,
-                StDtype dtype, const StProducer& produce) {
+void write_file(const fs::path& path, const std::vector<StTensor>& tensors, std::size_t first,
+                std::size_t last, StDtype dtype, const StProducer& produce) {
   nlohmann::ordered_json header;
   header["__metadata__"] = {{"format", "pt"}};
   std::uint64_t offset = 0;
   for (std::size_t i = first; i < last; ++i) {
     const std::uint64_t n = tensor_bytes(tensors[i], dtype);
-    header[tensors[i].name] = {{"dtype", st_dtype_name(dtype)}, {"shape", tensors[i].shape}, {"data_offsets", {offset, offset + n}}};
+    header[tensors[i].name] = {
+        {"dtype", st_dtype_name(dtype)}, {"shape", tensors[i].shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string text = header.dump();
@@ -108,8 +111,8 @@ void write_file(const fs::path& path, const std::vector<StTensor>& tensors, std:
     const std::vector<float> v = produce(t);
     const std::size_t n = std::size_t(shape_numel(t.shape));
     if (v.size() != n)
-      throw make_error("safetensors '", path.string(), "': tensor ", t.name, " has ", v.size(), " values, its shape ",
-                       shape_string(t.shape), " needs ", n);
+      throw make_error("safetensors '", path.string(), "': tensor ", t.name, " has ", v.size(),
+                       " values, its shape ", shape_string(t.shape), " needs ", n);
     bytes.resize(n * std::size_t(st_dtype_bytes(dtype)));
     if (dtype == StDtype::f32) {
       for (std::size_t k = 0; k < n; ++k) {
@@ -143,7 +146,9 @@ StWriteResult write_safetensors(const std::string& dir, const std::vector<StTens
       throw make_error("safetensors: invalid tensor name '", t.name, "'");
     if (!names.insert(t.name).second) throw make_error("safetensors: tensor ", t.name, " listed twice");
     for (std::int64_t d : t.shape)
-      if (d < 0) throw make_error("safetensors: tensor ", t.name, " has a negative dimension in ", shape_string(t.shape));
+      if (d < 0)
+        throw make_error("safetensors: tensor ", t.name, " has a negative dimension in ",
+                         shape_string(t.shape));
   }
   fs::create_directories(dir);
 

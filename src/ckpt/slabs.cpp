@@ -42,7 +42,8 @@ std::vector<Slab> shard_slabs(const model::ParamInfo& p, Range r) {
   const bool one_d = p.shape.size() == 1;
   const hsize_t ro = p.split == model::TpSplit::rows && !one_d ? hsize_t(p.split_offset) : 0;
   const hsize_t co = p.split == model::TpSplit::cols || (p.split == model::TpSplit::rows && one_d)
-                         ? hsize_t(p.split_offset) : 0;
+                         ? hsize_t(p.split_offset)
+                         : 0;
   auto add = [&](hsize_t row, hsize_t col, hsize_t rows, hsize_t cols) {
     if (rows > 0 && cols > 0) out.push_back({row + ro, col + co, rows, cols});
   };

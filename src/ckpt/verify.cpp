@@ -27,7 +27,7 @@ namespace {
 
 // What every rank learns from the file's metadata on its own (rank-local reads).
 struct Metadata {
-  bool listed = false;              // the tensors could be listed: the checksum pass can run
+  bool listed = false;  // the tensors could be listed: the checksum pass can run
   long step = -1;
   std::vector<StoredTensor> tensors;
   std::vector<std::string> problems;
@@ -56,7 +56,8 @@ void read_root(const std::string& file, hid_t root, Metadata& m, std::string& co
     attr(name, [&] { read_attr_string(root, name, file); });
   attr("config", [&] { config_yaml = read_attr_string(root, "config", file); });
   // Optional (checkpoints of strata before the bad-step guard have none), but readable if there.
-  if (has_attr(root, "guard")) attr("guard", [&] { parse_guard(read_attr_string(root, "guard", file), file); });
+  if (has_attr(root, "guard"))
+    attr("guard", [&] { parse_guard(read_attr_string(root, "guard", file), file); });
   try {
     Id optim(check(H5Gopen2(root, "optim", H5P_DEFAULT), file, "/optim"), H5Gclose);
     read_attr_int<std::int64_t>(optim.get(), "step", H5T_NATIVE_INT64, file + ":/optim");
@@ -110,13 +111,15 @@ Metadata read_metadata(const std::string& file) {
     seen.insert(t.path);
     const auto it = expected.find(t.path);
     if (it == expected.end())
-      m.problems.push_back(quote(file) + " holds tensor " + t.path + ", which its stored model config does not have");
+      m.problems.push_back(quote(file) + " holds tensor " + t.path +
+                           ", which its stored model config does not have");
     else if (it->second != t.shape)
       m.problems.push_back(quote(file) + ": tensor " + t.path + " has shape " + shape_string(t.shape) +
                            " but its stored model config gives " + shape_string(it->second));
   }
   for (const auto& [path, shape] : expected)
-    if (!seen.count(path)) m.problems.push_back(quote(file) + " has no tensor " + path + " (the stored model has it)");
+    if (!seen.count(path))
+      m.problems.push_back(quote(file) + " has no tensor " + path + " (the stored model has it)");
   return m;
 }
 
@@ -138,8 +141,8 @@ std::vector<Piece> plan_pieces(const std::vector<StoredTensor>& tensors, int ran
     const Shape& s = tensors[t].shape;
     const std::int64_t n = shape_numel(s), rows = s.empty() ? 1 : s[0];
     if (n == 0 || rows == 0) continue;
-    const std::int64_t pieces =
-        std::clamp<std::int64_t>((n + piece_elements - 1) / piece_elements, 1, std::min<std::int64_t>(ranks, rows));
+    const std::int64_t pieces = std::clamp<std::int64_t>((n + piece_elements - 1) / piece_elements, 1,
+                                                         std::min<std::int64_t>(ranks, rows));
     for (std::int64_t p = 0; p < pieces; ++p) {
       const Piece piece{t, rows * p / pieces, rows * (p + 1) / pieces};
       Load l = loads.top();
@@ -155,8 +158,9 @@ std::vector<Piece> plan_pieces(const std::vector<StoredTensor>& tensors, int ran
 // Per tensor: the partial checksum of this rank's pieces, and whether a read failed (1) or the
 // dataset is not float32 (2).
 void checksum_pieces(const std::string& file, const std::vector<StoredTensor>& tensors,
-                     const std::vector<Piece>& pieces, std::int64_t piece_elements, std::vector<std::uint64_t>& sums,
-                     std::vector<std::uint64_t>& status, std::vector<std::string>& details) {
+                     const std::vector<Piece>& pieces, std::int64_t piece_elements,
+                     std::vector<std::uint64_t>& sums, std::vector<std::uint64_t>& status,
+                     std::vector<std::string>& details) {
   if (pieces.empty()) return;
   Lock lock;
   Id f;
@@ -193,8 +197,8 @@ void checksum_pieces(const std::string& file, const std::vector<StoredTensor>& t
         const std::int64_t nr = std::min(rows_per_read, p.row_end - r);
         start[0] = hsize_t(r);
         count[0] = hsize_t(nr);
-        check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr), file,
-              "select hyperslab");
+        check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+              file, "select hyperslab");
         const hsize_t n = hsize_t(nr * row_elems);
         Id mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
         buf.resize(std::size_t(n));
@@ -214,14 +218,16 @@ long step_of(const std::string& name) {
   // step_<digits>.h5
   if (name.size() <= 8 || name.rfind("step_", 0) != 0 || !name.ends_with(".h5")) return -1;
   const std::string digits = name.substr(5, name.size() - 8);
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (digits.empty() ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
     return -1;
   return std::stol(digits);
 }
 
 }  // namespace
 
-VerifyResult verify_checkpoint(const std::string& file, comm::Communicator* group, std::int64_t piece_elements) {
+VerifyResult verify_checkpoint(const std::string& file, comm::Communicator* group,
+                               std::int64_t piece_elements) {
   STRATA_CHECK(piece_elements > 0, "verify_checkpoint: piece_elements must be positive");
   const Timer timer;
   if (!fs::exists(file)) throw make_error("checkpoint '", file, "' does not exist");
@@ -251,8 +257,8 @@ VerifyResult verify_checkpoint(const std::string& file, comm::Communicator* grou
   std::vector<std::uint64_t> sums_status(2 * nt, 0);  // [partial checksums..., failures...]
   std::vector<std::uint64_t> sums(nt, 0), status(nt, 0);
   std::vector<std::string> details(nt);
-  checksum_pieces(file, m.tensors, plan_pieces(m.tensors, ranks, my_rank, piece_elements), piece_elements, sums,
-                  status, details);
+  checksum_pieces(file, m.tensors, plan_pieces(m.tensors, ranks, my_rank, piece_elements), piece_elements,
+                  sums, status, details);
   std::vector<std::uint64_t> kinds = status;  // 2 = not float32: kept apart from read failures
   for (std::size_t i = 0; i < nt; ++i) {
     sums_status[i] = sums[i];
@@ -269,11 +275,13 @@ VerifyResult verify_checkpoint(const std::string& file, comm::Communicator* grou
     if (kinds[i] == 2)
       r.problems.push_back(quote(file) + ": tensor " + t.path + " is not float32");
     else if (!v.readable)
-      r.problems.push_back(quote(file) + ": tensor " + t.path + " cannot be read (truncated or corrupt file?)" +
+      r.problems.push_back(quote(file) + ": tensor " + t.path +
+                           " cannot be read (truncated or corrupt file?)" +
                            (details[i].empty() ? "" : ": " + details[i]));
     else if (!v.ok())
-      r.problems.push_back(strata::detail::concat(quote(file), ": tensor ", t.path, " fails its checksum (stored ", v.stored,
-                                          ", read ", v.computed, "): the file is corrupt"));
+      r.problems.push_back(strata::detail::concat(quote(file), ": tensor ", t.path,
+                                                  " fails its checksum (stored ", v.stored, ", read ",
+                                                  v.computed, "): the file is corrupt"));
     r.tensors.push_back(std::move(v));
   }
   r.seconds = timer.seconds();
@@ -307,7 +315,8 @@ IntactCheckpoint find_intact_checkpoint(const std::string& dir, comm::Communicat
     // it published them: not published, not used.
     const long limit = step_of(out.latest);
     if (limit >= 0)
-      std::erase_if(candidates, [&](const std::string& c) { return step_of(fs::path(c).filename().string()) > limit; });
+      std::erase_if(candidates,
+                    [&](const std::string& c) { return step_of(fs::path(c).filename().string()) > limit; });
     if (!fs::exists(named)) {
       VerifyResult missing;
       missing.file = named;
@@ -328,8 +337,10 @@ IntactCheckpoint find_intact_checkpoint(const std::string& dir, comm::Communicat
         log_info("checkpoint ", c, " verified before use: ", v.tensors.size(), " tensors, ",
                  format_bytes(double(v.tensor_bytes)), ", every checksum matches (", v.seconds, " s)");
         if (!out.skipped.empty())
-          log_warn("train.resume=auto: resuming from ", c, " (step ", v.step, "), the newest intact checkpoint, "
-                   "instead of ", out.skipped.front().file, " (", out.skipped.size(), " newer checkpoint",
+          log_warn("train.resume=auto: resuming from ", c, " (step ", v.step,
+                   "), the newest intact checkpoint, "
+                   "instead of ",
+                   out.skipped.front().file, " (", out.skipped.size(), " newer checkpoint",
                    out.skipped.size() == 1 ? "" : "s", " skipped)");
       }
       return out;
@@ -338,7 +349,8 @@ IntactCheckpoint find_intact_checkpoint(const std::string& dir, comm::Communicat
       std::string why;
       const std::size_t shown = std::min<std::size_t>(v.problems.size(), 5);
       for (std::size_t i = 0; i < shown; ++i) why += (i ? "; " : "") + v.problems[i];
-      if (v.problems.size() > shown) why += strata::detail::concat("; and ", v.problems.size() - shown, " more problems");
+      if (v.problems.size() > shown)
+        why += strata::detail::concat("; and ", v.problems.size() - shown, " more problems");
       log_warn("train.resume=auto: skipping a damaged checkpoint: ", why);
     }
     out.skipped.push_back(std::move(v));
@@ -347,7 +359,8 @@ IntactCheckpoint find_intact_checkpoint(const std::string& dir, comm::Communicat
     std::string list;
     for (const VerifyResult& v : out.skipped) list += (list.empty() ? " " : "; ") + v.problems.front();
     throw make_error("train.resume=auto: no intact checkpoint in '", dir, "' (", out.skipped.size(),
-                     " damaged; `strata ckpt verify ", dir, "` lists every problem). Move them away to start fresh, ",
+                     " damaged; `strata ckpt verify ", dir,
+                     "` lists every problem). Move them away to start fresh, ",
                      "or set train.resume=none. First problem of each:", list);
   }
   return out;  // no checkpoint at all: a fresh start

@@ -16,8 +16,10 @@ namespace {
 std::string printable(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
     else if (c < 0x20 || c == 0x7F) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02x", c);
@@ -47,14 +49,16 @@ int inspect(const std::string& path, const std::string& tokenizer_spec, int samp
       lo = std::min(lo, off[i + 1] - off[i]);
       hi = std::max(hi, off[i + 1] - off[i]);
     }
-    std::printf("  document length  min %llu, mean %.1f, max %llu tokens\n", static_cast<unsigned long long>(lo),
-                double(info.num_tokens) / double(info.num_documents), static_cast<unsigned long long>(hi));
+    std::printf("  document length  min %llu, mean %.1f, max %llu tokens\n",
+                static_cast<unsigned long long>(lo), double(info.num_tokens) / double(info.num_documents),
+                static_cast<unsigned long long>(hi));
   }
   const nlohmann::json stats = nlohmann::json::parse(info.statistics, nullptr, false);
   if (!stats.is_discarded() && stats.is_object() && !stats.empty()) {
     std::printf("  statistics (from prepare; non-zero counters):\n");
     for (auto it = stats.begin(); it != stats.end(); ++it)
-      if (!(it->is_number() && it->get<double>() == 0)) std::printf("    %-32s %s\n", it.key().c_str(), it->dump().c_str());
+      if (!(it->is_number() && it->get<double>() == 0))
+        std::printf("    %-32s %s\n", it.key().c_str(), it->dump().c_str());
   }
 
   // The tokenizer for decoding: the one named, else the dataset's own when strata knows it.
@@ -67,7 +71,9 @@ int inspect(const std::string& path, const std::string& tokenizer_spec, int samp
   } catch (const Error& e) {
     std::printf("  (no decoding: %s)\n", e.what());
   }
-  auto decode = [&](std::int32_t id) { return tok ? printable(tok->decode(std::span<const std::int32_t>(&id, 1))) : std::string(); };
+  auto decode = [&](std::int32_t id) {
+    return tok ? printable(tok->decode(std::span<const std::int32_t>(&id, 1))) : std::string();
+  };
 
   // Token histogram over the whole dataset, read in blocks.
   std::vector<std::uint64_t> counts(std::size_t(info.vocab_size));
@@ -79,21 +85,25 @@ int inspect(const std::string& path, const std::string& tokenizer_spec, int samp
     ds.read(s, n, buf.data());
     for (std::int32_t t : buf) {
       if (t < 0 || t >= info.vocab_size)
-        throw make_error(path, ": token id ", t, " near token ", s, " is outside the vocabulary of ", info.vocab_size);
+        throw make_error(path, ": token id ", t, " near token ", s, " is outside the vocabulary of ",
+                         info.vocab_size);
       ++counts[std::size_t(t)];
     }
   }
   std::vector<int> order(counts.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = int(i);
   const std::size_t top = std::min<std::size_t>(15, order.size());
-  std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(top), order.end(),
-                    [&](int a, int b) { return counts[std::size_t(a)] != counts[std::size_t(b)] ? counts[std::size_t(a)] > counts[std::size_t(b)] : a < b; });
+  std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(top), order.end(), [&](int a, int b) {
+    return counts[std::size_t(a)] != counts[std::size_t(b)] ? counts[std::size_t(a)] > counts[std::size_t(b)]
+                                                            : a < b;
+  });
   std::size_t used = 0;
   for (auto c : counts) used += c > 0;
   std::printf("  token histogram  %zu of %d ids used; most frequent:\n", used, info.vocab_size);
   for (std::size_t i = 0; i < top && counts[std::size_t(order[i])] > 0; ++i) {
     const int id = order[i];
-    std::printf("    %8d %10llu  %6.2f%%  '%s'\n", id, static_cast<unsigned long long>(counts[std::size_t(id)]),
+    std::printf("    %8d %10llu  %6.2f%%  '%s'\n", id,
+                static_cast<unsigned long long>(counts[std::size_t(id)]),
                 100.0 * double(counts[std::size_t(id)]) / double(std::max<std::uint64_t>(1, info.num_tokens)),
                 id == info.eos_id ? "<EOS>" : decode(id).c_str());
   }
@@ -120,7 +130,8 @@ int inspect(const std::string& path, const std::string& tokenizer_spec, int samp
 Action add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "Token datasets: strata data inspect FILE.h5");
   cmd->require_subcommand(1);
-  auto* ins = cmd->add_subcommand("inspect", "Print a dataset's attributes, counts, token histogram and a sample");
+  auto* ins =
+      cmd->add_subcommand("inspect", "Print a dataset's attributes, counts, token histogram and a sample");
   auto path = std::make_shared<std::string>();
   auto tokenizer = std::make_shared<std::string>();
   auto sample = std::make_shared<int>(64);
@@ -128,7 +139,8 @@ Action add_data_command(CLI::App& app) {
   ins->add_option("file", *path, "Dataset (.h5) written by strata prepare")->required();
   ins->add_option("--tokenizer", *tokenizer, "Decode with this tokenizer spec (default: the dataset's)");
   ins->add_option("--sample", *sample, "Tokens of the first document to decode")->capture_default_str();
-  ins->add_flag("--digest", *digest, "Print a digest of /tokens and /doc_offsets (equal digests: equal data)");
+  ins->add_flag("--digest", *digest,
+                "Print a digest of /tokens and /doc_offsets (equal digests: equal data)");
   return [path, tokenizer, sample, digest] { return inspect(*path, *tokenizer, *sample, *digest); };
 }
 

@@ -52,7 +52,7 @@ struct EvalOptions {
   std::int64_t windows = 0;
   int batch = 8, tp = 0;
   std::string device;
-  std::vector<std::int32_t> logits;  // --logits: token ids whose next-token logits are printed
+  std::vector<std::int32_t> logits;       // --logits: token ids whose next-token logits are printed
   std::vector<std::string> per_document;  // --per-document: a score file per --data file
   bool verbose = false, json = false;
 };
@@ -99,10 +99,11 @@ data::TokenDataset open_dataset(const std::string& path, const InferenceSetup& s
   data::TokenDataset ds(path);
   const data::DatasetInfo& info = ds.info();
   if (!s.info.tokenizer_hash.empty() && info.tokenizer_hash != s.info.tokenizer_hash)
-    throw make_error(path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash, ") but ",
-                     s.info.file, " was trained with hash ", s.info.tokenizer_hash);
+    throw make_error(path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash,
+                     ") but ", s.info.file, " was trained with hash ", s.info.tokenizer_hash);
   if (info.vocab_size > s.job.model.vocab_size)
-    throw make_error(path, ": vocabulary of ", info.vocab_size, " exceeds the model's ", s.job.model.vocab_size);
+    throw make_error(path, ": vocabulary of ", info.vocab_size, " exceeds the model's ",
+                     s.job.model.vocab_size);
   return ds;
 }
 
@@ -123,7 +124,8 @@ Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
       const std::size_t f = std::size_t(std::upper_bound(first.begin(), first.end(), i) - first.begin() - 1);
       files[f].read(std::uint64_t(i - first[f]) * len, len, out);
     });
-    w.origin = std::to_string(o.data.size()) + " --data file(s) (" + std::to_string(first.back()) + " windows)";
+    w.origin =
+        std::to_string(o.data.size()) + " --data file(s) (" + std::to_string(first.back()) + " windows)";
     return w;
   }
   const config::DataConfig dcfg = o.config.empty() ? s.job.data : config::load_job_config(o.config).data;
@@ -132,8 +134,8 @@ Windows read_windows(const EvalOptions& o, const InferenceSetup& s, int T) {
   Windows w = read_spread(source->num_valid_windows(), o.windows, len,
                           [&](std::int64_t i, std::int32_t* out) { source->valid_window(i, out); });
   std::ostringstream origin;
-  origin << "the held-out split (data.valid_fraction " << dcfg.valid_fraction << ", " << source->num_valid_windows()
-         << " windows) of " << dcfg.datasets.size() << " dataset(s) of "
+  origin << "the held-out split (data.valid_fraction " << dcfg.valid_fraction << ", "
+         << source->num_valid_windows() << " windows) of " << dcfg.datasets.size() << " dataset(s) of "
          << (o.config.empty() ? std::string("the checkpoint's config") : o.config);
   w.origin = origin.str();
   return w;
@@ -158,7 +160,8 @@ std::unique_ptr<data::SampleSource> masked_lm_source(const EvalOptions& o, const
 nlohmann::json score_documents(const EvalOptions& o, const InferenceSetup& s, comm::RankGrid& grid,
                                config::DeviceKind device, bool lead) {
   const int T = s.job.train.seq_len;
-  const std::unique_ptr<model::ForwardModel> net = model::make_forward_model(device, s.job.model, o.batch, T, grid);
+  const std::unique_ptr<model::ForwardModel> net =
+      model::make_forward_model(device, s.job.model, o.batch, T, grid);
   load_into(*net, s.info.file, grid);
   const int dp = grid.shape().dp, dp_rank = grid.coord().dp_rank;
   nlohmann::json summary = nlohmann::json::array();
@@ -172,7 +175,10 @@ nlohmann::json score_documents(const EvalOptions& o, const InferenceSetup& s, co
     for (std::int64_t d = 0; d < docs; ++d) {
       const std::uint64_t mid2 = off[std::size_t(d)] + off[std::size_t(d) + 1];  // twice the middle
       const std::uint64_t total = off.back();
-      const int owner = total == 0 ? 0 : int(std::min<std::uint64_t>(std::uint64_t(dp - 1), mid2 * std::uint64_t(dp) / (2 * total)));
+      const int owner =
+          total == 0
+              ? 0
+              : int(std::min<std::uint64_t>(std::uint64_t(dp - 1), mid2 * std::uint64_t(dp) / (2 * total)));
       if (owner == dp_rank && first == docs) first = d;
       if (owner == dp_rank) end = d + 1;
     }
@@ -198,15 +204,16 @@ nlohmann::json score_documents(const EvalOptions& o, const InferenceSetup& s, co
       {
         std::ofstream w(tmp);
         if (!w) throw make_error("--per-document: cannot write '", out, "'");
-        w << "# strata eval --per-document: mean next-token loss (nats) of each document of " << o.data[f] << "\n"
+        w << "# strata eval --per-document: mean next-token loss (nats) of each document of " << o.data[f]
+          << "\n"
           << "# under " << s.info.file << " (" << describe(s.info) << "); the document after "
-          << (eos >= 0 ? "the EOS" : "nothing (no EOS: its first token unscored)") << ", context restarting every "
-          << T << " tokens\n";
+          << (eos >= 0 ? "the EOS" : "nothing (no EOS: its first token unscored)")
+          << ", context restarting every " << T << " tokens\n";
         if (empty > 0)
-          w << "# " << empty << " document(s) without a scored token are given the mean token loss " << total.mean()
-            << "\n";
-        w << "# " << docs << " documents, " << total.count << " tokens scored, mean token loss " << total.mean()
-          << "\n";
+          w << "# " << empty << " document(s) without a scored token are given the mean token loss "
+            << total.mean() << "\n";
+        w << "# " << docs << " documents, " << total.count << " tokens scored, mean token loss "
+          << total.mean() << "\n";
         char line[32];
         for (const double v : scores) {
           std::snprintf(line, sizeof line, "%.9g\n", v);
@@ -217,14 +224,18 @@ nlohmann::json score_documents(const EvalOptions& o, const InferenceSetup& s, co
       std::filesystem::rename(tmp, out);
       std::vector<double> sorted = scores;
       std::sort(sorted.begin(), sorted.end());
-      std::printf("eval: per-document scores of %s: %lld documents, %lld tokens scored, mean token loss %.4f, "
-                  "document scores min %.4f / median %.4f / max %.4f -> %s (tp %d x dp %d, %.1f s)\n",
-                  o.data[f].c_str(), static_cast<long long>(docs), static_cast<long long>(total.count), total.mean(),
-                  sorted.empty() ? 0.0 : sorted.front(), sorted.empty() ? 0.0 : sorted[sorted.size() / 2],
-                  sorted.empty() ? 0.0 : sorted.back(), out.c_str(), grid.shape().tp, dp, timer.seconds());
+      std::printf(
+          "eval: per-document scores of %s: %lld documents, %lld tokens scored, mean token loss %.4f, "
+          "document scores min %.4f / median %.4f / max %.4f -> %s (tp %d x dp %d, %.1f s)\n",
+          o.data[f].c_str(), static_cast<long long>(docs), static_cast<long long>(total.count), total.mean(),
+          sorted.empty() ? 0.0 : sorted.front(), sorted.empty() ? 0.0 : sorted[sorted.size() / 2],
+          sorted.empty() ? 0.0 : sorted.back(), out.c_str(), grid.shape().tp, dp, timer.seconds());
     }
-    summary.push_back({{"data", o.data[f]}, {"out", o.per_document[f]}, {"documents", docs},
-                       {"tokens", total.count}, {"loss", total.mean()}});
+    summary.push_back({{"data", o.data[f]},
+                       {"out", o.per_document[f]},
+                       {"documents", docs},
+                       {"tokens", total.count},
+                       {"loss", total.mean()}});
   }
   return summary;
 }
@@ -241,9 +252,10 @@ int run_eval(const EvalOptions& o) {
   if (per_document) {
     if (o.data.empty()) throw make_error("--per-document needs the datasets to score: --data FILE.h5 ...");
     if (o.per_document.size() != o.data.size())
-      throw make_error("--per-document takes one output file per --data file: ", o.per_document.size(), " given for ",
-                       o.data.size(), " dataset(s)");
-    if (o.windows != 0) throw make_error("--windows does not apply to --per-document (every document is scored)");
+      throw make_error("--per-document takes one output file per --data file: ", o.per_document.size(),
+                       " given for ", o.data.size(), " dataset(s)");
+    if (o.windows != 0)
+      throw make_error("--windows does not apply to --per-document (every document is scored)");
     if (!o.logits.empty()) throw make_error("--logits and --per-document are separate uses of eval");
   }
   InferenceSetup s = open_for_inference(o.ckpt, o.tokenizer, !probes.empty(), o.tp, world_size, per_document);
@@ -251,7 +263,8 @@ int run_eval(const EvalOptions& o) {
   const bool masked = s.job.train.objective == config::ObjectiveKind::masked_lm;
   if (per_document && (masked || mcfg.attention != config::AttentionKind::causal))
     throw make_error("--per-document scores next-token loss: ", s.info.file, " holds a ",
-                     masked ? "masked LM" : "bidirectional model", " (train.objective causal_lm and model.attention "
+                     masked ? "masked LM" : "bidirectional model",
+                     " (train.objective causal_lm and model.attention "
                      "causal are needed)");
   comm::RankGrid grid(MPI_COMM_WORLD, s.tp, 1, s.dp);
   const bool lead = grid.global_rank() == 0;
@@ -278,7 +291,8 @@ int run_eval(const EvalOptions& o) {
     mask_source = masked_lm_source(o, s, T);
     masker = train::make_masker(s.job.train, *mask_source, data::MaskStream::valid);
     mask_id = mask_source->mask_token().mask_id;
-    if (lead) std::printf("eval: masked LM, [MASK] = %d (%s)\n", mask_id, mask_source->mask_token().origin.c_str());
+    if (lead)
+      std::printf("eval: masked LM, [MASK] = %d (%s)\n", mask_id, mask_source->mask_token().origin.c_str());
   }
 
   if (per_document) result["per_document"] = score_documents(o, s, grid, device, lead);
@@ -299,19 +313,25 @@ int run_eval(const EvalOptions& o) {
         std::copy_n(win + 1, T, tgt);
       }
     }
-    const std::unique_ptr<model::ForwardModel> net = model::make_forward_model(device, mcfg, o.batch, T, grid);
+    const std::unique_ptr<model::ForwardModel> net =
+        model::make_forward_model(device, mcfg, o.batch, T, grid);
     load_into(*net, s.info.file, grid);
     const model::LossSum l = model::sequence_loss(*net, o.batch, T, inputs.data(), targets.data(), w.count);
     if (lead)
-      std::printf("eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld %s) from %s; "
-                  "%.1f s\n",
-                  l.mean(), model::perplexity(l), static_cast<long long>(w.count), T, static_cast<long long>(l.count),
-                  masked ? "masked positions" : "tokens", w.origin.c_str(), timer.seconds());
-    result["validation"] = {{"loss", l.mean()}, {"perplexity", model::perplexity(l)}, {"windows", w.count},
-                            {"tokens", l.count}, {"source", w.origin}};
+      std::printf(
+          "eval: validation loss %.4f, perplexity %.3f over %lld windows x %d tokens (%lld %s) from %s; "
+          "%.1f s\n",
+          l.mean(), model::perplexity(l), static_cast<long long>(w.count), T, static_cast<long long>(l.count),
+          masked ? "masked positions" : "tokens", w.origin.c_str(), timer.seconds());
+    result["validation"] = {{"loss", l.mean()},
+                            {"perplexity", model::perplexity(l)},
+                            {"windows", w.count},
+                            {"tokens", l.count},
+                            {"source", w.origin}};
   } else if (lead && !per_document) {
-    std::printf("eval: no held-out windows (the checkpoint's data.valid_fraction is 0 or its data is not HDF5); "
-                "pass --data FILE.h5 for perplexity\n");
+    std::printf(
+        "eval: no held-out windows (the checkpoint's data.valid_fraction is 0 or its data is not HDF5); "
+        "pass --data FILE.h5 for perplexity\n");
   }
   if (w.count == 0 && probes.empty() && !per_document)
     throw make_error("nothing to evaluate: no held-out windows and no --probes file");
@@ -326,15 +346,17 @@ int run_eval(const EvalOptions& o) {
         for (std::size_t i = 0; i < probes.size(); ++i) {
           const train::Probe& p = probes[i];
           const train::ProbeScore& sc = r.scores[i];
-          std::printf("  %s %s [%s]  chose \"%s\" (log-likelihood %.2f vs answer %.2f)\n", sc.correct ? "ok  " : "MISS",
-                      p.prompt.c_str(), p.answer.c_str(), p.choices[std::size_t(sc.predicted)].c_str(),
-                      sc.log_likelihood[std::size_t(sc.predicted)], sc.log_likelihood[std::size_t(p.answer_index)]);
+          std::printf("  %s %s [%s]  chose \"%s\" (log-likelihood %.2f vs answer %.2f)\n",
+                      sc.correct ? "ok  " : "MISS", p.prompt.c_str(), p.answer.c_str(),
+                      p.choices[std::size_t(sc.predicted)].c_str(),
+                      sc.log_likelihood[std::size_t(sc.predicted)],
+                      sc.log_likelihood[std::size_t(p.answer_index)]);
         }
       double chance = 0;
       for (const auto& p : probes) chance += 1.0 / double(p.choices.size());
-      std::printf("eval: probes %s: %d / %zu correct (accuracy %.1f%%, chance %.1f%%); %.1f s\n", o.probes.c_str(),
-                  r.correct, probes.size(), 100.0 * r.accuracy(), 100.0 * chance / double(probes.size()),
-                  timer.seconds());
+      std::printf("eval: probes %s: %d / %zu correct (accuracy %.1f%%, chance %.1f%%); %.1f s\n",
+                  o.probes.c_str(), r.correct, probes.size(), 100.0 * r.accuracy(),
+                  100.0 * chance / double(probes.size()), timer.seconds());
     }
     nlohmann::json per = nlohmann::json::array();
     for (std::size_t i = 0; i < probes.size(); ++i)
@@ -342,8 +364,11 @@ int run_eval(const EvalOptions& o) {
                      {"predicted", probes[i].choices[std::size_t(r.scores[i].predicted)]},
                      {"correct", r.scores[i].correct},
                      {"log_likelihood", r.scores[i].log_likelihood}});
-    result["probes"] = {{"file", o.probes}, {"correct", r.correct}, {"total", probes.size()},
-                        {"accuracy", r.accuracy()}, {"items", per}};
+    result["probes"] = {{"file", o.probes},
+                        {"correct", r.correct},
+                        {"total", probes.size()},
+                        {"accuracy", r.accuracy()},
+                        {"items", per}};
   }
   if (lead && o.json) std::printf("%s\n", result.dump().c_str());
   return 0;
@@ -352,27 +377,36 @@ int run_eval(const EvalOptions& o) {
 }  // namespace
 
 Action add_eval_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval",
-                                 "Evaluate a checkpoint: validation perplexity, cloze-probe accuracy, per-document scores: "
-                                 "strata eval --ckpt DIR [--data FILE.h5 [--per-document OUT]] [--probes FILE.jsonl]");
+  auto* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate a checkpoint: validation perplexity, cloze-probe accuracy, per-document scores: "
+      "strata eval --ckpt DIR [--data FILE.h5 [--per-document OUT]] [--probes FILE.jsonl]");
   auto o = std::make_shared<EvalOptions>();
-  cmd->add_option("--ckpt", o->ckpt, "Checkpoint file, or a checkpoint directory (its latest checkpoint)")->required();
+  cmd->add_option("--ckpt", o->ckpt, "Checkpoint file, or a checkpoint directory (its latest checkpoint)")
+      ->required();
   cmd->add_option("--data", o->data, "Held-out token datasets (strata prepare); every window is evaluated");
-  cmd->add_option("-c,--config", o->config, "Take the datasets and their held-out split from this config's data section")
+  cmd->add_option("-c,--config", o->config,
+                  "Take the datasets and their held-out split from this config's data section")
       ->excludes(cmd->get_option("--data"));
-  cmd->add_option("--per-document", o->per_document,
-                  "Score every document of the --data files instead of their windows: its mean next-token loss (nats), "
-                  "one line per document, into these files (one per --data file; data.curriculum_scores reads them)");
-  cmd->add_option("--probes", o->probes, "Cloze probes, JSONL: {\"prompt\", \"answer\", \"choices\"} per line");
-  cmd->add_option("--windows", o->windows, "Evaluate at most this many windows (0: all)")->capture_default_str();
+  cmd->add_option(
+      "--per-document", o->per_document,
+      "Score every document of the --data files instead of their windows: its mean next-token loss (nats), "
+      "one line per document, into these files (one per --data file; data.curriculum_scores reads them)");
+  cmd->add_option("--probes", o->probes,
+                  "Cloze probes, JSONL: {\"prompt\", \"answer\", \"choices\"} per line");
+  cmd->add_option("--windows", o->windows, "Evaluate at most this many windows (0: all)")
+      ->capture_default_str();
   cmd->add_option("--batch", o->batch, "Windows per forward pass")->capture_default_str();
-  cmd->add_option("--tp", o->tp,
-                  "Tensor-parallel ranks (default: the number of ranks; with --per-document 1, the other ranks "
-                  "splitting the documents)");
+  cmd->add_option(
+      "--tp", o->tp,
+      "Tensor-parallel ranks (default: the number of ranks; with --per-document 1, the other ranks "
+      "splitting the documents)");
   add_device_option(*cmd, o->device);
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer spec (default: the checkpoint's data.tokenizer; checked against its hash)");
-  cmd->add_option("--logits", o->logits,
-                  "Print the next-token logits after each prefix of these token ids (comma-separated), as JSON")
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "Tokenizer spec (default: the checkpoint's data.tokenizer; checked against its hash)");
+  cmd->add_option(
+         "--logits", o->logits,
+         "Print the next-token logits after each prefix of these token ids (comma-separated), as JSON")
       ->delimiter(',');
   cmd->add_flag("-v,--verbose", o->verbose, "One line per probe");
   cmd->add_flag("--json", o->json, "Print the results as one JSON object at the end");

@@ -21,7 +21,8 @@ Action add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Print the build, the libraries and the devices strata sees");
   auto peak = std::make_shared<bool>(false);
   auto peak_threads = std::make_shared<int>(0);
-  cmd->add_flag("--peak", *peak, "Also measure this host's fp32 FMA peak, the probe strata train runs for MFU (1 s)");
+  cmd->add_flag("--peak", *peak,
+                "Also measure this host's fp32 FMA peak, the probe strata train runs for MFU (1 s)");
   cmd->add_option("--peak-threads", *peak_threads, "Threads of that probe (default: one per core)")
       ->check(CLI::NonNegativeNumber);
   return [peak, peak_threads] {
@@ -41,13 +42,15 @@ Action add_info_command(CLI::App& app) {
     std::printf("  HDF5          %u.%u.%u (parallel)\n", h5_major, h5_minor, h5_release);
     std::printf("  CPU cores     %u\n", std::thread::hardware_concurrency());
     std::string isas;
-    for (kernels::cpu::SimdIsa isa : kernels::cpu::supported_simd_isas()) isas += std::string(" ") + to_string(isa);
+    for (kernels::cpu::SimdIsa isa : kernels::cpu::supported_simd_isas())
+      isas += std::string(" ") + to_string(isa);
     std::printf("  CPU target    %s (%s); vector instruction sets of this CPU:%s\n", build::cpu_target,
                 *build::cpu_flags ? build::cpu_flags : "no -march flag", isas.c_str());
     std::printf("  CPU kernels   %s\n", build::have_openmp ? "threaded with OpenMP where Kokkos is Serial"
-                                                            : "threaded only by a threaded Kokkos backend");
+                                                           : "threaded only by a threaded Kokkos backend");
     if (*peak) {
-      const int n = *peak_threads > 0 ? *peak_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+      const int n =
+          *peak_threads > 0 ? *peak_threads : int(std::max(1u, std::thread::hardware_concurrency()));
       std::printf("  fp32 peak     %.1f GFLOP/s on %d threads (measured)\n",
                   kernels::cpu::measure_fp32_peak_gflops(n, 1.0), n);
     }
@@ -62,9 +65,10 @@ Action add_info_command(CLI::App& app) {
     for (const auto& d : cuda.devices) {
       std::string entry;  // the MFU denominator the trainer will use for this device
       const double peak = kernels::gpu_peak_bf16_tflops(d.name, &entry);
-      std::printf("    [%d] %s, sm_%d%d, %.1f GiB, %d SMs; bf16 peak %s\n", d.index, d.name.c_str(), d.sm_major,
-                  d.sm_minor, d.memory_gib, d.multiprocessors,
-                  peak > 0 ? (std::to_string(int(peak)) + " TFLOP/s (" + entry + ")").c_str() : entry.c_str());
+      std::printf(
+          "    [%d] %s, sm_%d%d, %.1f GiB, %d SMs; bf16 peak %s\n", d.index, d.name.c_str(), d.sm_major,
+          d.sm_minor, d.memory_gib, d.multiprocessors,
+          peak > 0 ? (std::to_string(int(peak)) + " TFLOP/s (" + entry + ")").c_str() : entry.c_str());
     }
     return 0;
   };

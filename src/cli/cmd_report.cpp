@@ -81,7 +81,9 @@ int run_scaling(const ScalingOptions& o) {
   const plan::ScalingReport report =
       o.study.empty() ? plan::build_scaling_report(o.runs, ro) : plan::build_study_report(o.study, ro);
 
-  const std::string out = !o.out.empty() ? o.out : o.study.empty() ? "scaling" : (fs::path(o.study) / "scaling").string();
+  const std::string out = !o.out.empty()    ? o.out
+                          : o.study.empty() ? "scaling"
+                                            : (fs::path(o.study) / "scaling").string();
   const fs::path prefix(out);
   if (prefix.has_parent_path()) fs::create_directories(prefix.parent_path());
   const fs::path csv = prefix.string() + ".csv", md = prefix.string() + ".md";
@@ -91,7 +93,8 @@ int run_scaling(const ScalingOptions& o) {
   write_file(md, markdown);
   std::cout << markdown << "\n"
             << report.rows.size() << " finished run" << (report.rows.size() == 1 ? "" : "s") << " reported, "
-            << report.failed.size() << " point" << (report.failed.size() == 1 ? "" : "s") << " without a result\n"
+            << report.failed.size() << " point" << (report.failed.size() == 1 ? "" : "s")
+            << " without a result\n"
             << "wrote " << csv.string() << "\n"
             << "wrote " << md.string() << "\n";
 
@@ -110,7 +113,8 @@ int run_scaling(const ScalingOptions& o) {
 void draw(const std::string& gnuplot, const fs::path& gp, const fs::path& png) {
   const std::string program = find_program(gnuplot);
   if (program.empty()) {
-    std::cout << "plot skipped: '" << gnuplot << "' not found (install gnuplot-nox, scripts/install-deps.sh); "
+    std::cout << "plot skipped: '" << gnuplot
+              << "' not found (install gnuplot-nox, scripts/install-deps.sh); "
               << "the script is " << gp.string() << "\n";
     return;
   }
@@ -165,27 +169,32 @@ int run_runs(const RunOptions& o) {
 Action add_report_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("report", "Reports from run folders: strata report scaling|run RUN_DIR...");
   cmd->require_subcommand(1);
-  auto* sc = cmd->add_subcommand("scaling", "A scaling study from its runs: CSV, Markdown table and PNG plot of "
-                                            "tokens/s, TFLOP/s per rank, MFU and scaling efficiency");
+  auto* sc = cmd->add_subcommand("scaling",
+                                 "A scaling study from its runs: CSV, Markdown table and PNG plot of "
+                                 "tokens/s, TFLOP/s per rank, MFU and scaling efficiency");
   auto o = std::make_shared<ScalingOptions>();
   sc->add_option("runs", o->runs, "Run folders (metrics.jsonl, config.yaml, job.json)");
-  sc->add_option("--study", o->study, "A study folder written by slurm/scaling_study.sh (its study.jsonl lists the points)");
+  sc->add_option("--study", o->study,
+                 "A study folder written by slurm/scaling_study.sh (its study.jsonl lists the points)");
   sc->add_option("--cluster", o->cluster,
                  "Cluster file or name (configs/clusters) for the planner's predictions next to each run "
                  "(default with --study: the one the study checked its points against; else none)");
-  sc->add_option("-o,--out", o->out,
-                 "Output prefix: PREFIX.csv, PREFIX.md, PREFIX.gp, PREFIX.png (default: scaling, or STUDY_DIR/scaling)");
+  sc->add_option(
+      "-o,--out", o->out,
+      "Output prefix: PREFIX.csv, PREFIX.md, PREFIX.gp, PREFIX.png (default: scaling, or STUDY_DIR/scaling)");
   sc->add_option("--skip", o->skip, "Warm-up steps left out of each run (default: a tenth, at least 1)");
   sc->add_option("--gnuplot", o->gnuplot, "gnuplot executable")->capture_default_str();
   sc->add_flag("--no-plot", o->no_plot, "Write the CSV and Markdown only");
 
-  auto* rn = cmd->add_subcommand("run", "Training runs' curves overlaid (loss and validation loss, learning rate, "
-                                        "gradient norm, tokens/s, MFU, memory, step time, waits): PNG and Markdown");
+  auto* rn = cmd->add_subcommand("run",
+                                 "Training runs' curves overlaid (loss and validation loss, learning rate, "
+                                 "gradient norm, tokens/s, MFU, memory, step time, waits): PNG and Markdown");
   auto r = std::make_shared<RunOptions>();
   rn->add_option("runs", r->runs, "Run folders (metrics.jsonl, config.yaml)")->required();
   rn->add_option("-o,--out", r->out, "Output prefix: PREFIX.png, PREFIX.md, PREFIX.gp, PREFIX.<i>.csv")
       ->capture_default_str();
-  rn->add_option("--skip", r->skip, "Warm-up steps left out of the throughput (default: a tenth, at least 1)");
+  rn->add_option("--skip", r->skip,
+                 "Warm-up steps left out of the throughput (default: a tenth, at least 1)");
   rn->add_option("--gnuplot", r->gnuplot, "gnuplot executable")->capture_default_str();
   rn->add_flag("--no-plot", r->no_plot, "Write the CSV and Markdown only");
   return [o, r, sc] { return sc->parsed() ? run_scaling(*o) : run_runs(*r); };

@@ -58,9 +58,10 @@ int run_train(const TokenizerOptions& o) {
   const auto tok = data::train_bpe(texts, o.vocab_size, o.specials);
   tok->save_tokenizer_json(o.output);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("trained byte-level BPE on %zu texts (%.1f MB) in %.1f s: vocab %d (%zu merges), eos %d, hash %s\n",
-              texts.size(), double(bytes) / 1e6, s, tok->vocab_size(), tok->merges().size(), tok->eos_id(),
-              tok->content_hash().c_str());
+  std::printf(
+      "trained byte-level BPE on %zu texts (%.1f MB) in %.1f s: vocab %d (%zu merges), eos %d, hash %s\n",
+      texts.size(), double(bytes) / 1e6, s, tok->vocab_size(), tok->merges().size(), tok->eos_id(),
+      tok->content_hash().c_str());
   std::printf("wrote %s\n", o.output.c_str());
   return 0;
 }
@@ -74,8 +75,10 @@ int run_encode(const TokenizerOptions& o) {
   }
   for (const auto id : ids) {
     const std::int32_t one[1] = {id};
-    std::printf("%8d  %s\n", id, nlohmann::json(tok->decode(one)).dump(-1, ' ', false,
-                                                                         nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%8d  %s\n", id,
+                nlohmann::json(tok->decode(one))
+                    .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                    .c_str());
   }
   return 0;
 }
@@ -96,21 +99,27 @@ Action add_tokenizer_command(CLI::App& app) {
 
   auto* train = cmd->add_subcommand("train", "Train byte-level BPE (GPT-2 pre-tokeniser) -> tokenizer.json");
   train->add_option("--input", o->inputs, "Text files (.jsonl: the \"text\" field of each line)")
-      ->required()->check(CLI::ExistingFile);
-  train->add_option("--vocab-size", o->vocab_size, "Vocabulary size, including 256 bytes and the special tokens")
-      ->required()->check(CLI::Range(257, 1 << 24));
+      ->required()
+      ->check(CLI::ExistingFile);
+  train
+      ->add_option("--vocab-size", o->vocab_size,
+                   "Vocabulary size, including 256 bytes and the special tokens")
+      ->required()
+      ->check(CLI::Range(257, 1 << 24));
   train->add_option("--output", o->output, "tokenizer.json to write")->capture_default_str();
   train->add_option("--special", o->specials, "Special tokens (the first, or <|endoftext|>, is EOS)")
       ->capture_default_str();
 
-  const std::string spec_help = "bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, or a path "
-                                "(tokenizer.json, *.tiktoken, *.model, a folder with vocab.json + merges.txt)";
+  const std::string spec_help =
+      "bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, or a path "
+      "(tokenizer.json, *.tiktoken, *.model, a folder with vocab.json + merges.txt)";
   auto* encode = cmd->add_subcommand("encode", "Print the token ids of a text");
   encode->add_option("--tokenizer", o->spec, spec_help)->capture_default_str();
   encode->add_option("--text", o->text, "Text to encode")->required();
   encode->add_flag("--pieces", o->show_pieces, "One line per token: id and its text");
 
-  auto* info = cmd->add_subcommand("info", "Print a tokenizer's name, vocabulary size, EOS id and content hash");
+  auto* info =
+      cmd->add_subcommand("info", "Print a tokenizer's name, vocabulary size, EOS id and content hash");
   info->add_option("--tokenizer", o->spec, spec_help)->capture_default_str();
 
   return [o, train, encode] {

@@ -20,11 +20,13 @@ Action add_train_command(CLI::App& app, const FaultHooks* faults) {
   auto dry = std::make_shared<bool>(false);
   auto ranks = std::make_shared<int>(0);
   auto rank = std::make_shared<int>(0);
-  cmd->add_flag("--dry-run", *dry,
-                "Plan the job without running it (no data, device or other ranks): the grid, what the backend "
-                "supports, each stage's memory, one rank's engine plan");
+  cmd->add_flag(
+      "--dry-run", *dry,
+      "Plan the job without running it (no data, device or other ranks): the grid, what the backend "
+      "supports, each stage's memory, one rank's engine plan");
   cmd->add_option("--ranks", *ranks, "With --dry-run: the job's ranks (default: tp x pp x dp, dp 0 as 1)");
-  cmd->add_option("--rank", *rank, "With --dry-run: the rank whose engine plan is printed")->capture_default_str();
+  cmd->add_option("--rank", *rank, "With --dry-run: the rank whose engine plan is printed")
+      ->capture_default_str();
   return [config_path, overrides, dry, ranks, rank, faults] {
     const config::JobConfig job = config::load_job_config(*config_path, *overrides);
     if (*dry) {

@@ -28,7 +28,8 @@ struct InferenceSetup {
 // Throws strata::Error naming the path, the option or the mismatch (missing checkpoint,
 // tokenizer with another hash, tp not dividing the heads or the ranks ...).
 InferenceSetup open_for_inference(const std::string& ckpt_path, const std::string& tokenizer_option,
-                                  bool need_tokenizer, int tp_option, int world_size, bool data_parallel = false);
+                                  bool need_tokenizer, int tp_option, int world_size,
+                                  bool data_parallel = false);
 
 // --device cpu|cuda (default: the device the checkpoint was trained on).
 void add_device_option(CLI::App& cmd, std::string& device);

@@ -15,7 +15,8 @@ void copy(const void* send, void* recv, std::size_t count, DType dtype) {
 
 Work LocalCommunicator::iall_reduce(void*, std::size_t, DType, ReduceOp) { return {}; }
 
-Work LocalCommunicator::ireduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype, ReduceOp) {
+Work LocalCommunicator::ireduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+                                        ReduceOp) {
   copy(send, recv, recv_count, dtype);
   return {};
 }
@@ -40,8 +41,8 @@ Work LocalCommunicator::irecv(void*, std::size_t, DType, int peer, int) {
 
 void LocalCommunicator::all_gatherv(const void* send, std::size_t send_count, void* recv,
                                     const std::size_t* recv_counts, DType dtype) {
-  STRATA_CHECK(recv_counts[0] == send_count, "all_gatherv on group '", name_, "': recv_counts[0] = ", recv_counts[0],
-               " but this rank sends ", send_count);
+  STRATA_CHECK(recv_counts[0] == send_count, "all_gatherv on group '", name_,
+               "': recv_counts[0] = ", recv_counts[0], " but this rank sends ", send_count);
   copy(send, recv, send_count, dtype);
 }
 

@@ -90,15 +90,17 @@ void Watchdog::run() {
       if (comm_) {
         detail = comm_->hang_report(op_, seq_, -1, can_read, [this](int r) { return rank_name(r); });
         if (!can_read)
-          detail += " (which ranks have not arrived is not known: reading it from the watchdog thread needs "
-                    "MPI_THREAD_MULTIPLE)";
+          detail +=
+              " (which ranks have not arrived is not known: reading it from the watchdog thread needs "
+              "MPI_THREAD_MULTIPLE)";
       } else {
         detail = std::string(op_) + " on group '" + (group_ ? *group_ : "?") + "'";
       }
-      std::fprintf(stderr,
-                   "strata: watchdog (%s): %s; did not complete within %g s: a peer rank is stuck or has failed. "
-                   "Ending the job.\n",
-                   rank_name(global_rank_).c_str(), detail.c_str(), timeout_s_);
+      std::fprintf(
+          stderr,
+          "strata: watchdog (%s): %s; did not complete within %g s: a peer rank is stuck or has failed. "
+          "Ending the job.\n",
+          rank_name(global_rank_).c_str(), detail.c_str(), timeout_s_);
       std::fflush(stderr);
       std::_Exit(1);
     }
@@ -115,9 +117,9 @@ Watchdog::Guard::Guard(Watchdog* w, const char* op, const std::string& group, co
   w_->group_ = &group;
   w_->comm_ = comm;
   w_->seq_ = seq;
-  w_->deadline_ = std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                      std::chrono::duration<double>(w_->timeout_s_));
+  w_->deadline_ =
+      std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                             std::chrono::duration<double>(w_->timeout_s_));
 }
 
 Watchdog::Guard::~Guard() {
@@ -143,8 +145,9 @@ const char* to_string(CollectiveKind kind) {
 namespace {
 
 CollectiveKind kind_of(const char* op) {
-  for (CollectiveKind k : {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter, CollectiveKind::all_gather,
-                           CollectiveKind::broadcast, CollectiveKind::barrier, CollectiveKind::gather})
+  for (CollectiveKind k :
+       {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter, CollectiveKind::all_gather,
+        CollectiveKind::broadcast, CollectiveKind::barrier, CollectiveKind::gather})
     if (std::string(op) == to_string(k)) return k;
   return CollectiveKind::none;
 }
@@ -154,15 +157,17 @@ constexpr std::size_t kNamedRanks = 16;
 
 }  // namespace
 
-std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint64_t mine, const std::string& group,
-                              int my_group_rank, const std::vector<PeerProgress>& peers,
+std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint64_t mine,
+                              const std::string& group, int my_group_rank,
+                              const std::vector<PeerProgress>& peers,
                               const std::function<std::string(int)>& name) {
   std::vector<std::string> missing, other, ahead, silent;
   std::size_t arrived = 0;
   for (const PeerProgress& p : peers) {
     if (p.group_rank == my_group_rank) continue;
     const std::string who = group + " rank " + std::to_string(p.group_rank) + " = " + name(p.global_rank);
-    const std::string last = p.entered == 0 ? "none yet" : std::string(to_string(p.last)) + " #" + std::to_string(p.entered);
+    const std::string last =
+        p.entered == 0 ? "none yet" : std::string(to_string(p.last)) + " #" + std::to_string(p.entered);
     if (!p.read)
       silent.push_back(who);
     else if (p.entered < seq)
@@ -186,8 +191,8 @@ std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint6
   if (!missing.empty()) os << " (" << list(missing) << ")";
   os << "; arrived: " << arrived;
   if (!other.empty())
-    os << "; in a different collective at #" << seq << " (the ranks call collectives in different orders): "
-       << list(other);
+    os << "; in a different collective at #" << seq
+       << " (the ranks call collectives in different orders): " << list(other);
   if (!ahead.empty())
     os << "; past this rank's #" << std::max(seq, mine) << " (the sequences differ): " << list(ahead);
   if (!silent.empty())
@@ -248,7 +253,8 @@ int ProgressBoard::claim(MPI_Comm group, std::vector<int>& board_ranks) {
   return slot;
 }
 
-std::vector<PeerProgress> ProgressBoard::read(int slot, const std::vector<int>& board_ranks, double time_limit_s) {
+std::vector<PeerProgress> ProgressBoard::read(int slot, const std::vector<int>& board_ranks,
+                                              double time_limit_s) {
   if (!ok() || busy_ || slot < 0) return {};
   const std::size_t n = board_ranks.size();
   std::vector<PeerProgress> out(n);
@@ -295,7 +301,10 @@ std::vector<PeerProgress> ProgressBoard::read(int slot, const std::vector<int>& 
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, int global_rank, double timeout_s,
                                  Watchdog* watchdog)
-    : comm_(comm), name_(std::move(name)), global_rank_(global_rank), timeout_s_(timeout_s),
+    : comm_(comm),
+      name_(std::move(name)),
+      global_rank_(global_rank),
+      timeout_s_(timeout_s),
       watchdog_(watchdog) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
@@ -304,7 +313,8 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, int global_ran
   // A progress slot, for hang reports: only where a timeout can fire and there are peers.
   if (timeout_s_ > 0 && size_ > 1) {
     members_.resize(std::size_t(size_));
-    check_mpi(MPI_Allgather(&global_rank_, 1, MPI_INT, members_.data(), 1, MPI_INT, comm_), "MPI_Allgather", name_);
+    check_mpi(MPI_Allgather(&global_rank_, 1, MPI_INT, members_.data(), 1, MPI_INT, comm_), "MPI_Allgather",
+              name_);
     ProgressBoard* board = watchdog_ ? watchdog_->board() : nullptr;
     if (!board) {  // a communicator made on its own (tests, benchmarks): a board of its own
       own_board_ = std::make_unique<ProgressBoard>(comm_);
@@ -319,12 +329,21 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, int global_ran
 }
 
 MpiCommunicator::MpiCommunicator(MpiCommunicator&& other) noexcept
-    : comm_(std::exchange(other.comm_, MPI_COMM_NULL)), name_(std::move(other.name_)),
-      rank_(other.rank_), size_(other.size_), global_rank_(other.global_rank_),
-      timeout_s_(other.timeout_s_), watchdog_(other.watchdog_), requests_(std::move(other.requests_)),
-      slot_info_(std::move(other.slot_info_)), free_slots_(std::move(other.free_slots_)), entered_(other.entered_),
-      own_board_(std::move(other.own_board_)), board_(std::exchange(other.board_, nullptr)),
-      slot_(std::exchange(other.slot_, -1)), board_ranks_(std::move(other.board_ranks_)),
+    : comm_(std::exchange(other.comm_, MPI_COMM_NULL)),
+      name_(std::move(other.name_)),
+      rank_(other.rank_),
+      size_(other.size_),
+      global_rank_(other.global_rank_),
+      timeout_s_(other.timeout_s_),
+      watchdog_(other.watchdog_),
+      requests_(std::move(other.requests_)),
+      slot_info_(std::move(other.slot_info_)),
+      free_slots_(std::move(other.free_slots_)),
+      entered_(other.entered_),
+      own_board_(std::move(other.own_board_)),
+      board_(std::exchange(other.board_, nullptr)),
+      slot_(std::exchange(other.slot_, -1)),
+      board_ranks_(std::move(other.board_ranks_)),
       members_(std::move(other.members_)) {
   local_progress_[0] = other.local_progress_[0];
   local_progress_[1] = other.local_progress_[1];
@@ -370,8 +389,8 @@ std::string MpiCommunicator::hang_report(const char* op, std::uint64_t seq, int 
   std::ostringstream os;
   os << op;
   if (seq > 0) os << " #" << seq;
-  os << " on group '" << name_ << "' (" << size_ << " rank" << (size_ == 1 ? "" : "s") << "; this is " << name_
-     << " rank " << rank_ << ")";
+  os << " on group '" << name_ << "' (" << size_ << " rank" << (size_ == 1 ? "" : "s") << "; this is "
+     << name_ << " rank " << rank_ << ")";
   if (peer >= 0 && peer < int(members_.size()))
     os << " with " << name_ << " rank " << peer << " = " << name(members_[std::size_t(peer)]);
   else if (peer >= 0)
@@ -390,7 +409,8 @@ std::string MpiCommunicator::hang_report(const char* op, std::uint64_t seq, int 
     os << "; " << describe_arrivals(kind_of(op), seq, entered_, name_, rank_, peers, name);
   } else if (peer >= 0 && peer < int(peers.size())) {
     const PeerProgress& p = peers[std::size_t(peer)];
-    os << "; the peer has entered " << p.entered << " collectives on this group (this rank: " << entered_ << ")";
+    os << "; the peer has entered " << p.entered << " collectives on this group (this rank: " << entered_
+       << ")";
   }
   return os.str();
 }
@@ -417,17 +437,17 @@ void MpiCommunicator::release(Work& w) {
 
 Work MpiCommunicator::iall_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) {
   Work w = start("all_reduce", CollectiveKind::all_reduce);
-  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buf, as_count(count, w.op), mpi_type(dtype), mpi_op(op),
-                           comm_, &request(w)),
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, buf, as_count(count, w.op), mpi_type(dtype), mpi_op(op), comm_,
+                           &request(w)),
             w.op, name_);
   return w;
 }
 
-Work MpiCommunicator::ireduce_scatter(const void* send, void* recv, std::size_t recv_count,
-                                      DType dtype, ReduceOp op) {
+Work MpiCommunicator::ireduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+                                      ReduceOp op) {
   Work w = start("reduce_scatter", CollectiveKind::reduce_scatter);
-  check_mpi(MPI_Ireduce_scatter_block(send, recv, as_count(recv_count, w.op), mpi_type(dtype),
-                                      mpi_op(op), comm_, &request(w)),
+  check_mpi(MPI_Ireduce_scatter_block(send, recv, as_count(recv_count, w.op), mpi_type(dtype), mpi_op(op),
+                                      comm_, &request(w)),
             w.op, name_);
   return w;
 }
@@ -437,31 +457,29 @@ Work MpiCommunicator::iall_gather(const void* send, void* recv, std::size_t send
   // A send buffer that is this rank's own block of recv is the in-place form.
   const std::size_t block = send_count * dtype_size(dtype);
   const bool in_place = send == static_cast<const char*>(recv) + std::size_t(rank_) * block;
-  check_mpi(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, as_count(send_count, w.op),
-                           mpi_type(dtype), recv, as_count(send_count, w.op), mpi_type(dtype),
-                           comm_, &request(w)),
+  check_mpi(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, as_count(send_count, w.op), mpi_type(dtype), recv,
+                           as_count(send_count, w.op), mpi_type(dtype), comm_, &request(w)),
             w.op, name_);
   return w;
 }
 
 Work MpiCommunicator::ibroadcast(void* buf, std::size_t count, DType dtype, int root) {
   Work w = start("broadcast", CollectiveKind::broadcast);
-  check_mpi(MPI_Ibcast(buf, as_count(count, w.op), mpi_type(dtype), root, comm_, &request(w)), w.op,
-            name_);
+  check_mpi(MPI_Ibcast(buf, as_count(count, w.op), mpi_type(dtype), root, comm_, &request(w)), w.op, name_);
   return w;
 }
 
 Work MpiCommunicator::isend(const void* buf, std::size_t count, DType dtype, int peer, int tag) {
   Work w = start("send", CollectiveKind::none, peer);
-  check_mpi(MPI_Isend(buf, as_count(count, w.op), mpi_type(dtype), peer, tag, comm_, &request(w)),
-            w.op, name_);
+  check_mpi(MPI_Isend(buf, as_count(count, w.op), mpi_type(dtype), peer, tag, comm_, &request(w)), w.op,
+            name_);
   return w;
 }
 
 Work MpiCommunicator::irecv(void* buf, std::size_t count, DType dtype, int peer, int tag) {
   Work w = start("recv", CollectiveKind::none, peer);
-  check_mpi(MPI_Irecv(buf, as_count(count, w.op), mpi_type(dtype), peer, tag, comm_, &request(w)),
-            w.op, name_);
+  check_mpi(MPI_Irecv(buf, as_count(count, w.op), mpi_type(dtype), peer, tag, comm_, &request(w)), w.op,
+            name_);
   return w;
 }
 
@@ -494,8 +512,9 @@ void MpiCommunicator::wait(Work& work) {
       if (timer.seconds() > timeout_s_) {
         // This thread is the one that makes MPI calls: it reads the peers' progress itself.
         const auto name = namer();
-        throw make_error("watchdog: ", hang_report(op, info.seq, info.peer, true, name), " on ", name(global_rank_),
-                         " did not complete within ", timeout_s_, " s; a peer rank is stuck or has failed");
+        throw make_error("watchdog: ", hang_report(op, info.seq, info.peer, true, name), " on ",
+                         name(global_rank_), " did not complete within ", timeout_s_,
+                         " s; a peer rank is stuck or has failed");
       }
     }
   }
@@ -503,13 +522,15 @@ void MpiCommunicator::wait(Work& work) {
 
 void MpiCommunicator::all_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) {
   const Watchdog::Guard guard(watchdog_, "all_reduce", name_, this, enter(CollectiveKind::all_reduce));
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, buf, as_count(count, "all_reduce"), mpi_type(dtype), mpi_op(op), comm_),
-            "all_reduce", name_);
+  check_mpi(
+      MPI_Allreduce(MPI_IN_PLACE, buf, as_count(count, "all_reduce"), mpi_type(dtype), mpi_op(op), comm_),
+      "all_reduce", name_);
 }
 
 void MpiCommunicator::reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
                                      ReduceOp op) {
-  const Watchdog::Guard guard(watchdog_, "reduce_scatter", name_, this, enter(CollectiveKind::reduce_scatter));
+  const Watchdog::Guard guard(watchdog_, "reduce_scatter", name_, this,
+                              enter(CollectiveKind::reduce_scatter));
   check_mpi(MPI_Reduce_scatter_block(send, recv, as_count(recv_count, "reduce_scatter"), mpi_type(dtype),
                                      mpi_op(op), comm_),
             "reduce_scatter", name_);
@@ -531,8 +552,8 @@ void MpiCommunicator::broadcast(void* buf, std::size_t count, DType dtype, int r
 
 void MpiCommunicator::gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root) {
   const Watchdog::Guard guard(watchdog_, "gather", name_, this, enter(CollectiveKind::gather));
-  check_mpi(MPI_Gather(send, as_count(send_count, "gather"), mpi_type(dtype), recv, as_count(send_count, "gather"),
-                       mpi_type(dtype), root, comm_),
+  check_mpi(MPI_Gather(send, as_count(send_count, "gather"), mpi_type(dtype), recv,
+                       as_count(send_count, "gather"), mpi_type(dtype), root, comm_),
             "gather", name_);
 }
 

@@ -35,7 +35,8 @@ namespace {
 std::function<std::string(int)> rank_namer(const GridShape& s) {
   return [s](int r) {
     const GridCoord c = coord_of(s, r);
-    return detail::concat("tp ", c.tp_rank, "/", s.tp, ", dp ", c.dp_rank, "/", s.dp, ", pp ", c.pp_rank, "/", s.pp);
+    return detail::concat("tp ", c.tp_rank, "/", s.tp, ", dp ", c.dp_rank, "/", s.dp, ", pp ", c.pp_rank, "/",
+                          s.pp);
   };
 }
 }  // namespace
@@ -72,10 +73,11 @@ RankGrid::RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeo
   if (shape_.pp > 1) {
     const bool member = is_first_stage() || is_last_stage();
     MPI_Comm e = MPI_COMM_NULL;
-    check_mpi(MPI_Comm_split(world, member ? c.tp_rank + shape_.tp * c.dp_rank : MPI_UNDEFINED,
-                             c.pp_rank, &e),
-              "MPI_Comm_split", "embedding");
-    if (member) embedding_ = std::make_unique<MpiCommunicator>(e, "embedding", global_rank_, t, watchdog_.get());
+    check_mpi(
+        MPI_Comm_split(world, member ? c.tp_rank + shape_.tp * c.dp_rank : MPI_UNDEFINED, c.pp_rank, &e),
+        "MPI_Comm_split", "embedding");
+    if (member)
+      embedding_ = std::make_unique<MpiCommunicator>(e, "embedding", global_rank_, t, watchdog_.get());
   }
 }
 

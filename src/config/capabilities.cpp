@@ -16,7 +16,8 @@ const BackendSupport& backend_support(DeviceKind device) {
   return device == DeviceKind::cuda ? cuda : cpu;
 }
 
-std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, const ParallelConfig& p, int seq_len) {
+std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, const ParallelConfig& p,
+                                     int seq_len) {
   const BackendSupport& b = backend_support(device);
   std::vector<std::string> out;
   auto say = [&](auto&&... parts) {
@@ -25,17 +26,19 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
     out.push_back(os.str());
   };
   const int hs = m.num_heads > 0 ? m.d_model / m.num_heads : 0;
-  if (!b.head_sizes.empty() && std::find(b.head_sizes.begin(), b.head_sizes.end(), hs) == b.head_sizes.end()) {
+  if (!b.head_sizes.empty() &&
+      std::find(b.head_sizes.begin(), b.head_sizes.end(), hs) == b.head_sizes.end()) {
     std::ostringstream sizes;
     for (std::size_t i = 0; i < b.head_sizes.size(); ++i) sizes << (i ? " or " : "") << b.head_sizes[i];
-    say("model.d_model / model.num_heads = ", m.d_model, " / ", m.num_heads, " = head size ", hs, ": the ", b.name,
-        " attention kernels take head sizes ", sizes.str());
+    say("model.d_model / model.num_heads = ", m.d_model, " / ", m.num_heads, " = head size ", hs, ": the ",
+        b.name, " attention kernels take head sizes ", sizes.str());
   }
   if (p.grad_reduce_dtype == ReduceDType::bf16 && !b.grad_reduce_bf16)
     say("parallel.grad_reduce_dtype: bf16 runs on hardware.device: cuda only (the ", b.name,
         " backend reduces fp32 gradients; use fp32)");
   if (p.zero_stage > b.max_zero_stage)
-    say("parallel.zero_stage = ", p.zero_stage, ": the ", b.name, " backend runs ZeRO stages 0 to ", b.max_zero_stage);
+    say("parallel.zero_stage = ", p.zero_stage, ": the ", b.name, " backend runs ZeRO stages 0 to ",
+        b.max_zero_stage);
   if (p.sequence_parallel && p.tp > 1 && (std::int64_t(p.micro_batch_size) * seq_len) % p.tp != 0)
     say("parallel.sequence_parallel: micro_batch_size x train.seq_len (", p.micro_batch_size, " x ", seq_len,
         ") must be divisible by parallel.tp (", p.tp, ")");

@@ -9,8 +9,8 @@
 #include <set>
 
 #include "schema.hpp"
-#include "strata/core/paths.hpp"
 #include "strata/config/load.hpp"
+#include "strata/core/paths.hpp"
 #include "yaml_read.hpp"
 
 namespace strata::config {
@@ -19,7 +19,7 @@ namespace schema {
 template <>
 struct EnumNames<Precision> {
   static constexpr std::pair<std::string_view, Precision> values[] = {{"bf16", Precision::bf16},
-                                                                        {"fp32", Precision::fp32}};
+                                                                      {"fp32", Precision::fp32}};
 };
 
 template <class V>
@@ -86,8 +86,9 @@ void validate(const ClusterConfig& c, const std::string& origin) {
                        schema::format_value(value));
   });
   if (c.peak_tflops() <= 0)
-    throw make_error(at, "cluster.peak_tflops_", to_string(c.precision), " must be > 0: cluster.precision is ",
-                     to_string(c.precision), " and the planner needs that peak");
+    throw make_error(at, "cluster.peak_tflops_", to_string(c.precision),
+                     " must be > 0: cluster.precision is ", to_string(c.precision),
+                     " and the planner needs that peak");
   if (c.sustained_fraction > 1)
     throw make_error(at, "cluster.sustained_fraction (", c.sustained_fraction,
                      ") must be in (0, 1]: it is the achieved share of peak");
@@ -95,7 +96,8 @@ void validate(const ClusterConfig& c, const std::string& origin) {
     throw make_error(at, "cluster.overlap_efficiency (", c.overlap_efficiency, ") must be in [0, 1]");
   for (const auto& [name, value] : {std::pair{"attention_fraction", c.attention_fraction},
                                     std::pair{"elementwise_fraction", c.elementwise_fraction}})
-    if (value > 1) throw make_error(at, "cluster.", name, " (", value, ") must be in (0, 1]: it is an achieved share");
+    if (value > 1)
+      throw make_error(at, "cluster.", name, " (", value, ") must be in (0, 1]: it is an achieved share");
   if (c.oversubscribe > 1 && c.device != DeviceKind::cpu)
     throw make_error(at, "cluster.oversubscribe (", c.oversubscribe,
                      ") must be 1 for accelerators: only CPU ranks can share a core");
@@ -106,8 +108,8 @@ void validate(const ClusterConfig& c, const std::string& origin) {
       throw make_error(at, "cluster.", name, "_range: expected [low, high] with low <= high, got ",
                        schema::format_value(r));
     if (value < r[0] || value > r[1])
-      throw make_error(at, "cluster.", name, "_range ", schema::format_value(r), " does not contain cluster.", name,
-                       " (", value, ")");
+      throw make_error(at, "cluster.", name, "_range ", schema::format_value(r), " does not contain cluster.",
+                       name, " (", value, ")");
     if (r[1] > ceiling) throw make_error(at, "cluster.", name, "_range: the high end must be <= ", ceiling);
   };
   range("sustained_fraction", c.sustained_fraction_range, c.sustained_fraction, 1.0);
@@ -121,8 +123,8 @@ ClusterConfig load_cluster_config(const std::string& path) {
   const YAML::Node root = parse_yaml(read_file(path, "cluster file"), path);
   Origins origins({path, true});
   if (!root.IsMap())
-    fail(origins, "", root, "expected a mapping of cluster settings (gpu, peak_tflops_bf16, ...), got " +
-                                describe(root));
+    fail(origins, "", root,
+         "expected a mapping of cluster settings (gpu, peak_tflops_bf16, ...), got " + describe(root));
   const std::vector<std::string> fields = schema::field_names<ClusterConfig>();
   std::vector<std::string> seen;
   for (auto it = root.begin(); it != root.end(); ++it) {
@@ -158,11 +160,12 @@ std::vector<std::string> named_configs(const std::string& folder) {
   return {names.begin(), names.end()};
 }
 
-std::string find_named_config(const std::string& name_or_path, const std::string& folder, const std::string& what) {
+std::string find_named_config(const std::string& name_or_path, const std::string& folder,
+                              const std::string& what) {
   std::error_code ec;
   if (fs::is_regular_file(name_or_path, ec)) return name_or_path;
-  const bool looks_like_path = name_or_path.find('/') != std::string::npos ||
-                               fs::path(name_or_path).extension() == ".yaml";
+  const bool looks_like_path =
+      name_or_path.find('/') != std::string::npos || fs::path(name_or_path).extension() == ".yaml";
   if (!looks_like_path) {
     for (const fs::path& root : search_roots(folder)) {
       const fs::path exact = root / (name_or_path + ".yaml");

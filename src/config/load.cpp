@@ -26,8 +26,8 @@
 
 #include "schema.hpp"
 #include "strata/config/load.hpp"
-#include "yaml_read.hpp"
 #include "strata/core/error.hpp"
+#include "yaml_read.hpp"
 
 namespace strata::config {
 namespace {
@@ -91,7 +91,8 @@ void read_section(const YAML::Node& node, const std::string& section, C& config,
     const std::string path = section + "." + key.Scalar();
     if (std::ranges::count(seen, key.Scalar())) fail(origins, path, key, "duplicate key");
     seen.push_back(key.Scalar());
-    if (!std::ranges::count(fields, key.Scalar())) fail(origins, path, key, unknown_key(section, key.Scalar()));
+    if (!std::ranges::count(fields, key.Scalar()))
+      fail(origins, path, key, unknown_key(section, key.Scalar()));
   }
   schema::visit_fields(config, [&](const char* name, auto& value, Rule rule) {
     const YAML::Node n = node[name];
@@ -120,12 +121,14 @@ void include_model_file(YAML::Node& root, Origins& origins, const std::optional<
   candidates.push_back(rel.lexically_normal());
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   std::error_code ec;
-  auto found = std::ranges::find_if(candidates, [&](const fs::path& p) { return fs::is_regular_file(p, ec); });
+  auto found =
+      std::ranges::find_if(candidates, [&](const fs::path& p) { return fs::is_regular_file(p, ec); });
   if (found == candidates.end()) {
     std::vector<std::string> looked;
     for (const auto& c : candidates) looked.push_back("'" + c.string() + "'");
     fail(origins, "model", ref,
-         "cannot open model file '" + rel.string() + "': No such file (looked for " + join(looked, " and ") + ")");
+         "cannot open model file '" + rel.string() + "': No such file (looked for " + join(looked, " and ") +
+             ")");
   }
   root["model"] = read_model_file(found->string());
   origins.set("model", {found->string(), true});
@@ -137,7 +140,8 @@ void check_override_key(const std::string& option, const std::vector<std::string
   if (parts.size() >= 2 && !std::ranges::count(*fields_of(parts[0]), parts[1]))
     throw make_error(option, ": ", parts[0], ".", parts[1], ": ", unknown_key(parts[0], parts[1]));
   if (parts.size() > 2)
-    throw make_error(option, ": ", parts[0], ".", parts[1], " is a single setting with no key '", parts[2], "'");
+    throw make_error(option, ": ", parts[0], ".", parts[1], " is a single setting with no key '", parts[2],
+                     "'");
 }
 
 void apply_override(YAML::Node& root, Origins& origins, const std::string& text) {
@@ -188,7 +192,8 @@ void apply_override(YAML::Node& root, Origins& origins, const std::string& text)
   }
   YAML::Node section = root[parts[0]];
   if (section.IsDefined() && !section.IsMap() && !section.IsNull())
-    throw make_error(option, ": cannot set ", key, ": ", parts[0], " is ", describe(section), ", not a mapping");
+    throw make_error(option, ": cannot set ", key, ": ", parts[0], " is ", describe(section),
+                     ", not a mapping");
   if (!section.IsDefined()) origins.set(parts[0], from);
   section[parts[1]] = value;
   origins.set(key, from);
@@ -214,9 +219,8 @@ JobConfig build_job(YAML::Node root, const std::string& origin, const std::optio
   }
   JobConfig job;
   job.source = origin;
-  schema::visit_sections(job, [&](const char* name, auto& config) {
-    read_section(const_root[name], name, config, origins);
-  });
+  schema::visit_sections(
+      job, [&](const char* name, auto& config) { read_section(const_root[name], name, config, origins); });
   validate(job);
   return job;
 }
@@ -237,7 +241,8 @@ ModelConfig load_model_config(const std::string& path) {
   Origins origins({path, true});
   // A job file given where a model file is expected: say so rather than "unknown key".
   if (root["model"] && root["model"].IsMap())
-    throw make_error(path, ": this looks like a job config (it has a 'model:' section); a model file's "
+    throw make_error(path,
+                     ": this looks like a job config (it has a 'model:' section); a model file's "
                      "top level is the model mapping itself");
   ModelConfig model;
   read_section(root, "model", model, origins);

@@ -59,8 +59,7 @@ std::string closest(std::string_view key, const std::vector<std::string>& candid
   // "batch_size" -> "micro_batch_size", "layers" -> "num_layers".
   for (const auto& cand : candidates) {
     const std::string c = lower(cand);
-    if (k.size() >= 4 && c.size() >= 4 &&
-        (c.find(k) != std::string::npos || k.find(c) != std::string::npos))
+    if (k.size() >= 4 && c.size() >= 4 && (c.find(k) != std::string::npos || k.find(c) != std::string::npos))
       return cand;
   }
   return {};

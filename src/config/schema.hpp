@@ -40,10 +40,10 @@ inline constexpr Rule non_empty = Rule::non_empty;
 template <class E>
 struct EnumNames;  // static constexpr std::array<std::pair<std::string_view, E>, N> values
 
-#define STRATA_ENUM_NAMES(E, ...)                                                  \
-  template <>                                                                      \
-  struct EnumNames<E> {                                                            \
-    static constexpr std::pair<std::string_view, E> values[] = {__VA_ARGS__};      \
+#define STRATA_ENUM_NAMES(E, ...)                                             \
+  template <>                                                                 \
+  struct EnumNames<E> {                                                       \
+    static constexpr std::pair<std::string_view, E> values[] = {__VA_ARGS__}; \
   };
 STRATA_ENUM_NAMES(NormKind, {"layernorm", NormKind::layernorm}, {"rmsnorm", NormKind::rmsnorm})
 STRATA_ENUM_NAMES(MlpKind, {"gelu", MlpKind::gelu}, {"swiglu", MlpKind::swiglu})
@@ -51,8 +51,8 @@ STRATA_ENUM_NAMES(PositionKind, {"learned", PositionKind::learned}, {"rope", Pos
 STRATA_ENUM_NAMES(AttentionKind, {"causal", AttentionKind::causal},
                   {"bidirectional", AttentionKind::bidirectional})
 STRATA_ENUM_NAMES(RecomputeKind, {"none", RecomputeKind::none}, {"full", RecomputeKind::full})
-STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine},
-                  {"constant", ScheduleKind::constant}, {"linear", ScheduleKind::linear})
+STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine}, {"constant", ScheduleKind::constant},
+                  {"linear", ScheduleKind::linear})
 STRATA_ENUM_NAMES(PipelineSchedule, {"gpipe", PipelineSchedule::gpipe},
                   {"1f1b", PipelineSchedule::one_f_one_b},
                   {"interleaved_1f1b", PipelineSchedule::interleaved_1f1b})
@@ -69,14 +69,17 @@ STRATA_ENUM_NAMES(ReduceDType, {"fp32", ReduceDType::fp32}, {"bf16", ReduceDType
 #undef STRATA_ENUM_NAMES
 
 template <class E>
-concept ConfigEnum = requires { EnumNames<E>::values; };
+concept ConfigEnum = requires {
+  EnumNames<E>::values;
+};
 
 // "layernorm|rmsnorm"
 // std::vector<int> and std::vector<double>: lists of numbers, each checked against the rule.
 template <class T>
 struct IsNumberList : std::false_type {};
 template <class X>
-struct IsNumberList<std::vector<X>> : std::bool_constant<std::is_arithmetic_v<X> && !std::is_same_v<X, bool>> {};
+struct IsNumberList<std::vector<X>>
+    : std::bool_constant<std::is_arithmetic_v<X> && !std::is_same_v<X, bool>> {};
 template <class T>
 inline constexpr bool is_number_list = IsNumberList<T>::value;
 
@@ -196,7 +199,7 @@ void visit_fields(GuardConfig& c, V&& v) {
 template <class V>
 void visit_fields(DataConfig& c, V&& v) {
   v("source", c.source, any);
-  v("paths", c.paths, non_empty);  // each path non-empty
+  v("paths", c.paths, non_empty);        // each path non-empty
   v("datasets", c.datasets, non_empty);  // each path non-empty, each weight > 0
   v("tokenizer", c.tokenizer, any);
   v("valid_fraction", c.valid_fraction, unit);
@@ -238,18 +241,30 @@ void visit_sections(JobConfig& j, V&& v) {
 
 template <class T>
 std::string type_noun() {
-  if constexpr (std::is_same_v<T, bool>) return "true or false";
-  else if constexpr (std::is_same_v<T, int>) return "an integer";
-  else if constexpr (std::is_same_v<T, std::uint64_t>) return "a non-negative integer";
-  else if constexpr (std::is_same_v<T, double>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a string or a list of strings";
-  else if constexpr (std::is_same_v<T, std::vector<int>>) return "a list of integers";
-  else if constexpr (std::is_same_v<T, std::vector<double>>) return "a list of numbers";
-  else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) return "a list of {path, weight} mappings";
-  else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) return "a list of {tokens, weights} mappings";
-  else if constexpr (ConfigEnum<T>) return "one of " + enum_choices<T>();
-  else static_assert(sizeof(T) == 0, "config field of unsupported type");
+  if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else if constexpr (std::is_same_v<T, int>)
+    return "an integer";
+  else if constexpr (std::is_same_v<T, std::uint64_t>)
+    return "a non-negative integer";
+  else if constexpr (std::is_same_v<T, double>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>)
+    return "a string or a list of strings";
+  else if constexpr (std::is_same_v<T, std::vector<int>>)
+    return "a list of integers";
+  else if constexpr (std::is_same_v<T, std::vector<double>>)
+    return "a list of numbers";
+  else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>)
+    return "a list of {path, weight} mappings";
+  else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>)
+    return "a list of {tokens, weights} mappings";
+  else if constexpr (ConfigEnum<T>)
+    return "one of " + enum_choices<T>();
+  else
+    static_assert(sizeof(T) == 0, "config field of unsupported type");
 }
 
 // "an integer > 0", "a number in [0, 1)", "a non-empty string".
@@ -333,11 +348,16 @@ inline std::string format_double(double v) {
 // A value as it would appear in YAML (for messages and to_yaml's scalars).
 template <class T>
 std::string format_value(const T& v) {
-  if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, double>) return format_double(v);
-  else if constexpr (std::is_arithmetic_v<T>) return std::to_string(v);
-  else if constexpr (std::is_same_v<T, std::string>) return "'" + v + "'";
-  else if constexpr (ConfigEnum<T>) return enum_name(v);
+  if constexpr (std::is_same_v<T, bool>)
+    return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, double>)
+    return format_double(v);
+  else if constexpr (std::is_arithmetic_v<T>)
+    return std::to_string(v);
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "'" + v + "'";
+  else if constexpr (ConfigEnum<T>)
+    return enum_name(v);
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", '" : "'") + v[i] + "'";
@@ -349,13 +369,15 @@ std::string format_value(const T& v) {
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i)
-      s += (i ? ", " : "") + std::string("{path: '") + v[i].path + "', weight: " + format_double(v[i].weight) + "}";
+      s += (i ? ", " : "") + std::string("{path: '") + v[i].path +
+           "', weight: " + format_double(v[i].weight) + "}";
     return s + "]";
   } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
     std::string s = "[";
     for (std::size_t i = 0; i < v.size(); ++i) {
       s += (i ? ", " : "") + std::string("{tokens: ") + std::to_string(v[i].tokens) + ", weights: [";
-      for (std::size_t k = 0; k < v[i].weights.size(); ++k) s += (k ? ", " : "") + format_double(v[i].weights[k]);
+      for (std::size_t k = 0; k < v[i].weights.size(); ++k)
+        s += (k ? ", " : "") + format_double(v[i].weights[k]);
       s += "]}";
     }
     return s + "]";

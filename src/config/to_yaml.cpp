@@ -11,11 +11,16 @@ namespace {
 
 template <class T>
 void emit(YAML::Emitter& out, const T& v) {
-  if constexpr (std::is_same_v<T, bool>) out << (v ? "true" : "false");
-  else if constexpr (std::is_same_v<T, double>) out << schema::format_double(v);
-  else if constexpr (std::is_arithmetic_v<T>) out << v;
-  else if constexpr (std::is_same_v<T, std::string>) out << YAML::DoubleQuoted << v;
-  else if constexpr (schema::ConfigEnum<T>) out << schema::enum_name(v);
+  if constexpr (std::is_same_v<T, bool>)
+    out << (v ? "true" : "false");
+  else if constexpr (std::is_same_v<T, double>)
+    out << schema::format_double(v);
+  else if constexpr (std::is_arithmetic_v<T>)
+    out << v;
+  else if constexpr (std::is_same_v<T, std::string>)
+    out << YAML::DoubleQuoted << v;
+  else if constexpr (schema::ConfigEnum<T>)
+    out << schema::enum_name(v);
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     out << YAML::Flow << YAML::BeginSeq;
     for (const auto& s : v) out << YAML::DoubleQuoted << s;
@@ -27,14 +32,15 @@ void emit(YAML::Emitter& out, const T& v) {
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     out << YAML::BeginSeq;
     for (const auto& d : v)
-      out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << d.path
-          << YAML::Key << "weight" << YAML::Value << schema::format_double(d.weight) << YAML::EndMap;
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted
+          << d.path << YAML::Key << "weight" << YAML::Value << schema::format_double(d.weight)
+          << YAML::EndMap;
     out << YAML::EndSeq;
   } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
     out << YAML::BeginSeq;
     for (const auto& p : v) {
-      out << YAML::Flow << YAML::BeginMap << YAML::Key << "tokens" << YAML::Value << p.tokens << YAML::Key << "weights"
-          << YAML::Value << YAML::Flow << YAML::BeginSeq;
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << "tokens" << YAML::Value << p.tokens << YAML::Key
+          << "weights" << YAML::Value << YAML::Flow << YAML::BeginSeq;
       for (double w : p.weights) out << schema::format_double(w);
       out << YAML::EndSeq << YAML::EndMap;
     }

@@ -43,13 +43,13 @@ void check_model(const ModelConfig& m, const std::string& origin) {
     throw make_error(at, "model.d_model (", m.d_model, ") must be divisible by model.num_heads (",
                      m.num_heads, ")");
   if (m.num_kv_heads > m.num_heads || m.num_heads % m.kv_heads() != 0)
-    throw make_error(at, "model.num_heads (", m.num_heads,
-                     ") must be a multiple of model.num_kv_heads (", m.num_kv_heads,
-                     "): each key/value head serves a whole group of query heads");
+    throw make_error(at, "model.num_heads (", m.num_heads, ") must be a multiple of model.num_kv_heads (",
+                     m.num_kv_heads, "): each key/value head serves a whole group of query heads");
   if (m.positions == PositionKind::rope && m.head_size() % 2 != 0)
-    throw make_error(at, "model.positions is rope, which rotates pairs of dimensions, so the head size "
-                     "model.d_model / model.num_heads (", m.d_model, " / ", m.num_heads, " = ",
-                     m.head_size(), ") must be even");
+    throw make_error(at,
+                     "model.positions is rope, which rotates pairs of dimensions, so the head size "
+                     "model.d_model / model.num_heads (",
+                     m.d_model, " / ", m.num_heads, " = ", m.head_size(), ") must be even");
 }
 
 }  // namespace
@@ -81,8 +81,9 @@ void validate(const JobConfig& job) {
       throw make_error(at, "hardware.cluster: ", e.what());
     }
     if ((gpu ? c.peak_tflops_bf16 : c.peak_tflops_fp32) <= 0)
-      throw make_error(at, "hardware.cluster: ", path, " has no ", gpu ? "peak_tflops_bf16" : "peak_tflops_fp32",
-                       ", the peak of this job's precision (hardware.device: ", to_string(job.hardware.device), ")");
+      throw make_error(
+          at, "hardware.cluster: ", path, " has no ", gpu ? "peak_tflops_bf16" : "peak_tflops_fp32",
+          ", the peak of this job's precision (hardware.device: ", to_string(job.hardware.device), ")");
   }
 
   // ---- parallel layout against the model (Megatron's tensor/pipeline split) ----
@@ -90,8 +91,8 @@ void validate(const JobConfig& job) {
     throw make_error(at, "model.num_heads (", m.num_heads, ") must be divisible by parallel.tp (", p.tp,
                      "): each tensor-parallel rank holds whole attention heads");
   if (m.kv_heads() % p.tp != 0)
-    throw make_error(at, "model.num_kv_heads (", m.kv_heads(), ") must be divisible by parallel.tp (",
-                     p.tp, "): each tensor-parallel rank holds whole key/value heads");
+    throw make_error(at, "model.num_kv_heads (", m.kv_heads(), ") must be divisible by parallel.tp (", p.tp,
+                     "): each tensor-parallel rank holds whole key/value heads");
   if (m.ffn() % p.tp != 0)
     throw make_error(at, "the MLP width (model.ffn_hidden, resolved to ", m.ffn(),
                      ") must be divisible by parallel.tp (", p.tp, ")");
@@ -104,15 +105,15 @@ void validate(const JobConfig& job) {
     int total = 0;
     for (int n : p.layers_per_stage) total += n;
     if (int(p.layers_per_stage.size()) != chunks || total != m.num_layers)
-      throw make_error(at, "parallel.layers_per_stage has ", p.layers_per_stage.size(), " entries summing to ",
-                       total, "; expected pp x virtual_stages = ", chunks, " entries summing to model.num_layers (",
-                       m.num_layers, ")");
+      throw make_error(at, "parallel.layers_per_stage has ", p.layers_per_stage.size(),
+                       " entries summing to ", total, "; expected pp x virtual_stages = ", chunks,
+                       " entries summing to model.num_layers (", m.num_layers, ")");
   }
-  if (p.zero_stage > 1)
-    throw make_error(at, "parallel.zero_stage (", p.zero_stage, ") must be 0 or 1");
+  if (p.zero_stage > 1) throw make_error(at, "parallel.zero_stage (", p.zero_stage, ") must be 0 or 1");
   if ((p.virtual_stages > 1) != (p.schedule == PipelineSchedule::interleaved_1f1b))
-    throw make_error(at, "parallel.virtual_stages (", p.virtual_stages, ") > 1 goes with parallel.schedule: ",
-                     "interleaved_1f1b and only with it (schedule is ", to_string(p.schedule), ")");
+    throw make_error(at, "parallel.virtual_stages (", p.virtual_stages,
+                     ") > 1 goes with parallel.schedule: ", "interleaved_1f1b and only with it (schedule is ",
+                     to_string(p.schedule), ")");
   if (p.global_batch_size > 0) {
     if (p.dp > 0 && p.global_batch_size % (p.micro_batch_size * p.dp) != 0)
       throw make_error(at, "parallel.global_batch_size (", p.global_batch_size,
@@ -125,8 +126,8 @@ void validate(const JobConfig& job) {
 
   // ---- optimizer and schedule ----
   if (o.min_lr > o.lr)
-    throw make_error(at, "optim.min_lr (", schema::format_double(o.min_lr),
-                     ") must not exceed optim.lr (", schema::format_double(o.lr), ")");
+    throw make_error(at, "optim.min_lr (", schema::format_double(o.min_lr), ") must not exceed optim.lr (",
+                     schema::format_double(o.lr), ")");
   // An explicit decay shorter than the warm-up contradicts itself. A run shorter than the
   // warm-up (a smoke test with --set train.steps=10) is allowed: it simply warms up throughout.
   if (o.schedule != ScheduleKind::constant && o.decay_steps > 0 && o.warmup_steps > o.decay_steps)
@@ -135,23 +136,26 @@ void validate(const JobConfig& job) {
 
   // ---- training and data ----
   if (t.seq_len > m.max_seq_len)
-    throw make_error(at, "train.seq_len (", t.seq_len, ") must not exceed model.max_seq_len (",
-                     m.max_seq_len, ")");
+    throw make_error(at, "train.seq_len (", t.seq_len, ") must not exceed model.max_seq_len (", m.max_seq_len,
+                     ")");
   check_ranges(job.source, "eval", job.eval);
   check_ranges(job.source, "ckpt", job.ckpt);
   check_ranges(job.source, "guard", job.guard);
   if (job.guard.loss_spike_factor > 0 && job.guard.loss_spike_factor <= 1)
-    throw make_error(at, "guard.loss_spike_factor (", schema::format_double(job.guard.loss_spike_factor),
-                     ") must be 0 (no loss-spike test) or greater than 1: a step is bad when its loss exceeds this ",
-                     "multiple of the running mean, and a factor <= 1 would flag ordinary steps");
+    throw make_error(
+        at, "guard.loss_spike_factor (", schema::format_double(job.guard.loss_spike_factor),
+        ") must be 0 (no loss-spike test) or greater than 1: a step is bad when its loss exceeds this ",
+        "multiple of the running mean, and a factor <= 1 would flag ordinary steps");
   // The objective fixes the attention mask: a causal LM that sees the next token learns to
   // copy it; a masked LM restricted to the left context is not BERT.
   if (t.objective == ObjectiveKind::masked_lm && m.attention != AttentionKind::bidirectional)
     throw make_error(at, "train.objective is masked_lm, which needs model.attention: bidirectional (it is ",
                      to_string(m.attention), ")");
   if (t.objective == ObjectiveKind::causal_lm && m.attention != AttentionKind::causal)
-    throw make_error(at, "train.objective is causal_lm (next-token prediction), which needs model.attention: ",
-                     "causal (it is ", to_string(m.attention), "; set train.objective: masked_lm for a "
+    throw make_error(at,
+                     "train.objective is causal_lm (next-token prediction), which needs model.attention: ",
+                     "causal (it is ", to_string(m.attention),
+                     "; set train.objective: masked_lm for a "
                      "bidirectional model)");
   if (t.objective == ObjectiveKind::masked_lm) {
     if (!(t.mlm_probability > 0))
@@ -168,7 +172,8 @@ void validate(const JobConfig& job) {
   const DataConfig& d = job.data;
   if (d.source == DataSource::hdf5) {
     if (d.datasets.empty())
-      throw make_error(at, "data.source is hdf5 but data.datasets is empty: give at least one dataset "
+      throw make_error(at,
+                       "data.source is hdf5 but data.datasets is empty: give at least one dataset "
                        "(e.g. datasets: [{path: data/web.h5, weight: 1}])");
     if (!d.paths.empty())
       throw make_error(at, "data.paths is for data.source: text; HDF5 datasets go in data.datasets");
@@ -197,23 +202,27 @@ void validate(const JobConfig& job) {
   for (std::size_t i = 0; i < d.schedule.size(); ++i) {
     const MixturePoint& pt = d.schedule[i];
     if (pt.weights.size() != d.datasets.size())
-      throw make_error(at, "data.schedule[", i, "].weights has ", pt.weights.size(), " weights but data.datasets has ",
-                       d.datasets.size(), " datasets (one weight per dataset, in the same order)");
+      throw make_error(at, "data.schedule[", i, "].weights has ", pt.weights.size(),
+                       " weights but data.datasets has ", d.datasets.size(),
+                       " datasets (one weight per dataset, in the same order)");
     if (i > 0 && pt.tokens <= d.schedule[i - 1].tokens)
-      throw make_error(at, "data.schedule[", i, "].tokens (", pt.tokens, ") must be greater than data.schedule[", i - 1,
-                       "].tokens (", d.schedule[i - 1].tokens, "): points are in training order");
+      throw make_error(at, "data.schedule[", i, "].tokens (", pt.tokens,
+                       ") must be greater than data.schedule[", i - 1, "].tokens (", d.schedule[i - 1].tokens,
+                       "): points are in training order");
   }
   if (curriculum) {
     if (d.curriculum_tokens == 0)
-      throw make_error(at, "data.curriculum is ", to_string(d.curriculum), " but data.curriculum_tokens is 0: give the "
+      throw make_error(at, "data.curriculum is ", to_string(d.curriculum),
+                       " but data.curriculum_tokens is 0: give the "
                        "tokens over which the pool grows from the easiest windows to all of them");
     if (!(d.curriculum_start > 0 && d.curriculum_start <= 1))
       throw make_error(at, "data.curriculum_start (", schema::format_double(d.curriculum_start),
                        ") must be in (0, 1]: the share of easiest windows drawn from at the start");
   }
   if (d.curriculum == CurriculumOrder::scores && d.curriculum_scores.size() != d.datasets.size())
-    throw make_error(at, "data.curriculum is scores, which needs one score file per dataset in data.curriculum_scores (",
-                     d.curriculum_scores.size(), " given for ", d.datasets.size(), " datasets)");
+    throw make_error(
+        at, "data.curriculum is scores, which needs one score file per dataset in data.curriculum_scores (",
+        d.curriculum_scores.size(), " given for ", d.datasets.size(), " datasets)");
   if (d.curriculum != CurriculumOrder::scores && !d.curriculum_scores.empty())
     throw make_error(at, "data.curriculum_scores is only used with data.curriculum: scores (it is ",
                      to_string(d.curriculum), ")");

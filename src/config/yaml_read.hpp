@@ -73,7 +73,7 @@ inline std::string where(const Origins& origins, const std::string& path, const 
 
 // "config.yaml:3:15: model.num_layers: expected an integer > 0, got '0'"
 [[noreturn]] inline void fail(const Origins& origins, const std::string& path, const YAML::Node& node,
-                       const std::string& what) {
+                              const std::string& what) {
   if (path.empty()) throw make_error(where(origins, path, node), ": ", what);
   throw make_error(where(origins, path, node), ": ", path, ": ", what);
 }
@@ -97,7 +97,8 @@ inline std::string join(const std::vector<std::string>& names, const char* sep =
 // ---- files and YAML text ------------------------------------------------------------------------
 inline std::string read_file(const std::string& path, const char* what) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw make_error("cannot open ", what, " '", path, "': Is a directory");
+  if (std::filesystem::is_directory(path, ec))
+    throw make_error("cannot open ", what, " '", path, "': Is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw make_error("cannot open ", what, " '", path, "': ", std::strerror(errno));
   std::ostringstream text;
@@ -159,7 +160,10 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
     return;
   } else if constexpr (std::is_same_v<T, std::vector<DatasetSpec>>) {
     // A list whose items are {path: P, weight: W} (weight optional, default 1) or a plain path.
-    if (n.IsNull()) { out.clear(); return; }
+    if (n.IsNull()) {
+      out.clear();
+      return;
+    }
     if (!n.IsSequence()) expected();
     std::vector<DatasetSpec> items;
     for (std::size_t i = 0; i < n.size(); ++i) {
@@ -180,9 +184,11 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
         }
         if (!item["path"]) fail(origins, item_path, item, "a dataset entry needs a 'path'");
         read_value(item["path"], item_path + ".path", d.path, Rule::non_empty, origins);
-        if (item["weight"]) read_value(item["weight"], item_path + ".weight", d.weight, Rule::positive, origins);
+        if (item["weight"])
+          read_value(item["weight"], item_path + ".weight", d.weight, Rule::positive, origins);
       } else {
-        fail(origins, item_path, item, "expected a dataset path or a {path, weight} mapping, got " + describe(item));
+        fail(origins, item_path, item,
+             "expected a dataset path or a {path, weight} mapping, got " + describe(item));
       }
       if (d.path.empty()) fail(origins, item_path, item, "expected a non-empty path, got " + describe(item));
       items.push_back(std::move(d));
@@ -191,13 +197,17 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
     return;
   } else if constexpr (std::is_same_v<T, std::vector<MixturePoint>>) {
     // A list of {tokens: N, weights: [w0, w1, ...]} mappings.
-    if (n.IsNull()) { out.clear(); return; }
+    if (n.IsNull()) {
+      out.clear();
+      return;
+    }
     if (!n.IsSequence()) expected();
     std::vector<MixturePoint> items;
     for (std::size_t i = 0; i < n.size(); ++i) {
       const YAML::Node item = n[i];
       const std::string item_path = path + "[" + std::to_string(i) + "]";
-      if (!item.IsMap()) fail(origins, item_path, item, "expected a {tokens, weights} mapping, got " + describe(item));
+      if (!item.IsMap())
+        fail(origins, item_path, item, "expected a {tokens, weights} mapping, got " + describe(item));
       static const std::vector<std::string> keys = {"tokens", "weights"};
       for (auto it = item.begin(); it != item.end(); ++it) {
         const std::string k = it->first.IsScalar() ? it->first.Scalar() : "";
@@ -215,11 +225,13 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
         const YAML::Node t = item["tokens"];
         double v = -1;
         if (!t.IsScalar() || !parse_number(t.Scalar(), v) || v < 0 || v != std::floor(v) || v > 1.8e19)
-          fail(origins, item_path + ".tokens", t, "expected a whole number of tokens >= 0, got " + describe(t));
+          fail(origins, item_path + ".tokens", t,
+               "expected a whole number of tokens >= 0, got " + describe(t));
         p.tokens = std::uint64_t(v);
       }
       const YAML::Node w = item["weights"];
-      if (!w.IsSequence()) fail(origins, item_path + ".weights", w, "expected a list of numbers >= 0, got " + describe(w));
+      if (!w.IsSequence())
+        fail(origins, item_path + ".weights", w, "expected a list of numbers >= 0, got " + describe(w));
       for (std::size_t k = 0; k < w.size(); ++k) {
         double x = 0;
         if (!w[k].IsScalar() || !parse_number(w[k].Scalar(), x) || x < 0)
@@ -230,7 +242,8 @@ void read_value(const YAML::Node& n, const std::string& path, T& out, Rule rule,
       items.push_back(std::move(p));
       // The schema's rule on the point just read (checked in place: a one-element temporary
       // vector here trips GCC 12's -Wfree-nonheap-object false positive).
-      if (!schema::satisfies(items, rule)) fail(origins, item_path + ".weights", w, "the weights must not all be 0");
+      if (!schema::satisfies(items, rule))
+        fail(origins, item_path + ".weights", w, "the weights must not all be 0");
     }
     out = std::move(items);
     return;

@@ -35,7 +35,8 @@ void MemoryPlan::allocate() {
   STRATA_CHECK(!arena_, "MemoryPlan '", owner_, "' allocated twice");
   const std::size_t bytes = std::max<std::size_t>(total_, 64);
   void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw make_error("MemoryPlan '", owner_, "': out of memory allocating ", format_bytes(double(bytes)));
+  if (!p)
+    throw make_error("MemoryPlan '", owner_, "': out of memory allocating ", format_bytes(double(bytes)));
   std::memset(p, 0, bytes);
   arena_ = std::shared_ptr<void>(p, std::free);
   device_ = Device::cpu;
@@ -66,8 +67,8 @@ void MemoryPlan::print(std::ostream& os, std::size_t max_rows) const {
   std::vector<const Entry*> rows;
   for (const auto& e : entries_) rows.push_back(&e);
   std::stable_sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->nbytes > b->nbytes; });
-  os << "memory plan '" << owner_ << "': " << entries_.size() << " buffers, "
-     << format_bytes(double(total_)) << " in one allocation\n";
+  os << "memory plan '" << owner_ << "': " << entries_.size() << " buffers, " << format_bytes(double(total_))
+     << " in one allocation\n";
   std::size_t shown = 0;
   for (const Entry* e : rows) {
     if (max_rows && shown == max_rows) {
@@ -75,8 +76,8 @@ void MemoryPlan::print(std::ostream& os, std::size_t max_rows) const {
       break;
     }
     os << "  " << std::left << std::setw(36) << e->name << std::setw(22) << shape_string(e->shape)
-       << std::setw(5) << dtype_name(e->dtype) << std::setw(11) << e->lifetime << std::right
-       << std::setw(12) << format_bytes(double(e->nbytes)) << '\n';
+       << std::setw(5) << dtype_name(e->dtype) << std::setw(11) << e->lifetime << std::right << std::setw(12)
+       << format_bytes(double(e->nbytes)) << '\n';
     ++shown;
   }
 }

@@ -55,8 +55,9 @@ Tensor Tensor::zeros(Shape shape, DType dtype) {
   t.dtype_ = dtype;
   const std::size_t bytes = (t.nbytes() + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
-  if (!p) throw make_error("out of memory allocating ", bytes, " bytes for a tensor of shape ",
-                           shape_string(t.shape_));
+  if (!p)
+    throw make_error("out of memory allocating ", bytes, " bytes for a tensor of shape ",
+                     shape_string(t.shape_));
   std::memset(p, 0, bytes);
   t.owner_ = std::shared_ptr<void>(p, std::free);
   t.data_ = p;

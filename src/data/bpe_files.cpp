@@ -19,7 +19,9 @@ using Json = nlohmann::json;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw make_error("tokenizer file '", path, "': cannot open (", fs::exists(path) ? "unreadable" : "missing", ")");
+  if (!in)
+    throw make_error("tokenizer file '", path, "': cannot open (",
+                     fs::exists(path) ? "unreadable" : "missing", ")");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -46,12 +48,14 @@ std::string token_bytes_of(const std::string& path, const std::string& chars) {
 // (`verbatim`: <|endoftext|>, ...) are spelled as they are and skipped here.
 std::vector<std::string> vocab_tokens(const std::string& path, const Json& vocab,
                                       const std::vector<std::string>& verbatim = {}) {
-  if (!vocab.is_object()) throw make_error("tokenizer file '", path, "': the vocabulary is not a JSON object");
+  if (!vocab.is_object())
+    throw make_error("tokenizer file '", path, "': the vocabulary is not a JSON object");
   std::vector<std::string> tokens;
   std::vector<bool> used;
   for (const auto& [chars, value] : vocab.items()) {
     if (!value.is_number_integer() || value.get<std::int64_t>() < 0 || value.get<std::int64_t>() > (1 << 30))
-      throw make_error("tokenizer file '", path, "': token '", chars, "' has id ", value.dump(), " (expected an id >= 0)");
+      throw make_error("tokenizer file '", path, "': token '", chars, "' has id ", value.dump(),
+                       " (expected an id >= 0)");
     const std::size_t id = value.get<std::size_t>();
     if (id >= tokens.size()) tokens.resize(id + 1), used.resize(id + 1, false);
     if (used[id]) throw make_error("tokenizer file '", path, "': id ", id, " is given to two tokens");
@@ -71,7 +75,8 @@ struct MergeText {
 
 // Merges (tokens spelled in GPT-2 characters) -> pairs of ids; `index` maps token bytes to ids.
 std::vector<BpeTokenizer::Merge> parse_merges(const std::string& path, const std::vector<MergeText>& lines,
-                                             const std::vector<std::string>& tokens, const TokenIndex& index) {
+                                              const std::vector<std::string>& tokens,
+                                              const TokenIndex& index) {
   std::vector<BpeTokenizer::Merge> merges;
   merges.reserve(lines.size());
   std::string bytes, joined;
@@ -86,8 +91,8 @@ std::vector<BpeTokenizer::Merge> parse_merges(const std::string& path, const std
     const std::int32_t a = id_of(m.a), b = id_of(m.b);
     joined.assign(tokens[a]).append(tokens[b]);
     if (index.find(joined) < 0)
-      throw make_error("tokenizer file '", path, "': merge ", m.line, " ('", m.a, " ", m.b, "') makes '", m.a, m.b,
-                       "', which is not in the vocabulary");
+      throw make_error("tokenizer file '", path, "': merge ", m.line, " ('", m.a, " ", m.b, "') makes '", m.a,
+                       m.b, "', which is not in the vocabulary");
     merges.push_back({a, b});
   }
   return merges;
@@ -103,7 +108,8 @@ bool index_tokens(const std::vector<std::string>& tokens, TokenIndex& index) {
 
 bool split_merge(std::string_view s, std::string_view& a, std::string_view& b) {
   const std::size_t sp = s.find(' ');
-  if (sp == std::string::npos || sp == 0 || sp + 1 >= s.size() || s.find(' ', sp + 1) != std::string::npos) return false;
+  if (sp == std::string::npos || sp == 0 || sp + 1 >= s.size() || s.find(' ', sp + 1) != std::string::npos)
+    return false;
   a = s.substr(0, sp);
   b = s.substr(sp + 1);
   return true;
@@ -192,19 +198,23 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_gpt2_files(const std::string& v
   }
   std::vector<Merge> merges = parse_merges(merges_txt, lines, tokens, index);
   std::vector<Special> specials = specials_in_vocab(tokens);
-  return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges), std::move(specials),
-                                        Options{});
+  return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges),
+                                        std::move(specials), Options{});
 }
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::string& path) {
   const Json j = read_json(path);
-  const auto fail = [&](auto&&... what) -> Error { return make_error("tokenizer file '", path, "': ", what...); };
+  const auto fail = [&](auto&&... what) -> Error {
+    return make_error("tokenizer file '", path, "': ", what...);
+  };
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) throw fail("no \"model\" object");
   const Json& model = j["model"];
   const std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") throw fail("model type '", type, "' is not supported (only byte-level BPE)");
   if (model.value("byte_fallback", false))
-    throw fail("a BPE with byte_fallback (SentencePiece-style, e.g. LLaMA-2) is not byte-level; use its .model file");
+    throw fail(
+        "a BPE with byte_fallback (SentencePiece-style, e.g. LLaMA-2) is not byte-level; use its .model "
+        "file");
   if (j.contains("normalizer") && !j["normalizer"].is_null())
     throw fail("normalizer '", j["normalizer"].value("type", std::string("?")), "' is not supported");
   if (!model.contains("vocab")) throw fail("model has no \"vocab\"");
@@ -214,20 +224,24 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
   Options options;
   const Json pre = j.value("pre_tokenizer", Json());
   const auto byte_level = [&](const Json& p, bool need_regex) {
-    if (need_regex && !p.value("use_regex", true)) throw fail("ByteLevel pre_tokenizer without use_regex is not supported");
+    if (need_regex && !p.value("use_regex", true))
+      throw fail("ByteLevel pre_tokenizer without use_regex is not supported");
     options.add_prefix_space = p.value("add_prefix_space", false);
   };
   if (pre.is_object() && pre.value("type", std::string()) == "ByteLevel") {
     byte_level(pre, true);
-  } else if (pre.is_object() && pre.value("type", std::string()) == "Sequence" && pre.contains("pretokenizers") &&
-             pre["pretokenizers"].size() == 2 && pre["pretokenizers"][0].value("type", std::string()) == "Split" &&
+  } else if (pre.is_object() && pre.value("type", std::string()) == "Sequence" &&
+             pre.contains("pretokenizers") && pre["pretokenizers"].size() == 2 &&
+             pre["pretokenizers"][0].value("type", std::string()) == "Split" &&
              pre["pretokenizers"][1].value("type", std::string()) == "ByteLevel") {
     const Json& split = pre["pretokenizers"][0];
-    const std::string regex = split.contains("pattern") ? split["pattern"].value("Regex", std::string()) : std::string();
+    const std::string regex =
+        split.contains("pattern") ? split["pattern"].value("Regex", std::string()) : std::string();
     bool known = false;
     for (PreTokenizer k : {PreTokenizer::gpt2, PreTokenizer::cl100k, PreTokenizer::o200k})
       if (regex == pretokenizer_regex(k)) options.pattern = k, known = true;
-    if (!known) throw fail("Split pre_tokenizer regex is not one of the known patterns (gpt2, cl100k, o200k): ", regex);
+    if (!known)
+      throw fail("Split pre_tokenizer regex is not one of the known patterns (gpt2, cl100k, o200k): ", regex);
     if (pre["pretokenizers"][1].value("use_regex", false))
       throw fail("ByteLevel after Split must have use_regex false");
     byte_level(pre["pretokenizers"][1], false);
@@ -238,7 +252,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
 
   std::vector<std::string> added_contents;
   for (const Json& t : j.value("added_tokens", Json::array()))
-    if (t.is_object() && t.contains("content") && t["content"].is_string()) added_contents.push_back(t["content"]);
+    if (t.is_object() && t.contains("content") && t["content"].is_string())
+      added_contents.push_back(t["content"]);
   std::vector<std::string> tokens = vocab_tokens(path, model["vocab"], added_contents);
   std::vector<MergeText> lines;
   std::string_view a, b;
@@ -271,8 +286,8 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tokenizer_json(const std::strin
   std::string name = p.stem().string();
   if (name == "tokenizer" && p.has_parent_path() && !p.parent_path().filename().empty())
     name = p.parent_path().filename().string();
-  return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges), std::move(specials),
-                                        options);
+  return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges),
+                                        std::move(specials), options);
 }
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tiktoken(const std::string& path) {
@@ -287,8 +302,11 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tiktoken(const std::string& pat
     specials = {{"<|endoftext|>", 50256}};
   } else if (stem == "cl100k_base") {
     options.pattern = PreTokenizer::cl100k;
-    specials = {{"<|endoftext|>", 100257}, {"<|fim_prefix|>", 100258}, {"<|fim_middle|>", 100259},
-                {"<|fim_suffix|>", 100260}, {"<|endofprompt|>", 100276}};
+    specials = {{"<|endoftext|>", 100257},
+                {"<|fim_prefix|>", 100258},
+                {"<|fim_middle|>", 100259},
+                {"<|fim_suffix|>", 100260},
+                {"<|endofprompt|>", 100276}};
   } else if (stem == "o200k_base") {
     options.pattern = PreTokenizer::o200k;
     specials = {{"<|endoftext|>", 199999}, {"<|endofprompt|>", 200018}};
@@ -306,60 +324,78 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::from_tiktoken(const std::string& pat
     const std::size_t sp = line.find(' ');
     char* end = nullptr;
     const long rank = sp == std::string::npos ? -1 : std::strtol(line.c_str() + sp + 1, &end, 10);
-    if (rank < 0 || rank > (1 << 30) || (end && *end) || !base64_decode(std::string_view(line).substr(0, sp), bytes))
-      throw make_error("tokenizer file '", path, "': line ", n, " is not '<base64 token> <rank>': '", line, "'");
+    if (rank < 0 || rank > (1 << 30) || (end && *end) ||
+        !base64_decode(std::string_view(line).substr(0, sp), bytes))
+      throw make_error("tokenizer file '", path, "': line ", n, " is not '<base64 token> <rank>': '", line,
+                       "'");
     if (std::size_t(rank) >= tokens.size()) tokens.resize(std::size_t(rank) + 1);
-    if (!tokens[rank].empty()) throw make_error("tokenizer file '", path, "': line ", n, ": rank ", rank, " given twice");
+    if (!tokens[rank].empty())
+      throw make_error("tokenizer file '", path, "': line ", n, ": rank ", rank, " given twice");
     tokens[rank] = bytes;
   }
   if (tokens.empty()) throw make_error("tokenizer file '", path, "': no tokens");
-  return std::make_unique<BpeTokenizer>(stem, std::move(tokens), std::vector<Merge>{}, std::move(specials), options);
+  return std::make_unique<BpeTokenizer>(stem, std::move(tokens), std::vector<Merge>{}, std::move(specials),
+                                        options);
 }
 
 void BpeTokenizer::save_tokenizer_json(const std::string& path) const {
   if (options_.rank_merges)
-    throw make_error("tokenizer ", name_, ": cannot write tokenizer.json '", path, "': a tiktoken rank file has no merge list");
+    throw make_error("tokenizer ", name_, ": cannot write tokenizer.json '", path,
+                     "': a tiktoken rank file has no merge list");
   using OJson = nlohmann::json;  // (ordered_json finds keys by linear search: seconds for 50k tokens)
   std::vector<bool> special(tokens_.size(), false);
   OJson added = OJson::array();
   for (const Special& s : specials_) {
     special[s.id] = true;
-    added.push_back({{"id", s.id}, {"content", s.text}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", s.id},
+                     {"content", s.text},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   }
   OJson vocab = OJson::object();
   for (std::size_t id = 0; id < tokens_.size(); ++id)
     if (!tokens_[id].empty()) vocab[special[id] ? tokens_[id] : bytes_to_gpt2_chars(tokens_[id])] = id;
   OJson merges = OJson::array();
-  for (const Merge& m : merges_) merges.push_back(bytes_to_gpt2_chars(tokens_[m.left]) + " " + bytes_to_gpt2_chars(tokens_[m.right]));
-  const OJson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", options_.add_prefix_space},
-                            {"trim_offsets", true}, {"use_regex", options_.pattern == PreTokenizer::gpt2}};
+  for (const Merge& m : merges_)
+    merges.push_back(bytes_to_gpt2_chars(tokens_[m.left]) + " " + bytes_to_gpt2_chars(tokens_[m.right]));
+  const OJson byte_level = {{"type", "ByteLevel"},
+                            {"add_prefix_space", options_.add_prefix_space},
+                            {"trim_offsets", true},
+                            {"use_regex", options_.pattern == PreTokenizer::gpt2}};
   OJson pre = byte_level;
   if (options_.pattern != PreTokenizer::gpt2)
     pre = {{"type", "Sequence"},
            {"pretokenizers",
-            {{{"type", "Split"}, {"pattern", {{"Regex", pretokenizer_regex(options_.pattern)}}}, {"behavior", "Isolated"},
+            {{{"type", "Split"},
+              {"pattern", {{"Regex", pretokenizer_regex(options_.pattern)}}},
+              {"behavior", "Isolated"},
               {"invert", false}},
              byte_level}}};
-  const OJson j = {{"version", "1.0"},
-                   {"truncation", nullptr},
-                   {"padding", nullptr},
-                   {"added_tokens", added},
-                   {"normalizer", nullptr},
-                   {"pre_tokenizer", pre},
-                   {"post_processor", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}}},
-                   {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-                   {"model",
-                    {{"type", "BPE"},
-                     {"dropout", nullptr},
-                     {"unk_token", nullptr},
-                     {"continuing_subword_prefix", nullptr},
-                     {"end_of_word_suffix", nullptr},
-                     {"fuse_unk", false},
-                     {"byte_fallback", false},
-                     {"ignore_merges", options_.whole_piece_lookup},
-                     {"vocab", vocab},
-                     {"merges", merges}}}};
+  const OJson j = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", pre},
+      {"post_processor",
+       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}}},
+      {"decoder",
+       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", options_.whole_piece_lookup},
+        {"vocab", vocab},
+        {"merges", merges}}}};
   const fs::path tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary);

@@ -131,8 +131,8 @@ std::atomic<std::uint64_t> next_instance{1};  // ids for the per-thread caches (
 // arena, and a 16-byte slot points at it: a hit costs the slot and one run of the arena.
 class PieceCache {
  public:
-  static constexpr std::size_t kMaxPiece = 64;           // longer pieces are not cached
-  static constexpr std::size_t kMaxEntries = 1u << 17;   // ~ a few MiB per thread and tokenizer
+  static constexpr std::size_t kMaxPiece = 64;          // longer pieces are not cached
+  static constexpr std::size_t kMaxEntries = 1u << 17;  // ~ a few MiB per thread and tokenizer
 
   std::uint64_t owner = 0;
 
@@ -171,8 +171,8 @@ class PieceCache {
  private:
   struct Slot {
     std::uint64_t hash = 0;
-    std::uint32_t offset = 0;                    // of the entry in arena_
-    std::uint16_t key_len = 0, value_len = 0;   // key_len 0: empty
+    std::uint32_t offset = 0;                  // of the entry in arena_
+    std::uint16_t key_len = 0, value_len = 0;  // key_len 0: empty
   };
   static std::size_t words(std::size_t bytes) { return (bytes + 3) / 4; }
   void place(const Slot& e) {
@@ -226,12 +226,17 @@ struct Fnv {
 // ---- construction --------------------------------------------------------------------------
 BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, std::vector<Merge> merges,
                            std::vector<Special> specials, Options options)
-    : name_(std::move(name)), tokens_(std::move(tokens)), merges_(std::move(merges)),
-      specials_(std::move(specials)), options_(options), instance_(next_instance.fetch_add(1)) {
+    : name_(std::move(name)),
+      tokens_(std::move(tokens)),
+      merges_(std::move(merges)),
+      specials_(std::move(specials)),
+      options_(options),
+      instance_(next_instance.fetch_add(1)) {
   for (const Special& s : specials_) {
     STRATA_CHECK(s.id >= 0, "tokenizer ", name_, ": special token '", s.text, "' has a negative id");
     if (std::size_t(s.id) >= tokens_.size()) tokens_.resize(std::size_t(s.id) + 1);
-    if (tokens_[s.id].empty()) tokens_[s.id] = s.text;
+    if (tokens_[s.id].empty())
+      tokens_[s.id] = s.text;
     else if (tokens_[s.id] != s.text)
       throw make_error("tokenizer ", name_, ": special token '", s.text, "' has id ", s.id,
                        ", which is the token '", tokens_[s.id], "'");
@@ -269,13 +274,17 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
     std::string joined;
     for (std::size_t rank = 0; rank < merges_.size(); ++rank) {
       const Merge& m = merges_[rank];
-      const auto valid = [&](std::int32_t id) { return id >= 0 && std::size_t(id) < tokens_.size() && !tokens_[id].empty(); };
-      STRATA_CHECK(valid(m.left) && valid(m.right), "tokenizer ", name_, ": merge ", rank, " names an unknown token id");
+      const auto valid = [&](std::int32_t id) {
+        return id >= 0 && std::size_t(id) < tokens_.size() && !tokens_[id].empty();
+      };
+      STRATA_CHECK(valid(m.left) && valid(m.right), "tokenizer ", name_, ": merge ", rank,
+                   " names an unknown token id");
       joined.assign(tokens_[m.left]).append(tokens_[m.right]);
       const std::int32_t merged = token_id(joined);
       if (merged < 0)
-        throw make_error("tokenizer ", name_, ": merge ", rank, " ('", bytes_to_gpt2_chars(tokens_[m.left]), "' + '",
-                         bytes_to_gpt2_chars(tokens_[m.right]), "') makes a token that is not in the vocabulary");
+        throw make_error("tokenizer ", name_, ": merge ", rank, " ('", bytes_to_gpt2_chars(tokens_[m.left]),
+                         "' + '", bytes_to_gpt2_chars(tokens_[m.right]),
+                         "') makes a token that is not in the vocabulary");
       pairs_->insert(m.left, m.right, std::uint32_t(rank), merged);
     }
   }
@@ -317,9 +326,7 @@ BpeTokenizer::BpeTokenizer(std::string name, std::vector<std::string> tokens, st
 
 BpeTokenizer::~BpeTokenizer() = default;
 
-std::int32_t BpeTokenizer::token_id(std::string_view bytes) const {
-  return index_.find(bytes);
-}
+std::int32_t BpeTokenizer::token_id(std::string_view bytes) const { return index_.find(bytes); }
 
 // ---- the merge loops -----------------------------------------------------------------------
 // Short pieces: parts[] and the rank of each adjacent pair in flat arrays; each step merges
@@ -376,7 +383,8 @@ void BpeTokenizer::bpe_heap(const unsigned char* p, std::size_t n, std::vector<s
   auto push = [&](std::uint32_t i) {
     if (i == kEnd || next[i] == kEnd) return;
     const std::uint64_t v = pairs_->find(id[i], id[next[i]]);
-    if (v != PairTable::kEmpty) heap.push({std::uint32_t(v >> 32), i, id[i], id[next[i]], std::int32_t(std::uint32_t(v))});
+    if (v != PairTable::kEmpty)
+      heap.push({std::uint32_t(v >> 32), i, id[i], id[next[i]], std::int32_t(std::uint32_t(v))});
   };
   for (std::uint32_t i = 0; i + 1 < n; ++i) push(i);
   std::vector<bool> dead(n, false);
@@ -398,8 +406,10 @@ void BpeTokenizer::bpe_heap(const unsigned char* p, std::size_t n, std::vector<s
 void BpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& out, bool heap) const {
   if (piece.empty()) return;
   const auto* p = reinterpret_cast<const unsigned char*>(piece.data());
-  if (heap || piece.size() > 256) bpe_heap(p, piece.size(), out);
-  else bpe_small(p, piece.size(), out);
+  if (heap || piece.size() > 256)
+    bpe_heap(p, piece.size(), out);
+  else
+    bpe_small(p, piece.size(), out);
 }
 
 void BpeTokenizer::encode_uncached(std::string_view piece, std::vector<std::int32_t>& out) const {
@@ -410,8 +420,10 @@ void BpeTokenizer::encode_uncached(std::string_view piece, std::vector<std::int3
     }
   }
   const auto* p = reinterpret_cast<const unsigned char*>(piece.data());
-  if (piece.size() <= 128) bpe_small(p, piece.size(), out);
-  else bpe_heap(p, piece.size(), out);
+  if (piece.size() <= 128)
+    bpe_small(p, piece.size(), out);
+  else
+    bpe_heap(p, piece.size(), out);
 }
 
 // ---- encode / decode -----------------------------------------------------------------------

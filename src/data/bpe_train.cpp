@@ -30,7 +30,8 @@ std::unique_ptr<BpeTokenizer> train_bpe(std::span<const std::string> texts, int 
                                         std::vector<std::string> special_tokens, std::string name) {
   const int n_special = int(special_tokens.size());
   if (vocab_size < 256 + n_special)
-    throw make_error("train_bpe: vocab_size ", vocab_size, " is below 256 byte tokens + ", n_special, " special tokens");
+    throw make_error("train_bpe: vocab_size ", vocab_size, " is below 256 byte tokens + ", n_special,
+                     " special tokens");
 
   // Pieces and their counts.
   std::unordered_map<std::string, std::int64_t> piece_count;
@@ -132,9 +133,10 @@ std::unique_ptr<BpeTokenizer> train_bpe(std::span<const std::string> texts, int 
   }
 
   std::vector<BpeTokenizer::Special> specials;
-  for (std::string& s : special_tokens) specials.push_back({std::move(s), std::int32_t(tokens.size() + specials.size())});
-  return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges), std::move(specials),
-                                        BpeTokenizer::Options{});
+  for (std::string& s : special_tokens)
+    specials.push_back({std::move(s), std::int32_t(tokens.size() + specials.size())});
+  return std::make_unique<BpeTokenizer>(std::move(name), std::move(tokens), std::move(merges),
+                                        std::move(specials), BpeTokenizer::Options{});
 }
 
 }  // namespace strata::data

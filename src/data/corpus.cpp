@@ -62,8 +62,8 @@ TokenCorpus TokenCorpus::from_text_files(const std::vector<std::string>& paths) 
 
 GlobalSampler::GlobalSampler(std::int64_t num_tokens, std::int64_t window, std::uint64_t seed)
     : window_(window), num_windows_(num_tokens / window), seed_(seed) {
-  STRATA_CHECK(num_windows_ >= 1, "the corpus has ", num_tokens, " tokens, fewer than one sample of ",
-               window, " tokens (train.seq_len + 1)");
+  STRATA_CHECK(num_windows_ >= 1, "the corpus has ", num_tokens, " tokens, fewer than one sample of ", window,
+               " tokens (train.seq_len + 1)");
   permutation_.resize(std::size_t(num_windows_));
 }
 

@@ -19,7 +19,9 @@ struct Hash128Hasher {
   std::size_t operator()(const Hash128& h) const { return std::size_t(h.lo); }
 };
 
-bool is_word_char(unsigned char c) { return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+bool is_word_char(unsigned char c) {
+  return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
 
 // Integral of f over [a, b] by the midpoint rule (smooth integrands; 200 panels suffice).
 template <class F>
@@ -60,8 +62,10 @@ void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
   std::vector<double> below(std::size_t(num_perm + 1) * kPanels), above(below.size());
   for (int r = 1; r <= num_perm; ++r)
     for (int k = 0; k < kPanels; ++k) {
-      below[std::size_t(r) * kPanels + std::size_t(k)] = std::pow(0.0 + (k + 0.5) * ((threshold - 0.0) / kPanels), r);
-      above[std::size_t(r) * kPanels + std::size_t(k)] = std::pow(threshold + (k + 0.5) * ((1.0 - threshold) / kPanels), r);
+      below[std::size_t(r) * kPanels + std::size_t(k)] =
+          std::pow(0.0 + (k + 0.5) * ((threshold - 0.0) / kPanels), r);
+      above[std::size_t(r) * kPanels + std::size_t(k)] =
+          std::pow(threshold + (k + 0.5) * ((1.0 - threshold) / kPanels), r);
     }
   for (int b = 1; b <= num_perm; ++b) {
     for (int r = 1; b * r <= num_perm; ++r) {
@@ -83,8 +87,8 @@ void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows) {
 MinHasher::MinHasher(const MinHashConfig& config) : config_(config) {
   STRATA_CHECK(config.num_perm >= 2, "MinHash needs at least 2 permutations, got ", config.num_perm);
   STRATA_CHECK(config.shingle >= 1, "the shingle size must be at least 1, got ", config.shingle);
-  STRATA_CHECK(config.threshold > 0 && config.threshold <= 1, "the near-duplicate threshold must be in (0, 1], got ",
-               config.threshold);
+  STRATA_CHECK(config.threshold > 0 && config.threshold <= 1,
+               "the near-duplicate threshold must be in (0, 1], got ", config.threshold);
   optimal_lsh_params(config.threshold, config.num_perm, bands_, rows_);
   const core::CounterRng rng(config.seed, "data.minhash");
   mul_.resize(std::size_t(config.num_perm));
@@ -140,9 +144,11 @@ double estimate_jaccard(const std::uint32_t* a, const std::uint32_t* b, int num_
   return double(eq) / num_perm;
 }
 
-std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> signatures, const MinHasher& hasher) {
+std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> signatures,
+                                               const MinHasher& hasher) {
   const int P = hasher.config().num_perm, B = hasher.bands(), R = hasher.rows();
-  STRATA_CHECK(signatures.size() % std::size_t(P) == 0, "signatures are not a whole number of ", P, "-value rows");
+  STRATA_CHECK(signatures.size() % std::size_t(P) == 0, "signatures are not a whole number of ", P,
+               "-value rows");
   const std::size_t n = signatures.size() / std::size_t(P);
   std::vector<std::uint8_t> dup(n);
   // Band key -> the kept documents with that band: a flat multimap (open-addressing heads, each
@@ -175,7 +181,8 @@ std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> si
       if (is_dup) continue;
       const std::size_t slot = find_slot(keys[std::size_t(b)]);
       for (std::uint32_t e = slot_head[slot]; e != kNone; e = entry_next[e])
-        if (estimate_jaccard(sig, signatures.data() + std::size_t(entry_doc[e]) * std::size_t(P), P) >= threshold) {
+        if (estimate_jaccard(sig, signatures.data() + std::size_t(entry_doc[e]) * std::size_t(P), P) >=
+            threshold) {
           is_dup = true;
           break;
         }

@@ -9,10 +9,19 @@
 namespace strata::data {
 
 const char* filter_rule_name(FilterRule r) {
-  static constexpr const char* names[kNumFilterRules] = {
-      "min_chars",  "max_chars",        "min_words",       "max_words",          "mean_word_length",
-      "symbol_ratio", "bullet_lines",   "ellipsis_lines",  "alphabetic_words",   "duplicate_lines",
-      "duplicate_line_chars", "top_ngram", "duplicate_ngrams"};
+  static constexpr const char* names[kNumFilterRules] = {"min_chars",
+                                                         "max_chars",
+                                                         "min_words",
+                                                         "max_words",
+                                                         "mean_word_length",
+                                                         "symbol_ratio",
+                                                         "bullet_lines",
+                                                         "ellipsis_lines",
+                                                         "alphabetic_words",
+                                                         "duplicate_lines",
+                                                         "duplicate_line_chars",
+                                                         "top_ngram",
+                                                         "duplicate_ngrams"};
   return names[int(r)];
 }
 
@@ -170,7 +179,8 @@ std::optional<FilterRule> check_quality(std::string_view text, const FilterConfi
       line_chars += l.size();
       if (counts.add(table_hash(l)) > 1) ++dup_lines, dup_line_chars += l.size();
     }
-    if (double(dup_lines) / double(lines.size()) > cfg.max_duplicate_lines) return FilterRule::duplicate_lines;
+    if (double(dup_lines) / double(lines.size()) > cfg.max_duplicate_lines)
+      return FilterRule::duplicate_lines;
     if (line_chars > 0 && double(dup_line_chars) / double(line_chars) > cfg.max_duplicate_line_chars)
       return FilterRule::duplicate_line_chars;
   }

@@ -12,9 +12,9 @@
 
 #include "strata/comm/collectives.hpp"
 #include "strata/comm/mpi_communicator.hpp"
-#include "strata/data/hdf5_util.hpp"
 #include "strata/core/error.hpp"
 #include "strata/data/hash.hpp"
+#include "strata/data/hdf5_util.hpp"
 
 namespace strata::data {
 
@@ -34,8 +34,9 @@ Id create_1d(hid_t file, const char* name, hid_t type, hsize_t n, hsize_t chunk,
   H5Pset_chunk(dcpl.get(), 1, &c);
   H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER);
   H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY);
-  return Id(check(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), path, name),
-            H5Dclose);
+  return Id(
+      check(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), path, name),
+      H5Dclose);
 }
 
 // Every rank writes [offset, offset + count) of a 1-D dataset (count may be 0); collective when
@@ -45,7 +46,8 @@ void write_range(hid_t dset, hid_t mem_type, hsize_t offset, hsize_t count, cons
   Id file_space(H5Dget_space(dset), H5Sclose);
   Id mem_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
   if (count > 0) {
-    check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr), path, name);
+    check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &offset, nullptr, &count, nullptr), path,
+          name);
   } else {
     H5Sselect_none(file_space.get());
     H5Sselect_none(mem_space.get());
@@ -59,7 +61,8 @@ int token_bytes_for_vocab(int vocab_size) { return vocab_size <= 65536 ? 2 : 4; 
 
 void write_token_dataset(const std::string& path, comm::Communicator& comm, DatasetInfo info,
                          std::span<const std::int32_t> local_tokens,
-                         std::span<const std::uint64_t> local_doc_lengths, std::span<const float> local_doc_scores) {
+                         std::span<const std::uint64_t> local_doc_lengths,
+                         std::span<const float> local_doc_scores) {
   Lock lock;
   quiet_hdf5();
   STRATA_CHECK(info.vocab_size > 0, path, ": vocab_size must be set before writing");
@@ -99,8 +102,8 @@ void write_token_dataset(const std::string& path, comm::Communicator& comm, Data
   if (comm.size() > 1) {
     // Parallel HDF5's MPI-IO driver is the one place that needs the MPI handle itself.
     const MPI_Comm handle = comm::mpi_handle(comm);
-    STRATA_CHECK(handle != MPI_COMM_NULL, path, ": writing from ", comm.size(), " ranks needs an MPI communicator (group '",
-                 comm.name(), "' is not one)");
+    STRATA_CHECK(handle != MPI_COMM_NULL, path, ": writing from ", comm.size(),
+                 " ranks needs an MPI communicator (group '", comm.name(), "' is not one)");
     H5Pset_fapl_mpio(fapl.get(), handle, MPI_INFO_NULL);
     H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE);
   }
@@ -109,10 +112,11 @@ void write_token_dataset(const std::string& path, comm::Communicator& comm, Data
             H5Fclose);
     const hid_t tok_type = info.token_bytes == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
     Id tokens = create_1d(file.get(), "tokens", tok_type, info.num_tokens, kTokenChunk, tmp);
-    Id offsets = create_1d(file.get(), "doc_offsets", H5T_STD_U64LE, info.num_documents + 1, kOffsetChunk, tmp);
+    Id offsets =
+        create_1d(file.get(), "doc_offsets", H5T_STD_U64LE, info.num_documents + 1, kOffsetChunk, tmp);
     // HDF5 converts int32 -> uint16/uint32 on write (ids were range-checked above).
-    write_range(tokens.get(), H5T_NATIVE_INT32, tok_begin, local_tokens.size(), local_tokens.data(), dxpl.get(),
-                tmp, "tokens");
+    write_range(tokens.get(), H5T_NATIVE_INT32, tok_begin, local_tokens.size(), local_tokens.data(),
+                dxpl.get(), tmp, "tokens");
     write_range(offsets.get(), H5T_NATIVE_UINT64, off_begin, ends.size(), ends.data(), dxpl.get(), tmp,
                 "doc_offsets");
     if (with_scores > 0) {
@@ -121,10 +125,12 @@ void write_token_dataset(const std::string& path, comm::Communicator& comm, Data
                   dxpl.get(), tmp, "doc_scores");
     }
     const hid_t root = file.get();
-    write_attr_number(root, "format_version", std::int32_t(info.format_version), H5T_NATIVE_INT32, H5T_STD_I32LE, tmp);
+    write_attr_number(root, "format_version", std::int32_t(info.format_version), H5T_NATIVE_INT32,
+                      H5T_STD_I32LE, tmp);
     write_attr_string(root, "tokenizer_name", info.tokenizer_name, tmp);
     write_attr_string(root, "tokenizer_hash", info.tokenizer_hash, tmp);
-    write_attr_number(root, "vocab_size", std::int64_t(info.vocab_size), H5T_NATIVE_INT64, H5T_STD_I64LE, tmp);
+    write_attr_number(root, "vocab_size", std::int64_t(info.vocab_size), H5T_NATIVE_INT64, H5T_STD_I64LE,
+                      tmp);
     write_attr_number(root, "eos_id", std::int64_t(info.eos_id), H5T_NATIVE_INT64, H5T_STD_I64LE, tmp);
     write_attr_string(root, "source", info.source, tmp);
     write_attr_number(root, "num_documents", info.num_documents, H5T_NATIVE_UINT64, H5T_STD_U64LE, tmp);
@@ -150,8 +156,7 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
   Lock lock;
   quiet_hdf5();
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw make_error("cannot open dataset '", path, "': No such file");
+  if (!std::filesystem::exists(path, ec)) throw make_error("cannot open dataset '", path, "': No such file");
   if (std::filesystem::is_directory(path, ec))
     throw make_error("cannot open dataset '", path, "': Is a directory");
   if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
@@ -180,7 +185,8 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
   info_.tokenizer_name = read_attr_string(root, "tokenizer_name", path);
   info_.tokenizer_hash = read_attr_string(root, "tokenizer_hash", path);
   const auto vocab = read_attr_int<std::int64_t>(root, "vocab_size", H5T_NATIVE_INT64, path);
-  if (vocab <= 0 || vocab > (1ll << 31) - 1) throw make_error(path, ": vocab_size ", vocab, " is out of range");
+  if (vocab <= 0 || vocab > (1ll << 31) - 1)
+    throw make_error(path, ": vocab_size ", vocab, " is out of range");
   info_.vocab_size = int(vocab);
   const auto eos = read_attr_int<std::int64_t>(root, "eos_id", H5T_NATIVE_INT64, path);
   if (eos < -1 || eos >= vocab)
@@ -222,7 +228,8 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
                          ? (H5Tget_sign(tok_type) == H5T_SGN_NONE ? "unsigned integer" : "signed integer")
                          : "non-integer",
                      ")");
-  if (!(H5Tget_class(off_type) == H5T_INTEGER && H5Tget_sign(off_type) == H5T_SGN_NONE && H5Tget_size(off_type) == 8))
+  if (!(H5Tget_class(off_type) == H5T_INTEGER && H5Tget_sign(off_type) == H5T_SGN_NONE &&
+        H5Tget_size(off_type) == 8))
     throw make_error(path, ": /doc_offsets has the wrong dtype (expected uint64)");
 
   // Offsets: all of them, each checked against the token count.
@@ -231,7 +238,8 @@ TokenDataset::TokenDataset(const std::string& path) : path_(path), h_(std::make_
     const std::string detail = hdf5_error_text();
     throw make_error(path, ": cannot read /doc_offsets (", detail, "); the file may be truncated");
   }
-  if (offsets_.front() != 0) throw make_error(path, ": /doc_offsets[0] is ", offsets_.front(), ", expected 0");
+  if (offsets_.front() != 0)
+    throw make_error(path, ": /doc_offsets[0] is ", offsets_.front(), ", expected 0");
   for (std::size_t i = 1; i < offsets_.size(); ++i) {
     if (offsets_[i] > info_.num_tokens)
       throw make_error(path, ": /doc_offsets[", i, "] = ", offsets_[i], " is past the end of /tokens (",
@@ -270,7 +278,8 @@ TokenDataset::TokenDataset(TokenDataset&&) noexcept = default;
 TokenDataset& TokenDataset::operator=(TokenDataset&&) noexcept = default;
 
 std::vector<float> TokenDataset::read_doc_scores() const {
-  if (!has_scores_) throw make_error(path_, ": no /doc_scores (prepare it with --quality-model to score documents)");
+  if (!has_scores_)
+    throw make_error(path_, ": no /doc_scores (prepare it with --quality-model to score documents)");
   Lock lock;
   Id d(check(H5Dopen2(h_->file.get(), "doc_scores", H5P_DEFAULT), path_, "doc_scores"), H5Dclose);
   std::vector<float> out(info_.num_documents);
@@ -298,7 +307,8 @@ void TokenDataset::read_unlocked(std::uint64_t start, std::uint64_t count, std::
   if (info_.token_bytes == 2) {
     // Read the narrow type and widen here: cheaper than HDF5's generic conversion path.
     narrow_.resize(count);
-    rc = H5Dread(h_->tokens.get(), H5T_NATIVE_UINT16, mem_space.get(), file_space.get(), H5P_DEFAULT, narrow_.data());
+    rc = H5Dread(h_->tokens.get(), H5T_NATIVE_UINT16, mem_space.get(), file_space.get(), H5P_DEFAULT,
+                 narrow_.data());
     for (std::uint64_t i = 0; i < count; ++i) out[i] = narrow_[i];
   } else {
     rc = H5Dread(h_->tokens.get(), H5T_NATIVE_INT32, mem_space.get(), file_space.get(), H5P_DEFAULT, out);

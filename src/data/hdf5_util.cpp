@@ -42,14 +42,15 @@ void Lock::yield() {
 
 std::string hdf5_error_text() {
   std::string text;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD,
-           [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
-             auto& s = *static_cast<std::string*>(out);
-             if (e->desc && *e->desc) s = e->desc;  // keep the last (innermost) description
-             (void)n;
-             return 0;
-           },
-           &text);
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_DOWNWARD,
+      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+        auto& s = *static_cast<std::string*>(out);
+        if (e->desc && *e->desc) s = e->desc;  // keep the last (innermost) description
+        (void)n;
+        return 0;
+      },
+      &text);
   H5Eclear2(H5E_DEFAULT);
   return text;
 }
@@ -69,7 +70,8 @@ void write_attr_string(hid_t loc, const char* name, const std::string& value, co
   H5Tset_size(type.get(), std::max<std::size_t>(1, value.size()));
   H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
   Id space(H5Screate(H5S_SCALAR), H5Sclose);
-  Id attr(check(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name), H5Aclose);
+  Id attr(check(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name),
+          H5Aclose);
   const std::string padded = value.empty() ? std::string(1, '\0') : value;
   check(H5Awrite(attr.get(), type.get(), padded.data()), path, name);
 }
@@ -77,7 +79,8 @@ void write_attr_string(hid_t loc, const char* name, const std::string& value, co
 void write_attr_raw(hid_t loc, const char* name, const void* value, hid_t mem_type, hid_t file_type,
                     const std::string& path) {
   Id space(H5Screate(H5S_SCALAR), H5Sclose);
-  Id attr(check(H5Acreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name), H5Aclose);
+  Id attr(check(H5Acreate2(loc, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), path, name),
+          H5Aclose);
   check(H5Awrite(attr.get(), mem_type, value), path, name);
 }
 
@@ -85,7 +88,8 @@ bool has_attr(hid_t loc, const char* name) { return H5Aexists(loc, name) > 0; }
 
 Id open_attr(hid_t loc, const char* name, const std::string& path) {
   if (!has_attr(loc, name))
-    throw make_error(path, ": missing attribute '", name, "' (not a strata file of this kind, or written by "
+    throw make_error(path, ": missing attribute '", name,
+                     "' (not a strata file of this kind, or written by "
                      "an incompatible version)");
   return Id(check(H5Aopen(loc, name, H5P_DEFAULT), path, name), H5Aclose);
 }

@@ -65,7 +65,7 @@ class Cursor {
           std::uint32_t cp = 0;
           if (!hex4(cp)) return false;
           if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate first
-          if (cp >= 0xD800 && cp <= 0xDBFF) {                 // a high one: its low one follows
+          if (cp >= 0xD800 && cp <= 0xDBFF) {              // a high one: its low one follows
             std::uint32_t lo = 0;
             if (!eat('\\') || !eat('u') || !hex4(lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
@@ -175,15 +175,24 @@ class Cursor {
     const unsigned char c = s[0];
     std::size_t len;
     unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) len = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 2;
+    else if (c == 0xE0)
+      len = 3, lo = 0xA0;
+    else if (c >= 0xE1 && c <= 0xEC)
+      len = 3;
+    else if (c == 0xED)
+      len = 3, hi = 0x9F;
+    else if (c >= 0xEE && c <= 0xEF)
+      len = 3;
+    else if (c == 0xF0)
+      len = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+      len = 4;
+    else if (c == 0xF4)
+      len = 4, hi = 0x8F;
+    else
+      return 0;
     if (avail < len) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (std::size_t k = 2; k < len; ++k)
@@ -196,10 +205,14 @@ class Cursor {
     for (int k = 0; k < 4; ++k) {
       const char c = *p_++;
       std::uint32_t d;
-      if (c >= '0' && c <= '9') d = std::uint32_t(c - '0');
-      else if (c >= 'a' && c <= 'f') d = std::uint32_t(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') d = std::uint32_t(c - 'A' + 10);
-      else return false;
+      if (c >= '0' && c <= '9')
+        d = std::uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        d = std::uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        d = std::uint32_t(c - 'A' + 10);
+      else
+        return false;
       v = v << 4 | d;
     }
     return true;

@@ -2,9 +2,9 @@
 #include "strata/data/loader.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -25,8 +25,10 @@ namespace {
 class CorpusSource final : public SampleSource {
  public:
   CorpusSource(TokenCorpus corpus, int seq_len, std::uint64_t seed, MaskToken mask)
-      : corpus_(std::move(corpus)), sampler_(std::int64_t(corpus_.tokens().size()), seq_len + 1, seed),
-        window_(seq_len + 1), mask_(std::move(mask)) {}
+      : corpus_(std::move(corpus)),
+        sampler_(std::int64_t(corpus_.tokens().size()), seq_len + 1, seed),
+        window_(seq_len + 1),
+        mask_(std::move(mask)) {}
   void train_window(std::uint64_t sample, std::int32_t* window) override {
     const std::int64_t start = sampler_.window_start(sample);
     std::memcpy(window, corpus_.tokens().data() + start, std::size_t(window_) * sizeof(std::int32_t));
@@ -65,11 +67,13 @@ SampleSource::MaskToken resolve_mask_token(const Tokenizer* tokenizer, int vocab
       }
   if (m.mask_id < 0) {
     m.mask_id = vocab;
-    m.origin = what + " has no [MASK] token: id " + std::to_string(vocab) + " (its vocabulary size) is [MASK]";
+    m.origin =
+        what + " has no [MASK] token: id " + std::to_string(vocab) + " (its vocabulary size) is [MASK]";
   }
   if (m.mask_id >= model.vocab_size)
     throw make_error("masked LM: the [MASK] token gets id ", m.mask_id, " (", m.origin,
-                     ") but model.vocab_size is ", model.vocab_size, "; set model.vocab_size >= ", m.mask_id + 1);
+                     ") but model.vocab_size is ", model.vocab_size,
+                     "; set model.vocab_size >= ", m.mask_id + 1);
   return m;
 }
 
@@ -88,13 +92,15 @@ class Hdf5Source final : public SampleSource {
       const DatasetInfo& info = ds.info();
       if (expected) {
         if (info.tokenizer_hash != expected->content_hash() || info.tokenizer_name != expected->name())
-          throw make_error(spec.path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash,
-                           ") but data.tokenizer is '", cfg.tokenizer, "' (", expected->name(), ", hash ",
-                           expected->content_hash(), "); prepare it again with --tokenizer ", cfg.tokenizer);
+          throw make_error(spec.path, ": tokenised with '", info.tokenizer_name, "' (hash ",
+                           info.tokenizer_hash, ") but data.tokenizer is '", cfg.tokenizer, "' (",
+                           expected->name(), ", hash ", expected->content_hash(),
+                           "); prepare it again with --tokenizer ", cfg.tokenizer);
       } else if (i > 0 && (info.tokenizer_hash != datasets_[0].info().tokenizer_hash)) {
-        throw make_error(spec.path, ": tokenised with '", info.tokenizer_name, "' (hash ", info.tokenizer_hash,
-                         ") but ", datasets_[0].path(), " with '", datasets_[0].info().tokenizer_name, "' (hash ",
-                         datasets_[0].info().tokenizer_hash, "); every dataset must use the model's tokenizer");
+        throw make_error(spec.path, ": tokenised with '", info.tokenizer_name, "' (hash ",
+                         info.tokenizer_hash, ") but ", datasets_[0].path(), " with '",
+                         datasets_[0].info().tokenizer_name, "' (hash ", datasets_[0].info().tokenizer_hash,
+                         "); every dataset must use the model's tokenizer");
       }
       if (info.vocab_size > model.vocab_size)
         throw make_error(spec.path, ": its tokenizer '", info.tokenizer_name, "' has a vocabulary of ",
@@ -165,7 +171,8 @@ class Hdf5Source final : public SampleSource {
       max_epoch_seen_[std::size_t(p.dataset)] = epoch + 1;
       if (max_epochs_ > 0 && epoch + 1 > std::uint64_t(max_epochs_))
         log_warn("data: ", datasets_[std::size_t(p.dataset)].path(), " enters epoch ", epoch + 1,
-                 " at global sample ", sample, ", beyond data.max_epochs = ", max_epochs_, " (its windows repeat)");
+                 " at global sample ", sample, ", beyond data.max_epochs = ", max_epochs_,
+                 " (its windows repeat)");
     }
   }
   std::int64_t num_valid_windows() const override { return std::int64_t(valid_.size()); }
@@ -219,7 +226,8 @@ class Hdf5Source final : public SampleSource {
     ds.read(std::uint64_t(w) * std::uint64_t(window_), std::uint64_t(window_), window);
     for (int t = 0; t < window_; ++t)
       if (window[t] < 0 || window[t] >= vocab_limit_)
-        throw make_error(ds.path(), ": token id ", window[t], " at position ", std::uint64_t(w) * std::uint64_t(window_) + std::uint64_t(t),
+        throw make_error(ds.path(), ": token id ", window[t], " at position ",
+                         std::uint64_t(w) * std::uint64_t(window_) + std::uint64_t(t),
                          " is outside the vocabulary (", vocab_limit_, ")");
     if (mask_.cls_id >= 0) {  // masked LM with [CLS]: it opens the sample, the window's tokens follow
       std::memmove(window + 1, window, std::size_t(window_ - 1) * sizeof(std::int32_t));
@@ -231,7 +239,7 @@ class Hdf5Source final : public SampleSource {
     Pacing p;
     p.kind = cfg.curriculum_pacing == config::CurriculumPacing::linear ? Pacing::Kind::linear
              : cfg.curriculum_pacing == config::CurriculumPacing::step ? Pacing::Kind::step
-                                                                        : Pacing::Kind::root;
+                                                                       : Pacing::Kind::root;
     p.start = cfg.curriculum_start;
     p.samples = cfg.curriculum_tokens / std::uint64_t(seq_len);
     p.stages = cfg.curriculum_stages;
@@ -252,7 +260,8 @@ class Hdf5Source final : public SampleSource {
         break;
       case config::CurriculumOrder::quality: {
         if (!ds.has_doc_scores())
-          throw make_error(ds.path(), ": data.curriculum is quality but the dataset has no /doc_scores (prepare it "
+          throw make_error(ds.path(),
+                           ": data.curriculum is quality but the dataset has no /doc_scores (prepare it "
                            "with --quality-model)");
         const std::vector<float> q = ds.read_doc_scores();
         for (std::size_t k = 0; k < docs; ++k) doc[k] = 1.0 - double(q[k]);
@@ -261,7 +270,9 @@ class Hdf5Source final : public SampleSource {
       case config::CurriculumOrder::scores: {
         const std::string& path = cfg.curriculum_scores.at(i);
         std::ifstream in(path);
-        if (!in) throw make_error("cannot open curriculum score file '", path, "' (data.curriculum_scores[", i, "])");
+        if (!in)
+          throw make_error("cannot open curriculum score file '", path, "' (data.curriculum_scores[", i,
+                           "])");
         std::string line;
         std::size_t k = 0, line_no = 0;
         while (std::getline(in, line)) {
@@ -270,7 +281,8 @@ class Hdf5Source final : public SampleSource {
           char* end = nullptr;
           const double v = std::strtod(line.c_str(), &end);
           if (end == line.c_str() || !std::isfinite(v))
-            throw make_error(path, ":", line_no, ": expected a number (one difficulty per document), got '", line, "'");
+            throw make_error(path, ":", line_no, ": expected a number (one difficulty per document), got '",
+                             line, "'");
           if (k >= docs) throw make_error(path, ": more scores than the ", docs, " documents of ", ds.path());
           doc[k++] = v;
         }
@@ -306,8 +318,9 @@ class Hdf5Source final : public SampleSource {
 
 }  // namespace
 
-std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data, const config::ModelConfig& model,
-                                                 int seq_len, std::uint64_t seed, bool masked_lm) {
+std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data,
+                                                 const config::ModelConfig& model, int seq_len,
+                                                 std::uint64_t seed, bool masked_lm) {
   if (data.source == config::DataSource::hdf5)
     return std::make_unique<Hdf5Source>(data, model, seq_len, seed, masked_lm);
   const bool synthetic = data.source == config::DataSource::synthetic;
@@ -319,7 +332,8 @@ std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data,
           ? TokenCorpus::synthetic(language, std::max<std::int64_t>(1 << 20, 4096LL * (seq_len + 1)), seed)
           : TokenCorpus::from_text_files(data.paths);
   STRATA_CHECK(corpus.vocab_needed() <= model.vocab_size, "data: ", corpus.description(),
-               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ", model.vocab_size);
+               " needs a vocabulary of ", corpus.vocab_needed(), " but model.vocab_size is ",
+               model.vocab_size);
   SampleSource::MaskToken mask;
   if (masked_lm)
     mask = resolve_mask_token(nullptr, corpus.vocab_needed(),
@@ -329,12 +343,13 @@ std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data,
 
 // ---- AsyncLoader ----------------------------------------------------------------------------------
 
-AsyncLoader::AsyncLoader(SampleSource& source, const LoaderOptions& options) : source_(source), opt_(options) {
+AsyncLoader::AsyncLoader(SampleSource& source, const LoaderOptions& options)
+    : source_(source), opt_(options) {
   STRATA_CHECK(opt_.prefetch >= 1, "data.prefetch must be >= 1, got ", opt_.prefetch);
   const int local = opt_.global_batch_size / opt_.dp_size;
   STRATA_CHECK(opt_.global_batch_size % opt_.dp_size == 0 && local % opt_.micro_batch_size == 0,
-               "global batch ", opt_.global_batch_size, " must split into dp ", opt_.dp_size, " x micro-batches of ",
-               opt_.micro_batch_size);
+               "global batch ", opt_.global_batch_size, " must split into dp ", opt_.dp_size,
+               " x micro-batches of ", opt_.micro_batch_size);
   accum_ = local / opt_.micro_batch_size;
   slot_elems_ = std::size_t(opt_.micro_batch_size) * std::size_t(opt_.seq_len);
   buffers_.resize(std::size_t(opt_.prefetch) * 2 * slot_elems_);
@@ -364,9 +379,9 @@ void AsyncLoader::run() {
         cv_.wait(lock, [&] { return stop_ || i < consumed_ - (holding_ ? 1 : 0) + P; });
         if (stop_) return;
       }
-      const SampleSpan span = micro_batch_span(opt_.first_batch + i / std::uint64_t(accum_), opt_.global_batch_size,
-                                               opt_.dp_size, opt_.dp_rank, opt_.micro_batch_size,
-                                               int(i % std::uint64_t(accum_)));
+      const SampleSpan span =
+          micro_batch_span(opt_.first_batch + i / std::uint64_t(accum_), opt_.global_batch_size, opt_.dp_size,
+                           opt_.dp_rank, opt_.micro_batch_size, int(i % std::uint64_t(accum_)));
       std::int32_t* inputs = buffers_.data() + (i % P) * 2 * slot_elems_;
       std::int32_t* targets = inputs + slot_elems_;
       for (int b = 0; b < span.count; ++b) {

@@ -18,7 +18,8 @@ double unit(std::uint32_t w) { return (double(w >> 8) + 0.5) / 16777216.0; }
 }  // namespace
 
 Masker::Masker(const MaskingOptions& options, std::uint64_t seed, MaskStream stream)
-    : opt_(options), rng_(seed, stream == MaskStream::train ? "data.mlm.train" : "data.mlm.valid"),
+    : opt_(options),
+      rng_(seed, stream == MaskStream::train ? "data.mlm.train" : "data.mlm.valid"),
       select_threshold_(threshold_of(options.probability)) {
   STRATA_CHECK(opt_.probability > 0 && opt_.probability <= 1, "masked LM: the masking probability ",
                opt_.probability, " must be in (0, 1]");
@@ -27,7 +28,8 @@ Masker::Masker(const MaskingOptions& options, std::uint64_t seed, MaskStream str
                "masked LM: mask fraction ", opt_.mask_fraction, " + random fraction ", opt_.random_fraction,
                " must be fractions summing to at most 1");
   STRATA_CHECK(opt_.mask_id >= 0, "masked LM: no [MASK] token id");
-  STRATA_CHECK(opt_.random_fraction == 0 || opt_.random_vocab > 0, "masked LM: random replacement needs a vocabulary");
+  STRATA_CHECK(opt_.random_fraction == 0 || opt_.random_vocab > 0,
+               "masked LM: random replacement needs a vocabulary");
 }
 
 bool Masker::chosen(std::uint64_t sample, int position) const {

@@ -1,8 +1,8 @@
 // UTF-8 repair and text normalisation (normalize.hpp).
 #include "strata/data/normalize.hpp"
 
-#include <unicode/normalizer2.h>
 #include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
 #include <unicode/stringpiece.h>
 
 #include "strata/core/error.hpp"
@@ -21,15 +21,24 @@ std::size_t valid_sequence(const unsigned char* s, std::size_t i, std::size_t n,
   if (c < 0x80) return 1;
   std::size_t len;
   unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) len = 2;
-  else if (c == 0xE0) len = 3, lo = 0xA0;
-  else if (c >= 0xE1 && c <= 0xEC) len = 3;
-  else if (c == 0xED) len = 3, hi = 0x9F;  // no surrogates
-  else if (c >= 0xEE && c <= 0xEF) len = 3;
-  else if (c == 0xF0) len = 4, lo = 0x90;
-  else if (c >= 0xF1 && c <= 0xF3) len = 4;
-  else if (c == 0xF4) len = 4, hi = 0x8F;  // <= U+10FFFF
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    len = 2;
+  else if (c == 0xE0)
+    len = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEC)
+    len = 3;
+  else if (c == 0xED)
+    len = 3, hi = 0x9F;  // no surrogates
+  else if (c >= 0xEE && c <= 0xEF)
+    len = 3;
+  else if (c == 0xF0)
+    len = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3)
+    len = 4;
+  else if (c == 0xF4)
+    len = 4, hi = 0x8F;  // <= U+10FFFF
+  else
+    return 0;
   for (std::size_t k = 1; k < len; ++k) {
     if (i + k >= n) return 0;
     const unsigned char b = s[i + k];
@@ -45,11 +54,13 @@ char32_t decode(const unsigned char* s, std::size_t len) {
   if (len == 1) return s[0];
   if (len == 2) return char32_t(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
   if (len == 3) return char32_t(s[0] & 0x0F) << 12 | char32_t(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-  return char32_t(s[0] & 0x07) << 18 | char32_t(s[1] & 0x3F) << 12 | char32_t(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+  return char32_t(s[0] & 0x07) << 18 | char32_t(s[1] & 0x3F) << 12 | char32_t(s[2] & 0x3F) << 6 |
+         (s[3] & 0x3F);
 }
 
 bool is_unicode_space(char32_t c) {
-  return c == 0xA0 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000 || c == 0x1680;
+  return c == 0xA0 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F || c == 0x3000 ||
+         c == 0x1680;
 }
 bool is_removed(char32_t c) {
   if (c == '\t' || c == '\n') return false;
@@ -72,7 +83,10 @@ std::size_t repair_utf8(std::string& text) {
   // Fast path: scan; most text is valid.
   std::size_t i = 0, bad = 0;
   while (i < n) {
-    if (s[i] < 0x80) { ++i; continue; }
+    if (s[i] < 0x80) {
+      ++i;
+      continue;
+    }
     const std::size_t len = valid_sequence(s, i, n, bad);
     if (len == 0) break;
     i += len;
@@ -162,8 +176,10 @@ bool normalize_text(std::string& text) {
       pending_newlines = 0;
       line_start = out.size();
     }
-    if (is_unicode_space(c)) out.push_back(' ');
-    else out.append(text, at, len);
+    if (is_unicode_space(c))
+      out.push_back(' ');
+    else
+      out.append(text, at, len);
   }
   end_line();
   // Lines that held only spaces are empty now: collapse newline runs again (at most one blank
@@ -184,7 +200,10 @@ bool normalize_text(std::string& text) {
   // A document made of spaces only is empty.
   bool blank = true;
   for (char ch : out)
-    if (ch != ' ' && ch != '\t' && ch != '\n') { blank = false; break; }
+    if (ch != ' ' && ch != '\t' && ch != '\n') {
+      blank = false;
+      break;
+    }
   if (blank) out.clear();
   if (out != text) changed = true;
   text.swap(out);

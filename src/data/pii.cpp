@@ -59,7 +59,10 @@ void find_ipv4(std::string_view s, std::vector<Span>& out) {
     bool ok = true;
     for (int k = 0; k < 4 && ok; ++k) {
       if (k > 0) {
-        if (e >= s.size() || s[e] != '.') { ok = false; break; }
+        if (e >= s.size() || s[e] != '.') {
+          ok = false;
+          break;
+        }
         ++e;
       }
       e = octet(s, e);
@@ -91,9 +94,12 @@ void find_ipv6(std::string_view s, std::vector<Span>& out) {
     bool ok = cand.find(":::") == std::string_view::npos;
     for (std::size_t p = 0; p < cand.size() && ok;) {
       if (cand[p] == ':') {
-        if (p + 1 < cand.size() && cand[p + 1] == ':') ++double_colons, p += 2;
-        else if (p == 0 || p + 1 == cand.size()) ok = false;  // single ':' at an end
-        else ++p;
+        if (p + 1 < cand.size() && cand[p + 1] == ':')
+          ++double_colons, p += 2;
+        else if (p == 0 || p + 1 == cand.size())
+          ok = false;  // single ':' at an end
+        else
+          ++p;
         continue;
       }
       std::size_t q = p;
@@ -113,7 +119,8 @@ void find_phones(std::string_view s, std::vector<Span>& out) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (!(is_digit(c) || c == '+' || c == '(')) continue;
-    if (i > 0 && (is_alnum(s[i - 1]) || s[i - 1] == '.' || s[i - 1] == '-' || s[i - 1] == '+' || s[i - 1] == '/'))
+    if (i > 0 &&
+        (is_alnum(s[i - 1]) || s[i - 1] == '.' || s[i - 1] == '-' || s[i - 1] == '+' || s[i - 1] == '/'))
       continue;
     std::size_t e = i, last_digit_end = i;
     int digits = 0, seps = 0, groups = 0;
@@ -145,7 +152,8 @@ void find_phones(std::string_view s, std::vector<Span>& out) {
     }
     if (open) continue;
     e = last_digit_end;
-    if (e < s.size() && (is_alnum(s[e]) || (e + 1 < s.size() && (s[e] == '.' || s[e] == '-') && is_digit(s[e + 1]))))
+    if (e < s.size() &&
+        (is_alnum(s[e]) || (e + 1 < s.size() && (s[e] == '.' || s[e] == '-') && is_digit(s[e + 1]))))
       continue;
     const bool shaped = plus || paren || seps >= 2;
     if (digits >= 10 && digits <= 15 && groups >= 2 && shaped) {

@@ -51,8 +51,9 @@ std::string read_input(const std::string& path) {
       int code = 0;
       const std::string msg = gzerror(f, &code);
       gzclose(f);
-      throw make_error("cannot read input '", path, "': ",
-                       code == Z_ERRNO ? std::string(std::strerror(errno)) : msg + " (corrupt or truncated gzip?)");
+      throw make_error(
+          "cannot read input '", path,
+          "': ", code == Z_ERRNO ? std::string(std::strerror(errno)) : msg + " (corrupt or truncated gzip?)");
     }
     if (n == 0) break;
     data.append(buf, std::size_t(n));
@@ -107,13 +108,18 @@ void split_documents(const std::string& path, std::string& data, const PrepareOp
       }
       std::string line(view);
       // Repair first: the JSON parser rejects invalid UTF-8 inside strings.
-      if (const std::size_t bad = repair_utf8(line)) st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
+      if (const std::size_t bad = repair_utf8(line))
+        st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
       const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       const char* problem = nullptr;
-      if (j.is_discarded()) problem = "malformed JSON";
-      else if (!j.is_object()) problem = "not a JSON object";
-      else if (!j.contains(opt.text_field)) problem = "no field";
-      else if (!j[opt.text_field].is_string()) problem = "field is not a string";
+      if (j.is_discarded())
+        problem = "malformed JSON";
+      else if (!j.is_object())
+        problem = "not a JSON object";
+      else if (!j.contains(opt.text_field))
+        problem = "no field";
+      else if (!j[opt.text_field].is_string())
+        problem = "field is not a string";
       if (problem) {
         ++st.malformed_lines;
         if (malformed.size() < kMaxMalformedMessages) {
@@ -169,7 +175,8 @@ class StageClock {
 // ---- progress ------------------------------------------------------------------------------------
 class Progress {
  public:
-  Progress(bool enabled, double interval, int ranks) : enabled_(enabled && interval > 0), interval_(interval), ranks_(ranks) {}
+  Progress(bool enabled, double interval, int ranks)
+      : enabled_(enabled && interval > 0), interval_(interval), ranks_(ranks) {}
   void start(const char* stage, std::uint64_t total_bytes) {
     stage_ = stage, total_ = total_bytes, clock_.reset(), last_ = 0;
   }
@@ -179,8 +186,8 @@ class Progress {
     const double mb = double(bytes) / 1e6, rate = mb / std::max(1e-9, last_);
     const double eta = rate > 0 ? (double(total_) / 1e6 - mb) / rate : 0;
     char line[256];
-    std::snprintf(line, sizeof line, "prepare: %s %llu documents, %.1f of %.1f MB%s, %.1f MB/s, ETA %.0f s", stage_,
-                  static_cast<unsigned long long>(docs), mb, double(total_) / 1e6,
+    std::snprintf(line, sizeof line, "prepare: %s %llu documents, %.1f of %.1f MB%s, %.1f MB/s, ETA %.0f s",
+                  stage_, static_cast<unsigned long long>(docs), mb, double(total_) / 1e6,
                   ranks_ > 1 ? " (rank 0's share)" : "", rate, std::max(0.0, eta));
     log_line(LogLevel::info, line);
   }
@@ -209,8 +216,10 @@ void visit_counters(S& s, V&& v) {
   v("empty_docs", s.empty_docs);
   v("empty_chars", s.empty_chars);
   for (int r = 0; r < kNumFilterRules; ++r) {
-    v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".docs").c_str(), s.filtered_docs[std::size_t(r)]);
-    v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".chars").c_str(), s.filtered_chars[std::size_t(r)]);
+    v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".docs").c_str(),
+      s.filtered_docs[std::size_t(r)]);
+    v((std::string("filter.") + filter_rule_name(FilterRule(r)) + ".chars").c_str(),
+      s.filtered_chars[std::size_t(r)]);
   }
   v("quality.docs", s.quality_docs);
   v("quality.chars", s.quality_chars);
@@ -256,21 +265,25 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
   std::ostringstream os;
   char line[256];
   const double mb = double(input_bytes) / 1e6;
-  auto pct = [&](std::uint64_t chars) { return chars_read ? 100.0 * double(chars) / double(chars_read) : 0.0; };
+  auto pct = [&](std::uint64_t chars) {
+    return chars_read ? 100.0 * double(chars) / double(chars_read) : 0.0;
+  };
   std::snprintf(line, sizeof line, "prepare report: %s file(s), %.2f MB in %.2f s (%.2f MB/s)\n",
                 with_commas(files).c_str(), mb, seconds, seconds > 0 ? mb / seconds : 0.0);
   os << line;
-  std::snprintf(line, sizeof line,
-                "  (slowest rank: read+normalise+filter %.2f s, dedup %.2f s, PII+tokenise %.2f s, rest %.2f s)\n",
-                read_seconds, dedup_seconds, tokenize_seconds,
-                std::max(0.0, seconds - read_seconds - dedup_seconds - tokenize_seconds));
+  std::snprintf(
+      line, sizeof line,
+      "  (slowest rank: read+normalise+filter %.2f s, dedup %.2f s, PII+tokenise %.2f s, rest %.2f s)\n",
+      read_seconds, dedup_seconds, tokenize_seconds,
+      std::max(0.0, seconds - read_seconds - dedup_seconds - tokenize_seconds));
   os << line;
-  std::snprintf(line, sizeof line,
-                "  (stages: read %.2f, normalise %.2f, filters %.2f, quality %.2f, exact dedup %.2f, near dedup %.2f, "
-                "PII %.2f, tokenise %.2f, write %.2f s)\n",
-                std::max(0.0, read_seconds - normalize_seconds - filter_seconds - quality_seconds), normalize_seconds,
-                filter_seconds, quality_seconds, exact_seconds, near_seconds, pii_seconds,
-                std::max(0.0, tokenize_seconds - pii_seconds), write_seconds);
+  std::snprintf(
+      line, sizeof line,
+      "  (stages: read %.2f, normalise %.2f, filters %.2f, quality %.2f, exact dedup %.2f, near dedup %.2f, "
+      "PII %.2f, tokenise %.2f, write %.2f s)\n",
+      std::max(0.0, read_seconds - normalize_seconds - filter_seconds - quality_seconds), normalize_seconds,
+      filter_seconds, quality_seconds, exact_seconds, near_seconds, pii_seconds,
+      std::max(0.0, tokenize_seconds - pii_seconds), write_seconds);
   os << line;
   auto row = [&](const std::string& what, std::uint64_t docs, std::uint64_t chars, bool show_chars = true) {
     if (show_chars)
@@ -303,8 +316,10 @@ std::string PrepareStats::report(const PrepareOptions& opt) const {
   } else {
     os << "  quality classifier: off\n";
   }
-  if (opt.exact_dedup) row("removed: exact duplicates", exact_duplicates, exact_duplicate_chars);
-  else os << "  exact deduplication: off\n";
+  if (opt.exact_dedup)
+    row("removed: exact duplicates", exact_duplicates, exact_duplicate_chars);
+  else
+    os << "  exact deduplication: off\n";
   if (opt.near_dedup) {
     std::snprintf(line, sizeof line, "removed: near duplicates (J>=%.2f)", opt.minhash.threshold);
     row(line, near_duplicates, near_duplicate_chars);
@@ -394,7 +409,8 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   const std::vector<std::string> files = list_input_files(opt.inputs);
   for (const auto& f : files) {
     std::error_code ec;
-    if (fs::equivalent(f, opt.output, ec)) throw make_error("prepare: the output '", opt.output, "' is also an input");
+    if (fs::equivalent(f, opt.output, ec))
+      throw make_error("prepare: the output '", opt.output, "' is also an input");
   }
 
   // ---- split the files: rank r reads a contiguous run, balanced by size ----
@@ -406,9 +422,11 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
     std::uint64_t before = 0;
     for (std::size_t i = 0; i < files.size(); ++i) {
       const std::uint64_t mid2 = 2 * before + sizes[i];  // twice the file's midpoint
-      const int owner = total_bytes == 0 ? 0
-                                         : int(std::min<std::uint64_t>(std::uint64_t(comm.size()) - 1,
-                                                                       mid2 * std::uint64_t(comm.size()) / (2 * total_bytes)));
+      const int owner =
+          total_bytes == 0
+              ? 0
+              : int(std::min<std::uint64_t>(std::uint64_t(comm.size()) - 1,
+                                            mid2 * std::uint64_t(comm.size()) / (2 * total_bytes)));
       if (owner == comm.rank()) {
         if (first_file == files.size()) first_file = i;
         end_file = i + 1;
@@ -441,7 +459,8 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
       file_chars += raw;
       StageClock stage;
       if (!jsonl)  // JSONL lines were repaired before parsing
-        if (const std::size_t bad = repair_utf8(text)) st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
+        if (const std::size_t bad = repair_utf8(text))
+          st.invalid_utf8_docs += 1, st.invalid_utf8_sequences += bad;
       if (opt.normalize && normalize_text(text)) ++st.normalized_docs;
       stage.lap(st.normalize_seconds);
       if (text.empty()) {
@@ -460,8 +479,9 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
       if (quality) {
         const double score = quality->score(text);
         stage.lap(st.quality_seconds);
-        const bool keep = opt.quality_pareto_alpha > 0 ? pareto_keep(score, opt.quality_pareto_alpha, text, opt.quality_seed)
-                                                       : score >= opt.quality_threshold;
+        const bool keep = opt.quality_pareto_alpha > 0
+                              ? pareto_keep(score, opt.quality_pareto_alpha, text, opt.quality_seed)
+                              : score >= opt.quality_threshold;
         if (!keep) {
           ++st.quality_docs, st.quality_chars += text.size();
           return;
@@ -477,8 +497,8 @@ PrepareStats run_prepare(const PrepareOptions& opt, comm::Communicator& comm) {
   for (const auto& m : malformed)
     std::fprintf(stderr, "strata prepare: warning (rank %d): %s\n", comm.rank(), m.c_str());
   if (st.malformed_lines > malformed.size())
-    std::fprintf(stderr, "strata prepare: warning (rank %d): %llu more malformed lines not shown\n", comm.rank(),
-                 static_cast<unsigned long long>(st.malformed_lines - malformed.size()));
+    std::fprintf(stderr, "strata prepare: warning (rank %d): %llu more malformed lines not shown\n",
+                 comm.rank(), static_cast<unsigned long long>(st.malformed_lines - malformed.size()));
 
   st.read_seconds = clock.seconds();
   // Keeps the documents whose flag (from the global list, starting at `first`) is 0.

@@ -197,7 +197,7 @@ std::size_t gpt2_end(const Scanner& sc, std::size_t i) {
   if (!(c.flags & kS)) return sc.run_other(j);
   const auto r = sc.space_run(i);
   if (r.end == n || r.chars == 1) return r.end;  // \s+ (at the end, or a single space before \S)
-  return r.last;                                  // \s+(?!\S) gives back the last space
+  return r.last;                                 // \s+(?!\S) gives back the last space
 }
 
 // '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*
@@ -215,17 +215,19 @@ std::size_t cl100k_end(const Scanner& sc, std::size_t i) {
   }
   if (c.flags & kN) return sc.run_any_upto(i, kN, 3);
   std::size_t j = std::string_view::npos;
-  if (c.cp == ' ' && sc.is_other_at(i + 1)) j = sc.run_other(i + 1);
-  else if (!(c.flags & kOtherMask)) j = sc.run_other(i);
+  if (c.cp == ' ' && sc.is_other_at(i + 1))
+    j = sc.run_other(i + 1);
+  else if (!(c.flags & kOtherMask))
+    j = sc.run_other(i);
   if (j != std::string_view::npos) {
     while (j < n && (sc.byte(j) == '\r' || sc.byte(j) == '\n')) ++j;
     return j;
   }
   const auto r = sc.space_run(i);
-  if (r.end == n) return r.end;                                         // \s+$
-  if (r.last_crlf != std::string_view::npos) return r.last_crlf + 1;    // \s*[\r\n]
-  if (r.chars > 1) return r.last;                                       // \s+(?!\S)
-  return r.end;                                                         // \s
+  if (r.end == n) return r.end;                                       // \s+$
+  if (r.last_crlf != std::string_view::npos) return r.last_crlf + 1;  // \s*[\r\n]
+  if (r.chars > 1) return r.last;                                     // \s+(?!\S)
+  return r.end;                                                       // \s
 }
 
 // o200k's letter alternatives from `s`; 0 when neither matches.
@@ -240,9 +242,12 @@ std::size_t o200k_letters_a(const Scanner& sc, std::size_t s) {
     q += c.len;
   }
   std::size_t end;
-  if (q < n && (sc.at(q).flags & kW)) end = sc.run_any(q, kW);  // [W]+ right after the U run
-  else if (last_uw != std::string_view::npos) end = last_uw_end;  // give back the last U∩W char
-  else return 0;
+  if (q < n && (sc.at(q).flags & kW))
+    end = sc.run_any(q, kW);  // [W]+ right after the U run
+  else if (last_uw != std::string_view::npos)
+    end = last_uw_end;  // give back the last U∩W char
+  else
+    return 0;
   return end + sc.contraction(end, true);
 }
 std::size_t o200k_letters_b(const Scanner& sc, std::size_t s) {
@@ -264,8 +269,10 @@ std::size_t o200k_end(const Scanner& sc, std::size_t i) {
   if (const std::size_t e = o200k_letters_b(sc, i)) return e;
   if (c.flags & kN) return sc.run_any_upto(i, kN, 3);
   std::size_t j = std::string_view::npos;
-  if (c.cp == ' ' && sc.is_other_at(i + 1)) j = sc.run_other(i + 1);
-  else if (!(c.flags & kOtherMask)) j = sc.run_other(i);
+  if (c.cp == ' ' && sc.is_other_at(i + 1))
+    j = sc.run_other(i + 1);
+  else if (!(c.flags & kOtherMask))
+    j = sc.run_other(i);
   if (j != std::string_view::npos) {
     while (j < n && (sc.byte(j) == '\r' || sc.byte(j) == '\n' || sc.byte(j) == '/')) ++j;
     return j;
@@ -273,7 +280,7 @@ std::size_t o200k_end(const Scanner& sc, std::size_t i) {
   const auto r = sc.space_run(i);
   if (r.last_crlf != std::string_view::npos) return r.last_crlf + 1;  // \s*[\r\n]+
   if (r.end == n || r.chars == 1) return r.end;                       // \s+(?!\S) at the end, \s+
-  return r.last;                                                       // \s+(?!\S)
+  return r.last;                                                      // \s+(?!\S)
 }
 
 }  // namespace

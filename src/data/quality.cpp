@@ -82,7 +82,8 @@ void quality_features(std::string_view text, int hash_bits, int max_ngram, std::
 }
 
 double roc_auc(std::span<const float> scores, std::span<const std::uint8_t> labels) {
-  STRATA_CHECK(scores.size() == labels.size(), "roc_auc: ", scores.size(), " scores for ", labels.size(), " labels");
+  STRATA_CHECK(scores.size() == labels.size(), "roc_auc: ", scores.size(), " scores for ", labels.size(),
+               " labels");
   std::vector<std::size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
@@ -94,8 +95,10 @@ double roc_auc(std::span<const float> scores, std::span<const std::uint8_t> labe
     while (j < order.size() && scores[order[j]] == scores[order[i]]) ++j;
     const double avg_rank = 0.5 * double(i + 1 + j);  // ranks i+1 .. j
     for (std::size_t k = i; k < j; ++k) {
-      if (labels[order[k]]) rank_sum += avg_rank, ++pos;
-      else ++neg;
+      if (labels[order[k]])
+        rank_sum += avg_rank, ++pos;
+      else
+        ++neg;
     }
     i = j;
   }
@@ -118,15 +121,19 @@ std::string QualityReport::to_json() const {
 QualityModel QualityModel::train(std::span<const std::string> positive, std::span<const std::string> negative,
                                  const QualityTrainOptions& o, QualityReport* report,
                                  std::span<const std::uint64_t> holdout_key) {
-  STRATA_CHECK(o.hash_bits >= 8 && o.hash_bits <= 26, "quality: hash_bits must be in [8, 26], got ", o.hash_bits);
-  STRATA_CHECK(o.max_ngram >= 1 && o.max_ngram <= 4, "quality: max_ngram must be in [1, 4], got ", o.max_ngram);
+  STRATA_CHECK(o.hash_bits >= 8 && o.hash_bits <= 26, "quality: hash_bits must be in [8, 26], got ",
+               o.hash_bits);
+  STRATA_CHECK(o.max_ngram >= 1 && o.max_ngram <= 4, "quality: max_ngram must be in [1, 4], got ",
+               o.max_ngram);
   STRATA_CHECK(o.epochs >= 1, "quality: epochs must be >= 1, got ", o.epochs);
-  STRATA_CHECK(o.holdout >= 0 && o.holdout < 1, "quality: the held-out share must be in [0, 1), got ", o.holdout);
-  STRATA_CHECK(!positive.empty() && !negative.empty(), "quality: training needs positive and negative documents (got ",
-               positive.size(), " positive, ", negative.size(), " negative)");
+  STRATA_CHECK(o.holdout >= 0 && o.holdout < 1, "quality: the held-out share must be in [0, 1), got ",
+               o.holdout);
+  STRATA_CHECK(!positive.empty() && !negative.empty(),
+               "quality: training needs positive and negative documents (got ", positive.size(),
+               " positive, ", negative.size(), " negative)");
   const std::size_t N = positive.size() + negative.size();
-  STRATA_CHECK(holdout_key.empty() || holdout_key.size() == N, "quality: ", holdout_key.size(), " held-out keys for ",
-               N, " documents");
+  STRATA_CHECK(holdout_key.empty() || holdout_key.size() == N, "quality: ", holdout_key.size(),
+               " held-out keys for ", N, " documents");
   // Features of every document, once (CSR).
   std::vector<std::size_t> row(N + 1, 0);
   std::vector<QualityFeature> feats, one;
@@ -160,7 +167,8 @@ QualityModel QualityModel::train(std::span<const std::string> positive, std::spa
   std::vector<std::size_t> order = train_idx;
   auto margin = [&](std::size_t i) {
     double z = bias;
-    for (std::size_t k = row[i]; k < row[i + 1]; ++k) z += double(m.weights_[feats[k].bucket]) * feats[k].value;
+    for (std::size_t k = row[i]; k < row[i + 1]; ++k)
+      z += double(m.weights_[feats[k].bucket]) * feats[k].value;
     return z;
   };
   for (int epoch = 0; epoch < o.epochs; ++epoch) {
@@ -231,8 +239,9 @@ void QualityModel::save(const std::string& path, const std::string& about) const
   header["max_ngram"] = max_ngram_;
   header["bias"] = bias_;
   header["content_hash"] = hash_;
-  header["about"] = nlohmann::json::parse(about, nullptr, false).is_discarded() ? nlohmann::json(about)
-                                                                                 : nlohmann::json::parse(about);
+  header["about"] = nlohmann::json::parse(about, nullptr, false).is_discarded()
+                        ? nlohmann::json(about)
+                        : nlohmann::json::parse(about);
   const std::string text = header.dump();
   const std::string tmp = path + ".tmp";
   {
@@ -242,7 +251,8 @@ void QualityModel::save(const std::string& path, const std::string& about) const
     out.write(kMagic, sizeof kMagic);
     out.write(reinterpret_cast<const char*>(&len), sizeof len);  // little-endian hosts (x86-64, aarch64)
     out.write(text.data(), std::streamsize(text.size()));
-    out.write(reinterpret_cast<const char*>(weights_.data()), std::streamsize(weights_.size() * sizeof(float)));
+    out.write(reinterpret_cast<const char*>(weights_.data()),
+              std::streamsize(weights_.size() * sizeof(float)));
     if (!out) throw make_error("cannot write quality model '", path, "' (disk full?)");
   }
   std::error_code ec;
@@ -274,11 +284,14 @@ QualityModel QualityModel::load(const std::string& path) {
     throw make_error(path, ": quality model header: ", e.what());
   }
   if (m.bits_ < 8 || m.bits_ > 26 || m.max_ngram_ < 1 || m.max_ngram_ > 4)
-    throw make_error(path, ": quality model has hash_bits ", m.bits_, ", max_ngram ", m.max_ngram_, " (out of range)");
+    throw make_error(path, ": quality model has hash_bits ", m.bits_, ", max_ngram ", m.max_ngram_,
+                     " (out of range)");
   m.weights_.resize(std::size_t(1) << m.bits_);
   in.read(reinterpret_cast<char*>(m.weights_.data()), std::streamsize(m.weights_.size() * sizeof(float)));
-  if (!in) throw make_error(path, ": quality model weights are truncated (expected ", m.weights_.size(), " floats)");
-  if (in.peek() != std::char_traits<char>::eof()) throw make_error(path, ": trailing bytes after the quality model weights");
+  if (!in)
+    throw make_error(path, ": quality model weights are truncated (expected ", m.weights_.size(), " floats)");
+  if (in.peek() != std::char_traits<char>::eof())
+    throw make_error(path, ": trailing bytes after the quality model weights");
   for (float w : m.weights_)
     if (!std::isfinite(w)) throw make_error(path, ": quality model has a non-finite weight");
   if (header.contains("about")) m.about_ = header["about"].dump();

@@ -33,7 +33,7 @@ std::vector<std::uint32_t> block_counts(const std::vector<double>& weights, int 
   std::iota(by_rem.begin(), by_rem.end(), 0);
   std::stable_sort(by_rem.begin(), by_rem.end(), [&](auto a, auto b) { return remainder[a] > remainder[b]; });
   for (std::size_t i = 0; assigned < block; i = (i + 1) % D, ++assigned) ++per[by_rem[i]];
-  for (std::size_t i = D; assigned > block; ) {  // minimums pushed us over: take from the largest
+  for (std::size_t i = D; assigned > block;) {  // minimums pushed us over: take from the largest
     i = std::size_t(std::max_element(per.begin(), per.end()) - per.begin());
     --per[i], --assigned;
   }
@@ -42,7 +42,8 @@ std::vector<std::uint32_t> block_counts(const std::vector<double>& weights, int 
 
 }  // namespace
 
-BlendSchedule::Block BlendSchedule::compose(const std::vector<double>& weights, int block, bool at_least_one) {
+BlendSchedule::Block BlendSchedule::compose(const std::vector<double>& weights, int block,
+                                            bool at_least_one) {
   Block b;
   b.per = block_counts(weights, block, at_least_one);
   const std::size_t D = weights.size();
@@ -82,9 +83,10 @@ BlendSchedule::BlendSchedule(std::vector<std::pair<std::uint64_t, std::vector<do
   STRATA_CHECK(D > 0 && D < 65536, "a mixture schedule over ", D, " datasets");
   STRATA_CHECK(block >= int(D), "blend block (", block, ") smaller than the number of datasets");
   for (std::size_t i = 0; i < points_.size(); ++i) {
-    STRATA_CHECK(points_[i].second.size() == D, "mixture schedule point ", i, " has ", points_[i].second.size(),
-                 " weights, point 0 has ", D);
-    STRATA_CHECK(i == 0 || points_[i].first > points_[i - 1].first, "mixture schedule points must be in increasing order");
+    STRATA_CHECK(points_[i].second.size() == D, "mixture schedule point ", i, " has ",
+                 points_[i].second.size(), " weights, point 0 has ", D);
+    STRATA_CHECK(i == 0 || points_[i].first > points_[i - 1].first,
+                 "mixture schedule points must be in increasing order");
     double total = 0;
     for (double w : points_[i].second) {
       STRATA_CHECK(w >= 0 && std::isfinite(w), "mixture weights must be >= 0, got ", w);
@@ -141,11 +143,12 @@ const std::vector<std::uint64_t>& BlendSchedule::prefix_at(std::uint64_t b) cons
     cursor_block_ = b / kPrefixMark * kPrefixMark;
   }
   while (cursor_block_ < b) {
-    const std::vector<std::uint32_t> c =
-        block_counts(weights_at(cursor_block_ * std::uint64_t(block_) + std::uint64_t(block_) / 2), block_, false);
+    const std::vector<std::uint32_t> c = block_counts(
+        weights_at(cursor_block_ * std::uint64_t(block_) + std::uint64_t(block_) / 2), block_, false);
     for (std::size_t d = 0; d < c.size(); ++d) cursor_[d] += c[d];
     ++cursor_block_;
-    if (cursor_block_ % kPrefixMark == 0 && cursor_block_ / kPrefixMark == marks_.size()) marks_.push_back(cursor_);
+    if (cursor_block_ % kPrefixMark == 0 && cursor_block_ / kPrefixMark == marks_.size())
+      marks_.push_back(cursor_);
   }
   return cursor_;
 }
@@ -228,7 +231,8 @@ std::int64_t DatasetSampler::train_window(std::uint64_t k, std::uint64_t* epoch)
   return train_[std::size_t(permutation_[std::size_t(k % train_.size())])];
 }
 
-void DatasetSampler::set_curriculum(const std::vector<double>& difficulty, const Pacing& pacing, bool reverse) {
+void DatasetSampler::set_curriculum(const std::vector<double>& difficulty, const Pacing& pacing,
+                                    bool reverse) {
   sorted_ = train_;
   for (const std::int64_t w : sorted_)
     STRATA_CHECK(std::size_t(w) < difficulty.size(), "curriculum: no difficulty for window ", w);

@@ -14,8 +14,10 @@ namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::string& path) : name_(std::filesystem::path(path).stem().string()) {
-    if (!std::filesystem::exists(path)) throw make_error("tokenizer file '", path, "': cannot open (missing)");
+  explicit SentencePieceTokenizer(const std::string& path)
+      : name_(std::filesystem::path(path).stem().string()) {
+    if (!std::filesystem::exists(path))
+      throw make_error("tokenizer file '", path, "': cannot open (missing)");
     if (const auto status = sp_.Load(path); !status.ok())
       throw make_error("tokenizer file '", path, "': not a SentencePiece model: ", status.ToString());
     char buf[17];

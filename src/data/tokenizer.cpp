@@ -27,7 +27,8 @@ std::string ByteTokenizer::decode(std::span<const std::int32_t> ids) const {
 
 std::string ByteTokenizer::content_hash() const {
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(core::fnv1a64("strata-bytes-v1")));
+  std::snprintf(buf, sizeof buf, "%016llx",
+                static_cast<unsigned long long>(core::fnv1a64("strata-bytes-v1")));
   return buf;
 }
 
@@ -40,7 +41,8 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 // GPT-2's two files in `dir`, under either of their names.
 std::unique_ptr<Tokenizer> load_gpt2_dir(const std::filesystem::path& dir, std::string name) {
   namespace fs = std::filesystem;
-  for (const auto& [vocab, merges] : {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}})
+  for (const auto& [vocab, merges] :
+       {std::pair{"encoder.json", "vocab.bpe"}, std::pair{"vocab.json", "merges.txt"}})
     if (fs::exists(dir / vocab) && fs::exists(dir / merges))
       return BpeTokenizer::from_gpt2_files((dir / vocab).string(), (dir / merges).string(), std::move(name));
   throw make_error("tokenizer '", name, "': no encoder.json + vocab.bpe (or vocab.json + merges.txt) in '",
@@ -76,7 +78,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
       return load_vocab_txt(file);
     }
   if (ends_with(spec, ".json")) {
-    if (fs::exists(spec) && WordPieceTokenizer::is_wordpiece_json(spec)) return WordPieceTokenizer::from_tokenizer_json(spec);
+    if (fs::exists(spec) && WordPieceTokenizer::is_wordpiece_json(spec))
+      return WordPieceTokenizer::from_tokenizer_json(spec);
     return BpeTokenizer::from_tokenizer_json(spec);
   }
   if (ends_with(spec, ".txt")) return load_vocab_txt(spec);
@@ -88,10 +91,11 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& spec) {
       return load_vocab_txt(fs::path(spec) / "vocab.txt");
     return load_gpt2_dir(spec, fs::path(spec).filename().string());
   }
-  throw make_error("unknown tokenizer '", spec,
-                   "' (known: bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, bert-base-uncased, a "
-                   "path to a tokenizer.json, a .tiktoken file, a SentencePiece .model, a WordPiece vocab.txt, or a "
-                   "folder with GPT-2's files or a vocab.txt)");
+  throw make_error(
+      "unknown tokenizer '", spec,
+      "' (known: bytes, gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, bert-base-uncased, a "
+      "path to a tokenizer.json, a .tiktoken file, a SentencePiece .model, a WordPiece vocab.txt, or a "
+      "folder with GPT-2's files or a vocab.txt)");
 }
 
 }  // namespace strata::data

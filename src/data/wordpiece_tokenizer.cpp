@@ -24,11 +24,14 @@ enum : std::uint8_t { kWord, kSpace, kRemoved, kPunct };
 constexpr std::array<std::uint8_t, 128> ascii_classes() {
   std::array<std::uint8_t, 128> t{};
   for (int c = 0; c < 128; ++c) {
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') t[std::size_t(c)] = kSpace;
-    else if (c < 0x20 || c == 0x7F) t[std::size_t(c)] = kRemoved;  // Cc (\v and \f too: BERT removes them)
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+      t[std::size_t(c)] = kSpace;
+    else if (c < 0x20 || c == 0x7F)
+      t[std::size_t(c)] = kRemoved;  // Cc (\v and \f too: BERT removes them)
     else if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126))
       t[std::size_t(c)] = kPunct;
-    else t[std::size_t(c)] = kWord;
+    else
+      t[std::size_t(c)] = kWord;
   }
   return t;
 }
@@ -46,10 +49,12 @@ bool is_removed(UChar32 c) {
   if (c == '\t' || c == '\n' || c == '\r') return false;
   if (c == 0 || c == 0xFFFD) return true;
   switch (u_charType(c)) {
-    case U_CONTROL_CHAR: case U_FORMAT_CHAR: case U_PRIVATE_USE_CHAR: case U_SURROGATE: case U_UNASSIGNED:
-      return true;
-    default:
-      return false;
+    case U_CONTROL_CHAR:
+    case U_FORMAT_CHAR:
+    case U_PRIVATE_USE_CHAR:
+    case U_SURROGATE:
+    case U_UNASSIGNED: return true;
+    default: return false;
   }
 }
 
@@ -111,8 +116,10 @@ std::string read_text(const std::string& path) {
 
 WordPieceTokenizer::WordPieceTokenizer(std::string name, std::vector<std::string> tokens, Options options)
     : name_(std::move(name)), tokens_(std::move(tokens)), options_(std::move(options)) {
-  STRATA_CHECK(options_.max_input_chars_per_word > 0, "WordPiece '", name_, "': max_input_chars_per_word must be > 0");
-  STRATA_CHECK(!options_.continuing_prefix.empty(), "WordPiece '", name_, "': empty continuing-subword prefix");
+  STRATA_CHECK(options_.max_input_chars_per_word > 0, "WordPiece '", name_,
+               "': max_input_chars_per_word must be > 0");
+  STRATA_CHECK(!options_.continuing_prefix.empty(), "WordPiece '", name_,
+               "': empty continuing-subword prefix");
   const std::string& prefix = options_.continuing_prefix;
   whole_.reserve(tokens_.size());
   continuation_.reserve(tokens_.size() / 4);
@@ -123,8 +130,8 @@ WordPieceTokenizer::WordPieceTokenizer(std::string name, std::vector<std::string
     auto& map = cont ? continuation_ : whole_;
     const std::string_view key = cont ? t.substr(prefix.size()) : t;
     if (!map.emplace(key, std::int32_t(id)).second)
-      throw make_error("WordPiece '", name_, "': the entry '", t, "' appears twice (ids ",
-                       map.at(key), " and ", id, ")");
+      throw make_error("WordPiece '", name_, "': the entry '", t, "' appears twice (ids ", map.at(key),
+                       " and ", id, ")");
     (cont ? max_continuation_bytes_ : max_whole_bytes_) =
         std::max(cont ? max_continuation_bytes_ : max_whole_bytes_, key.size());
   }
@@ -138,10 +145,10 @@ WordPieceTokenizer::WordPieceTokenizer(std::string name, std::vector<std::string
     h.update(t);
     h.update("\n", 1);
   }
-  const std::string flags = std::string(options_.lowercase ? "L" : "l") + (options_.strip_accents ? "A" : "a") +
-                            (options_.handle_chinese_chars ? "C" : "c") + (options_.clean_text ? "T" : "t") +
-                            options_.unk_token + "|" + prefix + "|" +
-                            std::to_string(options_.max_input_chars_per_word);
+  const std::string flags =
+      std::string(options_.lowercase ? "L" : "l") + (options_.strip_accents ? "A" : "a") +
+      (options_.handle_chinese_chars ? "C" : "c") + (options_.clean_text ? "T" : "t") + options_.unk_token +
+      "|" + prefix + "|" + std::to_string(options_.max_input_chars_per_word);
   h.update(flags);
   hash_ = h.finish().hex();
 }
@@ -165,8 +172,8 @@ std::int32_t WordPieceTokenizer::special_token_id(std::string_view text) const {
 template <class Word>
 void WordPieceTokenizer::basic_words(std::string_view text, Word&& word) const {
   const bool lower = options_.lowercase, clean = options_.clean_text;
-  std::string buf;     // the current word (ASCII path) or a converted word (ICU path)
-  std::string piece;   // one punctuation character
+  std::string buf;    // the current word (ASCII path) or a converted word (ICU path)
+  std::string piece;  // one punctuation character
   const std::size_t n = text.size();
   std::size_t i = 0;
   while (i < n) {
@@ -278,7 +285,8 @@ void WordPieceTokenizer::word_pieces(std::string_view w, std::vector<std::int32_
     std::size_t end = std::min(w.size(), start + max_bytes);
     std::int32_t id = -1;
     for (; end > start; --end) {
-      if (end < w.size() && (static_cast<unsigned char>(w[end]) & 0xC0) == 0x80) continue;  // inside a character
+      if (end < w.size() && (static_cast<unsigned char>(w[end]) & 0xC0) == 0x80)
+        continue;  // inside a character
       const auto it = map.find(w.substr(start, end - start));
       if (it != map.end()) {
         id = it->second;
@@ -322,7 +330,8 @@ std::string WordPieceTokenizer::decode(std::span<const std::int32_t> ids) const 
   return s;
 }
 
-std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_txt(const std::string& path, std::string name) {
+std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_txt(const std::string& path,
+                                                                       std::string name) {
   const std::string text = read_text(path);
   std::vector<std::string> tokens;
   bool cased = false;
@@ -338,7 +347,8 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_txt(const std
     std::size_t lead = 0;
     while (lead < t.size() && (t[lead] == ' ' || t[lead] == '\t')) ++lead;
     t.erase(0, lead);
-    if (t.empty()) throw make_error("tokenizer file '", path, "': line ", line_no, " is empty (one entry per line)");
+    if (t.empty())
+      throw make_error("tokenizer file '", path, "': line ", line_no, " is empty (one entry per line)");
     if (!(t.front() == '[' && t.back() == ']'))
       for (char c : t) cased = cased || (c >= 'A' && c <= 'Z');
     tokens.push_back(std::move(t));
@@ -355,7 +365,8 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_txt(const std
 
 bool WordPieceTokenizer::is_wordpiece_json(const std::string& path) {
   const nlohmann::json j = nlohmann::json::parse(read_text(path), nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains("model") && j["model"].is_object() && j["model"].value("type", "") == "WordPiece";
+  return j.is_object() && j.contains("model") && j["model"].is_object() &&
+         j["model"].value("type", "") == "WordPiece";
 }
 
 std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(const std::string& path) {
@@ -376,7 +387,8 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(cons
       throw make_error("tokenizer file '", path, "': token '", text, "' has id ", value.dump());
     const std::size_t id = value.get<std::size_t>();
     if (id >= tokens.size()) tokens.resize(id + 1);
-    if (!tokens[id].empty()) throw make_error("tokenizer file '", path, "': id ", id, " is given to two tokens");
+    if (!tokens[id].empty())
+      throw make_error("tokenizer file '", path, "': id ", id, " is given to two tokens");
     tokens[id] = text;
   }
   Options o;
@@ -402,8 +414,9 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(cons
                      "' is not supported with WordPiece (BertPreTokenizer)");
   namespace fs = std::filesystem;
   const fs::path p(path);
-  std::string name = p.has_parent_path() && !p.parent_path().filename().empty() ? p.parent_path().filename().string()
-                                                                                 : p.stem().string();
+  std::string name = p.has_parent_path() && !p.parent_path().filename().empty()
+                         ? p.parent_path().filename().string()
+                         : p.stem().string();
   try {
     return std::make_unique<WordPieceTokenizer>(std::move(name), std::move(tokens), o);
   } catch (const Error& e) {

@@ -8,16 +8,17 @@
 namespace strata::model {
 
 template <class B>
-Decoder<B>::Decoder(const config::ModelConfig& cfg, int max_len, int tp_size, int tp_rank, comm::Communicator* tp,
-                    B* backend)
-    : stage_(cfg, 1, max_len > 0 ? max_len : cfg.max_seq_len,
-             [&] {
-               ChunkPlacement p;
-               p.tp_size = tp_size;
-               p.tp_rank = tp_rank;
-               return p;
-             }(),
-             tp, 1, backend, StageMode::inference),
+Decoder<B>::Decoder(const config::ModelConfig& cfg, int max_len, int tp_size, int tp_rank,
+                    comm::Communicator* tp, B* backend)
+    : stage_(
+          cfg, 1, max_len > 0 ? max_len : cfg.max_seq_len,
+          [&] {
+            ChunkPlacement p;
+            p.tp_size = tp_size;
+            p.tp_rank = tp_rank;
+            return p;
+          }(),
+          tp, 1, backend, StageMode::inference),
       tp_size_(tp_size) {
   const std::int64_t Tm = stage_.planned_seq_len(), V = stage_.plan().dims.V;
   const auto i_gathered = host_.add("logits_gathered", {tp_size, Tm, V}, dtype_of<H>(), "call");
@@ -29,8 +30,8 @@ Decoder<B>::Decoder(const config::ModelConfig& cfg, int max_len, int tp_size, in
 
 template <class B>
 void Decoder<B>::truncate(int position) {
-  STRATA_CHECK(position >= 0 && position <= pos_, "decoder: cannot truncate the cache of ", pos_, " tokens to ",
-               position);
+  STRATA_CHECK(position >= 0 && position <= pos_, "decoder: cannot truncate the cache of ", pos_,
+               " tokens to ", position);
   pos_ = position;
 }
 

@@ -69,7 +69,8 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
   const int tp = place.tp_size, r = place.tp_rank;
   const std::int64_t C = cfg.d_model, F = cfg.ffn();
   const std::int64_t HS = cfg.head_size(), Q = cfg.num_heads * HS, KV = cfg.kv_heads() * HS;
-  const std::int64_t V = cfg.vocab_size, Vp = padded_vocab(cfg.vocab_size, tp, place.vocab_multiple), Vl = Vp / tp;
+  const std::int64_t V = cfg.vocab_size, Vp = padded_vocab(cfg.vocab_size, tp, place.vocab_multiple),
+                     Vl = Vp / tp;
   const double std0 = cfg.init_std;
   // GPT-2: residual-branch output projections scaled by 1/sqrt(2 L) so the residual stream's
   // variance does not grow with depth (Radford et al. 2019, section 2.3).

@@ -21,7 +21,9 @@ inline ChunkPlacement tp_placement(const comm::RankGrid& grid) {
 template <class B>
 struct BackendHolder {
   BackendHolder(comm::RankGrid& grid, std::unique_ptr<B> backend)
-      : grid_(grid), be(std::move(backend)), groups(grid.device_groups(B::spec().device, be->stream_handle())) {}
+      : grid_(grid),
+        be(std::move(backend)),
+        groups(grid.device_groups(B::spec().device, be->stream_handle())) {}
   ~BackendHolder() {
     be->synchronize();
     grid_.release_device_groups();
@@ -34,7 +36,8 @@ struct BackendHolder {
 template <class B>
 class StageForward final : public ForwardModel {
  public:
-  StageForward(const config::ModelConfig& cfg, int batch, int seq_len, comm::RankGrid& grid, std::unique_ptr<B> backend)
+  StageForward(const config::ModelConfig& cfg, int batch, int seq_len, comm::RankGrid& grid,
+               std::unique_ptr<B> backend)
       : hold_(grid, std::move(backend)),
         stage_(cfg, batch, seq_len, tp_placement(grid), grid.shape().tp > 1 ? hold_.groups.tp : nullptr, 1,
                hold_.be.get(), StageMode::evaluate) {}
@@ -46,7 +49,8 @@ class StageForward final : public ForwardModel {
   LossSum forward(const std::int32_t* tokens, const std::int32_t* targets) override {
     return stage_.forward(tokens, targets);
   }
-  LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets, float* token_losses) override {
+  LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets,
+                         float* token_losses) override {
     const std::size_t n = std::size_t(stage_.activation_rows());  // batch x seq_len (no sequence parallelism)
     host_losses_.resize(n);
     stage_.forward_chunk(0, tokens, nullptr);
@@ -71,10 +75,11 @@ class StageForward final : public ForwardModel {
 template <class B>
 class BackendDecoder final : public DecoderModel {
  public:
-  BackendDecoder(const config::ModelConfig& cfg, int max_len, comm::RankGrid& grid, std::unique_ptr<B> backend)
+  BackendDecoder(const config::ModelConfig& cfg, int max_len, comm::RankGrid& grid,
+                 std::unique_ptr<B> backend)
       : hold_(grid, std::move(backend)),
-        dec_(cfg, max_len, grid.shape().tp, grid.coord().tp_rank, grid.shape().tp > 1 ? hold_.groups.tp : nullptr,
-             hold_.be.get()) {}
+        dec_(cfg, max_len, grid.shape().tp, grid.coord().tp_rank,
+             grid.shape().tp > 1 ? hold_.groups.tp : nullptr, hold_.be.get()) {}
   const ParameterTable& table() const override { return dec_.table(); }
   void upload_parameters(const float* host) override {
     if constexpr (std::is_same_v<typename B::Host, float>) dec_.upload_parameters(host);

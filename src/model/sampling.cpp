@@ -14,7 +14,8 @@ void validate(const SamplingOptions& opt) {
   if (!(opt.temperature >= 0) || !std::isfinite(opt.temperature))
     throw make_error("--temperature must be >= 0 (0 = greedy), got ", opt.temperature);
   if (opt.top_k < 0) throw make_error("--top-k must be >= 0 (0 = off), got ", opt.top_k);
-  if (!(opt.top_p > 0 && opt.top_p <= 1)) throw make_error("--top-p must be in (0, 1] (1 = off), got ", opt.top_p);
+  if (!(opt.top_p > 0 && opt.top_p <= 1))
+    throw make_error("--top-p must be in (0, 1] (1 = off), got ", opt.top_p);
 }
 
 template <class T>
@@ -44,8 +45,9 @@ std::span<const double> Sampler::distribution(std::span<const T> logits) {
   for (double& p : probs_) p /= z;
   // Token ids by decreasing probability (ties: lower id first).
   std::iota(order_.begin(), order_.end(), 0);
-  std::stable_sort(order_.begin(), order_.end(),
-                   [&](std::int32_t a, std::int32_t b) { return probs_[std::size_t(a)] > probs_[std::size_t(b)]; });
+  std::stable_sort(order_.begin(), order_.end(), [&](std::int32_t a, std::int32_t b) {
+    return probs_[std::size_t(a)] > probs_[std::size_t(b)];
+  });
   kept_ = opt_.top_k > 0 ? std::min<std::int64_t>(opt_.top_k, std::int64_t(V)) : std::int64_t(V);
   if (opt_.top_p < 1) {
     // Nucleus over the top-k set, renormalised: the smallest prefix reaching top_p.
@@ -81,9 +83,9 @@ std::int32_t Sampler::next(std::span<const T> logits, std::uint64_t step) {
   return order_[std::size_t(kept_ - 1)];  // u beyond a cumulative sum rounded below 1
 }
 
-#define STRATA_INSTANTIATE(T)                                                             \
-  template std::int32_t argmax<T>(std::span<const T>);                                    \
-  template std::span<const double> Sampler::distribution<T>(std::span<const T> logits);   \
+#define STRATA_INSTANTIATE(T)                                                           \
+  template std::int32_t argmax<T>(std::span<const T>);                                  \
+  template std::span<const double> Sampler::distribution<T>(std::span<const T> logits); \
   template std::int32_t Sampler::next<T>(std::span<const T> logits, std::uint64_t step);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)

@@ -21,8 +21,11 @@ U* plan_ptr(const MemoryPlan& plan, std::size_t index) {
 template <class B>
 Stage<B>::Stage(const config::ModelConfig& cfg, int batch, int seq_len, const ChunkPlacement& placement,
                 comm::Communicator* tp, int slots, B* backend, StageMode mode)
-    : plan_(cfg, placement, batch, seq_len, slots, B::spec(), mode), tp_(tp), be_(backend),
-      d_(plan_.dims), rms_(cfg.norm == config::NormKind::rmsnorm) {
+    : plan_(cfg, placement, batch, seq_len, slots, B::spec(), mode),
+      tp_(tp),
+      be_(backend),
+      d_(plan_.dims),
+      rms_(cfg.norm == config::NormKind::rmsnorm) {
   const int tps = placement.tp_size;
   STRATA_CHECK(tps == 1 || (tp && tp->size() == tps), "tensor parallelism over ", tps,
                " ranks needs a TP communicator of that size");
@@ -35,7 +38,8 @@ Stage<B>::Stage(const config::ModelConfig& cfg, int batch, int seq_len, const Ch
       throw make_error("a ", B::spec().name, " stage needs its engine's backend");
     }
   }
-  for (int l = d_.first_layer; l < d_.first_layer + d_.L; ++l) layer_ranges_.push_back(plan_.table.layer_range(l));
+  for (int l = d_.first_layer; l < d_.first_layer + d_.L; ++l)
+    layer_ranges_.push_back(plan_.table.layer_range(l));
   if (d_.sp)
     for (const ParamInfo& p : plan_.table.entries())
       if (p.grad_needs_tp_sum) sp_sum_spans_.emplace_back(p.offset, p.numel);
@@ -63,10 +67,10 @@ void Stage<B>::bind() {
     for (std::size_t i : si.resid) sb.resid.push_back(plan_ptr<A>(P, i));
     for (const StagePlan::Layer& a : si.layers)
       sb.layers.push_back({plan_ptr<S>(P, a.ln1_mean), plan_ptr<S>(P, a.ln1_rstd), plan_ptr<A>(P, a.ln1),
-                           plan_ptr<A>(P, a.q), plan_ptr<A>(P, a.k), plan_ptr<A>(P, a.v), plan_ptr<S>(P, a.attn_saved),
-                           plan_ptr<A>(P, a.attn_y), plan_ptr<A>(P, a.mid), plan_ptr<S>(P, a.ln2_mean),
-                           plan_ptr<S>(P, a.ln2_rstd), plan_ptr<A>(P, a.ln2), plan_ptr<A>(P, a.fc),
-                           plan_ptr<A>(P, a.up), plan_ptr<A>(P, a.act)});
+                           plan_ptr<A>(P, a.q), plan_ptr<A>(P, a.k), plan_ptr<A>(P, a.v),
+                           plan_ptr<S>(P, a.attn_saved), plan_ptr<A>(P, a.attn_y), plan_ptr<A>(P, a.mid),
+                           plan_ptr<S>(P, a.ln2_mean), plan_ptr<S>(P, a.ln2_rstd), plan_ptr<A>(P, a.ln2),
+                           plan_ptr<A>(P, a.fc), plan_ptr<A>(P, a.up), plan_ptr<A>(P, a.act)});
     sb.lnf_mean = plan_ptr<S>(P, si.lnf_mean);
     sb.lnf_rstd = plan_ptr<S>(P, si.lnf_rstd);
     sb.head_dx = plan_ptr<G>(P, si.head_dx);
@@ -140,8 +144,8 @@ void Stage<B>::set_seq_len(int seq_len) {
                plan_.dims.T, "], the length this model chunk was planned for");
   const std::int64_t N = std::int64_t(d_.B) * seq_len;
   const int tps = plan_.place.tp_size;
-  STRATA_CHECK(!plan_.place.sequence_parallel || N % tps == 0, "sequence parallelism needs batch x seq_len (", d_.B,
-               " x ", seq_len, ") divisible by tp (", tps, ")");
+  STRATA_CHECK(!plan_.place.sequence_parallel || N % tps == 0, "sequence parallelism needs batch x seq_len (",
+               d_.B, " x ", seq_len, ") divisible by tp (", tps, ")");
   d_.T = seq_len;
   d_.N = N;
   d_.Nsp = plan_.place.sequence_parallel ? N / tps : N;
@@ -163,13 +167,15 @@ void Stage<B>::reduce_sequence_parallel_grads(std::int64_t begin, std::int64_t e
 
 template <class B>
 AttentionDims Stage<B>::attention_dims() const {
-  return {d_.B, d_.T, d_.NH, d_.NKV, d_.HS, d_.Q, d_.KV, plan_.cfg.attention == config::AttentionKind::causal};
+  return {d_.B,  d_.T, d_.NH, d_.NKV,
+          d_.HS, d_.Q, d_.KV, plan_.cfg.attention == config::AttentionKind::causal};
 }
 
 // ---- tensor-parallel communication ----------------------------------------------------
 
 template <class B>
-void Stage<B>::norm_into_full(A* full, S* mean, S* rstd, const A* x, const A* w, const A* b, std::int64_t rows) {
+void Stage<B>::norm_into_full(A* full, S* mean, S* rstd, const A* x, const A* w, const A* b,
+                              std::int64_t rows) {
   A* y = d_.sp ? full + std::int64_t(plan_.place.tp_rank) * rows * d_.C : full;
   be_->norm_forward(rms_, y, mean, rstd, x, w, b, rows, d_.C, plan_.cfg.norm_eps);
   if (d_.sp) tp_->all_gather(y, full, std::size_t(rows * d_.C), dtype_of<A>());
@@ -178,15 +184,19 @@ void Stage<B>::norm_into_full(A* full, S* mean, S* rstd, const A* x, const A* w,
 template <class B>
 void Stage<B>::reduce_from_tp(A* partial, A* out) {
   if (plan_.place.tp_size == 1) return;  // partial == out
-  if (d_.sp) tp_->reduce_scatter(partial, out, std::size_t(d_.Nsp * d_.C), dtype_of<A>());
-  else tp_->all_reduce(out, std::size_t(d_.N * d_.C), dtype_of<A>());
+  if (d_.sp)
+    tp_->reduce_scatter(partial, out, std::size_t(d_.Nsp * d_.C), dtype_of<A>());
+  else
+    tp_->all_reduce(out, std::size_t(d_.N * d_.C), dtype_of<A>());
 }
 
 template <class B>
 void Stage<B>::reduce_grad_to_shard(A* partial_full, A* shard) {
   if (plan_.place.tp_size == 1) return;  // partial_full == shard
-  if (d_.sp) tp_->reduce_scatter(partial_full, shard, std::size_t(d_.Nsp * d_.C), dtype_of<A>());
-  else tp_->all_reduce(shard, std::size_t(d_.N * d_.C), dtype_of<A>());
+  if (d_.sp)
+    tp_->reduce_scatter(partial_full, shard, std::size_t(d_.Nsp * d_.C), dtype_of<A>());
+  else
+    tp_->all_reduce(shard, std::size_t(d_.N * d_.C), dtype_of<A>());
 }
 
 template <class B>
@@ -212,8 +222,8 @@ void Stage<B>::upload_tokens(std::int32_t* dst, const std::int32_t* tokens, std:
   // Token ids must be in the vocabulary; a target may also be negative (no loss at that row).
   const int vocab = plan_.cfg.vocab_size;
   for (std::int64_t i = 0; i < n; ++i)
-    STRATA_CHECK(tokens[i] < vocab && (tokens[i] >= 0 || targets), targets ? "target" : "token", " id ", tokens[i],
-                 " at position ", i, " is outside the vocabulary [0, ", vocab, ")");
+    STRATA_CHECK(tokens[i] < vocab && (tokens[i] >= 0 || targets), targets ? "target" : "token", " id ",
+                 tokens[i], " at position ", i, " is outside the vocabulary [0, ", vocab, ")");
   be_->upload(dst, tokens, std::size_t(n) * sizeof(std::int32_t));
 }
 
@@ -224,7 +234,8 @@ void Stage<B>::embed_forward(const SlotBuffers& s, std::int64_t pos) {
   A* out = s.resid[0];
   A* partial = d_.sp ? partial_ : out;
   be_->embedding_forward(partial, s.tokens, w_.wte, d_.N, d_.C, d_.vocab_start, std::int64_t(d_.V));
-  if (w_.wpe && plan_.place.tp_rank == 0) be_->position_embedding_forward(partial, w_.wpe + pos * d_.C, d_.B, d_.T, d_.C);
+  if (w_.wpe && plan_.place.tp_rank == 0)
+    be_->position_embedding_forward(partial, w_.wpe + pos * d_.C, d_.B, d_.T, d_.C);
   reduce_from_tp(partial, out);
 }
 
@@ -248,8 +259,10 @@ void Stage<B>::layer_forward(const SlotBuffers& s, int li, const Cache* cache) {
     be_->rope(false, a.q, rope_table_, d_.B, d_.T, d_.NH, d_.HS, plan_.cfg.rope_theta, pos);
     be_->rope(false, k, rope_table_, d_.B, d_.T, d_.NKV, d_.HS, plan_.cfg.rope_theta, pos);
   }
-  if (cache) be_->attention_cached(a.attn_y, attn_work_, a.q, cache->k, cache->v, pos, attention_dims());
-  else be_->attention_forward(a.attn_y, a.attn_saved, a.q, a.k, a.v, attention_dims());
+  if (cache)
+    be_->attention_cached(a.attn_y, attn_work_, a.q, cache->k, cache->v, pos, attention_dims());
+  else
+    be_->attention_forward(a.attn_y, a.attn_saved, a.q, a.k, a.v, attention_dims());
   A* partial = d_.sp ? partial_ : a.mid;
   be_->linear_forward(partial, a.attn_y, w.wo, static_cast<const A*>(nullptr), N, Q, C);
   reduce_from_tp(partial, a.mid);
@@ -300,7 +313,8 @@ void Stage<B>::head_forward(const SlotBuffers& s, const A* x, std::int64_t rows,
 }
 
 template <class B>
-void Stage<B>::loss_into(int slot, const std::int32_t* targets, S grad_scale, bool with_grad, H* host_losses) {
+void Stage<B>::loss_into(int slot, const std::int32_t* targets, S grad_scale, bool with_grad,
+                         H* host_losses) {
   static_assert(std::is_same_v<S, H>, "the losses are downloaded as they are");
   STRATA_CHECK(plan_.place.has_head && targets_, "loss() called on a model chunk without the output layer");
   const SlotBuffers& s = slots_.at(std::size_t(slot));
@@ -366,13 +380,16 @@ void Stage<B>::layer_backward(const SlotBuffers& s, int li) {
   if (g.b2) be_->bias_grad(g.b2, d_resid_, Ns, C);
   const A* d_out = grad_out_full();
   be_->linear_backward(d_act_, false, g.w2, static_cast<G*>(nullptr), d_out, a.act, w.w2, N, F, C);
-  if (plan_.cfg.mlp == config::MlpKind::gelu) be_->gelu_backward(d_fc_, d_act_, a.fc, N * F);
-  else be_->swiglu_backward(d_fc_, d_up_, d_act_, a.fc, a.up, N * F);
+  if (plan_.cfg.mlp == config::MlpKind::gelu)
+    be_->gelu_backward(d_fc_, d_act_, a.fc, N * F);
+  else
+    be_->swiglu_backward(d_fc_, d_up_, d_act_, a.fc, a.up, N * F);
   be_->linear_backward(dx_full, false, g.w1, g.b1, d_fc_, a.ln2, w.w1, N, C, F);
-  if (plan_.cfg.mlp == config::MlpKind::swiglu) be_->linear_backward(dx_full, true, g.w3, g.b3, d_up_, a.ln2, w.w3, N, C, F);
+  if (plan_.cfg.mlp == config::MlpKind::swiglu)
+    be_->linear_backward(dx_full, true, g.w3, g.b3, d_up_, a.ln2, w.w3, N, C, F);
   reduce_grad_to_shard(dx_full, d_ln_);
-  be_->norm_backward(rms_, d_resid_, g.mlp_norm_w, g.mlp_norm_b, d_ln_, a.mid, w.mlp_norm_w, a.ln2_mean, a.ln2_rstd,
-                     Ns, C);
+  be_->norm_backward(rms_, d_resid_, g.mlp_norm_w, g.mlp_norm_b, d_ln_, a.mid, w.mlp_norm_w, a.ln2_mean,
+                     a.ln2_rstd, Ns, C);
   // mid = x + Wo attn(...) + bo: likewise d_resid becomes dL/dx.
   if (g.bo) be_->bias_grad(g.bo, d_resid_, Ns, C);
   d_out = grad_out_full();
@@ -387,8 +404,8 @@ void Stage<B>::layer_backward(const SlotBuffers& s, int li) {
   be_->linear_backward(dx_full, true, g.wk, g.bk, d_k_, a.ln1, w.wk, N, C, KV);
   be_->linear_backward(dx_full, true, g.wv, g.bv, d_v_, a.ln1, w.wv, N, C, KV);
   reduce_grad_to_shard(dx_full, d_ln_);
-  be_->norm_backward(rms_, d_resid_, g.attn_norm_w, g.attn_norm_b, d_ln_, x, w.attn_norm_w, a.ln1_mean, a.ln1_rstd,
-                     Ns, C);
+  be_->norm_backward(rms_, d_resid_, g.attn_norm_w, g.attn_norm_b, d_ln_, x, w.attn_norm_w, a.ln1_mean,
+                     a.ln1_rstd, Ns, C);
 }
 
 template <class B>
@@ -397,8 +414,10 @@ void Stage<B>::embed_backward(const SlotBuffers& s) {
   const G* d = d_resid_;
   if (d_.sp) {
     G* full = nullptr;
-    if constexpr (std::is_same_v<A, G>) full = d_out_;
-    else full = d_resid_full_;
+    if constexpr (std::is_same_v<A, G>)
+      full = d_out_;
+    else
+      full = d_resid_full_;
     tp_->all_gather(d_resid_, full, std::size_t(d_.Nsp * d_.C), dtype_of<G>());
     d = full;
   }

@@ -44,8 +44,8 @@ std::int64_t attention_work_elems(const BackendSpec& spec, std::int64_t B, std::
   return spec.attention == AttentionMemory::probabilities ? T * T : B * T * NH * HS + B * NH * T;
 }
 
-StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& placement, int batch, int seq_len,
-                     int n_slots, const BackendSpec& backend, StageMode stage_mode)
+StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& placement, int batch,
+                     int seq_len, int n_slots, const BackendSpec& backend, StageMode stage_mode)
     : cfg(model), place(placement), spec(backend), mode(stage_mode) {
   const int tps = place.tp_size;
   // train: every layer's activations per slot, gradients, backward work space; evaluate:
@@ -57,8 +57,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
                " is outside [1, model.max_seq_len = ", cfg.max_seq_len, "]");
   STRATA_CHECK(batch >= 1, "micro-batch of ", batch, " sequences, expected >= 1");
   STRATA_CHECK(cfg.num_heads % tps == 0 && cfg.kv_heads() % tps == 0 && cfg.ffn() % tps == 0, "tp = ", tps,
-               " must divide heads (", cfg.num_heads, "), KV heads (", cfg.kv_heads(), ") and the MLP width (",
-               cfg.ffn(), ")");
+               " must divide heads (", cfg.num_heads, "), KV heads (", cfg.kv_heads(),
+               ") and the MLP width (", cfg.ffn(), ")");
   STRATA_CHECK(!cached || (batch == 1 && n_slots == 1 && !place.sequence_parallel),
                "an inference stage holds one sequence, one slot and no sequence parallelism");
   STRATA_CHECK(train || n_slots == 1, "only a training stage keeps several micro-batches in flight");
@@ -75,8 +75,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   d.first_layer = place.first_layer;
   d.N = std::int64_t(batch) * seq_len;
   d.sp = place.sequence_parallel && tps > 1;
-  STRATA_CHECK(!place.sequence_parallel || d.N % tps == 0, "sequence parallelism needs batch x seq_len (", d.N,
-               ") divisible by tp (", tps, ")");
+  STRATA_CHECK(!place.sequence_parallel || d.N % tps == 0, "sequence parallelism needs batch x seq_len (",
+               d.N, ") divisible by tp (", tps, ")");
   d.Nsp = place.sequence_parallel ? d.N / tps : d.N;
   d.Q = std::int64_t(d.NH) * d.HS;
   d.KV = std::int64_t(d.NKV) * d.HS;
@@ -111,7 +111,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     a.q = add("q", {N, Q}, A);
     a.k = cached ? none : add("k", {N, KV}, A);  // inference: straight into the cache
     a.v = cached ? none : add("v", {N, KV}, A);
-    a.attn_saved = saved > 0 ? add(spec.attention == AttentionMemory::flash ? "attn_lse" : "att", {saved}, S) : none;
+    a.attn_saved =
+        saved > 0 ? add(spec.attention == AttentionMemory::flash ? "attn_lse" : "att", {saved}, S) : none;
     a.attn_y = add("attn_y", {N, Q}, A);
     a.mid = add("mid", {Ns, C}, A);
     a.ln2_mean = cfg.norm == config::NormKind::layernorm ? add("ln2_mean", {Ns}, S) : none;
@@ -127,18 +128,22 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   slots.resize(std::size_t(n_slots));
   std::array<std::size_t, 2> pingpong{none, none};
   if (!train)  // forward only: layer l reads stream l % 2 and writes the other
-    for (int i = 0; i < 2; ++i) pingpong[std::size_t(i)] = acts.add("resid." + std::to_string(i), {Ns, C}, A, "call");
+    for (int i = 0; i < 2; ++i)
+      pingpong[std::size_t(i)] = acts.add("resid." + std::to_string(i), {Ns, C}, A, "call");
   for (int s = 0; s < n_slots; ++s) {
     const std::string sp = n_slots > 1 ? "slot" + std::to_string(s) + "." : "";
     Slot& si = slots[std::size_t(s)];
     for (int l = 0; l <= d.L; ++l)
-      si.resid.push_back(train ? acts.add(sp + "resid." + std::to_string(d.first_layer + l), {Ns, C}, A, "step")
-                               : pingpong[std::size_t(l % 2)]);
+      si.resid.push_back(train
+                             ? acts.add(sp + "resid." + std::to_string(d.first_layer + l), {Ns, C}, A, "step")
+                             : pingpong[std::size_t(l % 2)]);
     for (int l = 0; l < d.L; ++l)
-      si.layers.push_back(shared ? shared_set
-                                 : add_layer_set(sp + "layers." + std::to_string(d.first_layer + l) + ".", "step"));
+      si.layers.push_back(
+          shared ? shared_set
+                 : add_layer_set(sp + "layers." + std::to_string(d.first_layer + l) + ".", "step"));
     if (place.has_head) {
-      if (cfg.norm == config::NormKind::layernorm) si.lnf_mean = acts.add(sp + "final_norm_mean", {Ns}, S, "step");
+      if (cfg.norm == config::NormKind::layernorm)
+        si.lnf_mean = acts.add(sp + "final_norm_mean", {Ns}, S, "step");
       si.lnf_rstd = acts.add(sp + "final_norm_rstd", {Ns}, S, "step");
       if (train) si.head_dx = acts.add(sp + "grad.head_input", {Ns, C}, G, "step");
     }

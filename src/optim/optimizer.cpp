@@ -12,8 +12,8 @@ std::vector<ParamGroup> make_param_groups(const model::ParameterTable& table,
                                           const config::OptimConfig& cfg) {
   std::vector<ParamGroup> groups;
   for (const auto& p : table.entries()) {
-    const bool decay = p.kind == model::ParamKind::matrix ||
-                       (p.kind == model::ParamKind::embedding && cfg.decay_embeddings);
+    const bool decay =
+        p.kind == model::ParamKind::matrix || (p.kind == model::ParamKind::embedding && cfg.decay_embeddings);
     const double wd = decay ? cfg.weight_decay : 0.0;
     if (!groups.empty() && groups.back().weight_decay == wd &&
         groups.back().offset + groups.back().numel == p.offset)
@@ -56,10 +56,9 @@ template <class T>
 void AdamW<T>::step(T* params, const T* grads, double lr, double grad_scale) {
   ++step_;
   for (const ParamGroup& g : groups_) {
-    const kernels::cpu::AdamWParams p{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, g.weight_decay,
+    const kernels::cpu::AdamWParams p{lr,         cfg_.beta1, cfg_.beta2, cfg_.eps, g.weight_decay,
                                       grad_scale, step_};
-    kernels::cpu::adamw_update(params + g.offset, grads + g.offset, m_ + g.offset, v_ + g.offset,
-                               g.numel, p);
+    kernels::cpu::adamw_update(params + g.offset, grads + g.offset, m_ + g.offset, v_ + g.offset, g.numel, p);
   }
 }
 

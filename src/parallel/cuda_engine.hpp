@@ -7,7 +7,8 @@
 
 namespace strata::parallel {
 
-std::unique_ptr<Engine> make_cuda_engine(const config::ModelConfig& model, const config::ParallelConfig& parallel,
+std::unique_ptr<Engine> make_cuda_engine(const config::ModelConfig& model,
+                                         const config::ParallelConfig& parallel,
                                          const config::OptimConfig& optim, int seq_len, int microbatches,
                                          comm::RankGrid& grid);
 

@@ -12,7 +12,11 @@ namespace strata::parallel {
 template <class B>
 DistributedOptimizer<B>::DistributedOptimizer(const config::OptimConfig& optim, const ShardingPlan& sharding,
                                               comm::Communicator& dp, B& backend)
-    : optim_(optim), plan_(sharding), dp_(dp), be_(backend), mem_(plan_optimizer_memory(sharding, B::spec())) {
+    : optim_(optim),
+      plan_(sharding),
+      dp_(dp),
+      be_(backend),
+      mem_(plan_optimizer_memory(sharding, B::spec())) {
   static_assert(std::is_same_v<G, float>, "the optimizer state and the reduced gradients are fp32");
   STRATA_CHECK(dp.size() == plan_.dp_size, "optimizer: the DP group has ", dp.size(), " ranks, the plan ",
                plan_.dp_size);
@@ -44,8 +48,9 @@ void DistributedOptimizer<B>::launch(std::size_t i, G* grads) {
     void* st = static_cast<char*>(stage_) + std::size_t(b.begin) * 2;
     be_.cast_to_bf16(st, grads + b.begin, b.size());
     if (plan_.sharded())
-      pending_[i] = dp_.ireduce_scatter(st, static_cast<char*>(stage_shard_) + std::size_t(plan_.shard_offset[i]) * 2,
-                                        piece, DType::bf16, comm::ReduceOp::sum);
+      pending_[i] =
+          dp_.ireduce_scatter(st, static_cast<char*>(stage_shard_) + std::size_t(plan_.shard_offset[i]) * 2,
+                              piece, DType::bf16, comm::ReduceOp::sum);
     else
       pending_[i] = dp_.iall_reduce(st, std::size_t(b.size()), DType::bf16, comm::ReduceOp::sum);
   } else if (plan_.sharded()) {
@@ -119,7 +124,8 @@ void DistributedOptimizer<B>::step(A* params, const G* grads, double lr, double 
   for (std::size_t i = 0; i < plan_.buckets.size(); ++i) {
     const Range& b = plan_.buckets[i];
     const Range piece = shard_piece(b, plan_.dp_size, plan_.dp_rank);
-    pending_[i] = dp_.iall_gather(params + piece.begin, params + b.begin, std::size_t(piece.size()), dtype_of<A>());
+    pending_[i] =
+        dp_.iall_gather(params + piece.begin, params + b.begin, std::size_t(piece.size()), dtype_of<A>());
   }
   for (auto& w : pending_) dp_.wait(w);
   gather_end = be_.mark();

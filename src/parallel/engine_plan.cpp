@@ -18,12 +18,14 @@ std::vector<int> layers_per_virtual_stage(const config::ModelConfig& model, cons
 }
 
 model::BackendSpec backend_spec(config::DeviceKind device) {
-  return device == config::DeviceKind::cuda ? model::cuda_backend_spec() : model::cpu_backend_spec(DType::f32);
+  return device == config::DeviceKind::cuda ? model::cuda_backend_spec()
+                                            : model::cpu_backend_spec(DType::f32);
 }
 
 EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelConfig& parallel,
-                       const config::OptimConfig& optim, int seq_len, int microbatches, const comm::GridShape& shape,
-                       const comm::GridCoord& coord, const model::BackendSpec& spec) {
+                       const config::OptimConfig& optim, int seq_len, int microbatches,
+                       const comm::GridShape& shape, const comm::GridCoord& coord,
+                       const model::BackendSpec& spec) {
   STRATA_CHECK(microbatches >= 1, "an engine step needs at least one micro-batch (got ", microbatches, ")");
   EnginePlan e;
   e.shape = shape;
@@ -36,8 +38,8 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
   const int pp = shape.pp, stage = coord.pp_rank, v = parallel.virtual_stages;
   e.schedule = build_schedule(parallel.schedule, pp, stage, microbatches, v);
   const std::vector<int> lps = layers_per_virtual_stage(model, parallel);
-  STRATA_CHECK(int(lps.size()) == pp * v, "parallel.layers_per_stage lists ", lps.size(), " stages, expected pp x ",
-               "virtual_stages = ", pp * v);
+  STRATA_CHECK(int(lps.size()) == pp * v, "parallel.layers_per_stage lists ", lps.size(),
+               " stages, expected pp x ", "virtual_stages = ", pp * v);
   const int last_vs = pp * v - 1;
   for (int c = 0; c < v; ++c) {
     const int vs = c * pp + stage;
@@ -52,13 +54,16 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
     place.flat_multiple = shape.dp;
     place.vocab_multiple = spec.vocab_multiple;
     const int slots = std::max(1, max_in_flight(e.schedule, c));
-    ChunkPlan cp{vs, place, slots, model::StagePlan(model, place, parallel.micro_batch_size, seq_len, slots, spec), {}, {}};
+    ChunkPlan cp{vs,    place,
+                 slots, model::StagePlan(model, place, parallel.micro_batch_size, seq_len, slots, spec),
+                 {},    {}};
     // The tied embedding lives on the first and the last virtual stage: its gradient is summed
     // over both after the schedule, so its DP reduction waits for that.
     std::vector<Range> defer;
     const model::ParamInfo* wte = cp.stage.table.find("embed.wte");
     if (model.tied_embeddings && last_vs > 0 && wte) defer.push_back({wte->offset, wte->offset + wte->numel});
-    cp.sharding = make_sharding_plan(cp.stage.table, optim, parallel, shape.dp, coord.dp_rank, std::move(defer));
+    cp.sharding =
+        make_sharding_plan(cp.stage.table, optim, parallel, shape.dp, coord.dp_rank, std::move(defer));
     cp.optimizer = plan_optimizer_memory(cp.sharding, spec);
     e.chunks.push_back(std::move(cp));
   }
@@ -116,23 +121,26 @@ std::string EnginePlan::describe(std::size_t rows) const {
   if (schedule.size() > 48) {
     const std::vector<PipelineAction> head(schedule.begin(), schedule.begin() + 32),
         tail(schedule.end() - 8, schedule.end());
-    schedule_text = to_string(head) + " ... " + to_string(tail) + " (" + std::to_string(schedule.size()) + " actions)";
+    schedule_text =
+        to_string(head) + " ... " + to_string(tail) + " (" + std::to_string(schedule.size()) + " actions)";
   }
-  os << "engine: " << spec.name << ", rank (tp " << coord.tp_rank << "/" << shape.tp << ", dp " << coord.dp_rank << "/"
-     << shape.dp << ", pp " << coord.pp_rank << "/" << shape.pp << ")\n"
+  os << "engine: " << spec.name << ", rank (tp " << coord.tp_rank << "/" << shape.tp << ", dp "
+     << coord.dp_rank << "/" << shape.dp << ", pp " << coord.pp_rank << "/" << shape.pp << ")\n"
      << "  schedule " << config::to_string(schedule_kind) << ", " << microbatches << " micro-batches of "
      << micro_batch_size << " x " << seq_len << ": " << schedule_text << "\n"
      << "  communicator groups (" << (spec.device == Device::cuda ? "NCCL" : "MPI") << "): tp of " << shape.tp
      << " ranks, dp of " << shape.dp << ", pp of " << shape.pp
-     << (shape.pp > 1 && (coord.pp_rank == 0 || coord.pp_rank == shape.pp - 1) ? ", embedding {first, last stage}"
-                                                                               : "")
+     << (shape.pp > 1 && (coord.pp_rank == 0 || coord.pp_rank == shape.pp - 1)
+             ? ", embedding {first, last stage}"
+             : "")
      << "\n";
   for (const ChunkPlan& c : chunks) {
     const model::StageDims& d = c.stage.dims;
-    os << "  chunk " << (&c - &first) << ": virtual stage " << c.virtual_stage << ", layers " << d.first_layer << ".."
-       << d.first_layer + d.L - 1 << (c.place.has_embedding ? ", embedding" : "") << (c.place.has_head ? ", head" : "")
-       << ", " << c.slots << " activation slot" << (c.slots > 1 ? "s" : "") << ", " << c.stage.table.numel()
-       << " parameters, " << c.sharding.buckets.size() << " gradient buckets, ZeRO-" << c.sharding.zero_stage
+    os << "  chunk " << (&c - &first) << ": virtual stage " << c.virtual_stage << ", layers " << d.first_layer
+       << ".." << d.first_layer + d.L - 1 << (c.place.has_embedding ? ", embedding" : "")
+       << (c.place.has_head ? ", head" : "") << ", " << c.slots << " activation slot"
+       << (c.slots > 1 ? "s" : "") << ", " << c.stage.table.numel() << " parameters, "
+       << c.sharding.buckets.size() << " gradient buckets, ZeRO-" << c.sharding.zero_stage
        << (c.sharding.reduce_bf16 ? ", bf16 reduction" : "") << "\n";
     c.stage.weights.print(os, rows);
     c.stage.acts.print(os, rows);

@@ -18,13 +18,20 @@ template <class B>
 PipelineEngine<B>::PipelineEngine(const config::ModelConfig& model, const config::ParallelConfig& parallel,
                                   const config::OptimConfig& optim, int seq_len, int microbatches,
                                   comm::RankGrid& grid, std::unique_ptr<B> backend)
-    : grid_(grid), be_(std::move(backend)),
-      plan_(plan_engine(model, parallel, optim, seq_len, microbatches, grid.shape(), grid.coord(), B::spec())),
-      pp_(grid.shape().pp), stage_(grid.coord().pp_rank), v_(parallel.virtual_stages), m_(microbatches),
+    : grid_(grid),
+      be_(std::move(backend)),
+      plan_(
+          plan_engine(model, parallel, optim, seq_len, microbatches, grid.shape(), grid.coord(), B::spec())),
+      pp_(grid.shape().pp),
+      stage_(grid.coord().pp_rank),
+      v_(parallel.virtual_stages),
+      m_(microbatches),
       act_elems_(plan_.act_elems) {
   if (!be_) {
-    if constexpr (std::is_default_constructible_v<B>) be_ = std::make_unique<B>();
-    else throw make_error("a ", B::spec().name, " engine needs its backend");
+    if constexpr (std::is_default_constructible_v<B>)
+      be_ = std::make_unique<B>();
+    else
+      throw make_error("a ", B::spec().name, " engine needs its backend");
   }
   groups_ = grid.device_groups(B::spec().device, be_->stream_handle());
   // 4. allocate: every chunk's stage and optimizer, the pipeline buffers, the host staging.
@@ -127,8 +134,8 @@ void PipelineEngine<B>::forward(int c, int mb, const FillBatch& fill, float grad
   if (vs == 0 || vs == last_vs) fill_once(mb, fill);
   if (vs != 0) {
     input = act_in_[std::size_t(c)][std::size_t(slot)];
-    pp.recv(act_in_[std::size_t(c)][std::size_t(slot)], std::size_t(act_elems_), dtype_of<A>(), (stage_ + pp_ - 1) % pp_,
-            tag(mb, vs, false));
+    pp.recv(act_in_[std::size_t(c)][std::size_t(slot)], std::size_t(act_elems_), dtype_of<A>(),
+            (stage_ + pp_ - 1) % pp_, tag(mb, vs, false));
   }
   time(Timing::pipeline_wait, wait);
   const typename B::Mark compute = be_->mark();
@@ -139,8 +146,9 @@ void PipelineEngine<B>::forward(int c, int mb, const FillBatch& fill, float grad
   }
   time(Timing::compute, compute);
   if (vs != last_vs)
-    act_send_[std::size_t(c)][std::size_t(slot)] = pp.isend(stage.output(slot), std::size_t(act_elems_), dtype_of<A>(),
-                                                            (stage_ + 1) % pp_, tag(mb, vs + 1, false));
+    act_send_[std::size_t(c)][std::size_t(slot)] =
+        pp.isend(stage.output(slot), std::size_t(act_elems_), dtype_of<A>(), (stage_ + 1) % pp_,
+                 tag(mb, vs + 1, false));
 }
 
 template <class B>
@@ -154,8 +162,8 @@ void PipelineEngine<B>::backward(int c, int mb) {
   const typename B::Mark wait = be_->mark();
   if (vs != last_vs) {
     out_grad = grad_in_[std::size_t(c)][std::size_t(slot)];
-    pp.recv(grad_in_[std::size_t(c)][std::size_t(slot)], std::size_t(act_elems_), dtype_of<G>(), (stage_ + 1) % pp_,
-            tag(mb, vs, true));
+    pp.recv(grad_in_[std::size_t(c)][std::size_t(slot)], std::size_t(act_elems_), dtype_of<G>(),
+            (stage_ + 1) % pp_, tag(mb, vs, true));
   }
   pp.wait(act_send_[std::size_t(c)][std::size_t(slot)]);
   time(Timing::pipeline_wait, wait);
@@ -176,8 +184,8 @@ void PipelineEngine<B>::backward(int c, int mb) {
     pp.wait(grad_send_[std::size_t(c)][std::size_t(slot)]);
     time(Timing::pipeline_wait, w2);
     be_->copy(out, stage.input_grad(), act_elems_);
-    grad_send_[std::size_t(c)][std::size_t(slot)] =
-        pp.isend(out, std::size_t(act_elems_), dtype_of<G>(), (stage_ + pp_ - 1) % pp_, tag(mb, vs - 1, true));
+    grad_send_[std::size_t(c)][std::size_t(slot)] = pp.isend(out, std::size_t(act_elems_), dtype_of<G>(),
+                                                             (stage_ + pp_ - 1) % pp_, tag(mb, vs - 1, true));
   }
 }
 
@@ -211,9 +219,12 @@ StepStats PipelineEngine<B>::finish_stats(int microbatches) {
   StepStats stats;
   for (const Timed& t : timed_) {
     const double s = B::seconds(t.start, t.end);
-    if (t.kind == Timing::compute) stats.compute_s += s;
-    else if (t.kind == Timing::pipeline_wait) stats.pipeline_wait_s += s;
-    else stats.dp_wait_s += s;
+    if (t.kind == Timing::compute)
+      stats.compute_s += s;
+    else if (t.kind == Timing::pipeline_wait)
+      stats.pipeline_wait_s += s;
+    else
+      stats.dp_wait_s += s;
   }
   // The losses of each micro-batch, summed in double over its rows with a target, then over
   // the micro-batches in order.
@@ -240,8 +251,10 @@ StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
   std::fill(loss_rows_.begin(), loss_rows_.end(), false);
   for (auto& c : chunks_) c->zero_grads();
   for (const PipelineAction& a : plan_.schedule) {
-    if (a.kind == Kind::forward) forward(a.chunk, a.microbatch, fill, grad_scale, true);
-    else backward(a.chunk, a.microbatch);
+    if (a.kind == Kind::forward)
+      forward(a.chunk, a.microbatch, fill, grad_scale, true);
+    else
+      backward(a.chunk, a.microbatch);
   }
   wait_sends();
   // Tied embeddings: the input table (first virtual stage) and the output layer's copy (last)
@@ -256,15 +269,16 @@ StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
     model::Stage<B>& c = tied_first_ ? *chunks_.front() : *chunks_.back();
     groups_.embedding->all_reduce(c.grads().data() + p->offset, std::size_t(p->numel), dtype_of<G>());
   }
-  for (int c = 0; c < v_; ++c) optimizers_[std::size_t(c)]->finish_backward(chunks_[std::size_t(c)]->grads().data());
+  for (int c = 0; c < v_; ++c)
+    optimizers_[std::size_t(c)]->finish_backward(chunks_[std::size_t(c)]->grads().data());
   time(Timing::dp_wait, dp_wait);
   return finish_stats(m_);
 }
 
 template <class B>
 StepStats PipelineEngine<B>::evaluate(const FillBatch& fill, int microbatches) {
-  STRATA_CHECK(microbatches >= 1 && microbatches <= m_, "evaluate: ", microbatches, " micro-batches, expected 1 to ",
-               m_);
+  STRATA_CHECK(microbatches >= 1 && microbatches <= m_, "evaluate: ", microbatches,
+               " micro-batches, expected 1 to ", m_);
   be_->activate();
   // Forward of (mb, virtual stage vs) needs only (mb, vs - 1), which its rank ran earlier in
   // this same order; sends do not block, so the order cannot deadlock. A slot's previous
@@ -307,8 +321,8 @@ template <class B>
 double PipelineEngine<B>::optimizer_step(double lr, double grad_scale) {
   be_->activate();
   for (int c = 0; c < v_; ++c)
-    optimizers_[std::size_t(c)]->step(chunks_[std::size_t(c)]->params().data(), chunks_[std::size_t(c)]->grads().data(),
-                                      lr, grad_scale);
+    optimizers_[std::size_t(c)]->step(chunks_[std::size_t(c)]->params().data(),
+                                      chunks_[std::size_t(c)]->grads().data(), lr, grad_scale);
   be_->synchronize();
   double waited = 0;
   for (const auto& o : optimizers_) waited += B::seconds(o->gather_start, o->gather_end);
@@ -429,7 +443,8 @@ inline void gather_pieces(const ShardingPlan& s, const std::vector<float>& mine,
   for (std::size_t i = 0; i < s.buckets.size(); ++i) {
     const Range& b = s.buckets[i];
     bucket.resize(std::size_t(b.size()));
-    dp.all_gather(mine.data() + s.shard_offset[i], bucket.data(), std::size_t(b.size() / s.dp_size), DType::f32);
+    dp.all_gather(mine.data() + s.shard_offset[i], bucket.data(), std::size_t(b.size() / s.dp_size),
+                  DType::f32);
     const std::int64_t end = std::min(b.end, s.numel);
     for (std::int64_t j = b.begin; j < end; ++j) flat[std::size_t(j)] = bucket[std::size_t(j - b.begin)];
   }

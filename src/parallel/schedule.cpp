@@ -55,8 +55,8 @@ std::vector<PipelineAction> interleaved(int pp, int stage, int m, int v) {
 
 }  // namespace
 
-std::vector<PipelineAction> build_schedule(config::PipelineSchedule kind, int pp, int stage,
-                                           int microbatches, int virtual_stages) {
+std::vector<PipelineAction> build_schedule(config::PipelineSchedule kind, int pp, int stage, int microbatches,
+                                           int virtual_stages) {
   STRATA_CHECK(pp >= 1 && stage >= 0 && stage < pp && microbatches >= 1, "pipeline schedule: pp ", pp,
                ", stage ", stage, ", micro-batches ", microbatches);
   switch (kind) {
@@ -65,8 +65,8 @@ std::vector<PipelineAction> build_schedule(config::PipelineSchedule kind, int pp
     case config::PipelineSchedule::interleaved_1f1b:
       if (virtual_stages < 2 || microbatches % pp != 0)
         throw make_error("interleaved_1f1b needs parallel.virtual_stages >= 2 (got ", virtual_stages,
-                         ") and micro-batches per step (", microbatches,
-                         ") divisible by parallel.pp (", pp, ")");
+                         ") and micro-batches per step (", microbatches, ") divisible by parallel.pp (", pp,
+                         ")");
       return interleaved(pp, stage, microbatches, virtual_stages);
   }
   return {};

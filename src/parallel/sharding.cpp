@@ -59,13 +59,16 @@ ShardingPlan make_sharding_plan(const model::ParameterTable& table, const config
     for (const optim::ParamGroup& g : groups) {
       const Range r = s.owned[i].intersect({g.offset, g.offset + g.numel});
       if (r.size() <= 0) continue;
-      s.segments.push_back({r.begin, s.shard_offset[i] + (r.begin - s.owned[i].begin), r.size(), g.weight_decay});
+      s.segments.push_back(
+          {r.begin, s.shard_offset[i] + (r.begin - s.owned[i].begin), r.size(), g.weight_decay});
     }
   // Tensors counted in the global gradient norm, merged into ranges.
   for (const auto& p : table.entries()) {
     if (!p.counts_in_norm) continue;
-    if (!s.norm_ranges.empty() && s.norm_ranges.back().end == p.offset) s.norm_ranges.back().end += p.numel;
-    else s.norm_ranges.push_back({p.offset, p.offset + p.numel});
+    if (!s.norm_ranges.empty() && s.norm_ranges.back().end == p.offset)
+      s.norm_ranges.back().end += p.numel;
+    else
+      s.norm_ranges.push_back({p.offset, p.offset + p.numel});
   }
   return s;
 }
@@ -83,7 +86,8 @@ OptimizerMemory plan_optimizer_memory(const ShardingPlan& s, const model::Backen
   }
   if (!spec.host_memory) {
     // The segment table the device's AdamW kernel reads: 32-byte records stored as u64 words.
-    static_assert(sizeof(model::AdamWSegment) == 4 * sizeof(std::uint64_t), "AdamWSegment is four 8-byte words");
+    static_assert(sizeof(model::AdamWSegment) == 4 * sizeof(std::uint64_t),
+                  "AdamWSegment is four 8-byte words");
     const std::int64_t words = std::int64_t(std::max<std::size_t>(1, s.segments.size())) * 4;
     m.segments = m.plan.add("adamw.segments", {words}, DType::u64, "persistent");
   }

@@ -42,11 +42,14 @@ constexpr Constant kConstants[] = {
 const Constant& constant(const std::string& key) {
   for (const Constant& c : kConstants)
     if (key == c.key) return c;
-  throw make_error("--fit: '", key, "' is not a calibratable constant (", [] {
-    std::string s;
-    for (const Constant& c : kConstants) s += (s.empty() ? "" : ", ") + std::string(c.key);
-    return s;
-  }(), ")");
+  throw make_error(
+      "--fit: '", key, "' is not a calibratable constant (",
+      [] {
+        std::string s;
+        for (const Constant& c : kConstants) s += (s.empty() ? "" : ", ") + std::string(c.key);
+        return s;
+      }(),
+      ")");
 }
 
 double median(std::vector<double> v) {
@@ -96,7 +99,8 @@ Prepared prepare(const CalibrationRun& run, const config::ClusterConfig& cluster
   return p;
 }
 
-double predict(const Prepared& p, const std::vector<const Constant*>& keys, const std::vector<double>& values) {
+double predict(const Prepared& p, const std::vector<const Constant*>& keys,
+               const std::vector<double>& values) {
   config::ClusterConfig c = p.shared;
   for (std::size_t k = 0; k < keys.size(); ++k) c.*(keys[k]->member) = values[k];
   Layout l = p.run->layout;
@@ -248,15 +252,19 @@ std::string calibration_report(const Calibration& c) {
   Table t(head);
   const auto sec = [](double s) { return s >= 1 ? fmt("%.3f s", s) : fmt("%.1f ms", 1e3 * s); };
   for (const CalibrationRow& r : c.rows) {
-    std::vector<std::string> cells{r.name, std::to_string(r.repeats),
+    std::vector<std::string> cells{r.name,
+                                   std::to_string(r.repeats),
                                    r.repeats > 1 ? fmt("%.1f%%", 100 * r.spread) : std::string("-"),
-                                   sec(r.measured_s), sec(r.fitted_s), fmt("%+.1f%%", 100 * r.residual())};
+                                   sec(r.measured_s),
+                                   sec(r.fitted_s),
+                                   fmt("%+.1f%%", 100 * r.residual())};
     if (loo) cells.push_back(sec(r.loo_s)), cells.push_back(fmt("%+.1f%%", 100 * r.loo_error()));
     t.add_row(cells);
   }
   os << "\n" << t.render(TableFormat::text) << "\n";
   os << "residuals: rms " << fmt("%.1f%%", 100 * c.rms_residual) << ", mean |.| "
-     << fmt("%.1f%%", 100 * c.mean_abs_residual) << ", max |.| " << fmt("%.1f%%", 100 * c.max_abs_residual) << "\n";
+     << fmt("%.1f%%", 100 * c.mean_abs_residual) << ", max |.| " << fmt("%.1f%%", 100 * c.max_abs_residual)
+     << "\n";
   if (loo)
     os << "leave-one-out errors (each run predicted by a fit to the others): mean |.| "
        << fmt("%.1f%%", 100 * c.mean_abs_loo) << ", max |.| " << fmt("%.1f%%", 100 * c.max_abs_loo) << "\n";
@@ -265,7 +273,8 @@ std::string calibration_report(const Calibration& c) {
   return os.str();
 }
 
-std::string calibrated_cluster_text(const std::string& original, const Calibration& c, const std::string& note) {
+std::string calibrated_cluster_text(const std::string& original, const Calibration& c,
+                                    const std::string& note) {
   std::vector<std::string> lines;
   {
     std::istringstream in(original);
@@ -287,7 +296,7 @@ std::string calibrated_cluster_text(const std::string& original, const Calibrati
     const std::regex re("^" + key + "\\s*:.*$");
     std::erase_if(lines, [&](const std::string& l) { return std::regex_match(l, re); });
   };
-  std::string summary = "fitted " ;
+  std::string summary = "fitted ";
   for (std::size_t k = 0; k < c.keys.size(); ++k) {
     set_key(c.keys[k], fmt("%.4g", c.after[k]), "fitted by strata plan --calibrate (see calibration)");
     drop_key(c.keys[k] + "_range");  // fitted now: no longer an assumption
@@ -308,11 +317,13 @@ std::string calibrated_cluster_text(const std::string& original, const Calibrati
   return out;
 }
 
-CalibrationRun read_calibration_run(const std::string& dir, const config::ClusterConfig& cluster, TimeBase base) {
+CalibrationRun read_calibration_run(const std::string& dir, const config::ClusterConfig& cluster,
+                                    TimeBase base) {
   const fs::path d(dir);
   if (!fs::is_directory(d)) throw make_error("run folder '", dir, "' does not exist");
   const fs::path cfg_file = d / "config.yaml";
-  if (!fs::exists(cfg_file)) throw make_error("'", cfg_file.string(), "' is missing (strata train writes it)");
+  if (!fs::exists(cfg_file))
+    throw make_error("'", cfg_file.string(), "' is missing (strata train writes it)");
   const config::JobConfig job = config::load_job_config(cfg_file.string());
   CalibrationRun run;
   run.name = (d.filename().empty() ? d.parent_path() : d).filename().string();
@@ -340,7 +351,7 @@ CalibrationRun read_calibration_run(const std::string& dir, const config::Cluste
   l.vpp = par.schedule == config::PipelineSchedule::interleaved_1f1b ? par.virtual_stages : 1;
   l.gpipe = par.schedule == config::PipelineSchedule::gpipe && l.pp > 1;
   l.micro_batch = par.micro_batch_size;
-  l.micro_batches = par.num_microbatches > 0 ? par.num_microbatches
+  l.micro_batches = par.num_microbatches > 0    ? par.num_microbatches
                     : par.global_batch_size > 0 ? par.global_batch_size / (l.micro_batch * l.dp)
                                                 : 1;
   l.zero = par.zero_stage;
@@ -378,9 +389,9 @@ CalibrationRun read_calibration_run(const std::string& dir, const config::Cluste
   const config::ModelConfig& m = job.model;
   std::ostringstream key;
   key << m.name << ' ' << m.num_layers << ' ' << m.d_model << ' ' << m.num_heads << ' ' << m.kv_heads() << ' '
-      << m.ffn() << ' ' << m.vocab_size << ' ' << int(m.norm) << int(m.mlp) << int(m.positions) << int(m.attention)
-      << int(m.tied_embeddings) << int(m.bias) << ' ' << job.train.seq_len << ' ' << to_string(l) << ' '
-      << run.ranks_per_node << ' ' << nodes << ' ' << job.hardware.threads;
+      << m.ffn() << ' ' << m.vocab_size << ' ' << int(m.norm) << int(m.mlp) << int(m.positions)
+      << int(m.attention) << int(m.tied_embeddings) << int(m.bias) << ' ' << job.train.seq_len << ' '
+      << to_string(l) << ' ' << run.ranks_per_node << ' ' << nodes << ' ' << job.hardware.threads;
   run.key = key.str();
   return run;
 }

@@ -25,10 +25,14 @@ ParameterCounts count_parameters(const config::ModelConfig& model) {
   c.total = table.numel();
   c.matmul = table.matmul_numel();
   for (const auto& p : table.entries()) {
-    if (p.name.starts_with("layers.0.")) c.per_layer += p.numel;
-    else if (p.name.starts_with("embed.")) c.embedding += p.numel;
-    else if (p.name.starts_with("lm_head.")) c.output += p.numel;
-    else if (p.name.starts_with("final_norm.")) c.final_norm += p.numel;
+    if (p.name.starts_with("layers.0."))
+      c.per_layer += p.numel;
+    else if (p.name.starts_with("embed."))
+      c.embedding += p.numel;
+    else if (p.name.starts_with("lm_head."))
+      c.output += p.numel;
+    else if (p.name.starts_with("final_norm."))
+      c.final_norm += p.numel;
   }
   return c;
 }
@@ -44,7 +48,7 @@ FlopsPerToken flops_per_token(const config::ModelConfig& model, const ParameterC
   // Megatron-LM recompute per layer): 2 (N - V C) + 4 L T C more.
   const double head = double(model.vocab_size) * double(model.d_model);
   if (recompute == Recompute::full) f.hardware += 2.0 * (N - head) + 4.0 * attn;
-  if (recompute == Recompute::selective) f.hardware += 4.0 * attn;      // attention core forward
+  if (recompute == Recompute::selective) f.hardware += 4.0 * attn;  // attention core forward
   return f;
 }
 
@@ -71,10 +75,14 @@ double parse_count(const std::string& text, const std::string& what) {
   if (end == s) throw make_error(what, ": expected a number such as 70e9 or 70B, got '", text, "'");
   std::string rest(end);
   double scale = 1;
-  if (rest == "k" || rest == "K") scale = 1e3;
-  else if (rest == "m" || rest == "M") scale = 1e6;
-  else if (rest == "b" || rest == "B" || rest == "G") scale = 1e9;
-  else if (rest == "t" || rest == "T") scale = 1e12;
+  if (rest == "k" || rest == "K")
+    scale = 1e3;
+  else if (rest == "m" || rest == "M")
+    scale = 1e6;
+  else if (rest == "b" || rest == "B" || rest == "G")
+    scale = 1e9;
+  else if (rest == "t" || rest == "T")
+    scale = 1e12;
   else if (!rest.empty())
     throw make_error(what, ": unknown suffix '", rest, "' in '", text, "' (use K, M, B or T, or 1e9 style)");
   v *= scale;

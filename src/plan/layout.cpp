@@ -29,10 +29,18 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   std::string part;
   while (std::getline(ss, part, '-')) {
     if (part.empty()) throw bad(part, "empty part");
-    if (part == "sp") { l.sequence_parallel = true; continue; }
-    if (part == "gpipe") { l.gpipe = true; continue; }
+    if (part == "sp") {
+      l.sequence_parallel = true;
+      continue;
+    }
+    if (part == "gpipe") {
+      l.gpipe = true;
+      continue;
+    }
     if (part == "rnone" || part == "rsel" || part == "rselective" || part == "rfull") {
-      l.recompute = part == "rnone" ? Recompute::none : part == "rfull" ? Recompute::full : Recompute::selective;
+      l.recompute = part == "rnone"   ? Recompute::none
+                    : part == "rfull" ? Recompute::full
+                                      : Recompute::selective;
       continue;
     }
     std::size_t digits = part.find_first_of("0123456789");
@@ -40,13 +48,19 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     const std::string key = part.substr(0, digits);
     int value = 0;
     const auto [end, ec] = std::from_chars(part.data() + digits, part.data() + part.size(), value);
-    if (ec != std::errc() || end != part.data() + part.size()) throw bad(part, "expected a whole number after '" + key + "'");
+    if (ec != std::errc() || end != part.data() + part.size())
+      throw bad(part, "expected a whole number after '" + key + "'");
     if (value <= 0 && key != "z") throw bad(part, "sizes must be > 0");
-    if (key == "tp") l.tp = value;
-    else if (key == "pp") l.pp = value;
-    else if (key == "dp") dp = value;
-    else if (key == "v") l.vpp = value;
-    else if (key == "mb") l.micro_batch = value;
+    if (key == "tp")
+      l.tp = value;
+    else if (key == "pp")
+      l.pp = value;
+    else if (key == "dp")
+      dp = value;
+    else if (key == "v")
+      l.vpp = value;
+    else if (key == "mb")
+      l.micro_batch = value;
     else if (key == "z") {
       if (value > 1) throw bad(part, "ZeRO stage must be 0 or 1 (strata shards the optimizer state only)");
       l.zero = value;
@@ -62,11 +76,12 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   }
   l.dp = dp;
   if (l.gpus() != gpus)
-    throw bad("", "tp x pp x dp = " + std::to_string(l.gpus()) + " but the job has " + std::to_string(gpus) + " GPUs");
+    throw bad("", "tp x pp x dp = " + std::to_string(l.gpus()) + " but the job has " + std::to_string(gpus) +
+                      " GPUs");
   if (l.sequence_parallel && l.tp == 1) l.sequence_parallel = false;  // nothing to split
   if (global_batch % (l.micro_batch * l.dp) != 0)
-    throw bad("", "the global batch " + std::to_string(global_batch) + " is not a multiple of mb x dp = " +
-                      std::to_string(l.micro_batch * l.dp));
+    throw bad("", "the global batch " + std::to_string(global_batch) +
+                      " is not a multiple of mb x dp = " + std::to_string(l.micro_batch * l.dp));
   l.micro_batches = global_batch / (l.micro_batch * l.dp);
   return l;
 }

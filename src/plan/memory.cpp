@@ -65,20 +65,21 @@ StrataCpuPlan strata_cpu_plan(const config::ModelConfig& cfg, int batch, int seq
   adam.add("adam.v", {dry.table.numel()}, DType::f32, "persistent");
   io.add("tokens", {std::int64_t(batch) * seq_len}, DType::i32, "step");
   io.add("targets", {std::int64_t(batch) * seq_len}, DType::i32, "step");
-  return {double(dry.acts.total_bytes()), stored, double(dry.weights.total_bytes()), double(adam.total_bytes()),
-          double(io.total_bytes())};
+  return {double(dry.acts.total_bytes()), stored, double(dry.weights.total_bytes()),
+          double(adam.total_bytes()), double(io.total_bytes())};
 }
 
 CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& cfg, const config::ParallelConfig& par,
-                                   config::PipelineSchedule schedule, int microbatches, int seq_len, int stage) {
+                                   config::PipelineSchedule schedule, int microbatches, int seq_len,
+                                   int stage) {
   // The engine's own plan for this pipeline rank (parallel::plan_engine), read back.
   config::ParallelConfig p = par;
   p.schedule = schedule;
   config::OptimConfig optim;  // the state's size does not depend on the optimizer's settings
   const comm::GridShape shape{par.tp, par.pp, par.dp};
   const comm::GridCoord coord{0, 0, stage};
-  const parallel::EnginePlan e =
-      parallel::plan_engine(cfg, p, optim, seq_len, microbatches, shape, coord, model::cpu_backend_spec(DType::f32));
+  const parallel::EnginePlan e = parallel::plan_engine(cfg, p, optim, seq_len, microbatches, shape, coord,
+                                                       model::cpu_backend_spec(DType::f32));
   CpuStagePlan out;
   for (const parallel::ChunkPlan& c : e.chunks) {
     out.slots += c.slots;
@@ -89,8 +90,10 @@ CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& cfg, const config:
     const auto& entries = c.optimizer.plan.entries();
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const double b = double((entries[i].nbytes + 63) / 64 * 64);
-      if (i == c.optimizer.gshard) out.grad_shard += b;
-      else out.optimizer += b;
+      if (i == c.optimizer.gshard)
+        out.grad_shard += b;
+      else
+        out.optimizer += b;
     }
   }
   out.pipeline_buffers = double(e.pipeline.total_bytes() + e.host.total_bytes());
@@ -130,8 +133,8 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
   par.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
                  : l.gpipe ? config::PipelineSchedule::gpipe
                            : config::PipelineSchedule::one_f_one_b;
-  const parallel::EnginePlan e = parallel::plan_engine(m, par, config::OptimConfig{}, w.seq_len, l.micro_batches,
-                                                       {l.tp, l.pp, l.dp}, {0, 0, stage}, spec);
+  const parallel::EnginePlan e = parallel::plan_engine(
+      m, par, config::OptimConfig{}, w.seq_len, l.micro_batches, {l.tp, l.pp, l.dp}, {0, 0, stage}, spec);
   MemoryBreakdown mb;
   mb.stage = stage;
   int slots = 0;
@@ -139,7 +142,8 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
     slots += c.slots;
     mb.params_on_rank += double(c.stage.table.numel());
     mb.weights += aligned_bytes(c.stage.weights.entries()[c.stage.params]);
-    if (c.stage.grads != model::StagePlan::none) mb.gradients += aligned_bytes(c.stage.weights.entries()[c.stage.grads]);
+    if (c.stage.grads != model::StagePlan::none)
+      mb.gradients += aligned_bytes(c.stage.weights.entries()[c.stage.grads]);
     mb.activations += double(c.stage.acts.total_bytes());
     const auto& entries = c.optimizer.plan.entries();
     for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -183,9 +187,9 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
 
 MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster,
                                      int stage) {
-  return predict_engine_stage(w, l, cluster, stage,
-                              l.precision == Precision::fp32 ? model::cpu_backend_spec(DType::f32)
-                                                             : model::cuda_backend_spec());
+  return predict_engine_stage(
+      w, l, cluster, stage,
+      l.precision == Precision::fp32 ? model::cpu_backend_spec(DType::f32) : model::cuda_backend_spec());
 }
 
 MemoryBreakdown predict_memory(const Workload& w, const Layout& l, const config::ClusterConfig& cluster) {

@@ -54,7 +54,9 @@ RunMetrics read_run(const std::string& dir, int skip_steps) {
   run.label = (d.filename().empty() ? d.parent_path() : d).filename().string();
   const fs::path file = d / "metrics.jsonl";
   std::ifstream in(file);
-  if (!in) throw make_error("cannot open '", file.string(), "' (a run folder holds metrics.jsonl, written by strata train)");
+  if (!in)
+    throw make_error("cannot open '", file.string(),
+                     "' (a run folder holds metrics.jsonl, written by strata train)");
   std::map<long, RunStep> steps;
   std::map<long, RunValid> valid;
   std::string line;
@@ -75,8 +77,8 @@ RunMetrics read_run(const std::string& dir, int skip_steps) {
       } else if (j.contains("rollback")) {
         const auto& r = j.at("rollback");
         const auto& skipped = r.at("skipped_samples");
-        run.rollbacks.push_back({step, r.at("from_step").get<long>(), skipped.at(0).get<double>(),
-                                 skipped.at(1).get<double>()});
+        run.rollbacks.push_back(
+            {step, r.at("from_step").get<long>(), skipped.at(0).get<double>(), skipped.at(1).get<double>()});
       } else if (j.contains("valid_loss")) {
         valid[step] = {step, j.at("valid_loss").get<double>(), j.value("valid_ppl", 0.0)};
       } else if (j.contains("step_ms")) {
@@ -121,7 +123,8 @@ RunMetrics read_run(const std::string& dir, int skip_steps) {
       if (cfg["model"] && cfg["model"]["name"]) run.model = cfg["model"]["name"].as<std::string>();
       const YAML::Node p = cfg["parallel"];
       if (p && p["tp"] && p["pp"] && p["dp"])
-        run.layout = "tp" + p["tp"].as<std::string>() + "-pp" + p["pp"].as<std::string>() + "-dp" + p["dp"].as<std::string>();
+        run.layout = "tp" + p["tp"].as<std::string>() + "-pp" + p["pp"].as<std::string>() + "-dp" +
+                     p["dp"].as<std::string>();
     } catch (const YAML::Exception& e) {
       throw make_error(cfg_file.string(), ": ", e.what());
     }
@@ -167,13 +170,14 @@ void label_runs(std::vector<RunMetrics>& runs) {
 
 std::string run_steps_csv(const RunMetrics& run) {
   std::ostringstream os;
-  os << "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_wait_ms,"
+  os << "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_"
+        "wait_ms,"
         "ckpt_ms,save_wait_ms,skipped\n";
   for (const RunStep& r : run.steps)
-    os << r.step << ',' << g(r.loss) << ',' << g(r.lr) << ',' << g(r.grad_norm) << ',' << g(r.tokens_per_s) << ','
-       << g(r.mfu) << ',' << g(r.mem_mib) << ',' << g(r.step_ms) << ',' << g(r.compute_ms) << ','
-       << g(r.data_wait_ms) << ',' << g(r.pipeline_wait_ms) << ',' << g(r.dp_wait_ms) << ',' << g(r.ckpt_ms) << ','
-       << g(r.save_wait_ms) << ',' << (r.skipped ? 1 : 0) << '\n';
+    os << r.step << ',' << g(r.loss) << ',' << g(r.lr) << ',' << g(r.grad_norm) << ',' << g(r.tokens_per_s)
+       << ',' << g(r.mfu) << ',' << g(r.mem_mib) << ',' << g(r.step_ms) << ',' << g(r.compute_ms) << ','
+       << g(r.data_wait_ms) << ',' << g(r.pipeline_wait_ms) << ',' << g(r.dp_wait_ms) << ',' << g(r.ckpt_ms)
+       << ',' << g(r.save_wait_ms) << ',' << (r.skipped ? 1 : 0) << '\n';
   return os.str();
 }
 
@@ -187,10 +191,12 @@ std::string run_valid_csv(const RunMetrics& run) {
 std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string& png_name) {
   std::ostringstream os;
   os << "## Training runs\n\n";
-  if (!png_name.empty()) os << "![loss, learning rate, gradient norm, throughput, MFU, memory, times](" << png_name << ")\n\n";
-  Table t({"run", "model", "layout", "steps", "tokens", "final loss", "best valid loss", "last valid loss (ppl)",
-           "tokens/s", "MFU", "step (ms)", "peak mem (MiB)", "waits data / pipeline / DP (ms)", "grad norm median / max",
-           "checkpoint (ms) / of it waiting", "skipped / rollbacks"});
+  if (!png_name.empty())
+    os << "![loss, learning rate, gradient norm, throughput, MFU, memory, times](" << png_name << ")\n\n";
+  Table t({"run", "model", "layout", "steps", "tokens", "final loss", "best valid loss",
+           "last valid loss (ppl)", "tokens/s", "MFU", "step (ms)", "peak mem (MiB)",
+           "waits data / pipeline / DP (ms)", "grad norm median / max", "checkpoint (ms) / of it waiting",
+           "skipped / rollbacks"});
   std::ostringstream notes;
   for (const RunMetrics& r : runs) {
     const std::size_t n = r.steps.size();
@@ -202,7 +208,8 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
     for (const RunStep& s : r.steps)
       if (!s.skipped && std::isfinite(s.loss)) applied.push_back(s.loss);
     const std::size_t tail = std::min<std::size_t>(applied.size(), 10);
-    for (std::size_t i = applied.size() - tail; i < applied.size(); ++i) loss_tail += applied[i] / double(tail);
+    for (std::size_t i = applied.size() - tail; i < applied.size(); ++i)
+      loss_tail += applied[i] / double(tail);
     for (std::size_t i = 0; i < n; ++i) {
       const RunStep& s = r.steps[i];
       tokens += s.tokens;
@@ -226,8 +233,9 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
       last = fmt("%.4f", r.valid.back().loss) + " (" + fmt("%.2f", r.valid.back().ppl) + ")";
     }
     t.add_row({r.label, r.model.empty() ? "-" : r.model, r.layout.empty() ? "-" : r.layout,
-               std::to_string(r.steps.front().step) + "-" + std::to_string(r.steps.back().step), fmt("%.3g", tokens),
-               fmt("%.4f", loss_tail), best, last, r.steps_measured > 0 ? fmt("%.0f", r.tokens_per_s) : "-",
+               std::to_string(r.steps.front().step) + "-" + std::to_string(r.steps.back().step),
+               fmt("%.3g", tokens), fmt("%.4f", loss_tail), best, last,
+               r.steps_measured > 0 ? fmt("%.0f", r.tokens_per_s) : "-",
                r.steps_measured > 0 ? fmt("%.1f%%", 100 * r.mfu) : "-",
                r.steps_measured > 0 ? fmt("%.1f", r.step_ms) : "-", fmt("%.0f", mem),
                fmt("%.1f", wd) + " / " + fmt("%.1f", wp) + " / " + fmt("%.1f", wdp),
@@ -241,8 +249,9 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
       notes << (skipped.size() > 10 ? " ..." : "") << "\n";
     }
     for (const RunRollback& b : r.rollbacks)
-      notes << "- " << r.label << ": rolled back after step " << b.from_step << " to the checkpoint of step " << b.to_step
-            << ", skipping samples [" << fmt("%.0f", b.skip_begin) << ", " << fmt("%.0f", b.skip_end) << ")\n";
+      notes << "- " << r.label << ": rolled back after step " << b.from_step << " to the checkpoint of step "
+            << b.to_step << ", skipping samples [" << fmt("%.0f", b.skip_begin) << ", "
+            << fmt("%.0f", b.skip_end) << ")\n";
 
     // Notes: gradient-norm spikes (above 5x the run's median) and the ranks named slowest.
     std::vector<long> spikes;
@@ -268,15 +277,20 @@ std::string run_markdown(const std::vector<RunMetrics>& runs, const std::string&
         if (s.rank == most->first) who = &s;
       notes << "- " << r.label << ": slowest rank " << most->first << " (tp " << who->tp << ", dp " << who->dp
             << ", pp " << who->pp << ") in " << most->second << " of " << r.stragglers.size()
-            << " straggler reports; the highest slowdown was rank " << worst->rank << " at step " << worst->step
-            << ", " << fmt("%.2f", worst->slowdown) << "x its pipeline stage's median compute time\n";
+            << " straggler reports; the highest slowdown was rank " << worst->rank << " at step "
+            << worst->step << ", " << fmt("%.2f", worst->slowdown)
+            << "x its pipeline stage's median compute time\n";
     }
   }
   os << t.render(TableFormat::markdown) << "\n";
-  os << "final loss: mean training loss of the last 10 steps; tokens/s, MFU and step time: over the steps after the "
-        "warm-up (as `strata report scaling`); waits: mean per step; peak memory: rank 0's resident set; checkpoint: "
-        "the training thread's time on checkpoints per step (the snapshot of a background save, or the whole of a "
-        "synchronous one) and the part of it spent waiting for the previous save; skipped: the bad-step guard's "
+  os << "final loss: mean training loss of the last 10 steps; tokens/s, MFU and step time: over the steps "
+        "after the "
+        "warm-up (as `strata report scaling`); waits: mean per step; peak memory: rank 0's resident set; "
+        "checkpoint: "
+        "the training thread's time on checkpoints per step (the snapshot of a background save, or the whole "
+        "of a "
+        "synchronous one) and the part of it spent waiting for the previous save; skipped: the bad-step "
+        "guard's "
         "skipped steps (in the final trajectory) and rollbacks.\n";
   if (!notes.str().empty()) os << "\n### Notes\n\n" << notes.str();
   return os.str();
@@ -290,8 +304,9 @@ std::string run_gnuplot(const std::vector<RunMetrics>& runs, const std::vector<s
      << "set datafile separator ','\n"
      << "set terminal pngcairo size 1400,1500 font ',10'\n"
      << "set output " << quote(png_path) << "\n"
-     << "set multiplot layout 4,2 title " << quote(many ? "strata: " + std::to_string(runs.size()) + " runs"
-                                                        : "strata: " + runs.front().label) << "\n"
+     << "set multiplot layout 4,2 title "
+     << quote(many ? "strata: " + std::to_string(runs.size()) + " runs" : "strata: " + runs.front().label)
+     << "\n"
      << "set grid\n"
      << "set key top right font ',9'\n"
      << "set offsets 0, 0, graph 0.15, 0\n"  // headroom above the curves for the key
@@ -309,28 +324,36 @@ std::string run_gnuplot(const std::vector<RunMetrics>& runs, const std::vector<s
   };
   const std::string log_y = "set logscale y\nset offsets 0, 0, 0, 0\n";  // headroom would add a decade
   const std::string from_zero = "set yrange [0:*]\n";  // amounts: a flat line is not magnified
-  auto line = [&](std::size_t i, const std::string& using_, const std::string& what, const char* style = "lw 1.5") {
-    return quote(steps_csv[i]) + " skip 1 using " + using_ + " with lines " + style + " lc rgb '" + colour(i) +
-           "' title " + quote(many ? runs[i].label + (what.empty() ? "" : " " + what) : what.empty() ? runs[i].label : what);
+  auto line = [&](std::size_t i, const std::string& using_, const std::string& what,
+                  const char* style = "lw 1.5") {
+    return quote(steps_csv[i]) + " skip 1 using " + using_ + " with lines " + style + " lc rgb '" +
+           colour(i) + "' title " +
+           quote(many           ? runs[i].label + (what.empty() ? "" : " " + what)
+                 : what.empty() ? runs[i].label
+                                : what);
   };
-  panel("loss (lines: training; points: validation; crosses: skipped bad steps, drawn at most at the curve's top)", "",
-        [&](std::size_t i) {
-    // The line leaves skipped steps out (a spike would flatten the curve); their crosses sit at
-    // their loss, capped at the highest applied loss (a NaN at the cap).
-    double top = 0;
-    for (const RunStep& s : runs[i].steps)
-      if (!s.skipped && std::isfinite(s.loss)) top = std::max(top, s.loss);
-    std::string c = line(i, "1:($15 > 0 ? 1/0 : $2)", "train");
-    c += ", \\\n     " + quote(steps_csv[i]) + " skip 1 using 1:($15 > 0 ? ($2 < " + g(top) + " ? $2 : " + g(top) +
-         ") : 1/0) with points pt 2 ps 1.5 lw 2 lc rgb '" + colour(i) + "' notitle";
-    if (!runs[i].valid.empty())
-      c += ", \\\n     " + quote(valid_csv[i]) + " skip 1 using 1:2 with linespoints pt 7 ps 1.2 lw 2 dt 2 lc rgb '" +
-           colour(i) + "' title " + quote(many ? runs[i].label + " valid" : "valid");
-    return c;
-  });
+  panel(
+      "loss (lines: training; points: validation; crosses: skipped bad steps, drawn at most at the curve's "
+      "top)",
+      "", [&](std::size_t i) {
+        // The line leaves skipped steps out (a spike would flatten the curve); their crosses sit at
+        // their loss, capped at the highest applied loss (a NaN at the cap).
+        double top = 0;
+        for (const RunStep& s : runs[i].steps)
+          if (!s.skipped && std::isfinite(s.loss)) top = std::max(top, s.loss);
+        std::string c = line(i, "1:($15 > 0 ? 1/0 : $2)", "train");
+        c += ", \\\n     " + quote(steps_csv[i]) + " skip 1 using 1:($15 > 0 ? ($2 < " + g(top) +
+             " ? $2 : " + g(top) + ") : 1/0) with points pt 2 ps 1.5 lw 2 lc rgb '" + colour(i) + "' notitle";
+        if (!runs[i].valid.empty())
+          c += ", \\\n     " + quote(valid_csv[i]) +
+               " skip 1 using 1:2 with linespoints pt 7 ps 1.2 lw 2 dt 2 lc rgb '" + colour(i) + "' title " +
+               quote(many ? runs[i].label + " valid" : "valid");
+        return c;
+      });
   panel("learning rate", "set format y '%.1e'\n", [&](std::size_t i) { return line(i, "1:3", ""); });
   panel("gradient norm (before clipping)", log_y, [&](std::size_t i) { return line(i, "1:4", ""); });
-  panel("throughput (tokens/s)", from_zero + "set format y '%.1s%c'\n", [&](std::size_t i) { return line(i, "1:5", ""); });
+  panel("throughput (tokens/s)", from_zero + "set format y '%.1s%c'\n",
+        [&](std::size_t i) { return line(i, "1:5", ""); });
   panel("MFU (%)", from_zero, [&](std::size_t i) { return line(i, "1:(100*$6)", ""); });
   panel("peak memory, rank 0 (MiB)", from_zero, [&](std::size_t i) { return line(i, "1:7", ""); });
   panel("time per step (ms): step (solid), compute (dashed)", log_y, [&](std::size_t i) {

@@ -53,7 +53,8 @@ std::string trim(const std::string& s, std::size_t max = 300) {
 std::map<long, StepRecord> read_step_metrics(const std::string& path) {
   const fs::path file(path);
   std::ifstream in(file);
-  if (!in) throw make_error("cannot open '", file.string(), "' (a run folder holds metrics.jsonl, config.yaml)");
+  if (!in)
+    throw make_error("cannot open '", file.string(), "' (a run folder holds metrics.jsonl, config.yaml)");
   std::map<long, StepRecord> steps;
   std::string line;
   int lineno = 0;
@@ -91,7 +92,8 @@ ScalingRun read_scaling_run(const std::string& dir, int skip_steps) {
   // config.yaml: read with yaml-cpp directly (not the full schema), so that runs written by
   // an older strata still load.
   const fs::path cfg_file = d / "config.yaml";
-  if (!fs::exists(cfg_file)) throw make_error("'", cfg_file.string(), "' is missing (written by strata train)");
+  if (!fs::exists(cfg_file))
+    throw make_error("'", cfg_file.string(), "' is missing (written by strata train)");
   YAML::Node cfg;
   try {
     cfg = YAML::LoadFile(cfg_file.string());
@@ -116,7 +118,8 @@ ScalingRun read_scaling_run(const std::string& dir, int skip_steps) {
       run.tag = j.value("tag", "");
       run.scaling = j.value("scaling", "");
       run.log = j.value("log", "");
-      if (j.contains("exit_code") && j["exit_code"].is_number_integer()) run.exit_code = j["exit_code"].get<int>();
+      if (j.contains("exit_code") && j["exit_code"].is_number_integer())
+        run.exit_code = j["exit_code"].get<int>();
     } catch (const nlohmann::json::exception& e) {
       throw make_error(job_file.string(), ": ", e.what());
     }
@@ -211,7 +214,8 @@ std::string first_error_line(const std::string& log_path) {
     if (srun_error.empty() && line.find("srun: error") != std::string::npos) srun_error = line;
     if (any_error.empty()) {
       std::string lower = line;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return char(std::tolower(c)); });
       if (lower.find("error") != std::string::npos) any_error = line;
     }
   }
@@ -290,7 +294,8 @@ void add_run(const std::string& dir, const std::string& point, int nodes, int ra
     f.status = fs::is_directory(dir) ? "failed" : "no run";
     f.reason = fs::is_directory(dir) || !from_study
                    ? e.what()
-                   : "no run folder " + dir + ": the job never started (still pending, or cancelled or refused by Slurm)";
+                   : "no run folder " + dir +
+                         ": the job never started (still pending, or cancelled or refused by Slurm)";
     // The log named in job.json, when the folder has one.
     std::ifstream in(fs::path(dir) / "job.json");
     if (in) {
@@ -312,7 +317,8 @@ void add_run(const std::string& dir, const std::string& point, int nodes, int ra
   failed.push_back(std::move(f));
 }
 
-ScalingReport finish_report(std::vector<ScalingRun> runs, std::vector<FailedPoint> failed, const ReportOptions& o) {
+ScalingReport finish_report(std::vector<ScalingRun> runs, std::vector<FailedPoint> failed,
+                            const ReportOptions& o) {
   if (runs.empty()) {
     std::ostringstream os;
     // One line, as every strata error.
@@ -346,7 +352,8 @@ ScalingReport build_study_report(const std::string& study_dir, ReportOptions o) 
   const fs::path manifest = fs::path(study_dir) / "study.jsonl";
   std::ifstream in(manifest);
   if (!in)
-    throw make_error("cannot open '", manifest.string(), "' (slurm/scaling_study.sh writes it; for run folders ",
+    throw make_error("cannot open '", manifest.string(),
+                     "' (slurm/scaling_study.sh writes it; for run folders ",
                      "without a study, pass the folders themselves)");
   // The last record of each point wins; points keep the order of their first record.
   std::vector<std::string> order;
@@ -381,10 +388,12 @@ ScalingReport build_study_report(const std::string& study_dir, ReportOptions o) 
     const std::string status = p.value("status", "");
     if (status == "submitted") {
       std::string dir = p.value("run_dir", "");
-      if (!dir.empty() && fs::path(dir).is_relative() && !fs::exists(dir)) dir = (fs::path(study_dir) / dir).string();
+      if (!dir.empty() && fs::path(dir).is_relative() && !fs::exists(dir))
+        dir = (fs::path(study_dir) / dir).string();
       add_run(dir, name, nodes, ranks, o.skip, runs, failed, p.value("log", ""));
     } else {
-      FailedPoint f{name, nodes, ranks, status == "refused" ? "refused" : "submit failed", p.value("reason", "")};
+      FailedPoint f{name, nodes, ranks, status == "refused" ? "refused" : "submit failed",
+                    p.value("reason", "")};
       failed.push_back(std::move(f));
     }
   }
@@ -394,23 +403,62 @@ ScalingReport build_study_report(const std::string& study_dir, ReportOptions o) 
 std::string scaling_csv(const ScalingReport& report) {
   // Columns 1-18 as before predictions existed (scripts read them by position); then the
   // measured communication share and the predictions (empty when there are none).
-  Table t({"run", "tag", "nodes", "ranks", "layout", "tp", "pp", "dp", "seq_len", "global_batch", "steps",
-           "step_ms", "tokens_per_s", "ideal_tokens_per_s", "tflops_per_rank", "mfu", "speedup", "efficiency",
-           "comm_share", "pred_step_ms", "pred_tokens_per_s", "pred_mfu", "pred_comm_share", "pred_speedup",
-           "pred_efficiency", "pred_memory_gib"});
+  Table t({"run",
+           "tag",
+           "nodes",
+           "ranks",
+           "layout",
+           "tp",
+           "pp",
+           "dp",
+           "seq_len",
+           "global_batch",
+           "steps",
+           "step_ms",
+           "tokens_per_s",
+           "ideal_tokens_per_s",
+           "tflops_per_rank",
+           "mfu",
+           "speedup",
+           "efficiency",
+           "comm_share",
+           "pred_step_ms",
+           "pred_tokens_per_s",
+           "pred_mfu",
+           "pred_comm_share",
+           "pred_speedup",
+           "pred_efficiency",
+           "pred_memory_gib"});
   const ScalingRun& base = report.rows.front().run;
   for (const auto& row : report.rows) {
     const ScalingRun& r = row.run;
     const ScalingPrediction& p = row.predicted;
     auto pred = [&](const char* f, double v) { return p.valid ? fmt(f, v) : std::string(); };
-    t.add_row({r.name, r.tag, std::to_string(r.nodes), std::to_string(r.ranks), r.layout(), std::to_string(r.tp),
-               std::to_string(r.pp), std::to_string(r.dp), std::to_string(r.seq_len), fmt("%.0f", r.global_batch),
-               std::to_string(r.steps_measured), fmt("%.3f", r.step_ms), fmt("%.1f", r.tokens_per_s),
-               fmt("%.1f", base.tokens_per_s * r.ranks / base.ranks), fmt("%.6g", r.tflops_per_rank),
-               r.mfu > 0 ? fmt("%.5f", r.mfu) : std::string(), fmt("%.4f", row.speedup), fmt("%.4f", row.efficiency),
-               r.comm_share >= 0 ? fmt("%.4f", r.comm_share) : std::string(), pred("%.3f", p.step_ms),
-               pred("%.1f", p.tokens_per_s), pred("%.5f", p.mfu), pred("%.4f", p.comm_share),
-               pred("%.4f", row.predicted_speedup), pred("%.4f", row.predicted_efficiency),
+    t.add_row({r.name,
+               r.tag,
+               std::to_string(r.nodes),
+               std::to_string(r.ranks),
+               r.layout(),
+               std::to_string(r.tp),
+               std::to_string(r.pp),
+               std::to_string(r.dp),
+               std::to_string(r.seq_len),
+               fmt("%.0f", r.global_batch),
+               std::to_string(r.steps_measured),
+               fmt("%.3f", r.step_ms),
+               fmt("%.1f", r.tokens_per_s),
+               fmt("%.1f", base.tokens_per_s * r.ranks / base.ranks),
+               fmt("%.6g", r.tflops_per_rank),
+               r.mfu > 0 ? fmt("%.5f", r.mfu) : std::string(),
+               fmt("%.4f", row.speedup),
+               fmt("%.4f", row.efficiency),
+               r.comm_share >= 0 ? fmt("%.4f", r.comm_share) : std::string(),
+               pred("%.3f", p.step_ms),
+               pred("%.1f", p.tokens_per_s),
+               pred("%.5f", p.mfu),
+               pred("%.4f", p.comm_share),
+               pred("%.4f", row.predicted_speedup),
+               pred("%.4f", row.predicted_efficiency),
                pred("%.4g", p.memory_gib)});
   }
   return t.render(TableFormat::csv);
@@ -444,8 +492,8 @@ std::string scaling_markdown(const ScalingReport& report) {
     const ScalingRun& r = row.run;
     const ScalingPrediction& p = row.predicted;
     auto pv = [&](const std::string& v) { return p.valid ? v : std::string("n/a"); };
-    std::vector<std::string> cells = {r.name, std::to_string(r.nodes), std::to_string(r.ranks), r.layout(),
-                                      fmt("%.0f", r.global_batch), fmt("%.1f", r.step_ms)};
+    std::vector<std::string> cells = {r.name,     std::to_string(r.nodes),     std::to_string(r.ranks),
+                                      r.layout(), fmt("%.0f", r.global_batch), fmt("%.1f", r.step_ms)};
     if (pred) cells.push_back(pv(fmt("%.1f", p.step_ms)));
     cells.push_back(fmt("%.0f", r.tokens_per_s));
     if (pred) cells.push_back(pv(fmt("%.0f", p.tokens_per_s)));
@@ -473,14 +521,15 @@ std::string scaling_markdown(const ScalingReport& report) {
     os << "\n### Points without a result (" << report.failed.size() << ")\n\n";
     Table f({"point", "nodes", "ranks", "status", "reason"});
     for (const auto& p : report.failed)
-      f.add_row({p.name, p.nodes > 0 ? std::to_string(p.nodes) : "?", p.ranks > 0 ? std::to_string(p.ranks) : "?",
-                 p.status, p.reason});
+      f.add_row({p.name, p.nodes > 0 ? std::to_string(p.nodes) : "?",
+                 p.ranks > 0 ? std::to_string(p.ranks) : "?", p.status, p.reason});
     os << f.render(TableFormat::markdown);
   }
   return os.str();
 }
 
-std::string scaling_gnuplot(const ScalingReport& report, const std::string& csv_path, const std::string& png_path) {
+std::string scaling_gnuplot(const ScalingReport& report, const std::string& csv_path,
+                            const std::string& png_path) {
   // Columns of scaling_csv(): 3 nodes, 4 ranks, 13 tokens_per_s, 14 ideal, 18 efficiency,
   // 21 pred_tokens_per_s, 25 pred_efficiency.
   std::set<int> nodes;
@@ -511,15 +560,20 @@ std::string scaling_gnuplot(const ScalingReport& report, const std::string& csv_
      << "set logscale y 2\n"  // log-log: the ideal line is straight
      << "set format y '%.1s%c'\n"
      << "plot " << csv << " skip 1 using " << x << ":13 with linespoints pt 7 lw 2 title 'measured', \\\n";
-  if (pred) os << "     " << csv << " skip 1 using " << x << ":21 with linespoints pt 6 lw 2 dt 4 title 'predicted', \\\n";
+  if (pred)
+    os << "     " << csv << " skip 1 using " << x
+       << ":21 with linespoints pt 6 lw 2 dt 4 title 'predicted', \\\n";
   os << "     " << csv << " skip 1 using " << x << ":14 with lines dt 2 lw 2 title 'ideal (linear)'\n"
      << "set ylabel 'scaling efficiency (%)'\n"
      << "unset logscale y\n"
      << "set format y '%g'\n"
      << "set yrange [0:110<*]\n"
      << "set key bottom left\n"
-     << "plot " << csv << " skip 1 using " << x << ":(100*$18) with linespoints pt 7 lw 2 title 'measured', \\\n";
-  if (pred) os << "     " << csv << " skip 1 using " << x << ":(100*$25) with linespoints pt 6 lw 2 dt 4 title 'predicted', \\\n";
+     << "plot " << csv << " skip 1 using " << x
+     << ":(100*$18) with linespoints pt 7 lw 2 title 'measured', \\\n";
+  if (pred)
+    os << "     " << csv << " skip 1 using " << x
+       << ":(100*$25) with linespoints pt 6 lw 2 dt 4 title 'predicted', \\\n";
   os << "     100 with lines dt 2 lw 2 title 'ideal'\n"
      << "unset multiplot\n";
   return os.str();

@@ -35,9 +35,11 @@ std::string backend_refuses(const PlanRequest& r, const Layout& l) {
   p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
                : l.gpipe ? config::PipelineSchedule::gpipe
                          : config::PipelineSchedule::one_f_one_b;
-  const std::vector<std::string> no = config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len);
-  return no.empty() ? "" : "strata's " + std::string(config::backend_support(r.cluster.device).name) +
-                               " backend does not run it: " + no.front();
+  const std::vector<std::string> no =
+      config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len);
+  return no.empty() ? ""
+                    : "strata's " + std::string(config::backend_support(r.cluster.device).name) +
+                          " backend does not run it: " + no.front();
 }
 
 // The shape rules of layout_unsupported (what any engine needs).
@@ -121,7 +123,8 @@ int min_gpus_to_fit(const PlanRequest& r, Layout* found) {
   const config::ModelConfig& m = r.workload.model;
   std::vector<int> counts;
   for (int g = 1; g < r.cluster.gpus_per_node; g *= 2) counts.push_back(g);
-  for (int nodes = 1; nodes * r.cluster.gpus_per_node <= 65536; ++nodes) counts.push_back(nodes * r.cluster.gpus_per_node);
+  for (int nodes = 1; nodes * r.cluster.gpus_per_node <= 65536; ++nodes)
+    counts.push_back(nodes * r.cluster.gpus_per_node);
   for (int g : counts) {
     PlanRequest at = r;  // the leanest layout of g GPUs: one micro-batch of 1 per stage
     at.gpus = g;
@@ -155,16 +158,20 @@ PlanResult search_layouts(const PlanRequest& r) {
   const std::vector<Layout> layouts = enumerate_layouts(r, &expressible);
   result.enumerated = int(layouts.size());
   if (expressible > 0 && layouts.empty()) {
-    const std::vector<std::string> no = config::unsupported(r.cluster.device, m, config::ParallelConfig{}, r.workload.seq_len);
-    throw make_error("strata's ", config::backend_support(r.cluster.device).name, " backend runs none of the ",
-                     expressible, " layouts for ", m.name, no.empty() ? std::string() : ": " + no.front());
+    const std::vector<std::string> no =
+        config::unsupported(r.cluster.device, m, config::ParallelConfig{}, r.workload.seq_len);
+    throw make_error("strata's ", config::backend_support(r.cluster.device).name,
+                     " backend runs none of the ", expressible, " layouts for ", m.name,
+                     no.empty() ? std::string() : ": " + no.front());
   }
   if (layouts.empty())
-    throw make_error("no layout of ", r.gpus, " GPUs splits a global batch of ", r.global_batch, " sequences for ",
-                     m.name, ": tp x pp x dp must equal the GPU count (tp dividing ", r.cluster.gpus_per_node,
-                     " GPUs per node and the ", m.num_heads, " heads, pp dividing the ", m.num_layers,
-                     " layers) and the global batch must be a multiple of micro-batch x dp; use a global batch "
-                     "that is a multiple of ", r.gpus, ", or a GPU count that divides it");
+    throw make_error(
+        "no layout of ", r.gpus, " GPUs splits a global batch of ", r.global_batch, " sequences for ", m.name,
+        ": tp x pp x dp must equal the GPU count (tp dividing ", r.cluster.gpus_per_node,
+        " GPUs per node and the ", m.num_heads, " heads, pp dividing the ", m.num_layers,
+        " layers) and the global batch must be a multiple of micro-batch x dp; use a global batch "
+        "that is a multiple of ",
+        r.gpus, ", or a GPU count that divides it");
   Candidate smallest;
   double smallest_bytes = INFINITY;
   for (const Layout& l : layouts) {
@@ -185,15 +192,16 @@ PlanResult search_layouts(const PlanRequest& r) {
                        " GiB each) up to 65536: even the smallest layout needs more memory per GPU; use an "
                        "accelerator with more memory");
     if (need <= r.gpus)
-      throw make_error(m.name, " fits on ", need, " ", gpu, " (", to_string(need_layout), ") but no layout of ", r.gpus,
-                       " GPUs with a global batch of ", r.global_batch, " does (smallest: ", to_string(smallest.layout),
-                       " needs ", format_bytes(smallest_bytes), " of ", format_bytes(result.usable_bytes),
-                       "); change --global-batch so that more layouts are valid (a multiple of ", r.gpus, ")");
+      throw make_error(
+          m.name, " fits on ", need, " ", gpu, " (", to_string(need_layout), ") but no layout of ", r.gpus,
+          " GPUs with a global batch of ", r.global_batch, " does (smallest: ", to_string(smallest.layout),
+          " needs ", format_bytes(smallest_bytes), " of ", format_bytes(result.usable_bytes),
+          "); change --global-batch so that more layouts are valid (a multiple of ", r.gpus, ")");
     throw make_error("needs at least ", need, " ", gpu, " for ", m.name, " at ZeRO-1 with full recomputation",
-                     need_layout.tp > 1 ? " and sequence parallelism" : "", " (", to_string(need_layout), "); got ",
-                     r.gpus, ": the leanest layout of ", r.gpus, " needs ", format_bytes(smallest_bytes), " per GPU of ",
-                     format_bytes(result.usable_bytes), "; raise --gpus to ", need,
-                     " or more, or use a GPU with more memory");
+                     need_layout.tp > 1 ? " and sequence parallelism" : "", " (", to_string(need_layout),
+                     "); got ", r.gpus, ": the leanest layout of ", r.gpus, " needs ",
+                     format_bytes(smallest_bytes), " per GPU of ", format_bytes(result.usable_bytes),
+                     "; raise --gpus to ", need, " or more, or use a GPU with more memory");
   }
   std::ranges::sort(result.fitting, [](const Candidate& a, const Candidate& b) {
     if (a.time.total != b.time.total) return a.time.total < b.time.total;

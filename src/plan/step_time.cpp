@@ -68,8 +68,9 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   }
   // Attention products: strata's own attention kernel (attention_fraction); Megatron-LM ran them
   // as cuBLAS batched GEMMs (the GEMM fraction, without the narrow-width factor: head-sized).
-  const double attn_rate = c.peak_tflops() * 1e12 *
-                           (l.framework == Framework::megatron_lm ? c.sustained_fraction : c.attention_efficiency());
+  const double attn_rate =
+      c.peak_tflops() * 1e12 *
+      (l.framework == Framework::megatron_lm ? c.sustained_fraction : c.attention_efficiency());
   const double bandwidth = c.memory_bandwidth_gb_per_s * 1e9 * c.elementwise_fraction;
 
   // The busiest stage is the last (it adds the output layer); the mean stage (for the shared-node
@@ -177,8 +178,8 @@ config::ClusterConfig share_node(config::ClusterConfig c, int ranks_per_node) {
   c.peak_tflops_fp32 *= share;
   c.peak_tflops_bf16 *= share;
   c.memory_bandwidth_gb_per_s *= share;
-  c.intra_node_gb_per_s *= share;   // shared-memory copies run on the rank's share of a core
-  c.inter_node_gb_per_s *= share;   // the node's NIC, shared by its ranks
+  c.intra_node_gb_per_s *= share;  // shared-memory copies run on the rank's share of a core
+  c.inter_node_gb_per_s *= share;  // the node's NIC, shared by its ranks
   // Each step of a collective waits until the partner rank has its core again: with k ranks per
   // core, about k times the latency of a dedicated core (a modelling assumption, validated only
   // by the 8-rank runs of docs/planner-validation.md sec. 4).

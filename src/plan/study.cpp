@@ -63,9 +63,11 @@ PointCheck check_point(const config::JobConfig& job, int ranks, int ranks_per_no
   }
   if (p.tp > ranks_per_node || ranks_per_node % p.tp != 0)
     pc.notes.push_back("tensor-parallel groups of " + std::to_string(p.tp) + " ranks span nodes of " +
-                       std::to_string(ranks_per_node) + " ranks: every layer's all-reduce crosses the network");
+                       std::to_string(ranks_per_node) +
+                       " ranks: every layer's all-reduce crosses the network");
   if (!p.layers_per_stage.empty())
-    pc.notes.push_back("parallel.layers_per_stage is set: the planner assumes layers split evenly over stages");
+    pc.notes.push_back(
+        "parallel.layers_per_stage is set: the planner assumes layers split evenly over stages");
 
   // 3. The cluster has this job's peak; the layout fits in its memory.
   const config::Precision precision = job_precision(job);
@@ -109,9 +111,9 @@ PointCheck check_point(const config::JobConfig& job, int ranks, int ranks_per_no
   pc.predicted = true;
   if (!pc.prediction.fits)
     pc.problems.push_back("memory: the planner predicts " + fmt("%.3g", pc.prediction.memory.total() / GiB) +
-                          " GiB per rank (stage " + std::to_string(pc.prediction.memory.stage) + "), over the " +
-                          fmt("%.3g", c.memory_gib) + " GiB of " + c.gpu + " (cluster " + cluster.name +
-                          ", memory_gib)");
+                          " GiB per rank (stage " + std::to_string(pc.prediction.memory.stage) +
+                          "), over the " + fmt("%.3g", c.memory_gib) + " GiB of " + c.gpu + " (cluster " +
+                          cluster.name + ", memory_gib)");
   return pc;
 }
 

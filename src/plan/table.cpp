@@ -9,7 +9,8 @@
 namespace strata::plan {
 
 void Table::add_row(std::vector<std::string> cells) {
-  STRATA_CHECK(cells.size() == headers_.size(), "table row of ", cells.size(), " cells, want ", headers_.size());
+  STRATA_CHECK(cells.size() == headers_.size(), "table row of ", cells.size(), " cells, want ",
+               headers_.size());
   rows_.push_back(std::move(cells));
 }
 

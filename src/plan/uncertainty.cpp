@@ -16,8 +16,8 @@ struct Ranged {
 constexpr Ranged kRanged[] = {
     {"sustained_fraction", &config::ClusterConfig::sustained_fraction_range,
      &config::ClusterConfig::sustained_fraction, true},
-    {"small_gemm_width", &config::ClusterConfig::small_gemm_width_range, &config::ClusterConfig::small_gemm_width,
-     false},
+    {"small_gemm_width", &config::ClusterConfig::small_gemm_width_range,
+     &config::ClusterConfig::small_gemm_width, false},
     {"attention_fraction", &config::ClusterConfig::attention_fraction_range,
      &config::ClusterConfig::attention_fraction, true},
     {"elementwise_fraction", &config::ClusterConfig::elementwise_fraction_range,

@@ -16,15 +16,17 @@ std::string dry_run(const config::JobConfig& job, int ranks, int rank) {
   const config::ParallelConfig& p = job.parallel;
   const int world = ranks > 0 ? ranks : p.tp * p.pp * std::max(1, p.dp);
   const comm::GridShape shape = comm::resolve_grid(world, p.tp, p.pp, p.dp);
-  STRATA_CHECK(rank >= 0 && rank < shape.size(), "--rank ", rank, " is outside the job's ", shape.size(), " ranks");
+  STRATA_CHECK(rank >= 0 && rank < shape.size(), "--rank ", rank, " is outside the job's ", shape.size(),
+               " ranks");
   // The support statement was consulted when the config was validated (config::validate).
   config::validate(job);
   const config::BatchShape batch = config::resolve_batch(p, shape.dp);
   const model::BackendSpec spec = parallel::backend_spec(job.hardware.device);
   std::ostringstream os;
-  os << "dry run of " << (job.source.empty() ? "the job" : job.source) << ": " << shape.size() << " ranks = tp "
-     << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << ", hardware.device " << config::to_string(job.hardware.device)
-     << " (" << config::backend_support(job.hardware.device).name << ")\n"
+  os << "dry run of " << (job.source.empty() ? "the job" : job.source) << ": " << shape.size()
+     << " ranks = tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << ", hardware.device "
+     << config::to_string(job.hardware.device) << " (" << config::backend_support(job.hardware.device).name
+     << ")\n"
      << "batch: " << batch.global << " sequences x " << job.train.seq_len << " tokens per step; micro-batch "
      << batch.micro << ", " << batch.microbatches << " micro-batches per DP rank\n"
      << "every setting runs on this backend\n"
@@ -40,7 +42,8 @@ std::string dry_run(const config::JobConfig& job, int ranks, int rank) {
   }
   const comm::GridCoord c = comm::coord_of(shape, rank);
   os << "rank " << rank << ":\n"
-     << parallel::plan_engine(job.model, p, job.optim, job.train.seq_len, batch.microbatches, shape, c, spec).describe();
+     << parallel::plan_engine(job.model, p, job.optim, job.train.seq_len, batch.microbatches, shape, c, spec)
+            .describe();
   return os.str();
 }
 

@@ -41,7 +41,8 @@ void StepGuard::record(BadKind kind, double loss) {
   state_.loss_mean += (loss - state_.loss_mean) / double(n);
 }
 
-void StepGuard::rolled_back(const ckpt::GuardState& at_checkpoint, std::uint64_t skip_begin, std::uint64_t skip_end) {
+void StepGuard::rolled_back(const ckpt::GuardState& at_checkpoint, std::uint64_t skip_begin,
+                            std::uint64_t skip_end) {
   ckpt::GuardState next = at_checkpoint;
   next.bad_streak = 0;
   next.skipped_steps = state_.skipped_steps;

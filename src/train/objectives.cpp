@@ -26,7 +26,8 @@ int warmup_seq_len(const config::TrainConfig& t, std::uint64_t tokens_seen) {
 
 std::uint64_t tokens_before_step(const config::TrainConfig& t, int global_batch, long step) {
   std::uint64_t seen = 0;
-  for (long s = 1; s < step; ++s) seen += std::uint64_t(global_batch) * std::uint64_t(warmup_seq_len(t, seen));
+  for (long s = 1; s < step; ++s)
+    seen += std::uint64_t(global_batch) * std::uint64_t(warmup_seq_len(t, seen));
   return seen;
 }
 
@@ -36,7 +37,8 @@ std::unique_ptr<data::Masker> make_masker(const config::TrainConfig& t, const da
                                           data::MaskStream stream) {
   if (t.objective != config::ObjectiveKind::masked_lm) return nullptr;
   const data::SampleSource::MaskToken m = source.mask_token();
-  STRATA_CHECK(m.mask_id >= 0, "masked LM: the data source resolved no [MASK] token (it was not opened for masked LM)");
+  STRATA_CHECK(m.mask_id >= 0,
+               "masked LM: the data source resolved no [MASK] token (it was not opened for masked LM)");
   data::MaskingOptions o;
   o.probability = t.mlm_probability;
   o.mask_fraction = t.mlm_mask_fraction;
@@ -63,7 +65,7 @@ ValidationSet::ValidationSet(data::SampleSource& source, const data::Masker* mas
   if (!reads_data || n_ == 0) return;
   const std::int64_t local = std::int64_t(layout.micro) * layout.microbatches;
   const std::size_t elems = std::size_t(rounds_) * std::size_t(local) * std::size_t(seq_len);
-  tokens_.assign(elems, 0);      // padding rows: token 0, no target
+  tokens_.assign(elems, 0);  // padding rows: token 0, no target
   targets_.assign(elems, -1);
   std::vector<std::int32_t> window(std::size_t(seq_len) + 1);
   for (int r = 0; r < rounds_; ++r)
@@ -74,7 +76,8 @@ ValidationSet::ValidationSet(data::SampleSource& source, const data::Masker* mas
       // masks are keyed by the window's index in that list.
       const std::int64_t i = data::spread_index(k, n_, source.num_valid_windows());
       source.valid_window(i, window.data());
-      std::int32_t* tok = tokens_.data() + (std::size_t(r) * std::size_t(local) + std::size_t(j)) * std::size_t(seq_len);
+      std::int32_t* tok =
+          tokens_.data() + (std::size_t(r) * std::size_t(local) + std::size_t(j)) * std::size_t(seq_len);
       std::int32_t* tgt = targets_.data() + (tok - tokens_.data());
       if (masker) {
         masker->apply(std::uint64_t(i), window.data(), seq_len, tok, tgt);
@@ -88,7 +91,8 @@ ValidationSet::ValidationSet(data::SampleSource& source, const data::Masker* mas
 void ValidationSet::fill(int round, int mb, std::int32_t* tokens, std::int32_t* targets) const {
   STRATA_CHECK(!tokens_.empty(), "validation set: this rank holds no windows");
   const std::size_t mb_elems = std::size_t(layout_.micro) * std::size_t(seq_len_);
-  const std::size_t at = (std::size_t(round) * std::size_t(layout_.microbatches) + std::size_t(mb)) * mb_elems;
+  const std::size_t at =
+      (std::size_t(round) * std::size_t(layout_.microbatches) + std::size_t(mb)) * mb_elems;
   std::copy_n(tokens_.data() + at, mb_elems, tokens);
   std::copy_n(targets_.data() + at, mb_elems, targets);
 }

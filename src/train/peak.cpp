@@ -34,7 +34,8 @@ std::uint64_t fnv1a(const std::string& s) {
 int affinity_cores() {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return int(std::max(1u, std::thread::hardware_concurrency()));
+  if (sched_getaffinity(0, sizeof set, &set) != 0)
+    return int(std::max(1u, std::thread::hardware_concurrency()));
   return std::max(1, CPU_COUNT(&set));
 }
 
@@ -57,7 +58,8 @@ std::string host_key() {
 
 double rank_share_of_probe(double probe_tflops, int probe_cores, int host_cores, int ranks_on_host) {
   probe_cores = std::max(1, probe_cores);
-  const double share = std::min(double(probe_cores), double(std::max(1, host_cores)) / std::max(1, ranks_on_host));
+  const double share =
+      std::min(double(probe_cores), double(std::max(1, host_cores)) / std::max(1, ranks_on_host));
   return probe_tflops * share / probe_cores;
 }
 
@@ -70,15 +72,17 @@ double PeakFlops::mfu(double tflops) {
   if (m <= 1.0) return m;
   exceeded_ = true;
   if (warn_)
-    log_warn("MFU would be ", 100.0 * m, "%: the achieved ", fmt_tflops(tflops), " per rank exceed the peak of ",
-             fmt_tflops(tflops_per_rank_), " per rank (", source_, "), so that peak is too low; MFU is not ",
+    log_warn("MFU would be ", 100.0 * m, "%: the achieved ", fmt_tflops(tflops),
+             " per rank exceed the peak of ", fmt_tflops(tflops_per_rank_), " per rank (", source_,
+             "), so that peak is too low; MFU is not ",
              "reported from here on (0 in metrics.jsonl). Set the true per-rank peak with --set ",
              "hardware.peak_tflops=<TFLOP/s per rank>, or name the machine's cluster file with --set ",
              "hardware.cluster=<name> (configs/clusters/)");
   return 0.0;
 }
 
-PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& grid, const std::string& device_name) {
+PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& grid,
+                             const std::string& device_name) {
   const bool lead = grid.global_rank() == 0;
   comm::Communicator& world = grid.world_group();
   const int world_size = grid.world_size();
@@ -110,16 +114,16 @@ PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& g
     const bool gpu = hw.device == config::DeviceKind::cuda;
     const double acc = gpu ? c.peak_tflops_bf16 : c.peak_tflops_fp32;
     if (acc <= 0)
-      throw make_error("hardware.cluster: ", path, " gives no ", gpu ? "peak_tflops_bf16" : "peak_tflops_fp32",
-                       " (the peak of this job's precision)");
+      throw make_error("hardware.cluster: ", path, " gives no ",
+                       gpu ? "peak_tflops_bf16" : "peak_tflops_fp32", " (the peak of this job's precision)");
     std::ostringstream src;
     if (gpu) {
       src << "cluster file " << path << ": " << c.gpu << ", " << acc << " TFLOP/s bf16 per accelerator";
       return make(acc, src.str());
     }
     const double node = acc * c.gpus_per_node;
-    src << "cluster file " << path << ": " << c.gpu << ", " << node << " TFLOP/s fp32 per node / " << ranks_on_host
-        << " ranks on this host";
+    src << "cluster file " << path << ": " << c.gpu << ", " << node << " TFLOP/s fp32 per node / "
+        << ranks_on_host << " ranks on this host";
     return make(node / ranks_on_host, src.str());
   }
 
@@ -133,7 +137,8 @@ PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& g
   // CPU: the host's lead measures on the cores it may use; the others wait without spinning,
   // so that they leave those cores to the probe.
   const int probe_cores = affinity_cores();
-  double mine = grid.global_rank() == host_lead ? kernels::cpu::measure_fp32_peak_gflops(probe_cores, 0.3) / 1e3 : 0.0;
+  double mine =
+      grid.global_rank() == host_lead ? kernels::cpu::measure_fp32_peak_gflops(probe_cores, 0.3) / 1e3 : 0.0;
   double probe_cores_d = double(probe_cores);
   double sent[2] = {mine, probe_cores_d};
   std::vector<double> all(std::size_t(2 * world_size), 0.0);
@@ -143,8 +148,9 @@ PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& g
   const int lead_cores = int(all[std::size_t(2 * host_lead + 1)]);
   const double per_rank = rank_share_of_probe(probe, lead_cores, host_cores, ranks_on_host);
   std::ostringstream src;
-  src << "fp32 FMA peak of this host measured by rank " << host_lead << " on " << lead_cores << " of " << host_cores
-      << " cores (" << probe * 1e3 << " GFLOP/s), shared by the " << ranks_on_host << " ranks on the host";
+  src << "fp32 FMA peak of this host measured by rank " << host_lead << " on " << lead_cores << " of "
+      << host_cores << " cores (" << probe * 1e3 << " GFLOP/s), shared by the " << ranks_on_host
+      << " ranks on the host";
   return make(per_rank, src.str());
 }
 

@@ -43,7 +43,8 @@ std::vector<Probe> parse_probes(const std::string& text, const std::string& orig
       p.choices.push_back(c.get<std::string>());
     }
     const auto it = std::find(p.choices.begin(), p.choices.end(), p.answer);
-    if (it == p.choices.end()) throw make_error(at, "the answer \"", p.answer, "\" is not one of the choices");
+    if (it == p.choices.end())
+      throw make_error(at, "the answer \"", p.answer, "\" is not one of the choices");
     if (std::count(p.choices.begin(), p.choices.end(), p.answer) > 1)
       throw make_error(at, "the answer \"", p.answer, "\" appears more than once in the choices");
     p.answer_index = int(it - p.choices.begin());

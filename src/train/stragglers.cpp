@@ -20,7 +20,8 @@ double median(std::vector<double> v) {
 
 std::string coordinates(const comm::GridShape& s, const comm::GridCoord& c) {
   char buf[96];
-  std::snprintf(buf, sizeof buf, "tp %d/%d, dp %d/%d, pp %d/%d", c.tp_rank, s.tp, c.dp_rank, s.dp, c.pp_rank, s.pp);
+  std::snprintf(buf, sizeof buf, "tp %d/%d, dp %d/%d, pp %d/%d", c.tp_rank, s.tp, c.dp_rank, s.dp, c.pp_rank,
+                s.pp);
   return buf;
 }
 
@@ -45,7 +46,8 @@ StragglerReport rank_stragglers(std::vector<RankTimes> all, const comm::GridShap
     const double m = stage_median[t.coord.pp_rank];
     t.slowdown = m > 0 ? t.compute_ms / m : 1.0;
   }
-  std::stable_sort(all.begin(), all.end(), [](const RankTimes& a, const RankTimes& b) { return a.slowdown > b.slowdown; });
+  std::stable_sort(all.begin(), all.end(),
+                   [](const RankTimes& a, const RankTimes& b) { return a.slowdown > b.slowdown; });
   all.resize(std::min(all.size(), std::size_t(std::max(top, 0))));
   r.slowest = std::move(all);
   return r;
@@ -54,18 +56,20 @@ StragglerReport rank_stragglers(std::vector<RankTimes> all, const comm::GridShap
 std::string StragglerReport::json() const {
   std::ostringstream os;
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "{\"step\": %ld, \"stragglers\": {\"steps\": %ld, \"ranks\": %d, \"compute_ms_median\": %.3f, "
-                "\"compute_ms_max\": %.3f, \"step_ms_max\": %.3f, \"slowest\": [",
-                step, steps, shape.size(), compute_ms_median, compute_ms_max, step_ms_max);
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"step\": %ld, \"stragglers\": {\"steps\": %ld, \"ranks\": %d, \"compute_ms_median\": %.3f, "
+      "\"compute_ms_max\": %.3f, \"step_ms_max\": %.3f, \"slowest\": [",
+      step, steps, shape.size(), compute_ms_median, compute_ms_max, step_ms_max);
   os << buf;
   for (std::size_t i = 0; i < slowest.size(); ++i) {
     const RankTimes& t = slowest[i];
-    std::snprintf(buf, sizeof buf,
-                  "%s{\"rank\": %d, \"tp\": %d, \"dp\": %d, \"pp\": %d, \"step_ms\": %.3f, \"compute_ms\": %.3f, "
-                  "\"wait_ms\": %.3f, \"slowdown\": %.4f}",
-                  i ? ", " : "", t.global_rank, t.coord.tp_rank, t.coord.dp_rank, t.coord.pp_rank, t.step_ms,
-                  t.compute_ms, t.wait_ms, t.slowdown);
+    std::snprintf(
+        buf, sizeof buf,
+        "%s{\"rank\": %d, \"tp\": %d, \"dp\": %d, \"pp\": %d, \"step_ms\": %.3f, \"compute_ms\": %.3f, "
+        "\"wait_ms\": %.3f, \"slowdown\": %.4f}",
+        i ? ", " : "", t.global_rank, t.coord.tp_rank, t.coord.dp_rank, t.coord.pp_rank, t.step_ms,
+        t.compute_ms, t.wait_ms, t.slowdown);
     os << buf;
   }
   os << "]}}";
@@ -75,12 +79,14 @@ std::string StragglerReport::json() const {
 std::string StragglerReport::log_line() const {
   std::ostringstream os;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "stragglers over steps %ld-%ld: compute median %.1f ms, max %.1f ms; slowest:",
+  std::snprintf(buf, sizeof buf,
+                "stragglers over steps %ld-%ld: compute median %.1f ms, max %.1f ms; slowest:",
                 step - steps + 1, step, compute_ms_median, compute_ms_max);
   os << buf;
   for (std::size_t i = 0; i < slowest.size(); ++i) {
     const RankTimes& t = slowest[i];
-    std::snprintf(buf, sizeof buf, "%s rank %d (%s) compute %.1f ms = %.2fx its stage's median, step %.1f ms, waits %.1f ms",
+    std::snprintf(buf, sizeof buf,
+                  "%s rank %d (%s) compute %.1f ms = %.2fx its stage's median, step %.1f ms, waits %.1f ms",
                   i ? ";" : "", t.global_rank, coordinates(shape, t.coord).c_str(), t.compute_ms, t.slowdown,
                   t.step_ms, t.wait_ms);
     os << buf;

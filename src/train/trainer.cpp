@@ -70,18 +70,20 @@ class MetricsFile {
     char loss[32] = "null", norm[32] = "null";
     if (std::isfinite(m.loss)) std::snprintf(loss, sizeof loss, "%.6f", m.loss);
     if (std::isfinite(m.grad_norm)) std::snprintf(norm, sizeof norm, "%.6f", m.grad_norm);
-    std::fprintf(file_,
-                 "{\"step\": %ld, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, \"seq_len\": %d, "
-                 "\"tokens\": %lld, \"loss_tokens\": %lld, "
-                 "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
-                 "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
-                 "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f, \"samples\": %llu, "
-                 "\"skipped\": %d, \"bad\": \"%s\", \"save_wait_ms\": %.3f, \"ckpt_ms\": %.3f, \"saving\": %d, \"cpu_ms\": %.3f}\n",
-                 m.step, loss, m.lr, norm, m.seq_len, static_cast<long long>(m.tokens),
-                 static_cast<long long>(m.loss_tokens), m.tokens_per_s, m.step_ms, m.tflops, m.mfu,
-                 m.mem_bytes, m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms,
-                 m.optimizer_state_bytes, m.data_wait_ms, static_cast<unsigned long long>(m.samples),
-                 m.skipped ? 1 : 0, to_string(m.bad), m.save_wait_ms, m.ckpt_ms, m.saving ? 1 : 0, m.cpu_ms);
+    std::fprintf(
+        file_,
+        "{\"step\": %ld, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, \"seq_len\": %d, "
+        "\"tokens\": %lld, \"loss_tokens\": %lld, "
+        "\"tokens_per_s\": %.1f, \"step_ms\": %.3f, \"tflops\": %.6f, \"mfu\": %.5f, "
+        "\"mem_bytes\": %zu, \"compute_ms\": %.3f, \"bubble_fraction\": %.4f, \"pipeline_wait_ms\": %.3f, "
+        "\"dp_wait_ms\": %.3f, \"optimizer_state_bytes\": %zu, \"data_wait_ms\": %.3f, \"samples\": %llu, "
+        "\"skipped\": %d, \"bad\": \"%s\", \"save_wait_ms\": %.3f, \"ckpt_ms\": %.3f, \"saving\": %d, "
+        "\"cpu_ms\": %.3f}\n",
+        m.step, loss, m.lr, norm, m.seq_len, static_cast<long long>(m.tokens),
+        static_cast<long long>(m.loss_tokens), m.tokens_per_s, m.step_ms, m.tflops, m.mfu, m.mem_bytes,
+        m.compute_ms, m.bubble_fraction, m.pipeline_wait_ms, m.dp_wait_ms, m.optimizer_state_bytes,
+        m.data_wait_ms, static_cast<unsigned long long>(m.samples), m.skipped ? 1 : 0, to_string(m.bad),
+        m.save_wait_ms, m.ckpt_ms, m.saving ? 1 : 0, m.cpu_ms);
     std::fflush(file_);
   }
   // Any other record (the straggler report), already JSON.
@@ -91,7 +93,8 @@ class MetricsFile {
   }
   // A validation result: its own line, {"step": S, "valid_loss": ..., "valid_ppl": ...}.
   void write(const EvalMetrics& e) {
-    std::fprintf(file_, "{\"step\": %ld, \"valid_loss\": %.10g, \"valid_ppl\": %.10g, \"valid_tokens\": %lld}\n",
+    std::fprintf(file_,
+                 "{\"step\": %ld, \"valid_loss\": %.10g, \"valid_ppl\": %.10g, \"valid_tokens\": %lld}\n",
                  e.step, e.loss, e.perplexity, static_cast<long long>(e.tokens));
     std::fflush(file_);
   }
@@ -137,8 +140,8 @@ std::string describe_objective(const config::JobConfig& job, const data::Masker*
     os << "at the end";
   }
   if (t.seq_len_warmup > 0)
-    os << "\nsequence-length warm-up: " << warmup_start_len(t) << " -> " << t.seq_len << " tokens over the first "
-       << t.seq_len_warmup << " training tokens";
+    os << "\nsequence-length warm-up: " << warmup_start_len(t) << " -> " << t.seq_len
+       << " tokens over the first " << t.seq_len_warmup << " training tokens";
   return os.str();
 }
 
@@ -175,7 +178,7 @@ class Trainer {
   ckpt::TrainState resumed_;
   std::unique_ptr<data::Masker> masker_, valid_masker_;
   std::unique_ptr<ValidationSet> valid_set_;
-  std::uint64_t next_batch_ = 0;   // the data position: the global batch the next step trains on
+  std::uint64_t next_batch_ = 0;  // the data position: the global batch the next step trains on
   bool reads_data_ = false;
   std::unique_ptr<data::AsyncLoader> loader_;
   MemoryPlan step_batch_{"step batch"};
@@ -186,21 +189,24 @@ class Trainer {
   StragglerMonitor stragglers_{grid_};
   TrainSummary summary_;
   // The step in flight.
-  int t_ = 0;                      // this step's sequence length (train.seq_len_warmup)
-  std::int64_t t_mb_elems_ = 0;    // this step's micro-batch: [micro, t]
+  int t_ = 0;                    // this step's sequence length (train.seq_len_warmup)
+  std::int64_t t_mb_elems_ = 0;  // this step's micro-batch: [micro, t]
   double bubble_ = 0;
   std::uint64_t tokens_seen_ = 0;
   double last_lr_ = 0;
   std::size_t snapshot_bytes_ = 0;  // host memory of checkpoint saves (staging, snapshot)
   parallel::Engine::FillBatch fill_;
   StepGuard guard_;
-  std::vector<long> bad_run_;     // the steps of the current run of bad steps
-  int stop_ = 0;                  // the stop signal every rank agreed on in the last step
-  const FaultHooks faults_;       // tests only (core/faults.hpp); defaults: none
+  std::vector<long> bad_run_;  // the steps of the current run of bad steps
+  int stop_ = 0;               // the stop signal every rank agreed on in the last step
+  const FaultHooks faults_;    // tests only (core/faults.hpp); defaults: none
 };
 
 Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const FaultHooks* faults)
-    : job_(job), grid_(grid), lead_(grid.global_rank() == 0), batch_(config::resolve_batch(job.parallel, grid.shape().dp)),
+    : job_(job),
+      grid_(grid),
+      lead_(grid.global_rank() == 0),
+      batch_(config::resolve_batch(job.parallel, grid.shape().dp)),
       threads_(job.hardware.threads > 0
                    ? job.hardware.threads
                    : std::max(1, int(std::max(1u, std::thread::hardware_concurrency())) / grid.local_size())),
@@ -214,8 +220,8 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const Fault
   const bool masked_lm = tcfg.objective == config::ObjectiveKind::masked_lm;
   source_ = data::make_sample_source(job.data, job.model, T, tcfg.seed, masked_lm);
   // 3. The engine on this rank's device, its parameters drawn layout-independently.
-  engine_ = parallel::make_engine(job.hardware.device, job.model, job.parallel, job.optim, T, batch_.microbatches,
-                                  grid);
+  engine_ = parallel::make_engine(job.hardware.device, job.model, job.parallel, job.optim, T,
+                                  batch_.microbatches, grid);
   engine_->init_parameters(tcfg.seed);
   // 4. Resume: parameters, Adam moments and step from a checkpoint of any layout.
   ckpt_dir_ = job.ckpt.dir.empty() ? (fs::path(tcfg.out_dir) / "checkpoints").string() : job.ckpt.dir;
@@ -229,9 +235,9 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const Fault
                        " (choose parallel.global_batch_size dividing it)");
     if (lead_) {
       const comm::GridShape& g = grid.shape();
-      log_info("resumed from ", resume_file, ": step ", resumed_.step, ", ", resumed_.consumed_samples, " samples, ",
-               resumed_.tokens_seen, " tokens seen; written with ", resumed_.layout, ", loaded into tp", g.tp, "-pp",
-               g.pp, "-dp", g.dp, " zero", job.parallel.zero_stage);
+      log_info("resumed from ", resume_file, ": step ", resumed_.step, ", ", resumed_.consumed_samples,
+               " samples, ", resumed_.tokens_seen, " tokens seen; written with ", resumed_.layout,
+               ", loaded into tp", g.tp, "-pp", g.pp, "-dp", g.dp, " zero", job.parallel.zero_stage);
       if (resumed_.seed != tcfg.seed)
         log_warn("train.seed is ", tcfg.seed, " but the checkpoint was written with seed ", resumed_.seed,
                  ": the data order after the resume differs from the original run's");
@@ -252,8 +258,8 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const Fault
   masker_ = make_masker(tcfg, *source_, data::MaskStream::train);
   valid_masker_ = make_masker(tcfg, *source_, data::MaskStream::valid);
   const BatchLayout eval_layout{batch_.micro, batch_.microbatches, grid.shape().dp, grid.coord().dp_rank};
-  valid_set_ = std::make_unique<ValidationSet>(*source_, valid_masker_.get(), job.eval.windows, eval_layout, T,
-                                               reads_data);
+  valid_set_ = std::make_unique<ValidationSet>(*source_, valid_masker_.get(), job.eval.windows, eval_layout,
+                                               T, reads_data);
   next_batch_ = resumed_.consumed_samples / std::uint64_t(batch_.global);
   reads_data_ = reads_data;
   start_loader();
@@ -287,8 +293,8 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const Fault
   }
   bubble_ = parallel::bubble_fraction(grid.shape().pp, batch_.microbatches, job.parallel.virtual_stages);
   summary_.peak_tflops = peak_.tflops_per_rank();
-  summary_.planned_bytes = engine_->parameter_bytes() + engine_->optimizer_bytes() + engine_->activation_bytes() +
-                           engine_->plan().host.total_bytes();
+  summary_.planned_bytes = engine_->parameter_bytes() + engine_->optimizer_bytes() +
+                           engine_->activation_bytes() + engine_->plan().host.total_bytes();
   summary_.steps.reserve(std::size_t(tcfg.steps));
   summary_.evals.reserve(std::size_t(job.eval.interval > 0 ? tcfg.steps / job.eval.interval + 1 : 1));
   if (lead_) log_start();
@@ -301,21 +307,25 @@ void Trainer::log_start() const {
   const model::ParameterTable whole = model::make_parameter_table(m);
   std::ostringstream os;
   os << "model '" << m.name << "': " << whole.numel() << " parameters (" << whole.matmul_numel()
-     << " in matmuls), " << m.num_layers << " layers, d_model " << m.d_model << ", heads " << m.num_heads << "/"
-     << m.kv_heads() << ", ffn " << m.ffn() << ", vocab " << m.vocab_size << '\n';
-  if (const int vp = model::padded_vocab(m.vocab_size, g.tp, engine_->plan().spec.vocab_multiple); vp != m.vocab_size)
+     << " in matmuls), " << m.num_layers << " layers, d_model " << m.d_model << ", heads " << m.num_heads
+     << "/" << m.kv_heads() << ", ffn " << m.ffn() << ", vocab " << m.vocab_size << '\n';
+  if (const int vp = model::padded_vocab(m.vocab_size, g.tp, engine_->plan().spec.vocab_multiple);
+      vp != m.vocab_size)
     os << "vocabulary padded from " << m.vocab_size << " to " << vp << " so each of the " << g.tp
        << " tensor-parallel ranks holds " << vp / g.tp << " rows (the padding rows are never targets)\n";
-  os << "layout: tp " << g.tp << " x pp " << g.pp << " x dp " << g.dp << " = " << g.size() << " ranks; schedule "
-     << config::to_string(job_.parallel.schedule) << " (virtual stages " << job_.parallel.virtual_stages << ", bubble "
-     << bubble_ << "); sequence parallel " << (job_.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage "
-     << job_.parallel.zero_stage << "; recompute " << config::to_string(m.recompute) << '\n';
+  os << "layout: tp " << g.tp << " x pp " << g.pp << " x dp " << g.dp << " = " << g.size()
+     << " ranks; schedule " << config::to_string(job_.parallel.schedule) << " (virtual stages "
+     << job_.parallel.virtual_stages << ", bubble " << bubble_ << "); sequence parallel "
+     << (job_.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage " << job_.parallel.zero_stage
+     << "; recompute " << config::to_string(m.recompute) << '\n';
   os << "data: " << source_->description() << "; " << source_->num_train_windows() << " windows of " << T + 1
      << " tokens, prefetch " << job_.data.prefetch << " micro-batches\n";
-  const std::string epochs = source_->epoch_plan(std::uint64_t(job_.train.steps) * std::uint64_t(batch_.global));
+  const std::string epochs =
+      source_->epoch_plan(std::uint64_t(job_.train.steps) * std::uint64_t(batch_.global));
   if (!epochs.empty()) os << epochs << '\n';
   os << "batch: " << batch_.global << " sequences x " << T << " tokens = " << std::int64_t(batch_.global) * T
-     << " tokens/step (micro-batch " << batch_.micro << ", " << batch_.microbatches << " micro-batches per DP rank)\n";
+     << " tokens/step (micro-batch " << batch_.micro << ", " << batch_.microbatches
+     << " micro-batches per DP rank)\n";
   os << describe_objective(job_, masker_.get(), source_->mask_token(), *valid_set_) << '\n';
   const config::CheckpointConfig& c = job_.ckpt;
   os << "checkpoints: ";
@@ -324,7 +334,8 @@ void Trainer::log_start() const {
      << (c.keep > 0 ? std::to_string(c.keep) : std::string("all")) << "); "
      << (checkpointer_->async() ? "periodic ones written in the background"
                                 : "written synchronously (" + checkpointer_->sync_reason() + ")");
-  if (snapshot_bytes_ > 0) os << "; " << format_bytes(double(snapshot_bytes_)) << " of host memory for them on rank 0";
+  if (snapshot_bytes_ > 0)
+    os << "; " << format_bytes(double(snapshot_bytes_)) << " of host memory for them on rank 0";
   os << '\n';
   const config::GuardConfig& gc = job_.guard;
   os << "bad-step guard: NaN/Inf steps skipped";
@@ -378,8 +389,8 @@ StepMetrics Trainer::step(long step) {
   const double cpu_start = process_cpu_seconds();
   const config::TrainConfig& tcfg = job_.train;
   if (faults_.failure.rank == grid_.global_rank() && faults_.failure.step == step)
-    throw make_error("injected failure at step ", step, " (fault hook: rank=", faults_.failure.rank, ",step=",
-                     faults_.failure.step, ")");
+    throw make_error("injected failure at step ", step, " (fault hook: rank=", faults_.failure.rank,
+                     ",step=", faults_.failure.step, ")");
   // Sequence-length warm-up: the length follows the tokens trained on (a resumed run has them
   // from its checkpoint).
   if (const int next_t = warmup_seq_len(tcfg, tokens_seen_); next_t != t_) {
@@ -406,8 +417,8 @@ StepMetrics Trainer::step(long step) {
   grid_.dp_group().all_reduce(loss, 2);
   // The gradient was scaled by 1 / step_loss_tokens, counted before the step; the loss saw the
   // loader's targets. They must agree, or the gradient is not the mean.
-  STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ", std::int64_t(loss[1]),
-               " target tokens but the gradient scale assumed ", step_loss_tokens);
+  STRATA_CHECK(std::int64_t(loss[1]) == step_loss_tokens, "step ", step, ": the loss covered ",
+               std::int64_t(loss[1]), " target tokens but the gradient scale assumed ", step_loss_tokens);
   double mean_loss = loss[1] > 0 ? loss[0] / loss[1] : 0.0;
   if (faults_.bad_batches.hits(FaultHooks::BadBatches::loss_spike, global_batch_index))
     mean_loss *= faults_.bad_batches.factor;
@@ -431,7 +442,8 @@ StepMetrics Trainer::step(long step) {
   const BadKind bad = guard_.judge(mean_loss, grad_norm);
   const double lr = optim::learning_rate(job_.optim, step, tcfg.steps);
   double gather_wait = 0;
-  if (bad == BadKind::none) gather_wait = engine_->optimizer_step(lr, optim::clip_factor(grad_norm, job_.optim.grad_clip));
+  if (bad == BadKind::none)
+    gather_wait = engine_->optimizer_step(lr, optim::clip_factor(grad_norm, job_.optim.grad_clip));
   guard_.record(bad, mean_loss);
 
   StepMetrics s;
@@ -494,8 +506,8 @@ void Trainer::checkpoint(long step, bool now, StepMetrics& s) {
     const ckpt::SaveResult r = checkpointer_->save(ckpt_dir_, train_state(step), job_.ckpt.keep);
     summary_.last_checkpoint = r.file;
     if (lead_)
-      log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ", r.seconds,
-               " s, ", r.gb_per_s(), " GB/s)");
+      log_info("checkpoint: step ", step, " saved to ", r.file, " (", format_bytes(double(r.bytes)), " in ",
+               r.seconds, " s, ", r.gb_per_s(), " GB/s)");
   } else {
     const ckpt::SaveCost c = checkpointer_->save_async(ckpt_dir_, train_state(step), job_.ckpt.keep);
     s.save_wait_ms = c.wait_s * 1e3;
@@ -522,9 +534,9 @@ void Trainer::log_bad_step(const StepMetrics& s) const {
     why << "loss " << s.loss << " above " << job_.guard.loss_spike_factor << " x the running mean "
         << g.loss_mean << " (guard.loss_spike_factor)";
   log_warn("step ", s.step, " skipped, no update: ", why.str(), "; data: global batch ",
-           s.samples / std::uint64_t(batch_.global), ", samples [", s.samples, ", ", s.samples + std::uint64_t(batch_.global),
-           "); ", g.bad_streak, " bad step", g.bad_streak == 1 ? "" : "s", " in a row, ", g.skipped_steps,
-           " skipped in the run");
+           s.samples / std::uint64_t(batch_.global), ", samples [", s.samples, ", ",
+           s.samples + std::uint64_t(batch_.global), "); ", g.bad_streak, " bad step",
+           g.bad_streak == 1 ? "" : "s", " in a row, ", g.skipped_steps, " skipped in the run");
 }
 
 long Trainer::rollback(long step) {
@@ -536,15 +548,17 @@ long Trainer::rollback(long step) {
   for (std::size_t i = 0; i < bad_run_.size(); ++i) run << (i ? ", " : "") << bad_run_[i];
   checkpointer_->wait();  // the newest checkpoint may still be being written
   report_saves();
-  const std::string target = !summary_.last_checkpoint.empty() ? summary_.last_checkpoint : summary_.resumed_from;
+  const std::string target =
+      !summary_.last_checkpoint.empty() ? summary_.last_checkpoint : summary_.resumed_from;
   if (target.empty())
-    throw make_error("training diverged at step ", step, ": ", g.bad_streak, " bad steps in a row (steps ", run.str(),
-                     ") and no checkpoint to roll back to (none saved yet: ckpt.interval is ", job_.ckpt.interval,
-                     "; guard.rollback_after: 0 keeps skipping instead)");
+    throw make_error("training diverged at step ", step, ": ", g.bad_streak, " bad steps in a row (steps ",
+                     run.str(), ") and no checkpoint to roll back to (none saved yet: ckpt.interval is ",
+                     job_.ckpt.interval, "; guard.rollback_after: 0 keeps skipping instead)");
   if (!guard_.may_roll_back())
-    throw make_error("training diverged at step ", step, ": ", g.bad_streak, " bad steps in a row (steps ", run.str(),
-                     ") after ", g.rollbacks, " rollback", g.rollbacks == 1 ? "" : "s", " (guard.max_rollbacks = ",
-                     job_.guard.max_rollbacks, "); lower optim.lr or check the data near samples ",
+    throw make_error("training diverged at step ", step, ": ", g.bad_streak, " bad steps in a row (steps ",
+                     run.str(), ") after ", g.rollbacks, " rollback", g.rollbacks == 1 ? "" : "s",
+                     " (guard.max_rollbacks = ", job_.guard.max_rollbacks,
+                     "); lower optim.lr or check the data near samples ",
                      g.skipped_samples.empty() ? 0 : g.skipped_samples.back().first);
   const ckpt::TrainState st = checkpointer_->load(target, source_->tokenizer_hash());
   const std::uint64_t skip_end = next_batch_ * std::uint64_t(batch_.global);
@@ -560,9 +574,10 @@ long Trainer::rollback(long step) {
   summary_.last_step = st.step;
   if (lead_) {
     log_warn("rollback after step ", step, ": ", r.bad_steps.size(), " bad steps in a row (steps ", run.str(),
-             "); continuing from ", target, " (step ", st.step, ") and skipping samples [", r.skip_begin, ", ",
-             r.skip_end, ") (", (r.skip_end - r.skip_begin) / std::uint64_t(batch_.global), " global batches); rollback ",
-             guard_.state().rollbacks, " of at most ", job_.guard.max_rollbacks);
+             "); continuing from ", target, " (step ", st.step, ") and skipping samples [", r.skip_begin,
+             ", ", r.skip_end, ") (", (r.skip_end - r.skip_begin) / std::uint64_t(batch_.global),
+             " global batches); rollback ", guard_.state().rollbacks, " of at most ",
+             job_.guard.max_rollbacks);
     // The dropped steps' lines go; one record says what happened (it carries the checkpoint's
     // step, so it stays when a later resume keeps the lines up to its own checkpoint).
     metrics_->rewind_to(st.step);
@@ -588,10 +603,11 @@ void Trainer::validate(long step) {
   if (!lead_) return;
   metrics_->write(m);
   char line[200];
-  std::snprintf(line, sizeof line,
-                "validation at step %ld: loss %.4f | perplexity %.3f | %lld held-out windows, %lld target tokens", step,
-                e.loss, e.perplexity(), static_cast<long long>(valid_set_->windows()),
-                static_cast<long long>(e.tokens));
+  std::snprintf(
+      line, sizeof line,
+      "validation at step %ld: loss %.4f | perplexity %.3f | %lld held-out windows, %lld target tokens", step,
+      e.loss, e.perplexity(), static_cast<long long>(valid_set_->windows()),
+      static_cast<long long>(e.tokens));
   log_line(LogLevel::info, line);
 }
 
@@ -600,14 +616,17 @@ void Trainer::log_step(const StepMetrics& s) const {
   const config::TrainConfig& tcfg = job_.train;
   if (s.step != summary_.first_step && s.step % tcfg.log_interval != 0 && s.step != tcfg.steps) return;
   char mfu[16];  // "MFU n/a" once a step has exceeded the peak (train/peak.hpp warns once why)
-  if (peak_.exceeded() || peak_.tflops_per_rank() <= 0) std::snprintf(mfu, sizeof mfu, "n/a");
-  else std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * s.mfu);
+  if (peak_.exceeded() || peak_.tflops_per_rank() <= 0)
+    std::snprintf(mfu, sizeof mfu, "n/a");
+  else
+    std::snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * s.mfu);
   char line[340];
-  std::snprintf(line, sizeof line,
-                "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
-                "%.3f TFLOP/s/rank | MFU %s | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
-                s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops, mfu,
-                bubble_, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms, double(s.mem_bytes) / 1048576.0);
+  std::snprintf(
+      line, sizeof line,
+      "step %5ld/%d | loss %.4f | lr %.3e | grad_norm %.3f | seq %d | %.0f tok/s | %.1f ms | "
+      "%.3f TFLOP/s/rank | MFU %s | bubble %.2f | comm wait %.1f ms | data wait %.1f ms | mem %.0f MiB",
+      s.step, tcfg.steps, s.loss, s.lr, s.grad_norm, s.seq_len, s.tokens_per_s, s.step_ms, s.tflops, mfu,
+      bubble_, s.pipeline_wait_ms + s.dp_wait_ms, s.data_wait_ms, double(s.mem_bytes) / 1048576.0);
   log_line(LogLevel::info, line);
 }
 
@@ -616,14 +635,16 @@ void Trainer::keep_final_parameters() {
   // model's copy (tens of GB per rank, on every rank of a node) is not made.
   std::int64_t numel = 0;
   for (const parallel::ChunkPlan& c : engine_->plan().chunks) numel += c.stage.table.numel();
-  if (numel <= (std::int64_t(1) << 28)) engine_->download_parameters(summary_.final_params, summary_.final_param_info);
+  if (numel <= (std::int64_t(1) << 28))
+    engine_->download_parameters(summary_.final_params, summary_.final_param_info);
 }
 
 TrainSummary Trainer::run() {
   const config::TrainConfig& tcfg = job_.train;
   const StopSignals signals;
   if (summary_.first_step > tcfg.steps && lead_)
-    log_info("nothing to train: the checkpoint is at step ", resumed_.step, " and train.steps is ", tcfg.steps);
+    log_info("nothing to train: the checkpoint is at step ", resumed_.step, " and train.steps is ",
+             tcfg.steps);
   long step = summary_.first_step;
   while (step <= tcfg.steps) {
     StepMetrics s = this->step(step);  // every rank agrees on the guard's verdict and on stop_
@@ -652,7 +673,8 @@ TrainSummary Trainer::run() {
     if (stop_ > 0 || at_end) {
       checkpoint(step, true, s);
     } else if (due && s.skipped) {
-      if (lead_) log_info("checkpoint of step ", step, " not taken: the step was bad (the next interval saves)");
+      if (lead_)
+        log_info("checkpoint of step ", step, " not taken: the step was bad (the next interval saves)");
     } else if (due) {
       checkpoint(step, false, s);
     }
@@ -660,8 +682,9 @@ TrainSummary Trainer::run() {
     summary_.steps.push_back(s);
     summary_.last_step = step;
     if (rank_log_)
-      std::fprintf(rank_log_.get(), "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n", step,
-                   s.loss, s.compute_ms, s.pipeline_wait_ms, s.dp_wait_ms);
+      std::fprintf(rank_log_.get(),
+                   "step %ld loss %.6f compute %.1f ms pipeline wait %.1f ms dp wait %.1f ms\n", step, s.loss,
+                   s.compute_ms, s.pipeline_wait_ms, s.dp_wait_ms);
     if (lead_) log_step(s);
     stragglers_.add_step(s.step_ms, s.compute_ms, s.pipeline_wait_ms + s.dp_wait_ms + s.data_wait_ms);
     if (step % tcfg.log_interval == 0 || step == tcfg.steps) {
@@ -674,7 +697,8 @@ TrainSummary Trainer::run() {
     if (stop_ > 0) {
       summary_.stop_signal = stop_;
       if (lead_)
-        log_warn("stopping after step ", step, " on ", signal_name(stop_), "; checkpoint ", summary_.last_checkpoint);
+        log_warn("stopping after step ", step, " on ", signal_name(stop_), "; checkpoint ",
+                 summary_.last_checkpoint);
       break;
     }
     if (job_.eval.interval > 0 && step % job_.eval.interval == 0) validate(step);

@@ -116,7 +116,8 @@ Reference reference(const Fused& f, const std::vector<float>& qkv, const std::ve
         for (index_t u = 0; u < len; ++u) {
           double d = 0;
           for (index_t i = 0; i < c.HS; ++i)
-            d += x[(b * c.T + t) * f.ld() + h * c.HS + i] * x[(b * c.T + u) * f.ld() + f.koff() + kvh * c.HS + i];
+            d += x[(b * c.T + t) * f.ld() + h * c.HS + i] *
+                 x[(b * c.T + u) * f.ld() + f.koff() + kvh * c.HS + i];
           s[u] = d / std::sqrt(double(c.HS));
           mx = std::max(mx, s[u]);
         }
@@ -126,8 +127,9 @@ Reference reference(const Fused& f, const std::vector<float>& qkv, const std::ve
       }
   r.dqkv.assign(std::size_t(f.n()), 0.0);
   std::vector<double> scratch(std::size_t(c.T * c.T));
-  cpu::attention_backward<double>(r.dqkv.data(), r.dqkv.data() + f.koff(), r.dqkv.data() + f.voff(), scratch.data(),
-                                  dO.data(), att.data(), x.data(), x.data() + f.koff(), x.data() + f.voff(), f.host());
+  cpu::attention_backward<double>(r.dqkv.data(), r.dqkv.data() + f.koff(), r.dqkv.data() + f.voff(),
+                                  scratch.data(), dO.data(), att.data(), x.data(), x.data() + f.koff(),
+                                  x.data() + f.voff(), f.host());
   return r;
 }
 
@@ -148,8 +150,8 @@ TEST_F(CudaAttention, ForwardOutAndLseMatchCpuReferenceInDouble) {
 
     DeviceBuffer<bf16> d_qkv(to_bf16(qkv)), d_out(std::size_t(f.n_out()));
     DeviceBuffer<float> d_lse(std::size_t(c.B * c.NH * c.T));
-    cuda::attention_forward(d_out.get(), d_lse.get(), d_qkv.get(), d_qkv.get() + f.koff(), d_qkv.get() + f.voff(),
-                            f.gpu(), nullptr);
+    cuda::attention_forward(d_out.get(), d_lse.get(), d_qkv.get(), d_qkv.get() + f.koff(),
+                            d_qkv.get() + f.voff(), f.gpu(), nullptr);
     EXPECT_TRUE(close_to_max(to_float(d_out.download()), ref.out));
     EXPECT_TRUE(all_close(d_lse.download(), std::vector<float>(ref.lse.begin(), ref.lse.end()), 0.0, 1e-3));
   }
@@ -173,13 +175,15 @@ TEST_F(CudaAttention, BackwardDqDkDvMatchCpuReferenceInDouble) {
     DeviceBuffer<bf16> d_dqkv(to_bf16(std::vector<float>(std::size_t(f.n()), 123.0f)));
     DeviceBuffer<float> ws(std::size_t(cuda::attention_workspace_floats(f.gpu())));
     bf16* dq = d_dqkv.get();
-    cuda::attention_backward(dq, dq + f.koff(), dq + f.voff(), ws.get(), d_dout.get(), d_out.get(), d_lse.get(), q, k,
-                             v, f.gpu(), nullptr);
+    cuda::attention_backward(dq, dq + f.koff(), dq + f.voff(), ws.get(), d_dout.get(), d_out.get(),
+                             d_lse.get(), q, k, v, f.gpu(), nullptr);
     const auto got = to_float(d_dqkv.download());
     EXPECT_TRUE(close_to_max(columns(got, f, 0, c.NH * c.HS), columns(ref.dqkv, f, 0, c.NH * c.HS))) << "dq";
-    EXPECT_TRUE(close_to_max(columns(got, f, f.koff(), c.NKV * c.HS), columns(ref.dqkv, f, f.koff(), c.NKV * c.HS)))
+    EXPECT_TRUE(
+        close_to_max(columns(got, f, f.koff(), c.NKV * c.HS), columns(ref.dqkv, f, f.koff(), c.NKV * c.HS)))
         << "dk";
-    EXPECT_TRUE(close_to_max(columns(got, f, f.voff(), c.NKV * c.HS), columns(ref.dqkv, f, f.voff(), c.NKV * c.HS)))
+    EXPECT_TRUE(
+        close_to_max(columns(got, f, f.voff(), c.NKV * c.HS), columns(ref.dqkv, f, f.voff(), c.NKV * c.HS)))
         << "dv";
     // the padding columns are not written
     EXPECT_EQ(got[f.ld() - 1], 123.0f);
@@ -194,12 +198,13 @@ TEST_F(CudaAttention, BackwardIsDeterministicUpToAtomicOrderAndRepeatable) {
   const auto qkv = random_bf16_values(std::size_t(f.n()), 5, 1.0f);
   const auto dout = random_bf16_values(std::size_t(f.n_out()), 6, 1.0f);
   DeviceBuffer<bf16> d_qkv(to_bf16(qkv)), d_out(std::size_t(f.n_out())), d_dout(to_bf16(dout));
-  DeviceBuffer<float> d_lse(std::size_t(c.B * c.NH * c.T)), ws(std::size_t(cuda::attention_workspace_floats(f.gpu())));
+  DeviceBuffer<float> d_lse(std::size_t(c.B * c.NH * c.T)),
+      ws(std::size_t(cuda::attention_workspace_floats(f.gpu())));
   DeviceBuffer<bf16> g1(std::size_t(f.n())), g2(std::size_t(f.n()));
   const bf16 *q = d_qkv.get(), *k = q + f.koff(), *v = q + f.voff();
   cuda::attention_forward(d_out.get(), d_lse.get(), q, k, v, f.gpu(), nullptr);
   for (auto* g : {&g1, &g2})
-    cuda::attention_backward(g->get(), g->get() + f.koff(), g->get() + f.voff(), ws.get(), d_dout.get(), d_out.get(),
-                             d_lse.get(), q, k, v, f.gpu(), nullptr);
+    cuda::attention_backward(g->get(), g->get() + f.koff(), g->get() + f.voff(), ws.get(), d_dout.get(),
+                             d_out.get(), d_lse.get(), q, k, v, f.gpu(), nullptr);
   EXPECT_TRUE(all_close(to_float(g1.download()), to_float(g2.download()), 1e-2, 1e-3));
 }

@@ -74,7 +74,8 @@ TEST(FlashMath, BlockRangesVisitEveryVisiblePairAndSkipOnlyMaskedBlocks) {
             for (int c = 0; c < flash::kBlockN; ++c)
               any_visible |= flash::key_visible(qb * flash::kBlockM + r, kb * flash::kBlockN + c, T, causal);
           // the forward visits key block kb of query block qb exactly when it has a visible pair
-          EXPECT_EQ(kb < visited, any_visible) << "T " << T << " causal " << causal << " q " << qb << " kv " << kb;
+          EXPECT_EQ(kb < visited, any_visible)
+              << "T " << T << " causal " << causal << " q " << qb << " kv " << kb;
           // the backward's range over query blocks for key block kb agrees
           EXPECT_EQ(qb >= flash::q_block_begin_for_kv_block(kb, causal), any_visible)
               << "T " << T << " causal " << causal << " q " << qb << " kv " << kb;
@@ -158,7 +159,8 @@ TEST(FlashMath, EmulatedForwardMatchesSoftmaxInDouble) {
           double want = 0;
           for (int u = 0; u < len; ++u) want += std::exp(S[t * T + u] / 8.0 - mx) / sum * V[u * HS + d];
           // P rounded to bf16 (relative 2^-9) in a convex combination of |v| <~ 4: <= 0.01
-          ASSERT_NEAR(out[t * HS + d], want, 1e-2) << "T " << T << " causal " << causal << " t " << t << " d " << d;
+          ASSERT_NEAR(out[t * HS + d], want, 1e-2)
+              << "T " << T << " causal " << causal << " t " << t << " d " << d;
         }
       }
     }

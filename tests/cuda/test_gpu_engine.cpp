@@ -31,7 +31,9 @@ struct Result {
 };
 
 parallel::Engine::FillBatch filler(const config::ModelConfig& c) {
-  return [c](int mb, std::int32_t* tokens, std::int32_t* targets) { test::fill_batch(c, kB, kT, mb, tokens, targets); };
+  return [c](int mb, std::int32_t* tokens, std::int32_t* targets) {
+    test::fill_batch(c, kB, kT, mb, tokens, targets);
+  };
 }
 
 Result cpu_step(const config::ModelConfig& c) {
@@ -79,8 +81,8 @@ class GpuEngineTest : public test::CudaTest {
     grid_ = std::make_unique<comm::RankGrid>(MPI_COMM_WORLD, 1, 1, 1);
   }
   std::unique_ptr<parallel::Engine> engine(const config::ModelConfig& c, int zero_stage = 0) {
-    auto e = parallel::make_engine(config::DeviceKind::cuda, c, parallel_config(zero_stage), config::OptimConfig{}, kT,
-                                   kM, *grid_);
+    auto e = parallel::make_engine(config::DeviceKind::cuda, c, parallel_config(zero_stage),
+                                   config::OptimConfig{}, kT, kM, *grid_);
     e->init_parameters(kSeed);
     return e;
   }
@@ -189,8 +191,9 @@ TEST_F(GpuEngineTest, EngineAllocatesItsDryRunPlan) {
   // The memory the engine holds is the plan a CPU-only build prints for the job (--dry-run).
   const config::ModelConfig c = test::gpu_llama();
   auto e = engine(c, 1);
-  const parallel::EnginePlan dry = parallel::plan_engine(c, parallel_config(1), config::OptimConfig{}, kT, kM,
-                                                         grid_->shape(), grid_->coord(), model::cuda_backend_spec());
+  const parallel::EnginePlan dry =
+      parallel::plan_engine(c, parallel_config(1), config::OptimConfig{}, kT, kM, grid_->shape(),
+                            grid_->coord(), model::cuda_backend_spec());
   EXPECT_EQ(e->parameter_bytes(), dry.parameter_bytes());
   EXPECT_EQ(e->activation_bytes(), dry.activation_bytes());
   EXPECT_EQ(e->plan().optimizer_bytes(), dry.optimizer_bytes());
@@ -212,7 +215,8 @@ TEST_F(GpuEngineTest, DecoderAgreesWithTheTrainingForward) {
     for (const model::ParamInfo& p : dec->table().entries()) {
       const model::ParamInfo& r = table.get(p.name);
       const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
-      for (std::int64_t i = 0; i < real; ++i) padded[std::size_t(p.offset + i)] = host[std::size_t(r.offset + i)];
+      for (std::int64_t i = 0; i < real; ++i)
+        padded[std::size_t(p.offset + i)] = host[std::size_t(r.offset + i)];
     }
     dec->upload_parameters(padded.data());
     fwd->upload_parameters(padded.data());

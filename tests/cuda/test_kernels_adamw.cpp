@@ -39,7 +39,8 @@ TEST_F(CudaAdamW, SegmentsMatchCpuAtSteps1And10BothGradLayouts) {
   for (const auto& s : segs) max_numel = std::max(max_numel, s.numel);
   for (bool grad_at_state : {true, false}) {
     for (long step : {1L, 10L}) {
-      const cu::AdamWStep p{/*lr*/ 2e-3f, /*beta1*/ 0.9f, /*beta2*/ 0.95f, /*eps*/ 1e-8f, /*grad_scale*/ 0.7f, step};
+      const cu::AdamWStep p{/*lr*/ 2e-3f,  /*beta1*/ 0.9f,      /*beta2*/ 0.95f,
+                            /*eps*/ 1e-8f, /*grad_scale*/ 0.7f, step};
       const auto master0 = randn_f32(std::size_t(S), 60), m0 = randn_f32(std::size_t(S), 61, 0.05);
       auto v0 = randn_f32(std::size_t(S), 62, 0.05);
       for (float& x : v0) x = step == 1 ? 0.0f : x * x;  // a fresh v at step 1, a used one at 10
@@ -63,14 +64,15 @@ TEST_F(CudaAdamW, SegmentsMatchCpuAtSteps1And10BothGradLayouts) {
       DeviceBuffer<cu::AdamWSegment> dsegs(segs);
       DeviceBuffer<float> dmaster(master0), dm(m_init), dv(v0), dgrad(grad);
       DeviceBuffer<bf16> dparam(to_bf16(param0));
-      cu::adamw_update(dmaster.get(), dparam.get(), dgrad.get(), dm.get(), dv.get(), dsegs.get(), int(segs.size()),
-                       max_numel, grad_at_state, p, nullptr);
+      cu::adamw_update(dmaster.get(), dparam.get(), dgrad.get(), dm.get(), dv.get(), dsegs.get(),
+                       int(segs.size()), max_numel, grad_at_state, p, nullptr);
       const auto got_master = dmaster.download();
       for (const auto& s : segs)
         for (index_t i = 0; i < s.numel; ++i)
-          want_param[std::size_t(s.param_offset + i)] = bf16_round(got_master[std::size_t(s.state_offset + i)]);
-      const std::string at = std::string(grad_at_state ? "grad at state" : "grad at param") + ", step " +
-                             std::to_string(step);
+          want_param[std::size_t(s.param_offset + i)] =
+              bf16_round(got_master[std::size_t(s.state_offset + i)]);
+      const std::string at =
+          std::string(grad_at_state ? "grad at state" : "grad at param") + ", step " + std::to_string(step);
       // The gaps of the state buffers hold their initial values in the reference too.
       EXPECT_TRUE(all_close(got_master, to_float(master), 1e-6, 1e-6)) << at;
       EXPECT_TRUE(all_close(dm.download(), to_float(m), 1e-5, 1e-7)) << at;

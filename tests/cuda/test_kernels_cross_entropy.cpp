@@ -34,8 +34,8 @@ using kernels::cuda::index_t;
 class CudaCrossEntropy : public CudaTest {};
 
 // The reference: losses and (softmax - onehot) dloss over the whole vocabulary, in double.
-void reference(const std::vector<float>& logits, const std::vector<std::int32_t>& targets, index_t N, index_t V,
-               double dloss, std::vector<double>& losses, std::vector<double>& grad) {
+void reference(const std::vector<float>& logits, const std::vector<std::int32_t>& targets, index_t N,
+               index_t V, double dloss, std::vector<double>& losses, std::vector<double>& grad) {
   grad = to_double(logits);
   losses.assign(std::size_t(N), 0.0);
   cpu::cross_entropy_fused<double>(grad.data(), losses.data(), targets.data(), dloss, N, V, V);
@@ -60,14 +60,16 @@ TEST_F(CudaCrossEntropy, FusedMatchesCpu) {
         padded[std::size_t(n * c.ld + v)] = dense[std::size_t(n * c.V + v)];
         want[std::size_t(n * c.ld + v)] = float(want_grad[std::size_t(n * c.V + v)]);
       }
-    const std::string at = "N=" + std::to_string(c.N) + " V=" + std::to_string(c.V) + " ld=" + std::to_string(c.ld);
+    const std::string at =
+        "N=" + std::to_string(c.N) + " V=" + std::to_string(c.V) + " ld=" + std::to_string(c.ld);
     DeviceBuffer<std::int32_t> dt(targets);
     DeviceBuffer<float> dl{std::size_t(c.N)};
     {  // losses only: the logits stay as they are
       DeviceBuffer<bf16> dx(to_bf16(padded));
       cu::cross_entropy_fused(dx.get(), dl.get(), dt.get(), dloss, false, c.N, c.V, c.ld, nullptr);
       EXPECT_TRUE(all_close(dl.download(), to_float(want_loss), 0, 1e-4)) << at;
-      EXPECT_TRUE(all_close(to_float(dx.download()), padded, 0, 0)) << at << ": logits changed without with_grad";
+      EXPECT_TRUE(all_close(to_float(dx.download()), padded, 0, 0))
+          << at << ": logits changed without with_grad";
     }
     DeviceBuffer<bf16> dx(to_bf16(padded));
     cu::cross_entropy_fused(dx.get(), dl.get(), dt.get(), dloss, true, c.N, c.V, c.ld, nullptr);
@@ -91,8 +93,8 @@ TEST_F(CudaCrossEntropy, VocabParallelPhasesMatchCpu) {
 
   for (bool aligned : {true, false}) {
     const index_t pad = aligned ? 0 : 3;  // ld odd: the unaligned (scalar) row path
-    const std::vector<Slice> slices = {{0, 336, 336 + pad}, {336, 336, 344 + pad}, {672, 328, 336 + pad},
-                                       {1008, 0, 8 + pad}};
+    const std::vector<Slice> slices = {
+        {0, 336, 336 + pad}, {336, 336, 344 + pad}, {672, 328, 336 + pad}, {1008, 0, 8 + pad}};
     std::vector<std::vector<float>> host(slices.size());
     std::vector<std::unique_ptr<DeviceBuffer<bf16>>> owned;
     for (std::size_t r = 0; r < slices.size(); ++r) {
@@ -120,10 +122,11 @@ TEST_F(CudaCrossEntropy, VocabParallelPhasesMatchCpu) {
     std::vector<float> s(std::size_t(N), 0.0f), xt(std::size_t(N), 0.0f);
     for (std::size_t r = 0; r < slices.size(); ++r) {
       DeviceBuffer<float> se{std::size_t(N)}, tl{std::size_t(N)};
-      cu::vocab_parallel_ce_sumexp(se.get(), tl.get(), owned[r]->get(), dm.get(), dt.get(), N, slices[r].V_real,
-                                   slices[r].ld, slices[r].vocab_start, nullptr);
+      cu::vocab_parallel_ce_sumexp(se.get(), tl.get(), owned[r]->get(), dm.get(), dt.get(), N,
+                                   slices[r].V_real, slices[r].ld, slices[r].vocab_start, nullptr);
       const auto a = se.download(), b = tl.download();
-      for (index_t n = 0; n < N; ++n) s[std::size_t(n)] += a[std::size_t(n)], xt[std::size_t(n)] += b[std::size_t(n)];
+      for (index_t n = 0; n < N; ++n)
+        s[std::size_t(n)] += a[std::size_t(n)], xt[std::size_t(n)] += b[std::size_t(n)];
     }
     // Phase 3 on every rank: the same losses everywhere; each rank's gradient slice.
     DeviceBuffer<float> ds(s), dxt(xt);
@@ -132,12 +135,12 @@ TEST_F(CudaCrossEntropy, VocabParallelPhasesMatchCpu) {
       const std::string at = std::string(aligned ? "aligned" : "unaligned") + " rank " + std::to_string(r);
       DeviceBuffer<float> dl{std::size_t(N)};
       // Without the gradient: losses only, logits untouched.
-      cu::vocab_parallel_ce_finish(owned[r]->get(), dl.get(), dm.get(), ds.get(), dxt.get(), dt.get(), dloss, false,
-                                   N, sl.V_real, sl.ld, sl.vocab_start, nullptr);
+      cu::vocab_parallel_ce_finish(owned[r]->get(), dl.get(), dm.get(), ds.get(), dxt.get(), dt.get(), dloss,
+                                   false, N, sl.V_real, sl.ld, sl.vocab_start, nullptr);
       EXPECT_TRUE(all_close(dl.download(), to_float(want_loss), 0, 1e-4)) << at;
       EXPECT_TRUE(all_close(to_float(owned[r]->download()), host[r], 0, 0)) << at << ": logits changed";
-      cu::vocab_parallel_ce_finish(owned[r]->get(), dl.get(), dm.get(), ds.get(), dxt.get(), dt.get(), dloss, true,
-                                   N, sl.V_real, sl.ld, sl.vocab_start, nullptr);
+      cu::vocab_parallel_ce_finish(owned[r]->get(), dl.get(), dm.get(), ds.get(), dxt.get(), dt.get(), dloss,
+                                   true, N, sl.V_real, sl.ld, sl.vocab_start, nullptr);
       EXPECT_TRUE(all_close(dl.download(), to_float(want_loss), 0, 1e-4)) << at;
       std::vector<float> want(std::size_t(N * sl.ld), 0.0f);
       for (index_t n = 0; n < N; ++n)

@@ -49,7 +49,8 @@ TEST_F(CudaElementwise, CastsAndFillsAreExact) {
     cu::fill_f32(back.get(), 2.5f, n, nullptr);
     cu::fill_bf16(db.get(), 1.0f / 3.0f, n, nullptr);
     EXPECT_TRUE(all_close(back.download(), std::vector<float>(std::size_t(n), 2.5f), 0, 0));
-    EXPECT_TRUE(all_close(to_float(db.download()), std::vector<float>(std::size_t(n), bf16_round(1.0f / 3.0f)), 0, 0));
+    EXPECT_TRUE(all_close(to_float(db.download()),
+                          std::vector<float>(std::size_t(n), bf16_round(1.0f / 3.0f)), 0, 0));
   }
 }
 
@@ -136,7 +137,8 @@ TEST_F(CudaElementwise, SumSquaresMatchesDoubleSum) {
 TEST_F(CudaEmbedding, TokenForwardBackwardMatchCpuOnSlice) {
   const index_t N = 300, C = 77, vocab_start = 50, V_local = 40;
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(N));
-  for (index_t n = 0; n < N; ++n) tokens[std::size_t(n)] = std::int32_t((n * 37) % 130);  // 0..129: all three cases
+  for (index_t n = 0; n < N; ++n)
+    tokens[std::size_t(n)] = std::int32_t((n * 37) % 130);  // 0..129: all three cases
   const auto wte = randn_bf16(std::size_t(V_local * C), 12);
   const auto dout = randn_f32(std::size_t(N * C), 13);
   const auto dwte0 = randn_f32(std::size_t(V_local * C), 14);
@@ -163,7 +165,8 @@ TEST_F(CudaEmbedding, PositionForwardBackwardMatchCpu) {
   std::vector<float> want(out0.size());
   for (index_t bt = 0; bt < B * T; ++bt)
     for (index_t c = 0; c < C; ++c)
-      want[std::size_t(bt * C + c)] = bf16_round(out0[std::size_t(bt * C + c)] + wpe[std::size_t((bt % T) * C + c)]);
+      want[std::size_t(bt * C + c)] =
+          bf16_round(out0[std::size_t(bt * C + c)] + wpe[std::size_t((bt % T) * C + c)]);
   std::vector<double> dwpe = to_double(dwpe0);
   const auto dout_d = to_double(dout);
   cpu::position_embedding_backward<double>(dwpe.data(), dout_d.data(), B, T, C);
@@ -200,8 +203,8 @@ TEST_F(CudaActivations, GeluSwigluMatchCpu) {
       cu::gelu_forward(by.get() + off, bx.get() + off, n, nullptr);
       cu::gelu_backward(bdx.get() + off, bdy.get() + off, bx.get() + off, n, nullptr);
       cu::swiglu_forward(bsy.get() + off, bx.get() + off, bu.get() + off, n, nullptr);
-      cu::swiglu_backward(bdg.get() + off, bdu.get() + off, bdy.get() + off, bx.get() + off, bu.get() + off, n,
-                          nullptr);
+      cu::swiglu_backward(bdg.get() + off, bdu.get() + off, bdy.get() + off, bx.get() + off, bu.get() + off,
+                          n, nullptr);
       auto got = [off](const DeviceBuffer<bf16>& b) {
         const auto v = to_float(b.download());
         return std::vector<float>(v.begin() + off, v.end());
@@ -236,7 +239,8 @@ TEST_F(CudaRope, ForwardBackwardMatchCpuWithRowPadding) {
     }
     std::vector<float> want = x;  // padding columns unchanged
     for (index_t r = 0; r < B * T; ++r)
-      for (index_t j = 0; j < H * HS; ++j) want[std::size_t(r * ld + j)] = float(ref[std::size_t(r * H * HS + j)]);
+      for (index_t j = 0; j < H * HS; ++j)
+        want[std::size_t(r * ld + j)] = float(ref[std::size_t(r * H * HS + j)]);
 
     DeviceBuffer<float> table(cu::rope_table(max_T, HS, theta));
     DeviceBuffer<bf16> dx(to_bf16(x));
@@ -245,7 +249,8 @@ TEST_F(CudaRope, ForwardBackwardMatchCpuWithRowPadding) {
     } else {
       cu::rope_forward(dx.get(), table.get(), B, T, H, HS, ld, nullptr);
     }
-    EXPECT_TRUE(all_close(to_float(dx.download()), want, kBf16Rtol, 1e-5)) << (backward ? "backward" : "forward");
+    EXPECT_TRUE(all_close(to_float(dx.download()), want, kBf16Rtol, 1e-5))
+        << (backward ? "backward" : "forward");
   }
 }
 

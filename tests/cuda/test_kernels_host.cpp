@@ -32,9 +32,8 @@ using kernels::cpu::index_t;
 // (cos, sin) of its angle exactly (1 cos - 0 sin), so the table must equal those values
 // rounded to float, bit for bit: same expression in double, one rounding.
 TEST(CudaHostRopeTable, EqualsCpuRopeAnglesRoundedToFloat) {
-  for (const auto& [max_T, HS, theta] : {std::tuple<long, long, double>{1, 2, 10000.0},
-                                         {300, 8, 10000.0},
-                                         {4100, 128, 500000.0}}) {
+  for (const auto& [max_T, HS, theta] :
+       {std::tuple<long, long, double>{1, 2, 10000.0}, {300, 8, 10000.0}, {4100, 128, 500000.0}}) {
     const long half = HS / 2;
     std::vector<double> x(static_cast<std::size_t>(max_T * HS), 0.0);
     for (long t = 0; t < max_T; ++t)
@@ -132,9 +131,16 @@ TEST(CudaHostPointwise, AdamWElementMatchesCpuReference) {
   for (long step : {1L, 10L}) {
     std::vector<double> p = to_double(p0), m = to_double(m0), v = to_double(v0);
     const auto gd = to_double(g);
-    cpu::adamw_update<double>(p.data(), gd.data(), m.data(), v.data(), 64,
-                              {double(lr), double(b1), double(b2), double(eps), double(wd), double(gs), step});
-    pw::AdamWConsts k{lr, b1, b2, float(1.0 - double(b1)), float(1.0 - double(b2)), eps, gs,
+    cpu::adamw_update<double>(
+        p.data(), gd.data(), m.data(), v.data(), 64,
+        {double(lr), double(b1), double(b2), double(eps), double(wd), double(gs), step});
+    pw::AdamWConsts k{lr,
+                      b1,
+                      b2,
+                      float(1.0 - double(b1)),
+                      float(1.0 - double(b2)),
+                      eps,
+                      gs,
                       float(1.0 / (1.0 - std::pow(double(b1), double(step)))),
                       float(1.0 / (1.0 - std::pow(double(b2), double(step))))};
     std::vector<float> fp = p0, fm = m0, fv = v0;
@@ -145,7 +151,6 @@ TEST(CudaHostPointwise, AdamWElementMatchesCpuReference) {
   }
 }
 
-
 // Column-major BLAS semantics, as cuBLAS/cuBLASLt apply them to the mapped arguments:
 //   C(i,j) = alpha sum_p opA(i,p) opB(p,j) + beta C(i,j),  i < m, j < n,
 // X(r,c) stored at X[r + c ld]. Every element read must lie inside the stored layout
@@ -154,8 +159,8 @@ std::vector<double> col_major_gemm_ref(const cu::ColMajorGemm& g, double alpha, 
                                        const std::vector<double>& B, double beta, std::vector<double> C,
                                        bool& in_layout) {
   in_layout = g.a_rows <= g.lda && g.b_rows <= g.ldb && g.c_rows <= g.ldc;
-  auto at = [&](const std::vector<double>& X, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::int64_t r,
-                std::int64_t c) {
+  auto at = [&](const std::vector<double>& X, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                std::int64_t r, std::int64_t c) {
     if (r < 0 || r >= rows || c < 0 || c >= cols || std::size_t(r + c * ld) >= X.size()) {
       in_layout = false;
       return 0.0;
@@ -166,8 +171,10 @@ std::vector<double> col_major_gemm_ref(const cu::ColMajorGemm& g, double alpha, 
     for (std::int64_t i = 0; i < g.m; ++i) {
       double acc = 0;
       for (std::int64_t p = 0; p < g.k; ++p) {
-        const double a = g.trans_a ? at(A, g.a_rows, g.a_cols, g.lda, p, i) : at(A, g.a_rows, g.a_cols, g.lda, i, p);
-        const double b = g.trans_b ? at(B, g.b_rows, g.b_cols, g.ldb, j, p) : at(B, g.b_rows, g.b_cols, g.ldb, p, j);
+        const double a =
+            g.trans_a ? at(A, g.a_rows, g.a_cols, g.lda, p, i) : at(A, g.a_rows, g.a_cols, g.lda, i, p);
+        const double b =
+            g.trans_b ? at(B, g.b_rows, g.b_cols, g.ldb, j, p) : at(B, g.b_rows, g.b_cols, g.ldb, p, j);
         acc += a * b;
       }
       double& c = C[std::size_t(i + j * g.ldc)];

@@ -65,16 +65,16 @@ TEST_F(CudaNorm, LayerNormForwardBackwardMatchCpu) {
       const auto NC = std::size_t(s.N * s.C), N = std::size_t(s.N);
       const auto x = to_double(d.x), w = to_double(d.w), b = to_double(d.b), dy = to_double(d.dy);
       std::vector<double> y(NC), mean(N), rstd(N), dx = to_double(d.dx0), dw = to_double(d.dw0),
-                                                  db = to_double(d.db0);
-      cpu::layernorm_forward<double>(y.data(), mean.data(), rstd.data(), x.data(), w.data(), bias ? b.data() : nullptr,
-                                     s.N, s.C, double(eps));
-      cpu::layernorm_backward<double>(dx.data(), dw.data(), bias ? db.data() : nullptr, dy.data(), x.data(), w.data(),
-                                      mean.data(), rstd.data(), s.N, s.C);
+                                                   db = to_double(d.db0);
+      cpu::layernorm_forward<double>(y.data(), mean.data(), rstd.data(), x.data(), w.data(),
+                                     bias ? b.data() : nullptr, s.N, s.C, double(eps));
+      cpu::layernorm_backward<double>(dx.data(), dw.data(), bias ? db.data() : nullptr, dy.data(), x.data(),
+                                      w.data(), mean.data(), rstd.data(), s.N, s.C);
 
       DeviceBuffer<bf16> gx(to_bf16(d.x)), gw(to_bf16(d.w)), gb(to_bf16(d.b)), gdy(to_bf16(d.dy)), gy(NC);
       DeviceBuffer<float> gmean(N), grstd(N), gdx(d.dx0), gdw(d.dw0), gdb(d.db0);
-      cu::layernorm_forward(gy.get(), gmean.get(), grstd.get(), gx.get(), gw.get(), bias ? gb.get() : nullptr, s.N,
-                            s.C, eps, nullptr);
+      cu::layernorm_forward(gy.get(), gmean.get(), grstd.get(), gx.get(), gw.get(), bias ? gb.get() : nullptr,
+                            s.N, s.C, eps, nullptr);
       cu::layernorm_backward(gdx.get(), gdw.get(), bias ? gdb.get() : nullptr, gdy.get(), gx.get(), gw.get(),
                              gmean.get(), grstd.get(), s.N, s.C, nullptr);
       const std::string at = "N=" + std::to_string(s.N) + " C=" + std::to_string(s.C) + (bias ? " bias" : "");

@@ -29,9 +29,9 @@ std::vector<float> random_bf16_values(std::size_t n, unsigned seed, float sd = 1
 }
 
 // Row-major C = alpha op(A) op(B) + beta C in double.
-std::vector<float> gemm_ref(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const std::vector<float>& A,
-                            index_t lda, const std::vector<float>& B, index_t ldb, float beta,
-                            const std::vector<float>& C, index_t ldc) {
+std::vector<float> gemm_ref(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha,
+                            const std::vector<float>& A, index_t lda, const std::vector<float>& B,
+                            index_t ldb, float beta, const std::vector<float>& C, index_t ldc) {
   std::vector<float> out = C;
   for (index_t i = 0; i < M; ++i)
     for (index_t j = 0; j < N; ++j) {
@@ -49,9 +49,9 @@ struct GemmCase {
 };
 
 // Runs one GEMM on the device with C of type `out` and returns C as float.
-std::vector<float> run_gemm(Blas& blas, const GemmCase& g, float alpha, const std::vector<float>& A, index_t lda,
-                            const std::vector<float>& B, index_t ldb, float beta, const std::vector<float>& C,
-                            index_t ldc, GemmOut out) {
+std::vector<float> run_gemm(Blas& blas, const GemmCase& g, float alpha, const std::vector<float>& A,
+                            index_t lda, const std::vector<float>& B, index_t ldb, float beta,
+                            const std::vector<float>& C, index_t ldc, GemmOut out) {
   DeviceBuffer<bf16> dA(to_bf16(A)), dB(to_bf16(B));
   if (out == GemmOut::bf16) {
     DeviceBuffer<bf16> dC(to_bf16(C));
@@ -69,8 +69,8 @@ class CudaMatmul : public CudaTest {};
 
 TEST_F(CudaMatmul, GemmAllTransposesOddShapesBothOutputsMatchDoubleReference) {
   Blas blas(nullptr);
-  const std::vector<GemmCase> cases = {{false, false, 37, 53, 71}, {false, true, 37, 53, 71},
-                                       {true, false, 37, 53, 71},  {true, true, 37, 53, 71},
+  const std::vector<GemmCase> cases = {{false, false, 37, 53, 71},  {false, true, 37, 53, 71},
+                                       {true, false, 37, 53, 71},   {true, true, 37, 53, 71},
                                        {false, true, 64, 128, 192}, {true, false, 1, 9, 200}};
   for (const auto& g : cases) {
     for (GemmOut out : {GemmOut::bf16, GemmOut::f32}) {
@@ -79,9 +79,10 @@ TEST_F(CudaMatmul, GemmAllTransposesOddShapesBothOutputsMatchDoubleReference) {
         // aligned row strides (multiples of 8: the cuBLASLt path) or odd ones (cublasGemmEx)
         const bool aligned = variant < 2;
         auto ld = [&](index_t cols) { return aligned ? (cols + 7) / 8 * 8 + 8 : cols + 3; };
-        SCOPED_TRACE(::testing::Message() << "ta " << g.ta << " tb " << g.tb << " M " << g.M << " N " << g.N << " K "
-                                          << g.K << " out " << (out == GemmOut::bf16 ? "bf16" : "f32") << " beta "
-                                          << beta << (aligned ? " aligned" : " odd") << " strides");
+        SCOPED_TRACE(::testing::Message()
+                     << "ta " << g.ta << " tb " << g.tb << " M " << g.M << " N " << g.N << " K " << g.K
+                     << " out " << (out == GemmOut::bf16 ? "bf16" : "f32") << " beta " << beta
+                     << (aligned ? " aligned" : " odd") << " strides");
         const index_t lda = ld(g.ta ? g.M : g.K), ldb = ld(g.tb ? g.K : g.N), ldc = ld(g.N);
         const auto A = random_bf16_values(std::size_t((g.ta ? g.K : g.M) * lda), 1);
         const auto B = random_bf16_values(std::size_t((g.tb ? g.N : g.K) * ldb), 2);
@@ -101,7 +102,8 @@ TEST_F(CudaMatmul, GemmAllTransposesOddShapesBothOutputsMatchDoubleReference) {
 TEST_F(CudaMatmul, CublasFallbackEqualsCublasLt) {
   Blas blas(nullptr);
   const GemmCase g{false, true, 96, 160, 128};
-  const auto A = random_bf16_values(std::size_t(g.M * g.K), 4), B = random_bf16_values(std::size_t(g.N * g.K), 5);
+  const auto A = random_bf16_values(std::size_t(g.M * g.K), 4),
+             B = random_bf16_values(std::size_t(g.N * g.K), 5);
   const auto C = random_bf16_values(std::size_t(g.M * g.N), 6);
   const auto want = gemm_ref(g.ta, g.tb, g.M, g.N, g.K, 1.0f, A, g.K, B, g.K, 1.0f, C, g.N);
   const auto lt = run_gemm(blas, g, 1.0f, A, g.K, B, g.K, 1.0f, C, g.N, GemmOut::f32);
@@ -117,22 +119,27 @@ TEST_F(CudaMatmul, RepeatedBetaOneAccumulatesInFp32) {
   // dW-style accumulation: C (fp32) += A B three times equals 3 A B, without bf16 rounding.
   Blas blas(nullptr);
   const GemmCase g{true, false, 40, 24, 56};
-  const auto A = random_bf16_values(std::size_t(g.K * g.M), 7), B = random_bf16_values(std::size_t(g.K * g.N), 8);
+  const auto A = random_bf16_values(std::size_t(g.K * g.M), 7),
+             B = random_bf16_values(std::size_t(g.K * g.N), 8);
   const std::vector<float> zero(std::size_t(g.M * g.N), 0.0f);
   auto want = gemm_ref(g.ta, g.tb, g.M, g.N, g.K, 3.0f, A, g.M, B, g.N, 0.0f, zero, g.N);
   DeviceBuffer<bf16> dA(to_bf16(A)), dB(to_bf16(B));
   DeviceBuffer<float> dC(zero);
   for (int i = 0; i < 3; ++i)
-    blas.gemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, dA.get(), g.M, dB.get(), g.N, 1.0f, dC.get(), GemmOut::f32, g.N);
+    blas.gemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, dA.get(), g.M, dB.get(), g.N, 1.0f, dC.get(), GemmOut::f32,
+              g.N);
   EXPECT_TRUE(all_close(dC.download(), want, 1e-5, 1e-3));
 }
 
 TEST_F(CudaMatmul, LinearForwardBackwardMatchCpuLinearInDouble) {
   const index_t rows = 50, in = 72, out = 40;
-  const auto x = random_bf16_values(std::size_t(rows * in), 10), w = random_bf16_values(std::size_t(out * in), 11, 0.2f);
-  const auto bias = random_bf16_values(std::size_t(out), 12), dy = random_bf16_values(std::size_t(rows * out), 13);
+  const auto x = random_bf16_values(std::size_t(rows * in), 10),
+             w = random_bf16_values(std::size_t(out * in), 11, 0.2f);
+  const auto bias = random_bf16_values(std::size_t(out), 12),
+             dy = random_bf16_values(std::size_t(rows * out), 13);
   const auto dx0 = random_bf16_values(std::size_t(rows * in), 14);
-  const auto dw0 = random_bf16_values(std::size_t(out * in), 15), db0 = random_bf16_values(std::size_t(out), 16);
+  const auto dw0 = random_bf16_values(std::size_t(out * in), 15),
+             db0 = random_bf16_values(std::size_t(out), 16);
   auto dbl = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
   auto flt = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
 
@@ -153,11 +160,13 @@ TEST_F(CudaMatmul, LinearForwardBackwardMatchCpuLinearInDouble) {
       SCOPED_TRACE(accumulate ? "dx +=" : "dx =");
       std::vector<double> dx_ref = accumulate ? dbl(dx0) : std::vector<double>(std::size_t(rows * in), 0.0);
       std::vector<double> dw_ref = dbl(dw0), db_ref = dbl(db0);
-      strata::kernels::cpu::linear_backward<double>(dx_ref.data(), dw_ref.data(), db_ref.data(), dbl(dy).data(),
-                                                    dbl(x).data(), dbl(w).data(), rows, in, out);
+      strata::kernels::cpu::linear_backward<double>(dx_ref.data(), dw_ref.data(), db_ref.data(),
+                                                    dbl(dy).data(), dbl(x).data(), dbl(w).data(), rows, in,
+                                                    out);
       DeviceBuffer<bf16> dDx(to_bf16(dx0));
       DeviceBuffer<float> dDw(dw0), dDb(db0);
-      blas.linear_backward(dDx.get(), accumulate, dDw.get(), dDb.get(), dDy.get(), dX.get(), dW.get(), rows, in, out);
+      blas.linear_backward(dDx.get(), accumulate, dDw.get(), dDb.get(), dDy.get(), dX.get(), dW.get(), rows,
+                           in, out);
       EXPECT_TRUE(all_close(to_float(dDx.download()), flt(dx_ref), 8e-3, 2e-3));
       EXPECT_TRUE(all_close(dDw.download(), flt(dw_ref), 1e-5, 1e-3));
       EXPECT_TRUE(all_close(dDb.download(), flt(db_ref), 1e-5, 1e-3));
@@ -172,5 +181,6 @@ TEST_F(CudaMatmul, MovedBlasStillWorks) {
   const auto A = random_bf16_values(256, 20), B = random_bf16_values(256, 21);
   const std::vector<float> zero(256, 0.0f);
   const auto want = gemm_ref(false, false, 16, 16, 16, 1.0f, A, 16, B, 16, 0.0f, zero, 16);
-  EXPECT_TRUE(all_close(run_gemm(blas, g, 1.0f, A, 16, B, 16, 0.0f, zero, 16, GemmOut::f32), want, 1e-5, 1e-3));
+  EXPECT_TRUE(
+      all_close(run_gemm(blas, g, 1.0f, A, 16, B, 16, 0.0f, zero, 16, GemmOut::f32), want, 1e-5, 1e-3));
 }

@@ -150,7 +150,7 @@ TEST_F(RuntimeTest, EventOrdersWorkBetweenTwoStreams) {
   ready.wait_on(consumer.get());
   STRATA_CUDA_CHECK(cudaLaunchHostFunc(consumer.get(), Flag::look, &flag));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_FALSE(ready.done());   // the producer is held at the gate
+  EXPECT_FALSE(ready.done());       // the producer is held at the gate
   EXPECT_EQ(flag.seen.load(), -1);  // so the consumer has not run either
   gate.open = true;
   consumer.synchronize();

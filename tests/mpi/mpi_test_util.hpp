@@ -57,7 +57,7 @@ inline config::JobConfig base_job(bool llama) {
   j.train.log_interval = 100;
   j.hardware.threads = 1;
   j.hardware.peak_tflops = 1.0;
-  j.eval.windows = 8;  // one global batch of held-out windows: cheap, and compared in every layout
+  j.eval.windows = 8;          // one global batch of held-out windows: cheap, and compared in every layout
   j.ckpt.save_at_end = false;  // checkpoints have their own tests (test_checkpoint.cpp)
   return j;
 }

@@ -22,11 +22,12 @@ namespace {
 
 // English-like paragraphs; some words split into several WordPiece pieces.
 std::string paragraph(int seed) {
-  static const char* words[] = {"the", "river", "mountain", "light", "garden", "people", "ancient", "market",
-                                "winter", "letter", "window", "silver", "morning", "harbour", "village", "forest",
-                                "teacher", "evening", "kitchen", "bridge", "meadow", "candle", "thunder", "orchard",
-                                "and", "of", "under", "near", "from", "with", "strawberries", "tokenization",
-                                "unaffable", "lanterns", "whispered", "shadows", "islands", "travellers"};
+  static const char* words[] = {
+      "the",       "river",    "mountain",  "light",   "garden",  "people",    "ancient",      "market",
+      "winter",    "letter",   "window",    "silver",  "morning", "harbour",   "village",      "forest",
+      "teacher",   "evening",  "kitchen",   "bridge",  "meadow",  "candle",    "thunder",      "orchard",
+      "and",       "of",       "under",     "near",    "from",    "with",      "strawberries", "tokenization",
+      "unaffable", "lanterns", "whispered", "shadows", "islands", "travellers"};
   std::string s;
   std::uint64_t x = std::uint64_t(seed) * 0x9E3779B97F4A7C15ull + 77;
   for (int i = 0; i < 60; ++i) {
@@ -47,7 +48,8 @@ TEST(BertWordPiece, MaskedLmOnWordPieceTokensTrainsWithTwoTensorParallelRanks) {
     std::filesystem::create_directories(dir);
     for (int part = 0; part < 2; ++part) {
       std::ofstream out(dir + "/part" + std::to_string(part) + ".jsonl");
-      for (int d = 0; d < 150; ++d) out << nlohmann::json({{"text", paragraph(part * 1000 + d)}}).dump() << "\n";
+      for (int d = 0; d < 150; ++d)
+        out << nlohmann::json({{"text", paragraph(part * 1000 + d)}}).dump() << "\n";
     }
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -120,5 +122,6 @@ TEST(BertWordPiece, MaskedLmOnWordPieceTokensTrainsWithTwoTensorParallelRanks) {
   for (int i = 0; i < 3; ++i) first += s.steps[std::size_t(i)].loss / 3;
   for (int i = 27; i < 30; ++i) tail += s.steps[std::size_t(i)].loss / 3;
   EXPECT_GT(first, 9.0) << "an untrained model is near ln(30522) = 10.3";
-  EXPECT_LT(tail, first - 3.0) << "masked-LM loss did not fall: first steps " << first << ", last steps " << tail;
+  EXPECT_LT(tail, first - 3.0) << "masked-LM loss did not fall: first steps " << first << ", last steps "
+                               << tail;
 }

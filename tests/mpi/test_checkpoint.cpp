@@ -75,7 +75,8 @@ std::vector<double> losses_of(const config::JobConfig& job, train::TrainSummary*
   return losses;
 }
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rel, const std::string& what) {
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rel,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (std::size_t i = 0; i < got.size(); ++i)
     EXPECT_NEAR(got[i], want[i], rel * std::abs(want[i])) << what << ", step " << i + 4;
@@ -134,7 +135,8 @@ TEST(Checkpoint, SameLayoutResumeIsBitwiseAndOtherLayoutsMatch) {
     config::JobConfig other = resumed;
     set_layout(other, l.tp, l.pp, l.dp);
     other.parallel.zero_stage = l.zero;
-    const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" + std::to_string(l.dp);
+    const std::string tag =
+        "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" + std::to_string(l.dp);
     other.train.out_dir = full.train.out_dir + "_" + tag;
     other.ckpt.dir = full.ckpt.dir + "_" + tag;
     expect_close(losses_of(other), tail, 1e-5, "resumed in " + tag);

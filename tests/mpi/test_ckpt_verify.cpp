@@ -64,6 +64,7 @@ TEST(VerifyOverRanks, SplitReadingAgreesWithOneProcessAndEveryRankFallsBackAlike
   MPI_Barrier(MPI_COMM_WORLD);
   const ckpt::VerifyResult bad = ckpt::verify_checkpoint(newest, &grid.world_group(), 500);
   ASSERT_EQ(bad.problems.size(), 1u);
-  EXPECT_NE(bad.problems[0].find("tensor /model/embed.wte fails its checksum"), std::string::npos) << bad.problems[0];
+  EXPECT_NE(bad.problems[0].find("tensor /model/embed.wte fails its checksum"), std::string::npos)
+      << bad.problems[0];
   EXPECT_EQ(ckpt::find_latest_intact(job.ckpt.dir, grid.world_group()), job.ckpt.dir + "/step_00000002.h5");
 }

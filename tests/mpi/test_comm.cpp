@@ -16,8 +16,8 @@ using namespace strata;
 using namespace strata::comm;
 
 namespace {
-using test::world_size;
 using test::world_rank;
+using test::world_size;
 // Every layout of this world size with tp, pp in {1, 2, 4}.
 std::vector<GridShape> layouts() {
   std::vector<GridShape> out;
@@ -41,7 +41,8 @@ TEST(RankGrid, LayoutThatDoesNotMatchTheWorldNamesEveryFactor) {
     resolve_grid(8, 2, 2, 3);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tp=2 x pp=2 x dp=3 = 12 ranks, but the job has 8"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("tp=2 x pp=2 x dp=3 = 12 ranks, but the job has 8"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_THROW(resolve_grid(8, 3, 1, 0), Error);
@@ -66,9 +67,12 @@ TEST(RankGrid, EachGroupHoldsTheRanksThatShareTheOtherCoordinates) {
       return all;
     };
     const auto tp = members(grid.tp_group()), dp = members(grid.dp_group()), pp = members(grid.pp_group());
-    for (int i = 0; i < s.tp; ++i) EXPECT_EQ(tp[std::size_t(i)], global_rank_of(s, {i, c.dp_rank, c.pp_rank}));
-    for (int i = 0; i < s.dp; ++i) EXPECT_EQ(dp[std::size_t(i)], global_rank_of(s, {c.tp_rank, i, c.pp_rank}));
-    for (int i = 0; i < s.pp; ++i) EXPECT_EQ(pp[std::size_t(i)], global_rank_of(s, {c.tp_rank, c.dp_rank, i}));
+    for (int i = 0; i < s.tp; ++i)
+      EXPECT_EQ(tp[std::size_t(i)], global_rank_of(s, {i, c.dp_rank, c.pp_rank}));
+    for (int i = 0; i < s.dp; ++i)
+      EXPECT_EQ(dp[std::size_t(i)], global_rank_of(s, {c.tp_rank, i, c.pp_rank}));
+    for (int i = 0; i < s.pp; ++i)
+      EXPECT_EQ(pp[std::size_t(i)], global_rank_of(s, {c.tp_rank, c.dp_rank, i}));
     // The embedding group: first and last stage only.
     if (s.pp > 1 && (grid.is_first_stage() || grid.is_last_stage())) {
       ASSERT_NE(grid.embedding_group(), nullptr);
@@ -76,7 +80,8 @@ TEST(RankGrid, EachGroupHoldsTheRanksThatShareTheOtherCoordinates) {
     } else {
       EXPECT_EQ(grid.embedding_group(), nullptr);
     }
-    EXPECT_NE(grid.describe().find("tp " + std::to_string(c.tp_rank) + "/" + std::to_string(s.tp)), std::string::npos);
+    EXPECT_NE(grid.describe().find("tp " + std::to_string(c.tp_rank) + "/" + std::to_string(s.tp)),
+              std::string::npos);
   }
 }
 
@@ -218,14 +223,14 @@ TEST(MpiCommunicator, EveryRankPublishesTheCollectivesItEntered) {
   RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
   auto& g = static_cast<MpiCommunicator&>(grid.dp_group());
   double x = 1;
-  g.all_reduce(&x, 1, DType::f64, ReduceOp::sum);                      // 1
-  Work w = g.iall_reduce(&x, 1, DType::f64, ReduceOp::sum);              // 2
+  g.all_reduce(&x, 1, DType::f64, ReduceOp::sum);            // 1
+  Work w = g.iall_reduce(&x, 1, DType::f64, ReduceOp::sum);  // 2
   g.wait(w);
-  g.barrier();                                                           // 3
-  g.broadcast(&x, 1, DType::f64, 0);                                     // 4
+  g.barrier();                        // 3
+  g.broadcast(&x, 1, DType::f64, 0);  // 4
   std::vector<double> all(std::size_t(g.size()));
-  g.all_gather(&x, all.data(), 1, DType::f64);                           // 5
-  g.gather(&x, all.data(), 1, DType::f64, 0);                            // 6
+  g.all_gather(&x, all.data(), 1, DType::f64);  // 5
+  g.gather(&x, all.data(), 1, DType::f64, 0);   // 6
   int v = 1;
   if (g.size() > 1) {  // point-to-point is not a collective: not counted
     if (g.rank() == 0) g.send(&v, 1, DType::i32, 1);
@@ -271,9 +276,10 @@ TEST(MpiCommunicator, ATimedOutCollectiveNamesTheRankThatHasNotArrived) {
                          " ranks; this is test rank " + std::to_string(g.rank()) + ")"),
                 std::string::npos)
           << msg;
-      EXPECT_NE(msg.find("not arrived: 1 of the " + others + " other ranks (test rank " + std::to_string(late) +
-                         " = global rank " + std::to_string(late) + ", last entered none yet)"),
-                std::string::npos)
+      EXPECT_NE(
+          msg.find("not arrived: 1 of the " + others + " other ranks (test rank " + std::to_string(late) +
+                   " = global rank " + std::to_string(late) + ", last entered none yet)"),
+          std::string::npos)
           << msg;
       EXPECT_NE(msg.find("arrived: " + std::to_string(g.size() - 2)), std::string::npos) << msg;
       EXPECT_NE(msg.find("did not complete within 0.5 s"), std::string::npos) << msg;

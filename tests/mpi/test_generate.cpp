@@ -14,7 +14,6 @@
 #include "../tiny_models.hpp"
 #include "strata/comm/rank_grid.hpp"
 #include "strata/core/rng.hpp"
-#include "strata/model/transformer.hpp"
 #include "strata/model/sampling.hpp"
 #include "strata/model/scoring.hpp"
 #include "strata/model/transformer.hpp"
@@ -54,7 +53,8 @@ void perturb(model::Transformer<double>& m) {
   for (const model::ParamInfo& p : m.table().entries()) {
     const core::CounterRng rng(99, p.name + ".perturb");
     const std::int64_t real = p.real_rows < 0 ? p.numel : p.real_rows * p.shape[1];
-    for (std::int64_t i = 0; i < real; ++i) m.params()[std::size_t(p.offset + i)] += 0.05 * rng.normal(std::uint64_t(p.global_index(i)));
+    for (std::int64_t i = 0; i < real; ++i)
+      m.params()[std::size_t(p.offset + i)] += 0.05 * rng.normal(std::uint64_t(p.global_index(i)));
   }
 }
 
@@ -91,10 +91,12 @@ void check(const ModelConfig& cfg) {
   for (std::size_t i = 0; i < std::size_t(T) * std::size_t(V); ++i)
     ASSERT_NEAR(rows[i], single.logits()[i], 1e-10) << cfg.name << " logit " << i;
   for (int p = int(prompt.size()) - 1; p + 1 < T; ++p)
-    EXPECT_EQ(greedy[std::size_t(p + 1)], model::argmax(std::span<const double>(single.logits() + p * V, std::size_t(V))))
+    EXPECT_EQ(greedy[std::size_t(p + 1)],
+              model::argmax(std::span<const double>(single.logits() + p * V, std::size_t(V))))
         << cfg.name << " position " << p;
 
-  const model::SamplingOptions opts[] = {{.temperature = 1.3, .seed = 11}, {.top_k = 5, .seed = 12},
+  const model::SamplingOptions opts[] = {{.temperature = 1.3, .seed = 11},
+                                         {.top_k = 5, .seed = 12},
                                          {.temperature = 0.8, .top_p = 0.7, .seed = 13}};
   for (const auto& opt : opts) {
     const auto got = generate(dec, prompt, opt);

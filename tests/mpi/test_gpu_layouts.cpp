@@ -56,7 +56,8 @@ struct Step {
 // One step over micro-batches [first, first + m) of the global sequence.
 Step run_step(parallel::Engine& e, const config::ModelConfig& c, int first, float scale) {
   const parallel::StepStats st =
-      e.run([&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, first + mb, t, g); }, scale);
+      e.run([&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, first + mb, t, g); },
+            scale);
   Step s;
   s.loss = st.loss;
   e.download_gradients(s.grads);
@@ -130,7 +131,9 @@ class GpuLayouts : public ::testing::Test {
       // (and the tied embedding's two copies) agree with the one-GPU update.
       ref->optimizer_step(1e-3, 1.0);
       e->optimizer_step(1e-3, 1.0);
-      const auto fill = [&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, mb, t, g); };
+      const auto fill = [&](int mb, std::int32_t* t, std::int32_t* g) {
+        test::fill_batch(c, kB, kT, mb, t, g);
+      };
       const model::LossSum after = e->evaluate(fill, kM).loss;
       double a[2] = {after.sum, double(after.count)};
       MPI_Allreduce(MPI_IN_PLACE, a, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -145,7 +148,9 @@ TEST_F(GpuLayouts, TensorParallelTwoGpusMatchOne) { tensor_parallel(false); }
 TEST_F(GpuLayouts, SequenceParallelTwoGpusMatchOne) { tensor_parallel(true); }
 TEST_F(GpuLayouts, PipelineGpipeTwoGpusMatchOne) { pipeline(config::PipelineSchedule::gpipe, 1); }
 TEST_F(GpuLayouts, Pipeline1F1BTwoGpusMatchOne) { pipeline(config::PipelineSchedule::one_f_one_b, 1); }
-TEST_F(GpuLayouts, PipelineInterleavedTwoGpusMatchOne) { pipeline(config::PipelineSchedule::interleaved_1f1b, 2); }
+TEST_F(GpuLayouts, PipelineInterleavedTwoGpusMatchOne) {
+  pipeline(config::PipelineSchedule::interleaved_1f1b, 2);
+}
 
 TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
   const config::ModelConfig c = test::gpu_llama();
@@ -155,8 +160,9 @@ TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
     config::ReduceDType reduce;
     const char* name;
   };
-  for (const Case& k : {Case{1, config::ReduceDType::fp32, "zero1 fp32"}, Case{1, config::ReduceDType::bf16, "zero1 bf16"},
-                        Case{0, config::ReduceDType::bf16, "zero0 bf16"}}) {
+  for (const Case& k :
+       {Case{1, config::ReduceDType::fp32, "zero1 fp32"}, Case{1, config::ReduceDType::bf16, "zero1 bf16"},
+        Case{0, config::ReduceDType::bf16, "zero0 bf16"}}) {
     // The global batch is 2 x kM micro-batches; DP rank r runs [r kM, (r+1) kM).
     const float scale = float(1.0 / double(test::count_targets(kB, kT, 2 * kM)));
     auto ref = reference(c, 2 * kM);
@@ -183,14 +189,20 @@ TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
     const double lr = 1e-3;
     ref->optimizer_step(lr, 1.0);
     e->optimizer_step(lr, 1.0);
-    EXPECT_TRUE(test::all_close(test::engine_params(*e).values, test::engine_params(*ref).values, 0.0, 2.5 * lr))
+    EXPECT_TRUE(
+        test::all_close(test::engine_params(*e).values, test::engine_params(*ref).values, 0.0, 2.5 * lr))
         << k.name;
-    auto fill = [&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, dp_rank * kM + mb, t, g); };
+    auto fill = [&](int mb, std::int32_t* t, std::int32_t* g) {
+      test::fill_batch(c, kB, kT, dp_rank * kM + mb, t, g);
+    };
     const model::LossSum after = e->evaluate(fill, kM).loss;
     double a[2] = {after.sum, double(after.count)};
     MPI_Allreduce(MPI_IN_PLACE, a, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     const model::LossSum ref_after =
-        ref->evaluate([&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, mb, t, g); }, 2 * kM).loss;
+        ref->evaluate(
+               [&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, mb, t, g); },
+               2 * kM)
+            .loss;
     EXPECT_NEAR(a[0] / a[1], ref_after.mean(), 1e-2 * ref_after.mean()) << k.name;
     EXPECT_LT(ref_after.mean(), want.loss.mean()) << "one step on the same batch lowers the loss";
   }

@@ -85,7 +85,8 @@ TEST(GuardMpi, NanGradientIsSkippedAlikeAndLeavesEveryRanksParametersBitwise) {
     int tp, pp, dp;
   };
   for (const Layout& l : {Layout{2, 2, 1}, Layout{2, 1, 2}}) {
-    const std::string name = "tp" + std::to_string(l.tp) + "pp" + std::to_string(l.pp) + "dp" + std::to_string(l.dp);
+    const std::string name =
+        "tp" + std::to_string(l.tp) + "pp" + std::to_string(l.pp) + "dp" + std::to_string(l.dp);
     const train::TrainSummary before = run(guard_job(name + "_a", l.tp, l.pp, l.dp, 3));
     train::TrainSummary after;
     {
@@ -122,7 +123,8 @@ TEST(GuardMpi, LossSpikeRollsBackOnFourRanksLikeOneRankAndResumesBitwise) {
   EXPECT_EQ(four.rollbacks[0].to_step, 6);
   EXPECT_EQ(four.rollbacks[0].skip_begin, 48u);
   EXPECT_EQ(four.rollbacks[0].skip_end, 72u);
-  EXPECT_TRUE(all_ranks(four.rollbacks.size() == 1 && four.steps.size() == 12 && four.guard.skipped_steps == 3));
+  EXPECT_TRUE(
+      all_ranks(four.rollbacks.size() == 1 && four.steps.size() == 12 && four.guard.skipped_steps == 3));
   if (world_rank() == 0) {
     ASSERT_EQ(one.rollbacks.size(), 1u);
     EXPECT_EQ(one.rollbacks[0].skip_end, four.rollbacks[0].skip_end);

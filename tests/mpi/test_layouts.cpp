@@ -24,8 +24,8 @@ using namespace strata;
 
 namespace {
 
-using test::world_size;
 using test::world_rank;
+using test::world_size;
 
 using test::base_job;
 
@@ -78,9 +78,10 @@ Reference reference(const config::JobConfig& job) {
 
 std::string describe(const config::JobConfig& j) {
   const auto& p = j.parallel;
-  return j.model.name + (j.train.seq_len_warmup > 0 ? " seq_len_warmup" : "") + " tp" + std::to_string(p.tp) + " pp" + std::to_string(p.pp) + " dp" +
-         std::to_string(p.dp) + " " + config::to_string(p.schedule) + " v" + std::to_string(p.virtual_stages) +
-         " zero" + std::to_string(p.zero_stage) + (p.sequence_parallel ? " sp" : "") +
+  return j.model.name + (j.train.seq_len_warmup > 0 ? " seq_len_warmup" : "") + " tp" + std::to_string(p.tp) +
+         " pp" + std::to_string(p.pp) + " dp" + std::to_string(p.dp) + " " + config::to_string(p.schedule) +
+         " v" + std::to_string(p.virtual_stages) + " zero" + std::to_string(p.zero_stage) +
+         (p.sequence_parallel ? " sp" : "") +
          (j.model.recompute == config::RecomputeKind::full ? " recompute" : "");
 }
 
@@ -99,7 +100,8 @@ void expect_matches(const config::JobConfig& job, const Reference& ref) {
   ASSERT_EQ(s.evals.size(), ref.valid_losses.size());
   ASSERT_FALSE(ref.valid_losses.empty());
   for (std::size_t i = 0; i < ref.valid_losses.size(); ++i)
-    EXPECT_NEAR(s.evals[i].loss, ref.valid_losses[i], 1e-5 * std::abs(ref.valid_losses[i])) << "validation " << i;
+    EXPECT_NEAR(s.evals[i].loss, ref.valid_losses[i], 1e-5 * std::abs(ref.valid_losses[i]))
+        << "validation " << i;
   int bad = 0;
   for (const model::ParamInfo& p : s.final_param_info) {
     const std::int64_t base = ref.offset.at(p.name);
@@ -221,7 +223,7 @@ TEST(Layouts, Llama70bShapedMatchesOneRank) {
     base.model.num_heads = 8;
     base.model.num_kv_heads = 2;  // GQA: 4 query heads per KV head, one KV head per TP rank
     base.model.ffn_hidden = 96;
-    base.model.bias = bias;       // SwiGLU with biases: gate, up and down
+    base.model.bias = bias;  // SwiGLU with biases: gate, up and down
     const Reference ref = reference(base);
     struct Case {
       int tp, pp, dp;
@@ -254,9 +256,10 @@ TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
   const auto replicated = train::run_training(j, MPI_COMM_WORLD);
   j.parallel.zero_stage = 1;
   const auto sharded = train::run_training(j, MPI_COMM_WORLD);
-  const std::size_t full = replicated.steps[0].optimizer_state_bytes, shard = sharded.steps[0].optimizer_state_bytes;
+  const std::size_t full = replicated.steps[0].optimizer_state_bytes,
+                    shard = sharded.steps[0].optimizer_state_bytes;
   EXPECT_EQ(shard * std::size_t(world_size()), full);  // the padded buffer splits exactly
   const std::size_t numel = std::size_t(model::make_parameter_table(j.model).numel());
-  EXPECT_GE(full, 8 * numel);                          // m and v, fp32
+  EXPECT_GE(full, 8 * numel);  // m and v, fp32
   EXPECT_LT(full, 8 * (numel + std::size_t(world_size())));
 }

@@ -12,13 +12,13 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <algorithm>
 #include <cstdint>
-#include <type_traits>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "../cuda/cuda_test_util.hpp"
@@ -52,16 +52,30 @@ struct Gate {
 };
 
 // Host element type of a dtype on the device (bf16 is reduced on the host in float).
-template <class T> struct Host { using type = T; static constexpr DType dtype = dtype_of<T>(); };
-template <> struct Host<bf16> { using type = float; static constexpr DType dtype = DType::f32; };
+template <class T>
+struct Host {
+  using type = T;
+  static constexpr DType dtype = dtype_of<T>();
+};
+template <>
+struct Host<bf16> {
+  using type = float;
+  static constexpr DType dtype = DType::f32;
+};
 
-template <class T> T from_int(std::int64_t v) {
-  if constexpr (std::is_same_v<T, bf16>) return __float2bfloat16(float(v));
-  else return T(v);
+template <class T>
+T from_int(std::int64_t v) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return __float2bfloat16(float(v));
+  else
+    return T(v);
 }
-template <class T> double to_double(T v) {
-  if constexpr (std::is_same_v<T, bf16>) return double(__bfloat162float(v));
-  else return double(v);
+template <class T>
+double to_double(T v) {
+  if constexpr (std::is_same_v<T, bf16>)
+    return double(__bfloat162float(v));
+  else
+    return double(v);
 }
 
 // A small integer per (rank, element), non-negative for unsigned types.
@@ -70,22 +84,26 @@ std::int64_t value(int rank, std::size_t i, bool is_unsigned) {
   return is_unsigned ? v : v - 5;
 }
 
-template <class T> std::vector<T> values(int rank, std::size_t n, std::size_t offset = 0) {
+template <class T>
+std::vector<T> values(int rank, std::size_t n, std::size_t offset = 0) {
   std::vector<T> out(n);
   for (std::size_t i = 0; i < n; ++i) out[i] = from_int<T>(value(rank, i + offset, std::is_unsigned_v<T>));
   return out;
 }
-template <class T> std::vector<typename Host<T>::type> host_copy(const std::vector<T>& x) {
+template <class T>
+std::vector<typename Host<T>::type> host_copy(const std::vector<T>& x) {
   std::vector<typename Host<T>::type> out(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = typename Host<T>::type(to_double(x[i]));
   return out;
 }
-template <class T, class H> ::testing::AssertionResult same(const std::vector<T>& got, const std::vector<H>& want) {
-  if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes " << got.size() << " vs " << want.size();
+template <class T, class H>
+::testing::AssertionResult same(const std::vector<T>& got, const std::vector<H>& want) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << "sizes " << got.size() << " vs " << want.size();
   for (std::size_t i = 0; i < got.size(); ++i)
     if (to_double(got[i]) != double(want[i]))
-      return ::testing::AssertionFailure() << "element " << i << ": NCCL " << to_double(got[i]) << ", MPI "
-                                           << double(want[i]);
+      return ::testing::AssertionFailure()
+             << "element " << i << ": NCCL " << to_double(got[i]) << ", MPI " << double(want[i]);
   return ::testing::AssertionSuccess();
 }
 
@@ -121,7 +139,8 @@ class NcclTest : public ::testing::Test {
   Communicator& mpi() { return grid_->dp_group(); }  // the world, as the dp dimension
   cudaStream_t compute() const { return compute_->get(); }
 
-  template <class T> void check_all_reduce(NcclCommunicator& nccl, DType dtype, ReduceOp op, bool non_blocking) {
+  template <class T>
+  void check_all_reduce(NcclCommunicator& nccl, DType dtype, ReduceOp op, bool non_blocking) {
     const std::size_t n = 1037;
     const std::vector<T> mine = values<T>(rank(), n);
     DeviceBuffer<T> dev(mine);
@@ -134,8 +153,8 @@ class NcclTest : public ::testing::Test {
     compute_->synchronize();
     auto want = host_copy(mine);
     mpi().all_reduce(want.data(), n, Host<T>::dtype, op);
-    EXPECT_TRUE(same(dev.download(), want)) << dtype_name(dtype) << " " << reduce_op_name(op)
-                                            << (non_blocking ? " (non-blocking)" : "");
+    EXPECT_TRUE(same(dev.download(), want))
+        << dtype_name(dtype) << " " << reduce_op_name(op) << (non_blocking ? " (non-blocking)" : "");
   }
 
   std::unique_ptr<RankGrid> grid_;
@@ -297,7 +316,8 @@ TEST_F(NcclTest, NonBlockingFormsOrderAgainstTheComputeStream) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ASSERT_TRUE(done);
   std::vector<float> got(n * std::size_t(size()));
-  STRATA_CUDA_CHECK(cudaMemcpy(got.data(), gathered.get(), got.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  STRATA_CUDA_CHECK(
+      cudaMemcpy(got.data(), gathered.get(), got.size() * sizeof(float), cudaMemcpyDeviceToHost));
   for (int r = 0; r < size(); ++r)
     ASSERT_TRUE(same(std::vector<float>(got.begin() + std::ptrdiff_t(std::size_t(r) * n),
                                         got.begin() + std::ptrdiff_t(std::size_t(r + 1) * n)),
@@ -332,7 +352,8 @@ TEST_F(NcclTest, BlockingFormRunsInComputeStreamOrderWithoutBlockingTheHost) {
   nccl->all_reduce(dev.get(), n, DType::f32, ReduceOp::max);
   EXPECT_EQ(gate.passed.load(), 0);  // returned while the compute stream is held
   gate.open = true;
-  STRATA_CUDA_CHECK(cudaMemcpyAsync(out.data(), dev.get(), n * sizeof(float), cudaMemcpyDeviceToHost, compute()));
+  STRATA_CUDA_CHECK(
+      cudaMemcpyAsync(out.data(), dev.get(), n * sizeof(float), cudaMemcpyDeviceToHost, compute()));
   compute_->synchronize();
   auto want = mine;
   mpi().all_reduce(want.data(), n, DType::f32, ReduceOp::max);
@@ -363,7 +384,10 @@ TEST_F(NcclTest, OneCommunicatorPerGridDimension) {
   EXPECT_EQ(tp_nccl->rank(), grid.tp_group().rank());
   EXPECT_EQ(dp_nccl->size(), grid.dp_group().size());
   EXPECT_EQ(dp_nccl->rank(), grid.dp_group().rank());
-  struct Case { NcclCommunicator* nccl; Communicator* mpi; };
+  struct Case {
+    NcclCommunicator* nccl;
+    Communicator* mpi;
+  };
   for (Case c : {Case{tp_nccl.get(), &grid.tp_group()}, Case{dp_nccl.get(), &grid.dp_group()}}) {
     std::vector<std::int32_t> mine(8, grid.global_rank() + 1), want = mine;
     c.mpi->all_reduce(want.data(), want.size(), DType::i32, ReduceOp::sum);
@@ -388,7 +412,8 @@ TEST_F(NcclTest, ErrorsNameTheOperationAndTheGroup) {
   constexpr int kMax = NcclCommunicator::max_pending;
   DeviceBuffer<float> x(std::size_t(kMax) * 4);
   std::vector<Work> pending;
-  for (int i = 0; i < kMax; ++i) pending.push_back(nccl->iall_reduce(x.get() + 4 * i, 4, DType::f32, ReduceOp::sum));
+  for (int i = 0; i < kMax; ++i)
+    pending.push_back(nccl->iall_reduce(x.get() + 4 * i, 4, DType::f32, ReduceOp::sum));
   EXPECT_THROW(nccl->iall_reduce(x.get(), 4, DType::f32, ReduceOp::sum), Error);
   for (Work& w : pending) nccl->wait(w);
   Work again = nccl->iall_reduce(x.get(), 4, DType::f32, ReduceOp::sum);

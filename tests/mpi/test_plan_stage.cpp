@@ -40,11 +40,12 @@ void check(const Case& c) {
   const parallel::CpuEngine engine(model, par, config::OptimConfig{}, seq, microbatches, grid);
   // On the CPU the host staging is the engine's memory too.
   const double host = double(engine.plan().host.total_bytes());
-  const double real = double(engine.parameter_bytes() + engine.optimizer_bytes() + engine.activation_bytes()) + host;
+  const double real =
+      double(engine.parameter_bytes() + engine.optimizer_bytes() + engine.activation_bytes()) + host;
   const plan::CpuStagePlan p =
       plan::strata_cpu_stage_plan(model, par, c.schedule, microbatches, seq, grid.coord().pp_rank);
-  SCOPED_TRACE("tp" + std::to_string(c.tp) + " pp" + std::to_string(c.pp) + " dp" + std::to_string(c.dp) + " v" +
-               std::to_string(c.v) + " stage " + std::to_string(grid.coord().pp_rank));
+  SCOPED_TRACE("tp" + std::to_string(c.tp) + " pp" + std::to_string(c.pp) + " dp" + std::to_string(c.dp) +
+               " v" + std::to_string(c.v) + " stage " + std::to_string(grid.coord().pp_rank));
   EXPECT_EQ(p.parameters_and_grads + p.activations + p.pipeline_buffers,
             double(engine.parameter_bytes() + engine.activation_bytes()) + host);
   EXPECT_LE(std::fabs(p.optimizer - double(engine.optimizer_bytes())), 128.0 * c.v);
@@ -55,9 +56,12 @@ TEST(PlanStage, CpuStagePlanEqualsThePipelineEngineOnEveryRank) {
   using S = config::PipelineSchedule;
   const int n = world_size();
   const Case cases[] = {
-      {2, 2, 2, 1, S::one_f_one_b, true, 1},  {1, 2, 4, 2, S::interleaved_1f1b, false, 1},
-      {1, 4, 2, 1, S::gpipe, false, 1},       {1, 8, 1, 1, S::one_f_one_b, false, 0},
-      {2, 2, 1, 1, S::one_f_one_b, true, 0},  {1, 2, 2, 1, S::gpipe, false, 1},
+      {2, 2, 2, 1, S::one_f_one_b, true, 1},
+      {1, 2, 4, 2, S::interleaved_1f1b, false, 1},
+      {1, 4, 2, 1, S::gpipe, false, 1},
+      {1, 8, 1, 1, S::one_f_one_b, false, 0},
+      {2, 2, 1, 1, S::one_f_one_b, true, 0},
+      {1, 2, 2, 1, S::gpipe, false, 1},
       {1, 2, 1, 2, S::interleaved_1f1b, false, 0},
   };
   int ran = 0;

@@ -33,7 +33,8 @@ void check_against_single_rank(ModelConfig cfg, bool sequence_parallel, bool rec
   const core::CounterRng rng(17, "tp.batch");
   for (int i = 0; i < B * T; ++i) {
     tokens[std::size_t(i)] = std::int32_t(rng.below(std::uint64_t(cfg.vocab_size), std::uint64_t(i)));
-    targets[std::size_t(i)] = i % 5 == 2 ? -1 : std::int32_t(rng.below(std::uint64_t(cfg.vocab_size), std::uint64_t(i), 1));
+    targets[std::size_t(i)] =
+        i % 5 == 2 ? -1 : std::int32_t(rng.below(std::uint64_t(cfg.vocab_size), std::uint64_t(i), 1));
   }
   model::Transformer<double> single(cfg, B, T);
   single.init_parameters(3);
@@ -75,7 +76,9 @@ void check_against_single_rank(ModelConfig cfg, bool sequence_parallel, bool rec
 }  // namespace
 
 TEST(TensorParallel, GptStyleMatchesOneRank) { check_against_single_rank(gpt_like(), false, false); }
-TEST(TensorParallel, GptStyleWithSequenceParallelMatchesOneRank) { check_against_single_rank(gpt_like(), true, false); }
+TEST(TensorParallel, GptStyleWithSequenceParallelMatchesOneRank) {
+  check_against_single_rank(gpt_like(), true, false);
+}
 TEST(TensorParallel, LlamaStyleGqaMatchesOneRank) { check_against_single_rank(llama_like(), false, false); }
 TEST(TensorParallel, LlamaStyleWithSequenceParallelAndRecomputeMatchesOneRank) {
   check_against_single_rank(llama_like(), true, true);

@@ -27,8 +27,8 @@ FaultHooks hooks_from_env() {
   FaultHooks h;
   if (const char* spec = std::getenv("STRATA_INJECT_FAILURE")) {
     int n = -1;
-    if (std::sscanf(spec, "rank=%d,step=%ld%n", &h.failure.rank, &h.failure.step, &n) != 2 || !whole(spec, n) ||
-        h.failure.rank < 0 || h.failure.step < 1)
+    if (std::sscanf(spec, "rank=%d,step=%ld%n", &h.failure.rank, &h.failure.step, &n) != 2 ||
+        !whole(spec, n) || h.failure.rank < 0 || h.failure.step < 1)
       throw strata::make_error("STRATA_INJECT_FAILURE='", spec, "': expected rank=R,step=S (R >= 0, S >= 1)");
   }
   if (const char* spec = std::getenv("STRATA_TEST_BAD_BATCHES")) {
@@ -36,8 +36,8 @@ FaultHooks hooks_from_env() {
     char kind[16] = {};
     unsigned long long first = 0, last = 0;
     int n = -1, m = -1;
-    const int got = std::sscanf(spec, "kind=%15[a-z_],batches=%llu-%llu%n,factor=%lf%n", kind, &first, &last, &n,
-                                &b.factor, &m);
+    const int got = std::sscanf(spec, "kind=%15[a-z_],batches=%llu-%llu%n,factor=%lf%n", kind, &first, &last,
+                                &n, &b.factor, &m);
     const bool ok = (got == 3 && whole(spec, n)) || (got == 4 && whole(spec, m));
     const std::string k = kind;
     if (!ok || (k != "nan_grad" && k != "loss_spike") || first > last)
@@ -54,10 +54,12 @@ FaultHooks hooks_from_env() {
     bool ok = p.every;
     if (!p.every) {
       n = -1;
-      ok = std::sscanf(spec, "step=%ld,seconds=%lf%n", &p.step, &p.seconds, &n) == 2 && whole(spec, n) && p.step >= 1;
+      ok = std::sscanf(spec, "step=%ld,seconds=%lf%n", &p.step, &p.seconds, &n) == 2 && whole(spec, n) &&
+           p.step >= 1;
     }
     if (!ok || !(p.seconds >= 0))
-      throw strata::make_error("STRATA_TEST_SAVE_PAUSE='", spec, "': expected step=S|*,seconds=T (S >= 1, T >= 0)");
+      throw strata::make_error("STRATA_TEST_SAVE_PAUSE='", spec,
+                               "': expected step=S|*,seconds=T (S >= 1, T >= 0)");
   }
   return h;
 }

@@ -17,6 +17,7 @@ class MpiEnvironment : public testing::Environment {
   }
   void TearDown() override { MPI_Finalize(); }
 };
-[[maybe_unused]] inline testing::Environment* const mpi_env = testing::AddGlobalTestEnvironment(new MpiEnvironment);
+[[maybe_unused]] inline testing::Environment* const mpi_env =
+    testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
 }  // namespace strata::test

@@ -28,11 +28,11 @@ inline constexpr int kFormatVersion = 1;
 // `guard` so a resumed run skips and rolls back exactly as the uninterrupted run would. A
 // checkpoint without the attribute (written before the guard existed) reads as the defaults.
 struct GuardState {
-  double loss_mean = 0;     // running mean of the good steps' losses
-  long loss_count = 0;      // good steps in it
-  long bad_streak = 0;      // consecutive bad steps up to the checkpoint's step
-  long skipped_steps = 0;   // bad steps skipped (no update) in the whole run
-  long rollbacks = 0;       // rollbacks in the whole run
+  double loss_mean = 0;    // running mean of the good steps' losses
+  long loss_count = 0;     // good steps in it
+  long bad_streak = 0;     // consecutive bad steps up to the checkpoint's step
+  long skipped_steps = 0;  // bad steps skipped (no update) in the whole run
+  long rollbacks = 0;      // rollbacks in the whole run
   // Global-sample ranges [begin, end) skipped by rollbacks, in order.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> skipped_samples;
   bool operator==(const GuardState&) const = default;
@@ -44,13 +44,13 @@ GuardState parse_guard(const std::string& text, const std::string& file);
 
 // What a checkpoint says about itself (root attributes and /train), read without the tensors.
 struct CheckpointInfo {
-  std::string file;                 // the resolved .h5 path
-  long step = 0;                    // optimizer steps taken
+  std::string file;  // the resolved .h5 path
+  long step = 0;     // optimizer steps taken
   std::uint64_t consumed_samples = 0;
   std::uint64_t tokens_seen = 0;
-  std::string layout;               // "tp2-pp2-dp2 zero1" it was written with
-  std::string config_yaml;          // the full job config it was written with
-  std::string tokenizer_hash;       // "" when the run had none
+  std::string layout;                                         // "tp2-pp2-dp2 zero1" it was written with
+  std::string config_yaml;                                    // the full job config it was written with
+  std::string tokenizer_hash;                                 // "" when the run had none
   std::map<std::string, std::uint64_t> consumed_per_dataset;  // dataset path -> samples
   GuardState guard;
 };
@@ -66,10 +66,10 @@ CheckpointInfo read_info(const std::string& path);
 
 // One stored tensor as listed in the file: /model/<name>, /optim/exp_avg/<name>, ...
 struct StoredTensor {
-  std::string path;       // full dataset path, e.g. "/model/layers.0.attn.wq.weight"
-  std::string name;       // the parameter's global name, e.g. "layers.0.attn.wq.weight"
-  Shape shape;            // global shape (vocabulary tables: the unpadded vocab_size rows)
-  int layer = -1;         // global layer index; -1 for embeddings, final norm, output layer
+  std::string path;            // full dataset path, e.g. "/model/layers.0.attn.wq.weight"
+  std::string name;            // the parameter's global name, e.g. "layers.0.attn.wq.weight"
+  Shape shape;                 // global shape (vocabulary tables: the unpadded vocab_size rows)
+  int layer = -1;              // global layer index; -1 for embeddings, final norm, output layer
   std::uint64_t checksum = 0;  // checksum() of the stored values
 };
 // Every tensor dataset in the file, /model first, in file order. Rank-local.

@@ -45,23 +45,23 @@ namespace strata::ckpt {
 // masking) a pure function of (seed, global index), so step, seed and the sampler's position
 // are the whole RNG and schedule state; the bad-step guard's state makes its decisions repeat.
 struct TrainState {
-  long step = 0;                        // optimizer steps completed (skipped bad steps count)
-  std::uint64_t consumed_samples = 0;   // the sampler's position: global samples consumed or skipped
+  long step = 0;                       // optimizer steps completed (skipped bad steps count)
+  std::uint64_t consumed_samples = 0;  // the sampler's position: global samples consumed or skipped
   std::uint64_t tokens_seen = 0;
   std::uint64_t seed = 0;
-  double lr = 0;                        // the last learning rate applied (for inspection)
+  double lr = 0;  // the last learning rate applied (for inspection)
   std::vector<std::pair<std::string, std::uint64_t>> consumed_per_dataset;
   std::string tokenizer_hash;
-  std::string layout;                   // what it was written with, e.g. "tp2-pp2-dp2 zero1" (load only)
-  GuardState guard;                     // checkpoint.hpp; defaults when the file has none
+  std::string layout;  // what it was written with, e.g. "tp2-pp2-dp2 zero1" (load only)
+  GuardState guard;    // checkpoint.hpp; defaults when the file has none
 };
 
 struct SaveResult {
   long step = 0;
-  std::string file;          // the published checkpoint
-  double seconds = 0;        // from the first write to the published `latest`
-  std::uint64_t bytes = 0;   // file size
-  bool background = false;   // written by the background thread
+  std::string file;         // the published checkpoint
+  double seconds = 0;       // from the first write to the published `latest`
+  std::uint64_t bytes = 0;  // file size
+  bool background = false;  // written by the background thread
   double gb_per_s() const { return seconds > 0 ? double(bytes) / seconds / 1e9 : 0.0; }
 };
 

@@ -36,8 +36,8 @@ struct HfTensor {
 
 struct HfExportPlan {
   HfArch arch = HfArch::gpt2;
-  std::vector<HfTensor> tensors;     // in the order they are written
-  nlohmann::ordered_json config;     // config.json (without the tokenizer's token ids)
+  std::vector<HfTensor> tensors;  // in the order they are written
+  nlohmann::ordered_json config;  // config.json (without the tokenizer's token ids)
 };
 
 // The architecture for `model`; throws strata::Error listing the features that have no HF

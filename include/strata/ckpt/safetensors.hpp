@@ -43,9 +43,9 @@ struct StTensor {
 using StProducer = std::function<std::vector<float>(const StTensor&)>;
 
 struct StWriteResult {
-  std::vector<std::string> files;   // file names inside the folder, in order
-  std::uint64_t total_bytes = 0;    // tensor data bytes over all files
-  bool sharded = false;             // files + model.safetensors.index.json
+  std::vector<std::string> files;  // file names inside the folder, in order
+  std::uint64_t total_bytes = 0;   // tensor data bytes over all files
+  bool sharded = false;            // files + model.safetensors.index.json
 };
 
 // Writes `tensors` (names unique) into `dir` (created when missing). Each file is written

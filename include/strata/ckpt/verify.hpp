@@ -26,24 +26,24 @@ namespace strata::ckpt {
 inline constexpr std::int64_t kVerifyPieceElements = std::int64_t(1) << 22;
 
 struct TensorVerdict {
-  std::string path;             // "/optim/exp_avg/layers.1.mlp.fc.weight"
-  std::uint64_t stored = 0;     // the checksum attribute
-  std::uint64_t computed = 0;   // recomputed from the values (when readable)
-  bool readable = true;         // every piece of it could be read
+  std::string path;            // "/optim/exp_avg/layers.1.mlp.fc.weight"
+  std::uint64_t stored = 0;    // the checksum attribute
+  std::uint64_t computed = 0;  // recomputed from the values (when readable)
+  bool readable = true;        // every piece of it could be read
   bool ok() const { return readable && stored == computed; }
 };
 
 struct VerifyResult {
   std::string file;
-  long step = -1;               // the stored step; -1 when unreadable
+  long step = -1;  // the stored step; -1 when unreadable
   std::uint64_t file_bytes = 0;
-  std::uint64_t tensor_bytes = 0;  // bytes of tensor data read
+  std::uint64_t tensor_bytes = 0;      // bytes of tensor data read
   std::vector<TensorVerdict> tensors;  // every tensor listed in the file (empty when it did not open)
   // One line per problem, each naming the file and the tensor or key, in the words of the
   // training load ("checkpoint 'F': tensor /model/x fails its checksum (stored A, read B): the
   // file is corrupt"); empty when the checkpoint is intact.
   std::vector<std::string> problems;
-  double seconds = 0;           // wall time of the verification
+  double seconds = 0;  // wall time of the verification
   bool intact() const { return problems.empty(); }
 };
 
@@ -67,9 +67,9 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 // rank alike) when checkpoints exist but none is intact, listing them: a person decides then.
 // Collective over `group` (the job: grid.world_group()); null: this process alone.
 struct IntactCheckpoint {
-  std::string file;                    // "" for a fresh start
-  std::vector<VerifyResult> skipped;   // newer checkpoints found damaged, newest first
-  std::string latest;                  // what `latest` names ("" when absent)
+  std::string file;                   // "" for a fresh start
+  std::vector<VerifyResult> skipped;  // newer checkpoints found damaged, newest first
+  std::string latest;                 // what `latest` names ("" when absent)
 };
 IntactCheckpoint find_intact_checkpoint(const std::string& dir, comm::Communicator* group);
 // The same, returning the file: the drop-in for find_latest() in the trainer's resume_target().

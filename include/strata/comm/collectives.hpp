@@ -42,7 +42,8 @@ std::vector<T> all_gather_vector(Communicator& c, std::span<const T> local) {
   c.all_gather(&n, counts.data(), 1, DType::u64);
   std::uint64_t total = 0;
   std::vector<std::size_t> word_counts(counts.size());
-  for (std::size_t r = 0; r < counts.size(); ++r) total += counts[r], word_counts[r] = std::size_t(counts[r]) * words;
+  for (std::size_t r = 0; r < counts.size(); ++r)
+    total += counts[r], word_counts[r] = std::size_t(counts[r]) * words;
   std::vector<T> out(static_cast<std::size_t>(total));
   c.all_gatherv(local.data(), local.size() * words, out.data(), word_counts.data(), dtype);
   return out;

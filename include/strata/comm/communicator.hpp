@@ -66,7 +66,7 @@ class Communicator {
     wait(w);
   }
   virtual void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
-                      ReduceOp op = ReduceOp::sum) {
+                              ReduceOp op = ReduceOp::sum) {
     Work w = ireduce_scatter(send, recv, recv_count, dtype, op);
     wait(w);
   }
@@ -88,8 +88,8 @@ class Communicator {
   // recv_counts[r - 1]. recv_counts has size() entries, the same on every rank (all-gather the
   // counts first: collectives.hpp does both). Host memory. Backends that do not implement it
   // throw strata::Error naming the group.
-  virtual void all_gatherv(const void* send, std::size_t send_count, void* recv, const std::size_t* recv_counts,
-                           DType dtype);
+  virtual void all_gatherv(const void* send, std::size_t send_count, void* recv,
+                           const std::size_t* recv_counts, DType dtype);
   void send(const void* buf, std::size_t count, DType dtype, int peer, int tag = 0) {
     Work w = isend(buf, count, dtype, peer, tag);
     wait(w);

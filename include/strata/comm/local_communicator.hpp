@@ -18,7 +18,8 @@ class LocalCommunicator final : public Communicator {
   const std::string& name() const override { return name_; }
 
   Work iall_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) override;
-  Work ireduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype, ReduceOp op) override;
+  Work ireduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+                       ReduceOp op) override;
   Work iall_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
   Work ibroadcast(void* buf, std::size_t count, DType dtype, int root) override;
   Work isend(const void* buf, std::size_t count, DType dtype, int peer, int tag) override;

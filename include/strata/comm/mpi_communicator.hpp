@@ -80,7 +80,7 @@ class Watchdog {
   // How reports name a global rank ("tp 1/2, dp 0/2, pp 1/2"); set by the rank grid. Without
   // it, reports give global ranks only.
   void name_ranks_with(std::function<std::string(int global_rank)> namer) { namer_ = std::move(namer); }
-  std::string rank_name(int global_rank) const;  // "global rank 5 (tp 1/2, dp 0/2, pp 1/2)"
+  std::string rank_name(int global_rank) const;    // "global rank 5 (tp 1/2, dp 0/2, pp 1/2)"
   ProgressBoard* board() { return board_.get(); }  // null without `world`
 
   class Guard {  // armed for the lifetime of the guard
@@ -116,7 +116,14 @@ class Watchdog {
 
 // The collectives a communicator counts (the progress word published for hang reports).
 enum class CollectiveKind : std::uint64_t {
-  none = 0, all_reduce, reduce_scatter, all_gather, broadcast, barrier, gather, all_gatherv
+  none = 0,
+  all_reduce,
+  reduce_scatter,
+  all_gather,
+  broadcast,
+  barrier,
+  gather,
+  all_gatherv
 };
 const char* to_string(CollectiveKind kind);
 
@@ -124,8 +131,8 @@ const char* to_string(CollectiveKind kind);
 struct PeerProgress {
   int group_rank = 0;
   int global_rank = 0;
-  bool read = false;            // false: no answer within the read's time limit
-  std::uint64_t entered = 0;    // collectives it has entered on the group
+  bool read = false;          // false: no answer within the read's time limit
+  std::uint64_t entered = 0;  // collectives it has entered on the group
   CollectiveKind last = CollectiveKind::none;
 };
 
@@ -134,8 +141,9 @@ struct PeerProgress {
 // non-blocking ones are in flight): which ranks have not arrived (entered < seq), which entered
 // another kind of collective as number seq, which are past `mine`, which did not answer;
 // `name(global_rank)` names a rank.
-std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint64_t mine, const std::string& group,
-                              int my_group_rank, const std::vector<PeerProgress>& peers,
+std::string describe_arrivals(CollectiveKind kind, std::uint64_t seq, std::uint64_t mine,
+                              const std::string& group, int my_group_rank,
+                              const std::vector<PeerProgress>& peers,
                               const std::function<std::string(int)>& name);
 
 class MpiCommunicator final : public Communicator {
@@ -166,7 +174,8 @@ class MpiCommunicator final : public Communicator {
   void barrier() override;
   // Blocking collectives as MPI's blocking calls, under the watchdog.
   void all_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) override;
-  void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype, ReduceOp op) override;
+  void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
+                      ReduceOp op) override;
   void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
   void broadcast(void* buf, std::size_t count, DType dtype, int root) override;
   void gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root) override;
@@ -202,7 +211,7 @@ class MpiCommunicator final : public Communicator {
     std::uint64_t seq = 0;  // the collective's number; 0 for point-to-point
     int peer = -1;          // point-to-point: the other rank
   };
-  std::vector<SlotInfo> slot_info_;    // parallel to requests_
+  std::vector<SlotInfo> slot_info_;  // parallel to requests_
   std::vector<int> free_slots_;
   // Progress: entered_ and the last kind, published at progress_[0..1]: a slot of the
   // watchdog's board (or of own_board_ without a watchdog), or local_progress_ without one.

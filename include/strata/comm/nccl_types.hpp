@@ -47,7 +47,8 @@ inline const char* reduce_op_name(ReduceOp op) {
 
 // "2.28.9" from ncclGetVersion's code (major*10000 + minor*100 + patch since NCCL 2.9).
 inline std::string nccl_version_string(int code) {
-  return std::to_string(code / 10000) + "." + std::to_string((code % 10000) / 100) + "." + std::to_string(code % 100);
+  return std::to_string(code / 10000) + "." + std::to_string((code % 10000) / 100) + "." +
+         std::to_string(code % 100);
 }
 
 }  // namespace strata::comm

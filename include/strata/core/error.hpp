@@ -31,9 +31,9 @@ Error make_error(Args&&... args) {
 }  // namespace strata
 
 // Precondition check that throws strata::Error with the failed expression and a message.
-#define STRATA_CHECK(cond, ...)                                                         \
-  do {                                                                                  \
-    if (!(cond))                                                                        \
-      throw ::strata::make_error(__VA_ARGS__, " [check '", #cond, "' failed at ",     \
-                                 __FILE__, ":", __LINE__, "]");                         \
+#define STRATA_CHECK(cond, ...)                                                                            \
+  do {                                                                                                     \
+    if (!(cond))                                                                                           \
+      throw ::strata::make_error(__VA_ARGS__, " [check '", #cond, "' failed at ", __FILE__, ":", __LINE__, \
+                                 "]");                                                                     \
   } while (0)

@@ -41,7 +41,9 @@ class MemoryPlan {
   Tensor tensor(std::size_t index) const;
   Tensor tensor(const std::string& name) const;
   template <class T>
-  T* data(std::size_t index) const { return tensor(index).data<T>(); }
+  T* data(std::size_t index) const {
+    return tensor(index).data<T>();
+  }
 
   std::size_t total_bytes() const { return total_; }
   const std::vector<Entry>& entries() const { return entries_; }

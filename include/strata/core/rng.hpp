@@ -43,17 +43,14 @@ class CounterRng {
  public:
   CounterRng(std::uint64_t seed, std::string_view stream_name)
       : CounterRng(seed ^ (fnv1a64(stream_name) * 0x9E3779B97F4A7C15ull)) {}
-  explicit CounterRng(std::uint64_t key)
-      : key_{std::uint32_t(key), std::uint32_t(key >> 32)} {}
+  explicit CounterRng(std::uint64_t key) : key_{std::uint32_t(key), std::uint32_t(key >> 32)} {}
 
   // Four independent 32-bit words for counter `index` (and an optional sub-stream).
   std::array<std::uint32_t, 4> bits(std::uint64_t index, std::uint32_t sub = 0) const {
     return philox4x32({std::uint32_t(index), std::uint32_t(index >> 32), sub, 0x5157u}, key_);
   }
   // Uniform in (0, 1), 24-bit resolution, never exactly 0 (safe for log).
-  double uniform(std::uint64_t index, std::uint32_t sub = 0) const {
-    return to_unit(bits(index, sub)[0]);
-  }
+  double uniform(std::uint64_t index, std::uint32_t sub = 0) const { return to_unit(bits(index, sub)[0]); }
   // Standard normal for element `index` (Box-Muller on two words of one counter).
   double normal(std::uint64_t index, std::uint32_t sub = 0) const {
     const auto w = bits(index, sub);

@@ -22,12 +22,30 @@ const char* dtype_name(DType dtype);
 const char* device_name(Device device);
 template <class T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::f32; }
-template <> constexpr DType dtype_of<double>() { return DType::f64; }
-template <> constexpr DType dtype_of<std::int32_t>() { return DType::i32; }
-template <> constexpr DType dtype_of<std::uint16_t>() { return DType::u16; }
-template <> constexpr DType dtype_of<std::uint32_t>() { return DType::u32; }
-template <> constexpr DType dtype_of<std::uint64_t>() { return DType::u64; }
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
+template <>
+constexpr DType dtype_of<std::int32_t>() {
+  return DType::i32;
+}
+template <>
+constexpr DType dtype_of<std::uint16_t>() {
+  return DType::u16;
+}
+template <>
+constexpr DType dtype_of<std::uint32_t>() {
+  return DType::u32;
+}
+template <>
+constexpr DType dtype_of<std::uint64_t>() {
+  return DType::u64;
+}
 
 using Shape = std::vector<std::int64_t>;
 std::int64_t shape_numel(const Shape& shape);
@@ -53,8 +71,8 @@ class Tensor {
   // Typed access; checks that T matches the dtype.
   template <class T>
   T* data() const {
-    STRATA_CHECK(dtype_of<T>() == dtype_, "tensor of dtype ", dtype_name(dtype_),
-                 " accessed as ", dtype_name(dtype_of<T>()));
+    STRATA_CHECK(dtype_of<T>() == dtype_, "tensor of dtype ", dtype_name(dtype_), " accessed as ",
+                 dtype_name(dtype_of<T>()));
     return static_cast<T*>(data_);
   }
   void* raw() const { return data_; }

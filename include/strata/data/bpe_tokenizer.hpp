@@ -44,9 +44,11 @@ class BpeTokenizer final : public Tokenizer {
   };
   struct Options {
     PreTokenizer pattern = PreTokenizer::gpt2;
-    bool rank_merges = false;      // true: tiktoken, pair rank = rank of the merged token; false: merge list
-    bool whole_piece_lookup = false;  // a piece that is itself a token is emitted as is (tiktoken, HF ignore_merges)
-    bool add_prefix_space = false;    // HF ByteLevel add_prefix_space: encode " " + text unless it starts with ' '
+    bool rank_merges = false;  // true: tiktoken, pair rank = rank of the merged token; false: merge list
+    bool whole_piece_lookup =
+        false;  // a piece that is itself a token is emitted as is (tiktoken, HF ignore_merges)
+    bool add_prefix_space =
+        false;  // HF ByteLevel add_prefix_space: encode " " + text unless it starts with ' '
   };
 
   // `tokens[id]` = the bytes of token id (empty for an unused id); `merges` in rank order

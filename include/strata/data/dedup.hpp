@@ -58,6 +58,7 @@ void optimal_lsh_params(double threshold, int num_perm, int& bands, int& rows);
 // signatures: n documents x num_perm, in global order. flags[i] = 1 when document i is a
 // near-duplicate (estimated J >= threshold, found through a shared LSH band) of an earlier
 // document that was itself kept.
-std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> signatures, const MinHasher& hasher);
+std::vector<std::uint8_t> mark_near_duplicates(std::span<const std::uint32_t> signatures,
+                                               const MinHasher& hasher);
 
 }  // namespace strata::data

@@ -29,12 +29,12 @@ struct DatasetInfo {
   std::string tokenizer_name;
   std::string tokenizer_hash;
   int vocab_size = 0;
-  std::int32_t eos_id = -1;        // -1: the tokenizer has no EOS
-  std::string source;              // what the tokens were made from
+  std::int32_t eos_id = -1;  // -1: the tokenizer has no EOS
+  std::string source;        // what the tokens were made from
   std::uint64_t num_documents = 0;
   std::uint64_t num_tokens = 0;
-  std::string statistics = "{}";   // JSON: what each prepare step kept and removed
-  int token_bytes = 2;             // 2 (uint16) or 4 (uint32); follows vocab_size
+  std::string statistics = "{}";  // JSON: what each prepare step kept and removed
+  int token_bytes = 2;            // 2 (uint16) or 4 (uint32); follows vocab_size
 };
 
 // 2 when every id fits uint16 (vocab_size <= 65536), else 4.
@@ -77,10 +77,11 @@ class TokenDataset {
 
   // tokens [start, start + count) into out (int32).
   void read(std::uint64_t start, std::uint64_t count, std::int32_t* out) const;
- private:
-  void read_unlocked(std::uint64_t start, std::uint64_t count, std::int32_t* out) const;  // caller holds the HDF5 lock
- public:
 
+ private:
+  void read_unlocked(std::uint64_t start, std::uint64_t count,
+                     std::int32_t* out) const;  // caller holds the HDF5 lock
+ public:
  private:
   struct Handles;
   std::string path_;

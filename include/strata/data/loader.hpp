@@ -71,17 +71,18 @@ class SampleSource {
 // The source data.source names. seq_len is train.seq_len; windows are seq_len + 1 tokens.
 // masked_lm: resolve the [MASK] id (mask_token()); the synthetic language then uses the ids
 // [0, vocab_size - 1) and [MASK] is vocab_size - 1.
-std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data, const config::ModelConfig& model,
-                                                 int seq_len, std::uint64_t seed, bool masked_lm = false);
+std::unique_ptr<SampleSource> make_sample_source(const config::DataConfig& data,
+                                                 const config::ModelConfig& model, int seq_len,
+                                                 std::uint64_t seed, bool masked_lm = false);
 
 struct LoaderOptions {
   int micro_batch_size = 1;
   int seq_len = 1;
-  int global_batch_size = 1;   // samples per optimizer step over all DP ranks
+  int global_batch_size = 1;  // samples per optimizer step over all DP ranks
   int dp_size = 1, dp_rank = 0;
-  int prefetch = 4;            // micro-batches read ahead
-  std::uint64_t first_batch = 0;  // global batch to start at (a resumed run)
-  const Masker* masker = nullptr; // masked LM: corrupt each sample (outlives the loader)
+  int prefetch = 4;                // micro-batches read ahead
+  std::uint64_t first_batch = 0;   // global batch to start at (a resumed run)
+  const Masker* masker = nullptr;  // masked LM: corrupt each sample (outlives the loader)
 };
 
 // Micro-batches in order: step b, micro-batch m covers micro_batch_span(b, ..., m).

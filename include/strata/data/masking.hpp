@@ -27,9 +27,9 @@
 namespace strata::data {
 
 struct MaskingOptions {
-  double probability = 0.15;      // positions chosen
-  double mask_fraction = 0.8;     // of the chosen: replaced by [MASK]
-  double random_fraction = 0.1;   // of the chosen: replaced by a random token
+  double probability = 0.15;     // positions chosen
+  double mask_fraction = 0.8;    // of the chosen: replaced by [MASK]
+  double random_fraction = 0.1;  // of the chosen: replaced by a random token
   std::int32_t mask_id = -1;
   std::int32_t random_vocab = 0;  // random tokens are drawn from [0, random_vocab)
   // Position 0 holds [CLS] (SampleSource::MaskToken::cls_id >= 0): never chosen, as BERT never

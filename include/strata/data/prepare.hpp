@@ -44,10 +44,10 @@ struct PrepareOptions {
   // Learned quality filter (quality.hpp), after the heuristic filters: documents scored by the
   // model; kept when score >= quality_threshold, or by GPT-3's Pareto rule when
   // quality_pareto_alpha > 0. The scores of the written documents become /doc_scores.
-  std::string quality_model;           // "": off
+  std::string quality_model;  // "": off
   double quality_threshold = 0.5;
-  double quality_pareto_alpha = 0;     // > 0: Pareto sampling (GPT-3: 9) instead of the threshold
-  std::uint64_t quality_seed = 0x5eed; // the Pareto draws
+  double quality_pareto_alpha = 0;      // > 0: Pareto sampling (GPT-3: 9) instead of the threshold
+  std::uint64_t quality_seed = 0x5eed;  // the Pareto draws
   bool append_eos = true;
   double progress_interval_s = 5.0;  // 0: no progress lines
   bool quiet = false;                // no report on stdout
@@ -57,10 +57,10 @@ struct PrepareOptions {
 struct PrepareStats {
   std::uint64_t files = 0, input_bytes = 0;
   std::uint64_t documents_read = 0, chars_read = 0;
-  std::uint64_t malformed_lines = 0;     // JSONL lines skipped (bad JSON, no string field)
+  std::uint64_t malformed_lines = 0;  // JSONL lines skipped (bad JSON, no string field)
   std::uint64_t invalid_utf8_docs = 0, invalid_utf8_sequences = 0;  // replaced by U+FFFD
-  std::uint64_t normalized_docs = 0;     // documents the normaliser changed
-  std::uint64_t empty_docs = 0, empty_chars = 0;  // nothing left after normalisation
+  std::uint64_t normalized_docs = 0;                                // documents the normaliser changed
+  std::uint64_t empty_docs = 0, empty_chars = 0;                    // nothing left after normalisation
   std::array<std::uint64_t, kNumFilterRules> filtered_docs{}, filtered_chars{};
   std::uint64_t quality_docs = 0, quality_chars = 0;  // removed by the quality classifier
   std::uint64_t exact_duplicates = 0, exact_duplicate_chars = 0;
@@ -77,7 +77,7 @@ struct PrepareStats {
   double exact_seconds = 0, near_seconds = 0, pii_seconds = 0, write_seconds = 0;
 
   std::uint64_t filtered_total() const;
-  std::string to_json() const;                    // the `statistics` attribute
+  std::string to_json() const;                      // the `statistics` attribute
   std::string report(const PrepareOptions&) const;  // the human-readable table
 };
 

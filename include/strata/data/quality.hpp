@@ -31,12 +31,12 @@
 namespace strata::data {
 
 struct QualityTrainOptions {
-  int hash_bits = 18;         // 2^18 weights (1 MiB of float32)
-  int max_ngram = 2;          // words and word bigrams
+  int hash_bits = 18;  // 2^18 weights (1 MiB of float32)
+  int max_ngram = 2;   // words and word bigrams
   int epochs = 5;
-  double learning_rate = 0.5; // AdaGrad's step
-  double l2 = 1e-6;           // per-example L2 penalty
-  double holdout = 0.1;       // share of documents held out for the report
+  double learning_rate = 0.5;  // AdaGrad's step
+  double l2 = 1e-6;            // per-example L2 penalty
+  double holdout = 0.1;        // share of documents held out for the report
   std::uint64_t seed = 1;
 };
 

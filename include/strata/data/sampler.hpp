@@ -37,13 +37,14 @@ namespace strata::data {
 class BlendSchedule {
  public:
   static constexpr int kDefaultBlock = 10000;
-  static constexpr int kScheduleBlock = 100;   // samples per block of a scheduled mixture
+  static constexpr int kScheduleBlock = 100;         // samples per block of a scheduled mixture
   static constexpr std::uint64_t kPrefixMark = 256;  // a scheduled mixture keeps every 256th block's prefix
   // Fixed weights (> 0 each).
   explicit BlendSchedule(const std::vector<double>& weights, int block = kDefaultBlock);
   // A mixture schedule: (sample index, weights >= 0) points in increasing order; weights are
   // linear in between and constant before the first and after the last point.
-  BlendSchedule(std::vector<std::pair<std::uint64_t, std::vector<double>>> points, int block = kScheduleBlock);
+  BlendSchedule(std::vector<std::pair<std::uint64_t, std::vector<double>>> points,
+                int block = kScheduleBlock);
   struct Pick {
     int dataset;
     std::uint64_t index;  // the index-th sample drawn from `dataset`
@@ -65,7 +66,7 @@ class BlendSchedule {
     std::vector<std::uint32_t> rank;
   };
   static Block compose(const std::vector<double>& weights, int block, bool at_least_one);
-  const Block& block_at(std::uint64_t b) const;               // scheduled: caller holds mu_
+  const Block& block_at(std::uint64_t b) const;                        // scheduled: caller holds mu_
   const std::vector<std::uint64_t>& prefix_at(std::uint64_t b) const;  // counts before block b; holds mu_
 
   int block_;
@@ -74,7 +75,7 @@ class BlendSchedule {
   std::vector<std::uint32_t> rank_;       // index of each position among its dataset's in the block
   // Scheduled mixtures only.
   std::vector<std::pair<std::uint64_t, std::vector<double>>> points_;
-  mutable std::mutex mu_;                                // pick() (loader) and count_before() (checkpoints)
+  mutable std::mutex mu_;  // pick() (loader) and count_before() (checkpoints)
   // Samples of each dataset before block b: kept for every kPrefixMark-th block (marks_[m] is
   // block m kPrefixMark's), and for one moving cursor that sequential reads advance block by
   // block (a backward step restarts from the mark below).

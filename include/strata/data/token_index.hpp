@@ -1,7 +1,8 @@
 // Token bytes -> id: an open-addressing table (linear probing, load <= 1/2) over views of
-// strings that outlive it (a tokenizer's vocabulary; keys longer than 16 bytes are kept by pointer). Built once, then read-only, so reads are
-// thread-safe. It replaces std::unordered_map<std::string_view, int>, whose node per entry made
-// loading GPT-2's 50,257 tokens and checking its 50,000 merges a visible share of `prepare`.
+// strings that outlive it (a tokenizer's vocabulary; keys longer than 16 bytes are kept by pointer). Built
+// once, then read-only, so reads are thread-safe. It replaces std::unordered_map<std::string_view, int>,
+// whose node per entry made loading GPT-2's 50,257 tokens and checking its 50,000 merges a visible share of
+// `prepare`.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -55,7 +56,7 @@ class TokenIndex {
   struct Slot {
     std::uint64_t hash = 0;
     std::uint32_t len = 0;
-    std::int32_t id = -1;  // -1: empty
+    std::int32_t id = -1;      // -1: empty
     char bytes[kInline] = {};  // the key, or (longer keys) a pointer to it
 
     void set(std::uint64_t h, std::string_view key, std::int32_t value) {

@@ -22,8 +22,8 @@ class Tokenizer {
   virtual void encode(std::string_view text, std::vector<std::int32_t>& out) const = 0;
   virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
   virtual int vocab_size() const = 0;
-  virtual std::int32_t eos_id() const = 0;  // -1 when the tokenizer has none
-  virtual std::string name() const = 0;     // "bytes", "gpt2", "cl100k_base", ...
+  virtual std::int32_t eos_id() const = 0;       // -1 when the tokenizer has none
+  virtual std::string name() const = 0;          // "bytes", "gpt2", "cl100k_base", ...
   virtual std::string content_hash() const = 0;  // hex digest of the vocabulary (and merges)
   // The id of a special (control) token such as "[MASK]" or "<mask>"; -1 when absent.
   virtual std::int32_t special_token_id(std::string_view /*text*/) const { return -1; }

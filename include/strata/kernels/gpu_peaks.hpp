@@ -9,10 +9,10 @@
 namespace strata::kernels {
 
 struct GpuPeak {
-  const char* match;        // substring of the device name (first match in table order wins)
-  const char* entry;        // the datasheet product the numbers are for
-  double bf16_tflops;       // dense bf16 tensor-core peak
-  double memory_gb_per_s;   // HBM/GDDR bandwidth
+  const char* match;       // substring of the device name (first match in table order wins)
+  const char* entry;       // the datasheet product the numbers are for
+  double bf16_tflops;      // dense bf16 tensor-core peak
+  double memory_gb_per_s;  // HBM/GDDR bandwidth
 };
 
 // The table, most specific names first ("H100 PCIe" before "H100", "GH200" before "H200").

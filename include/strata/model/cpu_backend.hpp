@@ -37,7 +37,9 @@ class CpuBackend {
   const char* name() const { return dtype_of<T>() == DType::f32 ? "cpu fp32" : "cpu fp64"; }
 
   // The device for the start-up log; the CPU has no accelerator name, no stream.
-  std::string describe() const { return std::string("CPU backend (") + name() + ", " + kernels::cpu::blas_name() + ")"; }
+  std::string describe() const {
+    return std::string("CPU backend (") + name() + ", " + kernels::cpu::blas_name() + ")";
+  }
   std::string device_name() const { return ""; }
   void* stream_handle() const { return nullptr; }
   void activate() const {}  // the CUDA backend makes its device current
@@ -58,7 +60,9 @@ class CpuBackend {
   }
   void accumulate(T* y, const T* x, index_t n) const { kernels::cpu::accumulate(y, x, n); }
   void add(T* y, const T* a, const T* b, index_t n) const { kernels::cpu::add(y, a, b, n); }
-  void add_bias(T* y, const T* bias, index_t rows, index_t cols) const { kernels::cpu::add_bias(y, bias, rows, cols); }
+  void add_bias(T* y, const T* bias, index_t rows, index_t cols) const {
+    kernels::cpu::add_bias(y, bias, rows, cols);
+  }
   // Act and Grad are the same type here: the cast is never needed (the stage does not call it).
   void cast_grad_to_act(T* y, const T* x, index_t n) const { kernels::cpu::copy(y, x, n); }
   // Backend values from host values and back, converting the type where they differ (the CUDA
@@ -75,40 +79,47 @@ class CpuBackend {
   void linear_forward(T* y, const T* x, const T* w, const T* b, index_t rows, index_t in, index_t out) const {
     kernels::cpu::linear_forward(y, x, w, b, rows, in, out);
   }
-  void linear_backward(T* dx, bool accumulate_dx, T* dw, T* db, const T* dy, const T* x, const T* w, index_t rows,
-                       index_t in, index_t out) const {
+  void linear_backward(T* dx, bool accumulate_dx, T* dw, T* db, const T* dy, const T* x, const T* w,
+                       index_t rows, index_t in, index_t out) const {
     if (dx && !accumulate_dx) kernels::cpu::fill(dx, T(0), rows * in);
     kernels::cpu::linear_backward(dx, dw, db, dy, x, w, rows, in, out);
   }
   // db += sum over rows of dy
   void bias_grad(T* db, const T* dy, index_t rows, index_t cols) const {
     kernels::cpu::linear_backward(static_cast<T*>(nullptr), static_cast<T*>(nullptr), db, dy,
-                                  static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), rows, 0, cols);
+                                  static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), rows, 0,
+                                  cols);
   }
-  void norm_forward(bool rms, T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, index_t rows, index_t C,
-                    double eps) const {
-    if (rms) kernels::cpu::rmsnorm_forward(y, rstd, x, w, rows, C, T(eps));
-    else kernels::cpu::layernorm_forward(y, mean, rstd, x, w, b, rows, C, T(eps));
+  void norm_forward(bool rms, T* y, T* mean, T* rstd, const T* x, const T* w, const T* b, index_t rows,
+                    index_t C, double eps) const {
+    if (rms)
+      kernels::cpu::rmsnorm_forward(y, rstd, x, w, rows, C, T(eps));
+    else
+      kernels::cpu::layernorm_forward(y, mean, rstd, x, w, b, rows, C, T(eps));
   }
   // dx, dw, db +=
   void norm_backward(bool rms, T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean,
                      const T* rstd, index_t rows, index_t C) const {
-    if (rms) kernels::cpu::rmsnorm_backward(dx, dw, dy, x, w, rstd, rows, C);
-    else kernels::cpu::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, rows, C);
+    if (rms)
+      kernels::cpu::rmsnorm_backward(dx, dw, dy, x, w, rstd, rows, C);
+    else
+      kernels::cpu::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, rows, C);
   }
   void rope_init(T*, int, index_t, double) const {}  // the CPU computes the angles on the fly
   // x [B, T, H, HS] rotated in place at positions pos .. pos + T - 1 (backward: the inverse).
-  void rope(bool backward, T* x, const T* /*table*/, index_t B, index_t Tn, index_t H, index_t HS, double theta,
-            index_t pos) const {
-    if (backward) kernels::cpu::rope_backward(x, B, Tn, H, HS, theta, pos);
-    else kernels::cpu::rope_forward(x, B, Tn, H, HS, theta, pos);
+  void rope(bool backward, T* x, const T* /*table*/, index_t B, index_t Tn, index_t H, index_t HS,
+            double theta, index_t pos) const {
+    if (backward)
+      kernels::cpu::rope_backward(x, B, Tn, H, HS, theta, pos);
+    else
+      kernels::cpu::rope_forward(x, B, Tn, H, HS, theta, pos);
   }
   void attention_forward(T* out, T* saved, const T* q, const T* k, const T* v, const AttentionDims& d) const {
     kernels::cpu::attention_forward(out, saved, q, k, v, shape(d));
   }
   // dq, dk, dv =
-  void attention_backward(T* dq, T* dk, T* dv, T* work, const T* dout, const T* /*out*/, const T* saved, const T* q,
-                          const T* k, const T* v, const AttentionDims& d) const {
+  void attention_backward(T* dq, T* dk, T* dv, T* work, const T* dout, const T* /*out*/, const T* saved,
+                          const T* q, const T* k, const T* v, const AttentionDims& d) const {
     kernels::cpu::fill(dq, T(0), d.B * d.T * d.ld_q);
     kernels::cpu::fill(dk, T(0), d.B * d.T * d.ld_kv);
     kernels::cpu::fill(dv, T(0), d.B * d.T * d.ld_kv);
@@ -125,14 +136,16 @@ class CpuBackend {
     kernels::cpu::fill(dx, T(0), n);
     kernels::cpu::gelu_backward(dx, dy, x, n);
   }
-  void swiglu_forward(T* y, const T* gate, const T* up, index_t n) const { kernels::cpu::swiglu_forward(y, gate, up, n); }
+  void swiglu_forward(T* y, const T* gate, const T* up, index_t n) const {
+    kernels::cpu::swiglu_forward(y, gate, up, n);
+  }
   void swiglu_backward(T* dgate, T* dup, const T* dy, const T* gate, const T* up, index_t n) const {  // =
     kernels::cpu::fill(dgate, T(0), n);
     kernels::cpu::fill(dup, T(0), n);
     kernels::cpu::swiglu_backward(dgate, dup, dy, gate, up, n);
   }
-  void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, index_t N, index_t C, index_t vocab_start,
-                         index_t V) const {
+  void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, index_t N, index_t C,
+                         index_t vocab_start, index_t V) const {
     kernels::cpu::embedding_forward(out, tokens, wte, N, C, vocab_start, V);
   }
   void position_embedding_forward(T* out, const T* wpe, index_t B, index_t Tn, index_t C) const {
@@ -148,21 +161,24 @@ class CpuBackend {
   // One rank holds the whole vocabulary: loss, and (with_grad) logits := dlogits * dloss.
   void cross_entropy(T* logits, T* losses, const std::int32_t* targets, T dloss, bool with_grad, index_t N,
                      index_t V_real, index_t ld) const {
-    if (with_grad) kernels::cpu::cross_entropy_fused(logits, losses, targets, dloss, N, V_real, ld);
-    else kernels::cpu::cross_entropy_forward(losses, logits, targets, N, V_real, ld);
+    if (with_grad)
+      kernels::cpu::cross_entropy_fused(logits, losses, targets, dloss, N, V_real, ld);
+    else
+      kernels::cpu::cross_entropy_forward(losses, logits, targets, N, V_real, ld);
   }
   void ce_max(T* row_max, const T* logits, index_t N, index_t V_real, index_t ld) const {
     kernels::cpu::vocab_parallel_ce_max(row_max, logits, N, V_real, ld);
   }
   void ce_sumexp(T* sumexp, T* target_logit, const T* logits, const T* row_max, const std::int32_t* targets,
                  index_t N, index_t V_real, index_t ld, index_t vocab_start) const {
-    kernels::cpu::vocab_parallel_ce_sumexp(sumexp, target_logit, logits, row_max, targets, N, V_real, ld, vocab_start);
+    kernels::cpu::vocab_parallel_ce_sumexp(sumexp, target_logit, logits, row_max, targets, N, V_real, ld,
+                                           vocab_start);
   }
   void ce_finish(T* logits, T* losses, const T* row_max, const T* sumexp, const T* target_logit,
                  const std::int32_t* targets, T dloss, bool with_grad, index_t N, index_t V_real, index_t ld,
                  index_t vocab_start) const {
-    kernels::cpu::vocab_parallel_ce_finish(logits, losses, row_max, sumexp, target_logit, targets, dloss, with_grad,
-                                           N, V_real, ld, vocab_start);
+    kernels::cpu::vocab_parallel_ce_finish(logits, losses, row_max, sumexp, target_logit, targets, dloss,
+                                           with_grad, N, V_real, ld, vocab_start);
   }
 
   // ---- optimizer ------------------------------------------------------------------------
@@ -188,10 +204,11 @@ class CpuBackend {
              const std::vector<AdamWSegment>& segments, const AdamWSegment* /*device_segments*/,
              const AdamWStep& s) const {
     for (const AdamWSegment& seg : segments) {
-      const kernels::cpu::AdamWParams p{s.lr, s.beta1, s.beta2, s.eps, seg.weight_decay, s.grad_scale, s.step};
+      const kernels::cpu::AdamWParams p{s.lr,         s.beta1, s.beta2, s.eps, seg.weight_decay,
+                                        s.grad_scale, s.step};
       const T* g = grads + (grads_at_state ? seg.state_offset : seg.param_offset);
-      kernels::cpu::adamw_update(params + seg.param_offset, g, m + seg.state_offset, v + seg.state_offset, seg.numel,
-                                 p);
+      kernels::cpu::adamw_update(params + seg.param_offset, g, m + seg.state_offset, v + seg.state_offset,
+                                 seg.numel, p);
     }
   }
 

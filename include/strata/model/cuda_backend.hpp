@@ -50,7 +50,8 @@ class CudaBackend {
   // Selects this rank's device (the node-local rank's, or the one CUDA_VISIBLE_DEVICES leaves)
   // and creates the compute stream and the cuBLAS(Lt) handles on it.
   CudaBackend(int local_rank, int local_size)
-      : device_(kernels::cuda::select_device(local_rank, local_size)), stream_(activated(device_)),
+      : device_(kernels::cuda::select_device(local_rank, local_size)),
+        stream_(activated(device_)),
         blas_(stream_.get()) {
     STRATA_CUDA_CHECK(cudaMalloc(&norm_dev_, sizeof(float)));
     STRATA_CUDA_CHECK(cudaMallocHost(&norm_host_, sizeof(float)));
@@ -106,7 +107,9 @@ class CudaBackend {
     STRATA_CUDA_CHECK(cudaMemcpyAsync(y, x, std::size_t(n) * sizeof(U), cudaMemcpyDeviceToDevice, stream()));
   }
   void accumulate(bf16* y, const bf16* x, index_t n) const { kernels::cuda::add_bf16(y, y, x, n, stream()); }
-  void accumulate(float* y, const float* x, index_t n) const { kernels::cuda::accumulate_f32(y, x, n, stream()); }
+  void accumulate(float* y, const float* x, index_t n) const {
+    kernels::cuda::accumulate_f32(y, x, n, stream());
+  }
   void add_bias(bf16* y, const bf16* bias, index_t rows, index_t cols) const {
     kernels::cuda::add_bias_bf16(y, bias, rows, cols, stream());
   }
@@ -118,15 +121,16 @@ class CudaBackend {
   void upload_cast(bf16* dst, const float* host, index_t n) {
     float* tmp = nullptr;
     STRATA_CUDA_CHECK(cudaMalloc(&tmp, std::size_t(std::max<index_t>(n, 1)) * sizeof(float)));
-    STRATA_CUDA_CHECK(cudaMemcpyAsync(tmp, host, std::size_t(n) * sizeof(float), cudaMemcpyHostToDevice, stream()));
+    STRATA_CUDA_CHECK(
+        cudaMemcpyAsync(tmp, host, std::size_t(n) * sizeof(float), cudaMemcpyHostToDevice, stream()));
     kernels::cuda::cast_f32_to_bf16(dst, tmp, n, stream());
     synchronize();
     STRATA_CUDA_CHECK(cudaFree(tmp));
   }
   void download_cast(float* host, const bf16* src, index_t n) {
     host_bf16_.resize(std::size_t(n));
-    STRATA_CUDA_CHECK(cudaMemcpyAsync(host_bf16_.data(), src, std::size_t(n) * sizeof(bf16), cudaMemcpyDeviceToHost,
-                                      stream()));
+    STRATA_CUDA_CHECK(cudaMemcpyAsync(host_bf16_.data(), src, std::size_t(n) * sizeof(bf16),
+                                      cudaMemcpyDeviceToHost, stream()));
     synchronize();
     for (index_t i = 0; i < n; ++i) host[i] = __bfloat162float(host_bf16_[std::size_t(i)]);
   }
@@ -154,7 +158,8 @@ class CudaBackend {
   }
 
   // ---- kernels --------------------------------------------------------------------------
-  void linear_forward(bf16* y, const bf16* x, const bf16* w, const bf16* b, index_t rows, index_t in, index_t out) {
+  void linear_forward(bf16* y, const bf16* x, const bf16* w, const bf16* b, index_t rows, index_t in,
+                      index_t out) {
     blas_.linear_forward(y, x, w, b, rows, in, out);
   }
   void linear_backward(bf16* dx, bool accumulate_dx, float* dw, float* db, const bf16* dy, const bf16* x,
@@ -166,13 +171,17 @@ class CudaBackend {
   }
   void norm_forward(bool rms, bf16* y, float* mean, float* rstd, const bf16* x, const bf16* w, const bf16* b,
                     index_t rows, index_t C, double eps) const {
-    if (rms) kernels::cuda::rmsnorm_forward(y, rstd, x, w, rows, C, float(eps), stream());
-    else kernels::cuda::layernorm_forward(y, mean, rstd, x, w, b, rows, C, float(eps), stream());
+    if (rms)
+      kernels::cuda::rmsnorm_forward(y, rstd, x, w, rows, C, float(eps), stream());
+    else
+      kernels::cuda::layernorm_forward(y, mean, rstd, x, w, b, rows, C, float(eps), stream());
   }
   void norm_backward(bool rms, float* dx, float* dw, float* db, const bf16* dy, const bf16* x, const bf16* w,
                      const float* mean, const float* rstd, index_t rows, index_t C) const {
-    if (rms) kernels::cuda::rmsnorm_backward(dx, dw, dy, x, w, rstd, rows, C, stream());
-    else kernels::cuda::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, rows, C, stream());
+    if (rms)
+      kernels::cuda::rmsnorm_backward(dx, dw, dy, x, w, rstd, rows, C, stream());
+    else
+      kernels::cuda::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, rows, C, stream());
   }
   // The angle table [max_T, HS/2] of (cos, sin) pairs, computed in double on the host.
   void rope_init(float* table, int max_T, index_t HS, double theta) {
@@ -183,33 +192,39 @@ class CudaBackend {
     synchronize();
   }
   // Positions pos .. pos + T - 1: the table from row pos (HS floats per position).
-  void rope(bool backward, bf16* x, const float* table, index_t B, index_t Tn, index_t H, index_t HS, double /*theta*/,
-            index_t pos) const {
+  void rope(bool backward, bf16* x, const float* table, index_t B, index_t Tn, index_t H, index_t HS,
+            double /*theta*/, index_t pos) const {
     const float* cs = table + pos * HS;
-    if (backward) kernels::cuda::rope_backward(x, cs, B, Tn, H, HS, H * HS, stream());
-    else kernels::cuda::rope_forward(x, cs, B, Tn, H, HS, H * HS, stream());
+    if (backward)
+      kernels::cuda::rope_backward(x, cs, B, Tn, H, HS, H * HS, stream());
+    else
+      kernels::cuda::rope_forward(x, cs, B, Tn, H, HS, H * HS, stream());
   }
   void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
                          const AttentionDims& d) const {
     kernels::cuda::attention_forward(out, lse, q, k, v, shape(d), stream());
   }
   void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* work, const bf16* dout, const bf16* out,
-                          const float* lse, const bf16* q, const bf16* k, const bf16* v, const AttentionDims& d) const {
+                          const float* lse, const bf16* q, const bf16* k, const bf16* v,
+                          const AttentionDims& d) const {
     kernels::cuda::attention_backward(dq, dk, dv, work, dout, out, lse, q, k, v, shape(d), stream());
   }
   void attention_cached(bf16* out, float* /*work*/, const bf16* q, const bf16* k_cache, const bf16* v_cache,
                         index_t pos, const AttentionDims& d) const {
-    kernels::cuda::attention_cached(out, q, k_cache, v_cache, d.T, pos, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv, d.causal,
-                                    stream());
+    kernels::cuda::attention_cached(out, q, k_cache, v_cache, d.T, pos, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv,
+                                    d.causal, stream());
   }
-  void gelu_forward(bf16* y, const bf16* x, index_t n) const { kernels::cuda::gelu_forward(y, x, n, stream()); }
+  void gelu_forward(bf16* y, const bf16* x, index_t n) const {
+    kernels::cuda::gelu_forward(y, x, n, stream());
+  }
   void gelu_backward(bf16* dx, const bf16* dy, const bf16* x, index_t n) const {
     kernels::cuda::gelu_backward(dx, dy, x, n, stream());
   }
   void swiglu_forward(bf16* y, const bf16* gate, const bf16* up, index_t n) const {
     kernels::cuda::swiglu_forward(y, gate, up, n, stream());
   }
-  void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dy, const bf16* gate, const bf16* up, index_t n) const {
+  void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dy, const bf16* gate, const bf16* up,
+                       index_t n) const {
     kernels::cuda::swiglu_backward(dgate, dup, dy, gate, up, n, stream());
   }
   void embedding_forward(bf16* out, const std::int32_t* tokens, const bf16* wte, index_t N, index_t C,
@@ -226,23 +241,24 @@ class CudaBackend {
   void position_embedding_backward(float* dwpe, const float* dout, index_t B, index_t Tn, index_t C) const {
     kernels::cuda::position_embedding_backward(dwpe, dout, B, Tn, C, stream());
   }
-  void cross_entropy(bf16* logits, float* losses, const std::int32_t* targets, float dloss, bool with_grad, index_t N,
-                     index_t V_real, index_t ld) const {
+  void cross_entropy(bf16* logits, float* losses, const std::int32_t* targets, float dloss, bool with_grad,
+                     index_t N, index_t V_real, index_t ld) const {
     kernels::cuda::cross_entropy_fused(logits, losses, targets, dloss, with_grad, N, V_real, ld, stream());
   }
   void ce_max(float* row_max, const bf16* logits, index_t N, index_t V_real, index_t ld) const {
     kernels::cuda::vocab_parallel_ce_max(row_max, logits, N, V_real, ld, stream());
   }
   void ce_sumexp(float* sumexp, float* target_logit, const bf16* logits, const float* row_max,
-                 const std::int32_t* targets, index_t N, index_t V_real, index_t ld, index_t vocab_start) const {
-    kernels::cuda::vocab_parallel_ce_sumexp(sumexp, target_logit, logits, row_max, targets, N, V_real, ld, vocab_start,
-                                            stream());
-  }
-  void ce_finish(bf16* logits, float* losses, const float* row_max, const float* sumexp, const float* target_logit,
-                 const std::int32_t* targets, float dloss, bool with_grad, index_t N, index_t V_real, index_t ld,
+                 const std::int32_t* targets, index_t N, index_t V_real, index_t ld,
                  index_t vocab_start) const {
-    kernels::cuda::vocab_parallel_ce_finish(logits, losses, row_max, sumexp, target_logit, targets, dloss, with_grad, N,
-                                            V_real, ld, vocab_start, stream());
+    kernels::cuda::vocab_parallel_ce_sumexp(sumexp, target_logit, logits, row_max, targets, N, V_real, ld,
+                                            vocab_start, stream());
+  }
+  void ce_finish(bf16* logits, float* losses, const float* row_max, const float* sumexp,
+                 const float* target_logit, const std::int32_t* targets, float dloss, bool with_grad,
+                 index_t N, index_t V_real, index_t ld, index_t vocab_start) const {
+    kernels::cuda::vocab_parallel_ce_finish(logits, losses, row_max, sumexp, target_logit, targets, dloss,
+                                            with_grad, N, V_real, ld, vocab_start, stream());
   }
 
   // ---- optimizer ------------------------------------------------------------------------
@@ -266,7 +282,8 @@ class CudaBackend {
   }
   // The segment table in the kernel's layout (32-byte records, fp32 weight decay).
   void upload_segments(AdamWSegment* device_table, const std::vector<AdamWSegment>& segments) {
-    static_assert(sizeof(kernels::cuda::AdamWSegment) == sizeof(AdamWSegment), "segment records differ in size");
+    static_assert(sizeof(kernels::cuda::AdamWSegment) == sizeof(AdamWSegment),
+                  "segment records differ in size");
     std::vector<kernels::cuda::AdamWSegment> k;
     for (const AdamWSegment& s : segments)
       k.push_back({s.param_offset, s.state_offset, s.numel, float(s.weight_decay)});
@@ -278,12 +295,13 @@ class CudaBackend {
   // their parameter offsets; gradients at the state offsets (ZeRO-1's shard) or the parameter
   // offsets.
   void adamw(float* master, bf16* params, const float* grads, bool grads_at_state, float* m, float* v,
-             const std::vector<AdamWSegment>& segments, const AdamWSegment* device_segments, const AdamWStep& s) const {
+             const std::vector<AdamWSegment>& segments, const AdamWSegment* device_segments,
+             const AdamWStep& s) const {
     if (segments.empty()) return;
     index_t max_segment = 0;
     for (const AdamWSegment& seg : segments) max_segment = std::max(max_segment, seg.numel);
-    const kernels::cuda::AdamWStep p{float(s.lr), float(s.beta1), float(s.beta2), float(s.eps), float(s.grad_scale),
-                                     s.step};
+    const kernels::cuda::AdamWStep p{float(s.lr),  float(s.beta1),      float(s.beta2),
+                                     float(s.eps), float(s.grad_scale), s.step};
     kernels::cuda::adamw_update(master, params, grads, m, v,
                                 reinterpret_cast<const kernels::cuda::AdamWSegment*>(device_segments),
                                 int(segments.size()), max_segment, grads_at_state, p, stream());

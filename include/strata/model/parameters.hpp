@@ -25,17 +25,17 @@ enum class TpSplit {
 };
 
 struct ParamInfo {
-  std::string name;       // global name, global layer index: "layers.11.mlp.fc.weight"
-  Shape shape;            // local shape (this rank's shard)
-  Shape global_shape;     // shape of the whole tensor
+  std::string name;    // global name, global layer index: "layers.11.mlp.fc.weight"
+  Shape shape;         // local shape (this rank's shard)
+  Shape global_shape;  // shape of the whole tensor
   TpSplit split = TpSplit::replicated;
   std::int64_t split_offset = 0;  // first row (rows) or column (cols) of the shard
   std::int64_t real_rows = -1;    // rows of the shard inside the unpadded tensor (vocab tables)
   std::int64_t offset = 0;        // element offset into the flat buffers
   std::int64_t numel = 0;
   ParamKind kind = ParamKind::matrix;
-  double init_std = 0;    // 0 with kind norm: ones; 0 with kind bias: zeros
-  bool in_matmul = false; // enters a matrix multiply (counted in the 6N FLOP rule)
+  double init_std = 0;     // 0 with kind norm: ones; 0 with kind bias: zeros
+  bool in_matmul = false;  // enters a matrix multiply (counted in the 6N FLOP rule)
   // Under sequence parallelism each TP rank computes this replicated tensor's gradient from
   // its own sequence shard, so the gradient must be summed over the TP group.
   bool grad_needs_tp_sum = false;
@@ -55,8 +55,8 @@ struct ChunkPlacement {
   bool has_embedding = true;  // the first chunk of the first stage
   bool has_head = true;       // the last chunk of the last stage
   bool sequence_parallel = false;
-  int flat_multiple = 1;      // pad the flat parameter/gradient buffers to a multiple of this (dp)
-  int vocab_multiple = 1;     // each rank's vocabulary slice a multiple of this (GPU: 64)
+  int flat_multiple = 1;   // pad the flat parameter/gradient buffers to a multiple of this (dp)
+  int vocab_multiple = 1;  // each rank's vocabulary slice a multiple of this (GPU: 64)
 };
 
 // The vocabulary padded to a multiple of tp x multiple (Megatron-LM pads it the same way) so
@@ -70,8 +70,9 @@ int padded_vocab(int vocab_size, int tp_size, int multiple = 1);
 // w1 = mlp.gate, w3 = mlp.up, w2 = mlp.down. Filled by make_parameter_table, the one place
 // that spells the tensor names; layer code binds through these offsets, never by name.
 struct LayerOffsets {
-  std::int64_t attn_norm_w = -1, attn_norm_b = -1, wq = -1, bq = -1, wk = -1, bk = -1, wv = -1, bv = -1, wo = -1,
-               bo = -1, mlp_norm_w = -1, mlp_norm_b = -1, w1 = -1, b1 = -1, w3 = -1, b3 = -1, w2 = -1, b2 = -1;
+  std::int64_t attn_norm_w = -1, attn_norm_b = -1, wq = -1, bq = -1, wk = -1, bk = -1, wv = -1, bv = -1,
+               wo = -1, bo = -1, mlp_norm_w = -1, mlp_norm_b = -1, w1 = -1, b1 = -1, w3 = -1, b3 = -1,
+               w2 = -1, b2 = -1;
 };
 
 // The whole chunk: its layers (first_layer, first_layer + 1, ...) and the tensors around them.
@@ -100,9 +101,9 @@ ChunkView<P> bind(const ChunkOffsets& o, P* base) {
   auto at = [base](std::int64_t off) -> P* { return off < 0 || !base ? nullptr : base + off; };
   ChunkView<P> v{{}, at(o.wte), at(o.wpe), at(o.head), at(o.final_norm_w), at(o.final_norm_b)};
   for (const LayerOffsets& l : o.layers)
-    v.layers.push_back({at(l.attn_norm_w), at(l.attn_norm_b), at(l.wq), at(l.bq), at(l.wk), at(l.bk), at(l.wv),
-                        at(l.bv), at(l.wo), at(l.bo), at(l.mlp_norm_w), at(l.mlp_norm_b), at(l.w1), at(l.b1),
-                        at(l.w3), at(l.b3), at(l.w2), at(l.b2)});
+    v.layers.push_back({at(l.attn_norm_w), at(l.attn_norm_b), at(l.wq), at(l.bq), at(l.wk), at(l.bk),
+                        at(l.wv), at(l.bv), at(l.wo), at(l.bo), at(l.mlp_norm_w), at(l.mlp_norm_b), at(l.w1),
+                        at(l.b1), at(l.w3), at(l.b3), at(l.w2), at(l.b2)});
   return v;
 }
 

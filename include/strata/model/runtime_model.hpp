@@ -27,7 +27,8 @@ class ForwardModel {
   virtual LossSum forward(const std::int32_t* tokens, const std::int32_t* targets) = 0;
   // The same, with each position's loss in token_losses [batch * seq_len] (0 where target < 0),
   // for scores per sequence or per document. Collective over TP.
-  virtual LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets, float* token_losses) = 0;
+  virtual LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets,
+                                 float* token_losses) = 0;
 };
 
 // The decoder (decoder.hpp) with its logits on the host in fp32.
@@ -47,9 +48,9 @@ class DecoderModel {
 
 // Tensor parallelism over the grid's TP dimension (pp = dp = 1). A build without CUDA throws
 // for config::DeviceKind::cuda, naming the setting.
-std::unique_ptr<ForwardModel> make_forward_model(config::DeviceKind device, const config::ModelConfig& cfg, int batch,
-                                                 int seq_len, comm::RankGrid& grid);
-std::unique_ptr<DecoderModel> make_decoder_model(config::DeviceKind device, const config::ModelConfig& cfg, int max_len,
-                                                 comm::RankGrid& grid);
+std::unique_ptr<ForwardModel> make_forward_model(config::DeviceKind device, const config::ModelConfig& cfg,
+                                                 int batch, int seq_len, comm::RankGrid& grid);
+std::unique_ptr<DecoderModel> make_decoder_model(config::DeviceKind device, const config::ModelConfig& cfg,
+                                                 int max_len, comm::RankGrid& grid);
 
 }  // namespace strata::model

@@ -71,22 +71,24 @@ LossSum batched_loss(Model& model, int batch, int seq_len, std::int64_t count, F
 // windows whose targets are ignored. Collective over the model's TP group.
 template <class Model>
 LossSum window_loss(Model& model, int batch, int seq_len, const std::int32_t* windows, std::int64_t count) {
-  return batched_loss(model, batch, seq_len, count, [&](std::int64_t i, std::int32_t* tok, std::int32_t* tgt) {
-    const std::int32_t* w = windows + i * (std::int64_t(seq_len) + 1);
-    std::copy_n(w, seq_len, tok);
-    std::copy_n(w + 1, seq_len, tgt);
-  });
+  return batched_loss(model, batch, seq_len, count,
+                      [&](std::int64_t i, std::int32_t* tok, std::int32_t* tgt) {
+                        const std::int32_t* w = windows + i * (std::int64_t(seq_len) + 1);
+                        std::copy_n(w, seq_len, tok);
+                        std::copy_n(w + 1, seq_len, tgt);
+                      });
 }
 
 // The same over sequences given as inputs and targets [count, seq_len] (target < 0: no loss),
 // e.g. masked-LM windows whose targets are the chosen positions only.
 template <class Model>
-LossSum sequence_loss(Model& model, int batch, int seq_len, const std::int32_t* inputs, const std::int32_t* targets,
-                      std::int64_t count) {
-  return batched_loss(model, batch, seq_len, count, [&](std::int64_t i, std::int32_t* tok, std::int32_t* tgt) {
-    std::copy_n(inputs + i * seq_len, seq_len, tok);
-    std::copy_n(targets + i * seq_len, seq_len, tgt);
-  });
+LossSum sequence_loss(Model& model, int batch, int seq_len, const std::int32_t* inputs,
+                      const std::int32_t* targets, std::int64_t count) {
+  return batched_loss(model, batch, seq_len, count,
+                      [&](std::int64_t i, std::int32_t* tok, std::int32_t* tgt) {
+                        std::copy_n(inputs + i * seq_len, seq_len, tok);
+                        std::copy_n(targets + i * seq_len, seq_len, tgt);
+                      });
 }
 
 inline double perplexity(const LossSum& l) { return std::exp(l.mean()); }
@@ -104,8 +106,8 @@ inline double perplexity(const LossSum& l) { return std::exp(l.mean()); }
 //   runtime_model.hpp) and activation_rows(); read(d, tokens) fills document d's tokens.
 // Collective over the model's TP group (every TP rank passes the same documents).
 template <class Model, class Read>
-std::vector<LossSum> document_losses(Model& model, int batch, int seq_len, std::int64_t count, std::int32_t context,
-                                     Read read) {
+std::vector<LossSum> document_losses(Model& model, int batch, int seq_len, std::int64_t count,
+                                     std::int32_t context, Read read) {
   STRATA_CHECK(model.activation_rows() == std::int64_t(batch) * seq_len, "scoring: the model holds ",
                model.activation_rows(), " rows, not batch ", batch, " x seq_len ", seq_len,
                " (sequence parallelism is not supported here)");

@@ -13,8 +13,9 @@
 // and the MLP's last projection row-parallel (their bias added once, after the reduction);
 // the embedding and output tables are vocab-parallel and the loss is computed without
 // gathering the logits. Communication in conjugate pairs:
-//   entering a TP region   forward: identity (all-gather with SP)   backward: all-reduce (reduce-scatter with SP)
-//   leaving a TP region    forward: all-reduce (reduce-scatter with SP)   backward: identity (all-gather with SP)
+//   entering a TP region   forward: identity (all-gather with SP)   backward: all-reduce (reduce-scatter with
+//   SP) leaving a TP region    forward: all-reduce (reduce-scatter with SP)   backward: identity (all-gather
+//   with SP)
 // Sequence parallelism (Korthikanti et al. 2022, section 4.2.2): the residual stream and the
 // norms run on 1/tp of the rows; row r of the [B*T, C] stream belongs to TP rank r / (B*T/tp).
 // The gradients of the replicated tensors computed from those row shards (norms,
@@ -117,7 +118,7 @@ class Stage {
   // output_grad: [rows, C] gradient of output(slot) in backend memory (null on the last chunk:
   // starts from the loss).
   void backward_chunk(int slot, const G* output_grad);
-  const G* input_grad() const { return d_resid_; }  // after backward_chunk: [rows, C]
+  const G* input_grad() const { return d_resid_; }         // after backward_chunk: [rows, C]
   std::int64_t activation_rows() const { return d_.Nsp; }  // rows of the exchanged [rows, C]
 
   // --- inference ---------------------------------------------------------------------------
@@ -218,8 +219,8 @@ class Stage {
   bool rms_;
   A* params_ = nullptr;
   G* grads_ = nullptr;
-  ChunkView<A> w_;  // parameters
-  ChunkView<G> g_;  // gradients
+  ChunkView<A> w_;                                                   // parameters
+  ChunkView<G> g_;                                                   // gradients
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_ranges_;  // per local layer: flat range
   std::vector<std::pair<std::int64_t, std::int64_t>> sp_sum_spans_;  // SP: (offset, numel) summed over TP
   std::vector<SlotBuffers> slots_;

@@ -32,16 +32,16 @@ enum class AttentionMemory {
 // buffers whose shape depends on its kernels. A value (no device code), so any build can plan
 // for any backend.
 struct BackendSpec {
-  std::string name;   // "cpu fp32", "cpu fp64", "cuda bf16"
+  std::string name;  // "cpu fp32", "cpu fp64", "cuda bf16"
   Device device = Device::cpu;
-  DType act = DType::f32;    // activations and the weights the kernels read
-  DType grad = DType::f32;   // weight gradients and the residual-stream gradient
-  DType stat = DType::f32;   // norm and softmax statistics, losses, the cross-entropy's row statistics
+  DType act = DType::f32;       // activations and the weights the kernels read
+  DType grad = DType::f32;      // weight gradients and the residual-stream gradient
+  DType stat = DType::f32;      // norm and softmax statistics, losses, the cross-entropy's row statistics
   bool master_weights = false;  // fp32 master weights kept apart from the compute copy (optimizer state)
   int vocab_multiple = 1;       // each TP rank's vocabulary slice a multiple of this (padded_vocab)
   AttentionMemory attention = AttentionMemory::probabilities;
-  bool rope_table = false;      // RoPE angles read from a precomputed [max_seq_len, HS] table
-  bool host_memory = true;      // buffers live in host memory (no staging needed to read them)
+  bool rope_table = false;  // RoPE angles read from a precomputed [max_seq_len, HS] table
+  bool host_memory = true;  // buffers live in host memory (no staging needed to read them)
 };
 
 enum class StageMode {
@@ -72,14 +72,15 @@ class StagePlan {
   // Indices into acts of one layer's saved activations (all slots alias one set under full
   // recomputation and in inference). attn_saved: P (probabilities) or the log-sum-exp (flash).
   struct Layer {
-    std::size_t ln1_mean, ln1_rstd, ln1, q, k, v, attn_saved, attn_y, mid, ln2_mean, ln2_rstd, ln2, fc, up, act;
+    std::size_t ln1_mean, ln1_rstd, ln1, q, k, v, attn_saved, attn_y, mid, ln2_mean, ln2_rstd, ln2, fc, up,
+        act;
   };
   struct Slot {
     std::vector<std::size_t> resid;  // L + 1 residual streams [Nsp, C]: each layer's input, then the output
     std::vector<Layer> layers;
     std::size_t lnf_mean = none, lnf_rstd = none;  // final norm statistics (head)
-    std::size_t head_dx = none;                    // gradient of the chunk's output from the loss (head, train)
-    std::size_t tokens = none;                     // the micro-batch's tokens (embedding)
+    std::size_t head_dx = none;  // gradient of the chunk's output from the loss (head, train)
+    std::size_t tokens = none;   // the micro-batch's tokens (embedding)
   };
 
   config::ModelConfig cfg;
@@ -90,19 +91,20 @@ class StagePlan {
   ParameterTable table;
   std::int64_t flat = 0;  // the flat parameter/gradient buffers: table.numel() padded to place.flat_multiple
 
-  MemoryPlan weights{"parameters"};   // params (compute copy), grads (train)
-  MemoryPlan acts{"activations"};     // every activation slot, the work space, the KV cache
+  MemoryPlan weights{"parameters"};  // params (compute copy), grads (train)
+  MemoryPlan acts{"activations"};    // every activation slot, the work space, the KV cache
   std::size_t params = none, grads = none;
   std::vector<Slot> slots;
   // Work space shared by every slot and layer (none where the configuration needs no such buffer).
   std::size_t lnf = none, logits = none, losses = none, ce_stats = none, targets = none;
-  std::size_t d_resid = none;       // grad dtype [Nsp, C]: dL/d(residual stream)
-  std::size_t d_out = none;         // act dtype [N, C]: dL/d(out) as a GEMM reads it (SP or act != grad)
-  std::size_t d_resid_full = none;  // grad dtype [N, C]: the gathered gradient the embedding reads (SP, act != grad)
+  std::size_t d_resid = none;  // grad dtype [Nsp, C]: dL/d(residual stream)
+  std::size_t d_out = none;    // act dtype [N, C]: dL/d(out) as a GEMM reads it (SP or act != grad)
+  std::size_t d_resid_full =
+      none;  // grad dtype [N, C]: the gathered gradient the embedding reads (SP, act != grad)
   std::size_t d_ln = none, partial = none, d_attn_y = none, d_q = none, d_k = none, d_v = none, d_fc = none,
               d_up = none, d_act = none;
-  std::size_t attn_work = none;     // attention backward scratch (probabilities) or work space (flash)
-  std::size_t rope_table = none;    // [max_seq_len, HS] (spec.rope_table)
+  std::size_t attn_work = none;   // attention backward scratch (probabilities) or work space (flash)
+  std::size_t rope_table = none;  // [max_seq_len, HS] (spec.rope_table)
   std::vector<std::size_t> k_cache, v_cache;  // inference: per layer [seq_len, KV]
   std::size_t logits_gathered = none;         // inference with tp > 1: [tp, seq_len, V]
 

@@ -19,8 +19,7 @@ struct ParamGroup {
   double weight_decay;
 };
 
-std::vector<ParamGroup> make_param_groups(const model::ParameterTable& table,
-                                          const config::OptimConfig& cfg);
+std::vector<ParamGroup> make_param_groups(const model::ParameterTable& table, const config::OptimConfig& cfg);
 
 // Learning rate at optimizer step `step` (1-based): linear warm-up from lr/warmup to lr over
 // warmup_steps, then cosine (or linear) decay to min_lr over the remaining decay steps

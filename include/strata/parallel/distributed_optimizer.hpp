@@ -48,16 +48,16 @@ Range shard_piece(const Range& bucket, int dp, int dp_rank);
 // How one chunk's flat buffer is reduced, sharded and updated on one DP rank.
 struct ShardingPlan {
   int dp_size = 1, dp_rank = 0;
-  int zero_stage = 0;             // in effect: 1 only with dp > 1
-  bool reduce_bf16 = false;       // reduce in bf16 (grad_reduce_dtype: bf16 and dp > 1)
+  int zero_stage = 0;        // in effect: 1 only with dp > 1
+  bool reduce_bf16 = false;  // reduce in bf16 (grad_reduce_dtype: bf16 and dp > 1)
   std::int64_t numel = 0, padded = 0;
-  std::vector<Range> buckets;     // launch order: from the end of the buffer
-  std::vector<Range> owned;       // ZeRO-1: piece dp_rank of every bucket (bucket order); else {0, padded}
+  std::vector<Range> buckets;  // launch order: from the end of the buffer
+  std::vector<Range> owned;    // ZeRO-1: piece dp_rank of every bucket (bucket order); else {0, padded}
   std::vector<std::int64_t> shard_offset;  // where owned piece i starts in the state arrays
-  std::int64_t state_elems = 0;   // elements of each state array (moments, master weights, gradient shard)
+  std::int64_t state_elems = 0;  // elements of each state array (moments, master weights, gradient shard)
   std::vector<model::AdamWSegment> segments;  // owned pieces cut at weight-decay group boundaries
-  std::vector<Range> norm_ranges; // flat ranges of the tensors this rank counts in the gradient norm
-  std::vector<Range> deferred;    // reduced only in finish_backward (the tied output copy of the embedding)
+  std::vector<Range> norm_ranges;  // flat ranges of the tensors this rank counts in the gradient norm
+  std::vector<Range> deferred;     // reduced only in finish_backward (the tied output copy of the embedding)
   bool sharded() const { return zero_stage == 1; }
   // What this rank writes of the flat buffer in a checkpoint: its ZeRO-1 pieces, else 1/dp of it.
   std::vector<Range> partition() const;
@@ -73,7 +73,8 @@ ShardingPlan make_sharding_plan(const model::ParameterTable& table, const config
 struct OptimizerMemory {
   MemoryPlan plan{"optimizer"};
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
-  std::size_t master = none, m = none, v = none, gshard = none, stage = none, stage_shard = none, segments = none;
+  std::size_t master = none, m = none, v = none, gshard = none, stage = none, stage_shard = none,
+              segments = none;
 };
 OptimizerMemory plan_optimizer_memory(const ShardingPlan& sharding, const model::BackendSpec& spec);
 

@@ -32,20 +32,21 @@
 namespace strata::parallel {
 
 // Layers of each virtual stage (pp * virtual_stages entries).
-std::vector<int> layers_per_virtual_stage(const config::ModelConfig& model, const config::ParallelConfig& parallel);
+std::vector<int> layers_per_virtual_stage(const config::ModelConfig& model,
+                                          const config::ParallelConfig& parallel);
 
 struct StepStats {
-  model::LossSum loss;           // summed over this rank's micro-batches (last stage only)
-  double compute_s = 0;          // forward/backward kernels
-  double pipeline_wait_s = 0;    // waiting for activations/gradients of neighbouring stages
-  double dp_wait_s = 0;          // waiting for gradient reductions after backward
+  model::LossSum loss;         // summed over this rank's micro-batches (last stage only)
+  double compute_s = 0;        // forward/backward kernels
+  double pipeline_wait_s = 0;  // waiting for activations/gradients of neighbouring stages
+  double dp_wait_s = 0;        // waiting for gradient reductions after backward
 };
 
 // One model chunk of this rank, planned.
 struct ChunkPlan {
   int virtual_stage = 0;
   model::ChunkPlacement place;
-  int slots = 1;                 // micro-batches in flight (activation slots)
+  int slots = 1;  // micro-batches in flight (activation slots)
   model::StagePlan stage;
   ShardingPlan sharding;
   OptimizerMemory optimizer;
@@ -59,7 +60,7 @@ struct EnginePlan {
   config::PipelineSchedule schedule_kind{};
   std::vector<PipelineAction> schedule;
   std::vector<ChunkPlan> chunks;
-  std::int64_t act_elems = 0;    // elements of one exchanged activation [rows, C]
+  std::int64_t act_elems = 0;  // elements of one exchanged activation [rows, C]
   // Pipeline exchange buffers (backend memory): per chunk and slot the received activation
   // (act dtype), the received gradient and the gradient being sent (grad dtype).
   MemoryPlan pipeline{"pipeline"};
@@ -80,16 +81,17 @@ struct EnginePlan {
 };
 
 EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelConfig& parallel,
-                       const config::OptimConfig& optim, int seq_len, int microbatches, const comm::GridShape& shape,
-                       const comm::GridCoord& coord, const model::BackendSpec& spec);
+                       const config::OptimConfig& optim, int seq_len, int microbatches,
+                       const comm::GridShape& shape, const comm::GridCoord& coord,
+                       const model::BackendSpec& spec);
 
 // One chunk's state as the checkpointer sees it: host memory in the flat layout of its table.
 struct StateView {
   const model::ParameterTable* table = nullptr;
   bool has_embedding = true;
-  float* params = nullptr;                   // the flat fp32 parameters (every element on load)
-  const ShardingPlan* sharding = nullptr;    // the optimizer pieces this rank holds
-  float* exp_avg = nullptr;                  // [sharding->state_elems]
+  float* params = nullptr;                 // the flat fp32 parameters (every element on load)
+  const ShardingPlan* sharding = nullptr;  // the optimizer pieces this rank holds
+  float* exp_avg = nullptr;                // [sharding->state_elems]
   float* exp_avg_sq = nullptr;
   // The engine's own buffers (the CPU): every optimizer step changes them, so a save that
   // runs while training goes on must copy them first. False: host staging that only

@@ -68,7 +68,9 @@ class PipelineEngine final : public Engine {
  private:
   enum class Timing { compute, pipeline_wait, dp_wait };
   int virtual_stage(int chunk) const { return chunk * pp_ + stage_; }
-  int tag(int microbatch, int vstage, bool grad) const { return (microbatch * pp_ * v_ + vstage) * 2 + (grad ? 1 : 0); }
+  int tag(int microbatch, int vstage, bool grad) const {
+    return (microbatch * pp_ * v_ + vstage) * 2 + (grad ? 1 : 0);
+  }
   void fill_once(int microbatch, const FillBatch& fill);
   void forward(int chunk, int microbatch, const FillBatch& fill, float grad_scale, bool with_grad);
   void backward(int chunk, int microbatch);
@@ -92,12 +94,13 @@ class PipelineEngine final : public Engine {
   std::vector<std::vector<comm::Work>> act_send_, grad_send_;
   std::int32_t *host_tokens_ = nullptr, *host_targets_ = nullptr;  // [m, N] pinned
   float* host_losses_ = nullptr;                                   // [m, N] pinned
-  std::vector<bool> filled_;            // per micro-batch: fill() ran this step
-  std::vector<bool> loss_rows_;         // per micro-batch: its losses were computed this step
-  const model::ParamInfo* tied_first_ = nullptr;  // embed.wte in the first virtual stage's chunk (tied, pp*v > 1)
-  const model::ParamInfo* tied_last_ = nullptr;   // its copy for the output layer in the last's
-  std::vector<int> last_backward_mb_;   // per chunk: the micro-batch whose backward completes the gradients
-  std::vector<bool> final_backward_;    // per chunk: that backward is running now
+  std::vector<bool> filled_;                                       // per micro-batch: fill() ran this step
+  std::vector<bool> loss_rows_;  // per micro-batch: its losses were computed this step
+  const model::ParamInfo* tied_first_ =
+      nullptr;  // embed.wte in the first virtual stage's chunk (tied, pp*v > 1)
+  const model::ParamInfo* tied_last_ = nullptr;  // its copy for the output layer in the last's
+  std::vector<int> last_backward_mb_;     // per chunk: the micro-batch whose backward completes the gradients
+  std::vector<bool> final_backward_;      // per chunk: that backward is running now
   std::vector<std::int64_t> final_from_;  // per chunk: gradients from this flat offset on are final
   // Marks of this step: (kind, start, end), summed after the synchronisation.
   struct Timed {

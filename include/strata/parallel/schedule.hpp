@@ -28,8 +28,8 @@ struct PipelineAction {
   bool operator==(const PipelineAction&) const = default;
 };
 
-std::vector<PipelineAction> build_schedule(config::PipelineSchedule kind, int pp, int stage,
-                                           int microbatches, int virtual_stages);
+std::vector<PipelineAction> build_schedule(config::PipelineSchedule kind, int pp, int stage, int microbatches,
+                                           int virtual_stages);
 
 // Most micro-batches of `chunk` whose forward has run and backward has not, at any point.
 int max_in_flight(const std::vector<PipelineAction>& schedule, int chunk);

@@ -47,9 +47,9 @@ struct ComputeOptimal {
 };
 
 struct ChinchillaLaw {
-  int approach = 1;          // 1, 2 or 3
-  double a = 0.5;            // N_opt ∝ C^a
-  std::string describe;      // the law and its source, one line
+  int approach = 1;      // 1, 2 or 3
+  double a = 0.5;        // N_opt ∝ C^a
+  std::string describe;  // the law and its source, one line
 };
 // Throws for an approach other than 1, 2, 3.
 ChinchillaLaw chinchilla_law(int approach);
@@ -75,15 +75,17 @@ std::vector<ChinchillaRow> chinchilla_table(int approach = 1);
 // days and GPU-hours are then compared with the published ones. Prices are assumptions (cost).
 struct SeedRow {
   std::string name;
-  std::string hardware;               // accelerator and count
-  Budget budget;                      // the prediction (budget.gpus 0: count not published, no days)
-  double published_days = 0;          // 0: not published
-  double published_gpu_hours = 0;     // 0: not published
-  std::string inputs;                 // where parameters, tokens and hardware come from
-  std::string utilisation;            // where the MFU comes from
-  std::string outcome;                // where the published days / GPU-hours come from
-  std::string price;                  // the price assumption
-  double days_error() const { return published_days > 0 && budget.days > 0 ? budget.days / published_days - 1 : 0; }
+  std::string hardware;            // accelerator and count
+  Budget budget;                   // the prediction (budget.gpus 0: count not published, no days)
+  double published_days = 0;       // 0: not published
+  double published_gpu_hours = 0;  // 0: not published
+  std::string inputs;              // where parameters, tokens and hardware come from
+  std::string utilisation;         // where the MFU comes from
+  std::string outcome;             // where the published days / GPU-hours come from
+  std::string price;               // the price assumption
+  double days_error() const {
+    return published_days > 0 && budget.days > 0 ? budget.days / published_days - 1 : 0;
+  }
   double gpu_hours_error() const {
     return published_gpu_hours > 0 ? budget.gpu_hours / published_gpu_hours - 1 : 0;
   }

@@ -5,9 +5,9 @@
 // or a published measurement). The fit chooses the values of the named cluster constants
 // (sustained_fraction, small_gemm_width, attention_fraction, elementwise_fraction,
 // overlap_efficiency; for a CPU node, whose "links" are MPI's shared-memory copies, also
-// intra_node_gb_per_s and intra_node_alpha_us) that minimise the sum over runs of log(predicted / measured)^2, the
-// relative error in both directions, by Levenberg-Marquardt on the logarithms of the constants
-// (fractions stay in (0, 1]). Everything else in the cluster file (peak, bandwidths, links) is a
+// intra_node_gb_per_s and intra_node_alpha_us) that minimise the sum over runs of log(predicted /
+// measured)^2, the relative error in both directions, by Levenberg-Marquardt on the logarithms of the
+// constants (fractions stay in (0, 1]). Everything else in the cluster file (peak, bandwidths, links) is a
 // datasheet figure and is kept. The report gives every run's residual under the full fit and its
 // leave-one-out error: the error of a fit to all the other runs, i.e. the error to expect on a
 // run like it that the fit never saw.
@@ -32,18 +32,19 @@ struct CalibrationRun {
   std::string name;
   Workload workload;
   Layout layout;
-  int ranks_per_node = 1;     // > the cluster's slots per node: an oversubscribed CPU node
-  double measured_s = 0;      // the step time the fit aims at: the median of `samples_s`
-  double spread = 0;          // (max - min) / median of the repeats' own medians (0 for one run)
+  int ranks_per_node = 1;         // > the cluster's slots per node: an oversubscribed CPU node
+  double measured_s = 0;          // the step time the fit aims at: the median of `samples_s`
+  double spread = 0;              // (max - min) / median of the repeats' own medians (0 for one run)
   std::vector<double> samples_s;  // the measured steps (after warm-up) of every repeat
   int repeats = 1;
-  std::string key;            // what makes two run folders repeats of one run (model, layout, ...)
+  std::string key;  // what makes two run folders repeats of one run (model, layout, ...)
 };
 
 enum class TimeBase { wall, cpu };
 
 // Reads one run folder (see above). Throws strata::Error naming the file and the missing key.
-CalibrationRun read_calibration_run(const std::string& dir, const config::ClusterConfig& cluster, TimeBase base);
+CalibrationRun read_calibration_run(const std::string& dir, const config::ClusterConfig& cluster,
+                                    TimeBase base);
 
 // Run folders of the same configuration (same key) become one run: the median over all their
 // measured steps, with the spread of the repeats. Order: first appearance.
@@ -62,16 +63,16 @@ struct CalibrationRow {
   int repeats = 1;
   double spread = 0;
   double measured_s = 0;
-  double fitted_s = 0;      // prediction with the fit to all runs
-  double loo_s = 0;         // prediction with the fit to the other runs (0 when there is one run)
+  double fitted_s = 0;  // prediction with the fit to all runs
+  double loo_s = 0;     // prediction with the fit to the other runs (0 when there is one run)
   double residual() const { return fitted_s / measured_s - 1; }
   double loo_error() const { return loo_s / measured_s - 1; }
 };
 
 struct Calibration {
-  config::ClusterConfig cluster;          // the input with the fitted constants
-  std::vector<std::string> keys;          // what was fitted
-  std::vector<double> before, after;      // their values before and after
+  config::ClusterConfig cluster;      // the input with the fitted constants
+  std::vector<std::string> keys;      // what was fitted
+  std::vector<double> before, after;  // their values before and after
   std::vector<CalibrationRow> rows;
   double rms_residual = 0, mean_abs_residual = 0, max_abs_residual = 0;
   double mean_abs_loo = 0, max_abs_loo = 0;

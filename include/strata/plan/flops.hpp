@@ -33,11 +33,11 @@ enum class Recompute { none, selective, full };
 const char* to_string(Recompute r);
 
 struct ParameterCounts {
-  std::int64_t total = 0;        // every element of strata's parameter table
-  std::int64_t matmul = 0;       // N of the 6N rule
-  std::int64_t per_layer = 0;    // one transformer block
-  std::int64_t embedding = 0;    // token (and learned position) embeddings
-  std::int64_t output = 0;       // untied output layer (0 when tied)
+  std::int64_t total = 0;      // every element of strata's parameter table
+  std::int64_t matmul = 0;     // N of the 6N rule
+  std::int64_t per_layer = 0;  // one transformer block
+  std::int64_t embedding = 0;  // token (and learned position) embeddings
+  std::int64_t output = 0;     // untied output layer (0 when tied)
   std::int64_t final_norm = 0;
 };
 

@@ -27,12 +27,12 @@ struct Layout {
   int tp = 1;
   int pp = 1;
   int dp = 1;
-  int vpp = 1;              // virtual pipeline stages per rank
-  int micro_batch = 1;      // sequences per micro-batch
-  int micro_batches = 1;    // per step per DP rank (m)
-  int zero = 1;             // 0 or 1
+  int vpp = 1;            // virtual pipeline stages per rank
+  int micro_batch = 1;    // sequences per micro-batch
+  int micro_batches = 1;  // per step per DP rank (m)
+  int zero = 1;           // 0 or 1
   bool sequence_parallel = false;
-  bool gpipe = false;       // GPipe schedule (all forwards, then all backwards) instead of 1F1B
+  bool gpipe = false;  // GPipe schedule (all forwards, then all backwards) instead of 1F1B
   Recompute recompute = Recompute::none;
   config::Precision precision = config::Precision::bf16;
   Framework framework = Framework::strata;

@@ -22,9 +22,9 @@
 namespace strata::plan {
 
 struct MemoryBreakdown {
-  int stage = 0;                      // the pipeline stage this describes (the most loaded)
-  double params_on_rank = 0;          // parameter elements this rank holds
-  double weights = 0;                 // bytes
+  int stage = 0;              // the pipeline stage this describes (the most loaded)
+  double params_on_rank = 0;  // parameter elements this rank holds
+  double weights = 0;         // bytes
   double gradients = 0;
   double optimizer = 0;
   double activations = 0;             // all in-flight micro-batches
@@ -32,7 +32,7 @@ struct MemoryBreakdown {
   double layer_activations_full = 0;  // one layer, one micro-batch, everything its forward writes
   double in_flight = 0;               // micro-batches whose activations are alive at the peak
   double comm_buffers = 0;
-  double workspace = 0;               // cluster.reserved_gib and other fixed costs
+  double workspace = 0;  // cluster.reserved_gib and other fixed costs
   double total() const { return weights + gradients + optimizer + activations + comm_buffers + workspace; }
 };
 
@@ -40,18 +40,18 @@ struct MemoryBreakdown {
 MemoryBreakdown predict_memory(const Workload& w, const Layout& layout, const config::ClusterConfig& cluster);
 
 // One stage (0 .. pp-1).
-MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& layout, const config::ClusterConfig& cluster,
-                                     int stage);
+MemoryBreakdown predict_stage_memory(const Workload& w, const Layout& layout,
+                                     const config::ClusterConfig& cluster, int stage);
 
 // Bytes of strata's activation MemoryPlan for one micro-batch of `batch` x `seq_len` on one rank
 // (what Transformer<float>::activation_memory().total_bytes() reports), and of the parameter
 // plan (parameters + gradients) and the AdamW state; built without allocating.
 struct StrataCpuPlan {
   double activations = 0;
-  double activations_stored = 0;      // lifetime "step": kept from forward to backward
+  double activations_stored = 0;  // lifetime "step": kept from forward to backward
   double parameters_and_grads = 0;
   double optimizer = 0;
-  double batch = 0;                   // the trainer's input and target buffers
+  double batch = 0;  // the trainer's input and target buffers
 };
 StrataCpuPlan strata_cpu_plan(const config::ModelConfig& model, int batch, int seq_len, int tp = 1,
                               int layers = -1);
@@ -75,15 +75,16 @@ struct CpuStagePlan {
   double total() const { return trainer_planned() + grad_shard + step_batch; }
 };
 CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& model, const config::ParallelConfig& parallel,
-                                   config::PipelineSchedule schedule, int microbatches, int seq_len, int stage);
+                                   config::PipelineSchedule schedule, int microbatches, int seq_len,
+                                   int stage);
 
 // Korthikanti et al. 2022, sec. 4.1, eq. 1-2 and table 2: bf16 activation bytes of one layer
 // for one micro-batch of b sequences of s tokens on one of t tensor-parallel ranks, written term by
 // term so GQA and SwiGLU fit (34 s b h + 5 a s^2 b for a GPT layer without TP). `sp`: sequence
 // parallelism; `selective`: selective recomputation (drops the 5 a s^2 b term). What Megatron-LM
 // 2021-22 keeps (dropout masks and the s x s scores included).
-double korthikanti_layer_activation_bytes(const config::ModelConfig& model, double s, double b, int tp, bool sp,
-                                          bool selective);
+double korthikanti_layer_activation_bytes(const config::ModelConfig& model, double s, double b, int tp,
+                                          bool sp, bool selective);
 
 // Bytes per parameter (Megatron-LM docs/distrib_optimizer.md, "bytes per parameter" table;
 // Rajbhandari et al. 2020, ZeRO, sec. 3.1 / 5.1): bf16 weights 2, fp32 main grads 4, fp32

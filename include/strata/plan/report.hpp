@@ -19,8 +19,8 @@ Table layout_table(const PlanResult& result, int top);
 std::string explain(const PlanRequest& request, const Candidate& candidate);
 
 // `sbatch --nodes=N ... --export=ALL,CONFIG=JOB slurm/pretrain.sh --set ...` for a candidate.
-std::string launch_command(const PlanRequest& request, const Candidate& candidate, const std::string& model_path,
-                           const std::string& job_path);
+std::string launch_command(const PlanRequest& request, const Candidate& candidate,
+                           const std::string& model_path, const std::string& job_path);
 
 nlohmann::json to_json(const Candidate& candidate);
 nlohmann::json to_json(const PlanRequest& request, const PlanResult& result, int top);

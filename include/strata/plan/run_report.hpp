@@ -42,10 +42,10 @@ struct RunStraggler {  // the slowest rank of one straggler record
 };
 
 struct RunMetrics {
-  std::string dir, label;      // the folder as given; a short unique name for legends
-  std::string model, layout;   // from config.yaml ("" when absent)
-  std::vector<RunStep> steps;  // by step
-  std::vector<RunValid> valid; // by step
+  std::string dir, label;       // the folder as given; a short unique name for legends
+  std::string model, layout;    // from config.yaml ("" when absent)
+  std::vector<RunStep> steps;   // by step
+  std::vector<RunValid> valid;  // by step
   std::vector<RunStraggler> stragglers;
   std::vector<RunRollback> rollbacks;
   // Throughput over the measured steps (as `report scaling`): 0 when too few steps.

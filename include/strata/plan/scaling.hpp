@@ -44,20 +44,20 @@ struct ScalingRun {
   std::string name;          // its last path component
   std::string tag, scaling;  // from job.json ("" when absent)
   int nodes = 1, ranks = 1;
-  int ranks_per_node = 1;    // job.json's, else ceil(ranks / nodes)
+  int ranks_per_node = 1;  // job.json's, else ceil(ranks / nodes)
   int tp = 1, pp = 1, dp = 1;
   int seq_len = 0;
-  double global_batch = 0;   // sequences per step, from the measured tokens per step
+  double global_batch = 0;  // sequences per step, from the measured tokens per step
   long steps_measured = 0;
-  double step_ms = 0;        // mean over the measured steps
+  double step_ms = 0;  // mean over the measured steps
   double tokens_per_s = 0;
   double tflops_per_rank = 0;
-  double mfu = 0;            // 0 when any measured step has no MFU (peak unknown or exceeded)
-  double comm_share = -1;    // measured (see above); -1 when metrics.jsonl lacks the waits
-  long last_step = 0;        // the highest step recorded
-  long steps_planned = 0;    // train.steps of config.yaml; 0 when absent
-  int exit_code = -1;        // job.json's exit_code; -1 when absent (job still running, or older run)
-  std::string log;           // job.json's log: the job's output file; "" when unknown
+  double mfu = 0;              // 0 when any measured step has no MFU (peak unknown or exceeded)
+  double comm_share = -1;      // measured (see above); -1 when metrics.jsonl lacks the waits
+  long last_step = 0;          // the highest step recorded
+  long steps_planned = 0;      // train.steps of config.yaml; 0 when absent
+  int exit_code = -1;          // job.json's exit_code; -1 when absent (job still running, or older run)
+  std::string log;             // job.json's log: the job's output file; "" when unknown
   std::string layout() const;  // "tp2-pp2-dp2"
   // Recorded its last step and (when known) ended with status 0.
   bool finished() const { return (steps_planned <= 0 || last_step >= steps_planned) && exit_code <= 0; }
@@ -66,8 +66,8 @@ struct ScalingRun {
 // One step's record in metrics.jsonl (train/trainer.hpp writes them).
 struct StepRecord {
   double tokens_per_s = 0, step_ms = 0, tflops = 0, mfu = 0;
-  double cpu_ms = -1;        // CPU time of all ranks during the step; -1 when not recorded
-  double wait_ms = -1;       // pipeline_wait_ms + dp_wait_ms; -1 when not recorded
+  double cpu_ms = -1;   // CPU time of all ranks during the step; -1 when not recorded
+  double wait_ms = -1;  // pipeline_wait_ms + dp_wait_ms; -1 when not recorded
 };
 // The last record of each step number of a metrics.jsonl (validation and straggler records are
 // skipped).
@@ -75,11 +75,12 @@ struct StepRecord {
 std::map<long, StepRecord> read_step_metrics(const std::string& path);
 
 // Reads one run folder. Throws strata::Error naming the file and what is missing.
-ScalingRun read_scaling_run(const std::string& dir, int skip_steps = -1);  // -1: max(1, steps/10), 0 for < 3 steps
+ScalingRun read_scaling_run(const std::string& dir,
+                            int skip_steps = -1);  // -1: max(1, steps/10), 0 for < 3 steps
 
 struct ScalingPrediction {
   bool valid = false;
-  std::string note;            // why there is none, or the planner's refusal
+  std::string note;  // why there is none, or the planner's refusal
   double step_ms = 0, tokens_per_s = 0, mfu = 0, comm_share = 0, memory_gib = 0;
 };
 
@@ -93,17 +94,17 @@ struct ScalingRow {
 
 // A point that produced no reportable run.
 struct FailedPoint {
-  std::string name;       // the point or run folder
+  std::string name;  // the point or run folder
   int nodes = 0, ranks = 0;
-  std::string status;     // refused | submit failed | failed | not finished | no run
+  std::string status;  // refused | submit failed | failed | not finished | no run
   std::string reason;
 };
 
 struct ScalingReport {
-  std::string mode;       // "strong" (same global batch everywhere), "weak" (grows with ranks), "mixed"
+  std::string mode;  // "strong" (same global batch everywhere), "weak" (grows with ranks), "mixed"
   std::vector<ScalingRow> rows;  // by ranks, then folder name; rows[0] is the baseline
   std::vector<FailedPoint> failed;
-  std::string cluster;    // the cluster file of the predictions; "" without
+  std::string cluster;  // the cluster file of the predictions; "" without
   bool has_predictions() const;
 };
 
@@ -112,8 +113,8 @@ struct ScalingReport {
 std::string first_error_line(const std::string& log_path);
 
 struct ReportOptions {
-  int skip = -1;          // warm-up steps (read_scaling_run)
-  std::string cluster;    // cluster file (name or path) for the predictions; "" for none
+  int skip = -1;        // warm-up steps (read_scaling_run)
+  std::string cluster;  // cluster file (name or path) for the predictions; "" for none
 };
 
 // Every folder read; finished runs become rows, the others FailedPoints. Throws when no run
@@ -126,18 +127,19 @@ ScalingReport build_scaling_report(const std::vector<std::string>& run_dirs, con
 ScalingReport build_study_report(const std::string& study_dir, ReportOptions options);
 
 // Orders the runs and computes speedup and efficiency (measured and, where predicted, predicted)
-// against the first one. Throws on an empty list. The mode comes from job.json's `scaling` when every run has the same one, else
-// from the global batch sizes.
+// against the first one. Throws on an empty list. The mode comes from job.json's `scaling` when every run has
+// the same one, else from the global batch sizes.
 ScalingReport make_scaling_report(std::vector<ScalingRun> runs);
 
 // Predicted figures for a run: check_point() of its config.yaml at its ranks and ranks per node.
 ScalingPrediction predict_run(const ScalingRun& run, const config::ClusterConfig& cluster);
 
-std::string scaling_csv(const ScalingReport& report);       // raw numbers of the finished runs, one header line
+std::string scaling_csv(const ScalingReport& report);  // raw numbers of the finished runs, one header line
 std::string scaling_markdown(const ScalingReport& report);  // a titled Markdown table, then the failed points
 // A gnuplot script that reads the CSV and draws tokens/s (measured, predicted and ideal) and the
 // scaling efficiency (measured and predicted) against nodes (or ranks, when all runs share one
 // node) into a PNG (pngcairo).
-std::string scaling_gnuplot(const ScalingReport& report, const std::string& csv_path, const std::string& png_path);
+std::string scaling_gnuplot(const ScalingReport& report, const std::string& csv_path,
+                            const std::string& png_path);
 
 }  // namespace strata::plan

@@ -24,8 +24,8 @@ struct PlanRequest {
   Workload workload;
   config::ClusterConfig cluster;
   int gpus = 1;
-  int global_batch = 1;              // sequences per optimizer step
-  double tokens = 0;                 // the run's token target
+  int global_batch = 1;  // sequences per optimizer step
+  double tokens = 0;     // the run's token target
   std::vector<Recompute> recompute{Recompute::none, Recompute::full};
   std::vector<int> micro_batch_sizes{1, 2, 4, 8, 16};
   int max_virtual_stages = 8;
@@ -45,10 +45,10 @@ struct Candidate {
 };
 
 struct PlanResult {
-  std::vector<Candidate> fitting;    // best (shortest step) first
+  std::vector<Candidate> fitting;  // best (shortest step) first
   int enumerated = 0;
   int over_memory = 0;
-  double usable_bytes = 0;           // per accelerator
+  double usable_bytes = 0;  // per accelerator
 };
 
 // Why `layout` cannot run `request` ("" when it can): the one filter of candidate layouts.

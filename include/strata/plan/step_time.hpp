@@ -35,20 +35,20 @@
 namespace strata::plan {
 
 struct StepTime {
-  double micro_batch = 0;   // t_mb on the busiest stage, seconds
-  double gemm = 0;          // seconds per step on the busiest stage: the three parts of compute
+  double micro_batch = 0;  // t_mb on the busiest stage, seconds
+  double gemm = 0;         // seconds per step on the busiest stage: the three parts of compute
   double attention = 0;
   double elementwise = 0;
-  double compute = 0;       // gemm + attention + elementwise
+  double compute = 0;  // gemm + attention + elementwise
   double tp_comm = 0;
   double bubble = 0;
   double pp_comm = 0;
-  double dp_comm = 0;       // total DP collective time
-  double dp_exposed = 0;    // the part not hidden behind compute
+  double dp_comm = 0;     // total DP collective time
+  double dp_exposed = 0;  // the part not hidden behind compute
   double optimizer = 0;
-  double critical_path = 0; // compute + tp + bubble + pp + dp_exposed + optimizer
-  double node_work = 0;     // oversubscribed CPU node: mean busy time of its ranks (else 0)
-  double total = 0;         // the step: critical_path, or max(node_work, critical_path / k)
+  double critical_path = 0;  // compute + tp + bubble + pp + dp_exposed + optimizer
+  double node_work = 0;      // oversubscribed CPU node: mean busy time of its ranks (else 0)
+  double total = 0;          // the step: critical_path, or max(node_work, critical_path / k)
   // derived
   double tokens_per_s = 0;
   double model_tflops_per_gpu = 0;     // 6N + 12LTC rule

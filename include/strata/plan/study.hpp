@@ -29,7 +29,7 @@ namespace strata::plan {
 
 struct PointCheck {
   int ranks = 1, ranks_per_node = 1, nodes = 1;
-  int tp = 1, pp = 1, dp = 0;           // dp 0: could not be derived
+  int tp = 1, pp = 1, dp = 0;  // dp 0: could not be derived
   int global_batch = 0, micro_batches = 0;
   std::vector<std::string> problems;  // why the point cannot run; empty: it can
   std::vector<std::string> notes;     // worth knowing, not refusing

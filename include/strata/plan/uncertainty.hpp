@@ -12,7 +12,7 @@
 namespace strata::plan {
 
 struct Assumption {
-  std::string key;          // cluster key, e.g. "sustained_fraction"
+  std::string key;  // cluster key, e.g. "sustained_fraction"
   double value = 0, low = 0, high = 0;
 };
 

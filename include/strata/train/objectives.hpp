@@ -58,8 +58,8 @@ struct BatchLayout {
 class ValidationSet {
  public:
   // reads_data: this rank holds the first or the last pipeline stage (only those call fill).
-  ValidationSet(data::SampleSource& source, const data::Masker* masker, int windows, const BatchLayout& layout,
-                int seq_len, bool reads_data);
+  ValidationSet(data::SampleSource& source, const data::Masker* masker, int windows,
+                const BatchLayout& layout, int seq_len, bool reads_data);
   std::int64_t windows() const { return n_; }
   int rounds() const { return rounds_; }
   // Round r's micro-batch mb into tokens/targets, [micro, seq_len].
@@ -74,8 +74,8 @@ class ValidationSet {
 };
 
 struct EvalResult {
-  double loss = 0;          // mean target-token loss
-  std::int64_t tokens = 0;  // target tokens it covers
+  double loss = 0;            // mean target-token loss
+  std::int64_t tokens = 0;    // target tokens it covers
   double perplexity() const;  // exp(loss)
 };
 

@@ -42,8 +42,8 @@ class PeakFlops {
 
   double tflops_per_rank() const { return tflops_per_rank_; }  // 0: unknown, MFU not reported
   const std::string& source() const { return source_; }        // for the start-up line and warnings
-  int ranks_on_host = 1;   // ranks sharing this rank's host
-  int host_lead = 0;       // the global rank that measured (or would have measured) the host's peak
+  int ranks_on_host = 1;                                       // ranks sharing this rank's host
+  int host_lead = 0;  // the global rank that measured (or would have measured) the host's peak
 
   // tflops / peak, or 0 when the peak is unknown or once a step has exceeded it (then a
   // warning is logged once, by the instance built with warn = true).

@@ -3,16 +3,16 @@
 //    "choices": ["heaven", "sea", "world", "light"]}
 // (blank lines and lines starting with # are skipped). A causal model scores each choice by
 // its log-likelihood as a continuation of the prompt, a masked LM by filling the blank after
-// the prompt (model/scoring.hpp); the probe is correct when the answer scores highest. The continuation text is the choice with one space before it,
-// unless the prompt ends in whitespace or is empty, so "... created the" + " heaven" is tokenised
-// as the corpus has it; prompt and continuation are tokenised separately.
+// the prompt (model/scoring.hpp); the probe is correct when the answer scores highest. The continuation text
+// is the choice with one space before it, unless the prompt ends in whitespace or is empty, so "... created
+// the" + " heaven" is tokenised as the corpus has it; prompt and continuation are tokenised separately.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "strata/data/tokenizer.hpp"
 #include "strata/core/error.hpp"
+#include "strata/data/tokenizer.hpp"
 #include "strata/model/scoring.hpp"
 
 namespace strata::train {
@@ -21,7 +21,7 @@ struct Probe {
   std::string prompt, answer;
   std::vector<std::string> choices;  // the answer is one of them
   int answer_index = 0;
-  int line = 0;                      // 1-based line in the file
+  int line = 0;  // 1-based line in the file
 };
 
 // Reads and checks a probe file; errors name the file, the line and the field.

@@ -31,13 +31,13 @@ struct RankTimes {
 };
 
 struct StragglerReport {
-  long step = 0;                  // the step of the gather
-  long steps = 0;                 // steps averaged (since the previous gather)
+  long step = 0;   // the step of the gather
+  long steps = 0;  // steps averaged (since the previous gather)
   comm::GridShape shape;
-  double compute_ms_median = 0;   // over all ranks
+  double compute_ms_median = 0;  // over all ranks
   double compute_ms_max = 0;
   double step_ms_max = 0;
-  std::vector<RankTimes> slowest; // highest slowdown first; empty on ranks other than 0
+  std::vector<RankTimes> slowest;  // highest slowdown first; empty on ranks other than 0
 
   // `{"step": S, "stragglers": {...}}`: one line of metrics.jsonl.
   std::string json() const;

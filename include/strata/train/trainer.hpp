@@ -34,32 +34,32 @@ namespace strata::train {
 
 struct StepMetrics {
   long step = 0;
-  double loss = 0;        // mean token loss of the global batch
+  double loss = 0;  // mean token loss of the global batch
   double lr = 0;
-  double grad_norm = 0;   // before clipping
-  int seq_len = 0;        // sequence length of this step (< train.seq_len during warm-up)
+  double grad_norm = 0;          // before clipping
+  int seq_len = 0;               // sequence length of this step (< train.seq_len during warm-up)
   std::int64_t tokens = 0;       // tokens processed by the step (global batch x seq_len)
   std::int64_t loss_tokens = 0;  // tokens with a target (masked LM: the chosen positions)
   double tokens_per_s = 0;
   double step_ms = 0;
-  double cpu_ms = 0;      // CPU time of all ranks during the step, summed (strata plan --calibrate --time cpu)
-  double tflops = 0;      // achieved model TFLOP/s per rank (6N + attention rule, at seq_len)
-  double mfu = 0;         // tflops / per-rank peak
-  std::size_t mem_bytes = 0;       // peak resident memory of this process
-  double compute_ms = 0;           // forward/backward kernels of this rank
-  double bubble_fraction = 0;      // (pp - 1) / (v m): the schedule's idle share
-  double pipeline_wait_ms = 0;     // waiting on neighbouring stages
-  double dp_wait_ms = 0;           // waiting on gradient reduction and parameter all-gather
+  double cpu_ms = 0;  // CPU time of all ranks during the step, summed (strata plan --calibrate --time cpu)
+  double tflops = 0;  // achieved model TFLOP/s per rank (6N + attention rule, at seq_len)
+  double mfu = 0;     // tflops / per-rank peak
+  std::size_t mem_bytes = 0;              // peak resident memory of this process
+  double compute_ms = 0;                  // forward/backward kernels of this rank
+  double bubble_fraction = 0;             // (pp - 1) / (v m): the schedule's idle share
+  double pipeline_wait_ms = 0;            // waiting on neighbouring stages
+  double dp_wait_ms = 0;                  // waiting on gradient reduction and parameter all-gather
   std::size_t optimizer_state_bytes = 0;  // fp32 Adam moments on this rank
-  double data_wait_ms = 0;         // time the step waited for its batches (0 when prefetch keeps up)
-  std::uint64_t samples = 0;       // the data position: global samples before this step's batch
-  bool skipped = false;            // a bad step: no optimizer update
-  BadKind bad = BadKind::none;     // why
+  double data_wait_ms = 0;                // time the step waited for its batches (0 when prefetch keeps up)
+  std::uint64_t samples = 0;              // the data position: global samples before this step's batch
+  bool skipped = false;                   // a bad step: no optimizer update
+  BadKind bad = BadKind::none;            // why
   // Checkpoint at this step's end, on the training thread: the wait for the previous background
   // save and the whole cost (wait + the snapshot copy; a synchronous save: all of it).
   double save_wait_ms = 0;
   double ckpt_ms = 0;
-  bool saving = false;             // a background save was being written when the step began
+  bool saving = false;  // a background save was being written when the step began
 };
 
 // A rollback of the bad-step guard: from `from_step` back to the checkpoint of `to_step`; the
@@ -82,10 +82,10 @@ struct TrainSummary {
   // The steps of the final trajectory (a rollback drops those after its checkpoint; skipped
   // bad steps are in it, marked).
   std::vector<StepMetrics> steps;
-  double peak_tflops = 0;         // per rank, the peak MFU was measured against
-  std::size_t planned_bytes = 0;  // parameters + optimizer + activations on this rank, as planned
-  double valid_loss = -1;         // mean token loss on the held-out windows at the end; -1: none
-  std::vector<EvalMetrics> evals; // every validation run, in order
+  double peak_tflops = 0;          // per rank, the peak MFU was measured against
+  std::size_t planned_bytes = 0;   // parameters + optimizer + activations on this rank, as planned
+  double valid_loss = -1;          // mean token loss on the held-out windows at the end; -1: none
+  std::vector<EvalMetrics> evals;  // every validation run, in order
   // This rank's parameters after training, every chunk's flat buffer concatenated, and the
   // tensors in it (offsets into final_params): what the layout-equivalence tests compare (GPU
   // runs: empty above 2^28 parameters per rank, where the host copy would cost tens of GB).

@@ -58,7 +58,7 @@ struct NcclCommunicator::Impl {
     cudaEvent_t ready = nullptr;  // the compute stream's point the operation starts after
     cudaEvent_t done = nullptr;   // recorded on the communication stream after it
     State state = State::free;
-    bool watched = false;         // running and not yet seen complete by the watchdog
+    bool watched = false;  // running and not yet seen complete by the watchdog
     const char* op = "";
     Clock::time_point start;
     // A deferred send or receive, issued at the next flush.
@@ -108,13 +108,14 @@ struct NcclCommunicator::Impl {
   void check_cuda(cudaError_t err, const char* op, const char* call) {
     if (err == cudaSuccess) return;
     cudaGetLastError();
-    throw make_error("NCCL ", op, " on group ", name, " (", where, "): ", call, " failed: ", cudaGetErrorName(err),
-                     ": ", cudaGetErrorString(err));
+    throw make_error("NCCL ", op, " on group ", name, " (", where, "): ", call,
+                     " failed: ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
   }
   void check_nccl(ncclResult_t res, const char* op, const char* call) {
     if (res == ncclSuccess) return;
     const char* last = comm ? ncclGetLastError(comm) : ncclGetLastError(nullptr);
-    throw make_error("NCCL ", op, " on group ", name, " (", where, "): ", call, " failed: ", ncclGetErrorString(res),
+    throw make_error("NCCL ", op, " on group ", name, " (", where, "): ", call,
+                     " failed: ", ncclGetErrorString(res),
                      last && *last ? std::string(" (") + last + ")" : std::string());
   }
   bool event_done(cudaEvent_t e, const char* op) {
@@ -132,7 +133,8 @@ struct NcclCommunicator::Impl {
   void flush_p2p();
   void watch(const char* op, cudaStream_t on, Clock::time_point start);
   void check_usable(const char* op) const {
-    if (!comm) throw make_error("NCCL ", op, " on group ", name, " (", where, "): the communicator was aborted");
+    if (!comm)
+      throw make_error("NCCL ", op, " on group ", name, " (", where, "): the communicator was aborted");
   }
   ncclDataType_t type(DType dtype, const char* op) const {
     try {
@@ -182,8 +184,8 @@ struct NcclCommunicator::Impl {
   int defer_p2p(const char* op, bool is_send, void* buf, std::size_t count, DType dtype, int peer) {
     check_usable(op);
     if (peer < 0 || peer >= size)
-      throw make_error("NCCL ", op, " on group ", name, " (", where, "): peer ", peer, " is not a rank of the group (size ",
-                       size, ")");
+      throw make_error("NCCL ", op, " on group ", name, " (", where, "): peer ", peer,
+                       " is not a rank of the group (size ", size, ")");
     const ncclDataType_t t = type(dtype, op);
     const int slot = claim(op);
     Slot& s = slots[std::size_t(slot)];
@@ -222,8 +224,10 @@ NcclCommunicator::Impl::~Impl() {
   if (comm) {
     // After an error the peers may never finish their part: abort instead of destroy, which
     // would wait for them.
-    if (failed) ncclCommAbort(comm);
-    else ncclCommDestroy(comm);
+    if (failed)
+      ncclCommAbort(comm);
+    else
+      ncclCommDestroy(comm);
   }
   for (Slot& s : slots) {
     if (s.ready) cudaEventDestroy(s.ready);
@@ -247,8 +251,8 @@ void NcclCommunicator::Impl::stop_watchdog() {
 // Called by the watchdog with `mu` held: report, abort the communicator (its kernels return,
 // peers blocked on it see an error), end the job. Abort-not-hang (DESIGN.md invariant 5).
 void NcclCommunicator::Impl::fail(const char* op, const std::string& what) {
-  std::fprintf(stderr, "strata: %s: NCCL %s on group %s %s; aborting the communicator and the job\n", where.c_str(),
-               op, name.c_str(), what.c_str());
+  std::fprintf(stderr, "strata: %s: NCCL %s on group %s %s; aborting the communicator and the job\n",
+               where.c_str(), op, name.c_str(), what.c_str());
   std::fflush(stderr);
   if (comm) ncclCommAbort(comm);
   comm = nullptr;
@@ -272,7 +276,8 @@ void NcclCommunicator::Impl::watch_loop() {
       const cudaError_t err = cudaEventQuery(done);
       if (err == cudaSuccess) return true;  // completed: stop watching
       if (err != cudaErrorNotReady)
-        fail(op, std::string("failed on the device: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
+        fail(op,
+             std::string("failed on the device: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
       if (timing && elapsed_s(start) > timeout_s) fail(op, late);
       if (start < oldest_start) oldest = op, oldest_start = start;
       return false;
@@ -287,8 +292,9 @@ void NcclCommunicator::Impl::watch_loop() {
       if (res != ncclSuccess) async = res;
       if (async != ncclSuccess && async != ncclInProgress) {
         const char* last = ncclGetLastError(comm);
-        fail(oldest ? oldest : "communicator", std::string("failed asynchronously: ") + ncclGetErrorString(async) +
-                                                   (last && *last ? std::string(" (") + last + ")" : std::string()));
+        fail(oldest ? oldest : "communicator",
+             std::string("failed asynchronously: ") + ncclGetErrorString(async) +
+                 (last && *last ? std::string(" (") + last + ")" : std::string()));
       }
     }
   }
@@ -392,23 +398,28 @@ NcclCommunicator::NcclCommunicator(MPI_Comm group, std::string name, void* compu
   check_mpi(MPI_Bcast(&hello, int(sizeof hello), MPI_BYTE, 0, group), "NCCL init: MPI_Bcast of the unique id",
             m.name);
   if (!hello.ok)
-    throw make_error("NCCL init on group ", m.name, " (", m.where, "): ncclGetUniqueId failed on the group's rank 0",
+    throw make_error("NCCL init on group ", m.name, " (", m.where,
+                     "): ncclGetUniqueId failed on the group's rank 0",
                      root_error.empty() ? std::string() : ": " + root_error);
 
   // Communication stream at the greatest priority, so collectives are not starved by compute.
   int least = 0, greatest = 0;
-  m.check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "init", "cudaDeviceGetStreamPriorityRange");
+  m.check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "init",
+               "cudaDeviceGetStreamPriorityRange");
   m.check_cuda(cudaStreamCreateWithPriority(&m.stream, cudaStreamNonBlocking, greatest), "init",
                "cudaStreamCreateWithPriority");
   for (int i = 0; i < kSlots; ++i) {
     Impl::Slot& s = m.slots[std::size_t(i)];
-    m.check_cuda(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming), "init", "cudaEventCreateWithFlags");
-    m.check_cuda(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "init", "cudaEventCreateWithFlags");
+    m.check_cuda(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming), "init",
+                 "cudaEventCreateWithFlags");
+    m.check_cuda(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "init",
+                 "cudaEventCreateWithFlags");
     m.free_slots[std::size_t(i)] = kSlots - 1 - i;  // slot 0 is claimed first
   }
   m.num_free = kSlots;
   for (Impl::Watched& w : m.ring)
-    m.check_cuda(cudaEventCreateWithFlags(&w.done, cudaEventDisableTiming), "init", "cudaEventCreateWithFlags");
+    m.check_cuda(cudaEventCreateWithFlags(&w.done, cudaEventDisableTiming), "init",
+                 "cudaEventCreateWithFlags");
   m.check_cuda(cudaMalloc(&m.scratch, sizeof(int)), "init", "cudaMalloc");
   m.check_cuda(cudaMemset(m.scratch, 0, sizeof(int)), "init", "cudaMemset");
   m.check_cuda(cudaDeviceSynchronize(), "init", "cudaDeviceSynchronize");  // memset is on the legacy stream
@@ -445,8 +456,8 @@ NcclCommunicator::~NcclCommunicator() {
     try {
       synchronize();
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "strata: %s: NCCL communicator %s: %s\n", impl_->where.c_str(), impl_->name.c_str(),
-                   e.what());
+      std::fprintf(stderr, "strata: %s: NCCL communicator %s: %s\n", impl_->where.c_str(),
+                   impl_->name.c_str(), e.what());
       impl_->failed = true;
     }
   }
@@ -491,18 +502,16 @@ Work NcclCommunicator::iall_gather(const void* send, void* recv, std::size_t sen
   Impl& m = *impl_;
   const ncclDataType_t t = m.type(dtype, "all_gather");
   // NCCL takes send == recv + rank * block as the in-place form, like the interface says.
-  const int slot = m.run_async("all_gather", [&](cudaStream_t st) {
-    return ncclAllGather(send, recv, send_count, t, m.comm, st);
-  });
+  const int slot = m.run_async(
+      "all_gather", [&](cudaStream_t st) { return ncclAllGather(send, recv, send_count, t, m.comm, st); });
   return Work{this, slot, "all_gather"};
 }
 
 Work NcclCommunicator::ibroadcast(void* buf, std::size_t count, DType dtype, int root) {
   Impl& m = *impl_;
   const ncclDataType_t t = m.type(dtype, "broadcast");
-  const int slot = m.run_async("broadcast", [&](cudaStream_t st) {
-    return ncclBroadcast(buf, buf, count, t, root, m.comm, st);
-  });
+  const int slot = m.run_async(
+      "broadcast", [&](cudaStream_t st) { return ncclBroadcast(buf, buf, count, t, root, m.comm, st); });
   return Work{this, slot, "broadcast"};
 }
 
@@ -545,9 +554,8 @@ bool NcclCommunicator::test(Work& work) {
 void NcclCommunicator::all_reduce(void* buf, std::size_t count, DType dtype, ReduceOp op) {
   Impl& m = *impl_;
   const ncclDataType_t t = m.type(dtype, "all_reduce");
-  m.run_blocking("all_reduce", [&](cudaStream_t st) {
-    return ncclAllReduce(buf, buf, count, t, nccl_op(op), m.comm, st);
-  });
+  m.run_blocking("all_reduce",
+                 [&](cudaStream_t st) { return ncclAllReduce(buf, buf, count, t, nccl_op(op), m.comm, st); });
 }
 
 void NcclCommunicator::reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType dtype,
@@ -562,17 +570,15 @@ void NcclCommunicator::reduce_scatter(const void* send, void* recv, std::size_t 
 void NcclCommunicator::all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) {
   Impl& m = *impl_;
   const ncclDataType_t t = m.type(dtype, "all_gather");
-  m.run_blocking("all_gather", [&](cudaStream_t st) {
-    return ncclAllGather(send, recv, send_count, t, m.comm, st);
-  });
+  m.run_blocking("all_gather",
+                 [&](cudaStream_t st) { return ncclAllGather(send, recv, send_count, t, m.comm, st); });
 }
 
 void NcclCommunicator::broadcast(void* buf, std::size_t count, DType dtype, int root) {
   Impl& m = *impl_;
   const ncclDataType_t t = m.type(dtype, "broadcast");
-  m.run_blocking("broadcast", [&](cudaStream_t st) {
-    return ncclBroadcast(buf, buf, count, t, root, m.comm, st);
-  });
+  m.run_blocking("broadcast",
+                 [&](cudaStream_t st) { return ncclBroadcast(buf, buf, count, t, root, m.comm, st); });
 }
 
 // NCCL has no barrier: a one-int all-reduce on the communication stream after the compute
@@ -592,7 +598,8 @@ void NcclCommunicator::synchronize() {
   Impl& m = *impl_;
   m.check_usable("synchronize");
   m.flush_p2p();
-  m.check_cuda(cudaStreamSynchronize(m.stream), "synchronize", "cudaStreamSynchronize (communication stream)");
+  m.check_cuda(cudaStreamSynchronize(m.stream), "synchronize",
+               "cudaStreamSynchronize (communication stream)");
   m.check_cuda(cudaStreamSynchronize(m.compute), "synchronize", "cudaStreamSynchronize (compute stream)");
 }
 

@@ -8,14 +8,17 @@ namespace strata::comm {
 
 namespace {
 [[noreturn]] void not_compiled(const char* what) {
-  throw make_error("NcclCommunicator::", what,
-                   ": CUDA support not compiled in (configure with -DSTRATA_CUDA=ON where nvcc and NCCL exist)");
+  throw make_error(
+      "NcclCommunicator::", what,
+      ": CUDA support not compiled in (configure with -DSTRATA_CUDA=ON where nvcc and NCCL exist)");
 }
 }  // namespace
 
 struct NcclCommunicator::Impl {};
 
-NcclCommunicator::NcclCommunicator(MPI_Comm, std::string, void*, std::string, double) { not_compiled("constructor"); }
+NcclCommunicator::NcclCommunicator(MPI_Comm, std::string, void*, std::string, double) {
+  not_compiled("constructor");
+}
 NcclCommunicator::~NcclCommunicator() = default;
 NcclCommunicator::NcclCommunicator(NcclCommunicator&& other) noexcept : impl_(std::move(other.impl_)) {}
 

@@ -66,15 +66,16 @@ __global__ void swiglu_forward_kernel(bf16* y, const bf16* gate, const bf16* up,
     if (two) {
       const float2 g = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(gate + i));
       const float2 u = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(up + i));
-      *reinterpret_cast<__nv_bfloat162*>(y + i) = __floats2bfloat162_rn(pw::swiglu(g.x, u.x), pw::swiglu(g.y, u.y));
+      *reinterpret_cast<__nv_bfloat162*>(y + i) =
+          __floats2bfloat162_rn(pw::swiglu(g.x, u.x), pw::swiglu(g.y, u.y));
     } else {
       y[i] = __float2bfloat16(pw::swiglu(__bfloat162float(gate[i]), __bfloat162float(up[i])));
     }
   });
 }
 
-__global__ void swiglu_backward_kernel(bf16* dgate, bf16* dup, const bf16* dy, const bf16* gate, const bf16* up,
-                                       index_t n, bool paired) {
+__global__ void swiglu_backward_kernel(bf16* dgate, bf16* dup, const bf16* dy, const bf16* gate,
+                                       const bf16* up, index_t n, bool paired) {
   grid_loop_pairs(n, paired, [=](index_t i, bool two) {
     if (two) {
       const float2 d = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dy + i));

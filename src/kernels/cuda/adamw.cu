@@ -67,8 +67,8 @@ void adamw_update(float* master, bf16* param_bf16, const float* grad, float* m, 
   k.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(double(p.beta2), t)));
   const dim3 grid(grid_for(max_segment_numel, kThreads, index_t(detail::sm_count()) * 4),
                   unsigned(n_segments < 65535 ? n_segments : 65535));
-  adamw_kernel<<<grid, kThreads, 0, stream>>>(master, param_bf16, grad, m, v, segments, n_segments, grad_at_state,
-                                             k);
+  adamw_kernel<<<grid, kThreads, 0, stream>>>(master, param_bf16, grad, m, v, segments, n_segments,
+                                              grad_at_state, k);
   STRATA_CUDA_LAUNCH_CHECK("adamw_update");
 }
 

@@ -61,7 +61,8 @@ namespace wmma = nvcuda::wmma;
 using flash::kBlockM;
 using flash::kBlockN;
 constexpr int kThreads = 32 * flash::kWarps;
-static_assert(kBlockM == 16 * flash::kWarps && kBlockN == 64, "a warp owns 16 rows; the softmax loop assumes 64 keys");
+static_assert(kBlockM == 16 * flash::kWarps && kBlockN == 64,
+              "a warp owns 16 rows; the softmax loop assumes 64 keys");
 
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
 using FragAT = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
@@ -77,12 +78,14 @@ struct Layout {
   static constexpr int ldp = kBlockN + 8;  // bf16 [64][64] probabilities (P, dS)
   static constexpr int tile_h = 64 * ldh * 2, tile_s = 64 * lds * 4, tile_p = 64 * ldp * 2;
   // forward: Q K V S P, the per-row factors (64 fp32) and the 16x16 row-index matrix
-  static constexpr int f_q = 0, f_k = f_q + tile_h, f_v = f_k + tile_h, f_s = f_v + tile_h, f_p = f_s + tile_s,
-                       f_row = f_p + tile_p, f_rowid = f_row + 64 * 4, f_bytes = f_rowid + 256 * 4;
+  static constexpr int f_q = 0, f_k = f_q + tile_h, f_v = f_k + tile_h, f_s = f_v + tile_h,
+                       f_p = f_s + tile_s, f_row = f_p + tile_p, f_rowid = f_row + 64 * 4,
+                       f_bytes = f_rowid + 256 * 4;
   // backward: K V Q dO S^T dP^T P^T dS^T lse D scratch
-  static constexpr int b_k = 0, b_v = b_k + tile_h, b_q = b_v + tile_h, b_do = b_q + tile_h, b_s = b_do + tile_h,
-                       b_dp = b_s + tile_s, b_p = b_dp + tile_s, b_ds = b_p + tile_p, b_lse = b_ds + tile_p,
-                       b_d = b_lse + 64 * 4, b_scratch = b_d + 64 * 4, b_bytes = b_scratch + flash::kWarps * 256 * 4;
+  static constexpr int b_k = 0, b_v = b_k + tile_h, b_q = b_v + tile_h, b_do = b_q + tile_h,
+                       b_s = b_do + tile_h, b_dp = b_s + tile_s, b_p = b_dp + tile_s, b_ds = b_p + tile_p,
+                       b_lse = b_ds + tile_p, b_d = b_lse + 64 * 4, b_scratch = b_d + 64 * 4,
+                       b_bytes = b_scratch + flash::kWarps * 256 * 4;
   static_assert(tile_h % 32 == 0 && tile_s % 32 == 0 && tile_p % 32 == 0,
                 "every region starts 32-byte aligned (wmma)");
   // wmma: ldm a multiple of 16 bytes; every fragment pointer 32-byte aligned. Fragments start
@@ -111,8 +114,9 @@ __device__ inline void load_tile(bf16* dst, int ld_dst, const bf16* src, index_t
 }
 
 template <int HS>
-__global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k,
-                                                                 const bf16* v, FlashShape s, float scale_log2) {
+__global__ void __launch_bounds__(kThreads)
+    flash_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, FlashShape s,
+                         float scale_log2) {
   using L = Layout<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem + L::f_q);
@@ -137,7 +141,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
   __syncthreads();
   FragA qf[HS / 16];
 #pragma unroll
-  for (int kk = 0; kk < HS / 16; ++kk) wmma::load_matrix_sync(qf[kk], sQ + (warp * 16) * L::ldh + kk * 16, L::ldh);
+  for (int kk = 0; kk < HS / 16; ++kk)
+    wmma::load_matrix_sync(qf[kk], sQ + (warp * 16) * L::ldh + kk * 16, L::ldh);
   // The O accumulator stays in registers. A wmma fragment's element-to-position mapping is
   // unspecified but the same for every fragment of a type, so loading the matrix (r, c) = r
   // tells each thread the row of each of its elements (row_of.x[i]): that is what the
@@ -188,8 +193,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
 #pragma unroll 8
     for (int i = 0; i < kBlockN / 2; ++i) {
       const int c = 2 * i + half;
-      const float p =
-          flash::key_visible(t, k0 + c, T, s.causal) ? flash::exp2_shifted(s_row[c] * scale_log2, st.m2) : 0.0f;
+      const float p = flash::key_visible(t, k0 + c, T, s.causal)
+                          ? flash::exp2_shifted(s_row[c] * scale_log2, st.m2)
+                          : 0.0f;
       p_row[c] = __float2bfloat16(p);
       sum += p;
     }
@@ -201,7 +207,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(bf16* out, floa
     // O_w = alpha O_w + P_w V
     FragA pf[kBlockN / 16];
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) wmma::load_matrix_sync(pf[kk], sP + (warp * 16) * L::ldp + kk * 16, L::ldp);
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+      wmma::load_matrix_sync(pf[kk], sP + (warp * 16) * L::ldp + kk * 16, L::ldp);
 #pragma unroll
     for (int n = 0; n < HS / 16; ++n) {
 #pragma unroll
@@ -258,8 +265,8 @@ __global__ void flash_backward_dot_kernel(float* D, const bf16* dout, const bf16
 
 // Writes f * (a warp's 16x16 accumulator) to rows key0.. (< T) of dst (row stride ld), columns
 // col0..col0+15, through the warp's fp32 scratch.
-__device__ inline void store_fragment_bf16(float* scratch, const FragC& frag, bf16* dst, index_t key0, index_t T,
-                                           index_t ld, index_t col0, float f) {
+__device__ inline void store_fragment_bf16(float* scratch, const FragC& frag, bf16* dst, index_t key0,
+                                           index_t T, index_t ld, index_t col0, float f) {
   const int lane = threadIdx.x % 32;
   wmma::store_matrix_sync(scratch, frag, 16, wmma::mem_row_major);
   __syncwarp();
@@ -272,8 +279,9 @@ __device__ inline void store_fragment_bf16(float* scratch, const FragC& frag, bf
 
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
-    flash_backward_kernel(bf16* dk, bf16* dv, float* dq_acc, const float* D, const bf16* dout, const float* lse,
-                          const bf16* q, const bf16* k, const bf16* v, FlashShape s, float scale, float scale_log2) {
+    flash_backward_kernel(bf16* dk, bf16* dv, float* dq_acc, const float* D, const bf16* dout,
+                          const float* lse, const bf16* q, const bf16* k, const bf16* v, FlashShape s,
+                          float scale, float scale_log2) {
   using L = Layout<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* sK = reinterpret_cast<bf16*>(smem + L::b_k);
@@ -408,7 +416,8 @@ __global__ void __launch_bounds__(kThreads)
 // dq[b, t, h, :] (row stride ld_q) = bf16(dq_acc[b, t, h, :]) (contiguous).
 __global__ void flash_cast_dq_kernel(bf16* dq, const float* dq_acc, index_t n, index_t NH, index_t HS,
                                      index_t ld_q) {
-  for (index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x) {
+  for (index_t i = index_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x) {
     const index_t d = i % HS, h = (i / HS) % NH, bt = i / (HS * NH);
     dq[bt * ld_q + h * HS + d] = __float2bfloat16(dq_acc[i]);
   }
@@ -434,26 +443,29 @@ void forward_hs(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16*
 }
 
 template <int HS>
-void backward_hs(bf16* dk, bf16* dv, float* dq_acc, const float* D, const bf16* dout, const float* lse, const bf16* q,
-                 const bf16* k, const bf16* v, const FlashShape& s, cudaStream_t stream) {
+void backward_hs(bf16* dk, bf16* dv, float* dq_acc, const float* D, const bf16* dout, const float* lse,
+                 const bf16* q, const bf16* k, const bf16* v, const FlashShape& s, cudaStream_t stream) {
   constexpr int bytes = Layout<HS>::b_bytes;
   set_smem(flash_backward_kernel<HS>, bytes);
   const dim3 grid(unsigned(flash::num_blocks(s.T, kBlockN)), unsigned(s.NKV), unsigned(s.B));
   const double scale = 1.0 / std::sqrt(double(HS));
-  flash_backward_kernel<HS><<<grid, kThreads, bytes, stream>>>(dk, dv, dq_acc, D, dout, lse, q, k, v, s, float(scale),
-                                                               float(scale) * flash::kLog2e);
+  flash_backward_kernel<HS><<<grid, kThreads, bytes, stream>>>(dk, dv, dq_acc, D, dout, lse, q, k, v, s,
+                                                               float(scale), float(scale) * flash::kLog2e);
   STRATA_CUDA_LAUNCH_CHECK("flash_backward_kernel");
 }
 
 }  // namespace
 
 void check_flash_shape(const FlashShape& s) {
-  STRATA_CHECK(s.HS == 64 || s.HS == 128, "flash attention: head size HS = ", s.HS, " is not supported (64 or 128)");
-  STRATA_CHECK(s.B >= 0 && s.T >= 0 && s.NH > 0 && s.NKV > 0 && s.NH % s.NKV == 0, "flash attention: NH = ", s.NH,
-               " is not a positive multiple of NKV = ", s.NKV, " (B = ", s.B, ", T = ", s.T, ")");
-  STRATA_CHECK(s.ld_q >= s.NH * s.HS && s.ld_kv >= s.NKV * s.HS, "flash attention: row strides ld_q = ", s.ld_q,
-               ", ld_kv = ", s.ld_kv, " are smaller than the heads they hold (NH HS = ", s.NH * s.HS,
-               ", NKV HS = ", s.NKV * s.HS, ")");
+  STRATA_CHECK(s.HS == 64 || s.HS == 128, "flash attention: head size HS = ", s.HS,
+               " is not supported (64 or 128)");
+  STRATA_CHECK(s.B >= 0 && s.T >= 0 && s.NH > 0 && s.NKV > 0 && s.NH % s.NKV == 0,
+               "flash attention: NH = ", s.NH, " is not a positive multiple of NKV = ", s.NKV, " (B = ", s.B,
+               ", T = ", s.T, ")");
+  STRATA_CHECK(s.ld_q >= s.NH * s.HS && s.ld_kv >= s.NKV * s.HS,
+               "flash attention: row strides ld_q = ", s.ld_q, ", ld_kv = ", s.ld_kv,
+               " are smaller than the heads they hold (NH HS = ", s.NH * s.HS, ", NKV HS = ", s.NKV * s.HS,
+               ")");
   STRATA_CHECK(s.ld_q % 8 == 0 && s.ld_kv % 8 == 0, "flash attention: row strides ld_q = ", s.ld_q,
                ", ld_kv = ", s.ld_kv, " must be multiples of 8 elements (16-byte row loads)");
   STRATA_CHECK(s.B <= 65535 && s.NH <= 65535, "flash attention: B = ", s.B, " or NH = ", s.NH,
@@ -464,11 +476,12 @@ index_t attention_workspace_floats(const FlashShape& s) {
   return s.B * s.T * s.NH * s.HS + s.B * s.NH * s.T;  // dq accumulator, then D
 }
 
-void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashShape& s,
-                       cudaStream_t stream) {
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                       const FlashShape& s, cudaStream_t stream) {
   check_flash_shape(s);
   if (s.B == 0 || s.T == 0) return;
-  STRATA_CHECK(aligned16(q) && aligned16(k) && aligned16(v), "attention_forward: q, k, v must be 16-byte aligned");
+  STRATA_CHECK(aligned16(q) && aligned16(k) && aligned16(v),
+               "attention_forward: q, k, v must be 16-byte aligned");
   if (s.HS == 64)
     forward_hs<64>(out, lse, q, k, v, s, stream);
   else

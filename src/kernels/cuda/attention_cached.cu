@@ -15,8 +15,8 @@ namespace {
 template <int HS>
 __global__ void attention_cached_kernel(bf16* __restrict__ out, const bf16* __restrict__ q,
                                         const bf16* __restrict__ kc, const bf16* __restrict__ vc, index_t Tq,
-                                        index_t pos, int NH, int group, index_t ld_q, index_t ld_kv, bool causal,
-                                        float scale) {
+                                        index_t pos, int NH, int group, index_t ld_q, index_t ld_kv,
+                                        bool causal, float scale) {
   constexpr int D = HS / 32;
   const index_t warp = (index_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = int(threadIdx.x % 32);
@@ -49,9 +49,9 @@ __global__ void attention_cached_kernel(bf16* __restrict__ out, const bf16* __re
 
 }  // namespace
 
-void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, index_t Tq, index_t pos,
-                      index_t NH, index_t NKV, index_t HS, index_t ld_q, index_t ld_kv, bool causal,
-                      cudaStream_t stream) {
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, index_t Tq,
+                      index_t pos, index_t NH, index_t NKV, index_t HS, index_t ld_q, index_t ld_kv,
+                      bool causal, cudaStream_t stream) {
   STRATA_CHECK(HS == 64 || HS == 128, "attention_cached: head size ", HS, " (64 and 128 are compiled in)");
   STRATA_CHECK(NKV > 0 && NH % NKV == 0, "attention_cached: ", NKV, " KV heads do not divide ", NH, " heads");
   if (Tq == 0) return;
@@ -61,11 +61,11 @@ void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16*
   const float scale = 1.0f / std::sqrt(float(HS));
   const int group = int(NH / NKV);
   if (HS == 64)
-    attention_cached_kernel<64><<<blocks, kThreads, 0, stream>>>(out, q, k_cache, v_cache, Tq, pos, int(NH), group,
-                                                                 ld_q, ld_kv, causal, scale);
+    attention_cached_kernel<64><<<blocks, kThreads, 0, stream>>>(out, q, k_cache, v_cache, Tq, pos, int(NH),
+                                                                 group, ld_q, ld_kv, causal, scale);
   else
-    attention_cached_kernel<128><<<blocks, kThreads, 0, stream>>>(out, q, k_cache, v_cache, Tq, pos, int(NH), group,
-                                                                  ld_q, ld_kv, causal, scale);
+    attention_cached_kernel<128><<<blocks, kThreads, 0, stream>>>(out, q, k_cache, v_cache, Tq, pos, int(NH),
+                                                                  group, ld_q, ld_kv, causal, scale);
   STRATA_CUDA_LAUNCH_CHECK("attention_cached");
 }
 

@@ -9,8 +9,8 @@ void check_cuda(cudaError_t err, const char* what, const char* file, int line) {
   if (err == cudaSuccess) return;
   int device = -1;
   cudaGetDevice(&device);
-  throw make_error("CUDA error in ", what, " (", file, ":", line, ", device ", device, "): ",
-                   cudaGetErrorName(err), ": ", cudaGetErrorString(err));
+  throw make_error("CUDA error in ", what, " (", file, ":", line, ", device ", device,
+                   "): ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
 }
 
 void check_launch(const char* what, const char* file, int line) {

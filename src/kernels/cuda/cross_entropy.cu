@@ -32,8 +32,8 @@ namespace {
 constexpr int kThreads = 512;
 namespace pw = pointwise;
 
-__global__ void __launch_bounds__(kThreads) ce_max_kernel(float* row_max, const bf16* logits, index_t N,
-                                                          index_t V_real, index_t ld) {
+__global__ void __launch_bounds__(kThreads)
+    ce_max_kernel(float* row_max, const bf16* logits, index_t N, index_t V_real, index_t ld) {
   __shared__ float shared[32];
   for (index_t n = blockIdx.x; n < N; n += gridDim.x) {
     float m = -INFINITY;
@@ -43,10 +43,10 @@ __global__ void __launch_bounds__(kThreads) ce_max_kernel(float* row_max, const 
   }
 }
 
-__global__ void __launch_bounds__(kThreads) ce_sumexp_kernel(float* sumexp, float* target_logit, const bf16* logits,
-                                                             const float* row_max, const std::int32_t* targets,
-                                                             index_t N, index_t V_real, index_t ld,
-                                                             index_t vocab_start) {
+__global__ void __launch_bounds__(kThreads)
+    ce_sumexp_kernel(float* sumexp, float* target_logit, const bf16* logits, const float* row_max,
+                     const std::int32_t* targets, index_t N, index_t V_real, index_t ld,
+                     index_t vocab_start) {
   __shared__ float shared[32];
   for (index_t n = blockIdx.x; n < N; n += gridDim.x) {
     const bf16* x = logits + n * ld;
@@ -62,11 +62,10 @@ __global__ void __launch_bounds__(kThreads) ce_sumexp_kernel(float* sumexp, floa
   }
 }
 
-__global__ void __launch_bounds__(kThreads) ce_finish_kernel(bf16* logits, float* losses, const float* row_max,
-                                                             const float* sumexp, const float* target_logit,
-                                                             const std::int32_t* targets, float dloss, bool with_grad,
-                                                             index_t N, index_t V_real, index_t ld,
-                                                             index_t vocab_start) {
+__global__ void __launch_bounds__(kThreads)
+    ce_finish_kernel(bf16* logits, float* losses, const float* row_max, const float* sumexp,
+                     const float* target_logit, const std::int32_t* targets, float dloss, bool with_grad,
+                     index_t N, index_t V_real, index_t ld, index_t vocab_start) {
   for (index_t n = blockIdx.x; n < N; n += gridDim.x) {
     const std::int32_t tgt = targets[n];
     const float m = row_max[n], s = sumexp[n];
@@ -89,7 +88,8 @@ __global__ void __launch_bounds__(kThreads) ce_finish_kernel(bf16* logits, float
 // Block-wide merge of per-thread online (max, sum) statistics; every thread gets the result.
 __device__ pw::MaxSum block_maxsum(pw::MaxSum a, float* sm, float* ss) {
   for (int off = 16; off > 0; off >>= 1) {
-    const pw::MaxSum b{__shfl_xor_sync(detail::kFullMask, a.m, off), __shfl_xor_sync(detail::kFullMask, a.s, off)};
+    const pw::MaxSum b{__shfl_xor_sync(detail::kFullMask, a.m, off),
+                       __shfl_xor_sync(detail::kFullMask, a.s, off)};
     a = pw::maxsum_merge(a, b);
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
@@ -98,15 +98,16 @@ __device__ pw::MaxSum block_maxsum(pw::MaxSum a, float* sm, float* ss) {
   __syncthreads();
   a = lane < nwarps ? pw::MaxSum{sm[lane], ss[lane]} : pw::maxsum_empty();
   for (int off = 16; off > 0; off >>= 1) {
-    const pw::MaxSum b{__shfl_xor_sync(detail::kFullMask, a.m, off), __shfl_xor_sync(detail::kFullMask, a.s, off)};
+    const pw::MaxSum b{__shfl_xor_sync(detail::kFullMask, a.m, off),
+                       __shfl_xor_sync(detail::kFullMask, a.s, off)};
     a = pw::maxsum_merge(a, b);
   }
   return a;
 }
 
-__global__ void __launch_bounds__(kThreads) ce_fused_kernel(bf16* logits, float* losses, const std::int32_t* targets,
-                                                            float dloss, bool with_grad, index_t N, index_t V_real,
-                                                            index_t ld) {
+__global__ void __launch_bounds__(kThreads)
+    ce_fused_kernel(bf16* logits, float* losses, const std::int32_t* targets, float dloss, bool with_grad,
+                    index_t N, index_t V_real, index_t ld) {
   __shared__ float sm[32], ss[32];
   for (index_t n = blockIdx.x; n < N; n += gridDim.x) {
     bf16* x = logits + n * ld;
@@ -136,7 +137,8 @@ __global__ void __launch_bounds__(kThreads) ce_fused_kernel(bf16* logits, float*
 unsigned row_grid(index_t N) { return grid_for(N, 1); }
 
 void check_shape(const char* name, index_t V_real, index_t ld) {
-  STRATA_CHECK(V_real >= 0 && ld >= V_real, name, ": need ld >= V_real >= 0, got ld = ", ld, ", V_real = ", V_real);
+  STRATA_CHECK(V_real >= 0 && ld >= V_real, name, ": need ld >= V_real >= 0, got ld = ", ld,
+               ", V_real = ", V_real);
 }
 
 }  // namespace
@@ -154,18 +156,20 @@ void vocab_parallel_ce_sumexp(float* sumexp, float* target_logit, const bf16* lo
                               index_t vocab_start, cudaStream_t stream) {
   check_shape("vocab_parallel_ce_sumexp", V_real, ld);
   if (N <= 0) return;
-  ce_sumexp_kernel<<<row_grid(N), kThreads, 0, stream>>>(sumexp, target_logit, logits, row_max, targets, N, V_real,
-                                                         ld, vocab_start);
+  ce_sumexp_kernel<<<row_grid(N), kThreads, 0, stream>>>(sumexp, target_logit, logits, row_max, targets, N,
+                                                         V_real, ld, vocab_start);
   STRATA_CUDA_LAUNCH_CHECK("vocab_parallel_ce_sumexp");
 }
 
 void vocab_parallel_ce_finish(bf16* logits_to_grad, float* losses, const float* row_max, const float* sumexp,
-                              const float* target_logit, const std::int32_t* targets, float dloss, bool with_grad,
-                              index_t N, index_t V_real, index_t ld, index_t vocab_start, cudaStream_t stream) {
+                              const float* target_logit, const std::int32_t* targets, float dloss,
+                              bool with_grad, index_t N, index_t V_real, index_t ld, index_t vocab_start,
+                              cudaStream_t stream) {
   check_shape("vocab_parallel_ce_finish", V_real, ld);
   if (N <= 0) return;
-  ce_finish_kernel<<<row_grid(N), kThreads, 0, stream>>>(logits_to_grad, losses, row_max, sumexp, target_logit,
-                                                         targets, dloss, with_grad, N, V_real, ld, vocab_start);
+  ce_finish_kernel<<<row_grid(N), kThreads, 0, stream>>>(logits_to_grad, losses, row_max, sumexp,
+                                                         target_logit, targets, dloss, with_grad, N, V_real,
+                                                         ld, vocab_start);
   STRATA_CUDA_LAUNCH_CHECK("vocab_parallel_ce_finish");
 }
 

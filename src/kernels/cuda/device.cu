@@ -43,8 +43,7 @@ CudaReport query_cuda() {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
     r.devices.push_back({i, prop.name, prop.major, prop.minor,
-                         double(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0),
-                         prop.multiProcessorCount});
+                         double(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0), prop.multiProcessorCount});
   }
   r.status = count == 0 ? "no CUDA device" : std::to_string(count) + " device(s)";
   return r;

@@ -24,30 +24,35 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void cast_f32_to_bf16_kernel(bf16* y, const float* x, index_t n) {
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] = __float2bfloat16(x[i]);
 }
 
 __global__ void cast_bf16_to_f32_kernel(float* y, const bf16* x, index_t n) {
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] = __bfloat162float(x[i]);
 }
 
 __global__ void fill_f32_kernel(float* y, float value, index_t n) {
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] = value;
 }
 
 __global__ void fill_bf16_kernel(bf16* y, float value, index_t n) {
   const bf16 b = __float2bfloat16(value);
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] = b;
 }
 
 // No __restrict__: y may alias a or b (each element is read before it is written, by
 // the same thread).
 __global__ void add_bf16_kernel(bf16* y, const bf16* a, const bf16* b, index_t n) {
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] = __float2bfloat16(__bfloat162float(a[i]) + __bfloat162float(b[i]));
 }
 
@@ -63,12 +68,14 @@ __global__ void add_bias_bf16_kernel(bf16* y, const bf16* bias, index_t rows, in
 }
 
 __global__ void accumulate_f32_kernel(float* y, const float* x, index_t n) {
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] += x[i];
 }
 
 __global__ void accumulate_f32_bf16_kernel(float* y, const bf16* x, index_t n) {
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     y[i] += __bfloat162float(x[i]);
 }
 
@@ -112,7 +119,8 @@ void bias_grad(float* db, const G* dy, index_t rows, index_t cols, cudaStream_t 
 __global__ void sum_squares_f32_kernel(float* out, const float* x, index_t n) {
   __shared__ float shared[32];
   float acc = 0.0f;
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x) {
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x) {
     const float v = x[i];
     acc += v * v;
   }

@@ -32,8 +32,8 @@ __global__ void embedding_forward_kernel(bf16* out, const std::int32_t* tokens, 
   }
 }
 
-__global__ void embedding_backward_kernel(float* dwte, const float* dout, const std::int32_t* tokens, index_t N,
-                                          index_t C, index_t vocab_start, index_t V_local) {
+__global__ void embedding_backward_kernel(float* dwte, const float* dout, const std::int32_t* tokens,
+                                          index_t N, index_t C, index_t vocab_start, index_t V_local) {
   const index_t c = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
   if (c >= C) return;
   for (index_t n = blockIdx.y; n < N; n += gridDim.y) {
@@ -42,7 +42,8 @@ __global__ void embedding_backward_kernel(float* dwte, const float* dout, const 
   }
 }
 
-__global__ void position_embedding_forward_kernel(bf16* out, const bf16* wpe, index_t BT, index_t T, index_t C) {
+__global__ void position_embedding_forward_kernel(bf16* out, const bf16* wpe, index_t BT, index_t T,
+                                                  index_t C) {
   const index_t c = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
   if (c >= C) return;
   for (index_t bt = blockIdx.y; bt < BT; bt += gridDim.y) {
@@ -68,7 +69,8 @@ __global__ void position_embedding_backward_kernel(float* dwpe, const float* dou
 void embedding_forward(bf16* out, const std::int32_t* tokens, const bf16* wte, index_t N, index_t C,
                        index_t vocab_start, index_t V_local, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return;
-  embedding_forward_kernel<<<row_grid(N, C), kThreads, 0, stream>>>(out, tokens, wte, N, C, vocab_start, V_local);
+  embedding_forward_kernel<<<row_grid(N, C), kThreads, 0, stream>>>(out, tokens, wte, N, C, vocab_start,
+                                                                    V_local);
   STRATA_CUDA_LAUNCH_CHECK("embedding_forward");
 }
 
@@ -80,7 +82,8 @@ void embedding_backward(float* dwte, const float* dout, const std::int32_t* toke
   STRATA_CUDA_LAUNCH_CHECK("embedding_backward");
 }
 
-void position_embedding_forward(bf16* out, const bf16* wpe, index_t B, index_t T, index_t C, cudaStream_t stream) {
+void position_embedding_forward(bf16* out, const bf16* wpe, index_t B, index_t T, index_t C,
+                                cudaStream_t stream) {
   if (B <= 0 || T <= 0 || C <= 0) return;
   position_embedding_forward_kernel<<<row_grid(B * T, C), kThreads, 0, stream>>>(out, wpe, B * T, T, C);
   STRATA_CUDA_LAUNCH_CHECK("position_embedding_forward");

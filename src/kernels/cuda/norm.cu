@@ -30,9 +30,9 @@ namespace {
 constexpr index_t kMaxC = 16384;
 
 template <int K, bool kLayerNorm>
-__global__ void __launch_bounds__(1024) norm_forward_kernel(bf16* y, float* mean, float* rstd, const bf16* x,
-                                                            const bf16* w, const bf16* b, index_t N, index_t C,
-                                                            float eps) {
+__global__ void __launch_bounds__(1024)
+    norm_forward_kernel(bf16* y, float* mean, float* rstd, const bf16* x, const bf16* w, const bf16* b,
+                        index_t N, index_t C, float eps) {
   __shared__ float shared[32];
   for (index_t n = blockIdx.x; n < N; n += gridDim.x) {
     const bf16* xr = x + n * C;
@@ -78,9 +78,9 @@ __global__ void __launch_bounds__(1024) norm_forward_kernel(bf16* y, float* mean
 }
 
 template <int K, bool kLayerNorm>
-__global__ void __launch_bounds__(1024) norm_backward_kernel(float* dx, float* dw, float* db, const bf16* dy,
-                                                             const bf16* x, const bf16* w, const float* mean,
-                                                             const float* rstd, index_t N, index_t C) {
+__global__ void __launch_bounds__(1024)
+    norm_backward_kernel(float* dx, float* dw, float* db, const bf16* dy, const bf16* x, const bf16* w,
+                         const float* mean, const float* rstd, index_t N, index_t C) {
   __shared__ float shared[32];
   // Per-thread dw/db partials of this thread's columns, over all rows of this block.
   float acc_w[K], acc_b[K];
@@ -149,16 +149,19 @@ void norm_forward(const char* name, bf16* y, float* mean, float* rstd, const bf1
   if (N <= 0) return;
   const unsigned grid = grid_for(N, 1);
   if (C <= 8192) {
-    norm_forward_kernel<8, kLayerNorm><<<grid, threads_for(C, 8), 0, stream>>>(y, mean, rstd, x, w, b, N, C, eps);
+    norm_forward_kernel<8, kLayerNorm>
+        <<<grid, threads_for(C, 8), 0, stream>>>(y, mean, rstd, x, w, b, N, C, eps);
   } else {
-    norm_forward_kernel<16, kLayerNorm><<<grid, threads_for(C, 16), 0, stream>>>(y, mean, rstd, x, w, b, N, C, eps);
+    norm_forward_kernel<16, kLayerNorm>
+        <<<grid, threads_for(C, 16), 0, stream>>>(y, mean, rstd, x, w, b, N, C, eps);
   }
   STRATA_CUDA_LAUNCH_CHECK(name);
 }
 
 template <bool kLayerNorm>
-void norm_backward(const char* name, float* dx, float* dw, float* db, const bf16* dy, const bf16* x, const bf16* w,
-                   const float* mean, const float* rstd, index_t N, index_t C, cudaStream_t stream) {
+void norm_backward(const char* name, float* dx, float* dw, float* db, const bf16* dy, const bf16* x,
+                   const bf16* w, const float* mean, const float* rstd, index_t N, index_t C,
+                   cudaStream_t stream) {
   check_shape(name, C);
   if (N <= 0) return;
   const int K = C <= 8192 ? 8 : 16;
@@ -170,15 +173,16 @@ void norm_backward(const char* name, float* dx, float* dw, float* db, const bf16
   if (K == 8) {
     norm_backward_kernel<8, kLayerNorm><<<grid, threads, 0, stream>>>(dx, dw, db, dy, x, w, mean, rstd, N, C);
   } else {
-    norm_backward_kernel<16, kLayerNorm><<<grid, threads, 0, stream>>>(dx, dw, db, dy, x, w, mean, rstd, N, C);
+    norm_backward_kernel<16, kLayerNorm>
+        <<<grid, threads, 0, stream>>>(dx, dw, db, dy, x, w, mean, rstd, N, C);
   }
   STRATA_CUDA_LAUNCH_CHECK(name);
 }
 
 }  // namespace
 
-void layernorm_forward(bf16* y, float* mean, float* rstd, const bf16* x, const bf16* w, const bf16* b, index_t N,
-                       index_t C, float eps, cudaStream_t stream) {
+void layernorm_forward(bf16* y, float* mean, float* rstd, const bf16* x, const bf16* w, const bf16* b,
+                       index_t N, index_t C, float eps, cudaStream_t stream) {
   norm_forward<true>("layernorm_forward", y, mean, rstd, x, w, b, N, C, eps, stream);
 }
 

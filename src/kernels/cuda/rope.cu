@@ -37,8 +37,8 @@ __global__ void rope_kernel(bf16* x, const float2* cos_sin, index_t rows, index_
 }
 
 template <bool kInverse>
-void rope(const char* name, bf16* x, const float* cos_sin, index_t B, index_t T, index_t H, index_t HS, index_t ld,
-          cudaStream_t stream) {
+void rope(const char* name, bf16* x, const float* cos_sin, index_t B, index_t T, index_t H, index_t HS,
+          index_t ld, cudaStream_t stream) {
   STRATA_CHECK(HS > 0 && HS % 2 == 0, name, ": head size HS must be even and positive, got ", HS);
   STRATA_CHECK(ld >= H * HS, name, ": row stride ld = ", ld, " is smaller than H * HS = ", H * HS);
   STRATA_CHECK(H * HS / 2 <= (index_t(1) << 28), name, ": H * HS = ", H * HS, " is too large");

@@ -12,7 +12,8 @@ namespace strata::kernels::cuda {
 int choose_device(int local_rank, int local_size, int device_count, bool visible_devices_set) {
   STRATA_CHECK(local_size >= 1 && local_rank >= 0 && local_rank < local_size, "select_device: local rank ",
                local_rank, " of ", local_size, " is not a valid index on this node");
-  if (device_count <= 0) throw make_error("select_device: no CUDA device on this node (local rank ", local_rank, ")");
+  if (device_count <= 0)
+    throw make_error("select_device: no CUDA device on this node (local rank ", local_rank, ")");
   // Slurm's per-task binding (--gpus-per-task=1, slurm/bind.sh) leaves each rank one device.
   if (visible_devices_set && device_count == 1) return 0;
   // Two ranks on one device would share its memory and serialise its kernels, and NCCL refuses
@@ -33,7 +34,8 @@ int select_device(int local_rank, int local_size) {
     throw make_error("select_device: no usable CUDA device (local rank ", local_rank, " of ", local_size,
                      "): ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
   }
-  const int device = choose_device(local_rank, local_size, count, std::getenv("CUDA_VISIBLE_DEVICES") != nullptr);
+  const int device =
+      choose_device(local_rank, local_size, count, std::getenv("CUDA_VISIBLE_DEVICES") != nullptr);
   STRATA_CUDA_CHECK(cudaSetDevice(device));
   return device;
 }
@@ -44,7 +46,8 @@ Stream::Stream(bool high_priority) {
   // cudaDeviceGetStreamPriorityRange: `greatest` is the numerically lowest (highest) priority.
   int least = 0, greatest = 0;
   STRATA_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-  STRATA_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, high_priority ? greatest : 0));
+  STRATA_CUDA_CHECK(
+      cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, high_priority ? greatest : 0));
 }
 
 Stream::~Stream() {
@@ -124,8 +127,8 @@ void allocate_on_device(MemoryPlan& plan) {
     cudaMemGetInfo(&free_bytes, &total_bytes);
     int device = -1;
     cudaGetDevice(&device);
-    throw make_error("MemoryPlan '", plan.owner(), "': cudaMalloc of ", format_bytes(double(bytes)), " on device ",
-                     device, " failed (", cudaGetErrorString(err), "); the device has ",
+    throw make_error("MemoryPlan '", plan.owner(), "': cudaMalloc of ", format_bytes(double(bytes)),
+                     " on device ", device, " failed (", cudaGetErrorString(err), "); the device has ",
                      format_bytes(double(free_bytes)), " free of ", format_bytes(double(total_bytes)),
                      ". Reduce the micro-batch size, enable activation recomputation or use more "
                      "tensor/pipeline parallelism (strata plan shows the memory per layout)");

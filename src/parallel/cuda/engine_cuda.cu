@@ -12,7 +12,8 @@ namespace strata::parallel {
 template class DistributedOptimizer<model::CudaBackend>;
 template class PipelineEngine<model::CudaBackend>;
 
-std::unique_ptr<Engine> make_cuda_engine(const config::ModelConfig& model, const config::ParallelConfig& parallel,
+std::unique_ptr<Engine> make_cuda_engine(const config::ModelConfig& model,
+                                         const config::ParallelConfig& parallel,
                                          const config::OptimConfig& optim, int seq_len, int microbatches,
                                          comm::RankGrid& grid) {
   return std::make_unique<PipelineEngine<model::CudaBackend>>(

@@ -8,7 +8,8 @@ namespace strata::parallel {
 std::unique_ptr<Engine> make_cuda_engine(const config::ModelConfig&, const config::ParallelConfig&,
                                          const config::OptimConfig&, int, int, comm::RankGrid&) {
   throw make_error(
-      "hardware.device: cuda needs a build with CUDA support (configure with -DSTRATA_CUDA=ON where nvcc exists); "
+      "hardware.device: cuda needs a build with CUDA support (configure with -DSTRATA_CUDA=ON where nvcc "
+      "exists); "
       "`strata train --dry-run` plans the job without one");
 }
 

@@ -59,7 +59,8 @@ void expect_same_checkpoints(const config::JobConfig& a, const config::JobConfig
     const std::vector<std::uint64_t> ca = checksums(step_file(a, s));
     EXPECT_EQ(ca.size(), 108u) << "step " << s;
     EXPECT_EQ(ca, checksums(step_file(b, s))) << "step " << s;
-    EXPECT_EQ(ckpt::read_info(step_file(a, s)).consumed_samples, ckpt::read_info(step_file(b, s)).consumed_samples);
+    EXPECT_EQ(ckpt::read_info(step_file(a, s)).consumed_samples,
+              ckpt::read_info(step_file(b, s)).consumed_samples);
   }
 }
 

@@ -14,15 +14,14 @@
 #include "../mpi_singleton.hpp"
 #include "strata/ckpt/checkpoint.hpp"
 #include "strata/ckpt/engine_checkpoint.hpp"
-#include "strata/parallel/pipeline.hpp"
 #include "strata/config/load.hpp"
+#include "strata/parallel/pipeline.hpp"
 #include "strata/train/trainer.hpp"
 
 using namespace strata;
 namespace fs = std::filesystem;
 
 namespace {
-
 
 // Every element of the slabs, as stored flat indices, in slab order.
 std::vector<std::uint64_t> slab_elements(const std::vector<ckpt::detail::Slab>& slabs, std::uint64_t cols) {
@@ -40,7 +39,8 @@ void check_mapping(const model::ParamInfo& p, std::uint64_t stored_cols) {
     for (std::int64_t b = a + 1; b <= n; b += 5) {
       const auto got = slab_elements(ckpt::detail::shard_slabs(p, {a, b}), stored_cols);
       ASSERT_EQ(got.size(), std::size_t(b - a));
-      for (std::int64_t i = a; i < b; ++i) ASSERT_EQ(got[std::size_t(i - a)], ckpt::detail::stored_index(p, i)) << p.name;
+      for (std::int64_t i = a; i < b; ++i)
+        ASSERT_EQ(got[std::size_t(i - a)], ckpt::detail::stored_index(p, i)) << p.name;
       ASSERT_LE(ckpt::detail::shard_slabs(p, {a, b}).size(), 3u);
     }
 }
@@ -173,8 +173,9 @@ TEST(CheckpointRefusal, AnotherModelShapeIsRefusedNamingTheKeyOrTensor) {
   const std::string file = make_checkpoint(job);
   config::JobConfig wider = job;
   wider.model.d_model = 128;
-  EXPECT_NE(resume_error(wider, file).find("/model/embed.wte has shape [64, 64] but the model needs [64, 128]"),
-            std::string::npos)
+  EXPECT_NE(
+      resume_error(wider, file).find("/model/embed.wte has shape [64, 64] but the model needs [64, 128]"),
+      std::string::npos)
       << resume_error(wider, file);
   config::JobConfig deeper = job;
   deeper.model.num_layers = 3;
@@ -185,7 +186,8 @@ TEST(CheckpointRefusal, AnotherModelShapeIsRefusedNamingTheKeyOrTensor) {
   config::JobConfig norm = job;
   norm.model.norm = config::NormKind::rmsnorm;
   norm.model.bias = false;
-  EXPECT_NE(resume_error(norm, file).find("model.norm = layernorm but the config has rmsnorm"), std::string::npos);
+  EXPECT_NE(resume_error(norm, file).find("model.norm = layernorm but the config has rmsnorm"),
+            std::string::npos);
   EXPECT_EQ(resume_error(job, file), "");  // the right config loads
 }
 
@@ -212,7 +214,8 @@ TEST(CheckpointRefusal, ACorruptTensorIsRefusedByName) {
     io.write(&c, 1);
   }
   const std::string err = resume_error(job, file);
-  EXPECT_NE(err.find("tensor /optim/exp_avg/layers.1.mlp.fc.weight fails its checksum"), std::string::npos) << err;
+  EXPECT_NE(err.find("tensor /optim/exp_avg/layers.1.mlp.fc.weight fails its checksum"), std::string::npos)
+      << err;
   EXPECT_NE(err.find("corrupt"), std::string::npos);
 }
 
@@ -242,7 +245,8 @@ TEST(CheckpointRefusal, AnotherTokenizerIsRefused) {
     io.load(r.file, "bbbb");
     ADD_FAILURE() << "a checkpoint of another tokenizer loaded";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tokenizer hash aaaa but this run's data uses bbbb"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("tokenizer hash aaaa but this run's data uses bbbb"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_EQ(io.load(r.file, "aaaa").step, 7);

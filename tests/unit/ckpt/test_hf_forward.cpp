@@ -30,21 +30,22 @@ struct Hf {
 };
 
 // y[T, out] = x[T, in] · W  with W stored [in, out] (Conv1D) or [out, in] (nn.Linear, transposed)
-Mat matmul(const Mat& x, std::int64_t T, std::int64_t in, const std::vector<double>& w, std::int64_t out, bool w_in_out,
-           const std::vector<double>* bias = nullptr) {
+Mat matmul(const Mat& x, std::int64_t T, std::int64_t in, const std::vector<double>& w, std::int64_t out,
+           bool w_in_out, const std::vector<double>* bias = nullptr) {
   Mat y(std::size_t(T * out), 0.0);
   for (std::int64_t r = 0; r < T; ++r)
     for (std::int64_t o = 0; o < out; ++o) {
       double s = bias ? (*bias)[std::size_t(o)] : 0.0;
       for (std::int64_t i = 0; i < in; ++i)
-        s += x[std::size_t(r * in + i)] * (w_in_out ? w[std::size_t(i * out + o)] : w[std::size_t(o * in + i)]);
+        s += x[std::size_t(r * in + i)] *
+             (w_in_out ? w[std::size_t(i * out + o)] : w[std::size_t(o * in + i)]);
       y[std::size_t(r * out + o)] = s;
     }
   return y;
 }
 
-Mat layer_norm(const Mat& x, std::int64_t T, std::int64_t C, const std::vector<double>& w, const std::vector<double>& b,
-               double eps) {
+Mat layer_norm(const Mat& x, std::int64_t T, std::int64_t C, const std::vector<double>& w,
+               const std::vector<double>& b, double eps) {
   Mat y(x.size());
   for (std::int64_t r = 0; r < T; ++r) {
     double mean = 0, var = 0;
@@ -53,7 +54,8 @@ Mat layer_norm(const Mat& x, std::int64_t T, std::int64_t C, const std::vector<d
     for (std::int64_t c = 0; c < C; ++c) var += std::pow(x[std::size_t(r * C + c)] - mean, 2);
     var /= double(C);
     for (std::int64_t c = 0; c < C; ++c)
-      y[std::size_t(r * C + c)] = (x[std::size_t(r * C + c)] - mean) / std::sqrt(var + eps) * w[std::size_t(c)] + b[std::size_t(c)];
+      y[std::size_t(r * C + c)] =
+          (x[std::size_t(r * C + c)] - mean) / std::sqrt(var + eps) * w[std::size_t(c)] + b[std::size_t(c)];
   }
   return y;
 }
@@ -64,15 +66,17 @@ Mat rms_norm(const Mat& x, std::int64_t T, std::int64_t C, const std::vector<dou
     double ms = 0;
     for (std::int64_t c = 0; c < C; ++c) ms += x[std::size_t(r * C + c)] * x[std::size_t(r * C + c)];
     const double inv = 1.0 / std::sqrt(ms / double(C) + eps);
-    for (std::int64_t c = 0; c < C; ++c) y[std::size_t(r * C + c)] = x[std::size_t(r * C + c)] * inv * w[std::size_t(c)];
+    for (std::int64_t c = 0; c < C; ++c)
+      y[std::size_t(r * C + c)] = x[std::size_t(r * C + c)] * inv * w[std::size_t(c)];
   }
   return y;
 }
 
 // Causal attention; q [T, Hq*hd], k/v [T, Hkv*hd] (from column offsets of their rows), head h
 // reads KV head h / (Hq / Hkv) (repeat_kv).
-Mat attention(const Mat& q, std::int64_t ldq, const Mat& k, const Mat& v, std::int64_t ldkv, std::int64_t koff,
-              std::int64_t voff, std::int64_t T, std::int64_t Hq, std::int64_t Hkv, std::int64_t hd) {
+Mat attention(const Mat& q, std::int64_t ldq, const Mat& k, const Mat& v, std::int64_t ldkv,
+              std::int64_t koff, std::int64_t voff, std::int64_t T, std::int64_t Hq, std::int64_t Hkv,
+              std::int64_t hd) {
   Mat y(std::size_t(T * Hq * hd), 0.0);
   for (std::int64_t h = 0; h < Hq; ++h) {
     const std::int64_t g = h / (Hq / Hkv);
@@ -81,7 +85,8 @@ Mat attention(const Mat& q, std::int64_t ldq, const Mat& k, const Mat& v, std::i
       double mx = -1e300;
       for (std::int64_t j = 0; j <= i; ++j) {
         double d = 0;
-        for (std::int64_t e = 0; e < hd; ++e) d += q[std::size_t(i * ldq + h * hd + e)] * k[std::size_t(j * ldkv + koff + g * hd + e)];
+        for (std::int64_t e = 0; e < hd; ++e)
+          d += q[std::size_t(i * ldq + h * hd + e)] * k[std::size_t(j * ldkv + koff + g * hd + e)];
         s[std::size_t(j)] = d / std::sqrt(double(hd));
         mx = std::max(mx, s[std::size_t(j)]);
       }
@@ -89,7 +94,8 @@ Mat attention(const Mat& q, std::int64_t ldq, const Mat& k, const Mat& v, std::i
       for (auto& x : s) z += (x = std::exp(x - mx));
       for (std::int64_t j = 0; j <= i; ++j)
         for (std::int64_t e = 0; e < hd; ++e)
-          y[std::size_t(i * Hq * hd + h * hd + e)] += s[std::size_t(j)] / z * v[std::size_t(j * ldkv + voff + g * hd + e)];
+          y[std::size_t(i * Hq * hd + h * hd + e)] +=
+              s[std::size_t(j)] / z * v[std::size_t(j * ldkv + voff + g * hd + e)];
     }
   }
   return y;
@@ -113,7 +119,9 @@ void rope(Mat& x, std::int64_t T, std::int64_t H, std::int64_t hd, double theta)
     }
 }
 
-double gelu_new(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+double gelu_new(double x) {
+  return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
 // logits [T, V] as transformers computes them from the exported tensors.
@@ -125,14 +133,16 @@ Mat hf_logits(HfArch arch, const ModelConfig& m, const Hf& w, const std::vector<
   for (std::int64_t t = 0; t < T; ++t)
     for (std::int64_t c = 0; c < C; ++c) {
       h[std::size_t(t * C + c)] = w[emb][std::size_t(ids[std::size_t(t)] * C + c)];
-      if (arch == HfArch::gpt2) h[std::size_t(t * C + c)] += w["transformer.wpe.weight"][std::size_t(t * C + c)];
+      if (arch == HfArch::gpt2)
+        h[std::size_t(t * C + c)] += w["transformer.wpe.weight"][std::size_t(t * C + c)];
     }
   for (int l = 0; l < m.num_layers; ++l) {
     if (arch == HfArch::gpt2) {
       const std::string p = "transformer.h." + std::to_string(l) + ".";
       const Mat a = layer_norm(h, T, C, w[p + "ln_1.weight"], w[p + "ln_1.bias"], m.norm_eps);
       const Mat qkv = matmul(a, T, C, w[p + "attn.c_attn.weight"], 3 * C, true, &w[p + "attn.c_attn.bias"]);
-      const Mat y = attention(qkv, 3 * C, qkv, qkv, 3 * C, C, 2 * C, T, Hq, Hq, hd);  // split(C, dim=2): q | k | v
+      const Mat y =
+          attention(qkv, 3 * C, qkv, qkv, 3 * C, C, 2 * C, T, Hq, Hq, hd);  // split(C, dim=2): q | k | v
       const Mat o = matmul(y, T, C, w[p + "attn.c_proj.weight"], C, true, &w[p + "attn.c_proj.bias"]);
       for (std::size_t i = 0; i < h.size(); ++i) h[i] += o[i];
       const Mat b = layer_norm(h, T, C, w[p + "ln_2.weight"], w[p + "ln_2.bias"], m.norm_eps);
@@ -144,13 +154,17 @@ Mat hf_logits(HfArch arch, const ModelConfig& m, const Hf& w, const std::vector<
       const std::string p = "model.layers." + std::to_string(l) + ".";
       auto bias = [&](const std::string& n) { return w.has(n) ? &w[n] : nullptr; };
       const Mat a = rms_norm(h, T, C, w[p + "input_layernorm.weight"], m.norm_eps);
-      Mat q = matmul(a, T, C, w[p + "self_attn.q_proj.weight"], Hq * hd, false, bias(p + "self_attn.q_proj.bias"));
-      Mat k = matmul(a, T, C, w[p + "self_attn.k_proj.weight"], Hkv * hd, false, bias(p + "self_attn.k_proj.bias"));
-      const Mat v = matmul(a, T, C, w[p + "self_attn.v_proj.weight"], Hkv * hd, false, bias(p + "self_attn.v_proj.bias"));
+      Mat q = matmul(a, T, C, w[p + "self_attn.q_proj.weight"], Hq * hd, false,
+                     bias(p + "self_attn.q_proj.bias"));
+      Mat k = matmul(a, T, C, w[p + "self_attn.k_proj.weight"], Hkv * hd, false,
+                     bias(p + "self_attn.k_proj.bias"));
+      const Mat v = matmul(a, T, C, w[p + "self_attn.v_proj.weight"], Hkv * hd, false,
+                           bias(p + "self_attn.v_proj.bias"));
       rope(q, T, Hq, hd, m.rope_theta);
       rope(k, T, Hkv, hd, m.rope_theta);
       const Mat y = attention(q, Hq * hd, k, v, Hkv * hd, 0, 0, T, Hq, Hkv, hd);
-      const Mat o = matmul(y, T, Hq * hd, w[p + "self_attn.o_proj.weight"], C, false, bias(p + "self_attn.o_proj.bias"));
+      const Mat o = matmul(y, T, Hq * hd, w[p + "self_attn.o_proj.weight"], C, false,
+                           bias(p + "self_attn.o_proj.bias"));
       for (std::size_t i = 0; i < h.size(); ++i) h[i] += o[i];
       const Mat b = rms_norm(h, T, C, w[p + "post_attention_layernorm.weight"], m.norm_eps);
       const Mat g = matmul(b, T, C, w[p + "mlp.gate_proj.weight"], F, false, bias(p + "mlp.gate_proj.bias"));
@@ -161,7 +175,8 @@ Mat hf_logits(HfArch arch, const ModelConfig& m, const Hf& w, const std::vector<
       for (std::size_t i = 0; i < h.size(); ++i) h[i] += d[i];
     }
   }
-  const Mat x = arch == HfArch::gpt2 ? layer_norm(h, T, C, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], m.norm_eps)
+  const Mat x = arch == HfArch::gpt2 ? layer_norm(h, T, C, w["transformer.ln_f.weight"],
+                                                  w["transformer.ln_f.bias"], m.norm_eps)
                                      : rms_norm(h, T, C, w["model.norm.weight"], m.norm_eps);
   const bool tied = !w.has("lm_head.weight");
   return matmul(x, T, C, tied ? w[emb] : w["lm_head.weight"], V, false);
@@ -177,7 +192,8 @@ void check_same_model(const ModelConfig& m) {
   std::normal_distribution<float> noise(0.0f, 0.15f);
   for (const auto& p : net.table().entries()) {
     float* v = net.param(p.name);
-    for (std::int64_t i = 0; i < p.numel; ++i) v[i] += noise(gen) * (p.kind == model::ParamKind::matrix ? 0.5f : 2.0f);
+    for (std::int64_t i = 0; i < p.numel; ++i)
+      v[i] += noise(gen) * (p.kind == model::ParamKind::matrix ? 0.5f : 2.0f);
   }
   const HfExportPlan plan = plan_hf_export(m, StDtype::f32);
   const TensorReader read = [&](const std::string& name) {
@@ -208,7 +224,8 @@ void check_same_model(const ModelConfig& m) {
     }
     targets[std::size_t(t)] = -1;
   }
-  std::printf("%s (%s): max |log p difference| strata vs HF math %.2e\n", m.name.c_str(), to_string(plan.arch), max_diff);
+  std::printf("%s (%s): max |log p difference| strata vs HF math %.2e\n", m.name.c_str(),
+              to_string(plan.arch), max_diff);
 }
 
 ModelConfig tiny(bool llama) {

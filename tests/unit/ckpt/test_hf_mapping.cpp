@@ -33,7 +33,9 @@ struct FakeCheckpoint {
       tags[p.name] = int(tags.size()) + 1;
     }
   }
-  float value(const std::string& name, std::int64_t i) const { return float(tags.at(name)) * 1000.0f + float(i); }
+  float value(const std::string& name, std::int64_t i) const {
+    return float(tags.at(name)) * 1000.0f + float(i);
+  }
   TensorReader reader() {
     return [this](const std::string& name) {
       read.insert(name);
@@ -66,8 +68,10 @@ TEST(HfMapping, Gpt2NamesShapesAndConfig) {
   const HfExportPlan plan = plan_hf_export(m, StDtype::bf16);
   EXPECT_EQ(plan.arch, HfArch::gpt2);
   const std::int64_t C = 32, F = 128, V = 64, P = 32;
-  std::map<std::string, Shape> want{{"transformer.wte.weight", {V, C}}, {"transformer.wpe.weight", {P, C}},
-                                    {"transformer.ln_f.weight", {C}}, {"transformer.ln_f.bias", {C}}};
+  std::map<std::string, Shape> want{{"transformer.wte.weight", {V, C}},
+                                    {"transformer.wpe.weight", {P, C}},
+                                    {"transformer.ln_f.weight", {C}},
+                                    {"transformer.ln_f.bias", {C}}};
   for (int l = 0; l < 2; ++l) {
     const std::string h = "transformer.h." + std::to_string(l) + ".";
     want[h + "ln_1.weight"] = want[h + "ln_1.bias"] = want[h + "ln_2.weight"] = want[h + "ln_2.bias"] = {C};
@@ -112,7 +116,9 @@ TEST(HfMapping, Gpt2FusesQkvAndTransposesForConv1D) {
       ASSERT_EQ(w[std::size_t(i * 3 * C + j)], ck.value(parts[j / C], (j % C) * C + i)) << i << "," << j;
   const auto b = build_hf_tensor(find(plan, "transformer.h.1.attn.c_attn.bias"), read);
   for (std::int64_t j = 0; j < 3 * C; ++j)
-    EXPECT_EQ(b[std::size_t(j)], ck.value(std::string(parts[j / C]).replace(std::string(parts[j / C]).size() - 6, 6, "bias"), j % C));
+    EXPECT_EQ(
+        b[std::size_t(j)],
+        ck.value(std::string(parts[j / C]).replace(std::string(parts[j / C]).size() - 6, 6, "bias"), j % C));
   // mlp.c_fc.weight [C, F] = fc.weight [F, C] transposed; c_proj [F, C] = proj [C, F] transposed.
   const auto fc = build_hf_tensor(find(plan, "transformer.h.0.mlp.c_fc.weight"), read);
   const auto pr = build_hf_tensor(find(plan, "transformer.h.0.mlp.c_proj.weight"), read);
@@ -142,8 +148,8 @@ TEST(HfMapping, Gpt2WithoutBiasesGetsZeroBiasesAndUntiedHead) {
   EXPECT_EQ(plan.config["tie_word_embeddings"], false);
   const auto head = build_hf_tensor(find(plan, "lm_head.weight"), ck.reader());
   EXPECT_EQ(head[5], ck.value("lm_head.weight", 5));
-  for (const char* name : {"transformer.h.0.attn.c_attn.bias", "transformer.h.1.ln_2.bias", "transformer.ln_f.bias",
-                           "transformer.h.0.mlp.c_fc.bias"}) {
+  for (const char* name : {"transformer.h.0.attn.c_attn.bias", "transformer.h.1.ln_2.bias",
+                           "transformer.ln_f.bias", "transformer.h.0.mlp.c_fc.bias"}) {
     const HfTensor& t = find(plan, name);
     EXPECT_TRUE(t.sources.empty()) << name;
     for (float v : build_hf_tensor(t, ck.reader())) ASSERT_EQ(v, 0.0f) << name;
@@ -156,7 +162,8 @@ TEST(HfMapping, LlamaCopiesOneToOneWithGqaAndUntiedHead) {
   const HfExportPlan plan = plan_hf_export(m, StDtype::f32);
   EXPECT_EQ(plan.arch, HfArch::llama);
   const std::int64_t C = 32, F = 64, V = 64, KV = 2 * 8;
-  std::map<std::string, Shape> want{{"model.embed_tokens.weight", {V, C}}, {"model.norm.weight", {C}}, {"lm_head.weight", {V, C}}};
+  std::map<std::string, Shape> want{
+      {"model.embed_tokens.weight", {V, C}}, {"model.norm.weight", {C}}, {"lm_head.weight", {V, C}}};
   for (int l = 0; l < 2; ++l) {
     const std::string h = "model.layers." + std::to_string(l) + ".";
     want[h + "input_layernorm.weight"] = want[h + "post_attention_layernorm.weight"] = {C};
@@ -174,7 +181,8 @@ TEST(HfMapping, LlamaCopiesOneToOneWithGqaAndUntiedHead) {
   EXPECT_EQ(got, want);
   FakeCheckpoint ck(m);
   const auto k = build_hf_tensor(find(plan, "model.layers.1.self_attn.k_proj.weight"), ck.reader());
-  for (std::size_t i = 0; i < k.size(); ++i) ASSERT_EQ(k[i], ck.value("layers.1.attn.wk.weight", std::int64_t(i)));
+  for (std::size_t i = 0; i < k.size(); ++i)
+    ASSERT_EQ(k[i], ck.value("layers.1.attn.wk.weight", std::int64_t(i)));
   const auto& c = plan.config;
   EXPECT_EQ(c["model_type"], "llama");
   EXPECT_EQ(c["hidden_size"], C);
@@ -199,7 +207,8 @@ TEST(HfMapping, LlamaBiasesMapToAttentionAndMlpBias) {
   const HfExportPlan plan = plan_hf_export(m, StDtype::bf16);
   EXPECT_EQ(plan.config["attention_bias"], true);
   EXPECT_EQ(plan.config["mlp_bias"], true);
-  EXPECT_EQ(find(plan, "model.layers.0.self_attn.k_proj.bias").sources, std::vector<std::string>{"layers.0.attn.wk.bias"});
+  EXPECT_EQ(find(plan, "model.layers.0.self_attn.k_proj.bias").sources,
+            std::vector<std::string>{"layers.0.attn.wk.bias"});
   EXPECT_EQ(find(plan, "model.layers.1.mlp.down_proj.bias").shape, Shape{32});
   for (const auto& t : plan.tensors) EXPECT_NE(t.name, "lm_head.weight");  // tied
 }
@@ -214,7 +223,9 @@ TEST(HfMapping, RefusesModelsWithoutHfEquivalentNamingTheFeature) {
   m = model_file("tiny_gpt");
   m.positions = config::PositionKind::rope;
   e = error_of(m);
-  EXPECT_NE(e.find("GPT-2 (GPT2LMHeadModel), differs in positions=rope (HF needs learned)"), std::string::npos) << e;
+  EXPECT_NE(e.find("GPT-2 (GPT2LMHeadModel), differs in positions=rope (HF needs learned)"),
+            std::string::npos)
+      << e;
 
   m = model_file("tiny_gpt");
   m.num_kv_heads = 2;
@@ -224,7 +235,9 @@ TEST(HfMapping, RefusesModelsWithoutHfEquivalentNamingTheFeature) {
   m = model_file("tiny_llama");
   m.attention = config::AttentionKind::bidirectional;
   e = error_of(m);
-  EXPECT_NE(e.find("LLaMA (LlamaForCausalLM), differs in attention=bidirectional (HF needs causal)"), std::string::npos) << e;
+  EXPECT_NE(e.find("LLaMA (LlamaForCausalLM), differs in attention=bidirectional (HF needs causal)"),
+            std::string::npos)
+      << e;
 
   m = model_file("tiny_llama");
   m.positions = config::PositionKind::learned;

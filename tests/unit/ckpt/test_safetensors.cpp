@@ -41,7 +41,8 @@ Parsed parse(const fs::path& p) {
   const std::string bytes = read_all(p);
   Parsed r;
   EXPECT_GE(bytes.size(), 8u);
-  for (int i = 0; i < 8; ++i) r.header_len |= std::uint64_t(static_cast<unsigned char>(bytes[std::size_t(i)])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    r.header_len |= std::uint64_t(static_cast<unsigned char>(bytes[std::size_t(i)])) << (8 * i);
   r.header = nlohmann::json::parse(bytes.substr(8, r.header_len));
   r.data = bytes.substr(8 + r.header_len);
   return r;
@@ -151,8 +152,18 @@ TEST(Safetensors, Bf16ValuesAreRoundedFp32) {
   const fs::path dir = fresh_dir("bf16");
   const std::vector<StTensor> ts{{"w", {4, 3}}};
   const StProducer prod = [](const StTensor&) {
-    return std::vector<float>{1.0f, from_bits(0x3F808000u), from_bits(0x3F818000u), -3.14159f, 1e-30f, 65504.0f,
-                              std::numeric_limits<float>::infinity(), 0.0f, -0.0f, 1.00390625f, 123456.789f, -1e20f};
+    return std::vector<float>{1.0f,
+                              from_bits(0x3F808000u),
+                              from_bits(0x3F818000u),
+                              -3.14159f,
+                              1e-30f,
+                              65504.0f,
+                              std::numeric_limits<float>::infinity(),
+                              0.0f,
+                              -0.0f,
+                              1.00390625f,
+                              123456.789f,
+                              -1e20f};
   };
   write_safetensors(dir.string(), ts, StDtype::bf16, 1ull << 30, prod);
   const Parsed p = parse(dir / "model.safetensors");
@@ -183,7 +194,8 @@ TEST(Safetensors, ShardsInOrderWithIndexAboveTheLimit) {
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
   const auto index = nlohmann::json::parse(read_all(dir / "model.safetensors.index.json"));
   EXPECT_EQ(index["metadata"]["total_size"], (100 + 100 + 100 + 500 + 1) * 4);
-  const std::map<std::string, std::string> where{{"t0", want[0]}, {"t1", want[0]}, {"t2", want[1]}, {"big", want[2]}, {"t4", want[3]}};
+  const std::map<std::string, std::string> where{
+      {"t0", want[0]}, {"t1", want[0]}, {"t2", want[1]}, {"big", want[2]}, {"t4", want[3]}};
   EXPECT_EQ(index["weight_map"].size(), where.size());
   for (const auto& [name, file] : where) {
     EXPECT_EQ(index["weight_map"][name], file) << name;
@@ -196,7 +208,9 @@ TEST(Safetensors, ShardsInOrderWithIndexAboveTheLimit) {
     const Parsed p = parse(dir / f);
     std::uint64_t sum = 0;
     for (auto it = p.header.begin(); it != p.header.end(); ++it)
-      if (it.key() != "__metadata__") sum += it.value()["data_offsets"][1].get<std::uint64_t>() - it.value()["data_offsets"][0].get<std::uint64_t>();
+      if (it.key() != "__metadata__")
+        sum += it.value()["data_offsets"][1].get<std::uint64_t>() -
+               it.value()["data_offsets"][0].get<std::uint64_t>();
     EXPECT_EQ(sum, p.data.size()) << f;  // every shard's data is exactly its tensors
   }
   fs::remove_all(dir);
@@ -204,7 +218,9 @@ TEST(Safetensors, ShardsInOrderWithIndexAboveTheLimit) {
 
 TEST(Safetensors, RejectsWrongValueCountsAndDuplicateNames) {
   const fs::path dir = fresh_dir("errors");
-  const StProducer short_by_one = [](const StTensor& t) { return std::vector<float>(std::size_t(shape_numel(t.shape)) - 1); };
+  const StProducer short_by_one = [](const StTensor& t) {
+    return std::vector<float>(std::size_t(shape_numel(t.shape)) - 1);
+  };
   try {
     write_safetensors(dir.string(), {{"x", {2, 2}}}, StDtype::f32, 1000, short_by_one);
     FAIL() << "expected an error";
@@ -213,8 +229,10 @@ TEST(Safetensors, RejectsWrongValueCountsAndDuplicateNames) {
   }
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));  // no half-written file, final or temporary
   EXPECT_FALSE(fs::exists(dir / "model.safetensors.tmp"));
-  EXPECT_THROW(write_safetensors(dir.string(), {{"x", {1}}, {"x", {1}}}, StDtype::f32, 1000, iota_producer(1)), Error);
-  EXPECT_THROW(write_safetensors(dir.string(), {{"__metadata__", {1}}}, StDtype::f32, 1000, iota_producer(1)), Error);
+  EXPECT_THROW(
+      write_safetensors(dir.string(), {{"x", {1}}, {"x", {1}}}, StDtype::f32, 1000, iota_producer(1)), Error);
+  EXPECT_THROW(write_safetensors(dir.string(), {{"__metadata__", {1}}}, StDtype::f32, 1000, iota_producer(1)),
+               Error);
   fs::remove_all(dir);
 }
 

@@ -99,7 +99,8 @@ TEST(VerifyCheckpoint, ReadingInSmallPiecesGivesTheSameChecksums) {
   const ckpt::VerifyResult whole = ckpt::verify_checkpoint(step_file(dir, 2));
   const ckpt::VerifyResult small = ckpt::verify_checkpoint(step_file(dir, 2), nullptr, 100);
   ASSERT_EQ(whole.tensors.size(), small.tensors.size());
-  for (std::size_t i = 0; i < whole.tensors.size(); ++i) EXPECT_EQ(whole.tensors[i].computed, small.tensors[i].computed);
+  for (std::size_t i = 0; i < whole.tensors.size(); ++i)
+    EXPECT_EQ(whole.tensors[i].computed, small.tensors[i].computed);
   EXPECT_TRUE(small.intact());
 }
 
@@ -110,7 +111,8 @@ TEST(VerifyCheckpoint, AFlippedByteIsNamedByFileAndTensor) {
   const ckpt::VerifyResult v = ckpt::verify_checkpoint(file);
   EXPECT_FALSE(v.intact());
   ASSERT_EQ(v.problems.size(), 1u);
-  EXPECT_NE(v.problems[0].find("checkpoint '" + file + "': tensor /optim/exp_avg/layers.1.mlp.fc.weight fails its "
+  EXPECT_NE(v.problems[0].find("checkpoint '" + file +
+                               "': tensor /optim/exp_avg/layers.1.mlp.fc.weight fails its "
                                "checksum"),
             std::string::npos)
       << v.problems[0];

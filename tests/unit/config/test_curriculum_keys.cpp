@@ -41,15 +41,19 @@ TEST(CurriculumKeys, ScheduleAndCurriculumParseAndRoundTripThroughToYaml) {
 TEST(CurriculumKeys, MistakesNameTheKeyAndWhatIsWrong) {
   EXPECT_TRUE(mentions(parse_error(kJob, {"data.schedule=[{tokens: 0, weights: [1]}]"}),
                        {"data.schedule[0].weights has 1 weights but data.datasets has 2"}));
-  EXPECT_TRUE(mentions(parse_error(kJob, {"data.schedule=[{tokens: 9, weights: [1, 1]}, {tokens: 9, weights: [1, 1]}]"}),
-                       {"data.schedule[1].tokens (9) must be greater"}));
-  EXPECT_TRUE(mentions(parse_error(kJob, {"data.schedule=[{tokens: 0, weights: [0, 0]}]"}), {"must not all be 0"}));
+  EXPECT_TRUE(mentions(
+      parse_error(kJob, {"data.schedule=[{tokens: 9, weights: [1, 1]}, {tokens: 9, weights: [1, 1]}]"}),
+      {"data.schedule[1].tokens (9) must be greater"}));
+  EXPECT_TRUE(
+      mentions(parse_error(kJob, {"data.schedule=[{tokens: 0, weights: [0, 0]}]"}), {"must not all be 0"}));
   EXPECT_TRUE(mentions(parse_error(kJob, {"data.schedule=[{tokens: -1, weights: [1, 1]}]"}),
                        {"data.schedule[0].tokens", "whole number of tokens"}));
-  EXPECT_TRUE(mentions(parse_error(kJob, {"data.schedule=[{token: 0, weights: [1, 1]}]"}), {"did you mean 'tokens'?"}));
+  EXPECT_TRUE(mentions(parse_error(kJob, {"data.schedule=[{token: 0, weights: [1, 1]}]"}),
+                       {"did you mean 'tokens'?"}));
   EXPECT_TRUE(mentions(parse_error(kJob, {"data.curriculum_tokens=0"}), {"data.curriculum_tokens is 0"}));
   EXPECT_TRUE(mentions(parse_error(kJob, {"data.curriculum=scores"}), {"one score file per dataset"}));
-  EXPECT_TRUE(mentions(parse_error(kJob, {"data.curriculum=easy"}), {"data.curriculum", "none|length|quality|scores"}));
+  EXPECT_TRUE(mentions(parse_error(kJob, {"data.curriculum=easy"}),
+                       {"data.curriculum", "none|length|quality|scores"}));
   EXPECT_TRUE(mentions(parse_error("data:\n  curriculum: length\n  curriculum_tokens: 5\n"),
                        {"data.curriculum is only used with data.source: hdf5"}));
 }

@@ -169,17 +169,17 @@ TEST(ConfigLoad, ModelFileFallsBackToTheCurrentDirectory) {
 }
 
 TEST(ConfigLoad, ShippedModelFileIncludesByAbsolutePath) {
-  const JobConfig j = parse_job_config("model: " + source_path("configs/models/tiny_llama.yaml") +
-                                           "\ntrain:\n  seq_len: 32\n",
-                                       "job.yaml");
+  const JobConfig j = parse_job_config(
+      "model: " + source_path("configs/models/tiny_llama.yaml") + "\ntrain:\n  seq_len: 32\n", "job.yaml");
   EXPECT_EQ(j.model.name, "tiny_llama");
   EXPECT_EQ(j.model.kv_heads(), 2);
 }
 
 // ---- --set ----
 TEST(ConfigOverrides, SetBeatsFileValuesAndLaterSetsWin) {
-  const JobConfig j = parse_job_config("train:\n  steps: 10\n  seq_len: 64\noptim:\n  lr: 0.1\n", "job.yaml",
-                                       {"train.steps=200", "optim.lr=1e-3", "train.steps=300", "hardware.threads=4"});
+  const JobConfig j =
+      parse_job_config("train:\n  steps: 10\n  seq_len: 64\noptim:\n  lr: 0.1\n", "job.yaml",
+                       {"train.steps=200", "optim.lr=1e-3", "train.steps=300", "hardware.threads=4"});
   EXPECT_EQ(j.train.steps, 300);
   EXPECT_EQ(j.train.seq_len, 64);  // untouched
   EXPECT_DOUBLE_EQ(j.optim.lr, 1e-3);
@@ -204,15 +204,17 @@ TEST(ConfigOverrides, SetTakesListValues) {
 }
 
 TEST(ConfigOverrides, SetWithAMappingMergesIntoTheSection) {
-  const JobConfig j = parse_job_config("optim:\n  lr: 0.1\n  beta2: 0.9\n", "job.yaml", {"optim={lr: 0.01, beta1: 0.5}"});
+  const JobConfig j =
+      parse_job_config("optim:\n  lr: 0.1\n  beta2: 0.9\n", "job.yaml", {"optim={lr: 0.01, beta1: 0.5}"});
   EXPECT_DOUBLE_EQ(j.optim.lr, 0.01);
   EXPECT_DOUBLE_EQ(j.optim.beta1, 0.5);
   EXPECT_DOUBLE_EQ(j.optim.beta2, 0.9);  // kept from the file
 }
 
 TEST(ConfigOverrides, SetModelToAFileIncludesIt) {
-  const JobConfig j = parse_job_config("model:\n  num_layers: 9\ntrain:\n  seq_len: 16\n", "job.yaml",
-                                       {"model=" + source_path("configs/models/tiny_gpt.yaml"), "model.num_layers=1"});
+  const JobConfig j =
+      parse_job_config("model:\n  num_layers: 9\ntrain:\n  seq_len: 16\n", "job.yaml",
+                       {"model=" + source_path("configs/models/tiny_gpt.yaml"), "model.num_layers=1"});
   EXPECT_EQ(j.model.name, "tiny_gpt");
   EXPECT_EQ(j.model.num_layers, 1);
   EXPECT_EQ(j.model.d_model, 32);
@@ -267,11 +269,10 @@ TEST(ConfigModels, EveryShippedModelFileLoadsAndValidates) {
     EXPECT_EQ(m.name, entry.path().stem().string()) << "name: should match the file name";
     // A job using it with a sequence length it supports (and the objective its attention
     // goes with) validates too.
-    const std::string objective =
-        m.attention == AttentionKind::bidirectional ? "masked_lm" : "causal_lm";
-    EXPECT_NO_THROW(parse_job_config("model: " + entry.path().string(), "job.yaml",
-                                     {"train.seq_len=" + std::to_string(m.max_seq_len),
-                                      "train.objective=" + objective}));
+    const std::string objective = m.attention == AttentionKind::bidirectional ? "masked_lm" : "causal_lm";
+    EXPECT_NO_THROW(
+        parse_job_config("model: " + entry.path().string(), "job.yaml",
+                         {"train.seq_len=" + std::to_string(m.max_seq_len), "train.objective=" + objective}));
     ++count;
   }
   EXPECT_GE(count, 4);

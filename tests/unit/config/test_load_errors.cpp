@@ -38,7 +38,8 @@ TEST(ConfigErrors, UnknownKeySuggestsTheClosestField) {
 }
 
 TEST(ConfigErrors, UnknownKeyFromAnotherSectionPointsThere) {
-  EXPECT_TRUE(mentions(parse_error("train:\n  lr: 0.1\n"), {"job.yaml:2:3", "train.lr", "did you mean 'optim.lr'?"}));
+  EXPECT_TRUE(
+      mentions(parse_error("train:\n  lr: 0.1\n"), {"job.yaml:2:3", "train.lr", "did you mean 'optim.lr'?"}));
 }
 
 TEST(ConfigErrors, UnknownKeyWithoutNearMatchListsKnownKeys) {
@@ -54,28 +55,41 @@ TEST(ConfigErrors, UnknownSectionSuggestsTheClosestSection) {
 TEST(ConfigErrors, WrongScalarTypeSaysWhatWasExpected) {
   EXPECT_EQ(parse_error("model:\n  num_layers: twelve\n"),
             "job.yaml:2:15: model.num_layers: expected an integer > 0, got 'twelve'");
-  EXPECT_TRUE(mentions(parse_error("model:\n  num_layers: 12.5\n"), {"model.num_layers", "expected an integer", "'12.5'"}));
-  EXPECT_TRUE(mentions(parse_error("model:\n  num_layers: 99999999999\n"), {"model.num_layers", "out of range"}));
-  EXPECT_TRUE(mentions(parse_error("optim:\n  lr: fast\n"), {"job.yaml:2:7", "optim.lr: expected a number >= 0, got 'fast'"}));
-  EXPECT_TRUE(mentions(parse_error("model:\n  bias: maybe\n"), {"model.bias: expected true or false, got 'maybe'"}));
-  EXPECT_TRUE(mentions(parse_error("train:\n  seed: -1\n"), {"train.seed: expected a non-negative integer, got '-1'"}));
-  EXPECT_TRUE(mentions(parse_error("train:\n  out_dir:\n"), {"train.out_dir: expected a non-empty string, got nothing"}));
+  EXPECT_TRUE(mentions(parse_error("model:\n  num_layers: 12.5\n"),
+                       {"model.num_layers", "expected an integer", "'12.5'"}));
+  EXPECT_TRUE(
+      mentions(parse_error("model:\n  num_layers: 99999999999\n"), {"model.num_layers", "out of range"}));
+  EXPECT_TRUE(mentions(parse_error("optim:\n  lr: fast\n"),
+                       {"job.yaml:2:7", "optim.lr: expected a number >= 0, got 'fast'"}));
+  EXPECT_TRUE(
+      mentions(parse_error("model:\n  bias: maybe\n"), {"model.bias: expected true or false, got 'maybe'"}));
+  EXPECT_TRUE(mentions(parse_error("train:\n  seed: -1\n"),
+                       {"train.seed: expected a non-negative integer, got '-1'"}));
+  EXPECT_TRUE(mentions(parse_error("train:\n  out_dir:\n"),
+                       {"train.out_dir: expected a non-empty string, got nothing"}));
 }
 
 TEST(ConfigErrors, ListOrMappingWhereScalarExpected) {
-  EXPECT_TRUE(mentions(parse_error("optim:\n  lr: [0.1, 0.2]\n"), {"job.yaml:2:7", "optim.lr", "got a list"}));
+  EXPECT_TRUE(
+      mentions(parse_error("optim:\n  lr: [0.1, 0.2]\n"), {"job.yaml:2:7", "optim.lr", "got a list"}));
   EXPECT_TRUE(mentions(parse_error("model:\n  d_model: {a: 1}\n"), {"model.d_model", "got a mapping"}));
-  EXPECT_TRUE(mentions(parse_error("parallel: 4\n"), {"job.yaml:1:11", "parallel: expected a mapping of parallel settings, got '4'"}));
+  EXPECT_TRUE(mentions(parse_error("parallel: 4\n"),
+                       {"job.yaml:1:11", "parallel: expected a mapping of parallel settings, got '4'"}));
   EXPECT_TRUE(mentions(parse_error("- 1\n- 2\n"), {"job.yaml:1:1", "expected a mapping of sections"}));
-  EXPECT_TRUE(mentions(parse_error("data:\n  paths: [a.txt, {b: 1}]\n"), {"data.paths[1]: expected a string, got a mapping"}));
+  EXPECT_TRUE(mentions(parse_error("data:\n  paths: [a.txt, {b: 1}]\n"),
+                       {"data.paths[1]: expected a string, got a mapping"}));
 }
 
 TEST(ConfigErrors, OutOfRangeValuesNameTheRange) {
-  EXPECT_TRUE(mentions(parse_error("model:\n  num_layers: 0\n"), {"job.yaml:2:15", "model.num_layers: expected an integer > 0, got '0'"}));
-  EXPECT_TRUE(mentions(parse_error("parallel:\n  micro_batch_size: -4\n"), {"parallel.micro_batch_size", "> 0", "'-4'"}));
-  EXPECT_TRUE(mentions(parse_error("optim:\n  beta2: 1.0\n"), {"optim.beta2: expected a number in [0, 1), got '1.0'"}));
+  EXPECT_TRUE(mentions(parse_error("model:\n  num_layers: 0\n"),
+                       {"job.yaml:2:15", "model.num_layers: expected an integer > 0, got '0'"}));
+  EXPECT_TRUE(mentions(parse_error("parallel:\n  micro_batch_size: -4\n"),
+                       {"parallel.micro_batch_size", "> 0", "'-4'"}));
+  EXPECT_TRUE(mentions(parse_error("optim:\n  beta2: 1.0\n"),
+                       {"optim.beta2: expected a number in [0, 1), got '1.0'"}));
   EXPECT_TRUE(mentions(parse_error("optim:\n  beta1: -0.1\n"), {"optim.beta1", "in [0, 1)"}));
-  EXPECT_TRUE(mentions(parse_error("optim:\n  lr: -3e-4\n"), {"optim.lr: expected a number >= 0, got '-3e-4'"}));
+  EXPECT_TRUE(
+      mentions(parse_error("optim:\n  lr: -3e-4\n"), {"optim.lr: expected a number >= 0, got '-3e-4'"}));
   EXPECT_TRUE(mentions(parse_error("model:\n  norm_eps: 0\n"), {"model.norm_eps", "> 0"}));
   EXPECT_TRUE(mentions(parse_error("parallel:\n  dp: -1\n"), {"parallel.dp", ">= 0"}));
   EXPECT_TRUE(mentions(parse_error("optim:\n  lr: .nan\n"), {"optim.lr", "expected a number"}));
@@ -84,14 +98,17 @@ TEST(ConfigErrors, OutOfRangeValuesNameTheRange) {
 TEST(ConfigErrors, BadEnumListsTheAllowedNames) {
   EXPECT_EQ(parse_error("model:\n  norm: batchnorm\n"),
             "job.yaml:2:9: model.norm: expected one of layernorm|rmsnorm, got 'batchnorm'");
-  EXPECT_TRUE(mentions(parse_error("model:\n  mlp: SwiGLU\n"), {"model.mlp", "gelu|swiglu", "did you mean 'swiglu'?"}));
-  EXPECT_TRUE(mentions(parse_error("optim:\n  schedule: wsd\n"), {"optim.schedule", "cosine|constant|linear"}));
+  EXPECT_TRUE(mentions(parse_error("model:\n  mlp: SwiGLU\n"),
+                       {"model.mlp", "gelu|swiglu", "did you mean 'swiglu'?"}));
+  EXPECT_TRUE(
+      mentions(parse_error("optim:\n  schedule: wsd\n"), {"optim.schedule", "cosine|constant|linear"}));
   EXPECT_TRUE(mentions(parse_error("hardware:\n  device: rocm\n"), {"hardware.device", "cpu|cuda"}));
   EXPECT_TRUE(mentions(parse_error("data:\n  source: parquet\n"), {"data.source", "synthetic|text|hdf5"}));
 }
 
 TEST(ConfigErrors, DuplicateKeyIsRejected) {
-  EXPECT_TRUE(mentions(parse_error("train:\n  steps: 1\n  steps: 2\n"), {"job.yaml:3:3", "train.steps: duplicate key"}));
+  EXPECT_TRUE(mentions(parse_error("train:\n  steps: 1\n  steps: 2\n"),
+                       {"job.yaml:3:3", "train.steps: duplicate key"}));
 }
 
 TEST(ConfigErrors, ErrorsInsideAnIncludedModelFileNameThatFile) {
@@ -101,33 +118,44 @@ TEST(ConfigErrors, ErrorsInsideAnIncludedModelFileNameThatFile) {
   EXPECT_TRUE(mentions(error_of([&] { load_job_config(job); }),
                        {model + ":2:10", "model.d_model: expected an integer > 0, got 'wide'"}));
   dir.write("models/m.yaml", "num_layers: 2\nnum_hedas: 4\n");
-  EXPECT_TRUE(mentions(error_of([&] { load_job_config(job); }), {model + ":2:1", "did you mean 'num_heads'?"}));
+  EXPECT_TRUE(
+      mentions(error_of([&] { load_job_config(job); }), {model + ":2:1", "did you mean 'num_heads'?"}));
   dir.write("models/m.yaml", "num_layers: [2\n");
   EXPECT_TRUE(mentions(error_of([&] { load_job_config(job); }), {model + ":", "malformed YAML"}));
 }
 
 // ---- --set ----
 TEST(ConfigErrors, UnknownOverrideKeyNamesTheOption) {
-  EXPECT_EQ(parse_error("", {"model.num_layer=3"}),
-            "--set model.num_layer=3: model.num_layer: unknown key in section 'model'; did you mean 'num_layers'?");
-  EXPECT_TRUE(mentions(parse_error("", {"trian.steps=3"}), {"--set trian.steps=3", "trian: unknown section; did you mean 'train'?"}));
-  EXPECT_TRUE(mentions(parse_error("", {"train.steps.x=3"}), {"--set train.steps.x=3", "train.steps is a single setting"}));
-  EXPECT_TRUE(mentions(parse_error("", {"optim={lr: 0.1, betta1: 0.5}"}), {"--set optim={lr: 0.1, betta1: 0.5}", "optim.betta1", "did you mean 'beta1'?"}));
+  EXPECT_EQ(
+      parse_error("", {"model.num_layer=3"}),
+      "--set model.num_layer=3: model.num_layer: unknown key in section 'model'; did you mean 'num_layers'?");
+  EXPECT_TRUE(mentions(parse_error("", {"trian.steps=3"}),
+                       {"--set trian.steps=3", "trian: unknown section; did you mean 'train'?"}));
+  EXPECT_TRUE(mentions(parse_error("", {"train.steps.x=3"}),
+                       {"--set train.steps.x=3", "train.steps is a single setting"}));
+  EXPECT_TRUE(mentions(parse_error("", {"optim={lr: 0.1, betta1: 0.5}"}),
+                       {"--set optim={lr: 0.1, betta1: 0.5}", "optim.betta1", "did you mean 'beta1'?"}));
 }
 
 TEST(ConfigErrors, MalformedOverrideNamesTheOption) {
   EXPECT_TRUE(mentions(parse_error("", {"train.steps"}), {"--set train.steps: expected section.key=value"}));
-  EXPECT_TRUE(mentions(parse_error("", {"train..steps=1"}), {"--set train..steps=1: expected section.key=value"}));
-  EXPECT_TRUE(mentions(parse_error("", {"data.paths=[a.txt"}), {"--set data.paths=[a.txt: data.paths: malformed value"}));
-  EXPECT_TRUE(mentions(parse_error("", {"optim=0.1"}), {"--set optim=0.1: optim: expected a mapping of optim settings"}));
+  EXPECT_TRUE(
+      mentions(parse_error("", {"train..steps=1"}), {"--set train..steps=1: expected section.key=value"}));
+  EXPECT_TRUE(mentions(parse_error("", {"data.paths=[a.txt"}),
+                       {"--set data.paths=[a.txt: data.paths: malformed value"}));
+  EXPECT_TRUE(mentions(parse_error("", {"optim=0.1"}),
+                       {"--set optim=0.1: optim: expected a mapping of optim settings"}));
 }
 
 TEST(ConfigErrors, BadOverrideValueNamesTheOptionNotTheFile) {
   const std::string msg = parse_error("model:\n  num_layers: 2\n", {"model.num_layers=twelve"});
   EXPECT_EQ(msg, "--set model.num_layers=twelve: model.num_layers: expected an integer > 0, got 'twelve'");
-  EXPECT_TRUE(mentions(parse_error("", {"data.paths=[a.txt, [b.txt]]"}), {"--set data.paths=[a.txt, [b.txt]]", "data.paths[1]: expected a string, got a list"}));
-  EXPECT_TRUE(mentions(parse_error("", {"model=no_such_model.yaml"}),
-                       {"--set model=no_such_model.yaml: model: cannot open model file 'no_such_model.yaml'"}));
+  EXPECT_TRUE(
+      mentions(parse_error("", {"data.paths=[a.txt, [b.txt]]"}),
+               {"--set data.paths=[a.txt, [b.txt]]", "data.paths[1]: expected a string, got a list"}));
+  EXPECT_TRUE(
+      mentions(parse_error("", {"model=no_such_model.yaml"}),
+               {"--set model=no_such_model.yaml: model: cannot open model file 'no_such_model.yaml'"}));
 }
 
 TEST(ConfigErrors, CrossFieldErrorsFromFilesNameTheFile) {
@@ -142,17 +170,20 @@ TEST(ConfigErrors, ModelLoaderRejectsAJobFile) {
   EXPECT_TRUE(mentions(error_of([&] { load_model_config(dir.path().string() + "/none.yaml"); }),
                        {"cannot open model file", "none.yaml", "No such file or directory"}));
   const std::string scalar = dir.write("scalar.yaml", "gpt2\n");
-  EXPECT_TRUE(mentions(error_of([&] { load_model_config(scalar); }), {scalar, "expected a mapping of model settings"}));
+  EXPECT_TRUE(mentions(error_of([&] { load_model_config(scalar); }),
+                       {scalar, "expected a mapping of model settings"}));
 }
 
 TEST(ConfigErrors, GuardSectionKeysParseAndTheirErrorsNameThem) {
-  const JobConfig j = parse_job_config("guard:\n  loss_spike_factor: 4\n  rollback_after: 2\nckpt:\n  async: false\n",
-                                       "job.yaml");
+  const JobConfig j = parse_job_config(
+      "guard:\n  loss_spike_factor: 4\n  rollback_after: 2\nckpt:\n  async: false\n", "job.yaml");
   EXPECT_EQ(j.guard.loss_spike_factor, 4);
   EXPECT_EQ(j.guard.rollback_after, 2);
   EXPECT_FALSE(j.ckpt.async);
   EXPECT_TRUE(mentions(parse_error("guard:\n  loss_spike: 3\n"),
-                       {"job.yaml:2:3: guard.loss_spike: unknown key in section 'guard'", "did you mean 'loss_spike_factor'?"}));
-  EXPECT_TRUE(mentions(parse_error("guard:\n  loss_spike_factor: 0.9\n"), {"guard.loss_spike_factor (0.9) must be 0"}));
+                       {"job.yaml:2:3: guard.loss_spike: unknown key in section 'guard'",
+                        "did you mean 'loss_spike_factor'?"}));
+  EXPECT_TRUE(mentions(parse_error("guard:\n  loss_spike_factor: 0.9\n"),
+                       {"guard.loss_spike_factor (0.9) must be 0"}));
   EXPECT_TRUE(mentions(parse_error("", {"ckpt.async=maybe"}), {"ckpt.async", "true or false"}));
 }

@@ -10,7 +10,9 @@ namespace {
 
 using testing::source_path;
 
-JobConfig run_config(const std::string& name) { return load_job_config(source_path("configs/" + name + ".yaml")); }
+JobConfig run_config(const std::string& name) {
+  return load_job_config(source_path("configs/" + name + ".yaml"));
+}
 
 TEST(ConfigRunConfigs, EveryPretrainConfigLoadsValidatesAndCheckpoints) {
   for (const char* name : {"pretrain_7b", "pretrain_13b", "pretrain_70b", "pretrain_175b", "pretrain_tiny"}) {

@@ -7,7 +7,9 @@ using namespace strata::config;
 using namespace strata::config::testing;
 
 namespace {
-std::string invalid(const JobConfig& j) { return error_of([&] { validate(j); }); }
+std::string invalid(const JobConfig& j) {
+  return error_of([&] { validate(j); });
+}
 }  // namespace
 
 TEST(ConfigValidate, DefaultConfigIsValid) { EXPECT_NO_THROW(validate(JobConfig{})); }
@@ -64,7 +66,8 @@ TEST(ConfigValidate, GlobalBatchMustBeAMultipleOfMicroBatchTimesDp) {
   j.parallel.micro_batch_size = 4;
   j.parallel.dp = 2;
   j.parallel.global_batch_size = 12;
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.global_batch_size (12)", "parallel.micro_batch_size x parallel.dp (4 x 2 = 8)"}));
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.global_batch_size (12)",
+                                    "parallel.micro_batch_size x parallel.dp (4 x 2 = 8)"}));
   j.parallel.global_batch_size = 16;
   EXPECT_NO_THROW(validate(j));
   j.parallel.dp = 0;  // derived later: only the micro-batch is known
@@ -91,7 +94,9 @@ TEST(ConfigValidate, TensorParallelMustSplitHeadsAndMlp) {
 TEST(ConfigValidate, PipelineNeedsALayerPerStage) {
   JobConfig j;
   j.parallel.pp = 4;  // 2 layers
-  EXPECT_TRUE(mentions(invalid(j), {"model.num_layers (2) must be at least parallel.pp x parallel.virtual_stages (4 x 1 = 4)"}));
+  EXPECT_TRUE(
+      mentions(invalid(j),
+               {"model.num_layers (2) must be at least parallel.pp x parallel.virtual_stages (4 x 1 = 4)"}));
 }
 
 TEST(ConfigValidate, PipelineOptionsAreConsistent) {
@@ -99,11 +104,14 @@ TEST(ConfigValidate, PipelineOptionsAreConsistent) {
   j.model.num_layers = 4;
   j.parallel.pp = 2;
   j.parallel.virtual_stages = 2;  // without the interleaved schedule
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.virtual_stages (2) > 1 goes with parallel.schedule: interleaved_1f1b"}));
+  EXPECT_TRUE(mentions(invalid(j),
+                       {"parallel.virtual_stages (2) > 1 goes with parallel.schedule: interleaved_1f1b"}));
   j.parallel.schedule = PipelineSchedule::interleaved_1f1b;
   EXPECT_NO_THROW(validate(j));
   j.parallel.layers_per_stage = {1, 1, 1};
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.layers_per_stage has 3 entries summing to 3; expected pp x virtual_stages = 4"}));
+  EXPECT_TRUE(
+      mentions(invalid(j),
+               {"parallel.layers_per_stage has 3 entries summing to 3; expected pp x virtual_stages = 4"}));
   j.parallel.layers_per_stage = {1, 2, 0, 1};
   EXPECT_TRUE(mentions(invalid(j), {"parallel.layers_per_stage"}));
   j.parallel.layers_per_stage = {};
@@ -216,7 +224,8 @@ TEST(ConfigValidate, GuardKeysAreCheckedAndNamed) {
   JobConfig j;
   EXPECT_NO_THROW(validate(j));  // defaults: NaN/Inf steps skipped, no spike test, rollback after 5
   j.guard.loss_spike_factor = 0.5;
-  EXPECT_TRUE(mentions(invalid(j), {"guard.loss_spike_factor (0.5) must be 0 (no loss-spike test) or greater than 1"}));
+  EXPECT_TRUE(mentions(invalid(j),
+                       {"guard.loss_spike_factor (0.5) must be 0 (no loss-spike test) or greater than 1"}));
   j.guard.loss_spike_factor = 1;
   EXPECT_TRUE(mentions(invalid(j), {"guard.loss_spike_factor (1)"}));
   j.guard.loss_spike_factor = 3;

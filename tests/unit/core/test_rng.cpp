@@ -35,8 +35,8 @@ TEST(CounterRng, NormalDrawsHaveZeroMeanUnitVariance) {
 
 TEST(CounterRng, Philox4x32MatchesPublishedKnownAnswer) {
   // Random123's known-answer test for philox4x32_10: counter and key all 0xFFFFFFFF.
-  const auto r = core::philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu},
-                                  {0xffffffffu, 0xffffffffu});
+  const auto r =
+      core::philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu});
   EXPECT_EQ(r[0], 0x408f276du);
   EXPECT_EQ(r[1], 0x41c83b0eu);
   EXPECT_EQ(r[2], 0xa20bc7c6u);
@@ -79,6 +79,7 @@ TEST(MemoryPlan, AllocateWithUsesTheGivenArenaAndDevice) {
   MemoryPlan unaligned("unaligned");
   unaligned.add("x", {1}, DType::f32, "step");
   auto* raw = static_cast<char*>(std::aligned_alloc(64, 128));
-  EXPECT_THROW(unaligned.allocate_with(std::shared_ptr<void>(raw + 4, [raw](void*) { std::free(raw); }), Device::cuda),
-               Error);
+  EXPECT_THROW(
+      unaligned.allocate_with(std::shared_ptr<void>(raw + 4, [raw](void*) { std::free(raw); }), Device::cuda),
+      Error);
 }

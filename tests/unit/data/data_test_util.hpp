@@ -19,8 +19,9 @@ inline comm::Communicator& one_rank() {
 // A fresh folder under the test temp dir, named after the running test.
 inline std::string temp_folder() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const std::filesystem::path p = std::filesystem::path(::testing::TempDir()) /
-                                  (std::string("strata_data_") + info->test_suite_name() + "_" + info->name());
+  const std::filesystem::path p =
+      std::filesystem::path(::testing::TempDir()) /
+      (std::string("strata_data_") + info->test_suite_name() + "_" + info->name());
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
@@ -33,10 +34,11 @@ inline void write_file(const std::string& path, const std::string& text) {
 
 // A plausible English paragraph of about `words` words, different for each `seed`.
 inline std::string paragraph(int seed, int words = 80) {
-  static const char* vocab[] = {"river", "mountain", "light", "garden", "people", "ancient", "market", "winter",
-                                "letter", "window", "silver", "morning", "harbour", "stories", "village",
-                                "forest", "travel", "teacher", "evening", "kitchen", "bridge", "meadow",
-                                "candle", "thunder", "orchard", "lantern", "island", "shadow", "whisper"};
+  static const char* vocab[] = {"river",   "mountain", "light",   "garden", "people", "ancient",
+                                "market",  "winter",   "letter",  "window", "silver", "morning",
+                                "harbour", "stories",  "village", "forest", "travel", "teacher",
+                                "evening", "kitchen",  "bridge",  "meadow", "candle", "thunder",
+                                "orchard", "lantern",  "island",  "shadow", "whisper"};
   static const char* glue[] = {"the", "and", "of", "a", "with", "under", "near", "from"};
   std::string s;
   std::uint64_t x = std::uint64_t(seed) * 0x9E3779B97F4A7C15ull + 12345;

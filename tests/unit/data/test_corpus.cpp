@@ -21,8 +21,7 @@ TEST(GlobalSampler, EachEpochVisitsEveryWindowOnceInASeedDependentOrder) {
   EXPECT_EQ(*seen.rbegin(), 990);
   EXPECT_NE(epoch0, epoch1);  // reshuffled each epoch
   data::GlobalSampler other_seed(1000, 10, 43);
-  EXPECT_NE(other_seed.window_start(0) * 1000 + other_seed.window_start(1),
-            epoch0[0] * 1000 + epoch0[1]);
+  EXPECT_NE(other_seed.window_start(0) * 1000 + other_seed.window_start(1), epoch0[0] * 1000 + epoch0[1]);
 }
 
 TEST(GlobalSampler, SampleIsAPureFunctionOfSeedAndIndex) {
@@ -40,7 +39,8 @@ TEST(TokenCorpus, SyntheticBigramIsDeterministicAndInVocabulary) {
   EXPECT_TRUE(std::all_of(a.tokens().begin(), a.tokens().end(), [](int t) { return t >= 0 && t < 50; }));
   // Each token has at most 4 successors.
   std::vector<std::set<int>> next(50);
-  for (std::size_t i = 0; i + 1 < a.tokens().size(); ++i) next[std::size_t(a.tokens()[i])].insert(a.tokens()[i + 1]);
+  for (std::size_t i = 0; i + 1 < a.tokens().size(); ++i)
+    next[std::size_t(a.tokens()[i])].insert(a.tokens()[i + 1]);
   for (const auto& s : next) EXPECT_LE(s.size(), 4u);
 }
 

@@ -123,7 +123,8 @@ TEST(DifficultyCurriculum, EarlySamplesComeFromTheEasiestWindowsThenTheEpochPerm
   s.set_curriculum(difficulty, p, false);
   ASSERT_EQ(s.sorted_windows().size(), 1000u);
   for (std::size_t i = 1; i < 1000; ++i)
-    ASSERT_LE(difficulty[std::size_t(s.sorted_windows()[i - 1])], difficulty[std::size_t(s.sorted_windows()[i])]);
+    ASSERT_LE(difficulty[std::size_t(s.sorted_windows()[i - 1])],
+              difficulty[std::size_t(s.sorted_windows()[i])]);
   DatasetSampler plain(1000, 0.0, 5, 0);
   for (std::uint64_t k = 0; k < 800; ++k) {
     const std::int64_t w = s.train_window(k, k, nullptr);
@@ -167,7 +168,8 @@ TEST(DifficultyCurriculum, LengthOrderedSourceIsPureAndTheSameForAnyDpSizeAndRes
       ASSERT_LT(wa[0], 100) << "the schedule gives dataset b no weight before sample 150";
     }
   }
-  EXPECT_LT(early, late * 0.6) << "easy (short) documents first: mean length " << early << " early, " << late << " late";
+  EXPECT_LT(early, late * 0.6) << "easy (short) documents first: mean length " << early << " early, " << late
+                               << " late";
   for (std::uint64_t s = 600; s-- > 0;) {  // random access in reverse: the same windows
     b->train_window(s, wb.data());
     ASSERT_EQ(wb, forward[s]) << "sample " << s;
@@ -179,14 +181,16 @@ TEST(DifficultyCurriculum, LengthOrderedSourceIsPureAndTheSameForAnyDpSizeAndRes
       std::vector<std::unique_ptr<AsyncLoader>> loaders;
       for (int r = 0; r < dp; ++r) {
         sources.push_back(make_sample_source(cfg, model, T, 4));
-        loaders.push_back(std::make_unique<AsyncLoader>(*sources.back(), LoaderOptions{B / dp, T, B, dp, r, 2, first}));
+        loaders.push_back(
+            std::make_unique<AsyncLoader>(*sources.back(), LoaderOptions{B / dp, T, B, dp, r, 2, first}));
       }
       for (std::uint64_t step = first; step < first + 30; ++step)
         for (int r = 0; r < dp; ++r) {
           const auto batch = loaders[std::size_t(r)]->next();
           for (int i = 0; i < B / dp; ++i) {
             const std::uint64_t s = step * B + std::uint64_t(r * (B / dp) + i);
-            for (int t = 0; t < T; ++t) ASSERT_EQ(batch.inputs[i * T + t], forward[s][std::size_t(t)]) << "dp " << dp;
+            for (int t = 0; t < T; ++t)
+              ASSERT_EQ(batch.inputs[i * T + t], forward[s][std::size_t(t)]) << "dp " << dp;
           }
         }
     }
@@ -220,7 +224,8 @@ TEST(DifficultyCurriculum, ScoreFilesAndQualityNeedWhatTheyReadAndSayWhatIsWrong
     make_sample_source(cfg, model, 15, 1);
     FAIL() << "a score file with too few lines was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("b.scores: 299 scores for the 300 documents"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("b.scores: 299 scores for the 300 documents"), std::string::npos)
+        << e.what();
   }
   std::ofstream(dir + "/b.scores", std::ios::app) << "2\n";
   auto src = make_sample_source(cfg, model, 15, 1);

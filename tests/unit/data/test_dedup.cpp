@@ -9,7 +9,8 @@ using namespace strata::data;
 using testing_util::paragraph;
 
 TEST(ExactDedup, LaterCopiesAreFlaggedAndTheFirstStays) {
-  const std::vector<Hash128> h = {hash128("a"), hash128("b"), hash128("a"), hash128("c"), hash128("b"), hash128("a")};
+  const std::vector<Hash128> h = {hash128("a"), hash128("b"), hash128("a"),
+                                  hash128("c"), hash128("b"), hash128("a")};
   EXPECT_EQ(mark_exact_duplicates(h), (std::vector<std::uint8_t>{0, 0, 1, 0, 1, 1}));
 }
 

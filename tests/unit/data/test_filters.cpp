@@ -12,7 +12,9 @@ using namespace strata::data;
 using testing_util::paragraph;
 
 namespace {
-std::optional<FilterRule> check(const std::string& text, FilterConfig cfg = {}) { return check_quality(text, cfg); }
+std::optional<FilterRule> check(const std::string& text, FilterConfig cfg = {}) {
+  return check_quality(text, cfg);
+}
 }  // namespace
 
 TEST(QualityFilters, OrdinaryProseOfEnoughWordsPassesEveryRule) {
@@ -48,10 +50,12 @@ TEST(QualityFilters, HashAndEllipsisSymbolsAboveOnePerTenWordsAreRemoved) {
 
 TEST(QualityFilters, BulletListsAndEllipsisLinesAreRemoved) {
   std::string bullets, ellipses;
-  for (int i = 0; i < 12; ++i) bullets += "- item number " + std::to_string(i) + " about gardens and rivers\n";
+  for (int i = 0; i < 12; ++i)
+    bullets += "- item number " + std::to_string(i) + " about gardens and rivers\n";
   EXPECT_EQ(check(bullets), FilterRule::bullet_lines);
   for (int i = 0; i < 12; ++i)
-    ellipses += "and then the story went on and on for a long while into the night " + std::to_string(i) + "...\n";
+    ellipses +=
+        "and then the story went on and on for a long while into the night " + std::to_string(i) + "...\n";
   EXPECT_EQ(check(ellipses), FilterRule::ellipsis_lines);
 }
 
@@ -90,7 +94,9 @@ namespace {
 // check_quality (hashes, one byte pass, only positions whose shorter n-gram repeats) must
 // decide exactly as this does.
 std::optional<FilterRule> reference_check(std::string_view text, const FilterConfig& cfg) {
-  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+  const auto space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  };
   if (cfg.min_chars > 0 && std::int64_t(text.size()) < cfg.min_chars) return FilterRule::min_chars;
   if (cfg.max_chars > 0 && std::int64_t(text.size()) > cfg.max_chars) return FilterRule::max_chars;
   std::vector<std::string_view> words;
@@ -114,8 +120,10 @@ std::optional<FilterRule> reference_check(std::string_view text, const FilterCon
     }
     alpha += letter;
     for (std::size_t p = 0; p < w.size(); ++p)
-      if (w[p] == '#') ++symbols;
-      else if (w.substr(p, 3) == "..." || w.substr(p, 3) == "\xE2\x80\xA6") ++symbols, p += 2;
+      if (w[p] == '#')
+        ++symbols;
+      else if (w.substr(p, 3) == "..." || w.substr(p, 3) == "\xE2\x80\xA6")
+        ++symbols, p += 2;
   }
   if (code_points / W < cfg.min_mean_word_length || code_points / W > cfg.max_mean_word_length)
     return FilterRule::mean_word_length;
@@ -151,12 +159,15 @@ std::optional<FilterRule> reference_check(std::string_view text, const FilterCon
       if (++seen[l] > 1) ++dup, dup_chars += double(l.size());
     }
     if (dup / double(lines.size()) > cfg.max_duplicate_lines) return FilterRule::duplicate_lines;
-    if (chars > 0 && dup_chars / chars > cfg.max_duplicate_line_chars) return FilterRule::duplicate_line_chars;
+    if (chars > 0 && dup_chars / chars > cfg.max_duplicate_line_chars)
+      return FilterRule::duplicate_line_chars;
   }
   double total = 0;
   for (std::string_view w : words) total += double(w.size());
   using Gram = std::vector<std::string_view>;
-  const auto gram_at = [&](std::size_t i, int n) { return Gram(words.begin() + std::ptrdiff_t(i), words.begin() + std::ptrdiff_t(i) + n); };
+  const auto gram_at = [&](std::size_t i, int n) {
+    return Gram(words.begin() + std::ptrdiff_t(i), words.begin() + std::ptrdiff_t(i) + n);
+  };
   const auto chars_of = [](const Gram& g) {
     double c = 0;
     for (std::string_view w : g) c += double(w.size());
@@ -172,7 +183,8 @@ std::optional<FilterRule> reference_check(std::string_view text, const FilterCon
       const int c = ++count[g];
       if (c > best) best = c, best_gram = g;  // the first to reach each new top count
     }
-    if (best > 1 && best * chars_of(best_gram) / total > cfg.max_top_ngram[std::size_t(n - 2)]) return FilterRule::top_ngram;
+    if (best > 1 && best * chars_of(best_gram) / total > cfg.max_top_ngram[std::size_t(n - 2)])
+      return FilterRule::top_ngram;
   }
   for (int n = 5; n <= 10; ++n) {
     if (words.size() < std::size_t(n)) break;
@@ -191,21 +203,45 @@ std::optional<FilterRule> reference_check(std::string_view text, const FilterCon
 
 // A document of repeated phrases, symbols, bullets and non-ASCII words, from `rng`.
 std::string random_document(std::mt19937_64& rng) {
-  static const char* vocab[] = {"the", "river", "and", "of", "light", "#tag", "wait...", "so\xE2\x80\xA6", "caf\xC3\xA9",
-                                "\xE6\x97\xA5\xE6\x9C\xAC", "1999", "....", "a", "mountain", "to", "3.14", "-", "*",
-                                "\xE2\x80\xA2", "garden", "people", "ancient", "x", "internationalisation"};
+  static const char* vocab[] = {"the",
+                                "river",
+                                "and",
+                                "of",
+                                "light",
+                                "#tag",
+                                "wait...",
+                                "so\xE2\x80\xA6",
+                                "caf\xC3\xA9",
+                                "\xE6\x97\xA5\xE6\x9C\xAC",
+                                "1999",
+                                "....",
+                                "a",
+                                "mountain",
+                                "to",
+                                "3.14",
+                                "-",
+                                "*",
+                                "\xE2\x80\xA2",
+                                "garden",
+                                "people",
+                                "ancient",
+                                "x",
+                                "internationalisation"};
   const std::size_t V = std::size(vocab);
   const std::size_t vocab_used = 3 + rng() % (V - 2);  // small vocabularies repeat n-grams
   std::vector<std::string> phrases;
   for (int p = 0; p < 4; ++p) {
     std::string ph;
-    for (int k = 0, n = 2 + int(rng() % 10); k < n; ++k) ph += std::string(k ? " " : "") + vocab[rng() % vocab_used];
+    for (int k = 0, n = 2 + int(rng() % 10); k < n; ++k)
+      ph += std::string(k ? " " : "") + vocab[rng() % vocab_used];
     phrases.push_back(ph);
   }
   std::string doc;
   for (int k = 0, n = int(rng() % 50 == 0 ? 3000 : rng() % 120); k < n; ++k) {
-    if (rng() % 3 == 0) doc += phrases[rng() % phrases.size()];
-    else doc += vocab[rng() % vocab_used];
+    if (rng() % 3 == 0)
+      doc += phrases[rng() % phrases.size()];
+    else
+      doc += vocab[rng() % vocab_used];
     const int sep = int(rng() % 10);
     doc += sep == 0 ? "\n" : sep == 1 ? "\n\n" : sep == 2 ? " \t " : " ";
   }
@@ -224,19 +260,22 @@ TEST(QualityFilters, DecideLikeAPlainReferenceOnRandomDocumentsAndThresholds) {
     if (i % 2) {  // thresholds from each rule's range, so that every rule decides some documents
       const auto u = [&] { return double(rng() % 1000) / 1000.0; };
       cfg.max_symbol_ratio = 0.2 + u(), cfg.max_bullet_lines = u(), cfg.max_ellipsis_lines = u();
-      cfg.min_alphabetic_words = u() * 0.8, cfg.max_duplicate_lines = u(), cfg.max_duplicate_line_chars = rng() % 2 ? u() * 0.4 : 0.3 + u();
+      cfg.min_alphabetic_words = u() * 0.8, cfg.max_duplicate_lines = u(),
+      cfg.max_duplicate_line_chars = rng() % 2 ? u() * 0.4 : 0.3 + u();
       for (double& t : cfg.max_top_ngram) t = u();
       for (double& t : cfg.max_duplicate_ngram) t = u() - (rng() % 50 == 0 ? 0.5 : 0.0);  // rarely negative
       cfg.min_mean_word_length = 1 + u() * 3, cfg.max_mean_word_length = 4 + u() * 10;
     }
     const auto want = reference_check(doc, cfg);
     const auto got = check_quality(doc, cfg);
-    ASSERT_EQ(got, want) << "document " << i << ": got " << (got ? filter_rule_name(*got) : "kept") << ", want "
-                         << (want ? filter_rule_name(*want) : "kept") << "\n" << doc;
+    ASSERT_EQ(got, want) << "document " << i << ": got " << (got ? filter_rule_name(*got) : "kept")
+                         << ", want " << (want ? filter_rule_name(*want) : "kept") << "\n"
+                         << doc;
     ++fired[want ? filter_rule_name(*want) : "kept"];
   }
-  for (const char* rule : {"kept", "min_words", "mean_word_length", "symbol_ratio", "bullet_lines", "ellipsis_lines",
-                           "alphabetic_words", "duplicate_lines", "duplicate_line_chars", "top_ngram", "duplicate_ngrams"})
+  for (const char* rule :
+       {"kept", "min_words", "mean_word_length", "symbol_ratio", "bullet_lines", "ellipsis_lines",
+        "alphabetic_words", "duplicate_lines", "duplicate_line_chars", "top_ngram", "duplicate_ngrams"})
     EXPECT_GE(fired[rule], 5) << "too few documents decided by " << rule;
   for (const auto& [rule, n] : fired) std::printf("%s %d; ", rule.c_str(), n);
   std::printf("\n");

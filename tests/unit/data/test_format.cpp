@@ -94,7 +94,8 @@ TEST(TokenDatasetFormat, IdsOutsideTheVocabularyAreRejectedOnWrite) {
   const std::string dir = testing_util::temp_folder();
   const std::vector<std::int32_t> tokens = {1, 300};
   const std::vector<std::uint64_t> lengths = {2};
-  EXPECT_THROW(write_token_dataset(dir + "/bad.h5", testing_util::one_rank(), bytes_info(), tokens, lengths), Error);
+  EXPECT_THROW(write_token_dataset(dir + "/bad.h5", testing_util::one_rank(), bytes_info(), tokens, lengths),
+               Error);
   EXPECT_FALSE(std::filesystem::exists(dir + "/bad.h5"));
 }
 
@@ -119,7 +120,8 @@ TEST(TokenDatasetFormat, OffsetsPastTheEndOrDecreasingAreRejected) {
   const std::string dir = testing_util::temp_folder();
   const std::string path = write_small(dir);
   overwrite_offsets(path, {0, 3, 50, 11});
-  EXPECT_NE(error_of(path).find("/doc_offsets[2] = 50 is past the end of /tokens (11 tokens)"), std::string::npos)
+  EXPECT_NE(error_of(path).find("/doc_offsets[2] = 50 is past the end of /tokens (11 tokens)"),
+            std::string::npos)
       << error_of(path);
   overwrite_offsets(path, {0, 5, 3, 11});
   EXPECT_NE(error_of(path).find("decreases at index 2"), std::string::npos) << error_of(path);
@@ -141,7 +143,8 @@ TEST(TokenDatasetFormat, WrongTokenDtypeIsRejected) {
   H5Dclose(d);
   H5Sclose(space);
   H5Fclose(f);
-  EXPECT_NE(error_of(path).find("/tokens has the wrong dtype (expected uint16"), std::string::npos) << error_of(path);
+  EXPECT_NE(error_of(path).find("/tokens has the wrong dtype (expected uint16"), std::string::npos)
+      << error_of(path);
 }
 
 TEST(TokenDatasetFormat, DatasetFromAnotherTokenizerIsRefusedForTraining) {
@@ -162,8 +165,10 @@ TEST(TokenDatasetFormat, DatasetFromAnotherTokenizerIsRefusedForTraining) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     const std::string m = e.what();
-    EXPECT_NE(m.find("other.h5: tokenised with 'bytes' (hash 0123456789abcdef) but data.tokenizer is 'bytes'"),
-              std::string::npos) << m;
+    EXPECT_NE(
+        m.find("other.h5: tokenised with 'bytes' (hash 0123456789abcdef) but data.tokenizer is 'bytes'"),
+        std::string::npos)
+        << m;
   }
   model.vocab_size = 256;  // smaller than the dataset's vocabulary
   cfg.tokenizer.clear();
@@ -171,6 +176,7 @@ TEST(TokenDatasetFormat, DatasetFromAnotherTokenizerIsRefusedForTraining) {
     make_sample_source(cfg, model, 16, 1);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("vocabulary of 257 but model.vocab_size is 256"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vocabulary of 257 but model.vocab_size is 256"), std::string::npos)
+        << e.what();
   }
 }

@@ -39,9 +39,16 @@ bool agrees(const std::string& line, const std::string& field = "text") {
 
 // The inside of a random JSON string: plain text, escapes, raw UTF-8.
 std::string random_string_body(std::mt19937_64& rng) {
-  const char* parts[] = {"plain words", "tab\\there", "quote \\\" and \\\\ slash \\/", "\\u00e9t\\u00E9",
-                         "caf\xC3\xA9 \xE2\x80\xA6 \xF0\x9F\x98\x80", "\\ud83d\\ude00 emoji", "line\\nbreak\\r\\n",
-                         "\\b\\f", "", "\\u0000nul"};
+  const char* parts[] = {"plain words",
+                         "tab\\there",
+                         "quote \\\" and \\\\ slash \\/",
+                         "\\u00e9t\\u00E9",
+                         "caf\xC3\xA9 \xE2\x80\xA6 \xF0\x9F\x98\x80",
+                         "\\ud83d\\ude00 emoji",
+                         "line\\nbreak\\r\\n",
+                         "\\b\\f",
+                         "",
+                         "\\u0000nul"};
   std::string s;
   for (int k = 0, n = int(rng() % 4); k < n; ++k) s += parts[rng() % 10];
   return s;
@@ -74,9 +81,12 @@ std::string random_line(std::mt19937_64& rng) {
   const int n = 1 + int(rng() % 4), text_at = int(rng() % std::uint64_t(n));
   for (int k = 0; k < n; ++k) {
     s += k ? (rng() % 2 ? ", " : ",") : "";
-    if (k == text_at && rng() % 8 != 0) s += "\"text\": \"" + random_string_body(rng) + "\"";
-    else if (k == text_at) s += "\"text\": " + random_value(rng, 1);  // any kind of value
-    else s += "\"meta" + std::to_string(k) + "\":" + random_value(rng, 1);
+    if (k == text_at && rng() % 8 != 0)
+      s += "\"text\": \"" + random_string_body(rng) + "\"";
+    else if (k == text_at)
+      s += "\"text\": " + random_value(rng, 1);  // any kind of value
+    else
+      s += "\"meta" + std::to_string(k) + "\":" + random_value(rng, 1);
   }
   return s + (rng() % 4 == 0 ? "}  " : "}");
 }
@@ -85,7 +95,8 @@ std::string random_line(std::mt19937_64& rng) {
 
 TEST(JsonScan, FindsOrdinaryLinesAndDecodesEscapesLikeNlohmann) {
   EXPECT_TRUE(agrees(R"({"text": "hello"})"));
-  EXPECT_TRUE(agrees(R"(  {"id": 7, "text": "a\"b\\c\/d\n\t\u00e9\ud83d\ude00", "meta": {"url": "x", "n": [1, 2.5, true, null]}} )"));
+  EXPECT_TRUE(agrees(
+      R"(  {"id": 7, "text": "a\"b\\c\/d\n\t\u00e9\ud83d\ude00", "meta": {"url": "x", "n": [1, 2.5, true, null]}} )"));
   EXPECT_TRUE(agrees("{\"text\": \"caf\xC3\xA9\"}"));
   EXPECT_TRUE(agrees(R"({"text": "a\u0000b"})"));
   EXPECT_TRUE(agrees(R"({"text": "first", "text": "second"})"));  // nlohmann keeps the last
@@ -97,24 +108,27 @@ TEST(JsonScan, FindsOrdinaryLinesAndDecodesEscapesLikeNlohmann) {
 
 TEST(JsonScan, FallsBackOnEverythingOutsideItsSubset) {
   for (const std::string line : {
-           R"({"text": 5})",                     // not a string
-           R"({"text": "a", "text": 5})",        // the last one is not a string
-           R"({"other": "a"})",                  // no field
-           R"({})", R"([])", R"("text")", "",    // not an object
-           R"({"text": "a"} x)",                 // trailing garbage
-           R"({"text": "a",})",                  // trailing comma
-           R"({"text": "a\x"})",                 // bad escape
-           R"({"text": "\ud83d"})",              // lone high surrogate
-           R"({"text": "\ude00"})",              // lone low surrogate
-           R"({"text": "a", "n": 1e999})",       // exponent (nlohmann rejects the overflow)
-           R"({"text": "a", "n": 1e3})",         // exponent (fallback, though valid)
-           R"({"text": "a", "n": 01})",          // leading zero
-           R"({"text": "a", "n": tru})",         // bad literal
-           "{\"text\": \"a\tb\"}",               // raw control character
-           "{\"text\": \"\xC3\"}",               // truncated UTF-8
-           "{\"text\": \"\xED\xA0\x80\"}",       // an encoded surrogate
-           "{\"text\": \"\xC0\xAF\"}",           // overlong
-           "\xEF\xBB\xBF{\"text\": \"a\"}",      // byte-order mark (nlohmann skips it: fine, it decides)
+           R"({"text": 5})",               // not a string
+           R"({"text": "a", "text": 5})",  // the last one is not a string
+           R"({"other": "a"})",            // no field
+           R"({})",
+           R"([])",
+           R"("text")",
+           "",                               // not an object
+           R"({"text": "a"} x)",             // trailing garbage
+           R"({"text": "a",})",              // trailing comma
+           R"({"text": "a\x"})",             // bad escape
+           R"({"text": "\ud83d"})",          // lone high surrogate
+           R"({"text": "\ude00"})",          // lone low surrogate
+           R"({"text": "a", "n": 1e999})",   // exponent (nlohmann rejects the overflow)
+           R"({"text": "a", "n": 1e3})",     // exponent (fallback, though valid)
+           R"({"text": "a", "n": 01})",      // leading zero
+           R"({"text": "a", "n": tru})",     // bad literal
+           "{\"text\": \"a\tb\"}",           // raw control character
+           "{\"text\": \"\xC3\"}",           // truncated UTF-8
+           "{\"text\": \"\xED\xA0\x80\"}",   // an encoded surrogate
+           "{\"text\": \"\xC0\xAF\"}",       // overlong
+           "\xEF\xBB\xBF{\"text\": \"a\"}",  // byte-order mark (nlohmann skips it: fine, it decides)
        }) {
     std::string out;
     EXPECT_EQ(json_string_field(line, "text", out), JsonScan::fallback) << line;
@@ -159,7 +173,8 @@ TEST(JsonScan, FlatIntObjectVisitsWhatNlohmannReads) {
   const std::string text = R"({"a": 0, "\u0120the": 262, "b\"c": 7,
     "\u00e9": 2147483647})";
   std::map<std::string, std::uint32_t> got;
-  ASSERT_EQ(json_flat_int_object(text, [&](std::string_view k, std::uint32_t v) { return got.emplace(k, v).second; }),
+  ASSERT_EQ(json_flat_int_object(
+                text, [&](std::string_view k, std::uint32_t v) { return got.emplace(k, v).second; }),
             JsonScan::found);
   std::map<std::string, std::uint32_t> ref;
   const nlohmann::json j = nlohmann::json::parse(text);
@@ -167,7 +182,8 @@ TEST(JsonScan, FlatIntObjectVisitsWhatNlohmannReads) {
   EXPECT_EQ(got, ref);
   for (const std::string bad : {R"({"a": -1})", R"({"a": 1.0})", R"({"a": 1e2})", R"({"a": 2147483648})",
                                 R"({"a": "1"})", R"({"a": 1,})", R"({"a": 1} x)", R"({"a": 01})"}) {
-    EXPECT_EQ(json_flat_int_object(bad, [](std::string_view, std::uint32_t) { return true; }), JsonScan::fallback)
+    EXPECT_EQ(json_flat_int_object(bad, [](std::string_view, std::uint32_t) { return true; }),
+              JsonScan::fallback)
         << bad;
   }
   EXPECT_EQ(json_flat_int_object(R"({"a": 1})", [](std::string_view, std::uint32_t) { return false; }),

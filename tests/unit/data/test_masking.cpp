@@ -55,9 +55,12 @@ TEST(Masking, FollowsBertsFractions) {
       ++chosen;
       ASSERT_EQ(tg[t], w[t]) << "the target is the original token";
       ASSERT_EQ(m.chosen(s, t), true);
-      if (in[t] == 1000) ++masked;
-      else if (in[t] != w[t]) ++random, random_sum += in[t];
-      else ++unchanged;  // (or a random draw of the same token: 1 in 1000 of the random ones)
+      if (in[t] == 1000)
+        ++masked;
+      else if (in[t] != w[t])
+        ++random, random_sum += in[t];
+      else
+        ++unchanged;  // (or a random draw of the same token: 1 in 1000 of the random ones)
       ASSERT_GE(in[t], 0);
       ASSERT_LE(in[t], 1000);
     }
@@ -87,7 +90,8 @@ TEST(Masking, ConfigurableFractions) {
 
 TEST(Masking, IsAPureFunctionOfSeedSampleAndPosition) {
   const data::Masker a(bert(), 7, data::MaskStream::train), b(bert(), 7, data::MaskStream::train);
-  const data::Masker other_seed(bert(), 8, data::MaskStream::train), valid(bert(), 7, data::MaskStream::valid);
+  const data::Masker other_seed(bert(), 8, data::MaskStream::train),
+      valid(bert(), 7, data::MaskStream::valid);
   const auto w = window_of(5, 64);
   std::vector<std::int32_t> in1(64), tg1(64), in2(64), tg2(64);
   a.apply(5, w.data(), 64, in1.data(), tg1.data());

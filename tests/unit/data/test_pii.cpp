@@ -17,12 +17,14 @@ TEST(Pii, EmailAddressesAreReplaced) {
   EXPECT_EQ(scrub("write to john.doe+list@mail.example.co.uk, or to a_b@x.org.", &c),
             "write to <EMAIL>, or to <EMAIL>.");
   EXPECT_EQ(c.emails, 2u);
-  EXPECT_EQ(scrub("not an address: user@localhost, @twitter, a@b.c"), "not an address: user@localhost, @twitter, a@b.c");
+  EXPECT_EQ(scrub("not an address: user@localhost, @twitter, a@b.c"),
+            "not an address: user@localhost, @twitter, a@b.c");
 }
 
 TEST(Pii, Ipv4AddressesAreReplacedButNotVersionsOrOutOfRangeOctets) {
   PiiCounts c;
-  EXPECT_EQ(scrub("server 192.168.1.20 and 10.0.0.1:8080 up", &c), "server <IP_ADDRESS> and <IP_ADDRESS>:8080 up");
+  EXPECT_EQ(scrub("server 192.168.1.20 and 10.0.0.1:8080 up", &c),
+            "server <IP_ADDRESS> and <IP_ADDRESS>:8080 up");
   EXPECT_EQ(c.ipv4, 2u);
   EXPECT_EQ(scrub("version 1.2.3.4.5 and 300.1.1.1 and 3.14"), "version 1.2.3.4.5 and 300.1.1.1 and 3.14");
 }
@@ -40,7 +42,8 @@ TEST(Pii, PhoneNumbersAreReplacedButNotDatesOrPlainNumbers) {
   EXPECT_EQ(scrub("call 555-123-4567, (555) 123-4567 or +44 20 7946 0958 today", &c),
             "call <PHONE>, <PHONE> or <PHONE> today");
   EXPECT_EQ(c.phones, 3u);
-  EXPECT_EQ(scrub("on 2021-01-01, in 1999, id 12345678901, pi 3.14159"), "on 2021-01-01, in 1999, id 12345678901, pi 3.14159");
+  EXPECT_EQ(scrub("on 2021-01-01, in 1999, id 12345678901, pi 3.14159"),
+            "on 2021-01-01, in 1999, id 12345678901, pi 3.14159");
 }
 
 TEST(Pii, TextWithoutPiiIsUnchanged) {

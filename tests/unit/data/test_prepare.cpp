@@ -50,12 +50,13 @@ TEST(Prepare, PlantedExactAndNearDuplicatesAreRemovedDistinctDocumentsKept) {
   const std::string dir = testing_util::temp_folder();
   std::string a, b;
   for (int i = 0; i < 20; ++i) a += jsonl_line(paragraph(i));
-  b += jsonl_line(paragraph(3));                          // exact copy of a's 4th, in another file
+  b += jsonl_line(paragraph(3));    // exact copy of a's 4th, in another file
   std::string crlf = paragraph(5);  // equal after whitespace normalisation: CRLF, trailing spaces
-  for (std::size_t p = crlf.find('\n'); p != std::string::npos; p = crlf.find('\n', p + 4)) crlf.replace(p, 1, "  \r\n");
+  for (std::size_t p = crlf.find('\n'); p != std::string::npos; p = crlf.find('\n', p + 4))
+    crlf.replace(p, 1, "  \r\n");
   b += jsonl_line(crlf + "\n\n\n");
-  b += jsonl_line(paragraph(7) + " -- Anonymous");        // near copy (an attribution added)
-  b += jsonl_line(paragraph(50));                         // new
+  b += jsonl_line(paragraph(7) + " -- Anonymous");  // near copy (an attribution added)
+  b += jsonl_line(paragraph(50));                   // new
   write_file(dir + "/in/a.jsonl", a);
   write_file(dir + "/in/b.jsonl", b);
   const PrepareStats st = run_prepare(options(dir, {dir + "/in"}), testing_util::one_rank());
@@ -87,8 +88,9 @@ TEST(Prepare, EachStepCanBeSwitchedOff) {
 
 TEST(Prepare, FiltersAndPiiAreCountedInTheStatisticsAttribute) {
   const std::string dir = testing_util::temp_folder();
-  write_file(dir + "/a.jsonl", jsonl_line(paragraph(1) + "\nMail me at jane@example.com or call 555-123-4567.") +
-                                   jsonl_line("too short") + jsonl_line(paragraph(2)));
+  write_file(dir + "/a.jsonl",
+             jsonl_line(paragraph(1) + "\nMail me at jane@example.com or call 555-123-4567.") +
+                 jsonl_line("too short") + jsonl_line(paragraph(2)));
   const PrepareStats st = run_prepare(options(dir, {dir + "/a.jsonl"}), testing_util::one_rank());
   EXPECT_EQ(st.filtered_docs[std::size_t(FilterRule::min_words)], 1u);
   EXPECT_EQ(st.pii_emails, 1u);
@@ -121,8 +123,12 @@ TEST(Prepare, MalformedJsonlLinesAndInvalidUtf8AreCountedNotFatal) {
   const std::string dir = testing_util::temp_folder();
   std::string bad_utf8 = jsonl_line(paragraph(2) + " bad XX byte");
   bad_utf8.replace(bad_utf8.find("XX"), 2, "\xff");
-  write_file(dir + "/a.jsonl", jsonl_line(paragraph(1)) + "{not json\n" + R"({"title": "no text"})" "\n" +
-                                   R"({"text": 42})" "\n" + bad_utf8);
+  write_file(dir + "/a.jsonl", jsonl_line(paragraph(1)) + "{not json\n" +
+                                   R"({"title": "no text"})"
+                                   "\n" +
+                                   R"({"text": 42})"
+                                   "\n" +
+                                   bad_utf8);
   PrepareOptions o = options(dir, {dir + "/a.jsonl"});
   o.filter = false;
   const PrepareStats st = run_prepare(o, testing_util::one_rank());
@@ -146,7 +152,8 @@ TEST(Prepare, MissingInputIsNamedAndNoOutputIsLeft) {
     run_prepare(options(dir, {dir + "/missing.jsonl"}), testing_util::one_rank());
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("missing.jsonl': No such file or directory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("missing.jsonl': No such file or directory"), std::string::npos)
+        << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(dir + "/out.h5"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/out.h5.tmp"));
@@ -183,11 +190,11 @@ TEST(Prepare, OutputOfAFixedInputIsPinned) {
     std::string p = paragraph(i, 60 + i % 40);
     if (i % 7 == 0) p += "\r\nCaf\u00e9 na\u0131\u0308ve \u00a0 r\u00e9sum\u00e9\u200b.  \n\n\n";
     if (i % 11 == 0) p += " Mail jane.doe@example.org or call +44 20 7946 0958 from 192.168.1.20.";
-    if (i % 13 == 0) p = "- a\n- b\n- c\n- d";                         // bullet lines, too short
+    if (i % 13 == 0) p = "- a\n- b\n- c\n- d";                                // bullet lines, too short
     if (i % 17 == 0) p += "\n" + paragraph(i, 12) + "\n" + paragraph(i, 12);  // repeated lines
     a += jsonl_line(p);
   }
-  for (int i = 0; i < 40; i += 3) b += jsonl_line(paragraph(i, 60 + i % 40));        // exact copies
+  for (int i = 0; i < 40; i += 3) b += jsonl_line(paragraph(i, 60 + i % 40));               // exact copies
   for (int i = 1; i < 40; i += 5) b += jsonl_line(paragraph(i, 60 + i % 40) + " -- Anon");  // near copies
   write_file(dir + "/in/a.jsonl", a);
   write_file(dir + "/in/b.jsonl", b);
@@ -201,6 +208,7 @@ TEST(Prepare, OutputOfAFixedInputIsPinned) {
   EXPECT_GT(st.pii_docs, 0u);
   EXPECT_GT(st.normalized_docs, 0u);
   const TokenDataset ds(o.output);
-  EXPECT_EQ(content_digest(ds), "89a2f86fb431391770b324adcb2acd77") << "the tokens or document boundaries changed";
+  EXPECT_EQ(content_digest(ds), "89a2f86fb431391770b324adcb2acd77")
+      << "the tokens or document boundaries changed";
   EXPECT_EQ(hash128(ds.info().statistics).hex(), "2ae1127bc09b731b91868e23103fe929") << ds.info().statistics;
 }

@@ -108,7 +108,8 @@ TEST(QualityClassifier, PrepareDropsLowScoresCountsThemAndRecordsDocScores) {
   std::string in;
   std::vector<std::string> texts;
   for (int i = 0; i < 30; ++i) {
-    texts.push_back(i % 3 == 0 ? shuffle_words(paragraph(2000 + i, 60), 11, std::uint64_t(i)) : paragraph(3000 + i, 60));
+    texts.push_back(i % 3 == 0 ? shuffle_words(paragraph(2000 + i, 60), 11, std::uint64_t(i))
+                               : paragraph(3000 + i, 60));
     in += nlohmann::json({{"text", texts.back()}}).dump() + "\n";
   }
   write_file(dir + "/in.jsonl", in);
@@ -126,8 +127,10 @@ TEST(QualityClassifier, PrepareDropsLowScoresCountsThemAndRecordsDocScores) {
   std::uint64_t removed = 0;
   for (const auto& t : texts) {
     const double s = m.score(t);
-    if (s >= 0.5) expected.push_back(float(s));
-    else ++removed;
+    if (s >= 0.5)
+      expected.push_back(float(s));
+    else
+      ++removed;
   }
   EXPECT_GE(removed, 8u);  // most of the 10 shuffled documents
   EXPECT_EQ(st.quality_docs, removed);

@@ -97,7 +97,8 @@ std::string write_dataset(const std::string& path, int n_tokens, int base) {
 config::DataConfig blend_config(const std::string& dir) {
   config::DataConfig cfg;
   cfg.source = config::DataSource::hdf5;
-  cfg.datasets = {{write_dataset(dir + "/a.h5", 20000, 0), 0.7}, {write_dataset(dir + "/b.h5", 9000, 100), 0.2},
+  cfg.datasets = {{write_dataset(dir + "/a.h5", 20000, 0), 0.7},
+                  {write_dataset(dir + "/b.h5", 9000, 100), 0.2},
                   {write_dataset(dir + "/c.h5", 5000, 200), 0.1}};
   cfg.valid_fraction = 0.02;
   return cfg;
@@ -142,15 +143,16 @@ TEST(AsyncLoader, GivesTheSameBatchesAsDirectReadsForAnyDpSizeAndPrefetch) {
       std::vector<std::unique_ptr<AsyncLoader>> loaders;
       for (int r = 0; r < dp; ++r) {
         sources.push_back(make_sample_source(cfg, model, T, 3));
-        loaders.push_back(std::make_unique<AsyncLoader>(
-            *sources.back(), LoaderOptions{micro, T, B, dp, r, prefetch, 0}));
+        loaders.push_back(
+            std::make_unique<AsyncLoader>(*sources.back(), LoaderOptions{micro, T, B, dp, r, prefetch, 0}));
       }
       for (int step = 0; step < steps; ++step)
         for (int r = 0; r < dp; ++r)
           for (int m = 0; m < B / dp / micro; ++m) {
             const auto batch = loaders[std::size_t(r)]->next();
             for (int i = 0; i < micro; ++i) {
-              const std::uint64_t s = std::uint64_t(step) * B + std::uint64_t(r) * (B / dp) + std::uint64_t(m) * micro + std::uint64_t(i);
+              const std::uint64_t s = std::uint64_t(step) * B + std::uint64_t(r) * (B / dp) +
+                                      std::uint64_t(m) * micro + std::uint64_t(i);
               direct->train_window(s, w.data());
               for (int t = 0; t < T; ++t) {
                 ASSERT_EQ(batch.inputs[i * T + t], w[std::size_t(t)]) << "dp " << dp << " sample " << s;

@@ -38,7 +38,8 @@ TEST(TokenizerErrors, UnknownSpecListsTheKnownKinds) {
 }
 
 TEST(TokenizerErrors, MissingFileIsNamed) {
-  for (const std::string spec : {"/nonexistent/tokenizer.json", "/nonexistent/cl100k_base.tiktoken", "/nonexistent/x.model"}) {
+  for (const std::string spec :
+       {"/nonexistent/tokenizer.json", "/nonexistent/cl100k_base.tiktoken", "/nonexistent/x.model"}) {
     const std::string e = load_error(spec);
     EXPECT_NE(e.find(spec), std::string::npos) << e;
     EXPECT_NE(e.find("missing"), std::string::npos) << e;

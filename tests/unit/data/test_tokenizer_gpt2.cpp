@@ -67,8 +67,12 @@ TEST(Gpt2Tokenizer, TwoThreadsEncodingTheSameTextGetTheSameIds) {
   text += english_text();
   const auto expected = gpt2().encode(text);
   std::vector<std::int32_t> a, b;
-  std::thread ta([&] { for (int i = 0; i < 3; ++i) a = gpt2().encode(text); });
-  std::thread tb([&] { for (int i = 0; i < 3; ++i) b = gpt2().encode(text); });
+  std::thread ta([&] {
+    for (int i = 0; i < 3; ++i) a = gpt2().encode(text);
+  });
+  std::thread tb([&] {
+    for (int i = 0; i < 3; ++i) b = gpt2().encode(text);
+  });
   ta.join();
   tb.join();
   EXPECT_EQ(a, expected);
@@ -127,5 +131,6 @@ TEST(Gpt2Tokenizer, SpecialTokenTextIsEncodedAsTextAndEosDecodesToIt) {
   const auto ids = gpt2().encode("<|endoftext|>");
   EXPECT_GT(ids.size(), 1u);  // specials are appended by callers, never parsed from text
   EXPECT_EQ(gpt2().decode(std::vector<std::int32_t>{50256}), "<|endoftext|>");
-  EXPECT_EQ(gpt2().decode(std::vector<std::int32_t>{15496, 50300, -1, 995}), "Hello world");  // padding ids skipped
+  EXPECT_EQ(gpt2().decode(std::vector<std::int32_t>{15496, 50300, -1, 995}),
+            "Hello world");  // padding ids skipped
 }

@@ -18,7 +18,8 @@ void expect_fixture(const Tokenizer& t, const std::string& key) {
     const auto got = t.encode(text);
     ++n;
     if (got != expected && ++failures <= 5) ADD_FAILURE() << key << " text: " << nlohmann::json(text).dump();
-    if (t.decode(got) != text && ++failures <= 5) ADD_FAILURE() << key << " round trip: " << nlohmann::json(text).dump();
+    if (t.decode(got) != text && ++failures <= 5)
+      ADD_FAILURE() << key << " round trip: " << nlohmann::json(text).dump();
   }
   EXPECT_GE(n, 300);
   EXPECT_EQ(failures, 0);

@@ -11,7 +11,8 @@ namespace {
 
 const BpeTokenizer& trained() {
   static const auto t = [] {
-    const std::vector<std::string> corpus = {english_text(), read_text("/usr/share/common-licenses/Apache-2.0")};
+    const std::vector<std::string> corpus = {english_text(),
+                                             read_text("/usr/share/common-licenses/Apache-2.0")};
     return train_bpe(corpus, 1000, {"<|endoftext|>", "<|pad|>"});
   }();
   return *t;
@@ -27,7 +28,8 @@ TEST(BpeTraining, ReachesTheRequestedVocabularyWithSpecialsLast) {
 }
 
 TEST(BpeTraining, TrainEncodeDecodeRoundTripsHeldOutText) {
-  const std::string held_out = read_text("/usr/share/common-licenses/MPL-2.0") + "naïve 日本語 🙂 \xff\xfe";
+  const std::string held_out =
+      read_text("/usr/share/common-licenses/MPL-2.0") + "naïve 日本語 🙂 \xff\xfe";
   const auto ids = trained().encode(held_out);
   EXPECT_EQ(trained().decode(ids), held_out);
   // Learned merges compress English: well under one token per byte.

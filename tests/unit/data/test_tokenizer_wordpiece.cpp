@@ -15,8 +15,8 @@ using namespace strata::data::test;
 namespace {
 
 const WordPieceTokenizer& bert() {
-  static const std::unique_ptr<WordPieceTokenizer> t =
-      WordPieceTokenizer::from_vocab_txt((tokenizer_dir() / "bert-base-uncased" / "vocab.txt").string(), "bert-base-uncased");
+  static const std::unique_ptr<WordPieceTokenizer> t = WordPieceTokenizer::from_vocab_txt(
+      (tokenizer_dir() / "bert-base-uncased" / "vocab.txt").string(), "bert-base-uncased");
   return *t;
 }
 
@@ -54,14 +54,16 @@ TEST(WordPieceTokenizer, BasicTokeniserLowercasesStripsAccentsAndSplitsPunctuati
   const WordPieceTokenizer& t = bert();
   EXPECT_EQ(t.basic_tokenize("Héllo, WORLD!"), (std::vector<std::string>{"hello", ",", "world", "!"}));
   EXPECT_EQ(t.basic_tokenize("你好世界"), (std::vector<std::string>{"你", "好", "世", "界"}));
-  EXPECT_EQ(t.basic_tokenize("a\u200bb\tc\u00a0d\x01" "e"), (std::vector<std::string>{"ab", "c", "de"}));
+  EXPECT_EQ(t.basic_tokenize("a\u200bb\tc\u00a0d\x01"
+                             "e"),
+            (std::vector<std::string>{"ab", "c", "de"}));
   EXPECT_EQ(t.basic_tokenize("ΟΔΥΣΣΕΥΣ"), (std::vector<std::string>{"οδυσσευς"}));  // final sigma
   EXPECT_EQ(t.basic_tokenize("  "), (std::vector<std::string>{}));
 }
 
 TEST(WordPieceTokenizer, LongestMatchFirstWithContinuationsAndUnknownWords) {
-  const std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff", "##able",
-                                          "##a", "a", "##b", "b"};
+  const std::vector<std::string> vocab = {"[PAD]", "[UNK]",  "[CLS]", "[SEP]", "[MASK]", "un",
+                                          "##aff", "##able", "##a",   "a",     "##b",    "b"};
   const WordPieceTokenizer t("toy", vocab, WordPieceTokenizer::Options{});
   EXPECT_EQ(t.encode("unaffable"), (std::vector<std::int32_t>{5, 6, 7}));
   EXPECT_EQ(t.decode(t.encode("unaffable")), "unaffable");
@@ -83,10 +85,15 @@ TEST(WordPieceTokenizer, LoadsFromTokenizerJsonAndTheSpecAndRejectsBadFiles) {
   TempDir dir;
   // A tokenizer.json with a WordPiece model over the toy vocabulary, cased.
   nlohmann::json j;
-  j["normalizer"] = {{"type", "BertNormalizer"}, {"lowercase", false}, {"strip_accents", nullptr},
-                     {"clean_text", true}, {"handle_chinese_chars", true}};
+  j["normalizer"] = {{"type", "BertNormalizer"},
+                     {"lowercase", false},
+                     {"strip_accents", nullptr},
+                     {"clean_text", true},
+                     {"handle_chinese_chars", true}};
   j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
-  j["model"] = {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"continuing_subword_prefix", "##"},
+  j["model"] = {{"type", "WordPiece"},
+                {"unk_token", "[UNK]"},
+                {"continuing_subword_prefix", "##"},
                 {"max_input_chars_per_word", 100},
                 {"vocab", {{"[UNK]", 0}, {"[SEP]", 1}, {"A", 2}, {"a", 3}, {"##b", 4}}}};
   const auto path = dir.path() / "toy" / "tokenizer.json";
@@ -120,7 +127,8 @@ TEST(WordPieceTokenizer, LoadsFromTokenizerJsonAndTheSpecAndRejectsBadFiles) {
 
 TEST(WordPieceTokenizer, TwoThreadsEncodingTheSameTextGetTheSameIds) {
   std::string text;
-  for (const auto& c : fixture("wordpiece_encoding.json")["cases"]) text += c["text"].get<std::string>() + " ";
+  for (const auto& c : fixture("wordpiece_encoding.json")["cases"])
+    text += c["text"].get<std::string>() + " ";
   const std::vector<std::int32_t> expected = bert().encode(text);
   std::vector<std::int32_t> a, b;
   std::thread ta([&] { a = bert().encode(text); }), tb([&] { b = bert().encode(text); });

@@ -38,8 +38,9 @@ inline std::filesystem::path tokenizer_dir() { return default_tokenizer_dir(); }
 
 // Loaded once per process (loading parses ~1 MB of JSON); tokenizers are immutable.
 inline const BpeTokenizer& gpt2() {
-  static const std::unique_ptr<BpeTokenizer> t = BpeTokenizer::from_gpt2_files(
-      (tokenizer_dir() / "gpt2" / "encoder.json").string(), (tokenizer_dir() / "gpt2" / "vocab.bpe").string());
+  static const std::unique_ptr<BpeTokenizer> t =
+      BpeTokenizer::from_gpt2_files((tokenizer_dir() / "gpt2" / "encoder.json").string(),
+                                    (tokenizer_dir() / "gpt2" / "vocab.bpe").string());
   return *t;
 }
 

@@ -40,10 +40,8 @@ inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
 
 // Checks analytic == dL/dx by central differences, perturbing every element of x in place
 // (x is restored). `loss` recomputes L from the current x.
-inline void expect_matches_fd(const char* what, std::vector<double>& x,
-                              const std::vector<double>& analytic,
-                              const std::function<double()>& loss, double rtol = 1e-6,
-                              double eps = 1e-6) {
+inline void expect_matches_fd(const char* what, std::vector<double>& x, const std::vector<double>& analytic,
+                              const std::function<double()>& loss, double rtol = 1e-6, double eps = 1e-6) {
   ASSERT_EQ(x.size(), analytic.size()) << what;
   double scale = 1.0;
   for (double g : analytic) scale = std::max(scale, std::abs(g));

@@ -81,8 +81,8 @@ TEST(SwiGlu, ForwardMatchesLoopsInDoubleAndFloat) {
   double derr = 0, ferr = 0;
   for (index_t i = 0; i < n; ++i) {
     derr = std::max(derr, std::abs(y[i] - swiglu_ref(g[i], u[i])));
-    ferr = std::max(ferr, std::abs(double(yf[i]) - swiglu_ref(gf[i], uf[i])) /
-                              (1 + std::abs(swiglu_ref(gf[i], uf[i]))));
+    ferr = std::max(
+        ferr, std::abs(double(yf[i]) - swiglu_ref(gf[i], uf[i])) / (1 + std::abs(swiglu_ref(gf[i], uf[i]))));
   }
   EXPECT_LT(derr, 1e-14);
   EXPECT_LT(ferr, 1e-6);  // a few float ulp of O(1..10) values
@@ -93,8 +93,7 @@ TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndAccumulates) {
   auto g = randn(n, 7, 2.0), u = randn(n, 8);
   const auto r = randn(n, 9), dg0 = randn(n, 10), du0 = randn(n, 11);
   auto dg = dg0, du = du0;
-  for (int rep = 0; rep < 2; ++rep)
-    swiglu_backward(dg.data(), du.data(), r.data(), g.data(), u.data(), n);
+  for (int rep = 0; rep < 2; ++rep) swiglu_backward(dg.data(), du.data(), r.data(), g.data(), u.data(), n);
   auto loss = [&] {
     std::vector<double> y(n);
     swiglu_forward(y.data(), g.data(), u.data(), n);

@@ -56,7 +56,8 @@ TEST(AdamW, RejectsStepZero) {
 // The fused form is the plain update followed by clearing the gradient, bitwise.
 TEST(AdamW, ZeroGradFormEqualsTheUpdateThenAFillOfTheGradient) {
   const index_t n = 20011;
-  const auto p0 = cast<float>(randn(n, 41)), g0 = cast<float>(randn(n, 42)), m0 = cast<float>(randn(n, 43, 0.1));
+  const auto p0 = cast<float>(randn(n, 41)), g0 = cast<float>(randn(n, 42)),
+             m0 = cast<float>(randn(n, 43, 0.1));
   auto v0 = cast<float>(randn(n, 44, 0.1));
   for (auto& x : v0) x = x * x;
   const AdamWParams hp{3e-4, 0.9, 0.95, 1e-8, 0.1, 0.8, 7};

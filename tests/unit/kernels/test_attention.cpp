@@ -18,8 +18,7 @@ struct Fused {
 };
 
 // Explicit-loop reference: out[b, t, h, :] = sum_u softmax_u(q . k / sqrt(HS)) v.
-static std::vector<double> attention_ref(const std::vector<double>& qkv, const Fused& f,
-                                         bool causal) {
+static std::vector<double> attention_ref(const std::vector<double>& qkv, const Fused& f, bool causal) {
   const index_t ld = f.ld(), group = f.NH / f.NKV;
   std::vector<double> out(f.B * f.T * f.NH * f.HS, 0.0);
   for (index_t b = 0; b < f.B; ++b)
@@ -52,8 +51,8 @@ template <class T>
 static std::vector<T> run_forward(const std::vector<T>& qkv, const Fused& f, bool causal,
                                   std::vector<T>* att_out = nullptr) {
   std::vector<T> out(f.B * f.T * f.NH * f.HS), att(f.B * f.NH * f.T * f.T, T(-7));
-  attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + f.koff(),
-                    qkv.data() + f.voff(), f.shape(causal));
+  attention_forward(out.data(), att.data(), qkv.data(), qkv.data() + f.koff(), qkv.data() + f.voff(),
+                    f.shape(causal));
   if (att_out) *att_out = att;
   return out;
 }
@@ -106,16 +105,15 @@ TEST(Attention, BackwardMatchesFiniteDifferencesForQKVAndAccumulates) {
     auto g = g0;
     std::vector<double> scratch(f.T * f.T);
     for (int rep = 0; rep < 2; ++rep)
-      attention_backward(g.data(), g.data() + f.koff(), g.data() + f.voff(), scratch.data(),
-                         r.data(), att.data(), qkv.data(), qkv.data() + f.koff(),
-                         qkv.data() + f.voff(), f.shape(causal));
+      attention_backward(g.data(), g.data() + f.koff(), g.data() + f.voff(), scratch.data(), r.data(),
+                         att.data(), qkv.data(), qkv.data() + f.koff(), qkv.data() + f.voff(),
+                         f.shape(causal));
     const auto grad = once(g, g0);
     expect_matches_fd(causal ? "dqkv causal" : "dqkv bidirectional", qkv, grad,
                       [&] { return dot(r, run_forward(qkv, f, causal)); });
     // Padding columns of the fused buffer are not touched.
     for (index_t row = 0; row < f.B * f.T; ++row)
-      for (index_t c = f.ld() - f.pad; c < f.ld(); ++c)
-        ASSERT_EQ(g[row * f.ld() + c], g0[row * f.ld() + c]);
+      for (index_t c = f.ld() - f.pad; c < f.ld(); ++c) ASSERT_EQ(g[row * f.ld() + c], g0[row * f.ld() + c]);
   }
 }
 

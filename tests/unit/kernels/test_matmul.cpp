@@ -9,9 +9,8 @@ using namespace strata::kernels::cpu;
 using namespace strata::kernels::cpu::test;
 
 // Plain-loop reference: C = alpha op(A) op(B) + beta C, row-major with leading dimensions.
-static void gemm_ref(bool ta, bool tb, index_t M, index_t N, index_t K, double alpha,
-                     const double* A, index_t lda, const double* B, index_t ldb, double beta,
-                     double* C, index_t ldc) {
+static void gemm_ref(bool ta, bool tb, index_t M, index_t N, index_t K, double alpha, const double* A,
+                     index_t lda, const double* B, index_t ldb, double beta, double* C, index_t ldc) {
   for (index_t i = 0; i < M; ++i)
     for (index_t j = 0; j < N; ++j) {
       double s = 0;
@@ -82,8 +81,7 @@ TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulates) {
   expect_matches_fd("db", b, once(db, db0), loss);
   // Null gradients are skipped.
   auto dw2 = dw0;
-  linear_backward<double>(nullptr, dw2.data(), nullptr, r.data(), x.data(), w.data(), rows, in,
-                          out);
+  linear_backward<double>(nullptr, dw2.data(), nullptr, r.data(), x.data(), w.data(), rows, in, out);
   std::vector<double> g(w.size());
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = dw2[i] - dw0[i];
   EXPECT_LT(max_abs_diff(g, once(dw, dw0)), 1e-12);

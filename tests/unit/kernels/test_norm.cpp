@@ -46,14 +46,12 @@ TEST(LayerNorm, ForwardMatchesLoopsInDoubleAndFloat) {
   std::vector<double> y(kN * kC), mean(kN), rstd(kN);
   layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), kN, kC, kEps);
   EXPECT_LT(max_abs_diff(y, layernorm_ref(x, w, b.data())), 1e-12);
-  layernorm_forward<double>(y.data(), mean.data(), rstd.data(), x.data(), w.data(), nullptr, kN,
-                            kC, kEps);
+  layernorm_forward<double>(y.data(), mean.data(), rstd.data(), x.data(), w.data(), nullptr, kN, kC, kEps);
   EXPECT_LT(max_abs_diff(y, layernorm_ref(x, w, nullptr)), 1e-12);
   // float: normalised values O(1) times w O(1); ~1e-6 relative rounding -> 2e-5 absolute.
   auto xf = cast<float>(x), wf = cast<float>(w), bf = cast<float>(b);
   std::vector<float> yf(kN * kC), mf(kN), rf(kN);
-  layernorm_forward(yf.data(), mf.data(), rf.data(), xf.data(), wf.data(), bf.data(), kN, kC,
-                    float(kEps));
+  layernorm_forward(yf.data(), mf.data(), rf.data(), xf.data(), wf.data(), bf.data(), kN, kC, float(kEps));
   EXPECT_LT(max_abs_diff(yf, layernorm_ref(x, w, b.data())), 2e-5);
 }
 
@@ -62,8 +60,7 @@ TEST(LayerNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
   const auto r = randn(kN * kC, 7);
   std::vector<double> y(kN * kC), mean(kN), rstd(kN);
   auto loss = [&] {
-    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), kN, kC,
-                      kEps);
+    layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), kN, kC, kEps);
     return dot(r, y);
   };
   loss();
@@ -117,8 +114,8 @@ TEST(Norm, ResidualFusedForwardsAreBitwiseEqualToAddBiasAccumulateThenNorm) {
     accumulate(r0.data(), x.data(), N * C);
     std::vector<float> r1 = delta, y1(N * C), m1(N), s1(N);
     layernorm_forward(y0.data(), m0.data(), s0.data(), r0.data(), w.data(), b.data(), N, C, 1e-5f);
-    residual_layernorm_forward(r1.data(), y1.data(), m1.data(), s1.data(), x.data(), bi, w.data(), b.data(), N, C,
-                               1e-5f);
+    residual_layernorm_forward(r1.data(), y1.data(), m1.data(), s1.data(), x.data(), bi, w.data(), b.data(),
+                               N, C, 1e-5f);
     EXPECT_EQ(r0, r1);
     EXPECT_EQ(y0, y1);
     EXPECT_EQ(m0, m1);

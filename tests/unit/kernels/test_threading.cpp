@@ -83,8 +83,10 @@ TEST(Threading, LoopsAboveTheThresholdRunOnTheKernelThreadsAndSmallOnesOnTheCall
   with_threads(2, [&] {
     int* b = big.data();
     int* sm = small.data();
-    detail::for_each("test::big", 64, [=](index_t i) { b[i] = omp_get_thread_num(); }, detail::kMinParallelWork / 32);
-    detail::for_each("test::small", 64, [=](index_t i) { sm[i] = omp_get_thread_num(); }, 16);
+    detail::for_each(
+        "test::big", 64, [=](index_t i) { b[i] = omp_get_thread_num(); }, detail::kMinParallelWork / 32);
+    detail::for_each(
+        "test::small", 64, [=](index_t i) { sm[i] = omp_get_thread_num(); }, 16);
   });
   // static schedule: the first half on thread 0, the second on thread 1
   EXPECT_EQ(big.front(), 0);

@@ -128,15 +128,15 @@ TEST(Decoder, FloatAgreesWithDoubleAndTruncateReplaysTheSameLogits) {
 // training forward at every position.
 TEST(Decoder, BidirectionalWholeSequenceEqualsTrainingForward) {
   for (ModelConfig cfg : every_kind()) {
-  cfg.attention = config::AttentionKind::bidirectional;
-  model::Transformer<double> train(cfg, 1, 7);
-  init(train, 4);
-  model::CpuDecoder<double> dec(cfg);
-  std::copy(train.params().begin(), train.params().end(), dec.params().begin());
-  const std::vector<std::int32_t> seq = {0, 9, 22, 4, 4, 13, 1};
-  const auto full = full_logits(train, seq, cfg.vocab_size);
-  const double* rows = dec.forward(seq, true);
-  for (std::size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(rows[i], full[i], 1e-10) << cfg.name;
+    cfg.attention = config::AttentionKind::bidirectional;
+    model::Transformer<double> train(cfg, 1, 7);
+    init(train, 4);
+    model::CpuDecoder<double> dec(cfg);
+    std::copy(train.params().begin(), train.params().end(), dec.params().begin());
+    const std::vector<std::int32_t> seq = {0, 9, 22, 4, 4, 13, 1};
+    const auto full = full_logits(train, seq, cfg.vocab_size);
+    const double* rows = dec.forward(seq, true);
+    for (std::size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(rows[i], full[i], 1e-10) << cfg.name;
   }
 }
 
@@ -162,14 +162,16 @@ TEST(Sampling, TemperatureTopKAndTopPFilterHandMadeLogits) {
     return std::vector<double>(d.begin(), d.end());
   };
   auto expect_dist = [](const std::vector<double>& got, const std::vector<double>& want, const char* what) {
-    for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << what << " token " << i;
+    for (std::size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-12) << what << " token " << i;
   };
   expect_dist(dist({}), {0.1, 0.5, 0.3, 0.1}, "plain");
   // temperature 2: p ~ sqrt(p) = [0.316, 0.707, 0.548, 0.316] / 1.887
   {
     const double z = 2 * std::sqrt(0.1) + std::sqrt(0.5) + std::sqrt(0.3);
-    expect_dist(dist({.temperature = 2.0}), {std::sqrt(0.1) / z, std::sqrt(0.5) / z, std::sqrt(0.3) / z,
-                                             std::sqrt(0.1) / z}, "temperature 2");
+    expect_dist(dist({.temperature = 2.0}),
+                {std::sqrt(0.1) / z, std::sqrt(0.5) / z, std::sqrt(0.3) / z, std::sqrt(0.1) / z},
+                "temperature 2");
   }
   expect_dist(dist({.top_k = 2}), {0, 0.5 / 0.8, 0.3 / 0.8, 0}, "top-k 2");
   expect_dist(dist({.top_k = 1}), {0, 1, 0, 0}, "top-k 1");
@@ -188,7 +190,8 @@ TEST(Sampling, TemperatureTopKAndTopPFilterHandMadeLogits) {
 TEST(Sampling, DrawsFollowTheFilteredDistributionAndRepeatWithTheSeed) {
   const std::vector<float> l = {std::log(0.1f), std::log(0.5f), std::log(0.3f), std::log(0.1f)};
   const std::span<const float> row(l);
-  model::Sampler s({.top_k = 3, .seed = 42}, 4), again({.top_k = 3, .seed = 42}, 4), other({.top_k = 3, .seed = 43}, 4);
+  model::Sampler s({.top_k = 3, .seed = 42}, 4), again({.top_k = 3, .seed = 42}, 4),
+      other({.top_k = 3, .seed = 43}, 4);
   const int n = 20000;
   std::vector<int> count(4, 0);
   int same = 0, differ = 0;
@@ -228,10 +231,10 @@ TEST(Scoring, ClozeLogLikelihoodsOfAHandMadeBigramModel) {
   cfg.tied_embeddings = false;
   cfg.bias = false;
   cfg.norm_eps = 1e-300;
-  const double P[4][4] = {{0.25, 0.25, 0.25, 0.25},   // P(next | 0)
-                          {0.05, 0.05, 0.5, 0.4},     // P(next | 1)
-                          {0.7, 0.1, 0.1, 0.1},       // P(next | 2)
-                          {0.02, 0.03, 0.9, 0.05}};   // P(next | 3)
+  const double P[4][4] = {{0.25, 0.25, 0.25, 0.25},  // P(next | 0)
+                          {0.05, 0.05, 0.5, 0.4},    // P(next | 1)
+                          {0.7, 0.1, 0.1, 0.1},      // P(next | 2)
+                          {0.02, 0.03, 0.9, 0.05}};  // P(next | 3)
   model::CpuDecoder<double> dec(cfg);
   std::fill(dec.params().begin(), dec.params().end(), 0.0);
   auto set = [&](const char* name, int r, int c, double v) {
@@ -263,7 +266,8 @@ TEST(Scoring, ClozeLogLikelihoodsOfAHandMadeBigramModel) {
   const auto ll3 = model::choice_log_likelihoods(dec, context3, {{0}, {1}, {2}, {3}});
   EXPECT_EQ(model::best_choice(ll3), 2);
   EXPECT_NEAR(ll3[2], std::log(0.9), 1e-12);
-  EXPECT_THROW(model::choice_log_likelihoods(dec, std::span<const std::int32_t>(), choices), std::runtime_error);
+  EXPECT_THROW(model::choice_log_likelihoods(dec, std::span<const std::int32_t>(), choices),
+               std::runtime_error);
 }
 
 // On a random model the cached scoring equals the sum of log-softmax entries of one training
@@ -286,8 +290,8 @@ TEST(Scoring, ClozeLogLikelihoodEqualsTrainingForwardSum) {
     const auto full = full_logits(t, seq, V);
     double want = 0;
     for (std::size_t i = context.size(); i < seq.size(); ++i)
-      want += model::log_softmax_at(std::span<const double>(full.data() + (i - 1) * std::size_t(V), std::size_t(V)),
-                                    seq[i]);
+      want += model::log_softmax_at(
+          std::span<const double>(full.data() + (i - 1) * std::size_t(V), std::size_t(V)), seq[i]);
     EXPECT_NEAR(ll[c], want, 1e-10) << "choice " << c;
   }
 }
@@ -317,7 +321,8 @@ TEST(Scoring, MaskedChoiceLogLikelihoodSumsLogProbsAtTheMaskedPositions) {
     double want = 0;
     for (std::size_t i = 0; i < choices[c].size(); ++i)
       want += model::log_softmax_at(
-          std::span<const double>(full.data() + (left.size() + i) * std::size_t(V), std::size_t(V)), choices[c][i]);
+          std::span<const double>(full.data() + (left.size() + i) * std::size_t(V), std::size_t(V)),
+          choices[c][i]);
     EXPECT_NEAR(ll[c], want, 1e-10) << "choice " << c;
   }
 }
@@ -332,7 +337,8 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   const int T = 6, n = 5, V = cfg.vocab_size;
   std::vector<std::int32_t> windows;
   const core::CounterRng rng(3, "test.windows");
-  for (int i = 0; i < n * (T + 1); ++i) windows.push_back(std::int32_t(rng.below(std::uint64_t(V), std::uint64_t(i))));
+  for (int i = 0; i < n * (T + 1); ++i)
+    windows.push_back(std::int32_t(rng.below(std::uint64_t(V), std::uint64_t(i))));
   model::Transformer<double> m2(cfg, 2, T);
   init(m2, 8);
   const model::LossSum l2 = model::window_loss(m2, 2, T, windows.data(), n);
@@ -374,7 +380,8 @@ TEST(Scoring, PerplexityIsExpOfMeanLossOnAFixedSet) {
   std::int64_t mcount = 0;
   for (int w = 0; w < n; ++w) {
     bdec.reset();
-    const double* rows = bdec.forward(std::span<const std::int32_t>(inputs.data() + w * T, std::size_t(T)), true);
+    const double* rows =
+        bdec.forward(std::span<const std::int32_t>(inputs.data() + w * T, std::size_t(T)), true);
     for (int t = 0; t < T; ++t)
       if (const std::int32_t y = targets[std::size_t(w * T + t)]; y >= 0) {
         mnll -= model::log_softmax_at(std::span<const double>(rows + t * V, std::size_t(V)), y);
@@ -398,7 +405,8 @@ namespace {
 struct StageLosses {
   model::Transformer<double>& stage;
   std::int64_t activation_rows() const { return stage.activation_rows(); }
-  model::LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets, float* token_losses) {
+  model::LossSum forward_losses(const std::int32_t* tokens, const std::int32_t* targets,
+                                float* token_losses) {
     std::vector<double> losses(std::size_t(stage.activation_rows()));
     stage.forward_chunk(0, tokens, nullptr);
     stage.loss_into(0, targets, 0.0, false, losses.data());
@@ -434,9 +442,9 @@ TEST(Scoring, DocumentLossesEqualTheDecoderChunkByChunk) {
   std::copy(m.params().begin(), m.params().end(), dec.params().begin());
   StageLosses net{m};
   for (const std::int32_t context : {eos, std::int32_t(-1)}) {
-    const std::vector<model::LossSum> got =
-        model::document_losses(net, 2, T, std::int64_t(docs.size()), context,
-                               [&](std::int64_t d, std::vector<std::int32_t>& out) { out = docs[std::size_t(d)]; });
+    const std::vector<model::LossSum> got = model::document_losses(
+        net, 2, T, std::int64_t(docs.size()), context,
+        [&](std::int64_t d, std::vector<std::int32_t>& out) { out = docs[std::size_t(d)]; });
     ASSERT_EQ(got.size(), docs.size());
     for (std::size_t d = 0; d < docs.size(); ++d) {
       std::vector<std::int32_t> seq;
@@ -449,7 +457,8 @@ TEST(Scoring, DocumentLossesEqualTheDecoderChunkByChunk) {
         dec.reset();
         const double* rows = dec.forward(std::span<const std::int32_t>(seq.data() + c, len), true);
         for (std::size_t t = 0; t < len; ++t, ++count)
-          nll -= model::log_softmax_at(std::span<const double>(rows + t * std::size_t(V), std::size_t(V)), seq[c + t + 1]);
+          nll -= model::log_softmax_at(std::span<const double>(rows + t * std::size_t(V), std::size_t(V)),
+                                       seq[c + t + 1]);
       }
       EXPECT_EQ(got[d].count, count) << "document " << d << ", context " << context;
       EXPECT_NEAR(got[d].sum, nll, 1e-6 * (1 + nll)) << "document " << d << ", context " << context;

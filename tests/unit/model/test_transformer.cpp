@@ -34,7 +34,8 @@ Batch random_batch(const ModelConfig& c, int B, int T, std::uint64_t seed) {
   for (int i = 0; i < B * T; ++i) {
     b.tokens.push_back(std::int32_t(rng.below(std::uint64_t(c.vocab_size), std::uint64_t(i))));
     // every 7th position carries no loss (as masked-LM and padding will)
-    b.targets.push_back(i % 7 == 3 ? -1 : std::int32_t(rng.below(std::uint64_t(c.vocab_size), std::uint64_t(i), 1)));
+    b.targets.push_back(
+        i % 7 == 3 ? -1 : std::int32_t(rng.below(std::uint64_t(c.vocab_size), std::uint64_t(i), 1)));
   }
   return b;
 }
@@ -51,7 +52,8 @@ void perturb(model::Transformer<double>& m, std::uint64_t seed) {
 // Central differences: with h = 1e-5 in double the truncation error is O(h^2 |L'''|) ~ 1e-10
 // and the rounding error O(eps |L| / h) ~ 1e-11, so 1e-7 absolute plus 1e-5 relative is
 // several orders above both and far below any real gradient bug.
-void expect_gradient_matches_finite_differences(const ModelConfig& cfg, int B, int T, const Batch* batch = nullptr) {
+void expect_gradient_matches_finite_differences(const ModelConfig& cfg, int B, int T,
+                                                const Batch* batch = nullptr) {
   model::Transformer<double> m(cfg, B, T);
   perturb(m, 11);
   const Batch b = batch ? *batch : random_batch(cfg, B, T, 5);
@@ -121,9 +123,11 @@ TEST(Transformer, MaskedLmGradientMatchesFiniteDifferences) {
   const data::Masker masker(o, 21, data::MaskStream::train);
   const Batch raw = random_batch(c, B, T, 8);
   Batch b{std::vector<std::int32_t>(B * T), std::vector<std::int32_t>(B * T)};
-  for (int s = 0; s < B; ++s) masker.apply(std::uint64_t(s), raw.tokens.data() + s * T, T, b.tokens.data() + s * T,
-                                           b.targets.data() + s * T);
-  const auto chosen = std::count_if(b.targets.begin(), b.targets.end(), [](std::int32_t x) { return x >= 0; });
+  for (int s = 0; s < B; ++s)
+    masker.apply(std::uint64_t(s), raw.tokens.data() + s * T, T, b.tokens.data() + s * T,
+                 b.targets.data() + s * T);
+  const auto chosen =
+      std::count_if(b.targets.begin(), b.targets.end(), [](std::int32_t x) { return x >= 0; });
   ASSERT_GE(chosen, 2);
   ASSERT_LT(chosen, B * T);
   ASSERT_NE(std::count(b.tokens.begin(), b.tokens.end(), o.mask_id), 0);
@@ -202,7 +206,8 @@ TEST(Transformer, BackwardAccumulatesAcrossMicroBatches) {
   m.forward_backward(b.tokens.data(), b.targets.data(), 1.0);
   const std::vector<double> once(m.grads().begin(), m.grads().end());
   m.forward_backward(b.tokens.data(), b.targets.data(), 1.0);
-  for (std::size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(m.grads()[i], 2 * once[i], 1e-12 + 1e-12 * std::abs(once[i]));
+  for (std::size_t i = 0; i < once.size(); ++i)
+    ASSERT_NEAR(m.grads()[i], 2 * once[i], 1e-12 + 1e-12 * std::abs(once[i]));
 }
 
 TEST(Transformer, InitialLossIsNearLogVocab) {

@@ -107,7 +107,7 @@ TEST(Schedule, SendsAndReceivesBetweenEveryPairOfStagesComeInTheSameOrder) {
             }
           for (int s = 0; s < pp; ++s)
             for (int t = 0; t < pp; ++t)
-              EXPECT_TRUE(sent[s][t] == received[t][s]) << config::to_string(kind) << " pp " << pp << " v " << v
-                                                        << " m " << m << ": stage " << s << " -> " << t;
+              EXPECT_TRUE(sent[s][t] == received[t][s]) << config::to_string(kind) << " pp " << pp << " v "
+                                                        << v << " m " << m << ": stage " << s << " -> " << t;
         }
 }

@@ -15,8 +15,12 @@ inline std::string model_path(const std::string& name) {
 inline std::string cluster_path(const std::string& name) {
   return std::string(STRATA_SOURCE_DIR) + "/configs/clusters/" + name + ".yaml";
 }
-inline config::ModelConfig model(const std::string& name) { return config::load_model_config(model_path(name)); }
-inline config::ClusterConfig cluster(const std::string& name) { return config::load_cluster_config(cluster_path(name)); }
+inline config::ModelConfig model(const std::string& name) {
+  return config::load_model_config(model_path(name));
+}
+inline config::ClusterConfig cluster(const std::string& name) {
+  return config::load_cluster_config(cluster_path(name));
+}
 
 // A GPT layer as Korthikanti et al. 2022 assume it: multi-head attention, 4h GELU MLP.
 inline config::ModelConfig gpt(int layers, int hidden, int heads, int vocab = 51200, int seq = 2048) {

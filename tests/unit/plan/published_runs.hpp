@@ -31,10 +31,10 @@ namespace strata::plan::test {
 struct PublishedRun {
   const char* name;
   int heads, hidden, layers, tp, pp, gpus, batch, micro_batch, virtual_stages;
-  bool overlap_grad_reduce;   // torch DDP (overlapped) or Megatron's local DDP (after the backward)
+  bool overlap_grad_reduce;  // torch DDP (overlapped) or Megatron's local DDP (after the backward)
   Recompute recompute;
   bool sequence_parallel;
-  double published;           // Megatron 2021: TFLOP/s per GPU (eq. 3); Korthikanti 2022: MFU
+  double published;  // Megatron 2021: TFLOP/s per GPU (eq. 3); Korthikanti 2022: MFU
 };
 
 inline const std::vector<PublishedRun>& megatron_2021() {

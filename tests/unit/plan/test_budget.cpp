@@ -36,17 +36,18 @@ TEST(PlanBudget, SeedTableIsPredictedForwardWithItsErrors) {
     EXPECT_FALSE(r.utilisation.empty()) << r.name;
     EXPECT_FALSE(r.outcome.empty()) << r.name;
     EXPECT_TRUE(r.published_days > 0 || r.published_gpu_hours > 0) << r.name;
-    std::printf("  %-12s MFU %5.1f%%  days %6.1f (published %5.1f, %+4.0f%%)  GPU-hours %9.0f (published %9.0f, "
-                "%+4.0f%%)\n",
-                r.name.c_str(), 100 * r.budget.mfu, r.budget.days, r.published_days, 100 * r.days_error(),
-                r.budget.gpu_hours, r.published_gpu_hours, 100 * r.gpu_hours_error());
+    std::printf(
+        "  %-12s MFU %5.1f%%  days %6.1f (published %5.1f, %+4.0f%%)  GPU-hours %9.0f (published %9.0f, "
+        "%+4.0f%%)\n",
+        r.name.c_str(), 100 * r.budget.mfu, r.budget.days, r.published_days, 100 * r.days_error(),
+        r.budget.gpu_hours, r.published_gpu_hours, 100 * r.gpu_hours_error());
   }
   const SeedRow& bert = row(rows, "BERT");
   EXPECT_DOUBLE_EQ(bert.budget.tokens, bert_large_tokens());
-  EXPECT_DOUBLE_EQ(bert.budget.mfu, 0.325);        // Gopher on TPU v3 (PaLM table 3), not the 26% that gave 4 days
+  EXPECT_DOUBLE_EQ(bert.budget.mfu, 0.325);  // Gopher on TPU v3 (PaLM table 3), not the 26% that gave 4 days
   EXPECT_NEAR(bert.days_error(), -0.73, 0.01);
   const SeedRow& gpt3 = row(rows, "GPT-3");
-  EXPECT_NEAR(gpt3.budget.flops / 3.14e23, 1.0, 0.01);  // Brown et al. table D.1
+  EXPECT_NEAR(gpt3.budget.flops / 3.14e23, 1.0, 0.01);          // Brown et al. table D.1
   EXPECT_NEAR(gpt3.budget.mfu, 15.1e15 / 512 / 125e12, 1e-12);  // Shoeybi et al. 2019
   EXPECT_NEAR(gpt3.days_error(), -0.16, 0.01);
   EXPECT_NEAR(gpt3.gpu_hours_error(), -0.16, 0.01);
@@ -56,7 +57,8 @@ TEST(PlanBudget, SeedTableIsPredictedForwardWithItsErrors) {
   const SeedRow& llama2 = row(rows, "LLaMA-2");
   EXPECT_EQ(llama2.budget.gpus, 0);  // Meta did not publish the count: no days
   EXPECT_NEAR(llama2.gpu_hours_error(), 0.44, 0.01);
-  EXPECT_NEAR(llama2.budget.mfu, 0.302, 1e-12);  // MT-NLG on A100 (PaLM table 3), not the 43.5% Meta's hours imply
+  EXPECT_NEAR(llama2.budget.mfu, 0.302,
+              1e-12);  // MT-NLG on A100 (PaLM table 3), not the 43.5% Meta's hours imply
 }
 
 // Approaches 1 and 2 pass through Chinchilla (70B at Gopher's 5.76e23 FLOPs) with the paper's
@@ -65,7 +67,8 @@ TEST(PlanBudget, ChinchillaLawsAreThePapers) {
   for (int a : {1, 2}) {
     const ComputeOptimal c = chinchilla_for_flops(5.76e23, a);
     EXPECT_NEAR(c.params / 70e9, 1.0, 1e-12) << a;
-    EXPECT_NEAR(chinchilla_for_flops(5.76e24, a).params / c.params, std::pow(10.0, chinchilla_law(a).a), 1e-9) << a;
+    EXPECT_NEAR(chinchilla_for_flops(5.76e24, a).params / c.params, std::pow(10.0, chinchilla_law(a).a), 1e-9)
+        << a;
   }
   EXPECT_DOUBLE_EQ(chinchilla_law(1).a, 0.50);
   EXPECT_DOUBLE_EQ(chinchilla_law(2).a, 0.49);
@@ -74,7 +77,9 @@ TEST(PlanBudget, ChinchillaLawsAreThePapers) {
   EXPECT_NEAR(chinchilla_for_flops(5.76e23, 3).params / 40e9, 1.0, 0.02);
   // The optimum of approach 3 is where dL/dN = 0 along C = 6ND (checked numerically).
   const double C = 1e24, N = chinchilla_for_flops(C, 3).params;
-  const auto loss = [&](double n) { return 1.69 + 406.4 / std::pow(n, 0.3392) + 410.7 / std::pow(C / (6 * n), 0.2849); };
+  const auto loss = [&](double n) {
+    return 1.69 + 406.4 / std::pow(n, 0.3392) + 410.7 / std::pow(C / (6 * n), 0.2849);
+  };
   EXPECT_LT(loss(N), loss(N * 1.01));
   EXPECT_LT(loss(N), loss(N / 1.01));
   EXPECT_THROW(chinchilla_law(4), Error);
@@ -93,7 +98,8 @@ TEST(PlanBudget, ChinchillaTableRowByRow) {
     ASSERT_EQ(rows.size(), 9u);
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const ChinchillaRow& r = rows[i];
-      EXPECT_NEAR(r.predicted.flops / r.published_flops - 1, expected[a - 1][i], 0.005) << a << " " << r.params;
+      EXPECT_NEAR(r.predicted.flops / r.published_flops - 1, expected[a - 1][i], 0.005)
+          << a << " " << r.params;
       EXPECT_NEAR(r.predicted.tokens * 6 * r.params, r.predicted.flops, 1e-6 * r.predicted.flops);
     }
   }

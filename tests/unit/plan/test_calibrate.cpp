@@ -52,9 +52,8 @@ TEST(PlanCalibrate, FitRecoversTheConstantsThatMadeTheRuns) {
   config::ClusterConfig start = truth;
   start.sustained_fraction = 0.8, start.attention_fraction = 0.5, start.elementwise_fraction = 1.0;
   start.small_gemm_width = 10;
-  const Calibration c = calibrate(start, runs,
-                                  {"sustained_fraction", "small_gemm_width", "attention_fraction",
-                                   "elementwise_fraction"});
+  const Calibration c = calibrate(
+      start, runs, {"sustained_fraction", "small_gemm_width", "attention_fraction", "elementwise_fraction"});
   EXPECT_NEAR(c.cluster.sustained_fraction, 0.37, 1e-3);
   EXPECT_NEAR(c.cluster.small_gemm_width, 48, 0.5);
   EXPECT_NEAR(c.cluster.attention_fraction, 0.21, 1e-3);
@@ -98,7 +97,8 @@ TEST(PlanCalibrate, CalibratedFileSetsTheKeysAndDropsTheirRanges) {
   const config::ClusterConfig truth = test::cluster("local");
   const Calibration c = calibrate(truth, synthetic_runs(truth), {"sustained_fraction"}, false);
   const std::string text =
-      "# a comment that stays\nname: x\nsustained_fraction: 0.5   # old note\nsustained_fraction_range: [0.4, 0.7]\n"
+      "# a comment that stays\nname: x\nsustained_fraction: 0.5   # old note\nsustained_fraction_range: "
+      "[0.4, 0.7]\n"
       "other: 1\n";
   const std::string out = calibrated_cluster_text(text, c, "runs of today");
   EXPECT_NE(out.find("# a comment that stays\n"), std::string::npos) << out;

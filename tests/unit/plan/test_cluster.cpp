@@ -53,7 +53,8 @@ TEST(PlanCluster, UnknownKeySuggestsTheNearestWithFileAndLine) {
 }
 
 TEST(PlanCluster, BadValuesAreNamed) {
-  EXPECT_NE(load_error("peak_tflops_bf16: fast\n").find("expected a number >= 0, got 'fast'"), std::string::npos);
+  EXPECT_NE(load_error("peak_tflops_bf16: fast\n").find("expected a number >= 0, got 'fast'"),
+            std::string::npos);
   EXPECT_NE(load_error("peak_tflops_bf16: 100\nprecision: fp16\n").find("expected one of bf16|fp32"),
             std::string::npos);
   EXPECT_NE(load_error("peak_tflops_bf16: 100\nsustained_fraction: 1.5\n").find("must be in (0, 1]"),
@@ -64,22 +65,28 @@ TEST(PlanCluster, BadValuesAreNamed) {
 
 // Assumptions are [low, high] ranges around their value; a bad range names the key.
 TEST(PlanCluster, AssumptionRangesAreChecked) {
-  const std::string ok = write_temp("strata_cluster_range.yaml",
-                                    "peak_tflops_bf16: 100\nsustained_fraction: 0.5\nsustained_fraction_range: [0.4, 0.7]\n");
+  const std::string ok =
+      write_temp("strata_cluster_range.yaml",
+                 "peak_tflops_bf16: 100\nsustained_fraction: 0.5\nsustained_fraction_range: [0.4, 0.7]\n");
   EXPECT_EQ(load_cluster_config(ok).sustained_fraction_range, (std::vector<double>{0.4, 0.7}));
   const std::string base = "peak_tflops_bf16: 100\nsustained_fraction: 0.5\n";
-  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.7, 0.4]\n").find("expected [low, high] with low <= high"),
+  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.7, 0.4]\n")
+                .find("expected [low, high] with low <= high"),
             std::string::npos);
-  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.6, 0.7]\n").find("does not contain cluster.sustained_fraction"),
+  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.6, 0.7]\n")
+                .find("does not contain cluster.sustained_fraction"),
             std::string::npos);
-  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.4]\n").find("expected [low, high]"), std::string::npos);
+  EXPECT_NE(load_error(base + "sustained_fraction_range: [0.4]\n").find("expected [low, high]"),
+            std::string::npos);
   const std::string word = load_error(base + "sustained_fraction_range: [0.4, high]\n");
   EXPECT_NE(word.find("strata_cluster_test.yaml:3"), std::string::npos) << word;
-  EXPECT_NE(word.find("cluster.sustained_fraction_range[1]: expected a number >= 0, got 'high'"), std::string::npos)
+  EXPECT_NE(word.find("cluster.sustained_fraction_range[1]: expected a number >= 0, got 'high'"),
+            std::string::npos)
       << word;
   EXPECT_NE(load_error(base + "attention_fraction: 1.5\n").find("attention_fraction (1.5) must be in (0, 1]"),
             std::string::npos);
-  EXPECT_NE(load_error(base + "oversubscribe: 2\n").find("only CPU ranks can share a core"), std::string::npos);
+  EXPECT_NE(load_error(base + "oversubscribe: 2\n").find("only CPU ranks can share a core"),
+            std::string::npos);
 }
 
 // Every constant of a shipped GPU file is either calibrated (named in `calibration`) or an
@@ -89,7 +96,7 @@ TEST(PlanCluster, ShippedGpuFilesStateTheirAssumptions) {
   EXPECT_EQ(h100.sustained_fraction_range.size(), 2u);  // no H100 run calibrates it
   EXPECT_TRUE(h100.calibration.empty());
   const ClusterConfig a100 = plan::test::cluster("a100_sxm_80gb");
-  EXPECT_TRUE(a100.sustained_fraction_range.empty());    // fitted and validated
+  EXPECT_TRUE(a100.sustained_fraction_range.empty());  // fitted and validated
   EXPECT_NE(a100.calibration.find("Megatron-LM 2021"), std::string::npos);
   for (const ClusterConfig& c : {h100, a100}) {
     EXPECT_EQ(c.attention_fraction_range.size(), 2u) << c.name;

@@ -50,18 +50,20 @@ Expected build_stage(const config::ModelConfig& m, const Layout& l, int seq, int
     e.activations += double(chunk.acts.total_bytes());
     const std::int64_t padded = (chunk.table.numel() + l.dp - 1) / l.dp * l.dp;
     const double state = l.zero == 1 && l.dp > 1 ? double(padded / l.dp) : double(padded);
-    e.optimizer += 2 * aligned(4 * state);                   // AdamW m, v
+    e.optimizer += 2 * aligned(4 * state);                      // AdamW m, v
     if (l.zero == 1 && l.dp > 1) e.comm += aligned(4 * state);  // the reduce-scatter's shard
     const double act = double(l.micro_batch) * seq / (l.sequence_parallel ? l.tp : 1) * m.d_model * 4;
     for (int s = 0; s < slots_per_chunk[std::size_t(c)]; ++s)
-      exchange += 2 * aligned(vs == 0 ? 0 : act) + aligned(vs == last ? 0 : act);  // act_in, grad_out; grad_in
+      exchange +=
+          2 * aligned(vs == 0 ? 0 : act) + aligned(vs == last ? 0 : act);  // act_in, grad_out; grad_in
   }
   // The engine's host staging: tokens, targets and losses of every micro-batch.
   e.comm += exchange + 3 * aligned(4.0 * l.micro_batches * l.micro_batch * seq);
   return e;
 }
 
-void expect_stage(const config::ModelConfig& m, const Layout& l, int seq, int stage, const std::vector<int>& slots) {
+void expect_stage(const config::ModelConfig& m, const Layout& l, int seq, int stage,
+                  const std::vector<int>& slots) {
   const Expected e = build_stage(m, l, seq, stage, slots);
   const MemoryBreakdown mb = predict_stage_memory(Workload::of(m, seq), l, cpu_without_reserve(), stage);
   SCOPED_TRACE(to_string(l) + " stage " + std::to_string(stage));

@@ -44,7 +44,8 @@ TEST(PlanFlops, ExactCountsOfKnownCheckpoints) {
   // The GPU benchmark model (configs/models/llama_1b.yaml): the count its header comment
   // derives, 2 V C + L (C (C + 2 KV) + C C + 3 C F + 2 C) + C.
   const std::int64_t C = 2048, L = 20, F = 5632, V = 32000, KV = 512;
-  EXPECT_EQ(count_parameters(test::model("llama_1b")).total, 2 * V * C + L * (C * (2 * C + 2 * KV) + 3 * C * F + 2 * C) + C);
+  EXPECT_EQ(count_parameters(test::model("llama_1b")).total,
+            2 * V * C + L * (C * (2 * C + 2 * KV) + 3 * C * F + 2 * C) + C);
 }
 
 // GPT-2 124M at T = 1024, by hand: per layer 12 C^2 = 7,077,888 matmul weights, 12 layers =

@@ -21,7 +21,11 @@ config::ClusterConfig gpu_without_reserve() {
 // The planner's fp32 (CPU) prediction is the planned bytes of a real Transformer<float>: the
 // activation plan and the parameter + gradient plan, to the byte (64-byte alignment included).
 TEST(PlanMemory, CpuPlanEqualsTransformerPlannedBytes) {
-  struct Case { const char* model; int batch, seq; config::RecomputeKind rc; };
+  struct Case {
+    const char* model;
+    int batch, seq;
+    config::RecomputeKind rc;
+  };
   const Case cases[] = {{"tiny_gpt", 4, 32, config::RecomputeKind::none},
                         {"tiny_llama", 3, 17, config::RecomputeKind::none},
                         {"tiny_gpt", 2, 32, config::RecomputeKind::full},
@@ -67,7 +71,8 @@ TEST(PlanMemory, KorthikantiActivationsPerLayerMatchTableTwo) {
   EXPECT_DOUBLE_EQ(korthikanti_layer_activation_bytes(m, s, b, 1, false, false), sbh * (34 + 5 * a * s / h));
   EXPECT_DOUBLE_EQ(korthikanti_layer_activation_bytes(m, s, b, 8, false, false),
                    sbh * (10 + 24 / t + 5 * a * s / (h * t)));
-  EXPECT_DOUBLE_EQ(korthikanti_layer_activation_bytes(m, s, b, 8, true, false), sbh / t * (34 + 5 * a * s / h));
+  EXPECT_DOUBLE_EQ(korthikanti_layer_activation_bytes(m, s, b, 8, true, false),
+                   sbh / t * (34 + 5 * a * s / h));
   EXPECT_DOUBLE_EQ(korthikanti_layer_activation_bytes(m, s, b, 8, false, true), sbh * (10 + 24 / t));
   EXPECT_DOUBLE_EQ(korthikanti_layer_activation_bytes(m, s, b, 8, true, true), sbh * 34 / t);
 }
@@ -86,8 +91,10 @@ TEST(PlanMemory, GpuPredictionEqualsTheEnginesDryRunPlan) {
     int zero;
     Recompute rc;
   };
-  const Case cases[] = {{1, 1, 8, 1, 1, 4, false, 1, Recompute::none}, {4, 2, 2, 1, 1, 8, true, 1, Recompute::none},
-                        {2, 4, 1, 2, 1, 8, true, 0, Recompute::full}, {8, 1, 4, 1, 2, 2, true, 1, Recompute::full}};
+  const Case cases[] = {{1, 1, 8, 1, 1, 4, false, 1, Recompute::none},
+                        {4, 2, 2, 1, 1, 8, true, 1, Recompute::none},
+                        {2, 4, 1, 2, 1, 8, true, 0, Recompute::full},
+                        {8, 1, 4, 1, 2, 2, true, 1, Recompute::full}};
   for (const Case& k : cases) {
     Layout l;
     l.tp = k.tp, l.pp = k.pp, l.dp = k.dp, l.vpp = k.v, l.micro_batch = k.mb, l.micro_batches = k.m;
@@ -101,10 +108,12 @@ TEST(PlanMemory, GpuPredictionEqualsTheEnginesDryRunPlan) {
     for (int stage = 0; stage < k.pp; ++stage) {
       SCOPED_TRACE(to_string(l) + " stage " + std::to_string(stage));
       const MemoryBreakdown mb = predict_stage_memory(Workload::of(m, 4096), l, c, stage);
-      const parallel::EnginePlan e = parallel::plan_engine(mm, p, config::OptimConfig{}, 4096, k.m, {k.tp, k.pp, k.dp},
-                                                           {0, 0, stage}, model::cuda_backend_spec());
+      const parallel::EnginePlan e =
+          parallel::plan_engine(mm, p, config::OptimConfig{}, 4096, k.m, {k.tp, k.pp, k.dp}, {0, 0, stage},
+                                model::cuda_backend_spec());
       EXPECT_EQ(mb.weights + mb.gradients, double(e.parameter_bytes()));
-      EXPECT_EQ(mb.optimizer + mb.comm_buffers + mb.activations, double(e.optimizer_bytes() + e.activation_bytes()));
+      EXPECT_EQ(mb.optimizer + mb.comm_buffers + mb.activations,
+                double(e.optimizer_bytes() + e.activation_bytes()));
       EXPECT_EQ(mb.total(), double(e.device_bytes()));  // no reserve: the engine's plan is everything
     }
   }
@@ -151,7 +160,8 @@ TEST(PlanMemory, ParametersPerRankAddUpToTheModel) {
   Layout l;
   l.tp = 8, l.pp = 4, l.dp = 1, l.micro_batches = 4;
   double sum = 0;
-  for (int stage = 0; stage < l.pp; ++stage) sum += predict_stage_memory(w, l, c, stage).params_on_rank * l.tp;
+  for (int stage = 0; stage < l.pp; ++stage)
+    sum += predict_stage_memory(w, l, c, stage).params_on_rank * l.tp;
   // Norm weights are replicated across TP ranks: 8x(2 L + 1) C of them instead of once.
   const double replicated_norms = double(l.tp - 1) * (2 * 80 + 1) * 8192;
   // The untied embedding and output layer, 32000 rows padded to 8 x 4032 = 32256.

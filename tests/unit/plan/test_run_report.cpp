@@ -21,20 +21,26 @@ namespace {
 std::string make_run(const std::string& dir, int steps) {
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::ofstream(dir + "/config.yaml") << "model:\n  name: tiny\nparallel:\n  tp: 1\n  pp: 2\n  dp: 2\ntrain:\n  seq_len: 32\n";
+  std::ofstream(dir + "/config.yaml")
+      << "model:\n  name: tiny\nparallel:\n  tp: 1\n  pp: 2\n  dp: 2\ntrain:\n  seq_len: 32\n";
   std::ofstream m(dir + "/metrics.jsonl");
   auto step = [&](int s, double loss) {
-    m << "{\"step\": " << s << ", \"loss\": " << loss << ", \"lr\": 0.001, \"grad_norm\": " << (s == 13 ? 50.0 : 1.0)
+    m << "{\"step\": " << s << ", \"loss\": " << loss
+      << ", \"lr\": 0.001, \"grad_norm\": " << (s == 13 ? 50.0 : 1.0)
       << ", \"tokens\": 256, \"tokens_per_s\": 2560, \"step_ms\": 100, \"tflops\": 0.01, \"mfu\": 0.25, "
          "\"mem_bytes\": 104857600, \"compute_ms\": 60, \"pipeline_wait_ms\": 20, \"dp_wait_ms\": 10, "
          "\"data_wait_ms\": 1}\n";
   };
   for (int s = 1; s <= steps; ++s) {
     step(s, 5 - 0.1 * s);
-    if (s % 5 == 0) m << "{\"step\": " << s << ", \"valid_loss\": " << 5.05 - 0.1 * s << ", \"valid_ppl\": 1.0, \"valid_tokens\": 64}\n";
+    if (s % 5 == 0)
+      m << "{\"step\": " << s << ", \"valid_loss\": " << 5.05 - 0.1 * s
+        << ", \"valid_ppl\": 1.0, \"valid_tokens\": 64}\n";
     if (s == 10) {
-      m << "{\"step\": 10, \"stragglers\": {\"steps\": 10, \"ranks\": 4, \"compute_ms_median\": 60, \"compute_ms_max\": 90, "
-           "\"step_ms_max\": 100, \"slowest\": [{\"rank\": 3, \"tp\": 0, \"dp\": 1, \"pp\": 1, \"step_ms\": 100, "
+      m << "{\"step\": 10, \"stragglers\": {\"steps\": 10, \"ranks\": 4, \"compute_ms_median\": 60, "
+           "\"compute_ms_max\": 90, "
+           "\"step_ms_max\": 100, \"slowest\": [{\"rank\": 3, \"tp\": 0, \"dp\": 1, \"pp\": 1, \"step_ms\": "
+           "100, "
            "\"compute_ms\": 90, \"wait_ms\": 10, \"slowdown\": 1.5}]}}\n";
       step(9, 9.0);  // the repeat after a resume: replaces the first record of step 9
       step(10, 5 - 0.1 * 10);
@@ -65,8 +71,9 @@ TEST(RunReport, ReadsStepsValidationAndStragglersKeepingTheLastRecordOfAStep) {
 }
 
 TEST(RunReport, TheSummaryHasOneRowPerRunAndNotesSpikesAndStragglers) {
-  std::vector<plan::RunMetrics> runs = {plan::read_run(make_run(testing::TempDir() + "/strata_run_report/x/run", 20)),
-                                        plan::read_run(make_run(testing::TempDir() + "/strata_run_report/y/run", 10))};
+  std::vector<plan::RunMetrics> runs = {
+      plan::read_run(make_run(testing::TempDir() + "/strata_run_report/x/run", 20)),
+      plan::read_run(make_run(testing::TempDir() + "/strata_run_report/y/run", 10))};
   plan::label_runs(runs);
   EXPECT_EQ(runs[0].label, "x/run");  // same folder names: the parent makes them distinct
   EXPECT_EQ(runs[1].label, "y/run");
@@ -76,31 +83,39 @@ TEST(RunReport, TheSummaryHasOneRowPerRunAndNotesSpikesAndStragglers) {
   EXPECT_NE(md.find("| x/run | tiny  | tp1-pp2-dp2 | 1-20  | 5.12e+03 | 3.4500     | 3.0500 (step 20) |"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| 2560     | 25.0% | 100.0     | 100            | 1.0 / 20.0 / 10.0               | 1 / 50 "),
+  EXPECT_NE(
+      md.find("| 2560     | 25.0% | 100.0     | 100            | 1.0 / 20.0 / 10.0               | 1 / 50 "),
+      std::string::npos)
+      << md;
+  EXPECT_NE(md.find("- x/run: 1 step with a gradient norm above 5x the median (1): steps 13"),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("- x/run: 1 step with a gradient norm above 5x the median (1): steps 13"), std::string::npos) << md;
-  EXPECT_NE(md.find("- x/run: slowest rank 3 (tp 0, dp 1, pp 1) in 1 of 1 straggler reports"), std::string::npos) << md;
+  EXPECT_NE(md.find("- x/run: slowest rank 3 (tp 0, dp 1, pp 1) in 1 of 1 straggler reports"),
+            std::string::npos)
+      << md;
   // CSV: a header and one line per step; validation separately.
   const std::string csv = plan::run_steps_csv(runs[1]);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 11);
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_ms,dp_wait_ms,"
+            "step,loss,lr,grad_norm,tokens_per_s,mfu,mem_mib,step_ms,compute_ms,data_wait_ms,pipeline_wait_"
+            "ms,dp_wait_ms,"
             "ckpt_ms,save_wait_ms,skipped");
   EXPECT_EQ(plan::run_valid_csv(runs[1]), "step,valid_loss,valid_ppl\n5,4.55,1\n10,4.05,1\n");
 }
 
 TEST(RunReport, TheGnuplotScriptDrawsEightPanelsWithTheRunsOverlaid) {
-  std::vector<plan::RunMetrics> runs = {plan::read_run(make_run(testing::TempDir() + "/strata_run_report/p", 10)),
-                                        plan::read_run(make_run(testing::TempDir() + "/strata_run_report/q", 10))};
+  std::vector<plan::RunMetrics> runs = {
+      plan::read_run(make_run(testing::TempDir() + "/strata_run_report/p", 10)),
+      plan::read_run(make_run(testing::TempDir() + "/strata_run_report/q", 10))};
   runs[1].valid.clear();  // a run without validation: no validation series for it
   plan::label_runs(runs);
-  const std::string gp = plan::run_gnuplot(runs, {"/d/1.csv", "/d/2.csv"}, {"/d/1.valid.csv", "/d/2.valid.csv"}, "/d/o.png");
+  const std::string gp =
+      plan::run_gnuplot(runs, {"/d/1.csv", "/d/2.csv"}, {"/d/1.valid.csv", "/d/2.valid.csv"}, "/d/o.png");
   std::size_t plots = 0;
   for (std::size_t at = gp.find("\nplot "); at != std::string::npos; at = gp.find("\nplot ", at + 1)) ++plots;
   EXPECT_EQ(plots, 8u);
-  for (const char* title : {"loss", "learning rate", "gradient norm", "throughput", "MFU", "peak memory", "time per step",
-                            "waits per step"})
+  for (const char* title : {"loss", "learning rate", "gradient norm", "throughput", "MFU", "peak memory",
+                            "time per step", "waits per step"})
     EXPECT_NE(gp.find(std::string("set title '") + title), std::string::npos) << title;
   EXPECT_NE(gp.find("'/d/1.valid.csv'"), std::string::npos);
   EXPECT_EQ(gp.find("'/d/2.valid.csv'"), std::string::npos);
@@ -116,7 +131,8 @@ TEST(RunReport, BadFoldersAndRecordsAreErrorsNamingTheFileAndLine) {
     plan::read_run(dir);
     ADD_FAILURE();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:4: neither a step, a validation, a straggler nor a rollback record"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "metrics.jsonl:4: neither a step, a validation, a straggler nor a rollback record"),
               std::string::npos)
         << e.what();
   }
@@ -131,15 +147,18 @@ TEST(RunReport, SkippedStepsRollbacksAndCheckpointCostsAreReadAndSummarised) {
   std::ofstream m(dir + "/metrics.jsonl");
   auto step = [&](int s, const char* loss, const char* norm, int skipped, double ckpt) {
     m << "{\"step\": " << s << ", \"loss\": " << loss << ", \"lr\": 0.001, \"grad_norm\": " << norm
-      << ", \"tokens\": 256, \"tokens_per_s\": 2560, \"step_ms\": 100, \"mfu\": 0.25, \"mem_bytes\": 1048576, "
-         "\"compute_ms\": 60, \"samples\": " << 8 * (s - 1) << ", \"skipped\": " << skipped
-      << ", \"bad\": \"\", \"save_wait_ms\": " << ckpt / 2 << ", \"ckpt_ms\": " << ckpt << "}\n";
+      << ", \"tokens\": 256, \"tokens_per_s\": 2560, \"step_ms\": 100, \"mfu\": 0.25, \"mem_bytes\": "
+         "1048576, "
+         "\"compute_ms\": 60, \"samples\": "
+      << 8 * (s - 1) << ", \"skipped\": " << skipped << ", \"bad\": \"\", \"save_wait_ms\": " << ckpt / 2
+      << ", \"ckpt_ms\": " << ckpt << "}\n";
   };
   step(1, "4.0", "1.0", 0, 0);
   step(2, "3.9", "1.0", 0, 40);
   step(3, "3.8", "null", 1, 0);   // NaN gradient: skipped
   step(4, "380.0", "1.0", 1, 0);  // loss spike: skipped
-  m << "{\"step\": 2, \"rollback\": {\"from_step\": 6, \"bad_steps\": [4, 5, 6], \"skipped_samples\": [16, 48], "
+  m << "{\"step\": 2, \"rollback\": {\"from_step\": 6, \"bad_steps\": [4, 5, 6], \"skipped_samples\": [16, "
+       "48], "
        "\"checkpoint\": \"c/step_00000002.h5\"}}\n";
   step(3, "3.7", "1.0", 0, 0);
   step(4, "3.6", "1.0", 0, 40);
@@ -158,8 +177,9 @@ TEST(RunReport, SkippedStepsRollbacksAndCheckpointCostsAreReadAndSummarised) {
   const std::string md = plan::run_markdown(runs, "");
   EXPECT_NE(md.find("| 20.0 / 10.0 "), std::string::npos) << md;  // mean checkpoint ms per step / waiting
   EXPECT_NE(md.find("| 0 / 1 "), std::string::npos) << md;        // no skipped step left, one rollback
-  EXPECT_NE(md.find("- guard: rolled back after step 6 to the checkpoint of step 2, skipping samples [16, 48)"),
-            std::string::npos)
+  EXPECT_NE(
+      md.find("- guard: rolled back after step 6 to the checkpoint of step 2, skipping samples [16, 48)"),
+      std::string::npos)
       << md;
   // A run whose final trajectory keeps skipped steps: counted, listed, out of the final loss.
   std::ofstream(dir + "/metrics.jsonl") << "";

@@ -22,8 +22,8 @@ struct Step {
 };
 
 // A run folder as strata train and slurm/launch.sh leave it. tokens: tokens per step.
-std::string make_run(const std::string& name, int ranks, int dp, double tokens, const std::vector<Step>& steps,
-                     bool job_json = true, const std::string& scaling = "") {
+std::string make_run(const std::string& name, int ranks, int dp, double tokens,
+                     const std::vector<Step>& steps, bool job_json = true, const std::string& scaling = "") {
   const fs::path dir = fs::path(testing::TempDir()) / "strata_scaling" / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -66,7 +66,8 @@ TEST(PlanScaling, ThroughputIsTokensOverTimeAfterWarmup) {
   // mean of the per-step rates, 17,554, would overweight the fast steps). TFLOP/s and MFU are
   // weighted by time: (0.01 x 50 + 0.02 x 70) x 2 / 240 = 0.015833.
   const std::string dir =
-      make_run("mixed", 2, 0, 1024, {{1, 1000}, {2, 50, 0.01, 0.1}, {3, 70, 0.02, 0.2}, {4, 50, 0.01, 0.1}, {5, 70, 0.02, 0.2}});
+      make_run("mixed", 2, 0, 1024,
+               {{1, 1000}, {2, 50, 0.01, 0.1}, {3, 70, 0.02, 0.2}, {4, 50, 0.01, 0.1}, {5, 70, 0.02, 0.2}});
   const ScalingRun r = read_scaling_run(dir);
   EXPECT_EQ(r.steps_measured, 4);
   EXPECT_NEAR(r.tokens_per_s, 4096 / 0.240, 1e-6);
@@ -85,7 +86,8 @@ TEST(PlanScaling, ThroughputIsTokensOverTimeAfterWarmup) {
 TEST(PlanScaling, RepeatedStepCountsOnceWithItsLastRecord) {
   // A run that resumed from a checkpoint logs steps 3 and 4 again; the first records (999 ms)
   // are the interrupted attempt.
-  const std::string dir = make_run("resumed", 1, 0, 1024, {{1, 1000}, {2, 100}, {3, 999}, {4, 999}, {3, 100}, {4, 100}, {5, 100}});
+  const std::string dir = make_run("resumed", 1, 0, 1024,
+                                   {{1, 1000}, {2, 100}, {3, 999}, {4, 999}, {3, 100}, {4, 100}, {5, 100}});
   const ScalingRun r = read_scaling_run(dir);
   EXPECT_EQ(r.steps_measured, 4);
   EXPECT_NEAR(r.tokens_per_s, 10240, 1e-6);
@@ -113,20 +115,25 @@ TEST(PlanScaling, StrongScalingEfficiencyAgainstTheSmallestRun) {
   std::getline(csv, header);
   // Columns 1-18 keep their places; the communication share and the predictions follow (empty:
   // no waits in these metrics, no cluster file for predictions).
-  EXPECT_EQ(header, "run,tag,nodes,ranks,layout,tp,pp,dp,seq_len,global_batch,steps,step_ms,tokens_per_s,"
-                    "ideal_tokens_per_s,tflops_per_rank,mfu,speedup,efficiency,comm_share,pred_step_ms,"
-                    "pred_tokens_per_s,pred_mfu,pred_comm_share,pred_speedup,pred_efficiency,pred_memory_gib");
+  EXPECT_EQ(header,
+            "run,tag,nodes,ranks,layout,tp,pp,dp,seq_len,global_batch,steps,step_ms,tokens_per_s,"
+            "ideal_tokens_per_s,tflops_per_rank,mfu,speedup,efficiency,comm_share,pred_step_ms,"
+            "pred_tokens_per_s,pred_mfu,pred_comm_share,pred_speedup,pred_efficiency,pred_memory_gib");
   std::getline(csv, line);
-  EXPECT_EQ(line, "s1,t,1,1,tp1-pp1-dp1,1,1,1,64,16,4,100.000,10240.0,10240.0,0.01,0.10000,1.0000,1.0000,,,,,,,,");
+  EXPECT_EQ(line,
+            "s1,t,1,1,tp1-pp1-dp1,1,1,1,64,16,4,100.000,10240.0,10240.0,0.01,0.10000,1.0000,1.0000,,,,,,,,");
   std::getline(csv, line);
-  EXPECT_EQ(line, "s2,t,1,2,tp1-pp1-dp2,1,1,2,64,16,4,60.000,17066.7,20480.0,0.01,0.10000,1.6667,0.8333,,,,,,,,");
+  EXPECT_EQ(line,
+            "s2,t,1,2,tp1-pp1-dp2,1,1,2,64,16,4,60.000,17066.7,20480.0,0.01,0.10000,1.6667,0.8333,,,,,,,,");
   std::getline(csv, line);
-  EXPECT_EQ(line, "s4,t,1,4,tp1-pp1-dp4,1,1,4,64,16,4,40.000,25600.0,40960.0,0.01,0.10000,2.5000,0.6250,,,,,,,,");
+  EXPECT_EQ(line,
+            "s4,t,1,4,tp1-pp1-dp4,1,1,4,64,16,4,40.000,25600.0,40960.0,0.01,0.10000,2.5000,0.6250,,,,,,,,");
 
   const std::string md = scaling_markdown(rep);
   EXPECT_NE(md.find("## Scaling study: strong scaling"), std::string::npos) << md;
-  EXPECT_EQ(markdown_row(md, "s2"), (std::vector<std::string>{"s2", "1", "2", "tp1-pp1-dp2", "16", "60.0", "17067",
-                                                               "0.01", "10.0%", "n/a", "1.67x", "83.3%"}))
+  EXPECT_EQ(markdown_row(md, "s2"),
+            (std::vector<std::string>{"s2", "1", "2", "tp1-pp1-dp2", "16", "60.0", "17067", "0.01", "10.0%",
+                                      "n/a", "1.67x", "83.3%"}))
       << md;
   EXPECT_EQ(markdown_row(md, "s4").back(), "62.5%") << md;
 }
@@ -174,7 +181,8 @@ TEST(PlanScaling, MissingFilesAreNamed) {
 TEST(PlanScaling, MfuOfAStepWithoutOneIsNotAveraged) {
   // A step with MFU 0 (not reported: the peak was unknown or exceeded) makes the run's MFU
   // unknown rather than a diluted average; a null MFU reads the same.
-  const std::string dir = make_run("nomfu", 1, 0, 1024, {{1, 1000}, {2, 100, 0.01, 0.1}, {3, 100, 0.01, 0.0}});
+  const std::string dir =
+      make_run("nomfu", 1, 0, 1024, {{1, 1000}, {2, 100, 0.01, 0.1}, {3, 100, 0.01, 0.0}});
   EXPECT_EQ(read_scaling_run(dir).mfu, 0.0);
   const ScalingReport rep = make_scaling_report({read_scaling_run(dir)});
   EXPECT_EQ(markdown_row(scaling_markdown(rep), "nomfu")[8], "n/a");

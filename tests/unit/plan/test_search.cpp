@@ -78,9 +78,11 @@ TEST(PlanSearch, PublishedLayoutsCanBeExpressed) {
   }
   EXPECT_TRUE(saw_v3);
   EXPECT_NE(layout_unsupported(r, parse_layout("tp8-pp8-v5-mb1", 1024, 1536, config::Precision::bf16))
-                .find("must divide the 96 layers"), std::string::npos);
+                .find("must divide the 96 layers"),
+            std::string::npos);
   EXPECT_NE(layout_unsupported(r, parse_layout("tp8-pp8-v2-mb16", 1024, 1536, config::Precision::bf16))
-                .find("multiple of pp"), std::string::npos);  // 1536 / (16 x 16) = 6 micro-batches on 8 stages
+                .find("multiple of pp"),
+            std::string::npos);  // 1536 / (16 x 16) = 6 micro-batches on 8 stages
   Layout flat = parse_layout("tp8-pp1-mb1", 1024, 1536, config::Precision::bf16);
   flat.vpp = 2;
   EXPECT_NE(layout_unsupported(r, flat).find("need a pipeline"), std::string::npos);

@@ -55,19 +55,21 @@ TEST(PlanStepTime, SingleGpuStepIsComputePlusOptimizer) {
   const double attention = 12.0 * m.num_layers * 1024.0 * m.d_model * tokens;
   EXPECT_NEAR(gemm + attention, flops_per_token(m, w.counts, 1024, Recompute::none).hardware * tokens, 1.0);
   const double peak = c.peak_tflops_bf16 * 1e12;
-  const double elementwise = 4 * 12 * 3 * mem.layer_activations_full /
-                             (c.memory_bandwidth_gb_per_s * 1e9 * c.elementwise_fraction);
+  const double elementwise =
+      4 * 12 * 3 * mem.layer_activations_full / (c.memory_bandwidth_gb_per_s * 1e9 * c.elementwise_fraction);
   EXPECT_NEAR(t.gemm, gemm / (peak * c.sustained_fraction), 1e-9);
   EXPECT_NEAR(t.attention, attention / (peak * c.attention_fraction), 1e-9);
   EXPECT_NEAR(t.elementwise, elementwise, 1e-9);
   EXPECT_NEAR(t.compute, t.gemm + t.attention + t.elementwise, 1e-12);
   EXPECT_EQ(t.tp_comm + t.pp_comm + t.bubble + t.dp_comm, 0.0);
   EXPECT_NEAR(t.total, t.compute + t.optimizer, 1e-12);
-  EXPECT_NEAR(t.mfu, tokens / t.total * flops_per_token(m, w.counts, 1024, Recompute::none).model / peak, 1e-9);
+  EXPECT_NEAR(t.mfu, tokens / t.total * flops_per_token(m, w.counts, 1024, Recompute::none).model / peak,
+              1e-9);
   // Megatron-LM (validation only) ran the attention products as GEMMs.
   Layout megatron = l;
   megatron.framework = Framework::megatron_lm;
-  EXPECT_NEAR(predict_step_time(w, megatron, c, mem).attention, attention / (peak * c.sustained_fraction), 1e-9);
+  EXPECT_NEAR(predict_step_time(w, megatron, c, mem).attention, attention / (peak * c.sustained_fraction),
+              1e-9);
 }
 
 // An oversubscribed CPU node (8 ranks on 2 one-core slots): each rank gets a quarter of a slot,

@@ -48,7 +48,8 @@ TEST(PlanStudy, LayoutThatDoesNotDivideIsRefused) {
   // tp 2 x pp 2 on 6 ranks.
   const PointCheck pc = check_point(tiny(), 6, 2, test::cluster("local"));
   EXPECT_FALSE(pc.ok());
-  EXPECT_TRUE(has(pc.problems, "layout: cannot derive parallel.dp: world size 6 is not divisible by tp x pp = 2 x 2"))
+  EXPECT_TRUE(
+      has(pc.problems, "layout: cannot derive parallel.dp: world size 6 is not divisible by tp x pp = 2 x 2"))
       << pc.problems.front();
   EXPECT_FALSE(pc.predicted);
 }
@@ -56,8 +57,9 @@ TEST(PlanStudy, LayoutThatDoesNotDivideIsRefused) {
 TEST(PlanStudy, BatchThatDoesNotDivideIsRefusedWithTheTrainersMessage) {
   const PointCheck pc = check_point(tiny({"parallel.pp=1"}), 6, 2, test::cluster("local"));
   EXPECT_FALSE(pc.ok());
-  EXPECT_TRUE(has(pc.problems,
-                  "batch: parallel.global_batch_size (16) must be a multiple of micro_batch_size x dp (4 x 3 = 12)"))
+  EXPECT_TRUE(
+      has(pc.problems,
+          "batch: parallel.global_batch_size (16) must be a multiple of micro_batch_size x dp (4 x 3 = 12)"))
       << pc.problems.front();
 }
 
@@ -74,7 +76,8 @@ TEST(PlanStudy, ClusterWithoutTheJobsPeakIsRefused) {
   config::ClusterConfig c = test::cluster("h100_sxm_80gb");
   c.peak_tflops_fp32 = 0;  // the CPU job trains in fp32
   const PointCheck pc = check_point(tiny({"parallel.pp=1"}), 4, 2, c);
-  EXPECT_TRUE(has(pc.problems, "has no peak_tflops_fp32")) << (pc.problems.empty() ? "" : pc.problems.front());
+  EXPECT_TRUE(has(pc.problems, "has no peak_tflops_fp32"))
+      << (pc.problems.empty() ? "" : pc.problems.front());
 }
 
 TEST(PlanStudy, TensorParallelAcrossNodesIsANoteNotARefusal) {
@@ -98,7 +101,8 @@ TEST(PlanStudy, MoreGpuRanksThanGpusPerNodeIsRefused) {
   config::JobConfig job = tiny({"parallel.pp=1"});
   const PointCheck pc = check_point(job, 16, 16, test::cluster("h100_sxm_80gb"));
   EXPECT_FALSE(pc.ok());
-  EXPECT_TRUE(has(pc.problems, "only CPU ranks can share a slot")) << (pc.problems.empty() ? "" : pc.problems.front());
+  EXPECT_TRUE(has(pc.problems, "only CPU ranks can share a slot"))
+      << (pc.problems.empty() ? "" : pc.problems.front());
 }
 
 TEST(PlanStudy, DefaultClusterFollowsTheJob) {
@@ -122,19 +126,21 @@ fs::path study_dir(const std::string& name) {
 
 // A run of configs/pretrain_tiny.yaml (pp 1) at `ranks` on `nodes` nodes, as strata train and
 // slurm/launch.sh leave it: `steps` of the 5 planned recorded; exit_code < 0: none in job.json.
-fs::path make_run(const fs::path& study, const std::string& name, int nodes, int ranks, int steps, int exit_code,
-                  const std::string& log) {
+fs::path make_run(const fs::path& study, const std::string& name, int nodes, int ranks, int steps,
+                  int exit_code, const std::string& log) {
   const fs::path d = study / "runs" / name;
   fs::create_directories(d);
   std::ofstream(d / "config.yaml") << config::to_yaml(tiny({"parallel.pp=1", "train.steps=5"}));
   std::ofstream m(d / "metrics.jsonl");
   for (int s = 1; s <= steps; ++s)
     m << "{\"step\": " << s << ", \"loss\": 3.0, \"tokens_per_s\": " << 1024 / (0.1 * 4 / ranks)
-      << ", \"step_ms\": " << 100.0 * 4 / ranks << ", \"tflops\": 0.01, \"mfu\": 0.1, \"pipeline_wait_ms\": 1, "
+      << ", \"step_ms\": " << 100.0 * 4 / ranks
+      << ", \"tflops\": 0.01, \"mfu\": 0.1, \"pipeline_wait_ms\": 1, "
       << "\"dp_wait_ms\": " << 4.0 * 4 / ranks << "}\n";
   std::ofstream j(d / "job.json");
-  j << "{\"job_id\": \"1\", \"nodes\": " << nodes << ", \"ranks\": " << ranks << ", \"ranks_per_node\": "
-    << ranks / nodes << ", \"tag\": \"t\", \"scaling\": \"strong\", \"log\": \"" << log << "\"";
+  j << "{\"job_id\": \"1\", \"nodes\": " << nodes << ", \"ranks\": " << ranks
+    << ", \"ranks_per_node\": " << ranks / nodes << ", \"tag\": \"t\", \"scaling\": \"strong\", \"log\": \""
+    << log << "\"";
   if (exit_code >= 0) j << ", \"exit_code\": " << exit_code;
   j << "}\n";
   return d;
@@ -143,8 +149,9 @@ fs::path make_run(const fs::path& study, const std::string& name, int nodes, int
 TEST(PlanStudy, ReportHasTheFinishedRunsAndListsEveryOtherPoint) {
   const fs::path s = study_dir("mixed");
   const std::string log3 = (s / "logs" / "p3.out").string();
-  std::ofstream(log3) << "strata-slurm: starting\nstrata: error (rank 0 of 6): parallel.global_batch_size (16) "
-                         "must be a multiple of micro_batch_size x dp (4 x 3 = 12)\nsrun: error: node1: task 0\n";
+  std::ofstream(log3)
+      << "strata-slurm: starting\nstrata: error (rank 0 of 6): parallel.global_batch_size (16) "
+         "must be a multiple of micro_batch_size x dp (4 x 3 = 12)\nsrun: error: node1: task 0\n";
   make_run(s, "p1", 1, 2, 5, 0, "");
   make_run(s, "p2", 2, 4, 5, -1, "");  // no exit code yet, but every step: finished
   make_run(s, "p4", 4, 8, 3, 1, "");   // stopped at step 3 with status 1
@@ -158,8 +165,10 @@ TEST(PlanStudy, ReportHasTheFinishedRunsAndListsEveryOtherPoint) {
       << (s / "runs" / "p3-never").string() << "\", \"log\": \"" << log3 << "\"}\n"
       << "{\"point\": \"p4\", \"nodes\": 4, \"ranks\": 8, \"status\": \"submitted\", \"run_dir\": \""
       << (s / "runs" / "p4").string() << "\"}\n"
-      << "{\"point\": \"p5\", \"nodes\": 5, \"ranks\": 10, \"status\": \"refused\", \"reason\": \"batch: no\"}\n"
-      << "{\"point\": \"p6\", \"nodes\": 64, \"ranks\": 128, \"status\": \"submit_failed\", \"reason\": \"sbatch: "
+      << "{\"point\": \"p5\", \"nodes\": 5, \"ranks\": 10, \"status\": \"refused\", \"reason\": \"batch: "
+         "no\"}\n"
+      << "{\"point\": \"p6\", \"nodes\": 64, \"ranks\": 128, \"status\": \"submit_failed\", \"reason\": "
+         "\"sbatch: "
          "error: Node count specification invalid\"}\n";
   const ScalingReport rep = build_study_report(s.string(), {});
   ASSERT_EQ(rep.rows.size(), 2u);
@@ -183,7 +192,8 @@ TEST(PlanStudy, ReportHasTheFinishedRunsAndListsEveryOtherPoint) {
       << rep.failed[0].reason;
   EXPECT_EQ(rep.failed[1].name, "p4");
   EXPECT_EQ(rep.failed[1].status, "failed");
-  EXPECT_NE(rep.failed[1].reason.find("status 1; stopped at step 3 of 5"), std::string::npos) << rep.failed[1].reason;
+  EXPECT_NE(rep.failed[1].reason.find("status 1; stopped at step 3 of 5"), std::string::npos)
+      << rep.failed[1].reason;
   EXPECT_EQ(rep.failed[2].status, "refused");
   EXPECT_EQ(rep.failed[2].reason, "batch: no");
   EXPECT_EQ(rep.failed[3].status, "submit failed");
@@ -197,19 +207,21 @@ TEST(PlanStudy, ReportHasTheFinishedRunsAndListsEveryOtherPoint) {
             std::string::npos)
       << csv;
   const std::string gp = scaling_gnuplot(rep, "s.csv", "s.png");
-  EXPECT_NE(gp.find("using 3:21"), std::string::npos) << gp;  // predicted tokens/s against nodes
+  EXPECT_NE(gp.find("using 3:21"), std::string::npos) << gp;         // predicted tokens/s against nodes
   EXPECT_NE(gp.find("using 3:(100*$25)"), std::string::npos) << gp;  // predicted efficiency
 }
 
 TEST(PlanStudy, NoFinishedRunIsAnErrorListingTheFailures) {
   const fs::path s = study_dir("none");
-  std::ofstream(s / "study.jsonl") << "{\"point\": \"p5\", \"nodes\": 5, \"ranks\": 10, \"status\": \"refused\", "
-                                      "\"reason\": \"batch: no\"}\n";
+  std::ofstream(s / "study.jsonl")
+      << "{\"point\": \"p5\", \"nodes\": 5, \"ranks\": 10, \"status\": \"refused\", "
+         "\"reason\": \"batch: no\"}\n";
   try {
     build_study_report(s.string(), {});
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no finished runs: p5: refused: batch: no"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no finished runs: p5: refused: batch: no"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -217,7 +229,8 @@ TEST(PlanStudy, FirstErrorLinePrefersStratasOwn) {
   const fs::path s = study_dir("log");
   std::ofstream(s / "a.log") << "srun: error: node2: task 3: Exited with exit code 1\n"
                                 "strata: error (rank 3 of 4): injected failure at step 3\n";
-  EXPECT_EQ(first_error_line((s / "a.log").string()), "strata: error (rank 3 of 4): injected failure at step 3");
+  EXPECT_EQ(first_error_line((s / "a.log").string()),
+            "strata: error (rank 3 of 4): injected failure at step 3");
   std::ofstream(s / "b.log") << "all good\nslurmstepd: error: *** JOB 7 CANCELLED ***\n";
   EXPECT_EQ(first_error_line((s / "b.log").string()), "slurmstepd: error: *** JOB 7 CANCELLED ***");
   EXPECT_EQ(first_error_line((s / "missing.log").string()), "");

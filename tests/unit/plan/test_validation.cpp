@@ -30,11 +30,11 @@ namespace {
 // in-sample residuals and leave-one-out errors are printed; they are not the validation.
 TEST(PlanValidation, A100SustainedFractionIsTheFitToMegatron2021) {
   const config::ClusterConfig a100 = test::cluster("a100_sxm_80gb");
-  const Calibration fit = calibrate(a100, test::as_calibration_runs(test::megatron_2021(), false),
-                                    {"sustained_fraction"});
+  const Calibration fit =
+      calibrate(a100, test::as_calibration_runs(test::megatron_2021(), false), {"sustained_fraction"});
   std::printf("%s", calibration_report(fit).c_str());
-  EXPECT_NEAR(a100.sustained_fraction, fit.after[0], 0.005) << "refit a100_sxm_80gb.yaml: the fit gives "
-                                                            << fit.after[0];
+  EXPECT_NEAR(a100.sustained_fraction, fit.after[0], 0.005)
+      << "refit a100_sxm_80gb.yaml: the fit gives " << fit.after[0];
   // The A100 40GB file states the same stack on the same GPU.
   EXPECT_EQ(test::cluster("a100_sxm_40gb").sustained_fraction, a100.sustained_fraction);
 }
@@ -54,9 +54,10 @@ TEST(PlanValidation, A100OutOfSampleOnKorthikanti2022) {
     const double predicted = predict_run_s(run, a100);
     const double err = predicted / run.measured_s - 1;  // of the step time
     sum += std::fabs(err);
-    std::printf("  %-5s %-32s published MFU %4.1f%% (step %6.2f s)  predicted %4.1f%% (%6.2f s)  step %+5.1f%%\n",
-                run.name.c_str(), to_string(run.layout).c_str(), 100 * published[i].published, run.measured_s,
-                100 * published[i].published * run.measured_s / predicted, predicted, 100 * err);
+    std::printf(
+        "  %-5s %-32s published MFU %4.1f%% (step %6.2f s)  predicted %4.1f%% (%6.2f s)  step %+5.1f%%\n",
+        run.name.c_str(), to_string(run.layout).c_str(), 100 * published[i].published, run.measured_s,
+        100 * published[i].published * run.measured_s / predicted, predicted, 100 * err);
     EXPECT_LT(std::fabs(err), 0.25) << run.name;
   }
   std::printf("  mean absolute error %.1f%%\n", 100 * sum / double(runs.size()));
@@ -77,12 +78,17 @@ namespace {
 // Tolerance 3% or 2 MiB, whichever is larger (the baseline varies by a few MiB with libraries'
 // buffers and the corpus size, which dominates the tiny model).
 TEST(PlanValidation, StrataPeakMemoryOnThisMachineWithinThreePercent) {
-  struct Run { const char* model; int batch, seq; bool full; double measured_mib; };
+  struct Run {
+    const char* model;
+    int batch, seq;
+    bool full;
+    double measured_mib;
+  };
   const Run runs[] = {
-      {"tiny_gpt", 8, 32, false, 32.0},           {"llama_tiny", 8, 256, false, 300.3},
-      {"llama_tiny", 8, 256, true, 165.2},        {"gpt2_124m", 4, 256, false, 2918.6},
-      {"gpt2_124m", 4, 256, true, 2291.4},        {"gpt2_124m", 2, 1024, false, 4763.0},
-      {"gpt2_350m", 1, 512, false, 6756.4},       {"llama_tiny", 16, 256, false, 522.4},
+      {"tiny_gpt", 8, 32, false, 32.0},     {"llama_tiny", 8, 256, false, 300.3},
+      {"llama_tiny", 8, 256, true, 165.2},  {"gpt2_124m", 4, 256, false, 2918.6},
+      {"gpt2_124m", 4, 256, true, 2291.4},  {"gpt2_124m", 2, 1024, false, 4763.0},
+      {"gpt2_350m", 1, 512, false, 6756.4}, {"llama_tiny", 16, 256, false, 522.4},
   };
   const config::ClusterConfig local = test::cluster("local");
   for (const Run& run : runs) {
@@ -92,8 +98,8 @@ TEST(PlanValidation, StrataPeakMemoryOnThisMachineWithinThreePercent) {
     l.recompute = run.full ? Recompute::full : Recompute::none;
     const double predicted = predict_memory(Workload::of(m, run.seq), l, local).total() / (1024.0 * 1024.0);
     const double err = predicted / run.measured_mib - 1.0;
-    std::printf("  %-10s b%-2d T%-4d %-5s measured %7.1f MiB  predicted %7.1f MiB  %+5.1f%%\n", run.model, run.batch,
-                run.seq, run.full ? "full" : "none", run.measured_mib, predicted, 100 * err);
+    std::printf("  %-10s b%-2d T%-4d %-5s measured %7.1f MiB  predicted %7.1f MiB  %+5.1f%%\n", run.model,
+                run.batch, run.seq, run.full ? "full" : "none", run.measured_mib, predicted, 100 * err);
     EXPECT_LT(std::fabs(predicted - run.measured_mib), std::max(0.03 * run.measured_mib, 2.0)) << run.model;
   }
 }
@@ -122,10 +128,10 @@ struct EightRankRun {
   double planned_mib, rss_mib;
 };
 constexpr EightRankRun kEightRank[] = {
-    {"tp1-pp1-dp8-mb2-z0", 151.27, 210.0},        {"tp1-pp1-dp8-mb2-z1", 105.37, 196.3},
-    {"tp2-pp1-dp4-mb2-z1-sp", 58.96, 121.1},       {"tp1-pp2-dp4-mb2-z1", 80.04, 144.3},
-    {"tp1-pp2-dp4-mb2-z1-gpipe", 80.04, 144.2},    {"tp1-pp2-dp4-v2-mb2-z1", 85.60, 149.7},
-    {"tp2-pp2-dp2-mb2-z1-sp", 46.45, 89.4},        {"tp8-pp1-dp1-mb2-z0-sp", 24.04, 56.4},
+    {"tp1-pp1-dp8-mb2-z0", 151.27, 210.0},      {"tp1-pp1-dp8-mb2-z1", 105.37, 196.3},
+    {"tp2-pp1-dp4-mb2-z1-sp", 58.96, 121.1},    {"tp1-pp2-dp4-mb2-z1", 80.04, 144.3},
+    {"tp1-pp2-dp4-mb2-z1-gpipe", 80.04, 144.2}, {"tp1-pp2-dp4-v2-mb2-z1", 85.60, 149.7},
+    {"tp2-pp2-dp2-mb2-z1-sp", 46.45, 89.4},     {"tp8-pp1-dp1-mb2-z0-sp", 24.04, 56.4},
     {"tp1-pp8-dp1-mb2-z0", 68.18, 101.7},
 };
 
@@ -137,16 +143,18 @@ TEST(PlanValidation, StrataEightRankLayoutsOnThisMachine) {
     const Layout l = parse_layout(run.layout, 8, 16, config::Precision::fp32);
     const MemoryBreakdown s0 = predict_stage_memory(w, l, c, 0);
     config::ParallelConfig par;
-    par.tp = l.tp, par.pp = l.pp, par.dp = l.dp, par.virtual_stages = l.vpp, par.micro_batch_size = l.micro_batch;
+    par.tp = l.tp, par.pp = l.pp, par.dp = l.dp, par.virtual_stages = l.vpp,
+    par.micro_batch_size = l.micro_batch;
     par.sequence_parallel = l.sequence_parallel, par.zero_stage = l.zero;
     const auto kind = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
                       : l.gpipe ? config::PipelineSchedule::gpipe
                                 : config::PipelineSchedule::one_f_one_b;
     const CpuStagePlan p = strata_cpu_stage_plan(w.model, par, kind, l.micro_batches, w.seq_len, 0);
     const double planned = p.trainer_planned() / MiB, total = s0.total() / MiB;
-    std::printf("  %-26s planned %7.2f MiB (log %7.2f, %+5.2f%%)  rank 0 total %6.1f MiB (RSS %6.1f, %+5.1f%%)\n",
-                run.layout, planned, run.planned_mib, 100 * (planned / run.planned_mib - 1), total, run.rss_mib,
-                100 * (total / run.rss_mib - 1));
+    std::printf(
+        "  %-26s planned %7.2f MiB (log %7.2f, %+5.2f%%)  rank 0 total %6.1f MiB (RSS %6.1f, %+5.1f%%)\n",
+        run.layout, planned, run.planned_mib, 100 * (planned / run.planned_mib - 1), total, run.rss_mib,
+        100 * (total / run.rss_mib - 1));
     EXPECT_NEAR(planned, run.planned_mib, 0.011) << run.layout;
     if (l.dp == 1) {
       EXPECT_LT(std::fabs(total / run.rss_mib - 1), 0.05) << run.layout;
@@ -177,7 +185,8 @@ std::vector<CalibrationRun> kept_runs(const char* prefix, const config::ClusterC
   for (const auto& rep : fs::directory_iterator(root))
     if (rep.is_directory() && rep.path().filename().string().starts_with("rep"))
       for (const auto& run : fs::directory_iterator(rep.path()))
-        if (run.is_directory() && run.path().filename().string().starts_with(prefix)) dirs.push_back(run.path());
+        if (run.is_directory() && run.path().filename().string().starts_with(prefix))
+          dirs.push_back(run.path());
   std::sort(dirs.begin(), dirs.end());
   std::vector<CalibrationRun> runs;
   for (const std::string& d : dirs) runs.push_back(read_calibration_run(d, cluster, TimeBase::cpu));
@@ -200,7 +209,8 @@ TEST(PlanValidation, LocalIsTheFitToItsCalibrationRuns) {
   const Calibration fit = calibrate(local, runs, kLocalKeys);
   std::printf("%s", calibration_report(fit).c_str());
   for (std::size_t k = 0; k < kLocalKeys.size(); ++k)
-    EXPECT_NEAR(fit.before[k] / fit.after[k], 1.0, 0.002) << kLocalKeys[k] << ": the fit gives " << fit.after[k];
+    EXPECT_NEAR(fit.before[k] / fit.after[k], 1.0, 0.002)
+        << kLocalKeys[k] << ": the fit gives " << fit.after[k];
 }
 
 // Out of sample: the 8-rank layouts (val-*: 8 ranks on the 2 cores, never seen by the fit),
@@ -232,11 +242,13 @@ TEST(PlanValidation, LocalEightRankLayoutsOutOfSample) {
     const double err = predicted / run.measured_s - 1;
     const double tol = tolerance(run.layout.tp > 1 ? loo_tp : loo_other);
     sum += std::fabs(err);
-    std::printf("  %-26s measured %6.0f ms (x%d, spread %4.1f%%)  predicted %6.0f ms  %+6.1f%%  (tolerance %.0f%%)\n",
-                to_string(run.layout).c_str(), 1e3 * run.measured_s, run.repeats, 100 * run.spread, 1e3 * predicted,
-                100 * err, 100 * tol);
+    std::printf(
+        "  %-26s measured %6.0f ms (x%d, spread %4.1f%%)  predicted %6.0f ms  %+6.1f%%  (tolerance %.0f%%)\n",
+        to_string(run.layout).c_str(), 1e3 * run.measured_s, run.repeats, 100 * run.spread, 1e3 * predicted,
+        100 * err, 100 * tol);
     if (run.layout.tp == 8) {
-      EXPECT_GT(err, 1.5) << run.name << ": now within " << 100 * err << "%: update docs/planner-validation.md sec. 4";
+      EXPECT_GT(err, 1.5) << run.name << ": now within " << 100 * err
+                          << "%: update docs/planner-validation.md sec. 4";
       continue;
     }
     EXPECT_LT(std::fabs(err), tol) << run.name;

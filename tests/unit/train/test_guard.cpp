@@ -241,7 +241,8 @@ TEST(Guard, PersistentLossSpikeRollsBackSkipsTheDataAndResumesExactly) {
   ASSERT_EQ(sy.steps.size(), 2u);
   EXPECT_EQ(sy.steps[0].loss, sx.steps[12].loss);
   EXPECT_EQ(sy.steps[1].loss, sx.steps[13].loss);
-  EXPECT_TRUE(bitwise_equal(sx.final_params, sy.final_params)) << "the resume after the rollback is not exact";
+  EXPECT_TRUE(bitwise_equal(sx.final_params, sy.final_params))
+      << "the resume after the rollback is not exact";
   EXPECT_EQ(sy.guard, sx.guard);
 }
 
@@ -257,7 +258,8 @@ TEST(Guard, ARollbackThatCannotHappenIsAClearError) {
       message = e.what();
     }
   }
-  EXPECT_NE(message.find("training diverged at step 5: 3 bad steps in a row (steps 3, 4, 5)"), std::string::npos)
+  EXPECT_NE(message.find("training diverged at step 5: 3 bad steps in a row (steps 3, 4, 5)"),
+            std::string::npos)
       << message;
   EXPECT_NE(message.find("no checkpoint to roll back to"), std::string::npos) << message;
   // With checkpoints but no rollbacks left.

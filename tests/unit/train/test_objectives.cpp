@@ -131,7 +131,7 @@ TEST(SeqLenWarmup, GrowsLinearlyInMultiplesOfEightToTheFullLength) {
   t.seq_len = 128;
   EXPECT_EQ(train::warmup_seq_len(t, 0), 128);  // off
   t.seq_len_warmup = 1000;
-  EXPECT_EQ(train::warmup_start_len(t), 16);    // max(8, 128 / 8)
+  EXPECT_EQ(train::warmup_start_len(t), 16);  // max(8, 128 / 8)
   EXPECT_EQ(train::warmup_seq_len(t, 0), 16);
   EXPECT_EQ(train::warmup_seq_len(t, 500), 72);   // 16 + 112 / 2
   EXPECT_EQ(train::warmup_seq_len(t, 999), 120);  // 16 + 111.9 = 127 -> 120
@@ -148,7 +148,8 @@ TEST(SeqLenWarmup, GrowsLinearlyInMultiplesOfEightToTheFullLength) {
   // The replayed token count is the sum of the steps' G x t.
   for (long step = 1; step < 40; ++step) {
     const std::uint64_t before = train::tokens_before_step(t, 4, step);
-    EXPECT_EQ(train::tokens_before_step(t, 4, step + 1), before + 4 * std::uint64_t(train::warmup_seq_len(t, before)));
+    EXPECT_EQ(train::tokens_before_step(t, 4, step + 1),
+              before + 4 * std::uint64_t(train::warmup_seq_len(t, before)));
   }
 }
 
@@ -167,7 +168,8 @@ TEST(SeqLenWarmup, TrainerCountsTheTokensAndFlopsOfTheCurrentLength) {
     EXPECT_EQ(m.tokens, std::int64_t(G) * t);
     EXPECT_EQ(m.loss_tokens, m.tokens);  // causal LM: every position has a target
     EXPECT_NEAR(m.tokens_per_s * m.step_ms * 1e-3, double(m.tokens), 1e-6 * double(m.tokens));
-    EXPECT_NEAR(m.tflops, m.tokens_per_s * model::Transformer<float>::model_flops_per_token(job.model, t) / 1e12,
+    EXPECT_NEAR(m.tflops,
+                m.tokens_per_s * model::Transformer<float>::model_flops_per_token(job.model, t) / 1e12,
                 1e-9 * m.tflops);
     EXPECT_TRUE(std::isfinite(m.loss));
     seen += std::uint64_t(m.tokens);

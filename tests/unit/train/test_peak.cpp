@@ -37,7 +37,8 @@ TEST(Peak, WarningNamesTheSourceAndTheKeyOnce) {
   EXPECT_NE(err.find("MFU would be 300%"), std::string::npos) << err;
   EXPECT_NE(err.find("measured on a busy host"), std::string::npos) << err;
   EXPECT_NE(err.find("hardware.peak_tflops"), std::string::npos) << err;
-  EXPECT_EQ(err.find("MFU would be", err.find("MFU would be") + 1), std::string::npos) << "warned twice: " << err;
+  EXPECT_EQ(err.find("MFU would be", err.find("MFU would be") + 1), std::string::npos)
+      << "warned twice: " << err;
 }
 
 TEST(Peak, RankShareOfTheProbe) {

@@ -38,13 +38,18 @@ TEST(Probes, ParsesObjectsSkipsBlankAndCommentLines) {
 
 TEST(Probes, ErrorsNameTheLineAndTheField) {
   const std::string ok = "{\"prompt\": \"a\", \"answer\": \"b\", \"choices\": [\"b\", \"c\"]}\n";
-  EXPECT_NE(error_of(ok + "{\"prompt\": \"a\", \"answer\": \n").find("p.jsonl:2: not valid JSON"), std::string::npos);
-  EXPECT_NE(error_of(ok + ok + "{\"answer\": \"b\", \"choices\": [\"b\", \"c\"]}\n").find("p.jsonl:3: \"prompt\" must be a string"),
+  EXPECT_NE(error_of(ok + "{\"prompt\": \"a\", \"answer\": \n").find("p.jsonl:2: not valid JSON"),
             std::string::npos);
-  EXPECT_NE(error_of("{\"prompt\": \"a\", \"answer\": \"x\", \"choices\": [\"b\", \"c\"]}").find("p.jsonl:1: the answer \"x\" is not one of the choices"),
+  EXPECT_NE(error_of(ok + ok + "{\"answer\": \"b\", \"choices\": [\"b\", \"c\"]}\n")
+                .find("p.jsonl:3: \"prompt\" must be a string"),
             std::string::npos);
-  EXPECT_NE(error_of("{\"prompt\": \"a\", \"answer\": \"b\", \"choices\": [\"b\"]}").find("at least two"), std::string::npos);
-  EXPECT_NE(error_of("{\"prompt\": \"a\", \"answer\": \"b\", \"choices\": [\"b\", \"c\"], \"hint\": 1}").find("unknown key \"hint\""),
+  EXPECT_NE(error_of("{\"prompt\": \"a\", \"answer\": \"x\", \"choices\": [\"b\", \"c\"]}")
+                .find("p.jsonl:1: the answer \"x\" is not one of the choices"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"prompt\": \"a\", \"answer\": \"b\", \"choices\": [\"b\"]}").find("at least two"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"prompt\": \"a\", \"answer\": \"b\", \"choices\": [\"b\", \"c\"], \"hint\": 1}")
+                .find("unknown key \"hint\""),
             std::string::npos);
   EXPECT_NE(error_of("[1, 2]").find("expected a JSON object"), std::string::npos);
   EXPECT_NE(error_of("\n# nothing\n").find("no probes"), std::string::npos);
@@ -77,17 +82,20 @@ TEST(Probes, ScoresEachChoiceAsTheLogLikelihoodOfItsContinuation) {
   const data::ByteTokenizer byte_tokenizer;
   const data::Tokenizer& bytes = byte_tokenizer;
   const auto probes = train::parse_probes(
-      "{\"prompt\": \"the sky is\", \"answer\": \"blue\", \"choices\": [\"green\", \"blue\", \"red\"]}", "p.jsonl");
+      "{\"prompt\": \"the sky is\", \"answer\": \"blue\", \"choices\": [\"green\", \"blue\", \"red\"]}",
+      "p.jsonl");
   const train::ProbeReport r = train::score_probes(dec, bytes, probes, "p.jsonl");
   ASSERT_EQ(r.scores.size(), 1u);
-  const std::vector<std::vector<std::int32_t>> choices = {bytes.encode(" green"), bytes.encode(" blue"), bytes.encode(" red")};
+  const std::vector<std::vector<std::int32_t>> choices = {bytes.encode(" green"), bytes.encode(" blue"),
+                                                          bytes.encode(" red")};
   const auto want = model::choice_log_likelihoods(dec, bytes.encode("the sky is"), choices);
   for (std::size_t c = 0; c < 3; ++c) EXPECT_DOUBLE_EQ(r.scores[0].log_likelihood[c], want[c]);
   EXPECT_EQ(r.scores[0].predicted, model::best_choice(want));
   EXPECT_EQ(r.correct, r.scores[0].predicted == 1 ? 1 : 0);
   // A probe longer than the model's context is an error naming its line.
   const auto long_probe = train::parse_probes(
-      "\n{\"prompt\": \"" + std::string(40, 'a') + "\", \"answer\": \"b\", \"choices\": [\"b\", \"c\"]}", "p.jsonl");
+      "\n{\"prompt\": \"" + std::string(40, 'a') + "\", \"answer\": \"b\", \"choices\": [\"b\", \"c\"]}",
+      "p.jsonl");
   try {
     train::score_probes(dec, bytes, long_probe, "p.jsonl");
     FAIL() << "no error";

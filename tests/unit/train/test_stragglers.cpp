@@ -50,7 +50,8 @@ TEST(Stragglers, TheReportIsOneMetricsLineAndOneLogLine) {
   r.step = 100;
   r.steps = 50;
   const auto j = nlohmann::json::parse(r.json());
-  EXPECT_EQ(r.json().rfind("{\"step\": 100, ", 0), 0u);  // a resumed run's metrics keep_until() reads this prefix
+  EXPECT_EQ(r.json().rfind("{\"step\": 100, ", 0),
+            0u);  // a resumed run's metrics keep_until() reads this prefix
   EXPECT_EQ(j.at("stragglers").at("ranks").get<int>(), 8);
   EXPECT_EQ(j.at("stragglers").at("steps").get<int>(), 50);
   ASSERT_EQ(j.at("stragglers").at("slowest").size(), 2u);
@@ -59,7 +60,8 @@ TEST(Stragglers, TheReportIsOneMetricsLineAndOneLogLine) {
   EXPECT_DOUBLE_EQ(j.at("stragglers").at("slowest")[0].at("slowdown").get<double>(), 1.5);
   const std::string line = r.log_line();
   EXPECT_NE(line.find("stragglers over steps 51-100"), std::string::npos) << line;
-  EXPECT_NE(line.find("rank 5 (tp 1/2, dp 0/2, pp 1/2) compute 30.0 ms = 1.50x its stage's median"), std::string::npos)
+  EXPECT_NE(line.find("rank 5 (tp 1/2, dp 0/2, pp 1/2) compute 30.0 ms = 1.50x its stage's median"),
+            std::string::npos)
       << line;
 }
 

@@ -56,8 +56,8 @@ TEST(Trainer, WritesOneMetricsObjectPerStepWithEveryField) {
     if (j.contains("stragglers")) continue;  // the straggler report of each log interval
     ++n;
     EXPECT_EQ(j.at("step").get<int>(), n);
-    for (const char* key : {"loss", "lr", "grad_norm", "seq_len", "tokens", "loss_tokens", "tokens_per_s", "step_ms",
-                            "tflops", "mfu", "mem_bytes"})
+    for (const char* key : {"loss", "lr", "grad_norm", "seq_len", "tokens", "loss_tokens", "tokens_per_s",
+                            "step_ms", "tflops", "mfu", "mem_bytes"})
       EXPECT_TRUE(j.contains(key)) << key;
     EXPECT_GT(j.at("tokens_per_s").get<double>(), 0);
     EXPECT_GT(j.at("mfu").get<double>(), 0);

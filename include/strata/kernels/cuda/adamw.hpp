@@ -24,7 +24,7 @@ struct AdamWStep {
 // grad is read at state_offset when grad_at_state is true (ZeRO-1: the reduce-scattered
 // gradient shard), else at param_offset.
 void adamw_update(float* master, bf16* param_bf16, const float* grad, float* m, float* v,
-                  const AdamWSegment* segments, int n_segments, index_t max_segment_numel,
-                  bool grad_at_state, const AdamWStep& p, cudaStream_t stream);
+                  const AdamWSegment* segments, int n_segments, index_t max_segment_numel, bool grad_at_state,
+                  const AdamWStep& p, cudaStream_t stream);
 
 }  // namespace strata::kernels::cuda

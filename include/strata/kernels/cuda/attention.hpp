@@ -26,8 +26,8 @@ struct FlashShape {
 void check_flash_shape(const FlashShape& s);
 index_t attention_workspace_floats(const FlashShape& s);
 
-void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashShape& s,
-                       cudaStream_t stream);
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                       const FlashShape& s, cudaStream_t stream);
 // dq/dk/dv use the strides of q/k/v (ld_q, ld_kv). workspace: attention_workspace_floats(s) floats.
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* workspace, const bf16* dout, const bf16* out,
                         const float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashShape& s,
@@ -43,8 +43,8 @@ double attention_forward_flops(const FlashShape& s);
 // head's dimensions: scores by warp reductions, an online softmax in fp32 (Milakov &
 // Gimelshein 2018), no work space. HS must be a multiple of 32 (64 and 128 are compiled in).
 // Reference: kernels/cpu attention_forward_cached (tests/cuda/test_attention.cpp).
-void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, index_t Tq, index_t pos,
-                      index_t NH, index_t NKV, index_t HS, index_t ld_q, index_t ld_kv, bool causal,
-                      cudaStream_t stream);
+void attention_cached(bf16* out, const bf16* q, const bf16* k_cache, const bf16* v_cache, index_t Tq,
+                      index_t pos, index_t NH, index_t NKV, index_t HS, index_t ld_q, index_t ld_kv,
+                      bool causal, cudaStream_t stream);
 
 }  // namespace strata::kernels::cuda

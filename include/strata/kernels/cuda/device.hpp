@@ -21,7 +21,7 @@ struct CudaReport {
   std::string cublas_version;
   std::string nccl_version;
   std::vector<DeviceInfo> devices;
-  std::string status;           // "2 devices", or why none is usable ("no CUDA device: ...")
+  std::string status;  // "2 devices", or why none is usable ("no CUDA device: ...")
 };
 
 CudaReport query_cuda();

@@ -97,7 +97,9 @@ __host__ __device__ inline float row_lse(RowState state) {
   return state.l > 0.0f ? (state.m2 + log2f(state.l)) * kLn2 : -INFINITY;
 }
 // 1 / l for the final normalisation (0 for an empty row, whose O is 0).
-__host__ __device__ inline float row_inv_sum(RowState state) { return state.l > 0.0f ? 1.0f / state.l : 0.0f; }
+__host__ __device__ inline float row_inv_sum(RowState state) {
+  return state.l > 0.0f ? 1.0f / state.l : 0.0f;
+}
 
 // Backward: probability from the saved lse (natural log) and the base-2 score.
 __host__ __device__ inline float prob_from_lse(float s2, float lse) {

@@ -14,9 +14,9 @@ namespace strata::kernels::cuda {
 
 struct ColMajorGemm {
   // cublasGemmEx(transa, transb, m, n, k, alpha, A = our B, lda, B = our A, ldb, beta, C, ldc)
-  bool trans_a, trans_b;         // op of cuBLAS's A (= our B) and B (= our A)
+  bool trans_a, trans_b;  // op of cuBLAS's A (= our B) and B (= our A)
   std::int64_t m, n, k;
-  std::int64_t lda, ldb, ldc;    // = our ldb, lda, ldc
+  std::int64_t lda, ldb, ldc;  // = our ldb, lda, ldc
   // cuBLASLt matrix layouts (rows, cols of the STORED column-major matrices, before op):
   // A is [m,k] (N) or [k,m] (T); B is [k,n] (N) or [n,k] (T); C/D is [m,n].
   std::int64_t a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;

@@ -58,7 +58,8 @@ class Blas {
                  index_t lda, const bf16* B, index_t ldb, float beta, void* C, GemmOut c_type, index_t ldc,
                  const bf16* bias);
   struct Algo;  // cached cuBLASLt descriptors and heuristic result for one shape
-  std::map<std::tuple<bool, bool, index_t, index_t, index_t, index_t, index_t, index_t, int, bool>, Algo*> cache_;
+  std::map<std::tuple<bool, bool, index_t, index_t, index_t, index_t, index_t, index_t, int, bool>, Algo*>
+      cache_;
 };
 
 }  // namespace strata::kernels::cuda

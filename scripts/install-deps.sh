@@ -21,6 +21,7 @@ packages=(
   bible-kjv bible-kjv-text            # demo corpus and tokenizer benchmark: the KJV (public domain)
   fortunes fortunes-min               # demo corpus: fortune cookies, with real duplicates (BSD)
   python3.11-doc                      # demo corpus: Python documentation sources (quality classifier positives; PSF)
+  clang-format                        # lint.format: the tree as scripts/format.sh leaves it (clang-format 14)
   gnuplot-nox                         # strata report scaling: the PNG plot (pngcairo, no X server)
   slurmctld slurmd slurm-client munge # slurm tests: a one-node Slurm on localhost (tests/slurm/)
 )

@@ -13,8 +13,14 @@ if [[ "${CUDA_VISIBLE_DEVICES:-}" == *,* ]]; then
   IFS=, read -ra gpus <<<"$CUDA_VISIBLE_DEVICES"
   export CUDA_VISIBLE_DEVICES=${gpus[local_rank % ${#gpus[@]}]}
 fi
-# Threads: srun --cpu-bind / mpirun --bind-to have pinned the rank to its cores; keep the
-# OpenMP/BLAS threads on those cores, next to each other.
-export OMP_PLACES=${OMP_PLACES:-cores} OMP_PROC_BIND=${OMP_PROC_BIND:-close}
+# Threads: where srun --cpu-bind / mpirun --bind-to have pinned the rank to its own cores (its
+# affinity is narrower than the node), keep the OpenMP threads on those cores, next to each
+# other. Where the rank may run anywhere (no binding: CPU_BIND=none, a Slurm that cannot bind,
+# oversubscription), OpenMP is not told to bind: it would pin every rank's first thread to the
+# node's first core, all ranks on one core.
+# (nproc without the OMP_* variables: it would print OMP_NUM_THREADS, not the affinity.)
+if [ "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" -lt "$(nproc --all)" ]; then
+  export OMP_PLACES=${OMP_PLACES:-cores} OMP_PROC_BIND=${OMP_PROC_BIND:-close}
+fi
 export STRATA_LOCAL_RANK=$local_rank
 exec "$@"

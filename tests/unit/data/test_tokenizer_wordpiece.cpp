@@ -127,8 +127,9 @@ TEST(WordPieceTokenizer, LoadsFromTokenizerJsonAndTheSpecAndRejectsBadFiles) {
 
 TEST(WordPieceTokenizer, TwoThreadsEncodingTheSameTextGetTheSameIds) {
   std::string text;
-  for (const auto& c : fixture("wordpiece_encoding.json")["cases"])
-    text += c["text"].get<std::string>() + " ";
+  // Held in a variable: a range-for over a member of the temporary fixture would dangle.
+  const auto cases = fixture("wordpiece_encoding.json");
+  for (const auto& c : cases["cases"]) text += c["text"].get<std::string>() + " ";
   const std::vector<std::int32_t> expected = bert().encode(text);
   std::vector<std::int32_t> a, b;
   std::thread ta([&] { a = bert().encode(text); }), tb([&] { b = bert().encode(text); });

@@ -49,6 +49,9 @@ flops_per_token() { python3 -c "N=123532032; L=12; C=768; print(6*N + 12*L*$1*C)
 FPT=$(flops_per_token "$T")
 
 echo "GPT-2 124M fp32, B $B x T $T = $((B * T)) tokens per step, $THREADS threads, $ROUNDS rounds; $("$STRATA" --version)"
+# The GEMM kernels decide most of the step: say which OpenBLAS core runs them, and whether the
+# environment forced it (strata picks the widest the CPU has when OPENBLAS_CORETYPE is unset).
+echo "BLAS: $("$STRATA" info 2>/dev/null | sed -n 's/^ *BLAS *//p')${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE from the environment)}"
 echo "round  program   tokens/s   GFLOP/s   % of peak   (peak GFLOP/s measured by strata train at start)"
 results="$work/results.txt"
 : >"$results"

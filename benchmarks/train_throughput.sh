@@ -49,6 +49,9 @@ flops_per_token() { python3 -c "N=123532032; L=12; C=768; print(6*N + 12*L*$1*C)
 FPT=$(flops_per_token "$T")
 
 echo "GPT-2 124M fp32, B $B x T $T = $((B * T)) tokens per step, $THREADS threads, $ROUNDS rounds; $("$STRATA" --version)"
+# The GEMM kernels decide most of the step: say which OpenBLAS core runs them, and whether the
+# environment forced it (strata picks the widest the CPU has when OPENBLAS_CORETYPE is unset).
+echo "BLAS: $("$STRATA" info 2>/dev/null | sed -n 's/^ *BLAS *//p')${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE from the environment)}"
 echo "round  program   tokens/s   GFLOP/s   % of peak   (peak GFLOP/s measured by strata train at start)"
 results="$work/results.txt"
 : >"$results"
@@ -65,13 +68,19 @@ import json, statistics, sys
 steps = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l][1:]
 tps = statistics.median(s["tokens_per_s"] for s in steps)
 gf = statistics.median(s["tflops"] for s in steps) * 1e3
-mfu = statistics.median(s["mfu"] for s in steps)
+# The trainer stops reporting MFU (0) once a step would exceed the peak it measured at start,
+# which a busy machine can make too low: such a round has no % of peak.
+mfus = [s["mfu"] for s in steps if s["mfu"] > 0]
+if not mfus:
+    print(f"{sys.argv[2]:>5}  strata   {tps:9.1f} {gf:9.1f}        n/a   (the peak measured at start was below the achieved rate: busy machine)")
+    sys.exit(0)
+mfu = statistics.median(mfus)
 peak = gf / mfu
 print(f"{sys.argv[2]:>5}  strata   {tps:9.1f} {gf:9.1f} {100 * mfu:10.1f}   ({peak:.1f})")
 open(sys.argv[3], "a").write(f"strata {tps} {gf} {mfu} {peak}\n")
 EOF
   if [ -n "$LLMC" ]; then
-    peak=$(awk '$1 == "strata" {p = $5} END {print p}' "$results")
+    peak=$(awk '$1 == "strata" {p = $5} END {print p + 0}' "$results")  # 0: no strata round had one yet
     (cd "$work" && OMP_NUM_THREADS="$THREADS" ./llmc_driver "$B" "$T" "$LLMC_STEPS" "$work/gpt2_124M.bin") \
       >"$work/llmc_$r.log" 2>&1 || { tail -5 "$work/llmc_$r.log" >&2; echo "train_throughput.sh: llm.c failed" >&2; exit 1; }
     python3 - "$work/llmc_$r.log" "$r" "$results" "$FPT" "$peak" "$((B * T))" <<'EOF'
@@ -80,6 +89,9 @@ ms = [float(m.group(1)) for m in re.finditer(r"tokens in ([0-9.]+) ms", open(sys
 tps = int(sys.argv[6]) / (statistics.median(ms) / 1e3)
 gf = tps * float(sys.argv[4]) / 1e9
 peak = float(sys.argv[5])
+if peak <= 0:
+    print(f"{sys.argv[2]:>5}  llm.c    {tps:9.1f} {gf:9.1f}        n/a   (no peak measured yet)")
+    sys.exit(0)
 print(f"{sys.argv[2]:>5}  llm.c    {tps:9.1f} {gf:9.1f} {100 * gf / peak:10.1f}   (same peak)")
 open(sys.argv[3], "a").write(f"llm.c {tps} {gf} {gf / peak} {peak}\n")
 EOF

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "strata/config/cluster.hpp"
 #include "strata/core/error.hpp"
 #include "strata/core/log.hpp"
+#include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
 #include "strata/kernels/gpu_peaks.hpp"
 
@@ -105,6 +107,18 @@ PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& g
     p.host_lead = host_lead;
     return p;
   };
+
+  // A core type forced through the environment stands (ensure_blas_coretype leaves it), but
+  // say so when it is narrower than the CPU: it halves the GEMMs, so the MFU, on AVX-512 CPUs.
+  if (lead && hw.device == config::DeviceKind::cpu) {
+    if (const char* wider = kernels::cpu::blas_suggested_coretype()) {
+      const char* forced = std::getenv("OPENBLAS_CORETYPE");
+      log_warn("OpenBLAS runs narrower kernels than this CPU has (", kernels::cpu::blas_name(), ")",
+               forced ? std::string(" because OPENBLAS_CORETYPE=") + forced + " is set" : std::string(),
+               "; its ", wider,
+               " kernels would be faster: unset OPENBLAS_CORETYPE to let strata choose them");
+    }
+  }
 
   if (hw.peak_tflops > 0) return make(hw.peak_tflops, "hardware.peak_tflops");
 

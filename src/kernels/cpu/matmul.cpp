@@ -22,7 +22,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "detail.hpp"
 #include "strata/core/error.hpp"
@@ -34,6 +36,7 @@ void openblas_set_num_threads(int num_threads);
 int openblas_get_parallel(void);
 int openblas_get_num_threads(void);
 char* openblas_get_config(void);
+char* openblas_get_corename(void);
 }
 
 namespace strata::kernels::cpu {
@@ -125,17 +128,30 @@ const char* blas_name() {
   return openblas_get_config();
 }
 
-const char* blas_suggested_coretype() {
-  const std::string config = openblas_get_config();
-  const bool fallback = config.find("Prescott") != std::string::npos ||
-                        config.find("Core2") != std::string::npos ||
-                        config.find("Nehalem") != std::string::npos;
-  if (!fallback) return nullptr;
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
-  if (__builtin_cpu_supports("avx2")) return "Haswell";
-#endif
+const char* coretype_for(std::string_view chosen, bool avx512, bool avx2) {
+  // Cores whose sgemm kernels use 512-bit vectors, and those that use at least 256-bit FMA.
+  auto any_of = [&](std::initializer_list<std::string_view> names) {
+    for (std::string_view name : names)
+      if (chosen == name) return true;
+    return false;
+  };
+  const bool has512 = any_of({"SkylakeX", "Cooperlake", "SapphireRapids"});
+  const bool has256 = has512 || any_of({"Haswell", "Zen"});
+  if (avx512 && !has512) return "SkylakeX";
+  if (avx2 && !has256) return "Haswell";
   return nullptr;
+}
+
+const char* blas_suggested_coretype() {
+#if defined(__x86_64__)
+  // SkylakeX's kernels use AVX-512 F, BW, DQ and VL; Haswell's AVX2 with FMA.
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return coretype_for(openblas_get_corename(), avx512, avx2);
+#else
+  return nullptr;
+#endif
 }
 
 void ensure_blas_coretype(char** argv) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "kernel_test_util.hpp"
@@ -96,4 +97,28 @@ TEST(Blas, ReportsItsNameAndThreadCount) {
   set_blas_threads(0);  // 0 leaves it unchanged
   EXPECT_EQ(blas_threads(), 1);
   set_blas_threads(before);
+}
+
+TEST(Blas, CoreTypeRuleAsksForTheWidestKernelsTheCpuHas) {
+  // AVX-512 CPUs that OpenBLAS 0.3.21 maps to AVX2 (AMD Zen 4/5) or SSE3 (unknown Xeons) kernels.
+  EXPECT_STREQ(coretype_for("Zen", true, true), "SkylakeX");
+  EXPECT_STREQ(coretype_for("Haswell", true, true), "SkylakeX");
+  EXPECT_STREQ(coretype_for("Prescott", true, true), "SkylakeX");
+  // AVX2-only CPUs given pre-AVX2 kernels.
+  EXPECT_STREQ(coretype_for("Prescott", false, true), "Haswell");
+  EXPECT_STREQ(coretype_for("Sandybridge", false, true), "Haswell");
+  // Already the widest, or nothing better to ask for.
+  EXPECT_EQ(coretype_for("SkylakeX", true, true), nullptr);
+  EXPECT_EQ(coretype_for("Cooperlake", true, true), nullptr);
+  EXPECT_EQ(coretype_for("Zen", false, true), nullptr);
+  EXPECT_EQ(coretype_for("Haswell", false, true), nullptr);
+  EXPECT_EQ(coretype_for("Prescott", false, false), nullptr);
+}
+
+TEST(Blas, TheTestProgramRunsTheWidestKernelsTheCpuHas) {
+  // The test main called ensure_blas_coretype(), as strata's main does; a core type the user
+  // forced stands, so there is nothing to check then.
+  if (std::getenv("OPENBLAS_CORETYPE") && blas_suggested_coretype())
+    GTEST_SKIP() << "OPENBLAS_CORETYPE is set by the caller: " << blas_name();
+  EXPECT_EQ(blas_suggested_coretype(), nullptr) << blas_name();
 }

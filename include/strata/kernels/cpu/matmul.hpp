@@ -8,6 +8,9 @@
 //   forward   Y[N,out] = X[N,in] W^T + b
 //   backward  dX += dY W,  dW += dY^T X,  db += sum_rows dY     (any of dX/dW/db may be null)
 #pragma once
+
+#include <string_view>
+
 #include "strata/kernels/cpu/common.hpp"
 
 namespace strata::kernels::cpu {
@@ -30,12 +33,18 @@ void set_blas_threads(int threads);
 int blas_threads();
 const char* blas_name();  // e.g. "OpenBLAS 0.3.21 (pthread, SkylakeX)"
 
-// OpenBLAS 0.3.21's DYNAMIC_ARCH does not recognise newer Xeons (this machine: family 6
-// model 207 under KVM) and falls back to its Prescott (SSE3) kernels, which run sgemm ~4x
-// slower. Returns the core type to force through the environment variable
-// OPENBLAS_CORETYPE (read only when libopenblas loads, so a process must set it and
-// re-exec itself, or be launched with it), or nullptr when the detected core is fine.
+// OpenBLAS 0.3.21's DYNAMIC_ARCH picks its kernels from a table of the CPUs it knew in 2022;
+// a Xeon it does not recognise (family 6 model 207 under KVM) gets its Prescott (SSE3)
+// kernels, ~4x slower. An OPENBLAS_CORETYPE in the environment can also force narrower
+// kernels than the CPU has (this workplace's shells set Haswell: AVX2 kernels on an AVX-512
+// Zen 5, half its sgemm speed). Returns the core type whose kernels use the widest vectors
+// the CPU has when OpenBLAS's current core does not (OPENBLAS_CORETYPE is read only when
+// libopenblas loads, so a process must set it and re-exec itself, or be launched with it),
+// or nullptr when the current core is already that wide.
 const char* blas_suggested_coretype();
+// The rule behind it: `chosen` is OpenBLAS's core name (openblas_get_corename()); avx512 means
+// the CPU has AVX-512 F/BW/DQ/VL (what the SkylakeX kernels use), avx2 AVX2 with FMA.
+const char* coretype_for(std::string_view chosen, bool avx512, bool avx2);
 
 // Call first thing in main(), before MPI or threads start. Sets, where unset, what the BLAS
 // and OpenMP runtimes read only when they load, and re-execs this program with it (same pid

@@ -81,7 +81,7 @@ std::string describe(const config::JobConfig& j) {
   return j.model.name + (j.train.seq_len_warmup > 0 ? " seq_len_warmup" : "") + " tp" + std::to_string(p.tp) +
          " pp" + std::to_string(p.pp) + " dp" + std::to_string(p.dp) + " " + config::to_string(p.schedule) +
          " v" + std::to_string(p.virtual_stages) + " zero" + std::to_string(p.zero_stage) +
-         (p.sequence_parallel ? " sp" : "") +
+         (p.cp > 1 ? " cp" + std::to_string(p.cp) : "") + (p.sequence_parallel ? " sp" : "") +
          (j.model.recompute == config::RecomputeKind::full ? " recompute" : "");
 }
 
@@ -262,4 +262,43 @@ TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
   const std::size_t numel = std::size_t(model::make_parameter_table(j.model).numel());
   EXPECT_GE(full, 8 * numel);  // m and v, fp32
   EXPECT_LT(full, 8 * (numel + std::size_t(world_size())));
+}
+
+// Context parallelism (parallel.cp, ring attention): every layout of this world size with
+// cp > 1 and tp, pp, dp in {1, 2} trains like one rank, GPT-style (learned positions, tied
+// embeddings) and LLaMA-style (RoPE, SwiGLU, GQA over 2 KV heads); np2: cp 2; np4: cp 4, and
+// cp 2 with tp 2 (sequence parallel), pp 2 (1F1B) or dp 2 (ZeRO-1); np8: cp 8, and cp 2 with
+// tp 2 x pp 2, tp 2 x dp 2, pp 2 x dp 2. The masked LM (bidirectional attention) and full
+// recomputation run on cp = world size.
+TEST(Layouts, ContextParallelMatchesOneRank) {
+  if (world_size() < 2) GTEST_SKIP();
+  for (const bool llama : {false, true}) {
+    config::JobConfig base = base_job(llama);
+    if (llama) base.model.num_kv_heads = 2;
+    const Reference ref = reference(base);
+    for (int cp : {2, 4, 8}) {
+      if (world_size() % cp != 0) continue;
+      const int rest = world_size() / cp;  // tp x pp x dp
+      for (const Layout& l : std::vector<Layout>{{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 1},
+                                                 {2, 1, 2}, {1, 2, 2}}) {
+        if (l.tp * l.pp * l.dp != rest || (cp > 2 && rest > 1)) continue;
+        config::JobConfig j = base;
+        j.parallel.cp = cp;
+        j.parallel.tp = l.tp;
+        j.parallel.pp = l.pp;
+        j.parallel.dp = l.dp;
+        j.parallel.sequence_parallel = l.tp > 1;
+        j.parallel.zero_stage = l.dp > 1 ? 1 : 0;
+        expect_matches(j, ref);
+        if (rest == 1 && llama) {
+          j.model.recompute = config::RecomputeKind::full;
+          expect_matches(j, ref);
+        }
+      }
+    }
+  }
+  config::JobConfig mlm = masked_lm_job();
+  const Reference ref = reference(mlm);
+  mlm.parallel.cp = world_size();
+  expect_matches(mlm, ref);
 }

@@ -11,11 +11,18 @@ GridShape resolve_grid(int world_size, int tp, int pp, int dp, int cp) {
     throw make_error("parallel layout tp=", tp, " pp=", pp, " dp=", dp, " cp=", cp,
                      ": tp, pp and cp must be >= 1 and dp >= 0 (0 derives it)");
   if (dp == 0) {
-    if (world_size % (tp * pp * cp) != 0)
+    if (world_size % (tp * pp * cp) != 0) {
+      if (cp == 1)
+        throw make_error("cannot derive parallel.dp: world size ", world_size, " is not divisible by tp x pp = ", tp,
+                         " x ", pp, " = ", tp * pp);
       throw make_error("cannot derive parallel.dp: world size ", world_size,
                        " is not divisible by tp x pp x cp = ", tp, " x ", pp, " x ", cp, " = ", tp * pp * cp);
+    }
     dp = world_size / (tp * pp * cp);
   }
+  if (tp * pp * dp * cp != world_size && cp == 1)
+    throw make_error("parallel layout tp=", tp, " x pp=", pp, " x dp=", dp, " = ", tp * pp * dp,
+                     " ranks, but the job has ", world_size, " ranks");
   if (tp * pp * dp * cp != world_size)
     throw make_error("parallel layout tp=", tp, " x pp=", pp, " x dp=", dp, " x cp=", cp, " = ",
                      tp * pp * dp * cp, " ranks, but the job has ", world_size, " ranks");

@@ -35,7 +35,7 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
   e.seq_len = seq_len;
   e.microbatches = microbatches;
   e.schedule_kind = parallel.schedule;
-  STRATA_CHECK(seq_len % (2 * shape.cp) == 0, "parallel.cp = ", shape.cp, " needs a sequence length (", seq_len,
+  STRATA_CHECK(shape.cp == 1 || seq_len % (2 * shape.cp) == 0, "parallel.cp = ", shape.cp, " needs a sequence length (", seq_len,
                ") divisible by 2 x cp = ", 2 * shape.cp);
   const int pp = shape.pp, stage = coord.pp_rank, v = parallel.virtual_stages;
   e.schedule = build_schedule(parallel.schedule, pp, stage, microbatches, v);

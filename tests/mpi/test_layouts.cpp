@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "strata/config/load.hpp"
+#include "strata/parallel/engine.hpp"
 #include "strata/train/trainer.hpp"
 
 using namespace strata;
@@ -301,4 +302,55 @@ TEST(Layouts, ContextParallelMatchesOneRank) {
   const Reference ref = reference(mlm);
   mlm.parallel.cp = world_size();
   expect_matches(mlm, ref);
+}
+
+// Context parallelism's purpose: cp = 8 on 8 ranks trains sequences of 512 tokens whose memory
+// plan on one rank (cp = 1: the CPU attention keeps the [T, T] probabilities of every head and
+// layer) exceeds a rank budget of 8 MiB, while each cp rank's plan (64 positions of each
+// sequence, the ring keeping only the row log-sum-exp) fits in it. Both plans are the engine's
+// own (parallel::plan_engine, what it allocates); the cp = 8 run allocates exactly its plan and
+// matches the one-rank run (which this machine can still hold).
+TEST(Layouts, ContextParallelEightTrainsASequenceOneRanksPlanCannotHold) {
+  if (world_size() != 8) GTEST_SKIP() << "cp = 8 needs 8 ranks";
+  config::JobConfig j = base_job(true);
+  j.model.name = "layout_llama_long";
+  j.model.num_kv_heads = 2;
+  j.model.max_seq_len = j.train.seq_len = 512;
+  j.train.steps = 2;
+  j.eval.windows = 0;
+  constexpr std::size_t budget = 8u << 20;  // bytes per rank
+  auto planned = [&](int cp) {
+    config::ParallelConfig p = j.parallel;
+    p.cp = cp;
+    p.dp = 1;
+    comm::GridShape shape{1, 1, 1};
+    shape.cp = cp;
+    const parallel::EnginePlan e =
+        parallel::plan_engine(j.model, p, j.optim, j.train.seq_len, j.parallel.global_batch_size, shape, {},
+                              parallel::backend_spec(config::DeviceKind::cpu));
+    return e.device_bytes() + e.host.total_bytes();
+  };
+  const std::size_t one_rank = planned(1), per_cp_rank = planned(8);
+  if (world_rank() == 0)
+    std::printf("seq_len 512: one rank plans %.2f MiB; cp = 8 plans %.2f MiB per rank (budget %.0f MiB)\n",
+                double(one_rank) / (1 << 20), double(per_cp_rank) / (1 << 20), double(budget) / (1 << 20));
+  EXPECT_GT(one_rank, budget);
+  EXPECT_LE(per_cp_rank, budget);
+  const Reference ref = reference(j);
+  j.parallel.cp = 8;
+  j.parallel.dp = 1;
+  const train::TrainSummary s = train::run_training(j, MPI_COMM_WORLD);
+  EXPECT_EQ(s.planned_bytes, per_cp_rank);
+  ASSERT_EQ(s.steps.size(), ref.losses.size());
+  for (std::size_t i = 0; i < ref.losses.size(); ++i)
+    EXPECT_NEAR(s.steps[i].loss, ref.losses[i], 1e-5 * std::abs(ref.losses[i])) << "step " << i + 1;
+  int bad = 0;
+  for (const model::ParamInfo& p : s.final_param_info)
+    for (std::int64_t i = 0; i < p.numel; ++i) {
+      const float got = s.final_params[std::size_t(p.offset + i)];
+      const float want = ref.params[std::size_t(ref.offset.at(p.name) + i)];
+      if (std::abs(got - want) > 1e-5f * std::abs(want) + float(1e-3 * j.optim.lr) && bad++ < 5)
+        ADD_FAILURE() << p.name << "[" << i << "]: " << got << " vs " << want;
+    }
+  EXPECT_EQ(bad, 0);
 }

@@ -3,7 +3,8 @@
 # metrics of rank 0 (second half of each run): step time, tokens/s, compute (forward and
 # backward kernels), waiting on pipeline neighbours, waiting on DP reduction and the
 # parameter all-gather, the schedule's bubble fraction; beside the step time, the planner's
-# prediction for the same layout (`strata plan --config ... --cluster local`, its "total").
+# prediction for the same layout (`strata plan --config ... --gpus 8 --gpus-per-node 8 --cluster
+# local`: 8 ranks sharing one node's 2 cores, its "total").
 #   benchmarks/layouts.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,7 +22,8 @@ while read -r tp pp dp sched v zero sp cp; do
     --set parallel.cp=$cp)
   mpiexec -n 8 --oversubscribe "$build/strata" train --config "$root/configs/bench_layouts.yaml" "${set_args[@]}" \
     --set train.steps=$steps --set "train.out_dir=$out/$name-$sched" </dev/null >/dev/null 2>&1
-  "$build/strata" plan --config "$root/configs/bench_layouts.yaml" --gpus 8 --cluster local "${set_args[@]}" \
+  "$build/strata" plan --config "$root/configs/bench_layouts.yaml" --gpus 8 --gpus-per-node 8 --cluster local \
+    "${set_args[@]}" \
     >"$out/$name-$sched.plan" 2>&1 || true
   python3 - "$out/$name-$sched/metrics.jsonl" "$name" "$sched v$v zero$zero sp=$sp" "$out/$name-$sched.plan" <<'PY'
 import json, re, sys

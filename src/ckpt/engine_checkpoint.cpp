@@ -96,8 +96,7 @@ std::vector<Seg> segs_for(const Target& t, const std::vector<StateRange>& ranges
 
 std::string layout_string(const config::JobConfig& job, const comm::GridShape& g) {
   return "tp" + std::to_string(g.tp) + "-pp" + std::to_string(g.pp) + "-dp" + std::to_string(g.dp) +
-         (g.cp > 1 ? "-cp" + std::to_string(g.cp) : "") + " zero" +
-         std::to_string(job.parallel.zero_stage);
+         (g.cp > 1 ? "-cp" + std::to_string(g.cp) : "") + " zero" + std::to_string(job.parallel.zero_stage);
 }
 
 // "step_00000100.h5", or its temporary ".step_00000100.h5.tmp".

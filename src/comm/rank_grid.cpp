@@ -13,8 +13,8 @@ GridShape resolve_grid(int world_size, int tp, int pp, int dp, int cp) {
   if (dp == 0) {
     if (world_size % (tp * pp * cp) != 0) {
       if (cp == 1)
-        throw make_error("cannot derive parallel.dp: world size ", world_size, " is not divisible by tp x pp = ", tp,
-                         " x ", pp, " = ", tp * pp);
+        throw make_error("cannot derive parallel.dp: world size ", world_size,
+                         " is not divisible by tp x pp = ", tp, " x ", pp, " = ", tp * pp);
       throw make_error("cannot derive parallel.dp: world size ", world_size,
                        " is not divisible by tp x pp x cp = ", tp, " x ", pp, " x ", cp, " = ", tp * pp * cp);
     }

@@ -8,8 +8,9 @@ namespace strata::model {
 void StagePlan::plan_ring_attention(bool train) {
   STRATA_CHECK(mode != StageMode::inference, "context parallelism (cp ", place.cp_size,
                ") is for training and evaluation, not the decoder");
-  STRATA_CHECK(dims.T % 2 == 0, "context parallelism: each rank holds two equal chunks of the sequence, so its ",
-               dims.T, " positions must be even");
+  STRATA_CHECK(dims.T % 2 == 0,
+               "context parallelism: each rank holds two equal chunks of the sequence, so its ", dims.T,
+               " positions must be even");
   // K and V of the block being computed and of the one arriving (and with a backward, the
   // travelling dK and dV accumulators, two of each), [N, KV] each, in one buffer.
   const std::int64_t blocks = train ? 8 : 4;

@@ -22,10 +22,10 @@ namespace strata::model {
 
 namespace detail {
 template <class B>
-constexpr bool has_block_attention =
-    requires(const B& b, typename B::Act* a, typename B::Stat* s, const BlockAttentionDims& d) {
-      b.block_attention_forward(a, s, s, a, a, a, d);
-    };
+constexpr bool has_block_attention = requires(const B& b, typename B::Act* a, typename B::Stat* s,
+                                              const BlockAttentionDims& d) {
+  b.block_attention_forward(a, s, s, a, a, a, d);
+};
 }  // namespace detail
 
 template <class B>
@@ -62,7 +62,8 @@ void Stage<B>::ring_attention_forward(const LayerActs& a) {
   } else {
     STRATA_CHECK(cp_ && cp_->size() == plan_.place.cp_size, "context parallelism over ", plan_.place.cp_size,
                  " ranks needs a cp communicator of that size");
-    const int cp = plan_.place.cp_size, r = plan_.place.cp_rank, next = (r + 1) % cp, prev = (r + cp - 1) % cp;
+    const int cp = plan_.place.cp_size, r = plan_.place.cp_rank, next = (r + 1) % cp,
+              prev = (r + cp - 1) % cp;
     const std::int64_t N = d_.N, KV = d_.KV, Q = d_.Q, c = d_.T / 2;
     const std::size_t n = std::size_t(N * KV);
     be_->fill(a.attn_y, A(0), N * Q);
@@ -83,7 +84,8 @@ void Stage<B>::ring_attention_forward(const LayerActs& a) {
       for (int qh = 0; qh < 2; ++qh)
         for (int kh = 0; kh < 2; ++kh)
           be_->block_attention_forward(a.attn_y + qh * c * Q, a.attn_saved + qh * c * d_.NH, cp_work_,
-                                       a.q + qh * c * Q, k + kh * c * KV, v + kh * c * KV, cp_block(qh, src, kh));
+                                       a.q + qh * c * Q, k + kh * c * KV, v + kh * c * KV,
+                                       cp_block(qh, src, kh));
       for (comm::Work& x : w) cp_->wait(x);
       k = kbuf[i % 2];
       v = vbuf[i % 2];
@@ -96,7 +98,8 @@ void Stage<B>::ring_attention_backward(const LayerActs& a) {
   if constexpr (!detail::has_block_attention<B>) {
     throw make_error("context parallelism: the ", B::spec().name, " backend has no ring-attention kernel");
   } else {
-    const int cp = plan_.place.cp_size, r = plan_.place.cp_rank, next = (r + 1) % cp, prev = (r + cp - 1) % cp;
+    const int cp = plan_.place.cp_size, r = plan_.place.cp_rank, next = (r + 1) % cp,
+              prev = (r + cp - 1) % cp;
     const std::int64_t N = d_.N, KV = d_.KV, Q = d_.Q, c = d_.T / 2;
     const std::size_t n = std::size_t(N * KV);
     A* kbuf[2] = {cp_ring_, cp_ring_ + N * KV};

@@ -113,7 +113,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     a.k = cached ? none : add("k", {N, KV}, A);  // inference: straight into the cache
     a.v = cached ? none : add("v", {N, KV}, A);
     a.attn_saved =
-        saved > 0 ? add(spec.attention == AttentionMemory::flash || ring ? "attn_lse" : "att", {saved}, S) : none;
+        saved > 0 ? add(spec.attention == AttentionMemory::flash || ring ? "attn_lse" : "att", {saved}, S)
+                  : none;
     a.attn_y = add("attn_y", {N, Q}, A);
     a.mid = add("mid", {Ns, C}, A);
     a.ln2_mean = cfg.norm == config::NormKind::layernorm ? add("ln2_mean", {Ns}, S) : none;

@@ -12,7 +12,8 @@ inline void keep_cp_chunks(std::int32_t* rows, std::int64_t B, std::int64_t T, i
   const std::int64_t c = T / (2 * cp);
   for (std::int64_t b = 0; b < B; ++b) {
     std::memmove(rows + b * 2 * c, rows + b * T + r * c, std::size_t(c) * sizeof(std::int32_t));
-    std::memmove(rows + b * 2 * c + c, rows + b * T + (2 * cp - 1 - r) * c, std::size_t(c) * sizeof(std::int32_t));
+    std::memmove(rows + b * 2 * c + c, rows + b * T + (2 * cp - 1 - r) * c,
+                 std::size_t(c) * sizeof(std::int32_t));
   }
 }
 

@@ -37,10 +37,9 @@ PipelineEngine<B>::PipelineEngine(const config::ModelConfig& model, const config
   groups_ = grid.device_groups(B::spec().device, be_->stream_handle());
   // 4. allocate: every chunk's stage and optimizer, the pipeline buffers, the host staging.
   for (const ChunkPlan& cp : plan_.chunks) {
-    chunks_.push_back(std::make_unique<model::Stage<B>>(model, parallel.micro_batch_size,
-                                                        seq_len / cp.place.cp_size, cp.place,
-                                                        cp.place.tp_size > 1 ? groups_.tp : nullptr, cp.slots,
-                                                        be_.get()));
+    chunks_.push_back(std::make_unique<model::Stage<B>>(
+        model, parallel.micro_batch_size, seq_len / cp.place.cp_size, cp.place,
+        cp.place.tp_size > 1 ? groups_.tp : nullptr, cp.slots, be_.get()));
     optimizers_.push_back(std::make_unique<DistributedOptimizer<B>>(optim, cp.sharding, *groups_.dp, *be_));
     if (cp.place.cp_size > 1) chunks_.back()->set_context_parallel_group(groups_.cp);
   }
@@ -122,8 +121,10 @@ void PipelineEngine<B>::fill_once(int mb, const FillBatch& fill) {
   const std::int64_t n = std::int64_t(plan_.micro_batch_size) * seq_len();
   fill(mb, host_tokens_ + mb * n, host_targets_ + mb * n);
   if (const int cp = grid_.shape().cp; cp > 1) {  // this cp rank's chunks of every sequence
-    detail::keep_cp_chunks(host_tokens_ + mb * n, plan_.micro_batch_size, seq_len(), cp, grid_.coord().cp_rank);
-    detail::keep_cp_chunks(host_targets_ + mb * n, plan_.micro_batch_size, seq_len(), cp, grid_.coord().cp_rank);
+    detail::keep_cp_chunks(host_tokens_ + mb * n, plan_.micro_batch_size, seq_len(), cp,
+                           grid_.coord().cp_rank);
+    detail::keep_cp_chunks(host_targets_ + mb * n, plan_.micro_batch_size, seq_len(), cp,
+                           grid_.coord().cp_rank);
   }
   filled_[std::size_t(mb)] = true;
 }

@@ -10,9 +10,10 @@ namespace strata::plan {
 
 std::string to_string(const Layout& l) {
   std::ostringstream os;
-  os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << (l.cp > 1 ? "-cp" + std::to_string(l.cp) : "") << "-v" << l.vpp << "-mb" << l.micro_batch << "-z"
-     << l.zero << (l.sequence_parallel ? "-sp" : "") << "-r"
-     << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute)) << (l.gpipe ? "-gpipe" : "");
+  os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << (l.cp > 1 ? "-cp" + std::to_string(l.cp) : "")
+     << "-v" << l.vpp << "-mb" << l.micro_batch << "-z" << l.zero << (l.sequence_parallel ? "-sp" : "")
+     << "-r" << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute))
+     << (l.gpipe ? "-gpipe" : "");
   return os.str();
 }
 
@@ -72,14 +73,14 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   }
   if (dp == 0) {
     if (gpus % (l.tp * l.pp * l.cp) != 0)
-      throw bad("", "tp x pp x cp = " + std::to_string(l.tp * l.pp * l.cp) + " does not divide the GPU count " +
-                        std::to_string(gpus));
+      throw bad("", "tp x pp x cp = " + std::to_string(l.tp * l.pp * l.cp) +
+                        " does not divide the GPU count " + std::to_string(gpus));
     dp = gpus / (l.tp * l.pp * l.cp);
   }
   l.dp = dp;
   if (l.gpus() != gpus)
-    throw bad("", "tp x pp x dp x cp = " + std::to_string(l.gpus()) + " but the job has " + std::to_string(gpus) +
-                      " GPUs");
+    throw bad("", "tp x pp x dp x cp = " + std::to_string(l.gpus()) + " but the job has " +
+                      std::to_string(gpus) + " GPUs");
   if (l.sequence_parallel && l.tp == 1) l.sequence_parallel = false;  // nothing to split
   if (global_batch % (l.micro_batch * l.dp) != 0)
     throw bad("", "the global batch " + std::to_string(global_batch) +

@@ -136,8 +136,8 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
                            : config::PipelineSchedule::one_f_one_b;
   comm::GridShape shape{l.tp, l.pp, l.dp};
   shape.cp = l.cp;  // the stages hold seq_len / cp positions: activations / cp
-  const parallel::EnginePlan e =
-      parallel::plan_engine(m, par, config::OptimConfig{}, w.seq_len, l.micro_batches, shape, {0, 0, stage}, spec);
+  const parallel::EnginePlan e = parallel::plan_engine(m, par, config::OptimConfig{}, w.seq_len,
+                                                       l.micro_batches, shape, {0, 0, stage}, spec);
   MemoryBreakdown mb;
   mb.stage = stage;
   int slots = 0;

@@ -90,9 +90,8 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
   const StepTime& t = c.time;
   std::ostringstream os;
   os << "layout " << to_string(l) << ": tp " << l.tp << " x pp " << l.pp << " x dp " << l.dp
-     << (l.cp > 1 ? " x cp " + std::to_string(l.cp) : std::string()) << " = "
-     << l.gpus() << " GPUs; " << l.micro_batches << " micro-batches of " << l.micro_batch
-     << " per DP rank per step";
+     << (l.cp > 1 ? " x cp " + std::to_string(l.cp) : std::string()) << " = " << l.gpus() << " GPUs; "
+     << l.micro_batches << " micro-batches of " << l.micro_batch << " per DP rank per step";
   const std::string note = feature_note(l);
   os << (note.empty() ? "" : "; " + note) << "; recomputation " << to_string(l.recompute) << "; precision "
      << config::to_string(l.precision) << "\n\n";
@@ -159,7 +158,8 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
      << "  (" << constant("overlap_efficiency", cl.overlap_efficiency) << ")\n";
   if (l.cp > 1)
     os << "  context-parallel comm    " << term(&StepTime::cp_exposed) << " exposed of " << seconds(t.cp_comm)
-       << "  (ring K/V hops hidden behind each attention block, dK/dV hops and the gradient all-reduce over cp "
+       << "  (ring K/V hops hidden behind each attention block, dK/dV hops and the gradient all-reduce over "
+          "cp "
           "not)\n";
   os << "  optimizer step           " << term(&StepTime::optimizer)
      << "  AdamW bytes / (bandwidth x elementwise_fraction)\n";

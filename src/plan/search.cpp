@@ -60,7 +60,8 @@ std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
     return "every size must be >= 1";
   if (l.gpus() != r.gpus) return "tp x pp x dp = " + n(l.gpus()) + " but the job has " + n(r.gpus) + " GPUs";
   if (l.cp < 1 || r.workload.seq_len % (2 * l.cp))
-    return "cp " + n(l.cp) + ": the sequence length " + n(r.workload.seq_len) + " must be a multiple of 2 x cp";
+    return "cp " + n(l.cp) + ": the sequence length " + n(r.workload.seq_len) +
+           " must be a multiple of 2 x cp";
   if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
     return "tp " + n(l.tp) + " must divide the " + n(m.num_heads) + " heads, the " + n(m.kv_heads()) +
            " KV heads and the MLP width " + n(m.ffn());

@@ -206,7 +206,8 @@ TEST(Checkpoint, ContextParallelLayoutsAndOneRankResumeEachOther) {
     if (m.writes) {
       EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp2-pp1-dp2-cp2 zero1");
     }
-    expect_close(losses_of(resumed), tail, 1e-5,
-                 m.writes ? "written " + tag + ", resumed on one rank" : "written on one rank, resumed " + tag);
+    expect_close(
+        losses_of(resumed), tail, 1e-5,
+        m.writes ? "written " + tag + ", resumed on one rank" : "written on one rank, resumed " + tag);
   }
 }

@@ -280,8 +280,8 @@ TEST(Layouts, ContextParallelMatchesOneRank) {
     for (int cp : {2, 4, 8}) {
       if (world_size() % cp != 0) continue;
       const int rest = world_size() / cp;  // tp x pp x dp
-      for (const Layout& l : std::vector<Layout>{{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 1},
-                                                 {2, 1, 2}, {1, 2, 2}}) {
+      for (const Layout& l :
+           std::vector<Layout>{{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 1}, {2, 1, 2}, {1, 2, 2}}) {
         if (l.tp * l.pp * l.dp != rest || (cp > 2 && rest > 1)) continue;
         config::JobConfig j = base;
         j.parallel.cp = cp;

@@ -227,8 +227,8 @@ class CpuBackend {
     throw make_error("parallel.grad_reduce_dtype: bf16 needs hardware.device: cuda (the CPU reduces fp32)");
   }
   static kernels::cpu::BlockAttentionShape block_shape(const BlockAttentionDims& d) {
-    return {d.B,     d.Tq,    d.Tk,    d.NH,    d.NKV,   d.HS,    d.ld_q, d.ld_kv,
-            d.bs_q,  d.bs_kv, d.bs_o,  d.bs_l,  d.q_pos, d.k_pos, d.causal};
+    return {d.B,    d.Tq,    d.Tk,   d.NH,   d.NKV,   d.HS,    d.ld_q,  d.ld_kv,
+            d.bs_q, d.bs_kv, d.bs_o, d.bs_l, d.q_pos, d.k_pos, d.causal};
   }
   static kernels::cpu::AttentionShape shape(const AttentionDims& d) {
     return {d.B, d.T, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv, d.causal};

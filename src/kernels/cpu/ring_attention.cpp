@@ -30,9 +30,7 @@ inline index_t visible(const BlockAttentionShape& s, index_t t) {
 }
 
 // A block no query row sees (every key after every query).
-inline bool fully_masked(const BlockAttentionShape& s) {
-  return s.causal && s.k_pos > s.q_pos + s.Tq - 1;
-}
+inline bool fully_masked(const BlockAttentionShape& s) { return s.causal && s.k_pos > s.q_pos + s.Tq - 1; }
 
 }  // namespace
 
@@ -44,7 +42,7 @@ void block_attention_forward(T* out, T* lse, T* work, const T* q, const T* k, co
   const index_t Tq = s.Tq, Tk = s.Tk, HS = s.HS, NH = s.NH, group = s.NH / s.NKV, ld_o = NH * HS;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(HS)));
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  T* P = work;              // [Tq, Tk]
+  T* P = work;             // [Tq, Tk]
   T* Ob = work + Tq * Tk;  // [Tq, HS]
   for (index_t b = 0; b < s.B; ++b)
     for (index_t h = 0; h < NH; ++h) {
@@ -127,11 +125,11 @@ void block_attention_backward(T* dq, T* dk, T* dv, T* work, const T* dout, const
     }
 }
 
-#define STRATA_INSTANTIATE(T)                                                                               \
-  template void block_attention_forward<T>(T*, T*, T*, const T*, const T*, const T*,                        \
-                                           const BlockAttentionShape&);                                     \
-  template void block_attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
-                                            const T*, const BlockAttentionShape&);
+#define STRATA_INSTANTIATE(T)                                                                       \
+  template void block_attention_forward<T>(T*, T*, T*, const T*, const T*, const T*,                \
+                                           const BlockAttentionShape&);                             \
+  template void block_attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, \
+                                            const T*, const T*, const BlockAttentionShape&);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)
 #undef STRATA_INSTANTIATE

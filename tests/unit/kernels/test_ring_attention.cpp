@@ -41,13 +41,13 @@ std::vector<Cut> cuts() {
 }
 
 BlockAttentionShape shape_of(const Dims& d, const Cut& c, bool causal) {
-  return {d.B,         c.nq,        c.nk,        d.NH,         d.NKV, d.HS, d.ldq(), d.ldkv(), d.T * d.ldq(),
-          d.T * d.ldkv(), d.T * d.ldq(), d.T * d.NH, c.q0,       c.k0,  causal};
+  return {d.B,           c.nq,           c.nk,          d.NH,       d.NKV, d.HS, d.ldq(), d.ldkv(),
+          d.T * d.ldq(), d.T * d.ldkv(), d.T * d.ldq(), d.T * d.NH, c.q0,  c.k0, causal};
 }
 
 template <class T>
-void blocks_forward(std::vector<T>& out, std::vector<T>& lse, const std::vector<T>& q, const std::vector<T>& k,
-                    const std::vector<T>& v, const Dims& d, bool causal) {
+void blocks_forward(std::vector<T>& out, std::vector<T>& lse, const std::vector<T>& q,
+                    const std::vector<T>& k, const std::vector<T>& v, const Dims& d, bool causal) {
   out.assign(std::size_t(d.B * d.T * d.ldq()), T(0));
   lse.assign(std::size_t(d.B * d.T * d.NH), -std::numeric_limits<T>::infinity());
   std::vector<T> work(std::size_t(block_attention_work_elems(d.T, d.T, d.HS)));
@@ -62,7 +62,8 @@ void blocks_forward(std::vector<T>& out, std::vector<T>& lse, const std::vector<
 TEST(RingAttention, BlocksMergedInAnyOrderMatchWholeAttentionAndLogSumExp) {
   const Dims d;
   for (bool causal : {true, false}) {
-    const auto q = randn(std::size_t(d.B * d.T * d.ldq()), 11), k = randn(std::size_t(d.B * d.T * d.ldkv()), 12),
+    const auto q = randn(std::size_t(d.B * d.T * d.ldq()), 11),
+               k = randn(std::size_t(d.B * d.T * d.ldkv()), 12),
                v = randn(std::size_t(d.B * d.T * d.ldkv()), 13);
     std::vector<double> out, lse;
     blocks_forward(out, lse, q, k, v, d, causal);
@@ -108,8 +109,9 @@ TEST(RingAttention, BlockBackwardSummedOverBlocksMatchesFiniteDifferencesAndAccu
       for (const Cut& c : cuts())
         block_attention_backward(gq.data() + c.q0 * d.ldq(), gk.data() + c.k0 * d.ldkv(),
                                  gv.data() + c.k0 * d.ldkv(), work.data(), r.data() + c.q0 * d.ldq(),
-                                 out.data() + c.q0 * d.ldq(), lse.data() + c.q0 * d.NH, q.data() + c.q0 * d.ldq(),
-                                 k.data() + c.k0 * d.ldkv(), v.data() + c.k0 * d.ldkv(), shape_of(d, c, causal));
+                                 out.data() + c.q0 * d.ldq(), lse.data() + c.q0 * d.NH,
+                                 q.data() + c.q0 * d.ldq(), k.data() + c.k0 * d.ldkv(),
+                                 v.data() + c.k0 * d.ldkv(), shape_of(d, c, causal));
     auto loss = [&] {
       std::vector<double> o, l;
       blocks_forward(o, l, q, k, v, d, causal);
@@ -123,7 +125,8 @@ TEST(RingAttention, BlockBackwardSummedOverBlocksMatchesFiniteDifferencesAndAccu
 
 TEST(RingAttention, BlockThatNoQuerySeesIsSkipped) {
   const Dims d;
-  const auto q = randn(std::size_t(d.B * d.T * d.ldq()), 31), k = randn(std::size_t(d.B * d.T * d.ldkv()), 32);
+  const auto q = randn(std::size_t(d.B * d.T * d.ldq()), 31),
+             k = randn(std::size_t(d.B * d.T * d.ldkv()), 32);
   std::vector<double> out(q.size(), 0.5), lse(std::size_t(d.B * d.T * d.NH), 0.25), dq(q.size(), 0.0),
       dk(k.size(), 0.0), dv(k.size(), 0.0), work(std::size_t(block_attention_work_elems(d.T, d.T, d.HS)));
   const Cut c{0, 4, 6, 6};  // keys at 6..11 after queries at 0..3

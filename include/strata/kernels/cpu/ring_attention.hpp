@@ -30,9 +30,9 @@ namespace strata::kernels::cpu {
 
 struct BlockAttentionShape {
   index_t B, Tq, Tk, NH, NKV, HS;
-  index_t ld_q, ld_kv;           // row strides of q and of k/v
+  index_t ld_q, ld_kv;              // row strides of q and of k/v
   index_t bs_q, bs_kv, bs_o, bs_l;  // batch strides of q, k/v, out, lse
-  index_t q_pos, k_pos;          // sequence position of the first query row, first key row
+  index_t q_pos, k_pos;             // sequence position of the first query row, first key row
   bool causal;
 };
 

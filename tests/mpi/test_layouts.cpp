@@ -268,9 +268,10 @@ TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
 // Context parallelism (parallel.cp, ring attention): every layout of this world size with
 // cp > 1 and tp, pp, dp in {1, 2} trains like one rank, GPT-style (learned positions, tied
 // embeddings) and LLaMA-style (RoPE, SwiGLU, GQA over 2 KV heads); np2: cp 2; np4: cp 4, and
-// cp 2 with tp 2 (sequence parallel), pp 2 (1F1B) or dp 2 (ZeRO-1); np8: cp 8, and cp 2 with
-// tp 2 x pp 2, tp 2 x dp 2, pp 2 x dp 2. The masked LM (bidirectional attention) and full
-// recomputation run on cp = world size.
+// cp 2 with tp 2 (sequence parallel; LLaMA also without), pp 2 (1F1B; LLaMA also GPipe and
+// interleaved with 2 virtual stages) or dp 2 (ZeRO-1); np8: cp 8, and cp 2 with tp 2 x pp 2,
+// tp 2 x dp 2, pp 2 x dp 2. The masked LM (bidirectional attention) and full recomputation run
+// on cp = world size.
 TEST(Layouts, ContextParallelMatchesOneRank) {
   if (world_size() < 2) GTEST_SKIP();
   for (const bool llama : {false, true}) {
@@ -293,6 +294,17 @@ TEST(Layouts, ContextParallelMatchesOneRank) {
         expect_matches(j, ref);
         if (rest == 1 && llama) {
           j.model.recompute = config::RecomputeKind::full;
+          expect_matches(j, ref);
+        }
+        if (rest == 2 && llama && l.pp == 2) {  // the pipeline's other schedules
+          j.parallel.schedule = config::PipelineSchedule::gpipe;
+          expect_matches(j, ref);
+          j.parallel.schedule = config::PipelineSchedule::interleaved_1f1b;
+          j.parallel.virtual_stages = 2;
+          expect_matches(j, ref);
+        }
+        if (rest == 2 && llama && l.tp == 2) {  // tensor parallelism without sequence parallelism
+          j.parallel.sequence_parallel = false;
           expect_matches(j, ref);
         }
       }

@@ -95,8 +95,8 @@ std::vector<Seg> segs_for(const Target& t, const std::vector<StateRange>& ranges
 }
 
 std::string layout_string(const config::JobConfig& job, const comm::GridShape& g) {
-  return "tp" + std::to_string(g.tp) + "-pp" + std::to_string(g.pp) + "-dp" + std::to_string(g.dp) + " zero" +
-         std::to_string(job.parallel.zero_stage);
+  return "tp" + std::to_string(g.tp) + "-pp" + std::to_string(g.pp) + "-dp" + std::to_string(g.dp) +
+         (g.cp > 1 ? "-cp" + std::to_string(g.cp) : "") + " zero" + std::to_string(job.parallel.zero_stage);
 }
 
 // "step_00000100.h5", or its temporary ".step_00000100.h5.tmp".
@@ -236,7 +236,9 @@ void EngineCheckpointer::prepare() {
       t.params = chunk.params + p.offset;
       t.chunk = &chunk;
       const bool tied_copy = p.name == "embed.wte" && !chunk.has_embedding;
-      t.primary = !tied_copy && (p.split != model::TpSplit::replicated || grid_.coord().tp_rank == 0);
+      // cp ranks hold replicas of the same state: the first of them writes it.
+      t.primary = !tied_copy && (p.split != model::TpSplit::replicated || grid_.coord().tp_rank == 0) &&
+                  grid_.coord().cp_rank == 0;
       t.own = clip_to_tensor(p, partition, chunk.sharding->owned, chunk.sharding->shard_offset);
       t.state = clip_to_tensor(p, chunk.sharding->owned, chunk.sharding->owned, chunk.sharding->shard_offset);
       auto& targets = plan_->entries.at(index.at(p.name)).targets;
@@ -425,6 +427,7 @@ SaveResult EngineCheckpointer::write(const Snapshot& snap, comm::Communicator& a
     write_attr_number(root, "tp", g.tp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
     write_attr_number(root, "pp", g.pp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
     write_attr_number(root, "dp", g.dp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
+    write_attr_number(root, "cp", g.cp, H5T_NATIVE_INT, H5T_STD_I32LE, tmp);
     write_attr_string(root, "config", config::to_yaml(job_), tmp);
     write_attr_string(root, "tokenizer_hash", st.tokenizer_hash, tmp);
     write_attr_string(root, "model_name", job_.model.name, tmp);

@@ -32,6 +32,7 @@ struct PlanOptions {
   std::string config;             // --config: check this run config's own layout
   std::vector<std::string> sets;  // its --set overrides
   int gpus = 0, global_batch = 0, seq_len = 0, top = 10, ranks_per_node = 0, gpus_per_node = 0;
+  int max_cp = 1;  // context-parallel sizes searched: 1, 2, 4 .. max_cp
   double max_spread = 0;
   bool json = false;
   std::vector<std::string> calibrate;  // run folders
@@ -156,6 +157,7 @@ int run_plan(const PlanOptions& o) {
   r.tokens =
       o.tokens.empty() ? 20.0 * double(r.workload.counts.total) : plan::parse_count(o.tokens, "--tokens");
   r.recompute = parse_recompute(o.recompute);
+  r.max_cp = o.max_cp;
 
   if (!o.explain.empty()) {
     const plan::Layout l = plan::parse_layout(o.explain, r.gpus, r.global_batch, r.cluster.precision);
@@ -235,6 +237,10 @@ Action add_plan_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--tokens", o->tokens, "Token target of the run, e.g. 2T (default: 20 x parameters)");
   cmd->add_option("--recompute", o->recompute, "Recomputation choices to search: none,selective,full")
+      ->capture_default_str();
+  cmd->add_option("--max-cp", o->max_cp,
+                  "Context parallelism to search: cp = 1, 2, 4, .. up to this (the CPU backend runs cp > 1)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--top", o->top, "Rows to print (0: all)")->capture_default_str();
   cmd->add_option("--explain", o->explain,

@@ -128,6 +128,7 @@ void visit_fields(ParallelConfig& c, V&& v) {
   v("tp", c.tp, positive);
   v("pp", c.pp, positive);
   v("dp", c.dp, non_negative);
+  v("cp", c.cp, positive);
   v("micro_batch_size", c.micro_batch_size, positive);
   v("global_batch_size", c.global_batch_size, non_negative);
   v("num_microbatches", c.num_microbatches, non_negative);

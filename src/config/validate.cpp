@@ -52,6 +52,21 @@ void check_model(const ModelConfig& m, const std::string& origin) {
                      m.d_model, " / ", m.num_heads, " = ", m.head_size(), ") must be even");
 }
 
+// Context parallelism (parallel.cp): the sequence in 2 cp equal chunks, a fixed length.
+void check_context_parallel(const std::string& at, const JobConfig& job) {
+  const ParallelConfig& p = job.parallel;
+  const TrainConfig& t = job.train;
+  if (p.cp == 1) return;
+  if (t.seq_len % (2 * p.cp) != 0)
+    throw make_error(at, "parallel.cp = ", p.cp, " splits each sequence into 2 x cp = ", 2 * p.cp,
+                     " equal chunks (causal load balance), so train.seq_len (", t.seq_len,
+                     ") must be a multiple of ", 2 * p.cp);
+  if (t.seq_len_warmup > 0)
+    throw make_error(at, "train.seq_len_warmup (", t.seq_len_warmup, ") with parallel.cp = ", p.cp,
+                     ": the sequence-length warm-up is not implemented with context parallelism ",
+                     "(set train.seq_len_warmup: 0 or parallel.cp: 1)");
+}
+
 }  // namespace
 
 void validate(const ModelConfig& model, const std::string& origin) { check_model(model, origin); }
@@ -109,6 +124,7 @@ void validate(const JobConfig& job) {
                        " entries summing to ", total, "; expected pp x virtual_stages = ", chunks,
                        " entries summing to model.num_layers (", m.num_layers, ")");
   }
+  check_context_parallel(at, job);
   if (p.zero_stage > 1) throw make_error(at, "parallel.zero_stage (", p.zero_stage, ") must be 0 or 1");
   if ((p.virtual_stages > 1) != (p.schedule == PipelineSchedule::interleaved_1f1b))
     throw make_error(at, "parallel.virtual_stages (", p.virtual_stages,

@@ -103,6 +103,8 @@ void Stage<B>::bind() {
   logits_gathered_ = plan_ptr<A>(P, plan_.logits_gathered);
   for (std::size_t i : plan_.k_cache) k_cache_.push_back(plan_ptr<A>(P, i));
   for (std::size_t i : plan_.v_cache) v_cache_.push_back(plan_ptr<A>(P, i));
+  cp_ring_ = plan_ptr<A>(P, plan_.cp_ring);
+  cp_work_ = plan_ptr<S>(P, plan_.cp_work);
   if (rope_table_) be_->rope_init(rope_table_, plan_.cfg.max_seq_len, d_.HS, plan_.cfg.rope_theta);
 }
 
@@ -142,6 +144,8 @@ template <class B>
 void Stage<B>::set_seq_len(int seq_len) {
   STRATA_CHECK(seq_len >= 1 && seq_len <= plan_.dims.T, "sequence length ", seq_len, " is outside [1, ",
                plan_.dims.T, "], the length this model chunk was planned for");
+  STRATA_CHECK(!context_parallel() || seq_len == plan_.dims.T, "context parallelism runs the planned ",
+               "sequence length only (", plan_.dims.T, " local positions), not ", seq_len);
   const std::int64_t N = std::int64_t(d_.B) * seq_len;
   const int tps = plan_.place.tp_size;
   STRATA_CHECK(!plan_.place.sequence_parallel || N % tps == 0, "sequence parallelism needs batch x seq_len (",
@@ -234,8 +238,7 @@ void Stage<B>::embed_forward(const SlotBuffers& s, std::int64_t pos) {
   A* out = s.resid[0];
   A* partial = d_.sp ? partial_ : out;
   be_->embedding_forward(partial, s.tokens, w_.wte, d_.N, d_.C, d_.vocab_start, std::int64_t(d_.V));
-  if (w_.wpe && plan_.place.tp_rank == 0)
-    be_->position_embedding_forward(partial, w_.wpe + pos * d_.C, d_.B, d_.T, d_.C);
+  if (w_.wpe && plan_.place.tp_rank == 0) position_embedding_rows(partial, pos);
   reduce_from_tp(partial, out);
 }
 
@@ -256,10 +259,12 @@ void Stage<B>::layer_forward(const SlotBuffers& s, int li, const Cache* cache) {
   be_->linear_forward(k, a.ln1, w.wk, w.bk, N, C, KV);
   be_->linear_forward(v, a.ln1, w.wv, w.bv, N, C, KV);
   if (plan_.cfg.positions == config::PositionKind::rope) {
-    be_->rope(false, a.q, rope_table_, d_.B, d_.T, d_.NH, d_.HS, plan_.cfg.rope_theta, pos);
-    be_->rope(false, k, rope_table_, d_.B, d_.T, d_.NKV, d_.HS, plan_.cfg.rope_theta, pos);
+    rope_rows(false, a.q, d_.NH, pos);
+    rope_rows(false, k, d_.NKV, pos);
   }
-  if (cache)
+  if (context_parallel())
+    ring_attention_forward(a);
+  else if (cache)
     be_->attention_cached(a.attn_y, attn_work_, a.q, cache->k, cache->v, pos, attention_dims());
   else
     be_->attention_forward(a.attn_y, a.attn_saved, a.q, a.k, a.v, attention_dims());
@@ -394,11 +399,14 @@ void Stage<B>::layer_backward(const SlotBuffers& s, int li) {
   if (g.bo) be_->bias_grad(g.bo, d_resid_, Ns, C);
   d_out = grad_out_full();
   be_->linear_backward(d_attn_y_, false, g.wo, static_cast<G*>(nullptr), d_out, a.attn_y, w.wo, N, Q, C);
-  be_->attention_backward(d_q_, d_k_, d_v_, attn_work_, d_attn_y_, a.attn_y, a.attn_saved, a.q, a.k, a.v,
-                          attention_dims());
+  if (context_parallel())
+    ring_attention_backward(a);
+  else
+    be_->attention_backward(d_q_, d_k_, d_v_, attn_work_, d_attn_y_, a.attn_y, a.attn_saved, a.q, a.k, a.v,
+                            attention_dims());
   if (plan_.cfg.positions == config::PositionKind::rope) {
-    be_->rope(true, d_q_, rope_table_, d_.B, d_.T, d_.NH, d_.HS, plan_.cfg.rope_theta, 0);
-    be_->rope(true, d_k_, rope_table_, d_.B, d_.T, d_.NKV, d_.HS, plan_.cfg.rope_theta, 0);
+    rope_rows(true, d_q_, d_.NH, 0);
+    rope_rows(true, d_k_, d_.NKV, 0);
   }
   be_->linear_backward(dx_full, false, g.wq, g.bq, d_q_, a.ln1, w.wq, N, C, Q);
   be_->linear_backward(dx_full, true, g.wk, g.bk, d_k_, a.ln1, w.wk, N, C, KV);
@@ -422,7 +430,7 @@ void Stage<B>::embed_backward(const SlotBuffers& s) {
     d = full;
   }
   be_->embedding_backward(g_.wte, d, s.tokens, d_.N, d_.C, d_.vocab_start, std::int64_t(d_.V));
-  if (g_.wpe) be_->position_embedding_backward(g_.wpe, d, d_.B, d_.T, d_.C);
+  if (g_.wpe) position_embedding_grad_rows(d);
 }
 
 template <class B>
@@ -489,3 +497,5 @@ const typename B::Act* Stage<B>::gathered_logits(int rows) {
 }
 
 }  // namespace strata::model
+
+#include "ring_attention_impl.hpp"  // NOLINT(build/include_order): Stage<B>'s context-parallel members

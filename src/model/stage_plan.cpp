@@ -101,7 +101,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   // One set of layer activations for all layers: full recomputation keeps only each layer's
   // input, and inference keeps nothing but the KV cache.
   const bool shared = !train || cfg.recompute == config::RecomputeKind::full;
-  const std::int64_t saved = cached ? 0 : attention_saved_elems(spec, d.B, d.T, d.NH);
+  const bool ring = place.cp_size > 1;  // ring attention saves the row log-sum-exp
+  const std::int64_t saved = cached ? 0 : ring ? d.N * d.NH : attention_saved_elems(spec, d.B, d.T, d.NH);
   auto add_layer_set = [&](const std::string& p, const char* life) {
     auto add = [&](const char* n, Shape sh, DType t) { return acts.add(p + n, std::move(sh), t, life); };
     Layer a{};
@@ -112,7 +113,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     a.k = cached ? none : add("k", {N, KV}, A);  // inference: straight into the cache
     a.v = cached ? none : add("v", {N, KV}, A);
     a.attn_saved =
-        saved > 0 ? add(spec.attention == AttentionMemory::flash ? "attn_lse" : "att", {saved}, S) : none;
+        saved > 0 ? add(spec.attention == AttentionMemory::flash || ring ? "attn_lse" : "att", {saved}, S)
+                  : none;
     a.attn_y = add("attn_y", {N, Q}, A);
     a.mid = add("mid", {Ns, C}, A);
     a.ln2_mean = cfg.norm == config::NormKind::layernorm ? add("ln2_mean", {Ns}, S) : none;
@@ -178,10 +180,11 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     d_fc = work(swiglu ? "grad.gate" : "grad.fc", {N, F}, A);
     if (swiglu) d_up = work("grad.up", {N, F}, A);
     d_act = work("grad.act", {N, F}, A);
-    attn_work = work("grad.attn_work", {attention_work_elems(spec, d.B, d.T, d.NH, d.HS)}, S);
+    if (!ring) attn_work = work("grad.attn_work", {attention_work_elems(spec, d.B, d.T, d.NH, d.HS)}, S);
   } else if (d.sp) {
     partial = work("tp_partial", {N, C}, A);
   }
+  if (ring) plan_ring_attention(train);
   if (cached) {
     // The CPU's cached attention scores one head at a time.
     if (spec.attention == AttentionMemory::probabilities) attn_work = work("scores", {N, N}, S);

@@ -35,6 +35,8 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
   e.seq_len = seq_len;
   e.microbatches = microbatches;
   e.schedule_kind = parallel.schedule;
+  STRATA_CHECK(shape.cp == 1 || seq_len % (2 * shape.cp) == 0, "parallel.cp = ", shape.cp,
+               " needs a sequence length (", seq_len, ") divisible by 2 x cp = ", 2 * shape.cp);
   const int pp = shape.pp, stage = coord.pp_rank, v = parallel.virtual_stages;
   e.schedule = build_schedule(parallel.schedule, pp, stage, microbatches, v);
   const std::vector<int> lps = layers_per_virtual_stage(model, parallel);
@@ -53,10 +55,13 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
     place.sequence_parallel = parallel.sequence_parallel;
     place.flat_multiple = shape.dp;
     place.vocab_multiple = spec.vocab_multiple;
+    place.cp_size = shape.cp;  // the stage holds seq_len / cp positions of each sequence
+    place.cp_rank = coord.cp_rank;
     const int slots = std::max(1, max_in_flight(e.schedule, c));
-    ChunkPlan cp{vs,    place,
-                 slots, model::StagePlan(model, place, parallel.micro_batch_size, seq_len, slots, spec),
-                 {},    {}};
+    ChunkPlan cp{
+        vs,    place,
+        slots, model::StagePlan(model, place, parallel.micro_batch_size, seq_len / shape.cp, slots, spec),
+        {},    {}};
     // The tied embedding lives on the first and the last virtual stage: its gradient is summed
     // over both after the schedule, so its DP reduction waits for that.
     std::vector<Range> defer;
@@ -130,6 +135,7 @@ std::string EnginePlan::describe(std::size_t rows) const {
      << micro_batch_size << " x " << seq_len << ": " << schedule_text << "\n"
      << "  communicator groups (" << (spec.device == Device::cuda ? "NCCL" : "MPI") << "): tp of " << shape.tp
      << " ranks, dp of " << shape.dp << ", pp of " << shape.pp
+     << (shape.cp > 1 ? ", cp of " + std::to_string(shape.cp) + " (ring attention)" : "")
      << (shape.pp > 1 && (coord.pp_rank == 0 || coord.pp_rank == shape.pp - 1)
              ? ", embedding {first, last stage}"
              : "")

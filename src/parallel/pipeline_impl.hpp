@@ -6,6 +6,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "context_parallel.hpp"
 #include "distributed_optimizer_impl.hpp"
 #include "strata/core/error.hpp"
 #include "strata/parallel/pipeline.hpp"
@@ -36,10 +37,11 @@ PipelineEngine<B>::PipelineEngine(const config::ModelConfig& model, const config
   groups_ = grid.device_groups(B::spec().device, be_->stream_handle());
   // 4. allocate: every chunk's stage and optimizer, the pipeline buffers, the host staging.
   for (const ChunkPlan& cp : plan_.chunks) {
-    chunks_.push_back(std::make_unique<model::Stage<B>>(model, parallel.micro_batch_size, seq_len, cp.place,
-                                                        cp.place.tp_size > 1 ? groups_.tp : nullptr, cp.slots,
-                                                        be_.get()));
+    chunks_.push_back(std::make_unique<model::Stage<B>>(
+        model, parallel.micro_batch_size, seq_len / cp.place.cp_size, cp.place,
+        cp.place.tp_size > 1 ? groups_.tp : nullptr, cp.slots, be_.get()));
     optimizers_.push_back(std::make_unique<DistributedOptimizer<B>>(optim, cp.sharding, *groups_.dp, *be_));
+    if (cp.place.cp_size > 1) chunks_.back()->set_context_parallel_group(groups_.cp);
   }
   be_->allocate(plan_.pipeline);
   be_->allocate_host(plan_.host);
@@ -118,6 +120,12 @@ void PipelineEngine<B>::fill_once(int mb, const FillBatch& fill) {
   if (filled_[std::size_t(mb)]) return;
   const std::int64_t n = std::int64_t(plan_.micro_batch_size) * seq_len();
   fill(mb, host_tokens_ + mb * n, host_targets_ + mb * n);
+  if (const int cp = grid_.shape().cp; cp > 1) {  // this cp rank's chunks of every sequence
+    detail::keep_cp_chunks(host_tokens_ + mb * n, plan_.micro_batch_size, seq_len(), cp,
+                           grid_.coord().cp_rank);
+    detail::keep_cp_chunks(host_targets_ + mb * n, plan_.micro_batch_size, seq_len(), cp,
+                           grid_.coord().cp_rank);
+  }
   filled_[std::size_t(mb)] = true;
 }
 
@@ -176,6 +184,7 @@ void PipelineEngine<B>::backward(int c, int mb) {
   if (last) {
     final_backward_[std::size_t(c)] = false;
     stage.reduce_sequence_parallel_grads(0, final_from_[std::size_t(c)]);
+    stage.reduce_context_parallel_grads(0, final_from_[std::size_t(c)]);
     opt.grads_ready_from(0, stage.grads().data());
   }
   if (vs != 0) {
@@ -197,6 +206,7 @@ void PipelineEngine<B>::layer_grads_ready(int c, int layer) {
   model::Stage<B>& stage = *chunks_[std::size_t(c)];
   const std::int64_t begin = stage.layer_range(layer).first;
   stage.reduce_sequence_parallel_grads(begin, final_from_[std::size_t(c)]);
+  stage.reduce_context_parallel_grads(begin, final_from_[std::size_t(c)]);
   final_from_[std::size_t(c)] = begin;
   optimizers_[std::size_t(c)]->grads_ready_from(begin, stage.grads().data());
 }
@@ -227,18 +237,24 @@ StepStats PipelineEngine<B>::finish_stats(int microbatches) {
       stats.dp_wait_s += s;
   }
   // The losses of each micro-batch, summed in double over its rows with a target, then over
-  // the micro-batches in order.
-  const std::int64_t n = std::int64_t(plan_.micro_batch_size) * seq_len();
+  // the micro-batches in order. With cp, this rank's rows are the first n / cp of each slot.
+  const std::int64_t n = std::int64_t(plan_.micro_batch_size) * seq_len(), rows = n / grid_.shape().cp;
   for (int mb = 0; mb < microbatches; ++mb) {
     if (!loss_rows_[std::size_t(mb)]) continue;
     model::LossSum l;
-    for (std::int64_t i = mb * n; i < (mb + 1) * n; ++i) {
+    for (std::int64_t i = mb * n; i < mb * n + rows; ++i) {
       if (host_targets_[i] < 0) continue;
       l.sum += double(host_losses_[i]);
       ++l.count;
     }
     stats.loss.sum += l.sum;
     stats.loss.count += l.count;
+  }
+  if (grid_.shape().cp > 1) {  // the loss of whole sequences: the sum over the cp ranks' rows
+    double sum[2] = {stats.loss.sum, double(stats.loss.count)};
+    grid_.cp_group().all_reduce(sum, 2);
+    stats.loss.sum = sum[0];
+    stats.loss.count = std::int64_t(sum[1]);
   }
   return stats;
 }
@@ -295,7 +311,7 @@ StepStats PipelineEngine<B>::evaluate(const FillBatch& fill, int microbatches) {
 template <class B>
 void PipelineEngine<B>::set_seq_len(int seq_len) {
   be_->activate();
-  for (auto& c : chunks_) c->set_seq_len(seq_len);
+  for (auto& c : chunks_) c->set_seq_len(seq_len / grid_.shape().cp);
   act_elems_ = chunks_.front()->activation_rows() * chunks_.front()->config().d_model;
 }
 
@@ -309,6 +325,7 @@ double PipelineEngine<B>::grad_norm() {
   // hold the same reduced gradients: sum over the model-parallel ranks (TP, then PP) only.
   // One number: MPI on the host.
   if (optimizers_.front()->sharding().sharded()) {
+    if (grid_.coord().cp_rank > 0) sq = 0;  // cp ranks hold replicas of the same pieces: count one
     grid_.world_group().all_reduce(&sq, 1);
   } else {
     grid_.tp_group().all_reduce(&sq, 1);

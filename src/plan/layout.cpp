@@ -10,9 +10,10 @@ namespace strata::plan {
 
 std::string to_string(const Layout& l) {
   std::ostringstream os;
-  os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << "-v" << l.vpp << "-mb" << l.micro_batch << "-z"
-     << l.zero << (l.sequence_parallel ? "-sp" : "") << "-r"
-     << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute)) << (l.gpipe ? "-gpipe" : "");
+  os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << (l.cp > 1 ? "-cp" + std::to_string(l.cp) : "")
+     << "-v" << l.vpp << "-mb" << l.micro_batch << "-z" << l.zero << (l.sequence_parallel ? "-sp" : "")
+     << "-r" << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute))
+     << (l.gpipe ? "-gpipe" : "");
   return os.str();
 }
 
@@ -22,7 +23,7 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   int dp = 0;
   const auto bad = [&](const std::string& part, const std::string& why) {
     return make_error("layout '", text, "': ", part.empty() ? "" : "'" + part + "': ", why,
-                      " (form: tp8-pp4-dp16-v2-mb1-z1-sp-rfull; parts tpN ppN dpN vN mbN zN sp "
+                      " (form: tp8-pp4-dp16-v2-mb1-z1-sp-rfull; parts tpN ppN dpN cpN vN mbN zN sp "
                       "rnone|rsel|rfull gpipe, separated by '-')");
   };
   std::stringstream ss(text);
@@ -57,6 +58,8 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
       l.pp = value;
     else if (key == "dp")
       dp = value;
+    else if (key == "cp")
+      l.cp = value;
     else if (key == "v")
       l.vpp = value;
     else if (key == "mb")
@@ -69,15 +72,15 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     }
   }
   if (dp == 0) {
-    if (gpus % (l.tp * l.pp) != 0)
-      throw bad("", "tp x pp = " + std::to_string(l.tp * l.pp) + " does not divide the GPU count " +
-                        std::to_string(gpus));
-    dp = gpus / (l.tp * l.pp);
+    if (gpus % (l.tp * l.pp * l.cp) != 0)
+      throw bad("", "tp x pp x cp = " + std::to_string(l.tp * l.pp * l.cp) +
+                        " does not divide the GPU count " + std::to_string(gpus));
+    dp = gpus / (l.tp * l.pp * l.cp);
   }
   l.dp = dp;
   if (l.gpus() != gpus)
-    throw bad("", "tp x pp x dp = " + std::to_string(l.gpus()) + " but the job has " + std::to_string(gpus) +
-                      " GPUs");
+    throw bad("", "tp x pp x dp x cp = " + std::to_string(l.gpus()) + " but the job has " +
+                      std::to_string(gpus) + " GPUs");
   if (l.sequence_parallel && l.tp == 1) l.sequence_parallel = false;  // nothing to split
   if (global_batch % (l.micro_batch * l.dp) != 0)
     throw bad("", "the global batch " + std::to_string(global_batch) +

@@ -130,11 +130,14 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
   par.micro_batch_size = l.micro_batch;
   par.sequence_parallel = l.sequence_parallel && l.tp > 1;
   par.zero_stage = l.zero;
+  par.cp = l.cp;
   par.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
                  : l.gpipe ? config::PipelineSchedule::gpipe
                            : config::PipelineSchedule::one_f_one_b;
-  const parallel::EnginePlan e = parallel::plan_engine(
-      m, par, config::OptimConfig{}, w.seq_len, l.micro_batches, {l.tp, l.pp, l.dp}, {0, 0, stage}, spec);
+  comm::GridShape shape{l.tp, l.pp, l.dp};
+  shape.cp = l.cp;  // the stages hold seq_len / cp positions: activations / cp
+  const parallel::EnginePlan e = parallel::plan_engine(m, par, config::OptimConfig{}, w.seq_len,
+                                                       l.micro_batches, shape, {0, 0, stage}, spec);
   MemoryBreakdown mb;
   mb.stage = stage;
   int slots = 0;
@@ -170,7 +173,8 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
     place.tp_size = l.tp;
     place.num_layers = n;
     place.vocab_multiple = spec.vocab_multiple;
-    const model::StagePlan p(mc, place, l.micro_batch, w.seq_len, 1, spec);
+    place.cp_size = l.cp;
+    const model::StagePlan p(mc, place, l.micro_batch, w.seq_len / l.cp, 1, spec);
     double b = 0;
     for (const auto& en : p.acts.entries())
       if (en.lifetime == "step") b += aligned_bytes(en);

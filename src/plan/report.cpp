@@ -89,9 +89,9 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
   const MemoryBreakdown& m = c.memory;
   const StepTime& t = c.time;
   std::ostringstream os;
-  os << "layout " << to_string(l) << ": tp " << l.tp << " x pp " << l.pp << " x dp " << l.dp << " = "
-     << l.gpus() << " GPUs; " << l.micro_batches << " micro-batches of " << l.micro_batch
-     << " per DP rank per step";
+  os << "layout " << to_string(l) << ": tp " << l.tp << " x pp " << l.pp << " x dp " << l.dp
+     << (l.cp > 1 ? " x cp " + std::to_string(l.cp) : std::string()) << " = " << l.gpus() << " GPUs; "
+     << l.micro_batches << " micro-batches of " << l.micro_batch << " per DP rank per step";
   const std::string note = feature_note(l);
   os << (note.empty() ? "" : "; " + note) << "; recomputation " << to_string(l.recompute) << "; precision "
      << config::to_string(l.precision) << "\n\n";
@@ -156,6 +156,11 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
   os << "  pipeline send/recv       " << term(&StepTime::pp_comm) << "\n";
   os << "  data-parallel comm       " << term(&StepTime::dp_exposed) << " exposed of " << seconds(t.dp_comm)
      << "  (" << constant("overlap_efficiency", cl.overlap_efficiency) << ")\n";
+  if (l.cp > 1)
+    os << "  context-parallel comm    " << term(&StepTime::cp_exposed) << " exposed of " << seconds(t.cp_comm)
+       << "  (ring K/V hops hidden behind each attention block, dK/dV hops and the gradient all-reduce over "
+          "cp "
+          "not)\n";
   os << "  optimizer step           " << term(&StepTime::optimizer)
      << "  AdamW bytes / (bandwidth x elementwise_fraction)\n";
   if (t.node_work > 0)
@@ -200,6 +205,7 @@ std::string launch_command(const PlanRequest& r, const Candidate& c, const std::
   if (r.cluster.device == config::DeviceKind::cuda) os << " --gpus-per-node=" << per_node;
   os << " --export=ALL,CONFIG=" << job_path << " slurm/pretrain.sh --set model=" << model_path
      << " --set parallel.tp=" << l.tp << " --set parallel.pp=" << l.pp << " --set parallel.dp=" << l.dp
+     << (l.cp > 1 ? " --set parallel.cp=" + std::to_string(l.cp) : "")
      << " --set parallel.micro_batch_size=" << l.micro_batch
      << " --set parallel.global_batch_size=" << l.global_batch()
      << " --set train.seq_len=" << r.workload.seq_len << " --set train.steps=" << steps

@@ -23,6 +23,16 @@ std::vector<int> divisors(int n) {
 
 double usable(const config::ClusterConfig& c) { return c.memory_gib * GiB; }
 
+// The (pp, cp) pairs to search: every pp dividing the layers, with each context-parallel size
+// up to r.max_cp (powers of two; 2 cp must divide the sequence length).
+std::vector<std::pair<int, int>> pp_cp_pairs(const PlanRequest& r) {
+  std::vector<std::pair<int, int>> out;
+  for (int pp : divisors(r.workload.model.num_layers))
+    for (int cp = 1; cp <= std::max(1, r.max_cp); cp *= 2)
+      if (cp == 1 || r.workload.seq_len % (2 * cp) == 0) out.emplace_back(pp, cp);
+  return out;
+}
+
 // What strata's engine on the cluster's device does not run of this layout (the support
 // statement, config/capabilities.hpp; its first line, "" when it runs): the search never
 // recommends a layout the job would refuse at launch. Layouts of another framework (the
@@ -31,7 +41,7 @@ std::string backend_refuses(const PlanRequest& r, const Layout& l) {
   if (l.framework != Framework::strata) return "";
   config::ParallelConfig p;
   p.tp = l.tp, p.pp = l.pp, p.dp = l.dp, p.virtual_stages = l.vpp, p.micro_batch_size = l.micro_batch;
-  p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel;
+  p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel, p.cp = l.cp;
   p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
                : l.gpipe ? config::PipelineSchedule::gpipe
                          : config::PipelineSchedule::one_f_one_b;
@@ -49,6 +59,9 @@ std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
   if (l.tp < 1 || l.pp < 1 || l.dp < 1 || l.vpp < 1 || l.micro_batch < 1 || l.micro_batches < 1)
     return "every size must be >= 1";
   if (l.gpus() != r.gpus) return "tp x pp x dp = " + n(l.gpus()) + " but the job has " + n(r.gpus) + " GPUs";
+  if (l.cp < 1 || r.workload.seq_len % (2 * l.cp))
+    return "cp " + n(l.cp) + ": the sequence length " + n(r.workload.seq_len) +
+           " must be a multiple of 2 x cp";
   if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
     return "tp " + n(l.tp) + " must divide the " + n(m.num_heads) + " heads, the " + n(m.kv_heads()) +
            " KV heads and the MLP width " + n(m.ffn());
@@ -93,9 +106,9 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
   std::vector<Layout> out;
   int shapes = 0;
   for (int tp : divisors(std::gcd(r.gpus, r.cluster.gpus_per_node))) {
-    for (int pp : divisors(m.num_layers)) {
-      if (r.gpus % (tp * pp) != 0) continue;
-      const int dp = r.gpus / (tp * pp);
+    for (const auto& [pp, cp] : pp_cp_pairs(r)) {
+      if (r.gpus % (tp * pp * cp) != 0) continue;
+      const int dp = r.gpus / (tp * pp * cp);
       for (int mb : r.micro_batch_sizes) {
         if (r.global_batch % (mb * dp) != 0) continue;
         const int micro_batches = r.global_batch / (mb * dp);
@@ -106,7 +119,7 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
                 Layout l;
                 l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
                 l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
-                l.recompute = rc, l.precision = r.cluster.precision;
+                l.recompute = rc, l.precision = r.cluster.precision, l.cp = cp;
                 if (!shape_unsupported(r, l).empty()) continue;
                 ++shapes;
                 if (backend_refuses(r, l).empty()) out.push_back(l);

@@ -31,13 +31,50 @@ MicroBatchFlops micro_batch_flops(const Workload& w, const Layout& l, int layers
   const double layer_matmul = (Q + 2 * KV) * C + C * Q + (m.mlp == config::MlpKind::swiglu ? 3 : 2) * F * C;
   const double fwd_gemm = 2.0 * layer_matmul, fwd_attn = 4.0 * s * C;
   MicroBatchFlops f;
-  f.gemm = b * s * layers * (3.0 + (full ? 1.0 : 0.0)) * fwd_gemm / l.tp;
-  f.attention = b * s * layers * (3.0 + (full || selective ? 1.0 : 0.0)) * fwd_attn / l.tp;
-  if (head) f.gemm += b * s * 3.0 * 2.0 * V * C / l.tp;  // logits = x W^T, forward and backward
+  // Context parallelism: each rank holds s / cp of the tokens, whose queries still see the
+  // whole sequence (4 T C per token: 1/cp of the attention work, balanced by the chunk order).
+  const double sr = s / l.cp;
+  f.gemm = b * sr * layers * (3.0 + (full ? 1.0 : 0.0)) * fwd_gemm / l.tp;
+  f.attention = b * sr * layers * (3.0 + (full || selective ? 1.0 : 0.0)) * fwd_attn / l.tp;
+  if (head) f.gemm += b * sr * 3.0 * 2.0 * V * C / l.tp;  // logits = x W^T, forward and backward
   return f;
 }
 
 namespace {
+
+// Context parallelism (ring attention, docs/parallelism.md): per layer and micro-batch the
+// forward passes cp - 1 K/V blocks around the ring, each sent while the previous block's
+// attention is computed (exposed: what exceeds that compute); the backward passes cp - 1 K/V
+// blocks the same way and cp dK/dV blocks after each block's compute (exposed). A block is
+// this rank's s / cp rows of K and V (2 s b KV / (cp tp) elements). Then the gradients are
+// summed over the cp ranks once per step (an all-reduce of the fp32 gradients, not overlapped).
+// The cp ranks are neighbours in the rank order (TP, CP, DP, PP): inside a node when
+// tp x cp <= GPUs per node.
+void context_parallel_time(StepTime& t, const Workload& w, const Layout& l, const config::ClusterConfig& c,
+                           double mb_attention_s, double params_on_rank) {
+  if (l.cp <= 1) return;
+  const config::ModelConfig& m = w.model;
+  const bool intra = l.tp * l.cp <= c.gpus_per_node;
+  const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
+  const double alpha = (intra ? c.intra_node_alpha_us : c.inter_node_alpha_us) * 1e-6;
+  const double elt = l.precision == config::Precision::bf16 ? 2.0 : 4.0;
+  const double kv = double(m.kv_heads()) * m.head_size();
+  const double block = 2.0 * w.seq_len / l.cp * l.micro_batch * kv * elt / l.tp;  // K and V, bytes
+  const double hop = 2.0 * alpha + block / (gbs * 1e9);
+  const int layers = m.num_layers / l.pp;
+  const double recompute = l.recompute == Recompute::full ? 2.0 : 1.0;  // forwards per micro-batch
+  // The attention compute of one ring step: the micro-batch's attention time over layers,
+  // passes (forward 1, backward 2) and the cp steps.
+  const double step_compute = mb_attention_s / (layers * 3.0 * l.cp);
+  const double fwd = (l.cp - 1) * hop, fwd_exposed = (l.cp - 1) * std::max(0.0, hop - step_compute);
+  const double bwd = (l.cp - 1) * hop + l.cp * hop;
+  const double bwd_exposed = (l.cp - 1) * std::max(0.0, hop - 2.0 * step_compute) + l.cp * hop;
+  t.cp_comm = l.micro_batches * layers * (recompute * fwd + bwd);
+  t.cp_exposed = l.micro_batches * layers * (recompute * fwd_exposed + bwd_exposed);
+  const double reduce = ring_all_reduce_s(4.0 * params_on_rank, l.cp, gbs, alpha * 1e6);
+  t.cp_comm += reduce;
+  t.cp_exposed += reduce;
+}
 
 // Bytes the element-wise kernels of one layer read or write per micro-batch, per pass. strata:
 // its engine's own activation plan (memory.layer_activations_full: the CPU trainer's MemoryPlan;
@@ -101,9 +138,10 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
     const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
     const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
     const int per_layer = full ? 6 : 4;
-    tp_per_mb = layers * per_layer * ring_all_reduce_s(s * b * C * elt, l.tp, gbs, alpha);
+    tp_per_mb = layers * per_layer * ring_all_reduce_s(s / l.cp * b * C * elt, l.tp, gbs, alpha);
   }
   t.tp_comm = l.micro_batches * tp_per_mb;
+  context_parallel_time(t, w, l, c, mb_attn, memory.params_on_rank);
 
   // Pipeline: the fill and drain bubble is (p-1)/v micro-batch times (Narayanan et al. 2021,
   // sec. 2.2.1-2.2.2: bubble fraction (p-1)/(v m)); one activation forward and one gradient
@@ -112,10 +150,10 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   // t·d >= GPUs per node.
   if (l.pp > 1) {
     t.bubble = double(l.pp - 1) / l.vpp * (t.micro_batch + tp_per_mb);
-    const bool intra = l.tp * l.dp < c.gpus_per_node;
+    const bool intra = l.tp * l.cp * l.dp < c.gpus_per_node;
     const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
     const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
-    const double bytes = s * b * C * elt / l.tp;  // scatter/gather over TP (Narayanan sec. 4.1)
+    const double bytes = s / l.cp * b * C * elt / l.tp;  // scatter/gather over TP (Narayanan sec. 4.1)
     t.pp_comm = 2.0 * l.micro_batches * l.vpp * (alpha * 1e-6 + bytes / (gbs * 1e9));
   }
 
@@ -125,7 +163,7 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   // --overlap-grad-reduce / --overlap-param-gather); only the rest is exposed.
   const double P = memory.params_on_rank;
   if (l.dp > 1) {
-    const bool intra = l.tp * l.dp <= c.gpus_per_node;
+    const bool intra = l.tp * l.cp * l.dp <= c.gpus_per_node;
     const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
     const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;
     const double bwd_share = full ? 0.75 : selective ? 0.70 : 2.0 / 3.0;
@@ -150,14 +188,14 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   const double adam_bytes = (l.precision == Precision::bf16 ? 30.0 : 28.0) * shard + 8.0 * P;
   t.optimizer = adam_bytes / bandwidth;
 
-  t.critical_path = t.compute + t.tp_comm + t.bubble + t.pp_comm + t.dp_exposed + t.optimizer;
+  t.critical_path = t.compute + t.tp_comm + t.bubble + t.pp_comm + t.dp_exposed + t.optimizer + t.cp_exposed;
   t.total = t.critical_path;
   if (c.oversubscribe > 1) {
     // A shared CPU node: ranks idle in the bubble or in a collective give their core away, so the
     // step is the node's work (its ranks' mean busy time; the stages differ by the output layer)
     // unless one rank's critical path at a full slot is longer. Communication is CPU work here.
     const double mean_mb = (body.gemm + (last.gemm - body.gemm) / l.pp) / gemm_rate + mb_attn + elementwise;
-    t.node_work = l.micro_batches * mean_mb + t.tp_comm + t.pp_comm + t.dp_comm + t.optimizer;
+    t.node_work = l.micro_batches * mean_mb + t.tp_comm + t.pp_comm + t.dp_comm + t.optimizer + t.cp_comm;
     t.total = std::max(t.node_work, t.critical_path / c.oversubscribe);
   }
   const FlopsPerToken fpt = flops_per_token(m, w.counts, w.seq_len, l.recompute);

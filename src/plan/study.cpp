@@ -46,7 +46,7 @@ PointCheck check_point(const config::JobConfig& job, int ranks, int ranks_per_no
 
   // 1. The layout divides the ranks (the rank grid's own rule and message).
   try {
-    pc.dp = comm::resolve_grid(ranks, p.tp, p.pp, p.dp).dp;
+    pc.dp = comm::resolve_grid(ranks, p.tp, p.pp, p.dp, p.cp).dp;
   } catch (const Error& e) {
     pc.problems.push_back(std::string("layout: ") + e.what());
   }
@@ -98,7 +98,7 @@ PointCheck check_point(const config::JobConfig& job, int ranks, int ranks_per_no
   r.global_batch = batch.global;
   r.tokens = double(job.train.steps) * batch.global * r.workload.seq_len;
   Layout l;
-  l.tp = p.tp, l.pp = p.pp, l.dp = pc.dp;
+  l.tp = p.tp, l.pp = p.pp, l.dp = pc.dp, l.cp = p.cp;
   l.vpp = p.virtual_stages;
   l.micro_batch = batch.micro;
   l.micro_batches = batch.microbatches;

@@ -14,8 +14,8 @@ namespace strata::train {
 
 std::string dry_run(const config::JobConfig& job, int ranks, int rank) {
   const config::ParallelConfig& p = job.parallel;
-  const int world = ranks > 0 ? ranks : p.tp * p.pp * std::max(1, p.dp);
-  const comm::GridShape shape = comm::resolve_grid(world, p.tp, p.pp, p.dp);
+  const int world = ranks > 0 ? ranks : p.tp * p.pp * p.cp * std::max(1, p.dp);
+  const comm::GridShape shape = comm::resolve_grid(world, p.tp, p.pp, p.dp, p.cp);
   STRATA_CHECK(rank >= 0 && rank < shape.size(), "--rank ", rank, " is outside the job's ", shape.size(),
                " ranks");
   // The support statement was consulted when the config was validated (config::validate).
@@ -24,7 +24,8 @@ std::string dry_run(const config::JobConfig& job, int ranks, int rank) {
   const model::BackendSpec spec = parallel::backend_spec(job.hardware.device);
   std::ostringstream os;
   os << "dry run of " << (job.source.empty() ? "the job" : job.source) << ": " << shape.size()
-     << " ranks = tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp << ", hardware.device "
+     << " ranks = tp " << shape.tp << " x pp " << shape.pp << " x dp " << shape.dp
+     << (shape.cp > 1 ? " x cp " + std::to_string(shape.cp) : std::string()) << ", hardware.device "
      << config::to_string(job.hardware.device) << " (" << config::backend_support(job.hardware.device).name
      << ")\n"
      << "batch: " << batch.global << " sequences x " << job.train.seq_len << " tokens per step; micro-batch "

@@ -313,7 +313,8 @@ void Trainer::log_start() const {
       vp != m.vocab_size)
     os << "vocabulary padded from " << m.vocab_size << " to " << vp << " so each of the " << g.tp
        << " tensor-parallel ranks holds " << vp / g.tp << " rows (the padding rows are never targets)\n";
-  os << "layout: tp " << g.tp << " x pp " << g.pp << " x dp " << g.dp << " = " << g.size()
+  os << "layout: tp " << g.tp << " x pp " << g.pp << " x dp " << g.dp
+     << (g.cp > 1 ? " x cp " + std::to_string(g.cp) : std::string()) << " = " << g.size()
      << " ranks; schedule " << config::to_string(job_.parallel.schedule) << " (virtual stages "
      << job_.parallel.virtual_stages << ", bubble " << bubble_ << "); sequence parallel "
      << (job_.parallel.sequence_parallel ? "on" : "off") << "; ZeRO stage " << job_.parallel.zero_stage
@@ -723,7 +724,7 @@ TrainSummary Trainer::run() {
 
 TrainSummary run_training(const config::JobConfig& job, MPI_Comm world, const FaultHooks* faults) {
   const config::ParallelConfig& p = job.parallel;
-  comm::RankGrid grid(world, p.tp, p.pp, p.dp);
+  comm::RankGrid grid(world, p.tp, p.pp, p.dp, 600.0, p.cp);  // 600 s: the grid's default watchdog
   try {
     // The derived DP size written down: config.yaml and checkpoints record the layout that ran.
     config::JobConfig resolved = job;

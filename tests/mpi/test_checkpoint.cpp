@@ -3,7 +3,9 @@
 //     parameters of the uninterrupted run;
 //   another layout: the checkpoint written with tp2·pp2·dp2 (ZeRO-1) and resumed with
 //     tp1·pp2·dp4, tp4·pp1·dp2 and a single rank gives the uninterrupted losses to 1e-5;
-//   a LLaMA-style model (GQA, untied output layer, padded vocabulary) likewise.
+//   a LLaMA-style model (GQA, untied output layer, padded vocabulary) likewise;
+//   context parallelism: cp ranks hold replicas of the state, so a checkpoint written with
+//     tp2·cp2·dp2 resumes on one rank, and one written on one rank resumes with cp2·pp2·dp2.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -58,7 +60,7 @@ void fresh_dir(const std::string& dir) {
 
 // Runs the job on the first tp*pp*dp ranks; returns the losses (broadcast to every rank).
 std::vector<double> losses_of(const config::JobConfig& job, train::TrainSummary* summary = nullptr) {
-  const int n = job.parallel.tp * job.parallel.pp * job.parallel.dp;
+  const int n = job.parallel.tp * job.parallel.pp * job.parallel.dp * job.parallel.cp;
   MPI_Comm comm;
   MPI_Comm_split(MPI_COMM_WORLD, world_rank() < n ? 0 : MPI_UNDEFINED, world_rank(), &comm);
   std::vector<double> losses;
@@ -167,4 +169,45 @@ TEST(Checkpoint, LlamaStyleModelMovesBetweenLayouts) {
   resumed.ckpt.save_at_end = false;
   resumed.train.out_dir += "_resumed";
   expect_close(losses_of(resumed), tail, 1e-5, "LLaMA-style, written tp2-pp2-dp2, resumed tp2-pp1-dp4 SP");
+}
+
+TEST(Checkpoint, ContextParallelLayoutsAndOneRankResumeEachOther) {
+  ASSERT_EQ(world_size(), 8);
+  config::JobConfig full = ckpt_job(true, "cp");
+  full.optim.decay_steps = full.train.steps;
+  set_layout(full, 1, 1, 1);
+  full.parallel.zero_stage = 0;
+  full.ckpt.save_at_end = false;
+  fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/cp");
+  const std::vector<double> all = losses_of(full);
+  const std::vector<double> tail(all.begin() + 3, all.end());
+  struct Move {
+    int tp, cp, pp, dp;  // the layout that writes (resumed on one rank), or resumes (written on one rank)
+    bool writes;
+  };
+  for (const Move m : {Move{2, 2, 1, 2, true}, Move{1, 2, 2, 2, false}}) {
+    const std::string tag = "tp" + std::to_string(m.tp) + "-cp" + std::to_string(m.cp) + "-pp" +
+                            std::to_string(m.pp) + "-dp" + std::to_string(m.dp);
+    config::JobConfig first = full;
+    first.train.steps = 3;
+    first.ckpt.save_at_end = true;
+    first.ckpt.dir += "_" + tag;
+    first.train.out_dir += "_" + tag;
+    config::JobConfig resumed = full;
+    resumed.train.resume = "auto";
+    resumed.ckpt.dir = first.ckpt.dir;
+    resumed.train.out_dir += "_" + tag + "_resumed";
+    config::JobConfig& multi = m.writes ? first : resumed;
+    set_layout(multi, m.tp, m.pp, m.dp);
+    multi.parallel.cp = m.cp;
+    multi.parallel.sequence_parallel = m.tp > 1;
+    multi.parallel.zero_stage = 1;
+    losses_of(first);
+    if (m.writes) {
+      EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp2-pp1-dp2-cp2 zero1");
+    }
+    expect_close(
+        losses_of(resumed), tail, 1e-5,
+        m.writes ? "written " + tag + ", resumed on one rank" : "written on one rank, resumed " + tag);
+  }
 }

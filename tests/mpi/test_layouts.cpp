@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "strata/config/load.hpp"
+#include "strata/parallel/engine.hpp"
 #include "strata/train/trainer.hpp"
 
 using namespace strata;
@@ -81,7 +82,7 @@ std::string describe(const config::JobConfig& j) {
   return j.model.name + (j.train.seq_len_warmup > 0 ? " seq_len_warmup" : "") + " tp" + std::to_string(p.tp) +
          " pp" + std::to_string(p.pp) + " dp" + std::to_string(p.dp) + " " + config::to_string(p.schedule) +
          " v" + std::to_string(p.virtual_stages) + " zero" + std::to_string(p.zero_stage) +
-         (p.sequence_parallel ? " sp" : "") +
+         (p.cp > 1 ? " cp" + std::to_string(p.cp) : "") + (p.sequence_parallel ? " sp" : "") +
          (j.model.recompute == config::RecomputeKind::full ? " recompute" : "");
 }
 
@@ -262,4 +263,106 @@ TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
   const std::size_t numel = std::size_t(model::make_parameter_table(j.model).numel());
   EXPECT_GE(full, 8 * numel);  // m and v, fp32
   EXPECT_LT(full, 8 * (numel + std::size_t(world_size())));
+}
+
+// Context parallelism (parallel.cp, ring attention): every layout of this world size with
+// cp > 1 and tp, pp, dp in {1, 2} trains like one rank, GPT-style (learned positions, tied
+// embeddings) and LLaMA-style (RoPE, SwiGLU, GQA over 2 KV heads); np2: cp 2; np4: cp 4, and
+// cp 2 with tp 2 (sequence parallel; LLaMA also without), pp 2 (1F1B; LLaMA also GPipe and
+// interleaved with 2 virtual stages) or dp 2 (ZeRO-1); np8: cp 8, and cp 2 with tp 2 x pp 2,
+// tp 2 x dp 2, pp 2 x dp 2. The masked LM (bidirectional attention) and full recomputation run
+// on cp = world size.
+TEST(Layouts, ContextParallelMatchesOneRank) {
+  if (world_size() < 2) GTEST_SKIP();
+  for (const bool llama : {false, true}) {
+    config::JobConfig base = base_job(llama);
+    if (llama) base.model.num_kv_heads = 2;
+    const Reference ref = reference(base);
+    for (int cp : {2, 4, 8}) {
+      if (world_size() % cp != 0) continue;
+      const int rest = world_size() / cp;  // tp x pp x dp
+      for (const Layout& l :
+           std::vector<Layout>{{1, 1, 1}, {2, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 2, 1}, {2, 1, 2}, {1, 2, 2}}) {
+        if (l.tp * l.pp * l.dp != rest || (cp > 2 && rest > 1)) continue;
+        config::JobConfig j = base;
+        j.parallel.cp = cp;
+        j.parallel.tp = l.tp;
+        j.parallel.pp = l.pp;
+        j.parallel.dp = l.dp;
+        j.parallel.sequence_parallel = l.tp > 1;
+        j.parallel.zero_stage = l.dp > 1 ? 1 : 0;
+        expect_matches(j, ref);
+        if (rest == 1 && llama) {
+          j.model.recompute = config::RecomputeKind::full;
+          expect_matches(j, ref);
+        }
+        if (rest == 2 && llama && l.pp == 2) {  // the pipeline's other schedules
+          j.parallel.schedule = config::PipelineSchedule::gpipe;
+          expect_matches(j, ref);
+          j.parallel.schedule = config::PipelineSchedule::interleaved_1f1b;
+          j.parallel.virtual_stages = 2;
+          expect_matches(j, ref);
+        }
+        if (rest == 2 && llama && l.tp == 2) {  // tensor parallelism without sequence parallelism
+          j.parallel.sequence_parallel = false;
+          expect_matches(j, ref);
+        }
+      }
+    }
+  }
+  config::JobConfig mlm = masked_lm_job();
+  const Reference ref = reference(mlm);
+  mlm.parallel.cp = world_size();
+  expect_matches(mlm, ref);
+}
+
+// Context parallelism's purpose: cp = 8 on 8 ranks trains sequences of 512 tokens whose memory
+// plan on one rank (cp = 1: the CPU attention keeps the [T, T] probabilities of every head and
+// layer) exceeds a rank budget of 8 MiB, while each cp rank's plan (64 positions of each
+// sequence, the ring keeping only the row log-sum-exp) fits in it. Both plans are the engine's
+// own (parallel::plan_engine, what it allocates); the cp = 8 run allocates exactly its plan and
+// matches the one-rank run (which this machine can still hold).
+TEST(Layouts, ContextParallelEightTrainsASequenceOneRanksPlanCannotHold) {
+  if (world_size() != 8) GTEST_SKIP() << "cp = 8 needs 8 ranks";
+  config::JobConfig j = base_job(true);
+  j.model.name = "layout_llama_long";
+  j.model.num_kv_heads = 2;
+  j.model.max_seq_len = j.train.seq_len = 512;
+  j.train.steps = 2;
+  j.eval.windows = 0;
+  constexpr std::size_t budget = 8u << 20;  // bytes per rank
+  auto planned = [&](int cp) {
+    config::ParallelConfig p = j.parallel;
+    p.cp = cp;
+    p.dp = 1;
+    comm::GridShape shape{1, 1, 1};
+    shape.cp = cp;
+    const parallel::EnginePlan e =
+        parallel::plan_engine(j.model, p, j.optim, j.train.seq_len, j.parallel.global_batch_size, shape, {},
+                              parallel::backend_spec(config::DeviceKind::cpu));
+    return e.device_bytes() + e.host.total_bytes();
+  };
+  const std::size_t one_rank = planned(1), per_cp_rank = planned(8);
+  if (world_rank() == 0)
+    std::printf("seq_len 512: one rank plans %.2f MiB; cp = 8 plans %.2f MiB per rank (budget %.0f MiB)\n",
+                double(one_rank) / (1 << 20), double(per_cp_rank) / (1 << 20), double(budget) / (1 << 20));
+  EXPECT_GT(one_rank, budget);
+  EXPECT_LE(per_cp_rank, budget);
+  const Reference ref = reference(j);
+  j.parallel.cp = 8;
+  j.parallel.dp = 1;
+  const train::TrainSummary s = train::run_training(j, MPI_COMM_WORLD);
+  EXPECT_EQ(s.planned_bytes, per_cp_rank);
+  ASSERT_EQ(s.steps.size(), ref.losses.size());
+  for (std::size_t i = 0; i < ref.losses.size(); ++i)
+    EXPECT_NEAR(s.steps[i].loss, ref.losses[i], 1e-5 * std::abs(ref.losses[i])) << "step " << i + 1;
+  int bad = 0;
+  for (const model::ParamInfo& p : s.final_param_info)
+    for (std::int64_t i = 0; i < p.numel; ++i) {
+      const float got = s.final_params[std::size_t(p.offset + i)];
+      const float want = ref.params[std::size_t(ref.offset.at(p.name) + i)];
+      if (std::abs(got - want) > 1e-5f * std::abs(want) + float(1e-3 * j.optim.lr) && bad++ < 5)
+        ADD_FAILURE() << p.name << "[" << i << "]: " << got << " vs " << want;
+    }
+  EXPECT_EQ(bad, 0);
 }

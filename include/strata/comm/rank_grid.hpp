@@ -1,9 +1,11 @@
-// RankGrid: the TP x PP x DP grid of ranks and its communicators (DESIGN.md invariant 1).
+// RankGrid: the TP x CP x DP x PP grid of ranks and its communicators (DESIGN.md invariant 1).
 //
-// Rank order is TP fastest, then DP, then PP:
-//     global_rank = tp_rank + tp * (dp_rank + dp * pp_rank)
-// so a TP group is tp consecutive ranks (inside one node when tp <= GPUs per node), and a
-// pipeline stage is a contiguous block of tp*dp ranks. Each dimension gets its own
+// Rank order is TP fastest, then CP (context parallelism), then DP, then PP:
+//     global_rank = tp_rank + tp * (cp_rank + cp * (dp_rank + dp * pp_rank))
+// so a TP group is tp consecutive ranks (inside one node when tp <= GPUs per node), a CP group
+// (the ring of ring attention, which exchanges K/V every layer) the next-closest ranks, and a
+// pipeline stage is a contiguous block of tp*cp*dp ranks. With cp = 1 the order is the
+// original TP, DP, PP. Each dimension gets its own
 // communicator (MPI_Comm_split of the world); with pp > 1 there is also the embedding
 // group {first stage, last stage} at the same (tp, dp), which keeps tied embeddings in sync.
 // The grid owns every communicator; nothing else touches the world communicator (a background
@@ -23,12 +25,13 @@ namespace strata::comm {
 
 struct GridShape {
   int tp = 1, pp = 1, dp = 1;
-  int size() const { return tp * pp * dp; }
+  int cp = 1;  // context parallelism: the sequence split over cp ranks (ring attention)
+  int size() const { return tp * pp * dp * cp; }
 };
 
-// Resolve dp (0 = derive from the world size) and check tp*pp*dp == world_size; the error
+// Resolve dp (0 = derive from the world size) and check tp*cp*pp*dp == world_size; the error
 // names every factor.
-GridShape resolve_grid(int world_size, int tp, int pp, int dp);
+GridShape resolve_grid(int world_size, int tp, int pp, int dp, int cp = 1);
 
 // The communicators that move one device's data, one per grid dimension (null: this rank is
 // not in the embedding group). Borrowed from the grid.
@@ -37,10 +40,12 @@ struct DeviceGroups {
   Communicator* dp = nullptr;
   Communicator* pp = nullptr;
   Communicator* embedding = nullptr;
+  Communicator* cp = nullptr;  // the context-parallel ring (size 1 without cp)
 };
 
 struct GridCoord {
   int tp_rank = 0, dp_rank = 0, pp_rank = 0;
+  int cp_rank = 0;
 };
 GridCoord coord_of(const GridShape& shape, int global_rank);
 int global_rank_of(const GridShape& shape, const GridCoord& c);
@@ -48,7 +53,7 @@ int global_rank_of(const GridShape& shape, const GridCoord& c);
 class RankGrid {
  public:
   // Collective over `world`: every rank must construct the grid with the same arguments.
-  RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeout_s = 600.0);
+  RankGrid(MPI_Comm world, int tp, int pp, int dp, double watchdog_timeout_s = 600.0, int cp = 1);
   RankGrid(const RankGrid&) = delete;
   RankGrid& operator=(const RankGrid&) = delete;
 
@@ -62,6 +67,8 @@ class RankGrid {
   Communicator& tp_group() { return *tp_; }
   Communicator& pp_group() { return *pp_; }
   Communicator& dp_group() { return *dp_; }
+  // The ranks that share tp, dp and pp coordinates: one sequence split over them (ring attention).
+  Communicator& cp_group() { return *cp_; }
   Communicator& world_group() { return *world_; }
   // The world communicator's MPI handle, for libraries that take one (parallel HDF5 I/O).
   MPI_Comm world_handle() const;
@@ -88,7 +95,8 @@ class RankGrid {
   // Destroys the NCCL communicators (before the stream they enqueue on goes away).
   void release_device_groups();
 
-  // "rank 5 of 8 (tp 1/2, dp 0/2, pp 1/2)": what every error message carries.
+  // "rank 5 of 8 (tp 1/2, dp 0/2, pp 1/2)": what every error message carries (", cp 1/2"
+  // appended when cp > 1).
   std::string describe() const;
   std::string coordinates() const;  // "tp 1/2, dp 0/2, pp 1/2"
   // Ranks of this job on this node (MPI_Comm_split_type shared), and this rank's index there:
@@ -102,10 +110,10 @@ class RankGrid {
   int global_rank_ = 0;
   int local_size_ = 1, local_rank_ = 0;
   std::unique_ptr<Watchdog> watchdog_;  // before the communicators: they point to it
-  std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_;
+  std::unique_ptr<MpiCommunicator> world_, tp_, pp_, dp_, embedding_, cp_;
   std::unique_ptr<Watchdog> io_watchdog_;  // before io_: it points to it
   std::unique_ptr<MpiCommunicator> io_;
-  std::unique_ptr<NcclCommunicator> nccl_tp_, nccl_dp_, nccl_pp_, nccl_embedding_;
+  std::unique_ptr<NcclCommunicator> nccl_tp_, nccl_dp_, nccl_pp_, nccl_embedding_, nccl_cp_;
   void* nccl_stream_ = nullptr;
 };
 

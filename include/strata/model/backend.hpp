@@ -29,6 +29,19 @@ struct AttentionDims {
   bool causal;
 };
 
+// One block of ring attention (context parallelism; kernels/cpu/ring_attention.hpp): Tq query
+// rows at sequence positions q_pos.. against Tk key rows at k_pos.., with batch strides, the
+// result merged into a running (out, lse). A backend that has it defines
+// block_attention_forward / block_attention_backward (the CPU; config/capabilities refuses cp
+// on the others).
+struct BlockAttentionDims {
+  std::int64_t B, Tq, Tk, NH, NKV, HS;
+  std::int64_t ld_q, ld_kv;
+  std::int64_t bs_q, bs_kv, bs_o, bs_l;
+  std::int64_t q_pos, k_pos;
+  bool causal;
+};
+
 // One AdamW segment: a contiguous range of the flat parameter buffer with one weight decay,
 // and where its optimizer state (master weights, moments) starts (DistributedOptimizer).
 struct AdamWSegment {

@@ -19,6 +19,7 @@
 #include "strata/kernels/cpu/embedding.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/norm.hpp"
+#include "strata/kernels/cpu/ring_attention.hpp"
 #include "strata/kernels/cpu/rope.hpp"
 #include "strata/model/backend.hpp"
 
@@ -131,6 +132,15 @@ class CpuBackend {
     const kernels::cpu::CachedAttentionShape s{d.T, pos, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv, d.causal};
     kernels::cpu::attention_forward_cached(out, work, q, k_cache, v_cache, s);
   }
+  // Ring attention's block (BlockAttentionDims): merged into (out, lse); backward +=.
+  void block_attention_forward(T* out, T* lse, T* work, const T* q, const T* k, const T* v,
+                               const BlockAttentionDims& d) const {
+    kernels::cpu::block_attention_forward(out, lse, work, q, k, v, block_shape(d));
+  }
+  void block_attention_backward(T* dq, T* dk, T* dv, T* work, const T* dout, const T* out, const T* lse,
+                                const T* q, const T* k, const T* v, const BlockAttentionDims& d) const {
+    kernels::cpu::block_attention_backward(dq, dk, dv, work, dout, out, lse, q, k, v, block_shape(d));
+  }
   void gelu_forward(T* y, const T* x, index_t n) const { kernels::cpu::gelu_forward(y, x, n); }
   void gelu_backward(T* dx, const T* dy, const T* x, index_t n) const {  // dx =
     kernels::cpu::fill(dx, T(0), n);
@@ -215,6 +225,10 @@ class CpuBackend {
  private:
   [[noreturn]] static void no_bf16() {
     throw make_error("parallel.grad_reduce_dtype: bf16 needs hardware.device: cuda (the CPU reduces fp32)");
+  }
+  static kernels::cpu::BlockAttentionShape block_shape(const BlockAttentionDims& d) {
+    return {d.B,    d.Tq,    d.Tk,   d.NH,   d.NKV,   d.HS,    d.ld_q,  d.ld_kv,
+            d.bs_q, d.bs_kv, d.bs_o, d.bs_l, d.q_pos, d.k_pos, d.causal};
   }
   static kernels::cpu::AttentionShape shape(const AttentionDims& d) {
     return {d.B, d.T, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv, d.causal};

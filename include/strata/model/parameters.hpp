@@ -57,6 +57,9 @@ struct ChunkPlacement {
   bool sequence_parallel = false;
   int flat_multiple = 1;   // pad the flat parameter/gradient buffers to a multiple of this (dp)
   int vocab_multiple = 1;  // each rank's vocabulary slice a multiple of this (GPU: 64)
+  // Context parallelism: this rank holds chunks cp_rank and 2 cp_size - 1 - cp_rank of each
+  // sequence (the stage's seq_len is the local 2 chunks), ring attention over cp_size ranks.
+  int cp_size = 1, cp_rank = 0;
 };
 
 // The vocabulary padded to a multiple of tp x multiple (Megatron-LM pads it the same way) so

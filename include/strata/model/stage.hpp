@@ -147,6 +147,12 @@ class Stage {
   // the flat range [begin, end). Once per step per tensor, after its last micro-batch's
   // backward; no-op without sequence parallelism.
   void reduce_sequence_parallel_grads(std::int64_t begin = 0, std::int64_t end = INT64_MAX);
+  // Context parallelism (placement().cp_size > 1): the ring of cp ranks this stage's
+  // attention exchanges K/V blocks with (ring_attention_impl.hpp), set once by the engine; and
+  // the sum over it of the gradients in the flat range [begin, end) (each cp rank computed them
+  // from its part of the sequences), after their last micro-batch's backward, before DP.
+  void set_context_parallel_group(comm::Communicator* cp) { cp_ = cp; }
+  void reduce_context_parallel_grads(std::int64_t begin = 0, std::int64_t end = INT64_MAX);
 
   // The flat buffers (backend memory): the compute copy of the parameters and their gradients.
   std::span<A> params() { return {params_, std::size_t(plan_.table.numel())}; }
@@ -210,6 +216,16 @@ class Stage {
   // Leaving a TP region backward: d_resid [Nsp, C] as the full [N, C] gradient the GEMMs read.
   const A* grad_out_full();
   AttentionDims attention_dims() const;
+  // Context parallelism (ring_attention_impl.hpp): ring attention forward / backward of one
+  // layer, RoPE and learned positions at the global positions of the two local chunks.
+  bool context_parallel() const { return plan_.place.cp_size > 1; }
+  std::int64_t cp_chunk_position(int rank, int half) const;
+  BlockAttentionDims cp_block(int q_half, int kv_rank, int kv_half) const;
+  void ring_attention_forward(const LayerActs& a);
+  void ring_attention_backward(const LayerActs& a);
+  void rope_rows(bool backward, A* x, std::int64_t heads, std::int64_t pos);
+  void position_embedding_rows(A* out, std::int64_t pos);
+  void position_embedding_grad_rows(const G* d);
 
   StagePlan plan_;
   comm::Communicator* tp_;
@@ -231,6 +247,9 @@ class Stage {
   S *losses_{}, *ce_max_{}, *ce_sum_{}, *ce_target_{}, *attn_work_{}, *rope_table_{};
   std::int32_t* targets_{};
   std::vector<A*> k_cache_, v_cache_;
+  comm::Communicator* cp_ = nullptr;  // context parallelism: the ring
+  A* cp_ring_{};
+  S* cp_work_{};
 };
 
 }  // namespace strata::model

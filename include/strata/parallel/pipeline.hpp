@@ -46,7 +46,7 @@ class PipelineEngine final : public Engine {
   StepStats run(const FillBatch& fill, float grad_scale) override;
   StepStats evaluate(const FillBatch& fill, int microbatches) override;
   void set_seq_len(int seq_len) override;
-  int seq_len() const override { return chunks_.front()->seq_len(); }
+  int seq_len() const override { return chunks_.front()->seq_len() * grid_.shape().cp; }  // whole sequences
   double grad_norm() override;
   double optimizer_step(double lr, double grad_scale) override;
   std::string description() const override;

@@ -7,6 +7,7 @@
 //   sp   sequence parallelism on (Korthikanti et al. 2022, sec. 4.2.2)
 //   rnone | rsel | rfull   activation recomputation: none, selective (attention core), full
 //   gpipe  the GPipe schedule instead of 1F1B (all m micro-batches in flight; strata's CPU plan)
+//   cpN    context parallelism: each sequence split over N ranks (ring attention; written only when N > 1)
 //
 // The number of micro-batches per step follows from the global batch: m = B / (mb · dp).
 #pragma once
@@ -39,8 +40,9 @@ struct Layout {
   // The gradient reduction overlaps the backward (strata, PyTorch DDP, Megatron-LM's
   // --overlap-grad-reduce); false: it runs after the backward (Megatron-LM 2021's local DDP).
   bool overlap_grad_reduce = true;
+  int cp = 1;  // context parallelism (ring attention over cp ranks, 1/cp of each sequence per rank)
 
-  int gpus() const { return tp * pp * dp; }
+  int gpus() const { return tp * pp * dp * cp; }
   int global_batch() const { return micro_batch * micro_batches * dp; }
 };
 

@@ -29,6 +29,7 @@ struct PlanRequest {
   std::vector<Recompute> recompute{Recompute::none, Recompute::full};
   std::vector<int> micro_batch_sizes{1, 2, 4, 8, 16};
   int max_virtual_stages = 8;
+  int max_cp = 1;  // context-parallel sizes searched: 1, 2, 4, .. up to this (--max-cp)
 };
 
 struct Candidate {

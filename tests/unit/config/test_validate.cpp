@@ -243,3 +243,25 @@ TEST(ConfigValidate, GuardKeysAreCheckedAndNamed) {
   j.ckpt.keep = -1;
   EXPECT_TRUE(mentions(invalid(j), {"ckpt.keep: expected an integer >= 0, got -1"}));
 }
+
+TEST(ConfigValidate, ContextParallelNeedsEvenChunksAFixedLengthAndTheCpu) {
+  JobConfig j;
+  j.parallel.cp = 4;
+  j.train.seq_len = 128;
+  EXPECT_NO_THROW(validate(j));
+  j.train.seq_len = 100;  // not a multiple of 2 x cp = 8
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp = 4", "train.seq_len (100) must be a multiple of 8"}));
+  j.train.seq_len = 128;
+  j.train.seq_len_warmup = 1000;
+  EXPECT_TRUE(mentions(invalid(j), {"train.seq_len_warmup (1000)", "parallel.cp = 4"}));
+  j.train.seq_len_warmup = 0;
+  j.parallel.cp = 0;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp"}));
+  j.parallel.cp = 2;
+  j.hardware.device = DeviceKind::cuda;
+  j.model.d_model = 768;
+  j.model.num_heads = 12;  // head size 64: the GPU's attention runs it; cp does not
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp = 2", "hardware.device: cpu only"}));
+  j.parallel.cp = 1;
+  EXPECT_NO_THROW(validate(j));
+}

@@ -101,6 +101,9 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   // One set of layer activations for all layers: full recomputation keeps only each layer's
   // input, and inference keeps nothing but the KV cache.
   const bool shared = !train || cfg.recompute == config::RecomputeKind::full;
+  STRATA_CHECK(!(place.split_backward && train && shared),
+               "a split backward (parallel.schedule: zb_h1) keeps every layer's activations: not with "
+               "model.recompute: full");
   const std::int64_t saved = cached ? 0 : attention_saved_elems(spec, d.B, d.T, d.NH);
   auto add_layer_set = [&](const std::string& p, const char* life) {
     auto add = [&](const char* n, Shape sh, DType t) { return acts.add(p + n, std::move(sh), t, life); };
@@ -121,6 +124,10 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     a.fc = add(swiglu ? "gate" : "fc", {N, F}, A);
     a.up = swiglu ? add("up", {N, F}, A) : none;
     a.act = add("act", {N, F}, A);
+    if (place.split_backward && train && !shared) {
+      a.dy_w2 = add("grad.mlp_out", {N, C}, A);
+      a.dy_wo = add("grad.attn_out", {N, C}, A);
+    }
     return a;
   };
   Layer shared_set{};

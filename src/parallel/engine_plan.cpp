@@ -53,6 +53,7 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
     place.sequence_parallel = parallel.sequence_parallel;
     place.flat_multiple = shape.dp;
     place.vocab_multiple = spec.vocab_multiple;
+    place.split_backward = parallel.schedule == config::PipelineSchedule::zb_h1;
     const int slots = std::max(1, max_in_flight(e.schedule, c));
     ChunkPlan cp{vs,    place,
                  slots, model::StagePlan(model, place, parallel.micro_batch_size, seq_len, slots, spec),

@@ -12,8 +12,16 @@ std::string to_string(const Layout& l) {
   std::ostringstream os;
   os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << "-v" << l.vpp << "-mb" << l.micro_batch << "-z"
      << l.zero << (l.sequence_parallel ? "-sp" : "") << "-r"
-     << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute)) << (l.gpipe ? "-gpipe" : "");
+     << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute)) << (l.gpipe ? "-gpipe" : "")
+     << (l.zb ? "-zb" : "");
   return os.str();
+}
+
+config::PipelineSchedule schedule_of(const Layout& l) {
+  return l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
+         : l.gpipe ? config::PipelineSchedule::gpipe
+         : l.zb    ? config::PipelineSchedule::zb_h1
+                   : config::PipelineSchedule::one_f_one_b;
 }
 
 Layout parse_layout(const std::string& text, int gpus, int global_batch, config::Precision precision) {
@@ -23,7 +31,7 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   const auto bad = [&](const std::string& part, const std::string& why) {
     return make_error("layout '", text, "': ", part.empty() ? "" : "'" + part + "': ", why,
                       " (form: tp8-pp4-dp16-v2-mb1-z1-sp-rfull; parts tpN ppN dpN vN mbN zN sp "
-                      "rnone|rsel|rfull gpipe, separated by '-')");
+                      "rnone|rsel|rfull gpipe zb, separated by '-')");
   };
   std::stringstream ss(text);
   std::string part;
@@ -35,6 +43,10 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     }
     if (part == "gpipe") {
       l.gpipe = true;
+      continue;
+    }
+    if (part == "zb") {
+      l.zb = true;
       continue;
     }
     if (part == "rnone" || part == "rsel" || part == "rselective" || part == "rfull") {

@@ -130,9 +130,7 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
   par.micro_batch_size = l.micro_batch;
   par.sequence_parallel = l.sequence_parallel && l.tp > 1;
   par.zero_stage = l.zero;
-  par.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
-                 : l.gpipe ? config::PipelineSchedule::gpipe
-                           : config::PipelineSchedule::one_f_one_b;
+  par.schedule = schedule_of(l);
   const parallel::EnginePlan e = parallel::plan_engine(
       m, par, config::OptimConfig{}, w.seq_len, l.micro_batches, {l.tp, l.pp, l.dp}, {0, 0, stage}, spec);
   MemoryBreakdown mb;

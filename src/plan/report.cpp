@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "strata/config/load.hpp"
 #include "strata/core/memory_plan.hpp"
 
 namespace strata::plan {
@@ -204,7 +205,7 @@ std::string launch_command(const PlanRequest& r, const Candidate& c, const std::
      << " --set parallel.global_batch_size=" << l.global_batch()
      << " --set train.seq_len=" << r.workload.seq_len << " --set train.steps=" << steps
      << " --set model.recompute=" << (l.recompute == Recompute::full ? "full" : "none")
-     << " --set parallel.schedule=" << (l.vpp > 1 ? "interleaved_1f1b" : "1f1b")
+     << " --set parallel.schedule=" << config::to_string(schedule_of(l))
      << " --set parallel.virtual_stages=" << l.vpp << " --set parallel.zero_stage=" << l.zero
      << " --set parallel.sequence_parallel=" << (l.sequence_parallel ? "true" : "false")
      << " --set hardware.device=" << (r.cluster.device == config::DeviceKind::cuda ? "cuda" : "cpu");

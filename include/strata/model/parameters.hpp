@@ -55,8 +55,9 @@ struct ChunkPlacement {
   bool has_embedding = true;  // the first chunk of the first stage
   bool has_head = true;       // the last chunk of the last stage
   bool sequence_parallel = false;
-  int flat_multiple = 1;   // pad the flat parameter/gradient buffers to a multiple of this (dp)
-  int vocab_multiple = 1;  // each rank's vocabulary slice a multiple of this (GPU: 64)
+  int flat_multiple = 1;        // pad the flat parameter/gradient buffers to a multiple of this (dp)
+  int vocab_multiple = 1;       // each rank's vocabulary slice a multiple of this (GPU: 64)
+  bool split_backward = false;  // zb_h1: the weight gradients in a pass of their own (stage.hpp)
 };
 
 // The vocabulary padded to a multiple of tp x multiple (Megatron-LM pads it the same way) so

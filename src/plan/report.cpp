@@ -226,6 +226,7 @@ nlohmann::json to_json(const Candidate& c) {
           {"zero", l.zero},
           {"sequence_parallel", l.sequence_parallel},
           {"recompute", to_string(l.recompute)},
+          {"schedule", config::to_string(schedule_of(l))},
           {"fits", c.fits},
           {"memory_bytes",
            {{"stage", c.memory.stage},

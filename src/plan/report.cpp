@@ -25,6 +25,7 @@ std::string feature_note(const Layout& l) {
   if (l.sequence_parallel) s += "sequence parallelism on, ";
   if (l.zero >= 1) s += "ZeRO-1 (optimizer state sharded over dp), ";
   if (l.vpp > 1) s += std::to_string(l.vpp) + " virtual stages per rank (interleaved 1F1B), ";
+  if (l.zb) s += "zero-bubble schedule zb_h1 (weight-gradient passes in the bubble), ";
   if (l.recompute == Recompute::selective) s += "selective recomputation, ";
   if (s.empty()) return s;
   return s.substr(0, s.size() - 2);
@@ -151,9 +152,13 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
      << constant(intra ? "intra_node_alpha_us" : "inter_node_alpha_us",
                  intra ? cl.intra_node_alpha_us : cl.inter_node_alpha_us)
      << " us per step\n";
-  os << "  pipeline bubble          " << term(&StepTime::bubble)
-     << "  ((p-1)/(v m) = " << fmt("%.3f", double(l.pp - 1) / (l.vpp * l.micro_batches))
-     << ", Narayanan et al. 2021 sec. 2.2)\n";
+  if (l.zb)
+    os << "  pipeline bubble          " << term(&StepTime::bubble)
+       << "  (zb_h1: (p-1)(F+B-W)/(m(F+B+W)) of the micro-batches' time, Qi et al. 2023 sec. 3.1)\n";
+  else
+    os << "  pipeline bubble          " << term(&StepTime::bubble)
+       << "  ((p-1)/(v m) = " << fmt("%.3f", double(l.pp - 1) / (l.vpp * l.micro_batches))
+       << ", Narayanan et al. 2021 sec. 2.2)\n";
   os << "  pipeline send/recv       " << term(&StepTime::pp_comm) << "\n";
   os << "  data-parallel comm       " << term(&StepTime::dp_exposed) << " exposed of " << seconds(t.dp_comm)
      << "  (" << constant("overlap_efficiency", cl.overlap_efficiency) << ")\n";

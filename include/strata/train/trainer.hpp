@@ -45,11 +45,11 @@ struct StepMetrics {
   double cpu_ms = 0;  // CPU time of all ranks during the step, summed (strata plan --calibrate --time cpu)
   double tflops = 0;  // achieved model TFLOP/s per rank (6N + attention rule, at seq_len)
   double mfu = 0;     // tflops / per-rank peak
-  std::size_t mem_bytes = 0;    // peak resident memory of this process
-  double compute_ms = 0;        // forward/backward kernels of this rank
-  double bubble_fraction = 0;   // (pp - 1) / (v m), zb_h1 (pp - 1) / (3 m): the schedule's idle share
-  double pipeline_wait_ms = 0;  // waiting on neighbouring stages
-  double dp_wait_ms = 0;        // waiting on gradient reduction and parameter all-gather
+  std::size_t mem_bytes = 0;              // peak resident memory of this process
+  double compute_ms = 0;                  // forward/backward kernels of this rank
+  double bubble_fraction = 0;             // (pp - 1) / (v m): the schedule's idle share
+  double pipeline_wait_ms = 0;            // waiting on neighbouring stages
+  double dp_wait_ms = 0;                  // waiting on gradient reduction and parameter all-gather
   std::size_t optimizer_state_bytes = 0;  // fp32 Adam moments on this rank
   double data_wait_ms = 0;                // time the step waited for its batches (0 when prefetch keeps up)
   std::uint64_t samples = 0;              // the data position: global samples before this step's batch

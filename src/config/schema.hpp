@@ -55,7 +55,8 @@ STRATA_ENUM_NAMES(ScheduleKind, {"cosine", ScheduleKind::cosine}, {"constant", S
                   {"linear", ScheduleKind::linear})
 STRATA_ENUM_NAMES(PipelineSchedule, {"gpipe", PipelineSchedule::gpipe},
                   {"1f1b", PipelineSchedule::one_f_one_b},
-                  {"interleaved_1f1b", PipelineSchedule::interleaved_1f1b})
+                  {"interleaved_1f1b", PipelineSchedule::interleaved_1f1b},
+                  {"zb_h1", PipelineSchedule::zb_h1})
 STRATA_ENUM_NAMES(DataSource, {"synthetic", DataSource::synthetic}, {"text", DataSource::text},
                   {"hdf5", DataSource::hdf5})
 STRATA_ENUM_NAMES(ObjectiveKind, {"causal_lm", ObjectiveKind::causal_lm},

@@ -130,6 +130,10 @@ void validate(const JobConfig& job) {
     throw make_error(at, "parallel.virtual_stages (", p.virtual_stages,
                      ") > 1 goes with parallel.schedule: ", "interleaved_1f1b and only with it (schedule is ",
                      to_string(p.schedule), ")");
+  if (p.schedule == PipelineSchedule::zb_h1 && m.recompute == RecomputeKind::full)
+    throw make_error(at,
+                     "parallel.schedule: zb_h1 keeps every layer's activations until its weight-gradient ",
+                     "pass; it does not combine with model.recompute: full (use 1f1b)");
   if (p.global_batch_size > 0) {
     if (p.dp > 0 && p.global_batch_size % (p.micro_batch_size * p.dp) != 0)
       throw make_error(at, "parallel.global_batch_size (", p.global_batch_size,

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "stage_split_impl.hpp"
 #include "strata/core/error.hpp"
 #include "strata/model/stage.hpp"
 
@@ -70,7 +71,8 @@ void Stage<B>::bind() {
                            plan_ptr<A>(P, a.q), plan_ptr<A>(P, a.k), plan_ptr<A>(P, a.v),
                            plan_ptr<S>(P, a.attn_saved), plan_ptr<A>(P, a.attn_y), plan_ptr<A>(P, a.mid),
                            plan_ptr<S>(P, a.ln2_mean), plan_ptr<S>(P, a.ln2_rstd), plan_ptr<A>(P, a.ln2),
-                           plan_ptr<A>(P, a.fc), plan_ptr<A>(P, a.up), plan_ptr<A>(P, a.act)});
+                           plan_ptr<A>(P, a.fc), plan_ptr<A>(P, a.up), plan_ptr<A>(P, a.act),
+                           plan_ptr<A>(P, a.dy_w2), plan_ptr<A>(P, a.dy_wo)});
     sb.lnf_mean = plan_ptr<S>(P, si.lnf_mean);
     sb.lnf_rstd = plan_ptr<S>(P, si.lnf_rstd);
     sb.head_dx = plan_ptr<G>(P, si.head_dx);
@@ -373,9 +375,11 @@ void Stage<B>::head_backward(const SlotBuffers& s) {
 }
 
 template <class B>
-void Stage<B>::layer_backward(const SlotBuffers& s, int li) {
+void Stage<B>::layer_backward(const SlotBuffers& s, int li, bool split) {
   const LayerView<A>& w = w_.layers[std::size_t(li)];
   const LayerView<G>& g = g_.layers[std::size_t(li)];
+  const LayerView<G> deferred{};  // split: the weight GEMMs and column-parallel biases wait for W
+  const LayerView<G>& gw = split ? deferred : g;
   const LayerActs& a = s.layers[std::size_t(li)];
   const A* x = s.resid[std::size_t(li)];
   const std::int64_t N = d_.N, Ns = d_.Nsp, C = d_.C, Q = d_.Q, KV = d_.KV, F = d_.F;
@@ -384,21 +388,27 @@ void Stage<B>::layer_backward(const SlotBuffers& s, int li) {
   // first part of dL/d(mid); the MLP path is added to it by the norm backward.
   if (g.b2) be_->bias_grad(g.b2, d_resid_, Ns, C);
   const A* d_out = grad_out_full();
-  be_->linear_backward(d_act_, false, g.w2, static_cast<G*>(nullptr), d_out, a.act, w.w2, N, F, C);
+  if (split) be_->copy(a.dy_w2, d_out, N * C);
+  be_->linear_backward(d_act_, false, gw.w2, static_cast<G*>(nullptr), d_out, a.act, w.w2, N, F, C);
   if (plan_.cfg.mlp == config::MlpKind::gelu)
     be_->gelu_backward(d_fc_, d_act_, a.fc, N * F);
   else
     be_->swiglu_backward(d_fc_, d_up_, d_act_, a.fc, a.up, N * F);
-  be_->linear_backward(dx_full, false, g.w1, g.b1, d_fc_, a.ln2, w.w1, N, C, F);
+  if (split) {  // fc and up are read no more: they keep their gradients for W
+    be_->copy(a.fc, d_fc_, N * F);
+    if (a.up) be_->copy(a.up, d_up_, N * F);
+  }
+  be_->linear_backward(dx_full, false, gw.w1, gw.b1, d_fc_, a.ln2, w.w1, N, C, F);
   if (plan_.cfg.mlp == config::MlpKind::swiglu)
-    be_->linear_backward(dx_full, true, g.w3, g.b3, d_up_, a.ln2, w.w3, N, C, F);
+    be_->linear_backward(dx_full, true, gw.w3, gw.b3, d_up_, a.ln2, w.w3, N, C, F);
   reduce_grad_to_shard(dx_full, d_ln_);
   be_->norm_backward(rms_, d_resid_, g.mlp_norm_w, g.mlp_norm_b, d_ln_, a.mid, w.mlp_norm_w, a.ln2_mean,
                      a.ln2_rstd, Ns, C);
   // mid = x + Wo attn(...) + bo: likewise d_resid becomes dL/dx.
   if (g.bo) be_->bias_grad(g.bo, d_resid_, Ns, C);
   d_out = grad_out_full();
-  be_->linear_backward(d_attn_y_, false, g.wo, static_cast<G*>(nullptr), d_out, a.attn_y, w.wo, N, Q, C);
+  if (split) be_->copy(a.dy_wo, d_out, N * C);
+  be_->linear_backward(d_attn_y_, false, gw.wo, static_cast<G*>(nullptr), d_out, a.attn_y, w.wo, N, Q, C);
   if (context_parallel())
     ring_attention_backward(a);
   else
@@ -408,9 +418,14 @@ void Stage<B>::layer_backward(const SlotBuffers& s, int li) {
     rope_rows(true, d_q_, d_.NH, 0);
     rope_rows(true, d_k_, d_.NKV, 0);
   }
-  be_->linear_backward(dx_full, false, g.wq, g.bq, d_q_, a.ln1, w.wq, N, C, Q);
-  be_->linear_backward(dx_full, true, g.wk, g.bk, d_k_, a.ln1, w.wk, N, C, KV);
-  be_->linear_backward(dx_full, true, g.wv, g.bv, d_v_, a.ln1, w.wv, N, C, KV);
+  if (split) {  // likewise q, k and v
+    be_->copy(a.q, d_q_, N * Q);
+    be_->copy(a.k, d_k_, N * KV);
+    be_->copy(a.v, d_v_, N * KV);
+  }
+  be_->linear_backward(dx_full, false, gw.wq, gw.bq, d_q_, a.ln1, w.wq, N, C, Q);
+  be_->linear_backward(dx_full, true, gw.wk, gw.bk, d_k_, a.ln1, w.wk, N, C, KV);
+  be_->linear_backward(dx_full, true, gw.wv, gw.bv, d_v_, a.ln1, w.wv, N, C, KV);
   reduce_grad_to_shard(dx_full, d_ln_);
   be_->norm_backward(rms_, d_resid_, g.attn_norm_w, g.attn_norm_b, d_ln_, x, w.attn_norm_w, a.ln1_mean,
                      a.ln1_rstd, Ns, C);

@@ -101,6 +101,9 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   // One set of layer activations for all layers: full recomputation keeps only each layer's
   // input, and inference keeps nothing but the KV cache.
   const bool shared = !train || cfg.recompute == config::RecomputeKind::full;
+  STRATA_CHECK(!(place.split_backward && train && shared),
+               "a split backward (parallel.schedule: zb_h1) keeps every layer's activations: not with "
+               "model.recompute: full");
   const bool ring = place.cp_size > 1;  // ring attention saves the row log-sum-exp
   const std::int64_t saved = cached ? 0 : ring ? d.N * d.NH : attention_saved_elems(spec, d.B, d.T, d.NH);
   auto add_layer_set = [&](const std::string& p, const char* life) {
@@ -123,6 +126,10 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     a.fc = add(swiglu ? "gate" : "fc", {N, F}, A);
     a.up = swiglu ? add("up", {N, F}, A) : none;
     a.act = add("act", {N, F}, A);
+    if (place.split_backward && train && !shared) {
+      a.dy_w2 = add("grad.mlp_out", {N, C}, A);
+      a.dy_wo = add("grad.attn_out", {N, C}, A);
+    }
     return a;
   };
   Layer shared_set{};

@@ -57,6 +57,7 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
     place.vocab_multiple = spec.vocab_multiple;
     place.cp_size = shape.cp;  // the stage holds seq_len / cp positions of each sequence
     place.cp_rank = coord.cp_rank;
+    place.split_backward = parallel.schedule == config::PipelineSchedule::zb_h1;
     const int slots = std::max(1, max_in_flight(e.schedule, c));
     ChunkPlan cp{
         vs,    place,

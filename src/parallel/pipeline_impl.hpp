@@ -70,7 +70,7 @@ PipelineEngine<B>::PipelineEngine(const config::ModelConfig& model, const config
   for (int c = 0; c < v_; ++c)  // set once: no std::function is built in the step loop
     chunks_[std::size_t(c)]->on_layer_grads_ready = [this, c](int layer) { layer_grads_ready(c, layer); };
   for (const auto& a : plan_.schedule)
-    if (a.kind == Kind::backward) last_backward_mb_[std::size_t(a.chunk)] = a.microbatch;
+    if (a.kind != Kind::forward) last_backward_mb_[std::size_t(a.chunk)] = a.microbatch;
   timed_.reserve(4 * plan_.schedule.size() + 8);
   // The tied embedding's copies on this rank: embed.wte in the first virtual stage's chunk and
   // its copy in the last's (both only when pp * v > 1 and the embeddings are tied).
@@ -163,7 +163,6 @@ template <class B>
 void PipelineEngine<B>::backward(int c, int mb) {
   comm::Communicator& pp = *groups_.pp;
   model::Stage<B>& stage = *chunks_[std::size_t(c)];
-  DistributedOptimizer<B>& opt = *optimizers_[std::size_t(c)];
   const int vs = virtual_stage(c), last_vs = pp_ * v_ - 1;
   const int slot = mb % plan_.chunks[std::size_t(c)].slots;
   const G* out_grad = nullptr;
@@ -175,18 +174,17 @@ void PipelineEngine<B>::backward(int c, int mb) {
   }
   pp.wait(act_send_[std::size_t(c)][std::size_t(slot)]);
   time(Timing::pipeline_wait, wait);
-  const bool last = mb == last_backward_mb_[std::size_t(c)];
+  const bool split = stage.placement().split_backward;  // zb_h1: the weight gradients come in weight()
+  const bool last = !split && mb == last_backward_mb_[std::size_t(c)];
   final_backward_[std::size_t(c)] = last;
   final_from_[std::size_t(c)] = INT64_MAX;
   const typename B::Mark compute = be_->mark();
-  stage.backward_chunk(slot, out_grad);
+  if (split)
+    stage.backward_input_chunk(slot, out_grad);
+  else
+    stage.backward_chunk(slot, out_grad);
   time(Timing::compute, compute);
-  if (last) {
-    final_backward_[std::size_t(c)] = false;
-    stage.reduce_sequence_parallel_grads(0, final_from_[std::size_t(c)]);
-    stage.reduce_context_parallel_grads(0, final_from_[std::size_t(c)]);
-    opt.grads_ready_from(0, stage.grads().data());
-  }
+  if (last) grads_final(c);
   if (vs != 0) {
     G* out = grad_out_[std::size_t(c)][std::size_t(slot)];
     const typename B::Mark w2 = be_->mark();
@@ -196,6 +194,29 @@ void PipelineEngine<B>::backward(int c, int mb) {
     grad_send_[std::size_t(c)][std::size_t(slot)] = pp.isend(out, std::size_t(act_elems_), dtype_of<G>(),
                                                              (stage_ + pp_ - 1) % pp_, tag(mb, vs - 1, true));
   }
+}
+
+template <class B>
+void PipelineEngine<B>::weight(int c, int mb) {
+  model::Stage<B>& stage = *chunks_[std::size_t(c)];
+  const bool last = mb == last_backward_mb_[std::size_t(c)];
+  final_backward_[std::size_t(c)] = last;
+  final_from_[std::size_t(c)] = INT64_MAX;
+  const typename B::Mark compute = be_->mark();
+  stage.backward_weight_chunk(mb % plan_.chunks[std::size_t(c)].slots);
+  time(Timing::compute, compute);
+  if (last) grads_final(c);
+}
+
+template <class B>
+void PipelineEngine<B>::grads_final(int c) {
+  // The rest of the chunk's gradients (below the last layer handed on, and the embedding):
+  // their sequence- and context-parallel sums, then to DP.
+  model::Stage<B>& stage = *chunks_[std::size_t(c)];
+  final_backward_[std::size_t(c)] = false;
+  stage.reduce_sequence_parallel_grads(0, final_from_[std::size_t(c)]);
+  stage.reduce_context_parallel_grads(0, final_from_[std::size_t(c)]);
+  optimizers_[std::size_t(c)]->grads_ready_from(0, stage.grads().data());
 }
 
 template <class B>
@@ -269,8 +290,10 @@ StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
   for (const PipelineAction& a : plan_.schedule) {
     if (a.kind == Kind::forward)
       forward(a.chunk, a.microbatch, fill, grad_scale, true);
-    else
+    else if (a.kind == Kind::backward)
       backward(a.chunk, a.microbatch);
+    else
+      weight(a.chunk, a.microbatch);
   }
   wait_sends();
   // Tied embeddings: the input table (first virtual stage) and the output layer's copy (last)

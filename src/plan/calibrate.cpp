@@ -350,6 +350,7 @@ CalibrationRun read_calibration_run(const std::string& dir, const config::Cluste
   l.tp = par.tp, l.pp = par.pp, l.dp = par.dp > 0 ? par.dp : ranks / (par.tp * par.pp);
   l.vpp = par.schedule == config::PipelineSchedule::interleaved_1f1b ? par.virtual_stages : 1;
   l.gpipe = par.schedule == config::PipelineSchedule::gpipe && l.pp > 1;
+  l.zb = par.schedule == config::PipelineSchedule::zb_h1;
   l.micro_batch = par.micro_batch_size;
   l.micro_batches = par.num_microbatches > 0    ? par.num_microbatches
                     : par.global_batch_size > 0 ? par.global_batch_size / (l.micro_batch * l.dp)

@@ -13,8 +13,15 @@ std::string to_string(const Layout& l) {
   os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << (l.cp > 1 ? "-cp" + std::to_string(l.cp) : "")
      << "-v" << l.vpp << "-mb" << l.micro_batch << "-z" << l.zero << (l.sequence_parallel ? "-sp" : "")
      << "-r" << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute))
-     << (l.gpipe ? "-gpipe" : "");
+     << (l.gpipe ? "-gpipe" : "") << (l.zb ? "-zb" : "");
   return os.str();
+}
+
+config::PipelineSchedule schedule_of(const Layout& l) {
+  return l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
+         : l.gpipe ? config::PipelineSchedule::gpipe
+         : l.zb    ? config::PipelineSchedule::zb_h1
+                   : config::PipelineSchedule::one_f_one_b;
 }
 
 Layout parse_layout(const std::string& text, int gpus, int global_batch, config::Precision precision) {
@@ -24,7 +31,7 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   const auto bad = [&](const std::string& part, const std::string& why) {
     return make_error("layout '", text, "': ", part.empty() ? "" : "'" + part + "': ", why,
                       " (form: tp8-pp4-dp16-v2-mb1-z1-sp-rfull; parts tpN ppN dpN cpN vN mbN zN sp "
-                      "rnone|rsel|rfull gpipe, separated by '-')");
+                      "rnone|rsel|rfull gpipe zb, separated by '-')");
   };
   std::stringstream ss(text);
   std::string part;
@@ -36,6 +43,10 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     }
     if (part == "gpipe") {
       l.gpipe = true;
+      continue;
+    }
+    if (part == "zb") {
+      l.zb = true;
       continue;
     }
     if (part == "rnone" || part == "rsel" || part == "rselective" || part == "rfull") {

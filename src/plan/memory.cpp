@@ -131,9 +131,7 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
   par.sequence_parallel = l.sequence_parallel && l.tp > 1;
   par.zero_stage = l.zero;
   par.cp = l.cp;
-  par.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
-                 : l.gpipe ? config::PipelineSchedule::gpipe
-                           : config::PipelineSchedule::one_f_one_b;
+  par.schedule = schedule_of(l);
   comm::GridShape shape{l.tp, l.pp, l.dp};
   shape.cp = l.cp;  // the stages hold seq_len / cp positions: activations / cp
   const parallel::EnginePlan e = parallel::plan_engine(m, par, config::OptimConfig{}, w.seq_len,

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "strata/config/load.hpp"
 #include "strata/core/memory_plan.hpp"
 
 namespace strata::plan {
@@ -24,6 +25,7 @@ std::string feature_note(const Layout& l) {
   if (l.sequence_parallel) s += "sequence parallelism on, ";
   if (l.zero >= 1) s += "ZeRO-1 (optimizer state sharded over dp), ";
   if (l.vpp > 1) s += std::to_string(l.vpp) + " virtual stages per rank (interleaved 1F1B), ";
+  if (l.zb) s += "zero-bubble schedule zb_h1 (weight-gradient passes in the bubble), ";
   if (l.recompute == Recompute::selective) s += "selective recomputation, ";
   if (s.empty()) return s;
   return s.substr(0, s.size() - 2);
@@ -150,9 +152,13 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
      << constant(intra ? "intra_node_alpha_us" : "inter_node_alpha_us",
                  intra ? cl.intra_node_alpha_us : cl.inter_node_alpha_us)
      << " us per step\n";
-  os << "  pipeline bubble          " << term(&StepTime::bubble)
-     << "  ((p-1)/(v m) = " << fmt("%.3f", double(l.pp - 1) / (l.vpp * l.micro_batches))
-     << ", Narayanan et al. 2021 sec. 2.2)\n";
+  if (l.zb)
+    os << "  pipeline bubble          " << term(&StepTime::bubble)
+       << "  (zb_h1: (p-1)(F+B-W)/(m(F+B+W)) of the micro-batches' time, Qi et al. 2023 sec. 3.1)\n";
+  else
+    os << "  pipeline bubble          " << term(&StepTime::bubble)
+       << "  ((p-1)/(v m) = " << fmt("%.3f", double(l.pp - 1) / (l.vpp * l.micro_batches))
+       << ", Narayanan et al. 2021 sec. 2.2)\n";
   os << "  pipeline send/recv       " << term(&StepTime::pp_comm) << "\n";
   os << "  data-parallel comm       " << term(&StepTime::dp_exposed) << " exposed of " << seconds(t.dp_comm)
      << "  (" << constant("overlap_efficiency", cl.overlap_efficiency) << ")\n";
@@ -210,7 +216,7 @@ std::string launch_command(const PlanRequest& r, const Candidate& c, const std::
      << " --set parallel.global_batch_size=" << l.global_batch()
      << " --set train.seq_len=" << r.workload.seq_len << " --set train.steps=" << steps
      << " --set model.recompute=" << (l.recompute == Recompute::full ? "full" : "none")
-     << " --set parallel.schedule=" << (l.vpp > 1 ? "interleaved_1f1b" : "1f1b")
+     << " --set parallel.schedule=" << config::to_string(schedule_of(l))
      << " --set parallel.virtual_stages=" << l.vpp << " --set parallel.zero_stage=" << l.zero
      << " --set parallel.sequence_parallel=" << (l.sequence_parallel ? "true" : "false")
      << " --set hardware.device=" << (r.cluster.device == config::DeviceKind::cuda ? "cuda" : "cpu");
@@ -231,6 +237,7 @@ nlohmann::json to_json(const Candidate& c) {
           {"zero", l.zero},
           {"sequence_parallel", l.sequence_parallel},
           {"recompute", to_string(l.recompute)},
+          {"schedule", config::to_string(schedule_of(l))},
           {"fits", c.fits},
           {"memory_bytes",
            {{"stage", c.memory.stage},

@@ -42,9 +42,7 @@ std::string backend_refuses(const PlanRequest& r, const Layout& l) {
   config::ParallelConfig p;
   p.tp = l.tp, p.pp = l.pp, p.dp = l.dp, p.virtual_stages = l.vpp, p.micro_batch_size = l.micro_batch;
   p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel, p.cp = l.cp;
-  p.schedule = l.vpp > 1 ? config::PipelineSchedule::interleaved_1f1b
-               : l.gpipe ? config::PipelineSchedule::gpipe
-                         : config::PipelineSchedule::one_f_one_b;
+  p.schedule = schedule_of(l);
   const std::vector<std::string> no =
       config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len);
   return no.empty() ? ""
@@ -77,6 +75,8 @@ std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
              ") to be a multiple of pp (" + n(l.pp) + ")";
   }
   if (l.zero > 1) return "ZeRO stage must be 0 or 1";
+  if (l.zb && (l.vpp > 1 || l.gpipe || l.recompute == Recompute::full))
+    return "the zero-bubble schedule (zb) runs without virtual stages, GPipe or full recomputation";
   return "";
 }
 }  // namespace
@@ -115,15 +115,16 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
         for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); ++v) {
           for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
             for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
-              for (Recompute rc : r.recompute) {
-                Layout l;
-                l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
-                l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
-                l.recompute = rc, l.precision = r.cluster.precision, l.cp = cp;
-                if (!shape_unsupported(r, l).empty()) continue;
-                ++shapes;
-                if (backend_refuses(r, l).empty()) out.push_back(l);
-              }
+              for (Recompute rc : r.recompute)
+                for (int zb = 0; zb <= (pp > 1 && v == 1 && rc != Recompute::full ? 1 : 0); ++zb) {
+                  Layout l;
+                  l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
+                  l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
+                  l.recompute = rc, l.precision = r.cluster.precision, l.zb = zb == 1, l.cp = cp;
+                  if (!shape_unsupported(r, l).empty()) continue;
+                  ++shapes;
+                  if (backend_refuses(r, l).empty()) out.push_back(l);
+                }
         }
       }
     }

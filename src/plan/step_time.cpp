@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "strata/core/error.hpp"
+#include "strata/parallel/schedule.hpp"
 
 namespace strata::plan {
 
@@ -87,6 +88,21 @@ double elementwise_bytes_per_layer(const Workload& w, const Layout& l, const Mem
   return memory.layer_activations_full;
 }
 
+// zb_h1's bubble over its ideal time m (F + B + W) (Qi et al. 2023, section 3.1), with the
+// micro-batch's time split into its passes: the GEMMs a third each (forward, dX, dW: 2N FLOPs
+// per token each), the attention products a third in F and two in B, the element-wise traffic
+// a third each. m >= pp: (p - 1)(F + B - W) / (m (F + B + W)); fewer micro-batches: the
+// schedule run on a clock (parallel::simulated_bubble_fraction, which the unit tests hold to
+// the closed form).
+double zero_bubble_fraction(const Layout& l, double gemm, double attention, double elementwise) {
+  const parallel::PassCosts c{(gemm + attention + elementwise) / 3, (gemm + 2 * attention + elementwise) / 3,
+                              (gemm + elementwise) / 3};
+  if (l.micro_batches < l.pp)
+    return parallel::simulated_bubble_fraction(config::PipelineSchedule::zb_h1, l.pp, l.micro_batches, 1, c);
+  return (l.pp - 1) * (c.forward + c.input_grad - c.weight_grad) /
+         (l.micro_batches * (c.forward + c.input_grad + c.weight_grad));
+}
+
 }  // namespace
 
 StepTime predict_step_time(const Workload& w, const Layout& l, const config::ClusterConfig& c,
@@ -150,6 +166,9 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   // t·d >= GPUs per node.
   if (l.pp > 1) {
     t.bubble = double(l.pp - 1) / l.vpp * (t.micro_batch + tp_per_mb);
+    if (l.zb)
+      t.bubble = zero_bubble_fraction(l, mb_gemm, mb_attn, elementwise) * l.micro_batches *
+                 (t.micro_batch + tp_per_mb);
     const bool intra = l.tp * l.cp * l.dp < c.gpus_per_node;
     const double gbs = intra ? c.intra_node_gb_per_s : c.inter_node_gb_per_s;
     const double alpha = intra ? c.intra_node_alpha_us : c.inter_node_alpha_us;

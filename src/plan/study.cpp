@@ -105,6 +105,7 @@ PointCheck check_point(const config::JobConfig& job, int ranks, int ranks_per_no
   l.zero = p.zero_stage;
   l.sequence_parallel = p.sequence_parallel;
   l.gpipe = p.schedule == config::PipelineSchedule::gpipe;
+  l.zb = p.schedule == config::PipelineSchedule::zb_h1;
   l.recompute = job.model.recompute == config::RecomputeKind::full ? Recompute::full : Recompute::none;
   l.precision = precision;
   pc.prediction = evaluate(r, l);

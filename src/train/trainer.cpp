@@ -291,7 +291,8 @@ Trainer::Trainer(const config::JobConfig& job, comm::RankGrid& grid, const Fault
     std::fprintf(rank_log_.get(), "%s; schedule %s\n", grid.describe().c_str(),
                  parallel::to_string(engine_->plan().schedule).c_str());
   }
-  bubble_ = parallel::bubble_fraction(grid.shape().pp, batch_.microbatches, job.parallel.virtual_stages);
+  bubble_ = parallel::bubble_fraction(job.parallel.schedule, grid.shape().pp, batch_.microbatches,
+                                      job.parallel.virtual_stages);
   summary_.peak_tflops = peak_.tflops_per_rank();
   summary_.planned_bytes = engine_->parameter_bytes() + engine_->optimizer_bytes() +
                            engine_->activation_bytes() + engine_->plan().host.total_bytes();

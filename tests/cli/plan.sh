@@ -33,6 +33,7 @@ expect_ok plan-assumptions "ASSUMED" plan --model llama2_70b --gpu h100 --gpus 5
 expect_ok plan-explain-sources "sustained_fraction" plan --model llama2_70b --gpu h100 --gpus 512 --explain tp8-pp4-mb1-z1-sp-rfull
 expect_ok plan-published-layout "tp8-pp8-dp16-v3-mb1" plan --model gpt3_175b --gpu a100_sxm_80gb --gpus 1024 --global-batch 1536 --explain tp8-pp8-v3-mb1-z0-rfull
 expect_ok plan-micro-batch-16 "mb16" plan --model gpt2_124m --gpu a100_sxm_80gb --gpus 32 --global-batch 512 --seq-len 1024 --explain tp1-pp1-mb16-z0-rfull
+expect_ok plan-zero-bubble "zero-bubble schedule zb_h1" plan --model llama2_70b --gpu h100 --gpus 512 --explain tp8-pp4-mb1-z1-sp-zb
 expect_ok plan-shared-node "4 ranks per core slot" plan --model bench_layouts --gpu local --gpus 8 --ranks-per-node 8 --global-batch 16 --seq-len 128 --explain tp2-pp2-mb2-z1-sp
 expect_ok budget-seed "LLaMA-1 65B" budget --table seed
 expect_ok budget-seed-errors "published GPU-hours" budget --table seed

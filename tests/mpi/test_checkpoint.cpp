@@ -6,6 +6,7 @@
 //   a LLaMA-style model (GQA, untied output layer, padded vocabulary) likewise;
 //   context parallelism: cp ranks hold replicas of the state, so a checkpoint written with
 //     tp2·cp2·dp2 resumes on one rank, and one written on one rank resumes with cp2·pp2·dp2.
+//   a checkpoint written under the zero-bubble schedule zb_h1 resumes under 1f1b and vice versa.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -16,6 +17,7 @@
 
 #include "mpi_test_util.hpp"
 #include "strata/ckpt/checkpoint.hpp"
+#include "strata/config/load.hpp"
 #include "strata/train/trainer.hpp"
 
 using namespace strata;
@@ -209,5 +211,36 @@ TEST(Checkpoint, ContextParallelLayoutsAndOneRankResumeEachOther) {
     expect_close(
         losses_of(resumed), tail, 1e-5,
         m.writes ? "written " + tag + ", resumed on one rank" : "written on one rank, resumed " + tag);
+  }
+}
+
+TEST(Checkpoint, ZeroBubbleAndOneFOneBResumeEachOther) {
+  ASSERT_EQ(world_size(), 8);
+  using S = config::PipelineSchedule;
+  config::JobConfig full = ckpt_job(false, "zb");
+  set_layout(full, 1, 4, 2);  // 4 micro-batches per DP rank: stage s of 4 holds s W passes back
+  full.parallel.schedule = S::one_f_one_b;
+  full.optim.decay_steps = full.train.steps;
+  full.ckpt.save_at_end = false;
+  fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/zb");
+  const std::vector<double> all = losses_of(full);
+  ASSERT_EQ(all.size(), 6u);
+  const std::vector<double> tail(all.begin() + 3, all.end());
+  for (const S written : {S::zb_h1, S::one_f_one_b}) {
+    const S read = written == S::zb_h1 ? S::one_f_one_b : S::zb_h1;
+    const std::string tag = std::string(config::to_string(written)) + "_to_" + config::to_string(read);
+    config::JobConfig first = full;
+    first.parallel.schedule = written;
+    first.train.steps = 3;
+    first.ckpt.save_at_end = true;
+    first.ckpt.dir = full.ckpt.dir + "_" + tag;
+    first.train.out_dir = full.train.out_dir + "_" + tag;
+    losses_of(first);
+    config::JobConfig resumed = full;
+    resumed.parallel.schedule = read;
+    resumed.train.resume = "auto";
+    resumed.ckpt.dir = first.ckpt.dir;
+    resumed.train.out_dir = first.train.out_dir + "_resumed";
+    expect_close(losses_of(resumed), tail, 1e-5, "written under " + tag);
   }
 }

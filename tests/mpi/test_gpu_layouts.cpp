@@ -1,12 +1,11 @@
 // The CUDA engine's layouts on two GPUs against one GPU (run under mpiexec -n 2; label cuda):
 // tensor parallelism (tp 2, with and without sequence parallelism), data parallelism (dp 2:
 // bucketed reduction with ZeRO-0/1, fp32 or bf16) and pipeline parallelism (pp 2: gpipe, 1f1b,
-// interleaved 1f1b with 2 virtual stages) give the loss and the gradients of the one-GPU engine
-// within bf16 tolerances, and (dp 2) the same update. These are the layouts the CPU suite proves
-// equal to one rank (tests/mpi/test_layouts.cpp), run by the same engine code over the CUDA
-// backend. The reference runs on every rank from a one-rank grid over MPI_COMM_SELF.
-// Each case is its own test: one that fails is never hidden behind another's skip. Skips where
-// fewer than two GPUs are visible.
+// interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) give the loss and the gradients of the one-GPU
+// engine within bf16 tolerances, and (dp 2) the same update. These are the layouts the CPU suite proves equal
+// to one rank (tests/mpi/test_layouts.cpp), run by the same engine code over the CUDA backend. The reference
+// runs on every rank from a one-rank grid over MPI_COMM_SELF. Each case is its own test: one that fails is
+// never hidden behind another's skip. Skips where fewer than two GPUs are visible.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -151,6 +150,7 @@ TEST_F(GpuLayouts, Pipeline1F1BTwoGpusMatchOne) { pipeline(config::PipelineSched
 TEST_F(GpuLayouts, PipelineInterleavedTwoGpusMatchOne) {
   pipeline(config::PipelineSchedule::interleaved_1f1b, 2);
 }
+TEST_F(GpuLayouts, PipelineZeroBubbleTwoGpusMatchOne) { pipeline(config::PipelineSchedule::zb_h1, 1); }
 
 TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
   const config::ModelConfig c = test::gpu_llama();

@@ -6,7 +6,7 @@
 // LM (bidirectional, BERT corruption, loss on the chosen positions) and the sequence-length
 // warm-up (steps at 8, 8 and 16 tokens) run on the layouts with tp, pp, dp in {1, 2}. A
 // LLaMA-70B-shaped model (GQA, SwiGLU, RoPE, untied, with and without biases) runs tp2-pp4 and
-// tp2-pp2-dp2 on 8 ranks.
+// tp2-pp2-dp2 on 8 ranks. The zero-bubble schedule (zb_h1) runs every layout with a pipeline.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -247,6 +247,29 @@ TEST(Layouts, Llama70bShapedMatchesOneRank) {
   }
 }
 
+// The zero-bubble schedule zb_h1 (backward split into input- and weight-gradient passes) in
+// every layout of this world size with a pipeline: pp 2 (2 ranks); pp 4, pp 2 x dp 2 and
+// pp 2 x tp 2 (4 ranks); tp 2 x pp 2 x dp 2 (8 ranks); with sequence parallelism under tp
+// and ZeRO-1 under dp, GPT style (tied embeddings over the first and last stage, biases) and
+// LLaMA style.
+TEST(Layouts, ZeroBubbleMatchesOneRank) {
+  for (const bool llama : {false, true}) {
+    const config::JobConfig base = base_job(llama);
+    const Reference ref = reference(base);
+    for (const Layout& l : layouts_for_world()) {
+      if (l.pp == 1) continue;
+      config::JobConfig j = base;
+      j.parallel.tp = l.tp;
+      j.parallel.pp = l.pp;
+      j.parallel.dp = l.dp;
+      j.parallel.schedule = config::PipelineSchedule::zb_h1;
+      j.parallel.sequence_parallel = l.tp > 1;
+      j.parallel.zero_stage = l.dp > 1 ? 1 : 0;
+      expect_matches(j, ref);
+    }
+  }
+}
+
 TEST(Layouts, ZeroOneKeepsOneDpthOfTheOptimizerState) {
   if (world_size() < 2) GTEST_SKIP();
   config::JobConfig j = base_job(false);
@@ -301,6 +324,11 @@ TEST(Layouts, ContextParallelMatchesOneRank) {
           expect_matches(j, ref);
           j.parallel.schedule = config::PipelineSchedule::interleaved_1f1b;
           j.parallel.virtual_stages = 2;
+          expect_matches(j, ref);
+        }
+        if (llama && l.pp == 2) {  // the zero-bubble schedule's split backward with the ring
+          j.parallel.schedule = config::PipelineSchedule::zb_h1;
+          j.parallel.virtual_stages = 1;
           expect_matches(j, ref);
         }
         if (rest == 2 && llama && l.tp == 2) {  // tensor parallelism without sequence parallelism

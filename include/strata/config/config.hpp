@@ -42,7 +42,7 @@ struct ModelConfig {
   int ffn() const;  // resolved ffn_hidden
 };
 
-enum class PipelineSchedule { gpipe, one_f_one_b, interleaved_1f1b };
+enum class PipelineSchedule { gpipe, one_f_one_b, interleaved_1f1b, zb_h1 };
 enum class ReduceDType { fp32, bf16 };  // data type of the DP gradient reduction on GPUs
 
 struct ParallelConfig {

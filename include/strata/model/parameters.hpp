@@ -55,8 +55,9 @@ struct ChunkPlacement {
   bool has_embedding = true;  // the first chunk of the first stage
   bool has_head = true;       // the last chunk of the last stage
   bool sequence_parallel = false;
-  int flat_multiple = 1;   // pad the flat parameter/gradient buffers to a multiple of this (dp)
-  int vocab_multiple = 1;  // each rank's vocabulary slice a multiple of this (GPU: 64)
+  int flat_multiple = 1;        // pad the flat parameter/gradient buffers to a multiple of this (dp)
+  int vocab_multiple = 1;       // each rank's vocabulary slice a multiple of this (GPU: 64)
+  bool split_backward = false;  // zb_h1: the weight gradients in a pass of their own (stage.hpp)
   // Context parallelism: this rank holds chunks cp_rank and 2 cp_size - 1 - cp_rank of each
   // sequence (the stage's seq_len is the local 2 chunks), ring attention over cp_size ranks.
   int cp_size = 1, cp_rank = 0;

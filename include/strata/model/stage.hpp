@@ -118,7 +118,14 @@ class Stage {
   // output_grad: [rows, C] gradient of output(slot) in backend memory (null on the last chunk:
   // starts from the loss).
   void backward_chunk(int slot, const G* output_grad);
-  const G* input_grad() const { return d_resid_; }         // after backward_chunk: [rows, C]
+  const G* input_grad() const { return d_resid_; }  // after backward_chunk: [rows, C]
+  // backward_chunk in two passes, for zb_h1 (placement().split_backward; Qi et al. 2023): the
+  // B pass leaves input_grad() as backward_chunk does and adds the gradients of the norms, the
+  // row-parallel biases and the embedding; the W pass of the slot then adds every weight
+  // GEMM's (dW += dY^T X) and the column-parallel biases from what B kept (the GEMM inputs,
+  // the output gradients: stage_split_impl.hpp), calling on_layer_grads_ready per layer.
+  void backward_input_chunk(int slot, const G* output_grad);
+  void backward_weight_chunk(int slot);
   std::int64_t activation_rows() const { return d_.Nsp; }  // rows of the exchanged [rows, C]
 
   // --- inference ---------------------------------------------------------------------------
@@ -183,6 +190,7 @@ class Stage {
     A *attn_y, *mid;
     S *ln2_mean, *ln2_rstd;
     A *ln2, *fc, *up, *act;
+    A *dy_w2, *dy_wo;  // split backward: output gradients kept for the W pass (else null)
   };
   struct SlotBuffers {
     std::vector<A*> resid;          // L + 1 residual streams [Nsp, C]
@@ -200,7 +208,9 @@ class Stage {
   };
   void bind();
   void layer_forward(const SlotBuffers& s, int l, const Cache* cache = nullptr);
-  void layer_backward(const SlotBuffers& s, int l);
+  // split: the B pass of zb_h1 (no weight GEMMs; their output gradients kept in the slot).
+  void layer_backward(const SlotBuffers& s, int l, bool split = false);
+  void layer_weight_grads(const SlotBuffers& s, int l);  // the W pass of one layer
   void head_forward(const SlotBuffers& s, const A* x, std::int64_t rows, std::int64_t rows_sp);
   void head_backward(const SlotBuffers& s);
   void embed_forward(const SlotBuffers& s, std::int64_t pos);

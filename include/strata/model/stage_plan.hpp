@@ -77,6 +77,9 @@ class StagePlan {
   struct Layer {
     std::size_t ln1_mean, ln1_rstd, ln1, q, k, v, attn_saved, attn_y, mid, ln2_mean, ln2_rstd, ln2, fc, up,
         act;
+    // place.split_backward: the output gradients of the MLP's and the attention's last GEMM
+    // [N, C], kept from the B pass for the W pass (q, k, v, fc, up then hold their gradients).
+    std::size_t dy_w2 = none, dy_wo = none;
   };
   struct Slot {
     std::vector<std::size_t> resid;  // L + 1 residual streams [Nsp, C]: each layer's input, then the output

@@ -74,6 +74,8 @@ class PipelineEngine final : public Engine {
   void fill_once(int microbatch, const FillBatch& fill);
   void forward(int chunk, int microbatch, const FillBatch& fill, float grad_scale, bool with_grad);
   void backward(int chunk, int microbatch);
+  void weight(int chunk, int microbatch);  // zb_h1's W pass (no communication)
+  void grads_final(int chunk);             // after the step's last backward (or W) of the chunk
   void wait_sends();
   void layer_grads_ready(int chunk, int layer);
   void time(Timing kind, const typename B::Mark& start);
@@ -99,8 +101,9 @@ class PipelineEngine final : public Engine {
   const model::ParamInfo* tied_first_ =
       nullptr;  // embed.wte in the first virtual stage's chunk (tied, pp*v > 1)
   const model::ParamInfo* tied_last_ = nullptr;  // its copy for the output layer in the last's
-  std::vector<int> last_backward_mb_;     // per chunk: the micro-batch whose backward completes the gradients
-  std::vector<bool> final_backward_;      // per chunk: that backward is running now
+  std::vector<int>
+      last_backward_mb_;              // per chunk: the micro-batch whose backward (W) completes the gradients
+  std::vector<bool> final_backward_;  // per chunk: that backward is running now
   std::vector<std::int64_t> final_from_;  // per chunk: gradients from this flat offset on are final
   // Marks of this step: (kind, start, end), summed after the synchronisation.
   struct Timed {

@@ -8,6 +8,7 @@
 //   rnone | rsel | rfull   activation recomputation: none, selective (attention core), full
 //   gpipe  the GPipe schedule instead of 1F1B (all m micro-batches in flight; strata's CPU plan)
 //   cpN    context parallelism: each sequence split over N ranks (ring attention; written only when N > 1)
+//   zb     the zero-bubble schedule zb_h1 instead of 1F1B (Qi et al. 2023; parallel/schedule.hpp)
 //
 // The number of micro-batches per step follows from the global batch: m = B / (mb · dp).
 #pragma once
@@ -34,6 +35,7 @@ struct Layout {
   int zero = 1;           // 0 or 1
   bool sequence_parallel = false;
   bool gpipe = false;  // GPipe schedule (all forwards, then all backwards) instead of 1F1B
+  bool zb = false;     // zero-bubble schedule zb_h1 (weight-gradient passes in the bubble) instead of 1F1B
   Recompute recompute = Recompute::none;
   config::Precision precision = config::Precision::bf16;
   Framework framework = Framework::strata;
@@ -59,6 +61,9 @@ struct Workload {
 
 // "tp8-pp4-dp16-v2-mb1-z1-sp-rfull" (no "sp" when off).
 std::string to_string(const Layout& layout);
+
+// The pipeline schedule the layout runs: interleaved_1f1b (v > 1), gpipe, zb_h1 or 1f1b.
+config::PipelineSchedule schedule_of(const Layout& layout);
 
 // Parse the form above; missing parts default (dp = gpus / (tp·pp), v1, mb1, z1, no sp, rnone),
 // micro_batches from `global_batch`. Throws naming the bad part and what is allowed.

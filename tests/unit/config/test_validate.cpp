@@ -119,6 +119,22 @@ TEST(ConfigValidate, PipelineOptionsAreConsistent) {
   EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage (2) must be 0 or 1"}));
 }
 
+TEST(ConfigValidate, ZeroBubbleScheduleKeepsActivationsForItsWeightPasses) {
+  const JobConfig parsed =
+      parse_job_config("parallel: {pp: 2, schedule: zb_h1}\nmodel: {num_layers: 4}\n", "job.yaml");
+  EXPECT_EQ(parsed.parallel.schedule, PipelineSchedule::zb_h1);
+  EXPECT_STREQ(to_string(PipelineSchedule::zb_h1), "zb_h1");
+  JobConfig j = parsed;
+  EXPECT_NO_THROW(validate(j));
+  j.model.recompute = RecomputeKind::full;
+  EXPECT_TRUE(mentions(invalid(j), {"job.yaml", "parallel.schedule: zb_h1", "model.recompute: full"}));
+  j.model.recompute = RecomputeKind::none;
+  j.parallel.virtual_stages = 2;
+  EXPECT_TRUE(
+      mentions(invalid(j), {"parallel.virtual_stages (2) > 1 goes with parallel.schedule: interleaved_1f1b",
+                            "schedule is zb_h1"}));
+}
+
 TEST(ConfigValidate, TextDataNeedsPathsAndAByteVocabulary) {
   JobConfig j;
   j.data.source = DataSource::text;

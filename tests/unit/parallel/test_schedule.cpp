@@ -86,7 +86,7 @@ TEST(Schedule, SendsAndReceivesBetweenEveryPairOfStagesComeInTheSameOrder) {
     bool grad;
     bool operator==(const Message&) const = default;
   };
-  for (const S kind : {S::gpipe, S::one_f_one_b, S::interleaved_1f1b})
+  for (const S kind : {S::gpipe, S::one_f_one_b, S::interleaved_1f1b, S::zb_h1})
     for (int pp : {2, 3, 4})
       for (int v : kind == S::interleaved_1f1b ? std::vector<int>{2, 3} : std::vector<int>{1})
         for (int m : {pp, 2 * pp, 3 * pp}) {
@@ -100,7 +100,7 @@ TEST(Schedule, SendsAndReceivesBetweenEveryPairOfStagesComeInTheSameOrder) {
               if (a.kind == Kind::forward) {
                 if (vs != 0) received[stage][(stage + pp - 1) % pp].push_back({a.microbatch, vs, false});
                 if (vs != last) sent[stage][(stage + 1) % pp].push_back({a.microbatch, vs + 1, false});
-              } else {
+              } else if (a.kind == Kind::backward) {  // zb_h1's W passes exchange nothing
                 if (vs != last) received[stage][(stage + 1) % pp].push_back({a.microbatch, vs, true});
                 if (vs != 0) sent[stage][(stage + pp - 1) % pp].push_back({a.microbatch, vs - 1, true});
               }
@@ -110,4 +110,83 @@ TEST(Schedule, SendsAndReceivesBetweenEveryPairOfStagesComeInTheSameOrder) {
               EXPECT_TRUE(sent[s][t] == received[t][s]) << config::to_string(kind) << " pp " << pp << " v "
                                                         << v << " m " << m << ": stage " << s << " -> " << t;
         }
+}
+
+// ---- zb_h1 (Qi et al. 2023, ZB-H1) -------------------------------------------------------
+
+TEST(Schedule, ZbH1KeepsStageManyWeightPassesPending) {
+  // pp = 4, m = 6: 1f1b's forwards and input-gradient passes; stage 0 runs each W right after
+  // its B, the last stage holds 3 W passes back and runs them where 1f1b's cool-down idles.
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::zb_h1, 4, 0, 6, 1)),
+            "F0 F1 F2 F3 B0 W0 F4 B1 W1 F5 B2 W2 B3 W3 B4 W4 B5 W5");
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::zb_h1, 4, 3, 6, 1)),
+            "F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 F5 B5 W2 W3 W4 W5");
+  EXPECT_EQ(to_string(build_schedule(PipelineSchedule::zb_h1, 1, 0, 2, 1)), "F0 B0 W0 F1 B1 W1");
+}
+
+// Every small case: each stage runs F, B and W of every micro-batch exactly once, F before B
+// before W; the stages' lists run together without deadlock (simulated_bubble_fraction throws
+// otherwise); activations in flight (F to W) never exceed 1f1b's peak, min(pp, m) on stage 0;
+// and the bubble is strictly below 1f1b's, with unit costs and with the paper's (table 1: F, B,
+// W for sequence length s = h / 2), equal to (pp - 1)(F + B - W) / (m (F + B + W)) once m >= pp.
+TEST(Schedule, ZbH1EveryPassOnceInFlightWithin1F1BPeakAndLessBubble) {
+  using Kind = parallel::PipelineAction::Kind;
+  const parallel::PassCosts unit{1, 1, 1}, paper{26, 28, 24};  // 24bsh^2 + {4, 8, 0} bs^2 h, s = h / 2
+  for (int pp = 2; pp <= 4; ++pp)
+    for (int m = 1; m <= 8; ++m) {
+      SCOPED_TRACE("pp " + std::to_string(pp) + " m " + std::to_string(m));
+      int peak_1f1b = 0;
+      for (int stage = 0; stage < pp; ++stage)
+        peak_1f1b = std::max(
+            peak_1f1b,
+            parallel::max_in_flight(build_schedule(PipelineSchedule::one_f_one_b, pp, stage, m, 1), 0));
+      for (int stage = 0; stage < pp; ++stage) {
+        const auto s = build_schedule(PipelineSchedule::zb_h1, pp, stage, m, 1);
+        ASSERT_EQ(int(s.size()), 3 * m) << to_string(s);
+        std::set<std::pair<int, int>> seen;  // (kind, micro-batch)
+        int forwards = 0, weights = 0;
+        for (const auto& a : s) {
+          EXPECT_EQ(a.chunk, 0);
+          if (a.kind == Kind::backward) {
+            EXPECT_TRUE(seen.count({int(Kind::forward), a.microbatch})) << to_string(s);
+          }
+          if (a.kind == Kind::weight) {
+            EXPECT_TRUE(seen.count({int(Kind::backward), a.microbatch})) << to_string(s);
+          }
+          EXPECT_TRUE(seen.insert({int(a.kind), a.microbatch}).second) << to_string(s);
+          // micro-batches enter and leave in order, so slot mb % in-flight is free
+          if (a.kind == Kind::forward) {
+            EXPECT_EQ(a.microbatch, forwards++);
+          }
+          if (a.kind == Kind::weight) {
+            EXPECT_EQ(a.microbatch, weights++);
+          }
+        }
+        const int in_flight = parallel::max_in_flight(s, 0);
+        EXPECT_LE(in_flight, peak_1f1b) << "stage " << stage;
+        EXPECT_EQ(in_flight, std::min(pp, m)) << "stage " << stage;
+      }
+      for (const parallel::PassCosts& c : {unit, paper}) {
+        const double zb = parallel::simulated_bubble_fraction(PipelineSchedule::zb_h1, pp, m, 1, c);
+        const double ofob = parallel::simulated_bubble_fraction(PipelineSchedule::one_f_one_b, pp, m, 1, c);
+        EXPECT_NEAR(ofob, parallel::bubble_fraction(pp, m, 1), 1e-12);  // the simulator against (p-1)/m
+        EXPECT_LT(zb, ofob);
+        const double total = c.forward + c.input_grad + c.weight_grad;
+        if (m >= pp) {
+          EXPECT_NEAR(zb, (pp - 1) * (c.forward + c.input_grad - c.weight_grad) / (m * total), 1e-12);
+        }
+      }
+    }
+}
+
+TEST(Schedule, SimulatedBubbleOfOtherSchedules) {
+  const parallel::PassCosts unit{1, 1, 1};
+  // GPipe idles as long as 1f1b; interleaving divides the bubble by v.
+  EXPECT_NEAR(parallel::simulated_bubble_fraction(PipelineSchedule::gpipe, 4, 8, 1, unit), 3.0 / 8, 1e-12);
+  EXPECT_NEAR(parallel::simulated_bubble_fraction(PipelineSchedule::interleaved_1f1b, 4, 8, 2, unit),
+              3.0 / 16, 1e-12);
+  EXPECT_EQ(parallel::simulated_bubble_fraction(PipelineSchedule::zb_h1, 1, 4, 1, unit), 0.0);
+  // what the trainer reports
+  EXPECT_NEAR(parallel::bubble_fraction(PipelineSchedule::zb_h1, 4, 8, 1), 3.0 / 24, 1e-12);
+  EXPECT_DOUBLE_EQ(parallel::bubble_fraction(PipelineSchedule::one_f_one_b, 4, 8, 1), 3.0 / 8);
 }

@@ -1,6 +1,8 @@
 // Layout enumeration and ranking, layout names, and the messages for requests nothing satisfies.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "plan_test_util.hpp"
 #include "strata/plan/search.hpp"
 
@@ -30,7 +32,14 @@ TEST(PlanSearch, EveryEnumeratedLayoutIsValid) {
   const PlanRequest r = request("llama2_70b", "h100_sxm_80gb", 512, 1024);
   const auto layouts = enumerate_layouts(r);
   ASSERT_FALSE(layouts.empty());
+  int zero_bubble = 0;
   for (const Layout& l : layouts) {
+    if (l.zb) {  // the zero-bubble schedule: a plain pipeline that keeps its activations
+      ++zero_bubble;
+      EXPECT_GT(l.pp, 1);
+      EXPECT_EQ(l.vpp, 1);
+      EXPECT_NE(l.recompute, Recompute::full);
+    }
     EXPECT_EQ(l.gpus(), 512);
     EXPECT_EQ(l.global_batch(), 1024);
     EXPECT_EQ(8 % l.tp, 0);  // GPUs per node and KV heads
@@ -42,6 +51,12 @@ TEST(PlanSearch, EveryEnumeratedLayoutIsValid) {
       EXPECT_GT(l.tp, 1);
     }
   }
+  EXPECT_GT(zero_bubble, 0);
+  Layout zb = *std::find_if(layouts.begin(), layouts.end(), [](const Layout& l) { return l.zb; });
+  zb.recompute = Recompute::full;
+  EXPECT_NE(layout_unsupported(r, zb).find("zero-bubble schedule (zb) runs without virtual stages, GPipe or "
+                                           "full recomputation"),
+            std::string::npos);
 }
 
 TEST(PlanSearch, BestLayoutFitsAndIsFastest) {

@@ -39,6 +39,39 @@ TEST(PlanStepTime, PipelineBubbleIsPMinusOneOverVM) {
     }
 }
 
+// zb_h1 (Qi et al. 2023, section 3.1): the weight-gradient passes fill 1f1b's cool-down. With
+// the micro-batch's time split into F = (g + a + e) / 3, B = (g + 2a + e) / 3, W = (g + e) / 3
+// (GEMMs g, attention products a, element-wise e), the bubble is (p-1)(F + B - W) once m >= p;
+// below that the schedule's own simulated bubble, still under 1f1b's. It holds up to p
+// micro-batches on every stage (stage 0's 1f1b peak) and keeps two [N, C] output gradients per
+// layer and micro-batch for W: more activation memory, which the planner reads from the plan.
+TEST(PlanStepTime, ZeroBubbleScheduleFillsTheCoolDown) {
+  const Workload w = Workload::of(test::gpt(48, 8192, 64), 2048);
+  const config::ClusterConfig c = ideal_links();
+  for (int m : {2, 8, 16, 64}) {
+    Layout l;
+    l.tp = 1, l.pp = 4, l.dp = 1, l.micro_batches = m;
+    Layout zb = l;
+    zb.zb = true;
+    const MemoryBreakdown m1 = predict_memory(w, l, c), mz = predict_memory(w, zb, c);
+    const StepTime t1 = predict_step_time(w, l, c, m1), tz = predict_step_time(w, zb, c, mz);
+    EXPECT_LT(tz.bubble, t1.bubble) << "m " << m;
+    EXPECT_EQ(tz.compute, t1.compute);
+    const double g = tz.gemm / m, a = tz.attention / m, e = tz.elementwise / m;
+    if (m >= 4) {
+      EXPECT_NEAR(tz.bubble, 3 * (g + 3 * a + e) / 3, 1e-9 * tz.bubble) << "m " << m;
+    } else {
+      EXPECT_GT(tz.bubble, 3 * (g + 3 * a + e) / 3);
+    }
+    EXPECT_EQ(mz.in_flight, m1.in_flight);  // the busiest stage, 0: min(p, m) either way
+    EXPECT_GT(mz.activations, m1.activations);
+  }
+  const Layout parsed = parse_layout("tp1-pp4-dp2-mb1-z1-zb", 8, 16, config::Precision::bf16);
+  EXPECT_TRUE(parsed.zb);
+  EXPECT_EQ(to_string(parsed), "tp1-pp4-dp2-v1-mb1-z1-rnone-zb");
+  EXPECT_EQ(schedule_of(parsed), config::PipelineSchedule::zb_h1);
+}
+
 // Compute time = matmul FLOPs / (peak x sustained_fraction) + attention products / (peak x
 // attention_fraction) + 3 passes over every layer's activations at memory bandwidth x
 // elementwise_fraction; one GPU, no communication. The two FLOP parts are flops.hpp's 6N and 12LTC.

@@ -115,8 +115,11 @@ TEST(ConfigValidate, PipelineOptionsAreConsistent) {
   j.parallel.layers_per_stage = {1, 2, 0, 1};
   EXPECT_TRUE(mentions(invalid(j), {"parallel.layers_per_stage"}));
   j.parallel.layers_per_stage = {};
+  j.parallel.zero_stage = 4;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage (4) must be 0, 1, 2 or 3"}));
   j.parallel.zero_stage = 2;
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage (2) must be 0 or 1"}));
+  j.parallel.grad_reduce_dtype = ReduceDType::bf16;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage 2 reduces gradients in fp32"}));
 }
 
 TEST(ConfigValidate, TextDataNeedsPathsAndAByteVocabulary) {

@@ -8,6 +8,7 @@
 #include <malloc.h>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "strata/comm/rank_grid.hpp"
@@ -137,6 +138,11 @@ TEST(PlanStage, ZeroThreeKeepsOneDpthPlusTheGatheredLayers) {
     EXPECT_EQ(double(engine.plan().parameter_bytes()), weights + grads);
     EXPECT_NEAR(double(measured), planned, 0.01 * planned)
         << "measured " << measured << " planned " << planned;
+    if (grid.global_rank() == 0)
+      std::printf(
+          "ZeRO-3 dp%d: heap measured %zu B, planned %.0f B; parameters %.0f B (ZeRO-1 %.0f B), "
+          "gradients %.0f B (ZeRO-1 %.0f B), moments %.0f B\n",
+          dp, measured, planned, m.weights, z1.weights, m.gradients, z1.gradients, m.optimizer);
   }
 }
 

@@ -17,7 +17,7 @@ struct BackendSupport {
   const char* name;               // "cpu (fp32)", "cuda (bf16, fp32 master weights)"
   std::vector<int> head_sizes;    // the attention kernels' head sizes; empty: any
   bool grad_reduce_bf16 = false;  // parallel.grad_reduce_dtype: bf16
-  int max_zero_stage = 3;
+  int max_zero_stage = 1;
 };
 
 const BackendSupport& backend_support(DeviceKind device);

@@ -3,8 +3,9 @@
 # metrics of rank 0 (second half of each run): step time, tokens/s, compute (forward and
 # backward kernels), waiting on pipeline neighbours, waiting on DP reduction and the
 # parameter all-gather, the schedule's bubble fraction; beside the step time, the planner's
-# prediction for the layout on this machine (strata plan --config ... --cluster local
-# --ranks-per-node 8: its "total" step time).
+# prediction for the layout on this machine (strata plan --explain LAYOUT --cluster local
+# --ranks-per-node 8, the model, batch and sequence of configs/bench_layouts.yaml: its "total"
+# step time, the shared cores' node work included).
 #   benchmarks/layouts.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,10 +20,9 @@ while read -r tp pp dp sched v zero sp; do
     --set parallel.tp=$tp --set parallel.pp=$pp --set parallel.dp=$dp --set parallel.schedule=$sched \
     --set parallel.virtual_stages=$v --set parallel.zero_stage=$zero --set parallel.sequence_parallel=$sp \
     --set train.steps=$steps --set "train.out_dir=$out/$name-$sched-z$zero-sp$sp" </dev/null >/dev/null 2>&1
-  "$build/strata" plan --config "$root/configs/bench_layouts.yaml" --gpus 8 --cluster local --ranks-per-node 8 \
-    --set parallel.tp=$tp --set parallel.pp=$pp --set parallel.dp=$dp --set parallel.schedule=$sched \
-    --set parallel.virtual_stages=$v --set parallel.zero_stage=$zero --set parallel.sequence_parallel=$sp \
-    </dev/null >"$out/$name-$sched-$zero.plan" 2>&1 || true
+  layout="$name-v$v-mb2-z$zero$([ "$sp" = true ] && echo -sp)-rnone$([ "$sched" = gpipe ] && echo -gpipe)"
+  "$build/strata" plan --model bench_layouts --cluster local --gpus 8 --ranks-per-node 8 --global-batch 16 \
+    --seq-len 128 --recompute none --explain "$layout" </dev/null >"$out/$name-$sched-$zero.plan" 2>&1 || true
   python3 - "$out/$name-$sched-z$zero-sp$sp/metrics.jsonl" "$name" "$sched v$v zero$zero sp=$sp" "$out/$name-$sched-$zero.plan" <<'PY'
 import json, re, sys
 t = re.search(r"^  total\s+([0-9.]+) (us|ms|s)$", open(sys.argv[4]).read(), re.M)

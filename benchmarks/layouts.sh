@@ -20,7 +20,10 @@ while read -r tp pp dp sched v zero sp; do
     --set parallel.tp=$tp --set parallel.pp=$pp --set parallel.dp=$dp --set parallel.schedule=$sched \
     --set parallel.virtual_stages=$v --set parallel.zero_stage=$zero --set parallel.sequence_parallel=$sp \
     --set train.steps=$steps --set "train.out_dir=$out/$name-$sched-z$zero-sp$sp" </dev/null >/dev/null 2>&1
-  layout="$name-v$v-mb2-z$zero$([ "$sp" = true ] && echo -sp)-rnone$([ "$sched" = gpipe ] && echo -gpipe)"
+  sp_part=""; gpipe_part=""
+  if [ "$sp" = true ]; then sp_part="-sp"; fi
+  if [ "$sched" = gpipe ]; then gpipe_part="-gpipe"; fi
+  layout="$name-v$v-mb2-z$zero$sp_part-rnone$gpipe_part"
   "$build/strata" plan --model bench_layouts --cluster local --gpus 8 --ranks-per-node 8 --global-batch 16 \
     --seq-len 128 --recompute none --explain "$layout" </dev/null >"$out/$name-$sched-$zero.plan" 2>&1 || true
   python3 - "$out/$name-$sched-z$zero-sp$sp/metrics.jsonl" "$name" "$sched v$v zero$zero sp=$sp" "$out/$name-$sched-$zero.plan" <<'PY'

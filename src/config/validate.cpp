@@ -125,7 +125,10 @@ void validate(const JobConfig& job) {
                        " entries summing to model.num_layers (", m.num_layers, ")");
   }
   check_context_parallel(at, job);
-  if (p.zero_stage > 1) throw make_error(at, "parallel.zero_stage (", p.zero_stage, ") must be 0 or 1");
+  if (p.zero_stage > 3) throw make_error(at, "parallel.zero_stage (", p.zero_stage, ") must be 0, 1, 2 or 3");
+  if (p.zero_stage >= 2 && p.grad_reduce_dtype == ReduceDType::bf16)
+    throw make_error(at, "parallel.zero_stage ", p.zero_stage,
+                     " reduces gradients in fp32: set parallel.grad_reduce_dtype: fp32");
   if ((p.virtual_stages > 1) != (p.schedule == PipelineSchedule::interleaved_1f1b))
     throw make_error(at, "parallel.virtual_stages (", p.virtual_stages,
                      ") > 1 goes with parallel.schedule: ", "interleaved_1f1b and only with it (schedule is ",

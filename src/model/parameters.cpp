@@ -160,7 +160,9 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
       o.wpe = t.add(p);
     }
   }
+  const std::int64_t unit = std::max(1, place.unit_multiple);
   for (int l = first; l < first + count; ++l) {
+    t.align(unit);
     LayerOffsets& lo = o.layers.emplace_back();
     norm(layer_name(l, "attn_norm"), lo.attn_norm_w, lo.attn_norm_b);
     column(layer_name(l, "attn.wq"), Q, C, std0, lo.wq, lo.bq);
@@ -177,6 +179,7 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
       row(layer_name(l, "mlp.down"), C, F, std_out, lo.w2, lo.b2);
     }
   }
+  t.align(unit);
   if (place.has_head) {
     norm("final_norm", o.final_norm_w, o.final_norm_b);
     if (!cfg.tied_embeddings)
@@ -188,6 +191,7 @@ ParameterTable make_parameter_table(const config::ModelConfig& cfg, const ChunkP
     else
       o.head = o.wte;
   }
+  t.align(unit);
   return t;
 }
 

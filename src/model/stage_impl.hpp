@@ -161,14 +161,39 @@ void Stage<B>::set_seq_len(int seq_len) {
 
 template <class B>
 void Stage<B>::zero_grads() {
-  be_->fill(grads_, G(0), plan_.table.numel());
+  if (grads_) be_->fill(grads_, G(0), plan_.table.numel());  // ZeRO-2: the engine's buffers
 }
 
 template <class B>
 void Stage<B>::reduce_sequence_parallel_grads(std::int64_t begin, std::int64_t end) {
+  reduce_sequence_parallel_grads_at(grads_, begin, end);
+}
+
+template <class B>
+void Stage<B>::reduce_sequence_parallel_grads_at(G* base, std::int64_t begin, std::int64_t end) {
   if (!d_.sp) return;
   for (const auto& [offset, numel] : sp_sum_spans_)
-    if (offset >= begin && offset < end) tp_->all_reduce(grads_ + offset, std::size_t(numel), dtype_of<G>());
+    if (offset >= begin && offset < end) tp_->all_reduce(base + offset, std::size_t(numel), dtype_of<G>());
+}
+
+template <class B>
+void Stage<B>::bind_layer_grads(int layer, G* base) {
+  rebind_layer(g_, plan_.table.offsets(), std::size_t(layer - d_.first_layer), base);
+}
+
+template <class B>
+void Stage<B>::bind_edge_grads(G* edges, std::int64_t prefix_end, std::int64_t suffix_begin) {
+  rebind_edges(g_, plan_.table.offsets(), edges, prefix_end, suffix_begin);
+}
+
+template <class B>
+void Stage<B>::bind_layer_params(int layer, A* base) {
+  rebind_layer(w_, plan_.table.offsets(), std::size_t(layer - d_.first_layer), base);
+}
+
+template <class B>
+void Stage<B>::bind_edge_params(A* edges, std::int64_t prefix_end, std::int64_t suffix_begin) {
+  rebind_edges(w_, plan_.table.offsets(), edges, prefix_end, suffix_begin);
 }
 
 template <class B>
@@ -300,7 +325,10 @@ void Stage<B>::forward_chunk(int slot, const std::int32_t* tokens, const A* inpu
   } else {
     be_->copy(s.resid[0], input, d_.Nsp * d_.C);
   }
-  for (int l = 0; l < d_.L; ++l) layer_forward(s, l);
+  for (int l = 0; l < d_.L; ++l) {
+    if (on_layer_forward_begin) on_layer_forward_begin(d_.first_layer + l);
+    layer_forward(s, l);
+  }
 }
 
 template <class B>
@@ -454,6 +482,7 @@ void Stage<B>::backward_chunk(int slot, const G* output_grad) {
   be_->copy(d_resid_, plan_.place.has_head ? s.head_dx : output_grad, d_.Nsp * d_.C);
   const bool recompute = plan_.cfg.recompute == config::RecomputeKind::full;
   for (int l = d_.L - 1; l >= 0; --l) {
+    if (on_layer_backward_begin) on_layer_backward_begin(d_.first_layer + l);
     if (recompute) layer_forward(s, l);  // rebuild this layer's activations from its input
     layer_backward(s, l);
     if (on_layer_grads_ready) on_layer_grads_ready(d_.first_layer + l);

@@ -92,8 +92,8 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   // size, for ZeRO-1's equal pieces); the padding stays zero.
   const int fm = std::max(1, place.flat_multiple);
   flat = (table.numel() + fm - 1) / fm * fm;
-  params = weights.add("params", {flat}, spec.act, "persistent");
-  if (train) grads = weights.add("grads", {flat}, spec.grad, "persistent");
+  if (!place.sharded_params) params = weights.add("params", {flat}, spec.act, "persistent");
+  if (train && !place.sharded_grads) grads = weights.add("grads", {flat}, spec.grad, "persistent");
 
   const std::int64_t N = d.N, Ns = d.Nsp, C = d.C, Q = d.Q, KV = d.KV, F = d.F, V = d.V;
   const DType A = spec.act, S = spec.stat, G = spec.grad;

@@ -31,6 +31,15 @@ DistributedOptimizer<B>::DistributedOptimizer(const config::OptimConfig& optim, 
   stage_ = ptr(mem_.stage);
   stage_shard_ = ptr(mem_.stage_shard);
   device_segments_ = static_cast<model::AdamWSegment*>(ptr(mem_.segments));
+  edges_ = static_cast<G*>(ptr(mem_.edges));
+  for (int k = 0; k < 2; ++k) {
+    unit_[k] = static_cast<G*>(ptr(mem_.unit[k]));
+    unit_piece_[k] = static_cast<G*>(ptr(mem_.unit_piece[k]));
+  }
+  pshard_ = static_cast<A*>(ptr(mem_.pshard));
+  pedges_ = static_cast<A*>(ptr(mem_.pedges));
+  for (int k = 0; k < 2; ++k) gather_[k] = static_cast<A*>(ptr(mem_.gather[k]));
+  STRATA_CHECK(!plan_.grads_sharded() || !plan_.reduce_bf16, "ZeRO-2/3 reduce gradients in fp32");
   if (device_segments_) be_.upload_segments(device_segments_, plan_.segments);
 }
 
@@ -72,7 +81,118 @@ void DistributedOptimizer<B>::grads_ready_from(std::int64_t offset, G* grads) {
 }
 
 template <class B>
+void DistributedOptimizer<B>::zero_grad_shard() {
+  be_.fill(gshard_, G(0), plan_.state_elems);
+  be_.fill(edges_, G(0), plan_.edge_elems());
+}
+
+template <class B>
+void DistributedOptimizer<B>::settle_unit(int k) {
+  if (unit_bucket_[k] == SIZE_MAX) return;
+  const std::size_t i = unit_bucket_[k];
+  dp_.wait(unit_work_[k]);
+  be_.accumulate(gshard_ + plan_.shard_offset[i], unit_piece_[k], plan_.buckets[i].size() / plan_.dp_size);
+  unit_bucket_[k] = SIZE_MAX;
+}
+
+template <class B>
+typename B::Grad* DistributedOptimizer<B>::begin_unit(std::int64_t begin) {
+  const std::size_t i = plan_.bucket_at(begin);
+  const int k = next_unit_;
+  next_unit_ ^= 1;
+  settle_unit(k);  // the buffer's previous unit: reduced, added to the shard
+  be_.fill(unit_[k], G(0), plan_.buckets[i].size());
+  unit_bucket_[k] = i;
+  unit_work_[k] = {};
+  current_unit_ = k;
+  return unit_[k] - begin;
+}
+
+template <class B>
+void DistributedOptimizer<B>::end_unit(std::int64_t begin) {
+  const std::size_t i = plan_.bucket_at(begin);
+  const int k =
+      current_unit_;  // the buffer begin_unit gave (the other may hold the same unit, still in flight)
+  STRATA_CHECK(k >= 0 && unit_bucket_[k] == i, "ZeRO-2: unit ", begin, " ended without a buffer");
+  current_unit_ = -1;
+  unit_work_[k] =
+      dp_.ireduce_scatter(unit_[k], unit_piece_[k], std::size_t(plan_.buckets[i].size() / plan_.dp_size),
+                          dtype_of<G>(), comm::ReduceOp::sum);
+}
+
+template <class B>
+void DistributedOptimizer<B>::start_gather(int k, std::size_t i) {
+  const Range& b = plan_.buckets[i];
+  gather_bucket_[k] = i;
+  gather_work_[k] = dp_.iall_gather(pshard_ + plan_.shard_offset[i], gather_[k],
+                                    std::size_t(b.size() / plan_.dp_size), dtype_of<A>());
+}
+
+template <class B>
+typename B::Act* DistributedOptimizer<B>::gathered_unit(std::int64_t begin, std::int64_t prefetch) {
+  const std::size_t i = plan_.bucket_at(begin);
+  int k = gather_bucket_[0] == i ? 0 : gather_bucket_[1] == i ? 1 : -1;
+  if (k < 0) {  // not prefetched: gather into the buffer not holding the other unit
+    k = gather_bucket_[0] == SIZE_MAX ? 0 : gather_bucket_[1] == SIZE_MAX ? 1 : next_unit_gather_;
+    dp_.wait(gather_work_[k]);
+    start_gather(k, i);
+  }
+  dp_.wait(gather_work_[k]);
+  next_unit_gather_ = k ^ 1;
+  if (prefetch >= 0) {
+    const std::size_t j = plan_.bucket_at(prefetch);
+    if (gather_bucket_[k ^ 1] != j) {
+      dp_.wait(gather_work_[k ^ 1]);
+      start_gather(k ^ 1, j);
+    }
+  }
+  return gather_[k] - begin;
+}
+
+template <class B>
+void DistributedOptimizer<B>::gather_edges() {
+  if (edges_fresh_) return;
+  for (std::size_t i = 0; i < plan_.buckets.size(); ++i) {
+    if (!plan_.edge[i]) continue;
+    const Range& b = plan_.buckets[i];
+    A* dst =
+        pedges_ + (b.begin < plan_.prefix_end ? b.begin : plan_.prefix_end + (b.begin - plan_.suffix_begin));
+    pending_[i] = dp_.iall_gather(pshard_ + plan_.shard_offset[i], dst, std::size_t(b.size() / plan_.dp_size),
+                                  dtype_of<A>());
+  }
+  for (auto& w : pending_) dp_.wait(w);
+  edges_fresh_ = true;
+}
+
+template <class B>
+void DistributedOptimizer<B>::set_param_shard(const float* flat_host) {
+  for (std::size_t i = 0; i < plan_.owned.size(); ++i) {
+    const Range r = plan_.owned[i].intersect({0, plan_.numel});  // the padding stays zero
+    if (r.size() > 0) be_.upload_cast(pshard_ + plan_.shard_offset[i], flat_host + r.begin, r.size());
+  }
+  be_.synchronize();
+  set_master(flat_host);
+  edges_fresh_ = false;
+  gather_bucket_[0] = gather_bucket_[1] = SIZE_MAX;
+}
+
+template <class B>
 void DistributedOptimizer<B>::finish_backward(G* grads) {
+  if (plan_.grads_sharded()) {
+    // Every layer unit was reduced in its backward; the edges now (the tied embedding has
+    // been summed over the embedding group).
+    settle_unit(0);
+    settle_unit(1);
+    for (std::size_t i = 0; i < plan_.buckets.size(); ++i) {
+      if (!plan_.edge[i]) continue;
+      const Range& b = plan_.buckets[i];
+      pending_[i] =
+          dp_.ireduce_scatter(edge_grad(b.begin), gshard_ + plan_.shard_offset[i],
+                              std::size_t(b.size() / plan_.dp_size), dtype_of<G>(), comm::ReduceOp::sum);
+    }
+    for (auto& w : pending_) dp_.wait(w);
+    return;
+  }
   for (std::size_t i = 0; i < plan_.buckets.size(); ++i) launch(i, grads);
   for (std::size_t i = 0; i < plan_.buckets.size(); ++i) {
     dp_.wait(pending_[i]);
@@ -97,7 +217,7 @@ const typename B::Grad* DistributedOptimizer<B>::reduced_grads(std::size_t piece
 
 template <class B>
 double DistributedOptimizer<B>::local_grad_sq(const G* grads) const {
-  if (grads != norm_grads_) {  // the spans depend only on the buffers: built once
+  if (grads != norm_grads_ || norm_spans_.empty()) {  // the spans depend only on the buffers: built once
     norm_spans_.clear();
     for (std::size_t i = 0; i < plan_.owned.size(); ++i) {
       const G* g = reduced_grads(i, grads);
@@ -115,9 +235,15 @@ template <class B>
 void DistributedOptimizer<B>::step(A* params, const G* grads, double lr, double grad_scale) {
   ++step_;
   const model::AdamWStep s{lr, optim_.beta1, optim_.beta2, optim_.eps, grad_scale, step_};
-  be_.adamw(master_, params, plan_.sharded() ? gshard_ : grads, plan_.sharded(), m_, v_, plan_.segments,
-            device_segments_, s);
+  be_.adamw(master_, plan_.params_sharded() ? pshard_ : params, plan_.sharded() ? gshard_ : grads,
+            plan_.sharded(), m_, v_, plan_.segments, device_segments_, s);
   gather_start = gather_end = be_.mark();
+  if (plan_.params_sharded()) {  // ZeRO-3: gathered again before use
+    for (int k = 0; k < 2; ++k) dp_.wait(gather_work_[k]);
+    gather_bucket_[0] = gather_bucket_[1] = SIZE_MAX;
+    edges_fresh_ = false;
+    return;
+  }
   if (!plan_.sharded()) return;
   // ZeRO-1: every rank updated its pieces of the compute copy; gather each bucket.
   gather_start = be_.mark();

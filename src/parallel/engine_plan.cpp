@@ -54,6 +54,9 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
     place.has_head = vs == last_vs;
     place.sequence_parallel = parallel.sequence_parallel;
     place.flat_multiple = shape.dp;
+    if (parallel.zero_stage >= 2 && shape.dp > 1)  // ZeRO-2/3: units of equal DP pieces, no flat gradient
+      place.unit_multiple = shape.dp, place.sharded_grads = true;
+    place.sharded_params = parallel.zero_stage == 3 && shape.dp > 1;  // ZeRO-3: no full parameters
     place.vocab_multiple = spec.vocab_multiple;
     place.cp_size = shape.cp;  // the stage holds seq_len / cp positions of each sequence
     place.cp_rank = coord.cp_rank;
@@ -103,13 +106,15 @@ std::size_t Engine::optimizer_bytes() const {
 
 std::size_t EnginePlan::parameter_bytes() const {
   std::size_t b = 0;
-  for (const ChunkPlan& c : chunks) b += c.stage.weights.total_bytes();
+  for (const ChunkPlan& c : chunks)
+    b += c.stage.weights.total_bytes() + c.optimizer.gradient_bytes() + c.optimizer.parameter_bytes();
   return b;
 }
 
 std::size_t EnginePlan::optimizer_bytes() const {
   std::size_t b = 0;
-  for (const ChunkPlan& c : chunks) b += c.optimizer.plan.total_bytes();
+  for (const ChunkPlan& c : chunks)
+    b += c.optimizer.plan.total_bytes() - c.optimizer.gradient_bytes() - c.optimizer.parameter_bytes();
   return b;
 }
 

@@ -69,6 +69,8 @@ PipelineEngine<B>::PipelineEngine(const config::ModelConfig& model, const config
   final_from_.assign(std::size_t(v_), INT64_MAX);
   for (int c = 0; c < v_; ++c)  // set once: no std::function is built in the step loop
     chunks_[std::size_t(c)]->on_layer_grads_ready = [this, c](int layer) { layer_grads_ready(c, layer); };
+  for (int c = 0; c < v_; ++c)
+    if (plan_.chunks[std::size_t(c)].sharding.grads_sharded()) bind_sharded_grads(c);
   for (const auto& a : plan_.schedule)
     if (a.kind != Kind::forward) last_backward_mb_[std::size_t(a.chunk)] = a.microbatch;
   timed_.reserve(4 * plan_.schedule.size() + 8);
@@ -96,6 +98,12 @@ template <class B>
 void PipelineEngine<B>::init_parameters(std::uint64_t seed) {
   be_->activate();
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    if (plan_.chunks[c].sharding.params_sharded()) {  // ZeRO-3: this rank's pieces only
+      std::vector<float> host(static_cast<std::size_t>(chunks_[c]->table().numel()));
+      model::init_parameter_values(chunks_[c]->table(), seed, host.data());
+      optimizers_[c]->set_param_shard(host.data());
+      continue;
+    }
     if (!B::spec().master_weights) {
       chunks_[c]->init_parameters(seed);
       continue;
@@ -184,7 +192,7 @@ void PipelineEngine<B>::backward(int c, int mb) {
   else
     stage.backward_chunk(slot, out_grad);
   time(Timing::compute, compute);
-  if (last) grads_final(c);
+  if (last && !plan_.chunks[std::size_t(c)].sharding.grads_sharded()) grads_final(c);
   if (vs != 0) {
     G* out = grad_out_[std::size_t(c)][std::size_t(slot)];
     const typename B::Mark w2 = be_->mark();
@@ -223,13 +231,67 @@ template <class B>
 void PipelineEngine<B>::layer_grads_ready(int c, int layer) {
   // During the step's last backward of chunk c, gradients from this layer's start to the end
   // of the flat buffer are final: finish their sequence-parallel sums, hand them to DP.
-  if (!final_backward_[std::size_t(c)]) return;
   model::Stage<B>& stage = *chunks_[std::size_t(c)];
+  if (plan_.chunks[std::size_t(c)].sharding.grads_sharded()) {
+    // ZeRO-2, every micro-batch: the layer's unit is complete; sum it over TP (sequence
+    // parallelism), then reduce-scatter it over DP while the next layer runs backward.
+    const std::int64_t begin = stage.layer_range(layer).first;  // the unit's start (aligned to dp)
+    stage.reduce_sequence_parallel_grads_at(unit_base_[std::size_t(c)], begin,
+                                            stage.layer_range(layer).second);
+    optimizers_[std::size_t(c)]->end_unit(begin);
+    return;
+  }
+  if (!final_backward_[std::size_t(c)]) return;
   const std::int64_t begin = stage.layer_range(layer).first;
   stage.reduce_sequence_parallel_grads(begin, final_from_[std::size_t(c)]);
   stage.reduce_context_parallel_grads(begin, final_from_[std::size_t(c)]);
   final_from_[std::size_t(c)] = begin;
   optimizers_[std::size_t(c)]->grads_ready_from(begin, stage.grads().data());
+}
+
+template <class B>
+void PipelineEngine<B>::bind_sharded_grads(int c) {
+  // ZeRO-2: the tensors around the layers write into the optimizer's edge buffer for the
+  // whole step; each layer gets a unit buffer just before its backward.
+  model::Stage<B>& stage = *chunks_[std::size_t(c)];
+  DistributedOptimizer<B>& opt = *optimizers_[std::size_t(c)];
+  const ShardingPlan& s = opt.sharding();
+  stage.bind_edge_grads(opt.edges(), s.prefix_end, s.suffix_begin);
+  unit_base_.resize(std::size_t(v_), nullptr);
+  const bool zero3 = s.params_sharded();
+  if (zero3) stage.bind_edge_params(opt.param_edges(), s.prefix_end, s.suffix_begin);
+  // ZeRO-3: the layer's parameters gathered (the next layer's gather started) before use.
+  auto gather = [this, c](int layer, int next) {
+    model::Stage<B>& st = *chunks_[std::size_t(c)];
+    const int first = st.plan().dims.first_layer, count = st.plan().dims.L;
+    const std::int64_t prefetch = next >= first && next < first + count ? st.layer_range(next).first : -1;
+    st.bind_layer_params(layer,
+                         optimizers_[std::size_t(c)]->gathered_unit(st.layer_range(layer).first, prefetch));
+  };
+  if (zero3) stage.on_layer_forward_begin = [gather](int layer) { gather(layer, layer + 1); };
+  stage.on_layer_backward_begin = [this, c, zero3, gather](int layer) {
+    model::Stage<B>& st = *chunks_[std::size_t(c)];
+    if (zero3) gather(layer, layer - 1);
+    G* base = optimizers_[std::size_t(c)]->begin_unit(st.layer_range(layer).first);
+    unit_base_[std::size_t(c)] = base;
+    st.bind_layer_grads(layer, base);
+  };
+}
+
+template <class B>
+void PipelineEngine<B>::gather_sharded_edges() {
+  for (auto& o : optimizers_)
+    if (o->sharding().params_sharded()) o->gather_edges();
+}
+
+template <class B>
+void PipelineEngine<B>::reduce_sequence_parallel_edges(int c) {
+  model::Stage<B>& stage = *chunks_[std::size_t(c)];
+  DistributedOptimizer<B>& opt = *optimizers_[std::size_t(c)];
+  const ShardingPlan& s = opt.sharding();
+  stage.reduce_sequence_parallel_grads_at(opt.edges(), 0, s.prefix_end);
+  stage.reduce_sequence_parallel_grads_at(opt.edges() + s.prefix_end - s.suffix_begin, s.suffix_begin,
+                                          INT64_MAX);
 }
 
 template <class B>
@@ -287,6 +349,9 @@ StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
   std::fill(filled_.begin(), filled_.end(), false);
   std::fill(loss_rows_.begin(), loss_rows_.end(), false);
   for (auto& c : chunks_) c->zero_grads();
+  for (int c = 0; c < v_; ++c)
+    if (plan_.chunks[std::size_t(c)].sharding.grads_sharded()) optimizers_[std::size_t(c)]->zero_grad_shard();
+  gather_sharded_edges();
   for (const PipelineAction& a : plan_.schedule) {
     if (a.kind == Kind::forward)
       forward(a.chunk, a.microbatch, fill, grad_scale, true);
@@ -299,14 +364,21 @@ StepStats PipelineEngine<B>::run(const FillBatch& fill, float grad_scale) {
   // Tied embeddings: the input table (first virtual stage) and the output layer's copy (last)
   // get the sum of both gradients, so both copies take the same update.
   const typename B::Mark dp_wait = be_->mark();
+  // Where chunk c's gradient at flat offset x lives (ZeRO-2: the edge buffer).
+  auto grad_at = [this](std::size_t c, std::int64_t x) {
+    return plan_.chunks[c].sharding.grads_sharded() ? optimizers_[c]->edge_grad(x)
+                                                    : chunks_[c]->grads().data() + x;
+  };
+  for (int c = 0; c < v_; ++c)
+    if (plan_.chunks[std::size_t(c)].sharding.grads_sharded()) reduce_sequence_parallel_edges(c);
   if (tied_first_ && tied_last_) {  // both copies on this rank (interleaved chunks, pp 1)
-    G* g0 = chunks_.front()->grads().data() + tied_first_->offset;
-    G* g1 = chunks_.back()->grads().data() + tied_last_->offset;
+    G* g0 = grad_at(0, tied_first_->offset);
+    G* g1 = grad_at(chunks_.size() - 1, tied_last_->offset);
     be_->accumulate(g0, g1, tied_first_->numel);
     be_->copy(g1, g0, tied_first_->numel);
   } else if (const model::ParamInfo* p = tied_first_ ? tied_first_ : tied_last_; p && groups_.embedding) {
-    model::Stage<B>& c = tied_first_ ? *chunks_.front() : *chunks_.back();
-    groups_.embedding->all_reduce(c.grads().data() + p->offset, std::size_t(p->numel), dtype_of<G>());
+    groups_.embedding->all_reduce(grad_at(tied_first_ ? 0 : chunks_.size() - 1, p->offset),
+                                  std::size_t(p->numel), dtype_of<G>());
   }
   for (int c = 0; c < v_; ++c)
     optimizers_[std::size_t(c)]->finish_backward(chunks_[std::size_t(c)]->grads().data());
@@ -325,6 +397,7 @@ StepStats PipelineEngine<B>::evaluate(const FillBatch& fill, int microbatches) {
   timed_.clear();
   std::fill(filled_.begin(), filled_.end(), false);
   std::fill(loss_rows_.begin(), loss_rows_.end(), false);
+  gather_sharded_edges();
   for (int mb = 0; mb < microbatches; ++mb)
     for (int c = 0; c < v_; ++c) forward(c, mb, fill, 0.0f, false);
   wait_sends();
@@ -417,7 +490,8 @@ void PipelineEngine<B>::stage_state() {
 template <class B>
 std::vector<StateView> PipelineEngine<B>::state_views() {
   std::vector<StateView> out;
-  const bool in_place = detail::state_in_place<B>() && B::spec().host_memory && !B::spec().master_weights;
+  bool in_place = detail::state_in_place<B>() && B::spec().host_memory && !B::spec().master_weights;
+  for (const ChunkPlan& c : plan_.chunks) in_place &= !c.sharding.params_sharded();  // ZeRO-3: staged
   if (!in_place) stage_state();  // host staging: 12 bytes per parameter, made at the first save or load
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     StateView v;
@@ -449,8 +523,11 @@ void PipelineEngine<B>::pull_state() {
     DistributedOptimizer<B>& o = *optimizers_[c];
     // The fp32 master weights of the owned pieces at their flat positions (every element
     // without ZeRO-1), and the moments as they are.
+    const float* master = o.master();
+    if constexpr (std::is_same_v<A, float>)
+      if (!master) master = o.param_shard();  // ZeRO-3 on fp32: the shard is the master copy
     for (std::size_t i = 0; i < s.owned.size(); ++i)
-      be_->download(staged_params_[c] + s.owned[i].begin, o.master() + s.shard_offset[i],
+      be_->download(staged_params_[c] + s.owned[i].begin, master + s.shard_offset[i],
                     std::size_t(s.owned[i].size()) * sizeof(float));
     be_->download(staged_m_[c], o.exp_avg(), std::size_t(s.state_elems) * sizeof(float));
     be_->download(staged_v_[c], o.exp_avg_sq(), std::size_t(s.state_elems) * sizeof(float));
@@ -465,8 +542,12 @@ void PipelineEngine<B>::push_state() {
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
     DistributedOptimizer<B>& o = *optimizers_[c];
-    if constexpr (std::is_same_v<typename B::Host, float>) chunks_[c]->upload_parameters(staged_params_[c]);
-    o.set_master(staged_params_[c]);
+    if (s.params_sharded())
+      o.set_param_shard(staged_params_[c]);  // and the master weights
+    else {
+      if constexpr (std::is_same_v<typename B::Host, float>) chunks_[c]->upload_parameters(staged_params_[c]);
+      o.set_master(staged_params_[c]);
+    }
     be_->upload(o.exp_avg(), staged_m_[c], std::size_t(s.state_elems) * sizeof(float));
     be_->upload(o.exp_avg_sq(), staged_v_[c], std::size_t(s.state_elems) * sizeof(float));
   }
@@ -500,7 +581,10 @@ void PipelineEngine<B>::download_parameters(std::vector<float>& params, std::vec
   for (std::size_t c = 0; c < chunks_.size(); ++c) {
     const ShardingPlan& s = plan_.chunks[c].sharding;
     std::vector<float> flat(std::size_t(s.numel));
-    if (float* master = optimizers_[c]->master()) {
+    float* master = optimizers_[c]->master();
+    if constexpr (std::is_same_v<A, float>)
+      if (!master && s.params_sharded()) master = optimizers_[c]->param_shard();  // ZeRO-3 on fp32
+    if (master) {
       std::vector<float> mine(std::size_t(s.state_elems));
       be_->download(mine.data(), master, mine.size() * sizeof(float));
       be_->synchronize();

@@ -76,7 +76,7 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     else if (key == "mb")
       l.micro_batch = value;
     else if (key == "z") {
-      if (value > 1) throw bad(part, "ZeRO stage must be 0 or 1 (strata shards the optimizer state only)");
+      if (value > 3) throw bad(part, "ZeRO stage must be 0, 1, 2 or 3");
       l.zero = value;
     } else {
       throw bad(part, "unknown part");

@@ -23,9 +23,11 @@ constexpr double GiB = 1024.0 * 1024.0 * 1024.0;
 }  // namespace
 
 BytesPerParam bytes_per_param(Precision precision, int zero, int dp) {
-  const double shard = zero >= 1 ? double(dp) : 1.0;
-  if (precision == Precision::bf16) return {2.0, 4.0, 12.0 / shard};
-  return {4.0, 4.0, 8.0 / shard};  // strata on CPU: fp32 weights and grads, Adam m and v
+  const double shard = zero >= 1 ? double(dp) : 1.0, grad_shard = zero >= 2 ? double(dp) : 1.0,
+               param_shard = zero >= 3 ? double(dp) : 1.0;
+  if (precision == Precision::bf16) return {2.0 / param_shard, 4.0 / grad_shard, 12.0 / shard};
+  return {4.0 / param_shard, 4.0 / grad_shard,
+          8.0 / shard};  // strata on CPU: fp32 weights and grads, Adam m and v
 }
 
 // Korthikanti et al. 2022, sec. 4.1, eq. 1 (bf16 activations, bytes, one layer, one micro-batch
@@ -90,7 +92,9 @@ CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& cfg, const config:
     const auto& entries = c.optimizer.plan.entries();
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const double b = double((entries[i].nbytes + 63) / 64 * 64);
-      if (i == c.optimizer.gshard)
+      if (c.optimizer.is_gradient(i) || c.optimizer.is_parameter(i))  // ZeRO-2/3's buffers
+        out.parameters_and_grads += b;
+      else if (i == c.optimizer.gshard)
         out.grad_shard += b;
       else
         out.optimizer += b;
@@ -142,14 +146,21 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
   for (const parallel::ChunkPlan& c : e.chunks) {
     slots += c.slots;
     mb.params_on_rank += double(c.stage.table.numel());
-    mb.weights += aligned_bytes(c.stage.weights.entries()[c.stage.params]);
+    if (c.stage.params != model::StagePlan::none)
+      mb.weights += aligned_bytes(c.stage.weights.entries()[c.stage.params]);
     if (c.stage.grads != model::StagePlan::none)
       mb.gradients += aligned_bytes(c.stage.weights.entries()[c.stage.grads]);
     mb.activations += double(c.stage.acts.total_bytes());
     const auto& entries = c.optimizer.plan.entries();
+    const parallel::OptimizerMemory& o = c.optimizer;
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      const bool comm = i == c.optimizer.gshard || i == c.optimizer.stage || i == c.optimizer.stage_shard;
-      (comm ? mb.comm_buffers : mb.optimizer) += aligned_bytes(entries[i]);
+      const bool comm = i == o.gshard || i == o.stage || i == o.stage_shard;
+      // ZeRO-2: the edge buffer and the two layer-unit buffers are the gradient memory.
+      const bool grad = o.is_gradient(i);
+      (o.is_parameter(i) ? mb.weights
+       : grad            ? mb.gradients
+       : comm            ? mb.comm_buffers
+                         : mb.optimizer) += aligned_bytes(entries[i]);
     }
   }
   mb.comm_buffers += double(e.pipeline.total_bytes());

@@ -23,7 +23,9 @@ std::string seconds(double s) {
 std::string feature_note(const Layout& l) {
   std::string s;
   if (l.sequence_parallel) s += "sequence parallelism on, ";
-  if (l.zero >= 1) s += "ZeRO-1 (optimizer state sharded over dp), ";
+  if (l.zero == 1) s += "ZeRO-1 (optimizer state sharded over dp), ";
+  if (l.zero == 2) s += "ZeRO-2 (optimizer state and gradients sharded over dp), ";
+  if (l.zero == 3) s += "ZeRO-3 (optimizer state, gradients and parameters sharded over dp), ";
   if (l.vpp > 1) s += std::to_string(l.vpp) + " virtual stages per rank (interleaved 1F1B), ";
   if (l.zb) s += "zero-bubble schedule zb_h1 (weight-gradient passes in the bubble), ";
   if (l.recompute == Recompute::selective) s += "selective recomputation, ";

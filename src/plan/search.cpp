@@ -74,7 +74,7 @@ std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
       return "the interleaved schedule needs the micro-batches per step (" + n(l.micro_batches) +
              ") to be a multiple of pp (" + n(l.pp) + ")";
   }
-  if (l.zero > 1) return "ZeRO stage must be 0 or 1";
+  if (l.zero > 3) return "ZeRO stage must be 0, 1, 2 or 3";
   if (l.zb && (l.vpp > 1 || l.gpipe || l.recompute == Recompute::full))
     return "the zero-bubble schedule (zb) runs without virtual stages, GPipe or full recomputation";
   return "";
@@ -113,7 +113,7 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
         if (r.global_batch % (mb * dp) != 0) continue;
         const int micro_batches = r.global_batch / (mb * dp);
         for (int v = 1; v <= (pp > 1 ? r.max_virtual_stages : 1); ++v) {
-          for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
+          for (int zero = 0; zero <= (dp > 1 ? 3 : 0); ++zero)
             for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
               for (Recompute rc : r.recompute)
                 for (int zb = 0; zb <= (pp > 1 && v == 1 && rc != Recompute::full ? 1 : 0); ++zb) {

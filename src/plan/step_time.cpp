@@ -189,7 +189,18 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
     const double overlap = l.overlap_grad_reduce ? c.overlap_efficiency : 0.0;
     const double window_b = overlap * bwd_share * t.micro_batch;
     const double window_f = overlap * (1.0 - bwd_share) * t.micro_batch;
-    if (l.zero >= 1) {
+    if (l.zero >= 2) {
+      // ZeRO-2: every micro-batch's gradients reduce-scattered layer by layer, each overlapping
+      // that micro-batch's backward (the edges, reduced once per step, counted like a layer).
+      // ZeRO-3: each layer's parameters all-gathered before its forward and again before its
+      // backward in every micro-batch, the next layer's gather overlapping the current layer.
+      const double rs = l.micro_batches * ring_reduce_scatter_s(4.0 * P, l.dp, gbs, alpha);
+      const double ag =
+          (l.zero == 3 ? 2.0 * l.micro_batches : 1.0) * ring_reduce_scatter_s(elt * P, l.dp, gbs, alpha);
+      const double ag_window = l.zero == 3 ? overlap * l.micro_batches * t.micro_batch : window_f;
+      t.dp_comm = rs + ag;
+      t.dp_exposed = std::max(0.0, rs - l.micro_batches * window_b) + std::max(0.0, ag - ag_window);
+    } else if (l.zero >= 1) {
       const double rs = ring_reduce_scatter_s(4.0 * P, l.dp, gbs, alpha);
       const double ag = ring_reduce_scatter_s(elt * P, l.dp, gbs, alpha);
       t.dp_comm = rs + ag;
@@ -204,7 +215,10 @@ StepTime predict_step_time(const Workload& w, const Layout& l, const config::Clu
   // writes weight, m and v (bf16: fp32 master + a bf16 copy), on this rank's shard; the gradient
   // norm reads and the zeroing writes the whole local gradient buffer.
   const double shard = l.zero >= 1 ? P / l.dp : P;
-  const double adam_bytes = (l.precision == Precision::bf16 ? 30.0 : 28.0) * shard + 8.0 * P;
+  double adam_bytes = (l.precision == Precision::bf16 ? 30.0 : 28.0) * shard + 8.0 * P;
+  // ZeRO-2: the norm reads the shard; each micro-batch zeroes the unit buffers (4 P) and adds
+  // the reduced pieces into the shard (12 P / dp).
+  if (l.zero >= 2) adam_bytes += 8.0 * shard - 8.0 * P + l.micro_batches * (4.0 * P + 12.0 * shard);
   t.optimizer = adam_bytes / bandwidth;
 
   t.critical_path = t.compute + t.tp_comm + t.bubble + t.pp_comm + t.dp_exposed + t.optimizer + t.cp_exposed;

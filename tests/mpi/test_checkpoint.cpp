@@ -7,6 +7,8 @@
 //   context parallelism: cp ranks hold replicas of the state, so a checkpoint written with
 //     tp2·cp2·dp2 resumes on one rank, and one written on one rank resumes with cp2·pp2·dp2.
 //   a checkpoint written under the zero-bubble schedule zb_h1 resumes under 1f1b and vice versa.
+//   ZeRO-2 and ZeRO-3 read those files, and a ZeRO-2 or ZeRO-3 checkpoint (tp2·dp4, layers
+//   aligned to dp in the flat buffer) resumes on one rank and on pp2·dp2 ZeRO-1 to 1e-5.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -135,12 +137,13 @@ TEST(Checkpoint, SameLayoutResumeIsBitwiseAndOtherLayoutsMatch) {
   struct Layout {
     int tp, pp, dp, zero;
   };
-  for (const Layout l : {Layout{1, 2, 4, 1}, Layout{4, 1, 2, 0}, Layout{1, 1, 1, 0}}) {
+  for (const Layout l :
+       {Layout{1, 2, 4, 1}, Layout{4, 1, 2, 0}, Layout{1, 1, 1, 0}, Layout{2, 1, 4, 2}, Layout{1, 1, 8, 3}}) {
     config::JobConfig other = resumed;
     set_layout(other, l.tp, l.pp, l.dp);
     other.parallel.zero_stage = l.zero;
-    const std::string tag =
-        "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" + std::to_string(l.dp);
+    const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" +
+                            std::to_string(l.dp) + "-z" + std::to_string(l.zero);
     other.train.out_dir = full.train.out_dir + "_" + tag;
     other.ckpt.dir = full.ckpt.dir + "_" + tag;
     expect_close(losses_of(other), tail, 1e-5, "resumed in " + tag);
@@ -242,5 +245,45 @@ TEST(Checkpoint, ZeroBubbleAndOneFOneBResumeEachOther) {
     resumed.ckpt.dir = first.ckpt.dir;
     resumed.train.out_dir = first.train.out_dir + "_resumed";
     expect_close(losses_of(resumed), tail, 1e-5, "written under " + tag);
+  }
+}
+
+TEST(Checkpoint, ZeroTwoAndThreeCheckpointsResumeOnOneRankAndUnderZeroOne) {
+  ASSERT_EQ(world_size(), 8);
+  for (const int zero : {2, 3}) {
+    SCOPED_TRACE("written under ZeRO-" + std::to_string(zero));
+    const std::string name = "zero" + std::to_string(zero);
+    config::JobConfig full = ckpt_job(false, name);
+    set_layout(full, 1, 1, 1);
+    full.parallel.zero_stage = 0;
+    full.ckpt.save_at_end = false;
+    full.optim.decay_steps = full.train.steps;
+    fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/" + name);
+    const std::vector<double> all = losses_of(full);
+    const std::vector<double> tail(all.begin() + 3, all.end());
+
+    config::JobConfig first = full;
+    set_layout(first, 2, 1, 4);
+    first.parallel.zero_stage = zero;
+    first.parallel.sequence_parallel = true;
+    first.train.steps = 3;
+    first.ckpt.save_at_end = true;
+    losses_of(first);
+    EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp2-pp1-dp4 zero" + std::to_string(zero));
+
+    struct Layout {
+      int tp, pp, dp, zero;
+    };
+    for (const Layout l : {Layout{1, 1, 1, 0}, Layout{1, 2, 2, 1}}) {
+      config::JobConfig other = full;
+      set_layout(other, l.tp, l.pp, l.dp);
+      other.parallel.zero_stage = l.zero;
+      other.train.resume = first.ckpt.dir + "/step_00000003.h5";
+      const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" +
+                              std::to_string(l.dp) + "-z" + std::to_string(l.zero);
+      other.train.out_dir = full.train.out_dir + "_" + tag;
+      other.ckpt.dir = full.ckpt.dir + "_" + tag;
+      expect_close(losses_of(other), tail, 1e-5, name + " tp2-dp4 checkpoint resumed in " + tag);
+    }
   }
 }

@@ -394,3 +394,39 @@ TEST(Layouts, ContextParallelEightTrainsASequenceOneRanksPlanCannotHold) {
     }
   EXPECT_EQ(bad, 0);
 }
+
+// ZeRO-2 (gradients reduce-scattered per layer in every micro-batch into each rank's shard,
+// no flat gradient buffer) and ZeRO-3 (parameters sharded too, gathered per layer before its
+// forward and backward): dp = the world alone, GPT-style (tied embeddings) and LLaMA-style,
+// with recomputation; with 4 or 8 ranks also combined with tp 2 (sequence parallel), pp 2
+// (1F1B and interleaved: the tied embedding's two copies) and tp2-pp2-dp2.
+TEST(Layouts, ZeroTwoAndThreeMatchOneRank) {
+  if (world_size() < 2) GTEST_SKIP();
+  for (const bool llama : {false, true}) {
+    const config::JobConfig base = base_job(llama);
+    const Reference ref = reference(base);
+    struct Case {
+      int tp, pp, dp, v;
+      bool recompute;
+    };
+    std::vector<Case> cases{{1, 1, world_size(), 1, false}};
+    if (!llama) cases.push_back({1, 1, world_size(), 1, true});
+    if (world_size() == 4)
+      cases.insert(cases.end(), {{2, 1, 2, 1, false}, {1, 2, 2, 1, false}, {1, 2, 2, 2, false}});
+    if (world_size() == 8 && !llama) cases.push_back({2, 2, 2, 1, false});
+    for (const Case& c : cases)
+      for (const int zero : {2, 3}) {
+        config::JobConfig j = base;
+        j.parallel.tp = c.tp;
+        j.parallel.pp = c.pp;
+        j.parallel.dp = c.dp;
+        j.parallel.virtual_stages = c.v;
+        j.parallel.schedule =
+            c.v > 1 ? config::PipelineSchedule::interleaved_1f1b : config::PipelineSchedule::one_f_one_b;
+        j.parallel.sequence_parallel = c.tp > 1;
+        j.parallel.zero_stage = zero;
+        j.model.recompute = c.recompute ? config::RecomputeKind::full : config::RecomputeKind::none;
+        expect_matches(j, ref);
+      }
+  }
+}

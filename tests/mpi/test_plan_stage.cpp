@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <malloc.h>
+
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "strata/comm/rank_grid.hpp"
@@ -63,6 +66,11 @@ TEST(PlanStage, CpuStagePlanEqualsThePipelineEngineOnEveryRank) {
       {2, 2, 1, 1, S::one_f_one_b, true, 0},
       {1, 2, 2, 1, S::gpipe, false, 1},
       {1, 2, 1, 2, S::interleaved_1f1b, false, 0},
+      {2, 2, 2, 1, S::one_f_one_b, true, 2},
+      {1, 2, 2, 2, S::interleaved_1f1b, false, 2},
+      {1, 1, 4, 1, S::one_f_one_b, false, 2},
+      {2, 2, 2, 1, S::one_f_one_b, true, 3},
+      {1, 2, 2, 2, S::interleaved_1f1b, false, 3},
   };
   int ran = 0;
   for (const Case& c : cases) {
@@ -71,6 +79,71 @@ TEST(PlanStage, CpuStagePlanEqualsThePipelineEngineOnEveryRank) {
     ++ran;
   }
   if (ran == 0) GTEST_SKIP() << "no case for " << n << " ranks";
+}
+
+// ZeRO-3 on dp = the world: per rank, the parameters' compute copy, the gradient shard and
+// the Adam moments are 1/dp of the padded flat buffer each, plus two gather buffers of the
+// largest layer and the edges (embedding, final norm, head) for the step; the gradients add
+// ZeRO-2's two layer-unit buffers (+ their 1/dp pieces) and the edges' gradient. The sizes
+// are computed here from the parameter table, the planner (plan::predict_stage_memory) must
+// give exactly those bytes, and the heap the engine's construction takes (glibc's
+// mallinfo2, measured) must be the plan's bytes up to 1% (its own small objects).
+TEST(PlanStage, ZeroThreeKeepsOneDpthPlusTheGatheredLayers) {
+  const int dp = world_size();
+  const config::ModelConfig model =
+      config::load_model_config(std::string(STRATA_SOURCE_DIR) + "/configs/models/bench_layouts.yaml");
+  config::ParallelConfig par;
+  par.dp = dp, par.micro_batch_size = 2, par.zero_stage = 3;
+  const int seq = 128, microbatches = 2;
+  comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, dp);
+  model::ChunkPlacement place;
+  place.unit_multiple = dp;
+  const model::ParameterTable table = model::make_parameter_table(model, place);
+  const std::int64_t padded = table.numel();  // aligned to dp
+  ASSERT_EQ(padded % dp, 0);
+  std::int64_t max_layer = 0;
+  for (int l = 0; l < model.num_layers; ++l) {
+    const std::int64_t next = l + 1 < model.num_layers ? table.layer_range(l + 1).first
+                                                       : (table.layer_range(l).second + dp - 1) / dp * dp;
+    max_layer = std::max(max_layer, next - table.layer_range(l).first);
+  }
+  const std::int64_t edges = table.layer_range(0).first +
+                             (padded - (table.layer_range(model.num_layers - 1).second + dp - 1) / dp * dp);
+  auto aligned = [](std::int64_t elems) { return double((elems * 4 + 63) / 64 * 64); };
+  const double weights = aligned(padded / dp) + aligned(edges) + 2 * aligned(max_layer);
+  // The unit buffers and the edges' gradient; the gradient shard is the planner's comm buffer.
+  const double grads = aligned(edges) + 2 * aligned(max_layer) + 2 * aligned(max_layer / dp);
+  const double moments = 2 * aligned(padded / dp);
+
+  plan::Layout l;
+  l.tp = 1, l.pp = 1, l.dp = dp, l.micro_batch = 2, l.micro_batches = microbatches, l.zero = 3;
+  l.sequence_parallel = false, l.precision = config::Precision::fp32;
+  const plan::MemoryBreakdown m =
+      plan::predict_stage_memory(plan::Workload::of(model, seq), l, config::ClusterConfig{}, 0);
+  EXPECT_EQ(m.weights, weights);
+  EXPECT_EQ(m.gradients, grads);
+  EXPECT_EQ(m.optimizer, moments);
+  EXPECT_GE(m.comm_buffers, aligned(padded / dp));  // the gradient shard (and pipeline, host staging)
+  // Against ZeRO-1 on the same ranks: the full compute copy and gradient are gone.
+  l.zero = 1;
+  const plan::MemoryBreakdown z1 =
+      plan::predict_stage_memory(plan::Workload::of(model, seq), l, config::ClusterConfig{}, 0);
+  EXPECT_LT(m.weights + m.gradients, z1.weights + z1.gradients);
+
+  const std::size_t before = mallinfo2().uordblks + mallinfo2().hblkhd;
+  {
+    const parallel::CpuEngine engine(model, par, config::OptimConfig{}, seq, microbatches, grid);
+    const std::size_t measured = mallinfo2().uordblks + mallinfo2().hblkhd - before;
+    const double planned = double(engine.plan().device_bytes() + engine.plan().host.total_bytes());
+    EXPECT_EQ(double(engine.plan().parameter_bytes()), weights + grads);
+    EXPECT_NEAR(double(measured), planned, 0.01 * planned)
+        << "measured " << measured << " planned " << planned;
+    if (grid.global_rank() == 0)
+      std::printf(
+          "ZeRO-3 dp%d: heap measured %zu B, planned %.0f B; parameters %.0f B (ZeRO-1 %.0f B), "
+          "gradients %.0f B (ZeRO-1 %.0f B), moments %.0f B\n",
+          dp, measured, planned, m.weights, z1.weights, m.gradients, z1.gradients, m.optimizer);
+  }
 }
 
 }  // namespace

@@ -56,8 +56,9 @@ struct ParallelConfig {
   int virtual_stages = 1;             // model chunks per pipeline rank (interleaved_1f1b)
   std::vector<int> layers_per_stage;  // empty: layers split evenly over pp * virtual_stages
   bool sequence_parallel = false;
-  int zero_stage = 0;       // 0: replicated optimizer; 1: optimizer state sharded over DP
-  double bucket_mb = 25.0;  // gradient all-reduce / reduce-scatter bucket size
+  int zero_stage =
+      0;  // 0: replicated optimizer; 1: optimizer state sharded over DP; 2: and gradients; 3: and parameters
+  double bucket_mb = 25.0;                            // gradient all-reduce / reduce-scatter bucket size
   ReduceDType grad_reduce_dtype = ReduceDType::fp32;  // GPU: reduce fp32 gradients as fp32 or bf16
   // Context parallelism: each sequence split over cp ranks in 2 cp chunks (rank r holds chunks
   // r and 2 cp - 1 - r), ring attention over them (docs/parallelism.md). World = tp x cp x dp x pp.

@@ -61,6 +61,15 @@ struct ChunkPlacement {
   // Context parallelism: this rank holds chunks cp_rank and 2 cp_size - 1 - cp_rank of each
   // sequence (the stage's seq_len is the local 2 chunks), ring attention over cp_size ranks.
   int cp_size = 1, cp_rank = 0;
+  // ZeRO-2: every layer and the tensors after the last layer start at a multiple of this (dp),
+  // so each is a unit of equal DP pieces; the gaps stay zero. 1: tensors packed.
+  int unit_multiple = 1;
+  // ZeRO-2: the stage allocates no gradient buffer; the engine binds each layer's gradients
+  // (bind_layer_grads) and those around the layers (bind_edge_grads) to its own buffers.
+  bool sharded_grads = false;
+  // ZeRO-3: the stage allocates no parameter buffer either; the engine binds each layer's
+  // parameters to a gathered copy (bind_layer_params) and the edges' (bind_edge_params).
+  bool sharded_params = false;
 };
 
 // The vocabulary padded to a multiple of tp x multiple (Megatron-LM pads it the same way) so
@@ -111,10 +120,32 @@ ChunkView<P> bind(const ChunkOffsets& o, P* base) {
   return v;
 }
 
+// ZeRO-2/3: layer `index` of a view (0 = the chunk's first layer) bound at base + offset; the
+// tensors around the layers bound to `edges` (offsets before prefix_end at edges + offset, the
+// rest at edges + prefix_end + (offset - suffix_begin)).
+template <class P>
+void rebind_layer(ChunkView<P>& v, const ChunkOffsets& o, std::size_t index, P* base) {
+  ChunkOffsets one;
+  one.layers.push_back(o.layers.at(index));
+  v.layers.at(index) = bind(one, base).layers.front();
+}
+template <class P>
+void rebind_edges(ChunkView<P>& v, const ChunkOffsets& o, P* edges, std::int64_t prefix_end,
+                  std::int64_t suffix_begin) {
+  auto at = [&](std::int64_t off) -> P* {
+    if (off < 0) return nullptr;
+    return off < prefix_end ? edges + off : edges + prefix_end + (off - suffix_begin);
+  };
+  v.wte = at(o.wte), v.wpe = at(o.wpe), v.head = at(o.head);
+  v.final_norm_w = at(o.final_norm_w), v.final_norm_b = at(o.final_norm_b);
+}
+
 class ParameterTable {
  public:
   // Appends a tensor (its offset and numel are set here); returns its offset.
   std::int64_t add(ParamInfo info);
+  // The next tensor starts at a multiple of `multiple` (a zero gap in the flat buffer).
+  void align(std::int64_t multiple) { numel_ = (numel_ + multiple - 1) / multiple * multiple; }
   const std::vector<ParamInfo>& entries() const { return entries_; }
   const ParamInfo& get(const std::string& name) const;
   const ParamInfo* find(const std::string& name) const;

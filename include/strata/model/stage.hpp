@@ -139,6 +139,21 @@ class Stage {
   // Called after each layer's backward with that layer's global index (for bucketed gradient
   // reduction overlapped with the rest of backward); null by default.
   std::function<void(int layer)> on_layer_grads_ready;
+  // Called before each layer's backward (ZeRO-2: the engine binds the layer's gradients to a
+  // reduction buffer here); null by default.
+  std::function<void(int layer)> on_layer_backward_begin;
+  // Called before each layer's forward in forward_chunk (ZeRO-3: the engine binds the layer's
+  // gathered parameters here); null by default.
+  std::function<void(int layer)> on_layer_forward_begin;
+  // ZeRO-2 (placement().sharded_grads): the gradients of layer `layer` are written at
+  // base + offset; those around the layers (embedding, final norm, head) into `edges`, the
+  // tensors before flat offset prefix_end at edges + offset, the rest at
+  // edges + prefix_end + (offset - suffix_begin).
+  void bind_layer_grads(int layer, G* base);
+  void bind_edge_grads(G* edges, std::int64_t prefix_end, std::int64_t suffix_begin);
+  // ZeRO-3 (placement().sharded_params): the same for the parameters' compute copy.
+  void bind_layer_params(int layer, A* base);
+  void bind_edge_params(A* edges, std::int64_t prefix_end, std::int64_t suffix_begin);
 
   // Sequence-length warm-up: run micro-batches of `seq_len` <= the planned sequence length.
   // Every buffer keeps its planned size and the kernels use its first rows; the result is the
@@ -160,6 +175,8 @@ class Stage {
   // from its part of the sequences), after their last micro-batch's backward, before DP.
   void set_context_parallel_group(comm::Communicator* cp) { cp_ = cp; }
   void reduce_context_parallel_grads(std::int64_t begin = 0, std::int64_t end = INT64_MAX);
+  // The same over gradients addressed as base + offset (ZeRO-2's reduction buffers).
+  void reduce_sequence_parallel_grads_at(G* base, std::int64_t begin, std::int64_t end);
 
   // The flat buffers (backend memory): the compute copy of the parameters and their gradients.
   std::span<A> params() { return {params_, std::size_t(plan_.table.numel())}; }

@@ -14,6 +14,24 @@
 //     the Adam moments (and, where the backend keeps them apart, the fp32 master weights) for
 //     its pieces only (1/dp of the total), updates its pieces, and the parameters' compute
 //     copy is all-gathered bucket by bucket.
+//   zero_stage 2 (ZeRO stage 2 = gradient partitioning as well): the buckets are the
+//     chunk's units: the tensors before the first layer, each layer, the tensors after the
+//     last (the parameter table aligns each to a multiple of dp, so the pieces stay equal).
+//     The stage keeps no flat gradient buffer: each layer's gradient is written into one of
+//     two unit buffers, reduce-scattered right after that layer's backward in EVERY
+//     micro-batch (non-blocking, overlapped with the next layer's backward) and added into
+//     this rank's gradient shard; a unit buffer is reused once its reduction is done. The
+//     tensors around the layers (embedding, final norm, head: their gradients accumulate
+//     over the step, and the tied embedding is summed over the pipeline's embedding group
+//     first) keep one buffer for the step, reduce-scattered in finish_backward. Owned pieces,
+//     AdamW and the parameter all-gather are ZeRO-1's.
+//   zero_stage 3 (fully sharded: parameters partitioned as well): the gradients as ZeRO-2;
+//     each rank keeps only its pieces of the parameters' compute copy ("param.shard", the
+//     AdamW segments address it by state offset). A layer's parameters are all-gathered into
+//     one of two gather buffers just before its forward and again before its backward, the
+//     next layer's gather started (non-blocking) while the current one computes; the edges'
+//     parameters (embedding, final norm, head) are gathered once per step into their own
+//     buffer and stay for the step. No parameter all-gather after the step.
 //   grad_reduce_dtype bf16 (GPU): the bucket is cast to a bf16 staging copy, reduced in bf16
 //     (half the bytes) and cast back after the wait.
 // Gradient sums use the scale the model was given (1 / global tokens), so a plain sum over
@@ -48,7 +66,7 @@ Range shard_piece(const Range& bucket, int dp, int dp_rank);
 // How one chunk's flat buffer is reduced, sharded and updated on one DP rank.
 struct ShardingPlan {
   int dp_size = 1, dp_rank = 0;
-  int zero_stage = 0;        // in effect: 1 only with dp > 1
+  int zero_stage = 0;        // in effect: 1, 2 or 3 only with dp > 1
   bool reduce_bf16 = false;  // reduce in bf16 (grad_reduce_dtype: bf16 and dp > 1)
   std::int64_t numel = 0, padded = 0;
   std::vector<Range> buckets;  // launch order: from the end of the buffer
@@ -58,7 +76,17 @@ struct ShardingPlan {
   std::vector<model::AdamWSegment> segments;  // owned pieces cut at weight-decay group boundaries
   std::vector<Range> norm_ranges;  // flat ranges of the tensors this rank counts in the gradient norm
   std::vector<Range> deferred;     // reduced only in finish_backward (the tied output copy of the embedding)
-  bool sharded() const { return zero_stage == 1; }
+  // ZeRO-2: tensors in [0, prefix_end) and [suffix_begin, padded) are the edges (one gradient
+  // buffer for the step); edge[i]: bucket i is an edge unit.
+  std::int64_t prefix_end = 0, suffix_begin = 0;
+  std::vector<bool> edge;
+  bool sharded() const { return zero_stage >= 1; }
+  bool grads_sharded() const { return zero_stage >= 2; }
+  bool params_sharded() const { return zero_stage == 3; }
+  std::int64_t edge_elems() const { return prefix_end + (padded - suffix_begin); }
+  std::int64_t max_layer_unit() const;
+  // The bucket that starts at flat offset `begin`.
+  std::size_t bucket_at(std::int64_t begin) const;
   // What this rank writes of the flat buffer in a checkpoint: its ZeRO-1 pieces, else 1/dp of it.
   std::vector<Range> partition() const;
 };
@@ -75,6 +103,18 @@ struct OptimizerMemory {
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
   std::size_t master = none, m = none, v = none, gshard = none, stage = none, stage_shard = none,
               segments = none;
+  std::size_t edges = none, unit[2] = {none, none}, unit_piece[2] = {none, none};  // ZeRO-2
+  std::size_t pshard = none, pedges = none, gather[2] = {none, none};              // ZeRO-3
+  bool is_parameter(std::size_t i) const {
+    return i != none && (i == pshard || i == pedges || i == gather[0] || i == gather[1]);
+  }
+  std::size_t parameter_bytes() const;  // ZeRO-3's parameter buffers (the stage has none)
+  bool is_gradient(std::size_t i) const {
+    return i != none &&
+           (i == edges || i == unit[0] || i == unit[1] || i == unit_piece[0] || i == unit_piece[1]);
+  }
+  // ZeRO-2's gradient buffers (64-byte aligned, as the plan lays them out): the stage has none.
+  std::size_t gradient_bytes() const;
 };
 OptimizerMemory plan_optimizer_memory(const ShardingPlan& sharding, const model::BackendSpec& spec);
 
@@ -115,12 +155,41 @@ class DistributedOptimizer {
   float* exp_avg_sq() { return v_; }
   // The reduced gradients of the owned pieces (ZeRO-1's shard buffer, [state_elems]) to the host.
   void download_shard(float* host) const;
+
+  // ZeRO-2 (sharding().grads_sharded()). At the start of the step: zero the gradient shard
+  // and the edge buffer.
+  void zero_grad_shard();
+  // The edge buffer (the stage binds the tensors around its layers to it), and where flat
+  // offset x of an edge tensor lives.
+  G* edges() { return edges_; }
+  G* edge_grad(std::int64_t x) {
+    return x < plan_.prefix_end ? edges_ + x : edges_ + plan_.prefix_end + (x - plan_.suffix_begin);
+  }
+  // Before a layer's backward: a zeroed unit buffer for the unit starting at `begin` (waits
+  // for that buffer's previous reduction and adds it to the shard), returned as the base the
+  // flat offsets index. After it: launch the unit's reduce-scatter.
+  G* begin_unit(std::int64_t begin);
+  void end_unit(std::int64_t begin);
+
+  // ZeRO-3 (sharding().params_sharded()). The edges' parameters, gathered by
+  // gather_edges() (once per step: a no-op until the next step or load changes them).
+  A* param_edges() { return pedges_; }
+  void gather_edges();
+  // The gathered parameters of the unit starting at `begin`, as the base the flat offsets
+  // index (waits for its gather, launching it if no prefetch did); then starts the gather of
+  // the unit at `prefetch` (-1: none) into the other buffer.
+  A* gathered_unit(std::int64_t begin, std::int64_t prefetch);
+  // This rank's pieces of the compute copy ([state_elems], piece i at shard_offset[i]), and
+  // setting them (and the master weights) from host values of the whole flat buffer.
+  A* param_shard() { return pshard_; }
+  void set_param_shard(const float* flat_host);
   std::size_t state_bytes() const { return 2 * std::size_t(plan_.state_elems) * sizeof(float); }
   long steps_taken() const { return step_; }
   void set_steps_taken(long steps) { step_ = steps; }
 
  private:
   void launch(std::size_t bucket, G* grads);
+  void settle_unit(int k);  // ZeRO-2: wait for unit buffer k's reduction, add it to the shard
   // Where the reduced gradients of owned piece i live, addressed by flat offset.
   const G* reduced_grads(std::size_t piece, const G* grads) const;
 
@@ -138,6 +207,19 @@ class DistributedOptimizer {
   void *stage_ = nullptr, *stage_shard_ = nullptr;  // bf16 reduction staging
   model::AdamWSegment* device_segments_ = nullptr;
   long step_ = 0;
+  // ZeRO-3
+  A *pshard_ = nullptr, *pedges_ = nullptr, *gather_[2] = {nullptr, nullptr};
+  std::size_t gather_bucket_[2] = {SIZE_MAX, SIZE_MAX};
+  comm::Work gather_work_[2];
+  bool edges_fresh_ = false;
+  int next_unit_gather_ = 0;
+  void start_gather(int k, std::size_t bucket);
+  // ZeRO-2
+  G* edges_ = nullptr;
+  G *unit_[2] = {nullptr, nullptr}, *unit_piece_[2] = {nullptr, nullptr};
+  std::size_t unit_bucket_[2] = {SIZE_MAX, SIZE_MAX};
+  comm::Work unit_work_[2];
+  int next_unit_ = 0, current_unit_ = -1;
 };
 
 }  // namespace strata::parallel

@@ -78,6 +78,11 @@ class PipelineEngine final : public Engine {
   void grads_final(int chunk);             // after the step's last backward (or W) of the chunk
   void wait_sends();
   void layer_grads_ready(int chunk, int layer);
+  // ZeRO-2 (distributed_optimizer.hpp): bind a chunk's gradients to the optimizer's buffers;
+  // the sequence-parallel TP sums of its edge tensors.
+  void bind_sharded_grads(int chunk);
+  void reduce_sequence_parallel_edges(int chunk);
+  void gather_sharded_edges();  // ZeRO-3: the edges' parameters for this step
   void time(Timing kind, const typename B::Mark& start);
   StepStats finish_stats(int microbatches);
   void stage_state();  // host staging of the device state (pull/push), made at first use
@@ -104,6 +109,7 @@ class PipelineEngine final : public Engine {
   std::vector<int>
       last_backward_mb_;              // per chunk: the micro-batch whose backward (W) completes the gradients
   std::vector<bool> final_backward_;  // per chunk: that backward is running now
+  std::vector<G*> unit_base_;         // ZeRO-2: per chunk, the base of the unit buffer in backward
   std::vector<std::int64_t> final_from_;  // per chunk: gradients from this flat offset on are final
   // Marks of this step: (kind, start, end), summed after the synchronisation.
   struct Timed {

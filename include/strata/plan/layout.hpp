@@ -32,7 +32,7 @@ struct Layout {
   int vpp = 1;            // virtual pipeline stages per rank
   int micro_batch = 1;    // sequences per micro-batch
   int micro_batches = 1;  // per step per DP rank (m)
-  int zero = 1;           // 0 or 1
+  int zero = 1;           // 0, 1, 2 or 3
   bool sequence_parallel = false;
   bool gpipe = false;  // GPipe schedule (all forwards, then all backwards) instead of 1F1B
   bool zb = false;     // zero-bubble schedule zb_h1 (weight-gradient passes in the bubble) instead of 1F1B

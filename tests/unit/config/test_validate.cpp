@@ -115,8 +115,11 @@ TEST(ConfigValidate, PipelineOptionsAreConsistent) {
   j.parallel.layers_per_stage = {1, 2, 0, 1};
   EXPECT_TRUE(mentions(invalid(j), {"parallel.layers_per_stage"}));
   j.parallel.layers_per_stage = {};
+  j.parallel.zero_stage = 4;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage (4) must be 0, 1, 2 or 3"}));
   j.parallel.zero_stage = 2;
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage (2) must be 0 or 1"}));
+  j.parallel.grad_reduce_dtype = ReduceDType::bf16;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage 2 reduces gradients in fp32"}));
 }
 
 TEST(ConfigValidate, ZeroBubbleScheduleKeepsActivationsForItsWeightPasses) {
@@ -279,5 +282,25 @@ TEST(ConfigValidate, ContextParallelNeedsEvenChunksAFixedLengthAndTheCpu) {
   j.model.num_heads = 12;  // head size 64: the GPU's attention runs it; cp does not
   EXPECT_TRUE(mentions(invalid(j), {"parallel.cp = 2", "hardware.device: cpu only"}));
   j.parallel.cp = 1;
+  EXPECT_NO_THROW(validate(j));
+}
+
+TEST(ConfigValidate, ZeroTwoAndThreeAreNotCombinedWithContextParallelOrZeroBubbleYet) {
+  JobConfig j;
+  j.model.num_layers = 4;
+  j.parallel.dp = 2;
+  j.parallel.zero_stage = 2;
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.cp = 2;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage = 2 with parallel.cp = 2"}));
+  j.parallel.cp = 1;
+  j.parallel.pp = 2;
+  j.parallel.schedule = PipelineSchedule::zb_h1;
+  j.parallel.zero_stage = 3;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage = 3 with parallel.schedule: zb_h1"}));
+  j.parallel.zero_stage = 1;  // ZeRO-1 reduces after the step's last weight pass
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.dp = 1;  // ZeRO-2/3 are off without data parallelism
+  j.parallel.zero_stage = 3;
   EXPECT_NO_THROW(validate(j));
 }

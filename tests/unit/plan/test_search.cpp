@@ -152,7 +152,7 @@ TEST(PlanLayout, BadNamesSayWhatIsAllowed) {
     return std::string();
   };
   EXPECT_NE(msg("tp8-px4").find("'px4': unknown part"), std::string::npos);
-  EXPECT_NE(msg("tp8-z2").find("ZeRO stage must be 0 or 1"), std::string::npos);
+  EXPECT_NE(msg("tp8-z4").find("ZeRO stage must be 0, 1, 2 or 3"), std::string::npos);
   EXPECT_NE(msg("tp3").find("does not divide the GPU count 512"), std::string::npos);
   EXPECT_NE(msg("tp8-pp4-dp8").find("but the job has 512 GPUs"), std::string::npos);
   EXPECT_NE(msg("tp8-mb3").find("not a multiple of mb x dp"), std::string::npos);

@@ -46,12 +46,7 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
     say("parallel.cp = ", p.cp, ": context parallelism runs on hardware.device: cpu only (the ", b.name,
         " backend has no ring-attention kernel yet; use parallel.cp: 1)");
   // Engine combinations (every backend) not built yet. ZeRO-2/3 (dp > 1) reduce-scatter each
-  // layer's gradients right after its backward: neither summed over the cp group first, nor
-  // waiting for zb_h1's later weight pass.
-  if (p.zero_stage >= 2 && p.dp > 1 && p.cp > 1)
-    say("parallel.zero_stage = ", p.zero_stage, " with parallel.cp = ", p.cp,
-        ": ZeRO-2/3 are not combined with context parallelism yet (use parallel.zero_stage: 1 or "
-        "parallel.cp: 1)");
+  // layer's gradients right after its backward, not waiting for zb_h1's later weight pass.
   if (p.zero_stage >= 2 && p.dp > 1 && p.schedule == PipelineSchedule::zb_h1)
     say("parallel.zero_stage = ", p.zero_stage,
         " with parallel.schedule: zb_h1: ZeRO-2/3 reduce a layer's gradients right after its "

@@ -184,9 +184,14 @@ void Stage<B>::position_embedding_grad_rows(const G* d) {
 
 template <class B>
 void Stage<B>::reduce_context_parallel_grads(std::int64_t begin, std::int64_t end) {
+  reduce_context_parallel_grads_at(grads_, begin, end);
+}
+
+template <class B>
+void Stage<B>::reduce_context_parallel_grads_at(G* base, std::int64_t begin, std::int64_t end) {
   if (!context_parallel()) return;
   end = std::min(end, plan_.table.numel());
-  if (end > begin) cp_->all_reduce(grads_ + begin, std::size_t(end - begin), dtype_of<G>());
+  if (end > begin) cp_->all_reduce(base + begin, std::size_t(end - begin), dtype_of<G>());
 }
 
 }  // namespace strata::model

@@ -234,10 +234,13 @@ void PipelineEngine<B>::layer_grads_ready(int c, int layer) {
   model::Stage<B>& stage = *chunks_[std::size_t(c)];
   if (plan_.chunks[std::size_t(c)].sharding.grads_sharded()) {
     // ZeRO-2, every micro-batch: the layer's unit is complete; sum it over TP (sequence
-    // parallelism), then reduce-scatter it over DP while the next layer runs backward.
+    // parallelism) and over CP (each cp rank saw part of the sequences; the sums are linear, so
+    // summing every micro-batch's unit is exact), then reduce-scatter it over DP while the next
+    // layer runs backward.
     const std::int64_t begin = stage.layer_range(layer).first;  // the unit's start (aligned to dp)
-    stage.reduce_sequence_parallel_grads_at(unit_base_[std::size_t(c)], begin,
-                                            stage.layer_range(layer).second);
+    const std::int64_t end = stage.layer_range(layer).second;
+    stage.reduce_sequence_parallel_grads_at(unit_base_[std::size_t(c)], begin, end);
+    stage.reduce_context_parallel_grads_at(unit_base_[std::size_t(c)], begin, end);
     optimizers_[std::size_t(c)]->end_unit(begin);
     return;
   }
@@ -292,6 +295,10 @@ void PipelineEngine<B>::reduce_sequence_parallel_edges(int c) {
   stage.reduce_sequence_parallel_grads_at(opt.edges(), 0, s.prefix_end);
   stage.reduce_sequence_parallel_grads_at(opt.edges() + s.prefix_end - s.suffix_begin, s.suffix_begin,
                                           INT64_MAX);
+  // And over CP (the edges accumulate the whole step; summed once here, before DP).
+  stage.reduce_context_parallel_grads_at(opt.edges(), 0, s.prefix_end);
+  stage.reduce_context_parallel_grads_at(opt.edges() + s.prefix_end - s.suffix_begin, s.suffix_begin,
+                                         INT64_MAX);
 }
 
 template <class B>

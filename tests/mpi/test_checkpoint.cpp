@@ -8,7 +8,8 @@
 //     tp2·cp2·dp2 resumes on one rank, and one written on one rank resumes with cp2·pp2·dp2.
 //   a checkpoint written under the zero-bubble schedule zb_h1 resumes under 1f1b and vice versa.
 //   ZeRO-2 and ZeRO-3 read those files, and a ZeRO-2 or ZeRO-3 checkpoint (tp2·dp4, layers
-//   aligned to dp in the flat buffer) resumes on one rank and on pp2·dp2 ZeRO-1 to 1e-5.
+//   aligned to dp in the flat buffer) resumes on one rank and on pp2·dp2 ZeRO-1 to 1e-5; and
+//   one written by tp2·cp2·dp2 ZeRO-3 resumes on one rank and on pp2·dp4 ZeRO-1 to 1e-5.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -285,5 +286,46 @@ TEST(Checkpoint, ZeroTwoAndThreeCheckpointsResumeOnOneRankAndUnderZeroOne) {
       other.ckpt.dir = full.ckpt.dir + "_" + tag;
       expect_close(losses_of(other), tail, 1e-5, name + " tp2-dp4 checkpoint resumed in " + tag);
     }
+  }
+}
+
+// The cross-resume: a checkpoint written by tp2-cp2-dp2 under ZeRO-3 (each layer's
+// gradients summed over cp and reduce-scattered over dp, parameters sharded over dp, the cp
+// ranks holding replicas of the shards) resumes on one rank and on pp2-dp4 ZeRO-1 to 1e-5.
+TEST(Checkpoint, ZeroThreeContextParallelCheckpointResumesOnOneRankAndUnderZeroOne) {
+  ASSERT_EQ(world_size(), 8);
+  config::JobConfig full = ckpt_job(false, "zero3_cp");
+  set_layout(full, 1, 1, 1);
+  full.parallel.zero_stage = 0;
+  full.ckpt.save_at_end = false;
+  full.optim.decay_steps = full.train.steps;
+  fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/zero3_cp");
+  const std::vector<double> all = losses_of(full);
+  const std::vector<double> tail(all.begin() + 3, all.end());
+
+  config::JobConfig first = full;
+  set_layout(first, 2, 1, 2);
+  first.parallel.cp = 2;
+  first.parallel.zero_stage = 3;
+  first.parallel.sequence_parallel = true;
+  first.train.steps = 3;
+  first.ckpt.save_at_end = true;
+  expect_close(losses_of(first), std::vector<double>(all.begin(), all.begin() + 3), 1e-5,
+               "tp2-cp2-dp2 ZeRO-3 before the checkpoint");
+  EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp2-pp1-dp2-cp2 zero3");
+
+  struct Layout {
+    int tp, pp, dp, zero;
+  };
+  for (const Layout l : {Layout{1, 1, 1, 0}, Layout{1, 2, 4, 1}}) {
+    config::JobConfig other = full;
+    set_layout(other, l.tp, l.pp, l.dp);
+    other.parallel.zero_stage = l.zero;
+    other.train.resume = first.ckpt.dir + "/step_00000003.h5";
+    const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" +
+                            std::to_string(l.dp) + "-z" + std::to_string(l.zero);
+    other.train.out_dir = full.train.out_dir + "_" + tag;
+    other.ckpt.dir = full.ckpt.dir + "_" + tag;
+    expect_close(losses_of(other), tail, 1e-5, "tp2-cp2-dp2 ZeRO-3 checkpoint resumed in " + tag);
   }
 }

@@ -399,7 +399,9 @@ TEST(Layouts, ContextParallelEightTrainsASequenceOneRanksPlanCannotHold) {
 // no flat gradient buffer) and ZeRO-3 (parameters sharded too, gathered per layer before its
 // forward and backward): dp = the world alone, GPT-style (tied embeddings) and LLaMA-style,
 // with recomputation; with 4 or 8 ranks also combined with tp 2 (sequence parallel), pp 2
-// (1F1B and interleaved: the tied embedding's two copies) and tp2-pp2-dp2.
+// (1F1B and interleaved: the tied embedding's two copies) and tp2-pp2-dp2; and with context
+// parallelism (each layer's unit and the edges summed over cp before dp): cp2-dp2 on 4 ranks,
+// tp2-cp2-dp2 on 8.
 TEST(Layouts, ZeroTwoAndThreeMatchOneRank) {
   if (world_size() < 2) GTEST_SKIP();
   for (const bool llama : {false, true}) {
@@ -408,16 +410,20 @@ TEST(Layouts, ZeroTwoAndThreeMatchOneRank) {
     struct Case {
       int tp, pp, dp, v;
       bool recompute;
+      int cp = 1;
     };
     std::vector<Case> cases{{1, 1, world_size(), 1, false}};
     if (!llama) cases.push_back({1, 1, world_size(), 1, true});
     if (world_size() == 4)
-      cases.insert(cases.end(), {{2, 1, 2, 1, false}, {1, 2, 2, 1, false}, {1, 2, 2, 2, false}});
+      cases.insert(cases.end(),
+                   {{2, 1, 2, 1, false}, {1, 2, 2, 1, false}, {1, 2, 2, 2, false}, {1, 1, 2, 1, false, 2}});
     if (world_size() == 8 && !llama) cases.push_back({2, 2, 2, 1, false});
+    if (world_size() == 8) cases.push_back({2, 1, 2, 1, false, 2});
     for (const Case& c : cases)
       for (const int zero : {2, 3}) {
         config::JobConfig j = base;
         j.parallel.tp = c.tp;
+        j.parallel.cp = c.cp;
         j.parallel.pp = c.pp;
         j.parallel.dp = c.dp;
         j.parallel.virtual_stages = c.v;

@@ -177,6 +177,7 @@ class Stage {
   void reduce_context_parallel_grads(std::int64_t begin = 0, std::int64_t end = INT64_MAX);
   // The same over gradients addressed as base + offset (ZeRO-2's reduction buffers).
   void reduce_sequence_parallel_grads_at(G* base, std::int64_t begin, std::int64_t end);
+  void reduce_context_parallel_grads_at(G* base, std::int64_t begin, std::int64_t end);
 
   // The flat buffers (backend memory): the compute copy of the parameters and their gradients.
   std::span<A> params() { return {params_, std::size_t(plan_.table.numel())}; }

@@ -79,7 +79,7 @@ class PipelineEngine final : public Engine {
   void wait_sends();
   void layer_grads_ready(int chunk, int layer);
   // ZeRO-2 (distributed_optimizer.hpp): bind a chunk's gradients to the optimizer's buffers;
-  // the sequence-parallel TP sums of its edge tensors.
+  // the sequence-parallel TP sums (and the CP sums) of its edge tensors.
   void bind_sharded_grads(int chunk);
   void reduce_sequence_parallel_edges(int chunk);
   void gather_sharded_edges();  // ZeRO-3: the edges' parameters for this step

@@ -87,7 +87,14 @@ TEST(PlanStage, CpuStagePlanEqualsThePipelineEngineOnEveryRank) {
 // ZeRO-2's two layer-unit buffers (+ their 1/dp pieces) and the edges' gradient. The sizes
 // are computed here from the parameter table, the planner (plan::predict_stage_memory) must
 // give exactly those bytes, and the heap the engine's construction takes (glibc's
-// mallinfo2, measured) must be the plan's bytes up to 1% (its own small objects).
+// mallinfo2, measured) must be the plan's bytes up to 1% (its own small objects; not under
+// AddressSanitizer, whose allocator glibc's counters do not see).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kGlibcHeap = false;  // AddressSanitizer's allocator: mallinfo2 sees none of it
+#else
+constexpr bool kGlibcHeap = true;
+#endif
+
 TEST(PlanStage, ZeroThreeKeepsOneDpthPlusTheGatheredLayers) {
   const int dp = world_size();
   const config::ModelConfig model =
@@ -136,8 +143,9 @@ TEST(PlanStage, ZeroThreeKeepsOneDpthPlusTheGatheredLayers) {
     const std::size_t measured = mallinfo2().uordblks + mallinfo2().hblkhd - before;
     const double planned = double(engine.plan().device_bytes() + engine.plan().host.total_bytes());
     EXPECT_EQ(double(engine.plan().parameter_bytes()), weights + grads);
-    EXPECT_NEAR(double(measured), planned, 0.01 * planned)
-        << "measured " << measured << " planned " << planned;
+    if (kGlibcHeap)
+      EXPECT_NEAR(double(measured), planned, 0.01 * planned)
+          << "measured " << measured << " planned " << planned;
     if (grid.global_rank() == 0)
       std::printf(
           "ZeRO-3 dp%d: heap measured %zu B, planned %.0f B; parameters %.0f B (ZeRO-1 %.0f B), "

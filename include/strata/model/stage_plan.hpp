@@ -68,7 +68,7 @@ inline constexpr std::array<std::int64_t LayerOffsets::*, 6> input_pass_tensors{
     &LayerOffsets::attn_norm_w, &LayerOffsets::attn_norm_b, &LayerOffsets::bo,
     &LayerOffsets::mlp_norm_w,  &LayerOffsets::mlp_norm_b,  &LayerOffsets::b2};
 template <class P>
-inline constexpr std::array<P* LayerView<P>::*, 6> input_pass_grads{
+inline constexpr std::array<P * LayerView<P>::*, 6> input_pass_grads{
     &LayerView<P>::attn_norm_w, &LayerView<P>::attn_norm_b, &LayerView<P>::bo,
     &LayerView<P>::mlp_norm_w,  &LayerView<P>::mlp_norm_b,  &LayerView<P>::b2};
 

@@ -69,7 +69,8 @@ TEST(PlanSearch, ZeroBubbleIsSearchedWithZeroTwoAndThreeOnTheCpu) {
     if (l.zb) zero_under_zb.insert(l.zero);
   EXPECT_EQ(zero_under_zb, (std::set<int>{0, 1, 2, 3}));
   for (const int zero : {2, 3}) {
-    Layout zb = parse_layout("tp1-pp2-dp4-mb1-z" + std::to_string(zero) + "-zb", 8, 8, config::Precision::fp32);
+    Layout zb =
+        parse_layout("tp1-pp2-dp4-mb1-z" + std::to_string(zero) + "-zb", 8, 8, config::Precision::fp32);
     ASSERT_TRUE(zb.zb);
     EXPECT_EQ(layout_unsupported(r, zb), "");
     Layout plain = zb;

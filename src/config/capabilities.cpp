@@ -45,13 +45,6 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
   if (p.cp > 1 && device == DeviceKind::cuda)
     say("parallel.cp = ", p.cp, ": context parallelism runs on hardware.device: cpu only (the ", b.name,
         " backend has no ring-attention kernel yet; use parallel.cp: 1)");
-  // Engine combinations (every backend) not built yet. ZeRO-2/3 (dp > 1) reduce-scatter each
-  // layer's gradients right after its backward, not waiting for zb_h1's later weight pass.
-  // dp = 0 is derived from the world size at launch, so it may be > 1: refused too.
-  if (p.zero_stage >= 2 && p.dp != 1 && p.schedule == PipelineSchedule::zb_h1)
-    say("parallel.zero_stage = ", p.zero_stage,
-        " with parallel.schedule: zb_h1: ZeRO-2/3 reduce a layer's gradients right after its "
-        "backward, before zb_h1's weight pass (use parallel.zero_stage: 1 or parallel.schedule: 1f1b)");
   if (p.sequence_parallel && p.tp > 1 && (std::int64_t(p.micro_batch_size) * seq_len) % p.tp != 0)
     say("parallel.sequence_parallel: micro_batch_size x train.seq_len (", p.micro_batch_size, " x ", seq_len,
         ") must be divisible by parallel.tp (", p.tp, ")");

@@ -63,6 +63,8 @@ void Stage<B>::bind() {
   grads_ = plan_ptr<G>(plan_.weights, plan_.grads);
   w_ = model::bind(plan_.table.offsets(), params_);
   g_ = model::bind(plan_.table.offsets(), grads_);
+  if (plan_.held_grads != StagePlan::none)
+    held_ = model::bind(plan_.held_layout, plan_ptr<G>(plan_.weights, plan_.held_grads));
   for (const StagePlan::Slot& si : plan_.slots) {
     SlotBuffers sb{};
     for (std::size_t i : si.resid) sb.resid.push_back(plan_ptr<A>(P, i));
@@ -162,6 +164,10 @@ void Stage<B>::set_seq_len(int seq_len) {
 template <class B>
 void Stage<B>::zero_grads() {
   if (grads_) be_->fill(grads_, G(0), plan_.table.numel());  // ZeRO-2: the engine's buffers
+  if (plan_.held_grads != StagePlan::none) {  // zb_h1 with ZeRO-2/3 (empty again after each step's last W)
+    const Tensor held = plan_.weights.tensor(plan_.held_grads);
+    be_->fill(static_cast<G*>(held.raw()), G(0), held.numel());
+  }
 }
 
 template <class B>
@@ -405,7 +411,8 @@ void Stage<B>::head_backward(const SlotBuffers& s) {
 template <class B>
 void Stage<B>::layer_backward(const SlotBuffers& s, int li, bool split) {
   const LayerView<A>& w = w_.layers[std::size_t(li)];
-  const LayerView<G>& g = g_.layers[std::size_t(li)];
+  // split with ZeRO-2/3: the B pass's gradients wait in held_ for the layer's W pass
+  const LayerView<G>& g = (split && !held_.layers.empty() ? held_ : g_).layers[std::size_t(li)];
   const LayerView<G> deferred{};  // split: the weight GEMMs and column-parallel biases wait for W
   const LayerView<G>& gw = split ? deferred : g;
   const LayerActs& a = s.layers[std::size_t(li)];

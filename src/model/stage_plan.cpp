@@ -94,6 +94,7 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   flat = (table.numel() + fm - 1) / fm * fm;
   if (!place.sharded_params) params = weights.add("params", {flat}, spec.act, "persistent");
   if (train && !place.sharded_grads) grads = weights.add("grads", {flat}, spec.grad, "persistent");
+  if (train && place.sharded_grads && place.split_backward) plan_held_grads();
 
   const std::int64_t N = d.N, Ns = d.Nsp, C = d.C, Q = d.Q, KV = d.KV, F = d.F, V = d.V;
   const DType A = spec.act, S = spec.stat, G = spec.grad;
@@ -201,6 +202,26 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
       v_cache.push_back(acts.add(name + ".v", {N, KV}, A, "cache"));
     }
   }
+}
+
+void StagePlan::plan_held_grads() {
+  // zb_h1 runs a layer's W pass (micro-batch mb) after other micro-batches' B passes, and ZeRO-2
+  // reduce-scatters the layer's unit right after W: the B pass's gradients of the layer wait
+  // here, packed layer after layer, and W adds them to the unit and clears them (stage_split_impl.hpp).
+  std::int64_t n = 0;
+  for (const LayerOffsets& l : table.offsets().layers) {
+    LayerOffsets& h = held_layout.layers.emplace_back();
+    for (auto field : input_pass_tensors) {
+      if (l.*field < 0) continue;
+      for (const ParamInfo& p : table.entries())
+        STRATA_CHECK(p.offset != l.*field || p.numel == dims.C, "stage plan: ", p.name, " has ", p.numel,
+                     " elements, the held gradients d_model = ", dims.C);
+      h.*field = n;
+      n += dims.C;
+    }
+  }
+  held_layout.first_layer = table.offsets().first_layer;
+  held_grads = weights.add("grads.held", {n}, spec.grad, "step");
 }
 
 double model_flops_per_token(const config::ModelConfig& cfg, int seq_len) {

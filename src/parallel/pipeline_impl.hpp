@@ -213,7 +213,7 @@ void PipelineEngine<B>::weight(int c, int mb) {
   const typename B::Mark compute = be_->mark();
   stage.backward_weight_chunk(mb % plan_.chunks[std::size_t(c)].slots);
   time(Timing::compute, compute);
-  if (last) grads_final(c);
+  if (last && !plan_.chunks[std::size_t(c)].sharding.grads_sharded()) grads_final(c);
 }
 
 template <class B>
@@ -272,13 +272,20 @@ void PipelineEngine<B>::bind_sharded_grads(int c) {
                          optimizers_[std::size_t(c)]->gathered_unit(st.layer_range(layer).first, prefetch));
   };
   if (zero3) stage.on_layer_forward_begin = [gather](int layer) { gather(layer, layer + 1); };
-  stage.on_layer_backward_begin = [this, c, zero3, gather](int layer) {
+  auto bind_unit = [this, c](int layer) {
     model::Stage<B>& st = *chunks_[std::size_t(c)];
-    if (zero3) gather(layer, layer - 1);
     G* base = optimizers_[std::size_t(c)]->begin_unit(st.layer_range(layer).first);
     unit_base_[std::size_t(c)] = base;
     st.bind_layer_grads(layer, base);
   };
+  // zb_h1: the layer's unit is bound for its W pass (on_layer_weight_begin), reduce-scattered
+  // right after it; the B pass holds its few gradients of the layer meanwhile (stage_split_impl.hpp).
+  const bool split = stage.placement().split_backward;
+  stage.on_layer_backward_begin = [zero3, split, gather, bind_unit](int layer) {
+    if (zero3) gather(layer, layer - 1);
+    if (!split) bind_unit(layer);
+  };
+  if (split) stage.on_layer_weight_begin = bind_unit;
 }
 
 template <class B>

@@ -150,6 +150,8 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
       mb.weights += aligned_bytes(c.stage.weights.entries()[c.stage.params]);
     if (c.stage.grads != model::StagePlan::none)
       mb.gradients += aligned_bytes(c.stage.weights.entries()[c.stage.grads]);
+    if (c.stage.held_grads != model::StagePlan::none)  // zb_h1 with ZeRO-2/3: B's held gradients
+      mb.gradients += aligned_bytes(c.stage.weights.entries()[c.stage.held_grads]);
     mb.activations += double(c.stage.acts.total_bytes());
     const auto& entries = c.optimizer.plan.entries();
     const parallel::OptimizerMemory& o = c.optimizer;

@@ -9,7 +9,8 @@
 //   a checkpoint written under the zero-bubble schedule zb_h1 resumes under 1f1b and vice versa.
 //   ZeRO-2 and ZeRO-3 read those files, and a ZeRO-2 or ZeRO-3 checkpoint (tp2·dp4, layers
 //   aligned to dp in the flat buffer) resumes on one rank and on pp2·dp2 ZeRO-1 to 1e-5; and
-//   one written by tp2·cp2·dp2 ZeRO-3 resumes on one rank and on pp2·dp4 ZeRO-1 to 1e-5.
+//   one written by tp2·cp2·dp2 ZeRO-3 resumes on one rank and on pp2·dp4 ZeRO-1 to 1e-5, and
+//   one written by pp2·dp2 ZeRO-3 under zb_h1 on one rank.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -87,6 +88,45 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
   ASSERT_EQ(got.size(), want.size()) << what;
   for (std::size_t i = 0; i < got.size(); ++i)
     EXPECT_NEAR(got[i], want[i], rel * std::abs(want[i])) << what << ", step " << i + 4;
+}
+
+struct ResumeLayout {
+  int tp, pp, dp, zero;
+};
+
+// Writes `first`'s checkpoint at step 3, its losses those of the uninterrupted run `full`
+// (`all`, one rank), then resumes it from `full` in each of `others`: the last three losses of
+// `all` to 1e-5.
+void write_then_resume(const config::JobConfig& full, const std::vector<double>& all, config::JobConfig first,
+                       const std::vector<ResumeLayout>& others, const std::string& what) {
+  first.train.steps = 3;
+  first.ckpt.save_at_end = true;
+  expect_close(losses_of(first), std::vector<double>(all.begin(), all.begin() + 3), 1e-5,
+               what + " before the checkpoint");
+  const std::vector<double> tail(all.begin() + 3, all.end());
+  for (const ResumeLayout& l : others) {
+    config::JobConfig other = full;
+    set_layout(other, l.tp, l.pp, l.dp);
+    other.parallel.zero_stage = l.zero;
+    other.train.resume = first.ckpt.dir + "/step_00000003.h5";
+    const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" +
+                            std::to_string(l.dp) + "-z" + std::to_string(l.zero);
+    other.train.out_dir = full.train.out_dir + "_" + tag;
+    other.ckpt.dir = full.ckpt.dir + "_" + tag;
+    expect_close(losses_of(other), tail, 1e-5, what + " checkpoint resumed in " + tag);
+  }
+}
+
+// The uninterrupted 6 steps on one rank (ZeRO-0) in the folder `name`.
+config::JobConfig one_rank_run(const std::string& name, std::vector<double>& all) {
+  config::JobConfig full = ckpt_job(false, name);
+  set_layout(full, 1, 1, 1);
+  full.parallel.zero_stage = 0;
+  full.ckpt.save_at_end = false;
+  full.optim.decay_steps = full.train.steps;
+  fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/" + name);
+  all = losses_of(full);
+  return full;
 }
 
 }  // namespace
@@ -254,38 +294,14 @@ TEST(Checkpoint, ZeroTwoAndThreeCheckpointsResumeOnOneRankAndUnderZeroOne) {
   for (const int zero : {2, 3}) {
     SCOPED_TRACE("written under ZeRO-" + std::to_string(zero));
     const std::string name = "zero" + std::to_string(zero);
-    config::JobConfig full = ckpt_job(false, name);
-    set_layout(full, 1, 1, 1);
-    full.parallel.zero_stage = 0;
-    full.ckpt.save_at_end = false;
-    full.optim.decay_steps = full.train.steps;
-    fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/" + name);
-    const std::vector<double> all = losses_of(full);
-    const std::vector<double> tail(all.begin() + 3, all.end());
-
+    std::vector<double> all;
+    const config::JobConfig full = one_rank_run(name, all);
     config::JobConfig first = full;
     set_layout(first, 2, 1, 4);
     first.parallel.zero_stage = zero;
     first.parallel.sequence_parallel = true;
-    first.train.steps = 3;
-    first.ckpt.save_at_end = true;
-    losses_of(first);
+    write_then_resume(full, all, first, {{1, 1, 1, 0}, {1, 2, 2, 1}}, name + " tp2-dp4");
     EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp2-pp1-dp4 zero" + std::to_string(zero));
-
-    struct Layout {
-      int tp, pp, dp, zero;
-    };
-    for (const Layout l : {Layout{1, 1, 1, 0}, Layout{1, 2, 2, 1}}) {
-      config::JobConfig other = full;
-      set_layout(other, l.tp, l.pp, l.dp);
-      other.parallel.zero_stage = l.zero;
-      other.train.resume = first.ckpt.dir + "/step_00000003.h5";
-      const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" +
-                              std::to_string(l.dp) + "-z" + std::to_string(l.zero);
-      other.train.out_dir = full.train.out_dir + "_" + tag;
-      other.ckpt.dir = full.ckpt.dir + "_" + tag;
-      expect_close(losses_of(other), tail, 1e-5, name + " tp2-dp4 checkpoint resumed in " + tag);
-    }
   }
 }
 
@@ -294,38 +310,28 @@ TEST(Checkpoint, ZeroTwoAndThreeCheckpointsResumeOnOneRankAndUnderZeroOne) {
 // ranks holding replicas of the shards) resumes on one rank and on pp2-dp4 ZeRO-1 to 1e-5.
 TEST(Checkpoint, ZeroThreeContextParallelCheckpointResumesOnOneRankAndUnderZeroOne) {
   ASSERT_EQ(world_size(), 8);
-  config::JobConfig full = ckpt_job(false, "zero3_cp");
-  set_layout(full, 1, 1, 1);
-  full.parallel.zero_stage = 0;
-  full.ckpt.save_at_end = false;
-  full.optim.decay_steps = full.train.steps;
-  fresh_dir(testing::TempDir() + "/strata_ckpt_mpi/zero3_cp");
-  const std::vector<double> all = losses_of(full);
-  const std::vector<double> tail(all.begin() + 3, all.end());
-
+  std::vector<double> all;
+  const config::JobConfig full = one_rank_run("zero3_cp", all);
   config::JobConfig first = full;
   set_layout(first, 2, 1, 2);
   first.parallel.cp = 2;
   first.parallel.zero_stage = 3;
   first.parallel.sequence_parallel = true;
-  first.train.steps = 3;
-  first.ckpt.save_at_end = true;
-  expect_close(losses_of(first), std::vector<double>(all.begin(), all.begin() + 3), 1e-5,
-               "tp2-cp2-dp2 ZeRO-3 before the checkpoint");
+  write_then_resume(full, all, first, {{1, 1, 1, 0}, {1, 2, 4, 1}}, "tp2-cp2-dp2 ZeRO-3");
   EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp2-pp1-dp2-cp2 zero3");
+}
 
-  struct Layout {
-    int tp, pp, dp, zero;
-  };
-  for (const Layout l : {Layout{1, 1, 1, 0}, Layout{1, 2, 4, 1}}) {
-    config::JobConfig other = full;
-    set_layout(other, l.tp, l.pp, l.dp);
-    other.parallel.zero_stage = l.zero;
-    other.train.resume = first.ckpt.dir + "/step_00000003.h5";
-    const std::string tag = "tp" + std::to_string(l.tp) + "-pp" + std::to_string(l.pp) + "-dp" +
-                            std::to_string(l.dp) + "-z" + std::to_string(l.zero);
-    other.train.out_dir = full.train.out_dir + "_" + tag;
-    other.ckpt.dir = full.ckpt.dir + "_" + tag;
-    expect_close(losses_of(other), tail, 1e-5, "tp2-cp2-dp2 ZeRO-3 checkpoint resumed in " + tag);
-  }
+// ZeRO-3 under the zero-bubble schedule (each layer's unit reduce-scattered after its W pass,
+// the B pass's norm and bias gradients held until then): a checkpoint written by pp2-dp2
+// resumes on one rank to 1e-5.
+TEST(Checkpoint, ZeroThreeZeroBubbleCheckpointResumesOnOneRank) {
+  ASSERT_EQ(world_size(), 8);
+  std::vector<double> all;
+  const config::JobConfig full = one_rank_run("zero3_zb", all);
+  config::JobConfig first = full;
+  set_layout(first, 1, 2, 2);
+  first.parallel.zero_stage = 3;
+  first.parallel.schedule = config::PipelineSchedule::zb_h1;
+  write_then_resume(full, all, first, {{1, 1, 1, 0}}, "pp2-dp2 zb_h1 ZeRO-3");
+  EXPECT_EQ(ckpt::read_info(first.ckpt.dir).layout, "tp1-pp2-dp2 zero3");
 }

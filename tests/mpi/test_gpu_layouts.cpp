@@ -1,11 +1,12 @@
 // The CUDA engine's layouts on two GPUs against one GPU (run under mpiexec -n 2; label cuda):
 // tensor parallelism (tp 2, with and without sequence parallelism), data parallelism (dp 2:
-// bucketed reduction with ZeRO-0/1, fp32 or bf16; ZeRO-2/3 fp32) and pipeline parallelism (pp 2: gpipe, 1f1b,
-// interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) give the loss and the gradients of the one-GPU
-// engine within bf16 tolerances, and (dp 2) the same update. These are the layouts the CPU suite proves equal
-// to one rank (tests/mpi/test_layouts.cpp), run by the same engine code over the CUDA backend. The reference
-// runs on every rank from a one-rank grid over MPI_COMM_SELF. Each case is its own test: one that fails is
-// never hidden behind another's skip. Skips where fewer than two GPUs are visible.
+// bucketed reduction with ZeRO-0/1, fp32 or bf16; ZeRO-2/3 fp32, also under zb_h1's split backward) and
+// pipeline parallelism (pp 2: gpipe, 1f1b, interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) give
+// the loss and the gradients of the one-GPU engine within bf16 tolerances, and (dp 2) the same update. These
+// are the layouts the CPU suite proves equal to one rank (tests/mpi/test_layouts.cpp), run by the same engine
+// code over the CUDA backend. The reference runs on every rank from a one-rank grid over MPI_COMM_SELF. Each
+// case is its own test: one that fails is never hidden behind another's skip. Skips where fewer than two GPUs
+// are visible.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -159,11 +160,14 @@ TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
     int zero_stage;
     config::ReduceDType reduce;
     const char* name;
+    bool zb = false;  // zb_h1 on pp 1: B holds the norm and bias gradients until W's unit
   };
   for (const Case& k :
        {Case{1, config::ReduceDType::fp32, "zero1 fp32"}, Case{1, config::ReduceDType::bf16, "zero1 bf16"},
         Case{0, config::ReduceDType::bf16, "zero0 bf16"}, Case{2, config::ReduceDType::fp32, "zero2 fp32"},
-        Case{3, config::ReduceDType::fp32, "zero3 fp32"}}) {
+        Case{3, config::ReduceDType::fp32, "zero3 fp32"},
+        Case{2, config::ReduceDType::fp32, "zero2 zb_h1", true},
+        Case{3, config::ReduceDType::fp32, "zero3 zb_h1", true}}) {
     // The global batch is 2 x kM micro-batches; DP rank r runs [r kM, (r+1) kM).
     const float scale = float(1.0 / double(test::count_targets(kB, kT, 2 * kM)));
     auto ref = reference(c, 2 * kM);
@@ -171,8 +175,9 @@ TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
     const double want_norm = ref->grad_norm();
     const test::EngineParams ref_table = test::engine_params(*ref);
     comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, 2);
-    auto e = parallel::make_engine(config::DeviceKind::cuda, c, parallel_config(k.zero_stage, k.reduce),
-                                   config::OptimConfig{}, kT, kM, grid);
+    config::ParallelConfig par = parallel_config(k.zero_stage, k.reduce);
+    if (k.zb) par.schedule = config::PipelineSchedule::zb_h1;
+    auto e = parallel::make_engine(config::DeviceKind::cuda, c, par, config::OptimConfig{}, kT, kM, grid);
     e->init_parameters(kSeed);
     const Step got = run_step(*e, c, dp_rank * kM, scale);  // gradients: the DP-reduced sum
     double sums[2] = {got.loss.sum, double(got.loss.count)};

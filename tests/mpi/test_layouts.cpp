@@ -251,7 +251,9 @@ TEST(Layouts, Llama70bShapedMatchesOneRank) {
 // every layout of this world size with a pipeline: pp 2 (2 ranks); pp 4, pp 2 x dp 2 and
 // pp 2 x tp 2 (4 ranks); tp 2 x pp 2 x dp 2 (8 ranks); with sequence parallelism under tp
 // and ZeRO-1 under dp, GPT style (tied embeddings over the first and last stage, biases) and
-// LLaMA style.
+// LLaMA style. ZeRO-2 and ZeRO-3 (each layer's unit reduce-scattered right after its W pass,
+// which adds the norm and row-parallel bias gradients its B passes held): pp 2 x dp 2 (4
+// ranks); pp 2 x dp 4, tp 2 (SP) x pp 2 x dp 2, cp 2 x pp 2 x dp 2 (8 ranks).
 TEST(Layouts, ZeroBubbleMatchesOneRank) {
   for (const bool llama : {false, true}) {
     const config::JobConfig base = base_job(llama);
@@ -267,6 +269,24 @@ TEST(Layouts, ZeroBubbleMatchesOneRank) {
       j.parallel.zero_stage = l.dp > 1 ? 1 : 0;
       expect_matches(j, ref);
     }
+    struct Case {
+      int tp, cp, pp, dp;
+    };
+    std::vector<Case> sharded;
+    if (world_size() == 4) sharded = {{1, 1, 2, 2}};
+    if (world_size() == 8) sharded = {{1, 1, 2, 4}, {2, 1, 2, 2}, {1, 2, 2, 2}};
+    for (const Case& c : sharded)
+      for (const int zero : {2, 3}) {
+        config::JobConfig j = base;
+        j.parallel.tp = c.tp;
+        j.parallel.cp = c.cp;
+        j.parallel.pp = c.pp;
+        j.parallel.dp = c.dp;
+        j.parallel.schedule = config::PipelineSchedule::zb_h1;
+        j.parallel.sequence_parallel = c.tp > 1;
+        j.parallel.zero_stage = zero;
+        expect_matches(j, ref);
+      }
   }
 }
 

@@ -71,6 +71,8 @@ TEST(PlanStage, CpuStagePlanEqualsThePipelineEngineOnEveryRank) {
       {1, 1, 4, 1, S::one_f_one_b, false, 2},
       {2, 2, 2, 1, S::one_f_one_b, true, 3},
       {1, 2, 2, 2, S::interleaved_1f1b, false, 3},
+      {1, 2, 2, 1, S::zb_h1, false, 2},
+      {2, 2, 2, 1, S::zb_h1, true, 3},
   };
   int ran = 0;
   for (const Case& c : cases) {
@@ -151,6 +153,40 @@ TEST(PlanStage, ZeroThreeKeepsOneDpthPlusTheGatheredLayers) {
           "ZeRO-3 dp%d: heap measured %zu B, planned %.0f B; parameters %.0f B (ZeRO-1 %.0f B), "
           "gradients %.0f B (ZeRO-1 %.0f B), moments %.0f B\n",
           dp, measured, planned, m.weights, z1.weights, m.gradients, z1.gradients, m.optimizer);
+  }
+}
+
+// zb_h1 with ZeRO-2/3: the only gradient memory zb adds is what its B pass holds for the
+// layer's W pass, the layers' replicated tensors (norms, row-parallel biases) of the stage,
+// counted here from the parameter table; the planner's gradients are 1f1b's plus exactly those
+// bytes, and the engine holds what the planner says.
+TEST(PlanStage, ZeroBubbleUnderZeroTwoAndThreeAddsOnlyTheHeldNormAndBiasGradients) {
+  const int n = world_size();
+  const config::ModelConfig model =
+      config::load_model_config(std::string(STRATA_SOURCE_DIR) + "/configs/models/bench_layouts.yaml");
+  const int seq = 128, dp = n / 2, microbatches = 16 / (2 * dp);
+  for (const int zero : {2, 3}) {
+    config::ParallelConfig par;
+    par.pp = 2, par.dp = dp, par.micro_batch_size = 2, par.zero_stage = zero;
+    par.schedule = config::PipelineSchedule::zb_h1;
+    comm::RankGrid grid(MPI_COMM_WORLD, 1, 2, dp);
+    const parallel::CpuEngine engine(model, par, config::OptimConfig{}, seq, microbatches, grid);
+    std::int64_t held = 0;
+    for (const model::ParamInfo& p : engine.plan().chunks.front().stage.table.entries())
+      if (p.name.rfind("layers.", 0) == 0 && p.split == model::TpSplit::replicated) held += p.numel;
+    ASSERT_GT(held, 0);
+    plan::Layout l;
+    l.tp = 1, l.pp = 2, l.dp = dp, l.micro_batch = 2, l.micro_batches = microbatches, l.zero = zero;
+    l.zb = true, l.precision = config::Precision::fp32;
+    const int stage = grid.coord().pp_rank;
+    const plan::Workload w = plan::Workload::of(model, seq);
+    const plan::MemoryBreakdown zb = plan::predict_stage_memory(w, l, config::ClusterConfig{}, stage);
+    l.zb = false;
+    const plan::MemoryBreakdown plain = plan::predict_stage_memory(w, l, config::ClusterConfig{}, stage);
+    SCOPED_TRACE("ZeRO-" + std::to_string(zero) + " stage " + std::to_string(stage));
+    EXPECT_EQ(zb.gradients - plain.gradients, double((held * 4 + 63) / 64 * 64));
+    EXPECT_EQ(zb.weights, plain.weights);
+    EXPECT_EQ(double(engine.plan().parameter_bytes()), zb.weights + zb.gradients);
   }
 }
 

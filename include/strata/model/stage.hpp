@@ -140,8 +140,13 @@ class Stage {
   // reduction overlapped with the rest of backward); null by default.
   std::function<void(int layer)> on_layer_grads_ready;
   // Called before each layer's backward (ZeRO-2: the engine binds the layer's gradients to a
-  // reduction buffer here); null by default.
+  // reduction buffer here; ZeRO-3: the layer's gathered parameters), in backward_chunk and in
+  // zb_h1's B pass (backward_input_chunk); null by default.
   std::function<void(int layer)> on_layer_backward_begin;
+  // Called before each layer's W pass in backward_weight_chunk (zb_h1 with ZeRO-2/3: the engine
+  // binds the layer's gradients to a reduction buffer here; W reads no parameters, so ZeRO-3
+  // gathers none for it); null by default.
+  std::function<void(int layer)> on_layer_weight_begin;
   // Called before each layer's forward in forward_chunk (ZeRO-3: the engine binds the layer's
   // gathered parameters here); null by default.
   std::function<void(int layer)> on_layer_forward_begin;
@@ -229,6 +234,7 @@ class Stage {
   // split: the B pass of zb_h1 (no weight GEMMs; their output gradients kept in the slot).
   void layer_backward(const SlotBuffers& s, int l, bool split = false);
   void layer_weight_grads(const SlotBuffers& s, int l);  // the W pass of one layer
+  void add_held_grads(int l);  // zb_h1 with ZeRO-2/3: the B pass's held gradients into layer l's (W)
   void head_forward(const SlotBuffers& s, const A* x, std::int64_t rows, std::int64_t rows_sp);
   void head_backward(const SlotBuffers& s);
   void embed_forward(const SlotBuffers& s, std::int64_t pos);
@@ -265,6 +271,7 @@ class Stage {
   G* grads_ = nullptr;
   ChunkView<A> w_;                                                   // parameters
   ChunkView<G> g_;                                                   // gradients
+  ChunkView<G> held_;                                                // zb_h1 with ZeRO-2/3: B's (held_grads)
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_ranges_;  // per local layer: flat range
   std::vector<std::pair<std::int64_t, std::int64_t>> sp_sum_spans_;  // SP: (offset, numel) summed over TP
   std::vector<SlotBuffers> slots_;

@@ -11,6 +11,7 @@
 // vocabulary, L layers of the chunk. With sequence parallelism the residual stream has
 // Nsp = N / tp rows on each rank.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -59,6 +60,18 @@ struct StageDims {
   bool sp = false;               // sequence parallelism in effect (tp > 1)
 };
 
+// The tensors of a layer whose gradients zb_h1's B pass adds (layer_backward with split): the
+// norms' weights and biases and the row-parallel biases, which their kernels produce with dX,
+// each of d_model elements; the W pass adds the rest (the weight GEMMs, the column-parallel
+// biases). The same fields of a layer's offsets and of a view.
+inline constexpr std::array<std::int64_t LayerOffsets::*, 6> input_pass_tensors{
+    &LayerOffsets::attn_norm_w, &LayerOffsets::attn_norm_b, &LayerOffsets::bo,
+    &LayerOffsets::mlp_norm_w,  &LayerOffsets::mlp_norm_b,  &LayerOffsets::b2};
+template <class P>
+inline constexpr std::array<P * LayerView<P>::*, 6> input_pass_grads{
+    &LayerView<P>::attn_norm_w, &LayerView<P>::attn_norm_b, &LayerView<P>::bo,
+    &LayerView<P>::mlp_norm_w,  &LayerView<P>::mlp_norm_b,  &LayerView<P>::b2};
+
 class StagePlan {
  public:
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
@@ -71,6 +84,7 @@ class StagePlan {
   // Adds the ring-attention buffers (cp_ring, cp_work) of a context-parallel stage
   // (context_parallel.cpp); called by the constructor.
   void plan_ring_attention(bool train);
+  void plan_held_grads();  // held_grads, held_layout; called by the constructor
 
   // Indices into acts of one layer's saved activations (all slots alias one set under full
   // recomputation and in inference). attn_saved: P (probabilities) or the log-sum-exp (flash).
@@ -100,6 +114,12 @@ class StagePlan {
   MemoryPlan weights{"parameters"};  // params (compute copy), grads (train)
   MemoryPlan acts{"activations"};    // every activation slot, the work space, the KV cache
   std::size_t params = none, grads = none;
+  // zb_h1 with ZeRO-2/3 (place.split_backward and place.sharded_grads): the gradients the B
+  // pass adds (input_pass_tensors) of every layer, held until the layer's next W pass adds them
+  // to its unit buffer ("grads.held", 6 x C per layer at most); held_layout gives each layer's
+  // tensors their offsets in it (the others -1).
+  std::size_t held_grads = none;
+  ChunkOffsets held_layout;
   std::vector<Slot> slots;
   // Work space shared by every slot and layer (none where the configuration needs no such buffer).
   std::size_t lnf = none, logits = none, losses = none, ce_stats = none, targets = none;

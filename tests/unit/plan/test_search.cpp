@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "plan_test_util.hpp"
 #include "strata/plan/search.hpp"
@@ -57,6 +58,26 @@ TEST(PlanSearch, EveryEnumeratedLayoutIsValid) {
   EXPECT_NE(layout_unsupported(r, zb).find("zero-bubble schedule (zb) runs without virtual stages, GPipe or "
                                            "full recomputation"),
             std::string::npos);
+}
+
+// The CPU backend runs zb_h1 with every ZeRO stage: the search tries ZeRO-2/3 under zb too, and
+// their memory counts the gradients zb's B pass holds for W (the planner reads the engine's plan).
+TEST(PlanSearch, ZeroBubbleIsSearchedWithZeroTwoAndThreeOnTheCpu) {
+  const PlanRequest r = request("tiny_llama", "local", 8, 8);
+  std::set<int> zero_under_zb;
+  for (const Layout& l : enumerate_layouts(r))
+    if (l.zb) zero_under_zb.insert(l.zero);
+  EXPECT_EQ(zero_under_zb, (std::set<int>{0, 1, 2, 3}));
+  for (const int zero : {2, 3}) {
+    Layout zb =
+        parse_layout("tp1-pp2-dp4-mb1-z" + std::to_string(zero) + "-zb", 8, 8, config::Precision::fp32);
+    ASSERT_TRUE(zb.zb);
+    EXPECT_EQ(layout_unsupported(r, zb), "");
+    Layout plain = zb;
+    plain.zb = false;
+    EXPECT_GT(predict_memory(r.workload, zb, r.cluster).gradients,
+              predict_memory(r.workload, plain, r.cluster).gradients);
+  }
 }
 
 TEST(PlanSearch, BestLayoutFitsAndIsFastest) {

@@ -85,6 +85,51 @@ TEST(FlashMath, BlockRangesVisitEveryVisiblePairAndSkipOnlyMaskedBlocks) {
   }
 }
 
+TEST(FlashMath, BlockRangesWithPositionOffsetsVisitEveryVisiblePair) {
+  // Ring attention's blocks: Tq query rows at q_pos.., Tk keys at k_pos.. (flash::BlockSpan).
+  for (std::int64_t Tq : {1, 40, 64, 130})
+    for (std::int64_t Tk : {1, 64, 100})
+      for (std::int64_t q_pos : {0, 30, 64, 200})
+        for (std::int64_t k_pos : {0, 50, 64, 128, 300})
+          for (bool causal : {false, true}) {
+            const flash::BlockSpan s{Tq, Tk, q_pos, k_pos, causal};
+            const int nq = flash::num_blocks(Tq, flash::kBlockM), nk = flash::num_blocks(Tk, flash::kBlockN);
+            for (int qb = 0; qb < nq; ++qb)
+              for (int kb = 0; kb < nk; ++kb) {
+                bool any_visible = false;
+                for (int r = 0; r < flash::kBlockM; ++r)
+                  for (int c = 0; c < flash::kBlockN; ++c) {
+                    const std::int64_t t = std::int64_t(qb) * flash::kBlockM + r,
+                                       u = std::int64_t(kb) * flash::kBlockN + c;
+                    const bool v = flash::key_visible(s, t, u);
+                    EXPECT_EQ(v, t < Tq && u < Tk && (!causal || k_pos + u <= q_pos + t));
+                    any_visible |= v;
+                  }
+                EXPECT_EQ(kb < flash::kv_blocks_for_q_block(s, qb), any_visible)
+                    << "Tq " << Tq << " Tk " << Tk << " q_pos " << q_pos << " k_pos " << k_pos << " q " << qb
+                    << " kv " << kb;
+                EXPECT_EQ(qb >= flash::q_block_begin_for_kv_block(s, kb), any_visible)
+                    << "Tq " << Tq << " Tk " << Tk << " q_pos " << q_pos << " k_pos " << k_pos << " q " << qb
+                    << " kv " << kb;
+              }
+          }
+}
+
+TEST(FlashMath, ARowContinuesFromItsSavedLogSumExp) {
+  // State from (out, lse) = one earlier key with score s0: l = 1 at m = s0; adding a key of
+  // score s1 gives the log-sum-exp of both.
+  const float s0 = 0.7f, s1 = -0.4f;
+  flash::RowState st = flash::row_state_from_lse(s0);
+  const float s1_2 = s1 * flash::kLog2e;
+  const float alpha = flash::row_begin_block(st, s1_2);
+  EXPECT_FLOAT_EQ(alpha, 1.0f);  // the maximum stays s0
+  flash::row_add_sum(st, flash::exp2_shifted(s1_2, st.m2));
+  EXPECT_NEAR(flash::row_lse(st), std::log(std::exp(s0) + std::exp(s1)), 1e-6);
+  const flash::RowState empty = flash::row_state_from_lse(flash::neg_inf());
+  EXPECT_EQ(empty.l, 0.0f);
+  EXPECT_EQ(empty.m2, flash::neg_inf());
+}
+
 TEST(FlashMath, MaskIsCausalAndBoundedByT) {
   EXPECT_TRUE(flash::key_visible(5, 5, 10, true));
   EXPECT_FALSE(flash::key_visible(5, 6, 10, true));

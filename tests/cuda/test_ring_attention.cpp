@@ -164,10 +164,11 @@ TEST_F(CudaRingAttention, ForwardMergesIntoTheRunningOutAndLseAsTheCpuBlockKerne
       for (index_t t = 0; t < c.Tq; ++t)
         for (index_t h = 0; h < c.NH; ++h) {
           const std::size_t i = std::size_t(b * l.bs_l() + t * c.NH + h);
-          if (std::isinf(want_lse[i]))
+          if (std::isinf(want_lse[i])) {
             EXPECT_EQ(got_lse[i], want_lse[i]) << "lse at b " << b << " t " << t << " h " << h;
-          else
+          } else {
             EXPECT_NEAR(got_lse[i], want_lse[i], 1e-3) << "lse at b " << b << " t " << t << " h " << h;
+          }
           if (!l.row_sees_a_key(t)) {
             EXPECT_EQ(got_lse[i], lse0[i]) << "unseen row's lse moved: b " << b << " t " << t << " h " << h;
             for (index_t d = 0; d < c.HS; ++d) {

@@ -41,10 +41,9 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
   if (p.zero_stage > b.max_zero_stage)
     say("parallel.zero_stage = ", p.zero_stage, ": the ", b.name, " backend runs ZeRO stages 0 to ",
         b.max_zero_stage);
-  // Ring attention's block kernel (the log-sum-exp merge) exists for the CPU backend only.
-  if (p.cp > 1 && device == DeviceKind::cuda)
-    say("parallel.cp = ", p.cp, ": context parallelism runs on hardware.device: cpu only (the ", b.name,
-        " backend has no ring-attention kernel yet; use parallel.cp: 1)");
+  // Context parallelism (parallel.cp) runs on both: ring attention's block kernel (the
+  // log-sum-exp merge) is kernels/cpu/ring_attention on the CPU and the flash kernel's block
+  // form (kernels/cuda/attention.hpp) on the GPU, whose head sizes are checked above.
   if (p.sequence_parallel && p.tp > 1 && (std::int64_t(p.micro_batch_size) * seq_len) % p.tp != 0)
     say("parallel.sequence_parallel: micro_batch_size x train.seq_len (", p.micro_batch_size, " x ", seq_len,
         ") must be divisible by parallel.tp (", p.tp, ")");

@@ -11,13 +11,22 @@ void StagePlan::plan_ring_attention(bool train) {
   STRATA_CHECK(dims.T % 2 == 0,
                "context parallelism: each rank holds two equal chunks of the sequence, so its ", dims.T,
                " positions must be even");
-  // K and V of the block being computed and of the one arriving (and with a backward, the
-  // travelling dK and dV accumulators, two of each), [N, KV] each, in one buffer.
-  const std::int64_t blocks = train ? 8 : 4;
-  cp_ring = acts.add("cp.ring_kv", {blocks, dims.N, dims.KV}, spec.act, "work");
-  // One chunk of queries against one chunk of keys: 2 c^2 + c HS with c = T / 2.
+  // K and V of the block being computed and of the one arriving, [N, KV] each, in one buffer.
+  cp_ring = acts.add("cp.ring_kv", {4, dims.N, dims.KV}, spec.act, "work");
+  if (train) {
+    // The travelling dK and dV accumulators (two of each) and, where activations are stored in
+    // another dtype than gradients (CUDA: bf16, fp32), the dQ accumulator: in the gradient
+    // dtype, so that the sum over the ring's blocks is rounded to the activation dtype once.
+    cp_grad = acts.add("cp.ring_dkv", {4, dims.N, dims.KV}, spec.grad, "work");
+    if (spec.act != spec.grad) cp_dq = acts.add("cp.dq", {dims.N, dims.Q}, spec.grad, "work");
+  }
+  // One chunk of queries against one chunk of keys (c = T / 2): the probabilities kernel's
+  // 2 c^2 + c HS (kernels/cpu/ring_attention.hpp), flash attention's row sums D [B, NH, c]
+  // (kernels/cuda/attention.hpp, block_attention_workspace_floats).
   const std::int64_t c = dims.T / 2;
-  cp_work = acts.add("cp.block_work", {2 * c * c + c * dims.HS}, spec.stat, "work");
+  const std::int64_t work =
+      spec.attention == AttentionMemory::flash ? std::int64_t(dims.B) * dims.NH * c : 2 * c * c + c * dims.HS;
+  cp_work = acts.add("cp.block_work", {work}, spec.stat, "work");
 }
 
 }  // namespace strata::model

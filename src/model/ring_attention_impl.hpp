@@ -17,6 +17,7 @@
 // log-sum-exp saved by the forward makes each block's backward independent of the others.
 #pragma once
 #include <limits>
+#include <type_traits>
 
 namespace strata::model {
 
@@ -104,11 +105,17 @@ void Stage<B>::ring_attention_backward(const LayerActs& a) {
     const std::size_t n = std::size_t(N * KV);
     A* kbuf[2] = {cp_ring_, cp_ring_ + N * KV};
     A* vbuf[2] = {cp_ring_ + 2 * N * KV, cp_ring_ + 3 * N * KV};
-    A* dkbuf[2] = {cp_ring_ + 4 * N * KV, cp_ring_ + 5 * N * KV};
-    A* dvbuf[2] = {cp_ring_ + 6 * N * KV, cp_ring_ + 7 * N * KV};
-    be_->fill(d_q_, A(0), N * Q);
-    be_->fill(dkbuf[0], A(0), N * KV);
-    be_->fill(dvbuf[0], A(0), N * KV);
+    // The gradient accumulators are in G (fp32 on CUDA: one rounding to A at the end).
+    G* dkbuf[2] = {cp_grad_, cp_grad_ + N * KV};
+    G* dvbuf[2] = {cp_grad_ + 2 * N * KV, cp_grad_ + 3 * N * KV};
+    G* dq = nullptr;
+    if constexpr (std::is_same_v<A, G>)
+      dq = d_q_;
+    else
+      dq = cp_dq_;
+    be_->fill(dq, G(0), N * Q);
+    be_->fill(dkbuf[0], G(0), N * KV);
+    be_->fill(dvbuf[0], G(0), N * KV);
     const A* k = a.k;
     const A* v = a.v;
     for (int i = 0; i < cp; ++i) {
@@ -120,25 +127,26 @@ void Stage<B>::ring_attention_backward(const LayerActs& a) {
         w[2] = cp_->isend(k, n, dtype_of<A>(), next, 0);
         w[3] = cp_->isend(v, n, dtype_of<A>(), next, 1);
       }
-      A* dk = dkbuf[i % 2];  // the accumulator of block src, from the ranks before this one
-      A* dv = dvbuf[i % 2];
+      G* dk = dkbuf[i % 2];  // the accumulator of block src, from the ranks before this one
+      G* dv = dvbuf[i % 2];
       for (int qh = 0; qh < 2; ++qh)
         for (int kh = 0; kh < 2; ++kh)
-          be_->block_attention_backward(d_q_ + qh * c * Q, dk + kh * c * KV, dv + kh * c * KV, cp_work_,
+          be_->block_attention_backward(dq + qh * c * Q, dk + kh * c * KV, dv + kh * c * KV, cp_work_,
                                         d_attn_y_ + qh * c * Q, a.attn_y + qh * c * Q,
                                         a.attn_saved + qh * c * d_.NH, a.q + qh * c * Q, k + kh * c * KV,
                                         v + kh * c * KV, cp_block(qh, src, kh));
       // The accumulator moves on (after the last step it reaches the block's owner).
-      w[4] = cp_->irecv(dkbuf[(i + 1) % 2], n, dtype_of<A>(), prev, 2);
-      w[5] = cp_->irecv(dvbuf[(i + 1) % 2], n, dtype_of<A>(), prev, 3);
-      w[6] = cp_->isend(dk, n, dtype_of<A>(), next, 2);
-      w[7] = cp_->isend(dv, n, dtype_of<A>(), next, 3);
+      w[4] = cp_->irecv(dkbuf[(i + 1) % 2], n, dtype_of<G>(), prev, 2);
+      w[5] = cp_->irecv(dvbuf[(i + 1) % 2], n, dtype_of<G>(), prev, 3);
+      w[6] = cp_->isend(dk, n, dtype_of<G>(), next, 2);
+      w[7] = cp_->isend(dv, n, dtype_of<G>(), next, 3);
       for (comm::Work& x : w) cp_->wait(x);
       k = kbuf[i % 2];
       v = vbuf[i % 2];
     }
-    be_->copy(d_k_, dkbuf[cp % 2], N * KV);
-    be_->copy(d_v_, dvbuf[cp % 2], N * KV);
+    be_->cast_grad_to_act(d_k_, dkbuf[cp % 2], N * KV);
+    be_->cast_grad_to_act(d_v_, dvbuf[cp % 2], N * KV);
+    if constexpr (!std::is_same_v<A, G>) be_->cast_grad_to_act(d_q_, dq, N * Q);
   }
 }
 

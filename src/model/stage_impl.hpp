@@ -108,6 +108,8 @@ void Stage<B>::bind() {
   for (std::size_t i : plan_.k_cache) k_cache_.push_back(plan_ptr<A>(P, i));
   for (std::size_t i : plan_.v_cache) v_cache_.push_back(plan_ptr<A>(P, i));
   cp_ring_ = plan_ptr<A>(P, plan_.cp_ring);
+  cp_grad_ = plan_ptr<G>(P, plan_.cp_grad);
+  cp_dq_ = plan_ptr<G>(P, plan_.cp_dq);
   cp_work_ = plan_ptr<S>(P, plan_.cp_work);
   if (rope_table_) be_->rope_init(rope_table_, plan_.cfg.max_seq_len, d_.HS, plan_.cfg.rope_theta);
 }

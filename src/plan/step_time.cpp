@@ -62,14 +62,16 @@ void context_parallel_time(StepTime& t, const Workload& w, const Layout& l, cons
   const double kv = double(m.kv_heads()) * m.head_size();
   const double block = 2.0 * w.seq_len / l.cp * l.micro_batch * kv * elt / l.tp;  // K and V, bytes
   const double hop = 2.0 * alpha + block / (gbs * 1e9);
+  // The backward's travelling dK/dV accumulators are fp32 (the gradient dtype) on every backend.
+  const double grad_hop = 2.0 * alpha + block * (4.0 / elt) / (gbs * 1e9);
   const int layers = m.num_layers / l.pp;
   const double recompute = l.recompute == Recompute::full ? 2.0 : 1.0;  // forwards per micro-batch
   // The attention compute of one ring step: the micro-batch's attention time over layers,
   // passes (forward 1, backward 2) and the cp steps.
   const double step_compute = mb_attention_s / (layers * 3.0 * l.cp);
   const double fwd = (l.cp - 1) * hop, fwd_exposed = (l.cp - 1) * std::max(0.0, hop - step_compute);
-  const double bwd = (l.cp - 1) * hop + l.cp * hop;
-  const double bwd_exposed = (l.cp - 1) * std::max(0.0, hop - 2.0 * step_compute) + l.cp * hop;
+  const double bwd = (l.cp - 1) * hop + l.cp * grad_hop;
+  const double bwd_exposed = (l.cp - 1) * std::max(0.0, hop - 2.0 * step_compute) + l.cp * grad_hop;
   t.cp_comm = l.micro_batches * layers * (recompute * fwd + bwd);
   t.cp_exposed = l.micro_batches * layers * (recompute * fwd_exposed + bwd_exposed);
   const double reduce = ring_all_reduce_s(4.0 * params_on_rank, l.cp, gbs, alpha * 1e6);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda_test_util.hpp"
+#include "strata/kernels/cpu/ring_attention.hpp"
 #include "strata/kernels/cuda/attention.hpp"
 #include "strata/kernels/cuda/flash_math.hpp"
 
@@ -83,6 +84,51 @@ TEST(FlashMath, BlockRangesVisitEveryVisiblePairAndSkipOnlyMaskedBlocks) {
       }
     }
   }
+}
+
+TEST(FlashMath, BlockRangesWithPositionOffsetsVisitEveryVisiblePair) {
+  // Ring attention's blocks: Tq query rows at q_pos.., Tk keys at k_pos.. (flash::BlockSpan).
+  for (std::int64_t Tq : {1, 40, 64, 130})
+    for (std::int64_t Tk : {1, 64, 100})
+      for (std::int64_t q_pos : {0, 30, 64, 200})
+        for (std::int64_t k_pos : {0, 50, 64, 128, 300})
+          for (bool causal : {false, true}) {
+            const flash::BlockSpan s{Tq, Tk, q_pos, k_pos, causal};
+            const int nq = flash::num_blocks(Tq, flash::kBlockM), nk = flash::num_blocks(Tk, flash::kBlockN);
+            for (int qb = 0; qb < nq; ++qb)
+              for (int kb = 0; kb < nk; ++kb) {
+                bool any_visible = false;
+                for (int r = 0; r < flash::kBlockM; ++r)
+                  for (int c = 0; c < flash::kBlockN; ++c) {
+                    const std::int64_t t = std::int64_t(qb) * flash::kBlockM + r,
+                                       u = std::int64_t(kb) * flash::kBlockN + c;
+                    const bool v = flash::key_visible(s, t, u);
+                    EXPECT_EQ(v, t < Tq && u < Tk && (!causal || k_pos + u <= q_pos + t));
+                    any_visible |= v;
+                  }
+                EXPECT_EQ(kb < flash::kv_blocks_for_q_block(s, qb), any_visible)
+                    << "Tq " << Tq << " Tk " << Tk << " q_pos " << q_pos << " k_pos " << k_pos << " q " << qb
+                    << " kv " << kb;
+                EXPECT_EQ(qb >= flash::q_block_begin_for_kv_block(s, kb), any_visible)
+                    << "Tq " << Tq << " Tk " << Tk << " q_pos " << q_pos << " k_pos " << k_pos << " q " << qb
+                    << " kv " << kb;
+              }
+          }
+}
+
+TEST(FlashMath, ARowContinuesFromItsSavedLogSumExp) {
+  // State from (out, lse) = one earlier key with score s0: l = 1 at m = s0; adding a key of
+  // score s1 gives the log-sum-exp of both.
+  const float s0 = 0.7f, s1 = -0.4f;
+  flash::RowState st = flash::row_state_from_lse(s0);
+  const float s1_2 = s1 * flash::kLog2e;
+  const float alpha = flash::row_begin_block(st, s1_2);
+  EXPECT_FLOAT_EQ(alpha, 1.0f);  // the maximum stays s0
+  flash::row_add_sum(st, flash::exp2_shifted(s1_2, st.m2));
+  EXPECT_NEAR(flash::row_lse(st), std::log(std::exp(s0) + std::exp(s1)), 1e-6);
+  const flash::RowState empty = flash::row_state_from_lse(flash::neg_inf());
+  EXPECT_EQ(empty.l, 0.0f);
+  EXPECT_EQ(empty.m2, flash::neg_inf());
 }
 
 TEST(FlashMath, MaskIsCausalAndBoundedByT) {
@@ -161,6 +207,118 @@ TEST(FlashMath, EmulatedForwardMatchesSoftmaxInDouble) {
           // P rounded to bf16 (relative 2^-9) in a convex combination of |v| <~ 4: <= 0.01
           ASSERT_NEAR(out[t * HS + d], want, 1e-2)
               << "T " << T << " causal " << causal << " t " << t << " d " << d;
+        }
+      }
+    }
+  }
+}
+
+// The forward kernel's loop for one head of a ring-attention block (merge mode): the running
+// (out, lse) as the starting state, the key tiles of kv_blocks_for_q_block, P rounded to bf16,
+// rows that see no key left alone. Against the CPU block kernel in fp32: the state
+// continuation and the tile ranges of the GPU kernel are the CPU kernel's merge.
+namespace {
+void emulate_block_forward(const flash::BlockSpan& s, int HS, const std::vector<float>& q,
+                           const std::vector<float>& k, const std::vector<float>& v, std::vector<float>& out,
+                           std::vector<float>& lse) {
+  const float scale_log2 = float(1.0 / std::sqrt(double(HS))) * flash::kLog2e;
+  for (int qb = 0; qb < flash::num_blocks(s.Tq, flash::kBlockM); ++qb) {
+    const int n_kv = flash::kv_blocks_for_q_block(s, qb);
+    if (n_kv == 0) continue;  // the kernel's early return
+    for (int row = 0; row < flash::kBlockM; ++row) {
+      const std::int64_t t = std::int64_t(qb) * flash::kBlockM + row;
+      if (t >= s.Tq) break;
+      flash::RowState st = flash::row_state_from_lse(lse[std::size_t(t)]);
+      std::vector<float> o(std::size_t(HS), 0.0f);
+      if (lse[std::size_t(t)] != flash::neg_inf())
+        for (int d = 0; d < HS; ++d) o[std::size_t(d)] = out[std::size_t(t * HS + d)];
+      bool seen = false;
+      for (int j = 0; j < n_kv; ++j) {
+        const std::int64_t k0 = std::int64_t(j) * flash::kBlockN;
+        float s2[flash::kBlockN];
+        float mx = flash::neg_inf();
+        for (int c = 0; c < flash::kBlockN; ++c) {
+          if (!flash::key_visible(s, t, k0 + c)) continue;
+          float dot = 0.0f;
+          for (int d = 0; d < HS; ++d) dot += q[std::size_t(t * HS + d)] * k[std::size_t((k0 + c) * HS + d)];
+          s2[c] = dot * scale_log2;
+          mx = std::fmax(mx, s2[c]);
+        }
+        seen |= mx != flash::neg_inf();
+        const float alpha = flash::row_begin_block(st, mx);
+        for (auto& x : o) x *= alpha;
+        float sum = 0.0f;
+        for (int c = 0; c < flash::kBlockN; ++c) {
+          if (!flash::key_visible(s, t, k0 + c)) continue;
+          const float p = flash::exp2_shifted(s2[c], st.m2);
+          sum += p;
+          for (int d = 0; d < HS; ++d) o[std::size_t(d)] += bf16_round(p) * v[std::size_t((k0 + c) * HS + d)];
+        }
+        flash::row_add_sum(st, sum);
+      }
+      if (!seen) continue;
+      const float inv = flash::row_inv_sum(st);
+      for (int d = 0; d < HS; ++d) out[std::size_t(t * HS + d)] = bf16_round(o[std::size_t(d)] * inv);
+      lse[std::size_t(t)] = flash::row_lse(st);
+    }
+  }
+}
+}  // namespace
+
+TEST(FlashMath, EmulatedBlockForwardMergesAsTheCpuBlockKernel) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int HS = 64;
+  struct Span {
+    std::int64_t Tq, Tk, q_pos, k_pos;
+    bool causal;
+  };
+  for (const Span& sp : {Span{100, 100, 0, 0, true}, Span{70, 130, 200, 0, true}, Span{64, 64, 32, 64, true},
+                         Span{130, 40, 0, 60, true}, Span{50, 50, 0, 100, true}, Span{30, 90, 500, 0, false},
+                         Span{200, 150, 150, 100, true}}) {
+    const flash::BlockSpan s{sp.Tq, sp.Tk, sp.q_pos, sp.k_pos, sp.causal};
+    std::vector<float> q(std::size_t(sp.Tq * HS)), k(std::size_t(sp.Tk * HS)), v(std::size_t(sp.Tk * HS));
+    for (auto& x : q) x = bf16_round(2.0f * nd(rng));
+    for (auto& x : k) x = bf16_round(nd(rng));
+    for (auto& x : v) x = bf16_round(nd(rng));
+    // An earlier block's (out, lse); every 5th row empty (lse = -inf, out = 0).
+    std::vector<float> out0(std::size_t(sp.Tq * HS)), lse0(std::size_t(sp.Tq));
+    for (auto& x : out0) x = bf16_round(nd(rng));
+    for (std::int64_t t = 0; t < sp.Tq; ++t) {
+      lse0[std::size_t(t)] = 2.0f + nd(rng);
+      if (t % 5 == 0) {
+        lse0[std::size_t(t)] = flash::neg_inf();
+        for (int d = 0; d < HS; ++d) out0[std::size_t(t * HS + d)] = 0.0f;
+      }
+    }
+    std::vector<float> want_out = out0, want_lse = lse0;
+    const strata::kernels::cpu::BlockAttentionShape shape{1,          sp.Tq, sp.Tk,    1,          1,
+                                                          HS,         HS,    HS,       sp.Tq * HS, sp.Tk * HS,
+                                                          sp.Tq * HS, sp.Tq, sp.q_pos, sp.k_pos,   sp.causal};
+    std::vector<float> work(std::size_t(strata::kernels::cpu::block_attention_work_elems(sp.Tq, sp.Tk, HS)));
+    strata::kernels::cpu::block_attention_forward<float>(want_out.data(), want_lse.data(), work.data(),
+                                                         q.data(), k.data(), v.data(), shape);
+    std::vector<float> got_out = out0, got_lse = lse0;
+    emulate_block_forward(s, HS, q, k, v, got_out, got_lse);
+    for (std::int64_t t = 0; t < sp.Tq; ++t) {
+      SCOPED_TRACE(::testing::Message() << "Tq " << sp.Tq << " Tk " << sp.Tk << " q_pos " << sp.q_pos
+                                        << " k_pos " << sp.k_pos << " t " << t);
+      if (std::isinf(want_lse[std::size_t(t)])) {
+        EXPECT_EQ(got_lse[std::size_t(t)], want_lse[std::size_t(t)]);
+      } else {
+        EXPECT_NEAR(got_lse[std::size_t(t)], want_lse[std::size_t(t)],
+                    1e-4 * (1 + std::abs(want_lse[std::size_t(t)])));
+      }
+      const bool sees = !sp.causal || sp.q_pos + t >= sp.k_pos;
+      if (!sees) {
+        EXPECT_EQ(got_lse[std::size_t(t)], lse0[std::size_t(t)]);  // bit for bit
+      }
+      for (int d = 0; d < HS; ++d) {
+        const std::size_t i = std::size_t(t * HS + d);
+        // P and out rounded to bf16 (relative 2^-9 each) in convex combinations of |v| <~ 4
+        ASSERT_NEAR(got_out[i], want_out[i], 2e-2) << "d " << d;
+        if (!sees) {
+          ASSERT_EQ(got_out[i], out0[i]);
         }
       }
     }

@@ -1,12 +1,13 @@
-// The CUDA engine's layouts on two GPUs against one GPU (run under mpiexec -n 2; label cuda):
-// tensor parallelism (tp 2, with and without sequence parallelism), data parallelism (dp 2:
-// bucketed reduction with ZeRO-0/1, fp32 or bf16; ZeRO-2/3 fp32, also under zb_h1's split backward) and
-// pipeline parallelism (pp 2: gpipe, 1f1b, interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) give
-// the loss and the gradients of the one-GPU engine within bf16 tolerances, and (dp 2) the same update. These
-// are the layouts the CPU suite proves equal to one rank (tests/mpi/test_layouts.cpp), run by the same engine
-// code over the CUDA backend. The reference runs on every rank from a one-rank grid over MPI_COMM_SELF. Each
-// case is its own test: one that fails is never hidden behind another's skip. Skips where fewer than two GPUs
-// are visible.
+// The CUDA engine's layouts on two (and four) GPUs against one GPU (run under mpiexec -n 2 and -n 4; label
+// cuda): tensor parallelism (tp 2, with and without sequence parallelism), data parallelism (dp 2: bucketed
+// reduction with ZeRO-0/1, fp32 or bf16; ZeRO-2/3 fp32, also under zb_h1's split backward) and pipeline
+// parallelism (pp 2: gpipe, 1f1b, interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) give the loss
+// and the gradients of the one-GPU engine within bf16 tolerances, and (dp 2) the same update. These are the
+// layouts the CPU suite proves equal to one rank (tests/mpi/test_layouts.cpp), run by the same engine code
+// over the CUDA backend. The reference runs on every rank from a one-rank grid over MPI_COMM_SELF. Each case
+// is its own test: one that fails is never hidden behind another's skip. Context parallelism: cp 2 on two
+// GPUs; cp 2 with tp 2 (with and without sequence parallelism) or dp 2 on four (suite GpuLayoutsFour). Skips
+// where fewer GPUs are visible.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -28,15 +29,19 @@ namespace {
 constexpr int kB = 2, kT = 32, kM = 2;
 constexpr std::uint64_t kSeed = 3;
 
-// Every rank must agree on skipping (the suites' collectives would hang otherwise).
-bool enough_gpus(std::string* why) {
+// Every rank must agree on skipping (the suites' collectives would hang otherwise): `need`
+// ranks, each with at least `need` visible GPUs (one per rank on one node).
+bool enough_gpus(int need, std::string* why) {
   int count = 0;
   std::string reason;
   if (kernels::cuda::cuda_device_available(&reason) && cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
   int min_count = count;
   MPI_Allreduce(&count, &min_count, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  *why = reason.empty() ? std::to_string(min_count) + " visible GPU(s) on some rank, need 2" : reason;
-  return min_count >= 2 && test::world_size() == 2;
+  *why = reason.empty()
+             ? std::to_string(min_count) + " visible GPU(s) on some rank and " +
+                   std::to_string(test::world_size()) + " ranks, need " + std::to_string(need) + " of each"
+             : reason;
+  return min_count >= need && test::world_size() == need;
 }
 
 config::ParallelConfig parallel_config(int zero_stage, config::ReduceDType reduce) {
@@ -66,9 +71,10 @@ Step run_step(parallel::Engine& e, const config::ModelConfig& c, int first, floa
 
 class GpuLayouts : public ::testing::Test {
  protected:
+  virtual int ranks() const { return 2; }
   void SetUp() override {
     std::string why;
-    if (!enough_gpus(&why)) GTEST_SKIP() << why;
+    if (!enough_gpus(ranks(), &why)) GTEST_SKIP() << why;
     self_grid_ = std::make_unique<comm::RankGrid>(MPI_COMM_SELF, 1, 1, 1);
   }
   std::unique_ptr<parallel::Engine> reference(const config::ModelConfig& c, int microbatches) {
@@ -141,7 +147,62 @@ class GpuLayouts : public ::testing::Test {
       EXPECT_NEAR(a[0] / a[1], ref_after.mean(), 1e-2 * ref_after.mean()) << c.name;
     }
   }
+  // Context parallelism (ring attention over cp 2: each rank holds two mirrored chunks of
+  // every sequence, the block flash-attention kernel merges the K/V blocks as they travel),
+  // alone (2 GPUs) or with tp 2 (sequence parallel or not) or dp 2 (ZeRO-1) on 4 GPUs. cp ranks
+  // read the same micro-batches; the engine sums the loss and the gradients over cp.
+  void context_parallel(int tp, int dp, bool sp) {
+    for (const config::ModelConfig& c : {test::gpu_gpt(256, 4), test::gpu_llama(256, 4, 2)}) {
+      // The global batch is dp x kM micro-batches; DP rank r runs [r kM, (r+1) kM).
+      const float scale = float(1.0 / double(test::count_targets(kB, kT, dp * kM)));
+      auto ref = reference(c, dp * kM);
+      const Step want = run_step(*ref, c, 0, scale);
+      const double want_norm = ref->grad_norm();
+      const test::EngineParams ref_table = test::engine_params(*ref);
+      comm::RankGrid grid(MPI_COMM_WORLD, tp, 1, dp, 600.0, 2);
+      config::ParallelConfig par = parallel_config(dp > 1 ? 1 : 0, config::ReduceDType::fp32);
+      par.tp = tp;
+      par.dp = dp;
+      par.cp = 2;
+      par.sequence_parallel = sp;
+      auto e = parallel::make_engine(config::DeviceKind::cuda, c, par, config::OptimConfig{}, kT, kM, grid);
+      e->init_parameters(kSeed);
+      const int dp_rank = grid.coord().dp_rank;
+      const Step got = run_step(*e, c, dp_rank * kM, scale);
+      // The loss is summed over cp by the engine (every tp rank holds it); over dp here.
+      double sums[2] = {got.loss.sum, double(got.loss.count)};
+      grid.dp_group().all_reduce(sums, 2);
+      EXPECT_EQ(std::int64_t(sums[1]), want.loss.count) << c.name;
+      EXPECT_NEAR(sums[0] / sums[1], want.loss.mean(), 1e-2 * want.loss.mean()) << c.name;
+      // bf16 activations; the ring's dQ/dK/dV sums are fp32 and rounded to bf16 once, its
+      // running output is re-rounded to bf16 at each of the (up to 4) merges of a row.
+      test::expect_gradients_close(test::engine_params(*e).table, got.grads, ref_table.table, want.grads);
+      EXPECT_NEAR(e->grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
+      // One step on both, then the next forward (the ring in evaluation) of the same batch.
+      ref->optimizer_step(1e-3, 1.0);
+      e->optimizer_step(1e-3, 1.0);
+      const model::LossSum after =
+          e->evaluate([&](int mb, std::int32_t* t,
+                          std::int32_t* g) { test::fill_batch(c, kB, kT, dp_rank * kM + mb, t, g); },
+                      kM)
+              .loss;
+      double a[2] = {after.sum, double(after.count)};
+      grid.dp_group().all_reduce(a, 2);
+      const model::LossSum ref_after =
+          ref->evaluate(
+                 [&](int mb, std::int32_t* t, std::int32_t* g) { test::fill_batch(c, kB, kT, mb, t, g); },
+                 dp * kM)
+              .loss;
+      EXPECT_NEAR(a[0] / a[1], ref_after.mean(), 1e-2 * ref_after.mean()) << c.name;
+    }
+  }
   std::unique_ptr<comm::RankGrid> self_grid_;
+};
+
+// The layouts of four GPUs (run under mpiexec -n 4: ctest mpi.gpu_layouts.np4).
+class GpuLayoutsFour : public GpuLayouts {
+ protected:
+  int ranks() const override { return 4; }
 };
 
 TEST_F(GpuLayouts, TensorParallelTwoGpusMatchOne) { tensor_parallel(false); }
@@ -152,6 +213,11 @@ TEST_F(GpuLayouts, PipelineInterleavedTwoGpusMatchOne) {
   pipeline(config::PipelineSchedule::interleaved_1f1b, 2);
 }
 TEST_F(GpuLayouts, PipelineZeroBubbleTwoGpusMatchOne) { pipeline(config::PipelineSchedule::zb_h1, 1); }
+
+TEST_F(GpuLayouts, ContextParallelTwoGpusMatchOne) { context_parallel(1, 1, false); }
+TEST_F(GpuLayoutsFour, ContextParallelWithTensorParallelFourGpusMatchOne) { context_parallel(2, 1, false); }
+TEST_F(GpuLayoutsFour, ContextParallelWithSequenceParallelFourGpusMatchOne) { context_parallel(2, 1, true); }
+TEST_F(GpuLayoutsFour, ContextParallelWithDataParallelFourGpusMatchOne) { context_parallel(1, 2, false); }
 
 TEST_F(GpuLayouts, DataParallelTwoGpusMatchOne) {
   const config::ModelConfig c = test::gpu_llama();

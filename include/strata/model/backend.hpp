@@ -31,9 +31,10 @@ struct AttentionDims {
 
 // One block of ring attention (context parallelism; kernels/cpu/ring_attention.hpp): Tq query
 // rows at sequence positions q_pos.. against Tk key rows at k_pos.., with batch strides, the
-// result merged into a running (out, lse). A backend that has it defines
-// block_attention_forward / block_attention_backward (the CPU; config/capabilities refuses cp
-// on the others).
+// result merged into a running (out Act, lse Stat). A backend that has it defines
+// block_attention_forward(out, lse, work, q, k, v, dims) and block_attention_backward(dq, dk,
+// dv, work, dout, out, lse, q, k, v, dims), whose dq/dk/dv are Grad accumulators ("+="): the
+// CPU (kernels/cpu/ring_attention) and CUDA (the flash kernel's block form) backends.
 struct BlockAttentionDims {
   std::int64_t B, Tq, Tk, NH, NKV, HS;
   std::int64_t ld_q, ld_kv;

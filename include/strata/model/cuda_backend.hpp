@@ -214,6 +214,18 @@ class CudaBackend {
     kernels::cuda::attention_cached(out, q, k_cache, v_cache, d.T, pos, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv,
                                     d.causal, stream());
   }
+  // Ring attention's block (BlockAttentionDims): merged into (out, lse); the backward adds
+  // into fp32 accumulators (Grad). work: D of the backward (block_attention_workspace_floats).
+  void block_attention_forward(bf16* out, float* lse, float* /*work*/, const bf16* q, const bf16* k,
+                               const bf16* v, const BlockAttentionDims& d) const {
+    kernels::cuda::block_attention_forward(out, lse, q, k, v, block_shape(d), stream());
+  }
+  void block_attention_backward(float* dq, float* dk, float* dv, float* work, const bf16* dout,
+                                const bf16* out, const float* lse, const bf16* q, const bf16* k,
+                                const bf16* v, const BlockAttentionDims& d) const {
+    kernels::cuda::block_attention_backward(dq, dk, dv, work, dout, out, lse, q, k, v, block_shape(d),
+                                            stream());
+  }
   void gelu_forward(bf16* y, const bf16* x, index_t n) const {
     kernels::cuda::gelu_forward(y, x, n, stream());
   }
@@ -314,6 +326,10 @@ class CudaBackend {
   }
   static kernels::cuda::FlashShape shape(const AttentionDims& d) {
     return {d.B, d.T, d.NH, d.NKV, d.HS, d.ld_q, d.ld_kv, d.causal};
+  }
+  static kernels::cuda::FlashBlockShape block_shape(const BlockAttentionDims& d) {
+    return {d.B,    d.Tq,    d.Tk,   d.NH,   d.NKV,   d.HS,    d.ld_q,  d.ld_kv,
+            d.bs_q, d.bs_kv, d.bs_o, d.bs_l, d.q_pos, d.k_pos, d.causal};
   }
 
   int device_;

@@ -284,6 +284,7 @@ class Stage {
   std::vector<A*> k_cache_, v_cache_;
   comm::Communicator* cp_ = nullptr;  // context parallelism: the ring
   A* cp_ring_{};
+  G *cp_grad_{}, *cp_dq_{};  // the ring's dK/dV accumulators; dQ's where A != G
   S* cp_work_{};
 };
 

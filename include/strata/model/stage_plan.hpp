@@ -81,7 +81,7 @@ class StagePlan {
   // (inference: batch 1, slots 1). Throws naming the setting when the shape cannot be split.
   StagePlan(const config::ModelConfig& cfg, const ChunkPlacement& place, int batch, int seq_len, int slots,
             const BackendSpec& spec, StageMode mode = StageMode::train);
-  // Adds the ring-attention buffers (cp_ring, cp_work) of a context-parallel stage
+  // Adds the ring-attention buffers (cp_ring, cp_grad, cp_dq, cp_work) of a context-parallel stage
   // (context_parallel.cpp); called by the constructor.
   void plan_ring_attention(bool train);
   void plan_held_grads();  // held_grads, held_layout; called by the constructor
@@ -131,10 +131,11 @@ class StagePlan {
               d_up = none, d_act = none;
   std::size_t attn_work = none;   // attention backward scratch (probabilities) or work space (flash)
   std::size_t rope_table = none;  // [max_seq_len, HS] (spec.rope_table)
-  // Context parallelism (place.cp_size > 1): the ring's K/V blocks in flight (train: K, V and
-  // their gradients dK, dV, two of each; evaluate: K, V, two of each), [N, KV] each, and the
-  // block-attention work space. attn_saved is then the row log-sum-exp [N, NH].
-  std::size_t cp_ring = none, cp_work = none;
+  // Context parallelism (place.cp_size > 1): the ring's K/V blocks in flight (K, V, two of
+  // each, [N, KV]), in train their gradient accumulators dK, dV (two of each, grad dtype) and,
+  // where act != grad, the dQ accumulator [N, Q] (grad dtype); the block-attention work space.
+  // attn_saved is then the row log-sum-exp [N, NH].
+  std::size_t cp_ring = none, cp_grad = none, cp_dq = none, cp_work = none;
   std::vector<std::size_t> k_cache, v_cache;  // inference: per layer [seq_len, KV]
   std::size_t logits_gathered = none;         // inference with tp > 1: [tp, seq_len, V]
 

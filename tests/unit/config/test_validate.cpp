@@ -264,7 +264,7 @@ TEST(ConfigValidate, GuardKeysAreCheckedAndNamed) {
   EXPECT_TRUE(mentions(invalid(j), {"ckpt.keep: expected an integer >= 0, got -1"}));
 }
 
-TEST(ConfigValidate, ContextParallelNeedsEvenChunksAFixedLengthAndTheCpu) {
+TEST(ConfigValidate, ContextParallelNeedsEvenChunksAndAFixedLength) {
   JobConfig j;
   j.parallel.cp = 4;
   j.train.seq_len = 128;
@@ -280,10 +280,12 @@ TEST(ConfigValidate, ContextParallelNeedsEvenChunksAFixedLengthAndTheCpu) {
   j.parallel.cp = 2;
   j.hardware.device = DeviceKind::cuda;
   j.model.d_model = 768;
-  j.model.num_heads = 12;  // head size 64: the GPU's attention runs it; cp does not
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp = 2", "hardware.device: cpu only"}));
-  j.parallel.cp = 1;
+  j.model.num_heads = 12;  // head size 64: the GPU's attention and its ring-attention blocks run it
   EXPECT_NO_THROW(validate(j));
+  j.model.num_heads = 8;  // head size 96: neither does
+  EXPECT_TRUE(mentions(invalid(j), {"head size 96"}));
+  j.parallel.cp = 1;
+  EXPECT_TRUE(mentions(invalid(j), {"head size 96"}));
 }
 
 TEST(ConfigValidate, ZeroTwoAndThreeRunWithContextParallelAndZeroBubble) {

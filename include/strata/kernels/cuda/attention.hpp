@@ -33,6 +33,33 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* workspace, const bf
                         const float* lse, const bf16* q, const bf16* k, const bf16* v, const FlashShape& s,
                         cudaStream_t stream);
 
+// One block of ring attention (context parallelism), with the semantics of the CPU kernel
+// kernels/cpu/ring_attention.hpp (its header states the math and layouts): Tq query rows at
+// sequence positions q_pos.. against Tk key rows at k_pos.., causal by position, batch
+// strides bs_*; out rows of NH HS, lse rows of NH. The same kernels as the whole-sequence
+// attention above (which is the block q_pos = k_pos = 0, Tq = Tk = T from a fresh state):
+//   forward   merges into the running (out bf16, lse fp32): each row continues from
+//             m = lse, l = 1, O = out; a row that sees no key of the block, and a block no row
+//             sees, leave (out, lse) exactly as they were.
+//   backward  from the final out and lse, ADDS into fp32 dq (q's strides), dk, dv (k's
+//             strides): the ring keeps its gradient accumulators in fp32, so that the sum
+//             over the blocks is rounded to bf16 once.
+// workspace: block_attention_workspace_floats(B, Tq, NH) floats (D = rowsum(dout * out)).
+struct FlashBlockShape {
+  index_t B, Tq, Tk, NH, NKV, HS;
+  index_t ld_q, ld_kv;
+  index_t bs_q, bs_kv, bs_o, bs_l;
+  index_t q_pos, k_pos;
+  bool causal;
+};
+void check_flash_block_shape(const FlashBlockShape& s);
+index_t block_attention_workspace_floats(index_t B, index_t Tq, index_t NH);
+void block_attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                             const FlashBlockShape& s, cudaStream_t stream);
+void block_attention_backward(float* dq, float* dk, float* dv, float* workspace, const bf16* dout,
+                              const bf16* out, const float* lse, const bf16* q, const bf16* k, const bf16* v,
+                              const FlashBlockShape& s, cudaStream_t stream);
+
 // FLOPs of the forward (4 B NH T^2 HS, halved when causal) for benchmarks; backward = 2.5x.
 double attention_forward_flops(const FlashShape& s);
 

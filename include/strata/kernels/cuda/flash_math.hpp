@@ -30,24 +30,53 @@ __host__ __device__ inline float neg_inf() { return -INFINITY; }
 
 __host__ __device__ inline int num_blocks(std::int64_t T, int block) { return int((T + block - 1) / block); }
 
-// Whether query row t sees key s (t, s < T assumed by the caller's bounds checks).
+// Which query rows see which keys: Tq query rows at sequence positions q_pos.., Tk key rows at
+// k_pos.. (the whole-sequence attention is Tq = Tk = T, q_pos = k_pos = 0; ring attention's
+// blocks have offsets and Tq != Tk). Causal masks a key whose position is after the query's.
+struct BlockSpan {
+  std::int64_t Tq, Tk, q_pos, k_pos;
+  bool causal;
+};
+__host__ __device__ inline BlockSpan whole_sequence(std::int64_t T, bool causal) {
+  return {T, T, 0, 0, causal};
+}
+
+// Whether query row t sees key row u (both local to the block).
+__host__ __device__ inline bool key_visible(const BlockSpan& s, std::int64_t t, std::int64_t u) {
+  return t < s.Tq && u < s.Tk && (!s.causal || s.k_pos + u <= s.q_pos + t);
+}
 __host__ __device__ inline bool key_visible(std::int64_t t, std::int64_t s, std::int64_t T, bool causal) {
-  return t < T && s < T && (!causal || s <= t);
+  return key_visible(whole_sequence(T, causal), t, s);
 }
 
 // Forward: the key blocks a query block visits are [0, kv_blocks_for_q_block). Causal: a key
-// block starting after the block's last row is fully masked and skipped (kBlockM == kBlockN,
-// so that is every block after the diagonal one).
+// block starting after the position of the block's last row is fully masked and skipped (the
+// visible keys of a row are a prefix of the block, so only trailing blocks are ever skipped).
+__host__ __device__ inline int kv_blocks_for_q_block(const BlockSpan& s, int q_block) {
+  const int all = num_blocks(s.Tk, kBlockN);
+  if (!s.causal) return all;
+  std::int64_t last_row = std::int64_t(q_block) * kBlockM + kBlockM - 1;
+  if (last_row > s.Tq - 1) last_row = s.Tq - 1;
+  const std::int64_t last_key = s.q_pos + last_row - s.k_pos;  // local index of its last visible key
+  if (last_key < 0) return 0;
+  const std::int64_t n = last_key / kBlockN + 1;
+  return n < all ? int(n) : all;
+}
 __host__ __device__ inline int kv_blocks_for_q_block(int q_block, std::int64_t T, bool causal) {
-  const int all = num_blocks(T, kBlockN);
-  if (!causal) return all;
-  const std::int64_t last_row = std::int64_t(q_block) * kBlockM + kBlockM - 1;
-  const int n = int(last_row / kBlockN) + 1;
-  return n < all ? n : all;
+  return kv_blocks_for_q_block(whole_sequence(T, causal), q_block);
 }
 
-// Backward: the query blocks a key block meets are [q_block_begin, num_blocks(T, kBlockM)).
-// Causal: a query block whose last row is before the key block's first key sees none of it.
+// Backward: the query blocks a key block meets are [q_block_begin, num_blocks(Tq, kBlockM))
+// (empty when the begin is past the end). Causal: a query block whose last row is before the
+// key block's first key sees none of it.
+__host__ __device__ inline int q_block_begin_for_kv_block(const BlockSpan& s, int kv_block) {
+  if (!s.causal) return 0;
+  const std::int64_t first_row =
+      s.k_pos + std::int64_t(kv_block) * kBlockN - s.q_pos;  // first row that sees it
+  if (first_row <= 0) return 0;
+  if (first_row >= s.Tq) return num_blocks(s.Tq, kBlockM);  // no query row sees it
+  return int(first_row / kBlockM);
+}
 __host__ __device__ inline int q_block_begin_for_kv_block(int kv_block, bool causal) {
   if (!causal) return 0;
   return int((std::int64_t(kv_block) * kBlockN) / kBlockM);
@@ -72,6 +101,12 @@ struct RowState {
 };
 
 __host__ __device__ inline RowState row_state_init() { return {-INFINITY, 0.0f}; }
+// The state of a row that has already merged earlier key blocks into a running (out, lse)
+// (ring attention): m2 = lse log2(e), l = 1, so that O = out and the running sums continue
+// from there; the empty state where lse = -inf (that row's out is then ignored).
+__host__ __device__ inline RowState row_state_from_lse(float lse) {
+  return lse == -INFINITY ? row_state_init() : RowState{lse * kLog2e, 1.0f};
+}
 
 // One key block of a row: block_max2 = max of its s2 (-inf if all masked). Returns the
 // factor alpha by which the caller rescales O; state.m2 becomes the new maximum. The caller

@@ -41,10 +41,12 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
   if (p.zero_stage > b.max_zero_stage)
     say("parallel.zero_stage = ", p.zero_stage, ": the ", b.name, " backend runs ZeRO stages 0 to ",
         b.max_zero_stage);
-  // Ring attention's block kernel (the log-sum-exp merge) exists for the CPU backend only.
-  if (p.cp > 1 && device == DeviceKind::cuda)
-    say("parallel.cp = ", p.cp, ": context parallelism runs on hardware.device: cpu only (the ", b.name,
-        " backend has no ring-attention kernel yet; use parallel.cp: 1)");
+  // Ring attention's block kernel (the log-sum-exp merge) exists for the CPU backend only;
+  // Ulysses needs only the backend's own attention and the all-to-all (NCCL on GPUs).
+  if (p.cp > 1 && device == DeviceKind::cuda && p.cp_mode == CpMode::ring)
+    say("parallel.cp = ", p.cp,
+        " with parallel.cp_mode: ring: ring attention runs on hardware.device: cpu only (the ", b.name,
+        " backend has no ring-attention kernel yet; use parallel.cp_mode: ulysses or parallel.cp: 1)");
   // Engine combinations (every backend) not built yet. ZeRO-2/3 (dp > 1) reduce-scatter each
   // layer's gradients right after its backward, not waiting for zb_h1's later weight pass.
   // dp = 0 is derived from the world size at launch, so it may be > 1: refused too.

@@ -285,6 +285,36 @@ TEST(ConfigValidate, ContextParallelNeedsEvenChunksAFixedLengthAndTheCpu) {
   EXPECT_NO_THROW(validate(j));
 }
 
+// parallel.cp_mode: ulysses splits each TP rank's heads and KV heads over cp (whole GQA groups
+// per rank), and runs on both backends (the GPU's flash attention and NCCL's all-to-all).
+TEST(ConfigValidate, UlyssesNeedsTheHeadsOfATpRankDivisibleByCpAndRunsOnTheGpu) {
+  JobConfig j;
+  EXPECT_EQ(j.parallel.cp_mode, CpMode::ring);  // the default
+  j.model.d_model = 64;
+  j.model.num_heads = 8;
+  j.model.num_kv_heads = 4;
+  j.parallel.cp = 2;
+  j.parallel.tp = 2;
+  j.parallel.cp_mode = CpMode::ulysses;
+  EXPECT_NO_THROW(validate(j));  // 4 heads and 2 KV heads per TP rank, over 2 cp ranks
+  j.parallel.cp = 4;             // 2 KV heads per TP rank do not split over 4
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp_mode: ulysses", "parallel.cp = 4",
+                                    "model.num_heads / parallel.tp = 8 / 2 = 4",
+                                    "model.num_kv_heads / parallel.tp = 4 / 2 = 2", "divisible by 4"}));
+  j.parallel.cp_mode = CpMode::ring;  // the ring splits the sequence only
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.tp = 1;
+  j.parallel.cp = 2;
+  j.parallel.cp_mode = CpMode::ulysses;
+  j.model.d_model = 768;
+  j.model.num_heads = 12;  // head size 64
+  j.model.num_kv_heads = 0;
+  j.hardware.device = DeviceKind::cuda;
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.cp_mode = CpMode::ring;
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp = 2 with parallel.cp_mode: ring", "cp_mode: ulysses"}));
+}
+
 TEST(ConfigValidate, ZeroTwoAndThreeRunWithContextParallelButNotZeroBubbleYet) {
   JobConfig j;
   j.model.num_layers = 4;

@@ -238,8 +238,10 @@ Action add_plan_command(CLI::App& app) {
   cmd->add_option("--tokens", o->tokens, "Token target of the run, e.g. 2T (default: 20 x parameters)");
   cmd->add_option("--recompute", o->recompute, "Recomputation choices to search: none,selective,full")
       ->capture_default_str();
-  cmd->add_option("--max-cp", o->max_cp,
-                  "Context parallelism to search: cp = 1, 2, 4, .. up to this (the CPU backend runs cp > 1)")
+  cmd->add_option(
+         "--max-cp", o->max_cp,
+         "Context parallelism to search: cp = 1, 2, 4, .. up to this, each by the ring and by Ulysses "
+         "all-to-all where the heads split (GPUs: Ulysses only)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--top", o->top, "Rows to print (0: all)")->capture_default_str();

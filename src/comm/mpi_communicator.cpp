@@ -138,6 +138,7 @@ const char* to_string(CollectiveKind kind) {
     case CollectiveKind::barrier: return "barrier";
     case CollectiveKind::gather: return "gather";
     case CollectiveKind::all_gatherv: return "all_gatherv";
+    case CollectiveKind::all_to_all: return "all_to_all";
   }
   return "?";
 }
@@ -145,9 +146,9 @@ const char* to_string(CollectiveKind kind) {
 namespace {
 
 CollectiveKind kind_of(const char* op) {
-  for (CollectiveKind k :
-       {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter, CollectiveKind::all_gather,
-        CollectiveKind::broadcast, CollectiveKind::barrier, CollectiveKind::gather})
+  for (CollectiveKind k : {CollectiveKind::all_reduce, CollectiveKind::reduce_scatter,
+                           CollectiveKind::all_gather, CollectiveKind::broadcast, CollectiveKind::barrier,
+                           CollectiveKind::gather, CollectiveKind::all_to_all})
     if (std::string(op) == to_string(k)) return k;
   return CollectiveKind::none;
 }
@@ -572,6 +573,13 @@ void MpiCommunicator::all_gatherv(const void* send, std::size_t send_count, void
   check_mpi(MPI_Allgatherv(send, as_count(send_count, "all_gatherv"), mpi_type(dtype), recv, counts.data(),
                            displs.data(), mpi_type(dtype), comm_),
             "all_gatherv", name_);
+}
+
+void MpiCommunicator::all_to_all(const void* send, void* recv, std::size_t count, DType dtype) {
+  const Watchdog::Guard guard(watchdog_, "all_to_all", name_, this, enter(CollectiveKind::all_to_all));
+  check_mpi(MPI_Alltoall(send, as_count(count, "all_to_all"), mpi_type(dtype), recv,
+                         as_count(count, "all_to_all"), mpi_type(dtype), comm_),
+            "all_to_all", name_);
 }
 
 MPI_Comm mpi_handle(const Communicator& c) {

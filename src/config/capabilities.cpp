@@ -11,10 +11,11 @@ namespace strata::config {
 const BackendSupport& backend_support(DeviceKind device) {
   // The CPU kernels take any head size; the GPU's flash attention is compiled for 64 and 128
   // (kernels/cuda/attention.cu), and it alone reduces gradients in bf16. ZeRO-2/3 are engine
-  // code over both backends, verified on the CPU; the GPU's tests (tests/mpi/test_gpu_layouts.cpp)
-  // have not run yet, so the CUDA backend states ZeRO-1 until they pass.
+  // code over both backends (the collectives through the dp group's communicator, NCCL on GPUs),
+  // verified on the CPU; stated for CUDA as pipeline parallelism, zb_h1 and cp are, whose GPU
+  // tests (tests/mpi/test_gpu_layouts.cpp) are written and have not run yet (docs/gpu.md).
   static const BackendSupport cpu{DeviceKind::cpu, "cpu (fp32)", {}, false, 3};
-  static const BackendSupport cuda{DeviceKind::cuda, "cuda (bf16, fp32 master weights)", {64, 128}, true, 1};
+  static const BackendSupport cuda{DeviceKind::cuda, "cuda (bf16, fp32 master weights)", {64, 128}, true, 3};
   return device == DeviceKind::cuda ? cuda : cpu;
 }
 
@@ -41,9 +42,10 @@ std::vector<std::string> unsupported(DeviceKind device, const ModelConfig& m, co
   if (p.zero_stage > b.max_zero_stage)
     say("parallel.zero_stage = ", p.zero_stage, ": the ", b.name, " backend runs ZeRO stages 0 to ",
         b.max_zero_stage);
-  // Context parallelism (parallel.cp) runs on both: ring attention's block kernel (the
-  // log-sum-exp merge) is kernels/cpu/ring_attention on the CPU and the flash kernel's block
-  // form (kernels/cuda/attention.hpp) on the GPU, whose head sizes are checked above.
+  // Context parallelism (parallel.cp) runs on both in both modes: ring attention's block kernel
+  // (the log-sum-exp merge) is kernels/cpu/ring_attention on the CPU and the flash kernel's
+  // block form (kernels/cuda/attention.hpp) on the GPU, whose head sizes are checked above;
+  // Ulysses needs only the backend's own attention and the all-to-all (NCCL on GPUs).
   if (p.sequence_parallel && p.tp > 1 && (std::int64_t(p.micro_batch_size) * seq_len) % p.tp != 0)
     say("parallel.sequence_parallel: micro_batch_size x train.seq_len (", p.micro_batch_size, " x ", seq_len,
         ") must be divisible by parallel.tp (", p.tp, ")");

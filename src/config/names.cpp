@@ -17,6 +17,7 @@ const char* to_string(PipelineSchedule v) { return schema::enum_name(v); }
 const char* to_string(DataSource v) { return schema::enum_name(v); }
 const char* to_string(DeviceKind v) { return schema::enum_name(v); }
 const char* to_string(ReduceDType v) { return schema::enum_name(v); }
+const char* to_string(CpMode v) { return schema::enum_name(v); }
 const char* to_string(CurriculumOrder v) { return schema::enum_name(v); }
 const char* to_string(CurriculumPacing v) { return schema::enum_name(v); }
 const char* to_string(ObjectiveKind v) { return schema::enum_name(v); }

@@ -67,6 +67,7 @@ STRATA_ENUM_NAMES(CurriculumOrder, {"none", CurriculumOrder::none}, {"length", C
 STRATA_ENUM_NAMES(CurriculumPacing, {"linear", CurriculumPacing::linear}, {"root", CurriculumPacing::root},
                   {"step", CurriculumPacing::step})
 STRATA_ENUM_NAMES(ReduceDType, {"fp32", ReduceDType::fp32}, {"bf16", ReduceDType::bf16})
+STRATA_ENUM_NAMES(CpMode, {"ring", CpMode::ring}, {"ulysses", CpMode::ulysses})
 #undef STRATA_ENUM_NAMES
 
 template <class E>
@@ -130,6 +131,7 @@ void visit_fields(ParallelConfig& c, V&& v) {
   v("pp", c.pp, positive);
   v("dp", c.dp, non_negative);
   v("cp", c.cp, positive);
+  v("cp_mode", c.cp_mode, any);
   v("micro_batch_size", c.micro_batch_size, positive);
   v("global_batch_size", c.global_batch_size, non_negative);
   v("num_microbatches", c.num_microbatches, non_negative);

@@ -65,6 +65,18 @@ void check_context_parallel(const std::string& at, const JobConfig& job) {
     throw make_error(at, "train.seq_len_warmup (", t.seq_len_warmup, ") with parallel.cp = ", p.cp,
                      ": the sequence-length warm-up is not implemented with context parallelism ",
                      "(set train.seq_len_warmup: 0 or parallel.cp: 1)");
+  // Ulysses gives each cp rank whole query heads and the KV heads they read (GQA groups stay
+  // on one rank): both head counts of a TP rank split over cp.
+  const ModelConfig& m = job.model;
+  if (p.cp_mode == CpMode::ulysses && p.tp > 0 &&
+      ((m.num_heads / p.tp) % p.cp != 0 || (m.kv_heads() / p.tp) % p.cp != 0))
+    throw make_error(
+        at, "parallel.cp_mode: ulysses gives each of the parallel.cp = ", p.cp,
+        " ranks whole attention heads, so the heads per tensor-parallel rank, model.num_heads / ",
+        "parallel.tp = ", m.num_heads, " / ", p.tp, " = ", m.num_heads / p.tp,
+        ", and the KV heads per tensor-parallel rank, model.num_kv_heads / parallel.tp = ", m.kv_heads(),
+        " / ", p.tp, " = ", m.kv_heads() / p.tp, ", must both be divisible by ", p.cp,
+        " (use parallel.cp_mode: ring, or a cp that divides both)");
 }
 
 }  // namespace

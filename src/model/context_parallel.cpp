@@ -1,5 +1,5 @@
-// The ring-attention buffers of a context-parallel stage (stage_plan.hpp; the ring itself is
-// in ring_attention_impl.hpp).
+// The buffers of a context-parallel stage (stage_plan.hpp): the ring's (ring_attention_impl.hpp)
+// and the Ulysses all-to-all's (ulysses_attention_impl.hpp).
 #include "strata/core/error.hpp"
 #include "strata/model/stage_plan.hpp"
 
@@ -27,6 +27,30 @@ void StagePlan::plan_ring_attention(bool train) {
   const std::int64_t work =
       spec.attention == AttentionMemory::flash ? std::int64_t(dims.B) * dims.NH * c : 2 * c * c + c * dims.HS;
   cp_work = acts.add("cp.block_work", {work}, spec.stat, "work");
+}
+
+}  // namespace strata::model
+
+namespace strata::model {
+
+void StagePlan::check_ulysses_heads() const {
+  STRATA_CHECK(mode != StageMode::inference, "context parallelism (cp ", place.cp_size,
+               ") is for training and evaluation, not the decoder");
+  const int cp = place.cp_size;
+  STRATA_CHECK(dims.NH % cp == 0 && dims.NKV % cp == 0, "parallel.cp_mode: ulysses splits the heads of a ",
+               "tensor-parallel rank over parallel.cp = ", cp, ": model.num_heads / parallel.tp = ", dims.NH,
+               " and model.num_kv_heads / parallel.tp = ", dims.NKV, " must both be divisible by ", cp);
+  STRATA_CHECK(dims.T % 2 == 0,
+               "context parallelism: each rank holds two equal chunks of the sequence, so its ", dims.T,
+               " positions must be even");
+}
+
+void StagePlan::plan_ulysses_attention() {
+  // One layer's q, k and v leave in one all-to-all; the attention output and the gradients
+  // (dO forward, dQ, dK, dV back) reuse the same two buffers.
+  const std::int64_t n = dims.N * (dims.Q + 2 * dims.KV);
+  cp_send = acts.add("cp.a2a_send", {n}, spec.act, "work");
+  cp_recv = acts.add("cp.a2a_recv", {n}, spec.act, "work");
 }
 
 }  // namespace strata::model

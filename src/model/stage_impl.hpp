@@ -74,7 +74,7 @@ void Stage<B>::bind() {
                            plan_ptr<S>(P, a.attn_saved), plan_ptr<A>(P, a.attn_y), plan_ptr<A>(P, a.mid),
                            plan_ptr<S>(P, a.ln2_mean), plan_ptr<S>(P, a.ln2_rstd), plan_ptr<A>(P, a.ln2),
                            plan_ptr<A>(P, a.fc), plan_ptr<A>(P, a.up), plan_ptr<A>(P, a.act),
-                           plan_ptr<A>(P, a.dy_w2), plan_ptr<A>(P, a.dy_wo)});
+                           plan_ptr<A>(P, a.dy_w2), plan_ptr<A>(P, a.dy_wo), plan_ptr<A>(P, a.cp_y)});
     sb.lnf_mean = plan_ptr<S>(P, si.lnf_mean);
     sb.lnf_rstd = plan_ptr<S>(P, si.lnf_rstd);
     sb.head_dx = plan_ptr<G>(P, si.head_dx);
@@ -111,6 +111,8 @@ void Stage<B>::bind() {
   cp_grad_ = plan_ptr<G>(P, plan_.cp_grad);
   cp_dq_ = plan_ptr<G>(P, plan_.cp_dq);
   cp_work_ = plan_ptr<S>(P, plan_.cp_work);
+  cp_send_ = plan_ptr<A>(P, plan_.cp_send);
+  cp_recv_ = plan_ptr<A>(P, plan_.cp_recv);
   if (rope_table_) be_->rope_init(rope_table_, plan_.cfg.max_seq_len, d_.HS, plan_.cfg.rope_theta);
 }
 
@@ -297,7 +299,9 @@ void Stage<B>::layer_forward(const SlotBuffers& s, int li, const Cache* cache) {
     rope_rows(false, a.q, d_.NH, pos);
     rope_rows(false, k, d_.NKV, pos);
   }
-  if (context_parallel())
+  if (ulysses())
+    ulysses_attention_forward(a);
+  else if (context_parallel())
     ring_attention_forward(a);
   else if (cache)
     be_->attention_cached(a.attn_y, attn_work_, a.q, cache->k, cache->v, pos, attention_dims());
@@ -446,7 +450,9 @@ void Stage<B>::layer_backward(const SlotBuffers& s, int li, bool split) {
   d_out = grad_out_full();
   if (split) be_->copy(a.dy_wo, d_out, N * C);
   be_->linear_backward(d_attn_y_, false, gw.wo, static_cast<G*>(nullptr), d_out, a.attn_y, w.wo, N, Q, C);
-  if (context_parallel())
+  if (ulysses())
+    ulysses_attention_backward(a);
+  else if (context_parallel())
     ring_attention_backward(a);
   else
     be_->attention_backward(d_q_, d_k_, d_v_, attn_work_, d_attn_y_, a.attn_y, a.attn_saved, a.q, a.k, a.v,
@@ -551,4 +557,5 @@ const typename B::Act* Stage<B>::gathered_logits(int rows) {
 
 }  // namespace strata::model
 
-#include "ring_attention_impl.hpp"  // NOLINT(build/include_order): Stage<B>'s context-parallel members
+#include "ring_attention_impl.hpp"     // NOLINT(build/include_order): Stage<B>'s context-parallel members
+#include "ulysses_attention_impl.hpp"  // NOLINT(build/include_order): the same, Ulysses mode

@@ -105,8 +105,13 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
   STRATA_CHECK(!(place.split_backward && train && shared),
                "a split backward (parallel.schedule: zb_h1) keeps every layer's activations: not with "
                "model.recompute: full");
-  const bool ring = place.cp_size > 1;  // ring attention saves the row log-sum-exp
-  const std::int64_t saved = cached ? 0 : ring ? d.N * d.NH : attention_saved_elems(spec, d.B, d.T, d.NH);
+  const bool ulysses = place.cp_size > 1 && place.cp_mode == config::CpMode::ulysses;
+  const bool ring = place.cp_size > 1 && !ulysses;  // ring attention saves the row log-sum-exp
+  if (ulysses) check_ulysses_heads();
+  const int heads_cp = ulysses ? place.cp_size : 1;  // Ulysses: whole sequences, NH / cp heads
+  const std::int64_t saved = cached ? 0
+                             : ring ? d.N * d.NH
+                                    : attention_saved_elems(spec, d.B, d.T * heads_cp, d.NH / heads_cp);
   auto add_layer_set = [&](const std::string& p, const char* life) {
     auto add = [&](const char* n, Shape sh, DType t) { return acts.add(p + n, std::move(sh), t, life); };
     Layer a{};
@@ -131,6 +136,7 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
       a.dy_w2 = add("grad.mlp_out", {N, C}, A);
       a.dy_wo = add("grad.attn_out", {N, C}, A);
     }
+    if (ulysses && !cached) a.cp_y = add("attn_y_heads", {N, Q}, A);
     return a;
   };
   Layer shared_set{};
@@ -188,11 +194,14 @@ StagePlan::StagePlan(const config::ModelConfig& model, const ChunkPlacement& pla
     d_fc = work(swiglu ? "grad.gate" : "grad.fc", {N, F}, A);
     if (swiglu) d_up = work("grad.up", {N, F}, A);
     d_act = work("grad.act", {N, F}, A);
-    if (!ring) attn_work = work("grad.attn_work", {attention_work_elems(spec, d.B, d.T, d.NH, d.HS)}, S);
+    if (!ring)
+      attn_work =
+          work("grad.attn_work", {attention_work_elems(spec, d.B, d.T * heads_cp, d.NH / heads_cp, d.HS)}, S);
   } else if (d.sp) {
     partial = work("tp_partial", {N, C}, A);
   }
   if (ring) plan_ring_attention(train);
+  if (ulysses) plan_ulysses_attention();
   if (cached) {
     // The CPU's cached attention scores one head at a time.
     if (spec.attention == AttentionMemory::probabilities) attn_work = work("scores", {N, N}, S);

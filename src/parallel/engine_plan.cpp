@@ -60,6 +60,7 @@ EnginePlan plan_engine(const config::ModelConfig& model, const config::ParallelC
     place.vocab_multiple = spec.vocab_multiple;
     place.cp_size = shape.cp;  // the stage holds seq_len / cp positions of each sequence
     place.cp_rank = coord.cp_rank;
+    place.cp_mode = parallel.cp_mode;
     place.split_backward = parallel.schedule == config::PipelineSchedule::zb_h1;
     const int slots = std::max(1, max_in_flight(e.schedule, c));
     ChunkPlan cp{
@@ -141,7 +142,10 @@ std::string EnginePlan::describe(std::size_t rows) const {
      << micro_batch_size << " x " << seq_len << ": " << schedule_text << "\n"
      << "  communicator groups (" << (spec.device == Device::cuda ? "NCCL" : "MPI") << "): tp of " << shape.tp
      << " ranks, dp of " << shape.dp << ", pp of " << shape.pp
-     << (shape.cp > 1 ? ", cp of " + std::to_string(shape.cp) + " (ring attention)" : "")
+     << (shape.cp > 1 ? ", cp of " + std::to_string(shape.cp) +
+                            (first.place.cp_mode == config::CpMode::ulysses ? " (Ulysses all-to-all)"
+                                                                            : " (ring attention)")
+                      : "")
      << (shape.pp > 1 && (coord.pp_rank == 0 || coord.pp_rank == shape.pp - 1)
              ? ", embedding {first, last stage}"
              : "")

@@ -13,7 +13,7 @@ std::string to_string(const Layout& l) {
   os << "tp" << l.tp << "-pp" << l.pp << "-dp" << l.dp << (l.cp > 1 ? "-cp" + std::to_string(l.cp) : "")
      << "-v" << l.vpp << "-mb" << l.micro_batch << "-z" << l.zero << (l.sequence_parallel ? "-sp" : "")
      << "-r" << (l.recompute == Recompute::selective ? "sel" : to_string(l.recompute))
-     << (l.gpipe ? "-gpipe" : "") << (l.zb ? "-zb" : "");
+     << (l.gpipe ? "-gpipe" : "") << (l.zb ? "-zb" : "") << (l.ulysses && l.cp > 1 ? "-ulysses" : "");
   return os.str();
 }
 
@@ -31,7 +31,7 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
   const auto bad = [&](const std::string& part, const std::string& why) {
     return make_error("layout '", text, "': ", part.empty() ? "" : "'" + part + "': ", why,
                       " (form: tp8-pp4-dp16-v2-mb1-z1-sp-rfull; parts tpN ppN dpN cpN vN mbN zN sp "
-                      "rnone|rsel|rfull gpipe zb, separated by '-')");
+                      "rnone|rsel|rfull gpipe zb ulysses, separated by '-')");
   };
   std::stringstream ss(text);
   std::string part;
@@ -47,6 +47,10 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     }
     if (part == "zb") {
       l.zb = true;
+      continue;
+    }
+    if (part == "ulysses") {
+      l.ulysses = true;
       continue;
     }
     if (part == "rnone" || part == "rsel" || part == "rselective" || part == "rfull") {
@@ -93,6 +97,8 @@ Layout parse_layout(const std::string& text, int gpus, int global_batch, config:
     throw bad("", "tp x pp x dp x cp = " + std::to_string(l.gpus()) + " but the job has " +
                       std::to_string(gpus) + " GPUs");
   if (l.sequence_parallel && l.tp == 1) l.sequence_parallel = false;  // nothing to split
+  if (l.ulysses && l.cp == 1)
+    throw bad("ulysses", "the Ulysses mode is one of context parallelism: needs cpN with N > 1");
   if (global_batch % (l.micro_batch * l.dp) != 0)
     throw bad("", "the global batch " + std::to_string(global_batch) +
                       " is not a multiple of mb x dp = " + std::to_string(l.micro_batch * l.dp));

@@ -78,7 +78,8 @@ CpuStagePlan strata_cpu_stage_plan(const config::ModelConfig& cfg, const config:
   config::ParallelConfig p = par;
   p.schedule = schedule;
   config::OptimConfig optim;  // the state's size does not depend on the optimizer's settings
-  const comm::GridShape shape{par.tp, par.pp, par.dp};
+  comm::GridShape shape{par.tp, par.pp, par.dp};
+  shape.cp = par.cp;  // the stages hold seq_len / cp positions
   const comm::GridCoord coord{0, 0, stage};
   const parallel::EnginePlan e = parallel::plan_engine(cfg, p, optim, seq_len, microbatches, shape, coord,
                                                        model::cpu_backend_spec(DType::f32));
@@ -135,6 +136,7 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
   par.sequence_parallel = l.sequence_parallel && l.tp > 1;
   par.zero_stage = l.zero;
   par.cp = l.cp;
+  par.cp_mode = l.ulysses ? config::CpMode::ulysses : config::CpMode::ring;
   par.schedule = schedule_of(l);
   comm::GridShape shape{l.tp, l.pp, l.dp};
   shape.cp = l.cp;  // the stages hold seq_len / cp positions: activations / cp
@@ -185,6 +187,7 @@ MemoryBreakdown predict_engine_stage(const Workload& w, const Layout& l, const c
     place.num_layers = n;
     place.vocab_multiple = spec.vocab_multiple;
     place.cp_size = l.cp;
+    place.cp_mode = par.cp_mode;
     const model::StagePlan p(mc, place, l.micro_batch, w.seq_len / l.cp, 1, spec);
     double b = 0;
     for (const auto& en : p.acts.entries())

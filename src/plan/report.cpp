@@ -166,9 +166,12 @@ std::string explain(const PlanRequest& r, const Candidate& c) {
      << "  (" << constant("overlap_efficiency", cl.overlap_efficiency) << ")\n";
   if (l.cp > 1)
     os << "  context-parallel comm    " << term(&StepTime::cp_exposed) << " exposed of " << seconds(t.cp_comm)
-       << "  (ring K/V hops hidden behind each attention block, dK/dV hops and the gradient all-reduce over "
-          "cp "
-          "not)\n";
+       << (l.ulysses
+               ? "  (Ulysses: 4 all-to-alls per layer and micro-batch, not overlapped, and the gradient "
+                 "all-reduce over cp)\n"
+               : "  (ring K/V hops hidden behind each attention block, dK/dV hops and the gradient "
+                 "all-reduce "
+                 "over cp not)\n");
   os << "  optimizer step           " << term(&StepTime::optimizer)
      << "  AdamW bytes / (bandwidth x elementwise_fraction)\n";
   if (t.node_work > 0)
@@ -214,6 +217,7 @@ std::string launch_command(const PlanRequest& r, const Candidate& c, const std::
   os << " --export=ALL,CONFIG=" << job_path << " slurm/pretrain.sh --set model=" << model_path
      << " --set parallel.tp=" << l.tp << " --set parallel.pp=" << l.pp << " --set parallel.dp=" << l.dp
      << (l.cp > 1 ? " --set parallel.cp=" + std::to_string(l.cp) : "")
+     << (l.cp > 1 && l.ulysses ? " --set parallel.cp_mode=ulysses" : "")
      << " --set parallel.micro_batch_size=" << l.micro_batch
      << " --set parallel.global_batch_size=" << l.global_batch()
      << " --set train.seq_len=" << r.workload.seq_len << " --set train.steps=" << steps

@@ -42,6 +42,7 @@ std::string backend_refuses(const PlanRequest& r, const Layout& l) {
   config::ParallelConfig p;
   p.tp = l.tp, p.pp = l.pp, p.dp = l.dp, p.virtual_stages = l.vpp, p.micro_batch_size = l.micro_batch;
   p.zero_stage = l.zero, p.sequence_parallel = l.sequence_parallel, p.cp = l.cp;
+  p.cp_mode = l.ulysses ? config::CpMode::ulysses : config::CpMode::ring;
   p.schedule = schedule_of(l);
   const std::vector<std::string> no =
       config::unsupported(r.cluster.device, r.workload.model, p, r.workload.seq_len);
@@ -63,6 +64,9 @@ std::string shape_unsupported(const PlanRequest& r, const Layout& l) {
   if (m.num_heads % l.tp || m.kv_heads() % l.tp || m.ffn() % l.tp)
     return "tp " + n(l.tp) + " must divide the " + n(m.num_heads) + " heads, the " + n(m.kv_heads()) +
            " KV heads and the MLP width " + n(m.ffn());
+  if (l.ulysses && (l.cp == 1 || (m.num_heads / l.tp) % l.cp || (m.kv_heads() / l.tp) % l.cp))
+    return "ulysses cp " + n(l.cp) + " must divide the heads (" + n(m.num_heads / l.tp) + ") and KV heads (" +
+           n(m.kv_heads() / l.tp) + ") of a tp rank";
   if (m.num_layers % (l.pp * l.vpp))
     return "pp x v = " + n(l.pp * l.vpp) + " must divide the " + n(m.num_layers) + " layers";
   if (l.global_batch() != r.global_batch)
@@ -116,15 +120,17 @@ std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
           for (int zero = 0; zero <= (dp > 1 ? 3 : 0); ++zero)
             for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
               for (Recompute rc : r.recompute)
-                for (int zb = 0; zb <= (pp > 1 && v == 1 && rc != Recompute::full ? 1 : 0); ++zb) {
-                  Layout l;
-                  l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
-                  l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
-                  l.recompute = rc, l.precision = r.cluster.precision, l.zb = zb == 1, l.cp = cp;
-                  if (!shape_unsupported(r, l).empty()) continue;
-                  ++shapes;
-                  if (backend_refuses(r, l).empty()) out.push_back(l);
-                }
+                for (int zb = 0; zb <= (pp > 1 && v == 1 && rc != Recompute::full ? 1 : 0); ++zb)
+                  for (int uly = 0; uly <= (cp > 1 ? 1 : 0); ++uly) {  // cp: the ring and Ulysses
+                    Layout l;
+                    l.tp = tp, l.pp = pp, l.dp = dp, l.vpp = v, l.micro_batch = mb;
+                    l.micro_batches = micro_batches, l.zero = zero, l.sequence_parallel = sp == 1;
+                    l.recompute = rc, l.precision = r.cluster.precision, l.zb = zb == 1, l.cp = cp;
+                    l.ulysses = uly == 1;
+                    if (!shape_unsupported(r, l).empty()) continue;
+                    ++shapes;
+                    if (backend_refuses(r, l).empty()) out.push_back(l);
+                  }
         }
       }
     }

@@ -51,6 +51,15 @@ namespace {
 // summed over the cp ranks once per step (an all-reduce of the fp32 gradients, not overlapped).
 // The cp ranks are neighbours in the rank order (TP, CP, DP, PP): inside a node when
 // tp x cp <= GPUs per node.
+//
+// Ulysses (parallel.cp_mode: ulysses; model/ulysses_attention_impl.hpp): per layer and
+// micro-batch, all-to-alls of this rank's s / cp rows of Q, K, V (b s (Q + 2 KV) / (cp tp)
+// elements) and of the attention output (b s Q / (cp tp)) forward, of dO and dQ, dK, dV
+// backward; each sends (cp - 1) / cp of its buffer, cp - 1 messages. Blocking: all exposed.
+double ulysses_all_to_all_s(double bytes, int cp, double gb_per_s, double alpha_s) {
+  return (cp - 1) * alpha_s + double(cp - 1) / cp * bytes / (gb_per_s * 1e9);
+}
+
 void context_parallel_time(StepTime& t, const Workload& w, const Layout& l, const config::ClusterConfig& c,
                            double mb_attention_s, double params_on_rank) {
   if (l.cp <= 1) return;
@@ -74,6 +83,13 @@ void context_parallel_time(StepTime& t, const Workload& w, const Layout& l, cons
   const double bwd_exposed = (l.cp - 1) * std::max(0.0, hop - 2.0 * step_compute) + l.cp * grad_hop;
   t.cp_comm = l.micro_batches * layers * (recompute * fwd + bwd);
   t.cp_exposed = l.micro_batches * layers * (recompute * fwd_exposed + bwd_exposed);
+  if (l.ulysses) {
+    const double rows = double(w.seq_len) / l.cp * l.micro_batch * elt / l.tp;  // bytes per element of a row
+    const double q = double(m.num_heads) * m.head_size();
+    const double qkv = ulysses_all_to_all_s(rows * (q + 2.0 * kv), l.cp, gbs, alpha);
+    const double o = ulysses_all_to_all_s(rows * q, l.cp, gbs, alpha);
+    t.cp_comm = t.cp_exposed = l.micro_batches * layers * (recompute + 1.0) * (qkv + o);
+  }
   const double reduce = ring_all_reduce_s(4.0 * params_on_rank, l.cp, gbs, alpha * 1e6);
   t.cp_comm += reduce;
   t.cp_exposed += reduce;

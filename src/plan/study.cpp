@@ -99,6 +99,7 @@ PointCheck check_point(const config::JobConfig& job, int ranks, int ranks_per_no
   r.tokens = double(job.train.steps) * batch.global * r.workload.seq_len;
   Layout l;
   l.tp = p.tp, l.pp = p.pp, l.dp = pc.dp, l.cp = p.cp;
+  l.ulysses = p.cp_mode == config::CpMode::ulysses;
   l.vpp = p.virtual_stages;
   l.micro_batch = batch.micro;
   l.micro_batches = batch.microbatches;

@@ -5,7 +5,8 @@
 //     tp1·pp2·dp4, tp4·pp1·dp2 and a single rank gives the uninterrupted losses to 1e-5;
 //   a LLaMA-style model (GQA, untied output layer, padded vocabulary) likewise;
 //   context parallelism: cp ranks hold replicas of the state, so a checkpoint written with
-//     tp2·cp2·dp2 resumes on one rank, and one written on one rank resumes with cp2·pp2·dp2.
+//     tp2·cp2·dp2 resumes on one rank, and one written on one rank resumes with cp2·pp2·dp2
+//     (in the Ulysses mode: a checkpoint does not depend on how cp computes attention).
 //   a checkpoint written under the zero-bubble schedule zb_h1 resumes under 1f1b and vice versa.
 //   ZeRO-2 and ZeRO-3 read those files, and a ZeRO-2 or ZeRO-3 checkpoint (tp2·dp4, layers
 //   aligned to dp in the flat buffer) resumes on one rank and on pp2·dp2 ZeRO-1 to 1e-5; and
@@ -230,10 +231,13 @@ TEST(Checkpoint, ContextParallelLayoutsAndOneRankResumeEachOther) {
   struct Move {
     int tp, cp, pp, dp;  // the layout that writes (resumed on one rank), or resumes (written on one rank)
     bool writes;
+    config::CpMode mode;
   };
-  for (const Move m : {Move{2, 2, 1, 2, true}, Move{1, 2, 2, 2, false}}) {
+  for (const Move m :
+       {Move{2, 2, 1, 2, true, config::CpMode::ring}, Move{1, 2, 2, 2, false, config::CpMode::ulysses}}) {
     const std::string tag = "tp" + std::to_string(m.tp) + "-cp" + std::to_string(m.cp) + "-pp" +
-                            std::to_string(m.pp) + "-dp" + std::to_string(m.dp);
+                            std::to_string(m.pp) + "-dp" + std::to_string(m.dp) + "-" +
+                            config::to_string(m.mode);
     config::JobConfig first = full;
     first.train.steps = 3;
     first.ckpt.save_at_end = true;
@@ -246,6 +250,7 @@ TEST(Checkpoint, ContextParallelLayoutsAndOneRankResumeEachOther) {
     config::JobConfig& multi = m.writes ? first : resumed;
     set_layout(multi, m.tp, m.pp, m.dp);
     multi.parallel.cp = m.cp;
+    multi.parallel.cp_mode = m.mode;
     multi.parallel.sequence_parallel = m.tp > 1;
     multi.parallel.zero_stage = 1;
     losses_of(first);

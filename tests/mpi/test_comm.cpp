@@ -219,6 +219,30 @@ TEST(MpiCommunicator, GatherCollectsEveryRankOnTheRootOnly) {
   }
 }
 
+// all_to_all: block b of rank q's send buffer (q * 1000 + b * 10 + i, i < 3) arrives as block q
+// of rank b's receive buffer, on the whole world and on each cp group of a tp 2 x cp 2 grid
+// (the Ulysses context-parallel mode's group); counted as a collective and published as such.
+TEST(MpiCommunicator, AllToAllSendsBlockRToRankR) {
+  const auto check = [](Communicator& g) {
+    const int n = g.size(), r = g.rank();
+    std::vector<float> send(std::size_t(n) * 3), recv(std::size_t(n) * 3, -1.0f);
+    for (int b = 0; b < n; ++b)
+      for (int i = 0; i < 3; ++i) send[std::size_t(b * 3 + i)] = float(r * 1000 + b * 10 + i);
+    g.all_to_all(send.data(), recv.data(), 3, DType::f32);
+    for (int q = 0; q < n; ++q)
+      for (int i = 0; i < 3; ++i) EXPECT_EQ(recv[std::size_t(q * 3 + i)], float(q * 1000 + r * 10 + i));
+  };
+  RankGrid world(MPI_COMM_WORLD, 1, 1, 0);
+  auto& g = static_cast<MpiCommunicator&>(world.dp_group());
+  check(g);
+  EXPECT_EQ(g.collectives_entered(), 1u);
+  if (world_size() % 4 == 0) {
+    RankGrid grid(MPI_COMM_WORLD, 2, 1, 0, 600.0, 2);
+    ASSERT_EQ(grid.cp_group().size(), 2);
+    check(grid.cp_group());
+  }
+}
+
 TEST(MpiCommunicator, EveryRankPublishesTheCollectivesItEntered) {
   RankGrid grid(MPI_COMM_WORLD, 1, 1, 0);
   auto& g = static_cast<MpiCommunicator&>(grid.dp_group());

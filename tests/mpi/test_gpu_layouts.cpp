@@ -1,13 +1,15 @@
 // The CUDA engine's layouts on two (and four) GPUs against one GPU (run under mpiexec -n 2 and -n 4; label
 // cuda): tensor parallelism (tp 2, with and without sequence parallelism), data parallelism (dp 2: bucketed
-// reduction with ZeRO-0/1, fp32 or bf16; ZeRO-2/3 fp32, also under zb_h1's split backward) and pipeline
-// parallelism (pp 2: gpipe, 1f1b, interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) give the loss
-// and the gradients of the one-GPU engine within bf16 tolerances, and (dp 2) the same update. These are the
-// layouts the CPU suite proves equal to one rank (tests/mpi/test_layouts.cpp), run by the same engine code
-// over the CUDA backend. The reference runs on every rank from a one-rank grid over MPI_COMM_SELF. Each case
-// is its own test: one that fails is never hidden behind another's skip. Context parallelism: cp 2 on two
-// GPUs; cp 2 with tp 2 (with and without sequence parallelism) or dp 2 on four (suite GpuLayoutsFour). Skips
-// where fewer GPUs are visible.
+// reduction with ZeRO-0/1, fp32 or bf16; ZeRO-2/3 fp32, also under zb_h1's split backward), pipeline
+// parallelism (pp 2: gpipe, 1f1b, interleaved 1f1b with 2 virtual stages, zero-bubble zb_h1) and context
+// parallelism give the loss and the gradients of the one-GPU engine within bf16 tolerances, and (dp 2) the
+// same update. These are the layouts the CPU suite proves equal to one rank (tests/mpi/test_layouts.cpp), run
+// by the same engine code over the CUDA backend. The reference runs on every rank from a one-rank grid over
+// MPI_COMM_SELF. Each case is its own test: one that fails is never hidden behind another's skip. Context
+// parallelism: the ring (the flash kernel's block form) with cp 2 on two GPUs, and cp 2 with tp 2 (with and
+// without sequence parallelism) or dp 2 on four (suite GpuLayoutsFour); the Ulysses mode (NCCL all-to-all,
+// flash attention over whole sequences of half the heads) with cp 2 on two. Skips where fewer GPUs are
+// visible.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -196,6 +198,31 @@ class GpuLayouts : public ::testing::Test {
       EXPECT_NEAR(a[0] / a[1], ref_after.mean(), 1e-2 * ref_after.mean()) << c.name;
     }
   }
+  // cp 2, Ulysses: each GPU holds two of the four chunks of every sequence and computes the
+  // attention of half the heads (GPT: 4 heads; LLaMA: 4 heads over 2 KV heads, one per GPU);
+  // the loss and the gradients are summed over cp by the engine, so every rank holds them whole.
+  void ulysses() {
+    for (const config::ModelConfig& c : {test::gpu_gpt(256, 4), test::gpu_llama(256, 4, 2)}) {
+      const float scale = float(1.0 / double(test::count_targets(kB, kT, kM)));
+      auto ref = reference(c, kM);
+      const Step want = run_step(*ref, c, 0, scale);
+      const double want_norm = ref->grad_norm();
+      const test::EngineParams ref_table = test::engine_params(*ref);
+      comm::RankGrid grid(MPI_COMM_WORLD, 1, 1, 1, 600.0, 2);
+      config::ParallelConfig par = parallel_config(0, config::ReduceDType::fp32);
+      par.cp = 2;
+      par.cp_mode = config::CpMode::ulysses;
+      auto e = parallel::make_engine(config::DeviceKind::cuda, c, par, config::OptimConfig{}, kT, kM, grid);
+      e->init_parameters(kSeed);
+      const Step got = run_step(*e, c, 0, scale);
+      // bf16 on both; the all-to-alls move values unchanged, the sums over cp add the
+      // rounding of two partial gradients.
+      EXPECT_EQ(got.loss.count, want.loss.count) << c.name;
+      EXPECT_NEAR(got.loss.mean(), want.loss.mean(), 1e-2 * want.loss.mean()) << c.name;
+      test::expect_gradients_close(test::engine_params(*e).table, got.grads, ref_table.table, want.grads);
+      EXPECT_NEAR(e->grad_norm(), want_norm, 5e-2 * want_norm) << c.name;
+    }
+  }
   std::unique_ptr<comm::RankGrid> self_grid_;
 };
 
@@ -215,6 +242,7 @@ TEST_F(GpuLayouts, PipelineInterleavedTwoGpusMatchOne) {
 TEST_F(GpuLayouts, PipelineZeroBubbleTwoGpusMatchOne) { pipeline(config::PipelineSchedule::zb_h1, 1); }
 
 TEST_F(GpuLayouts, ContextParallelTwoGpusMatchOne) { context_parallel(1, 1, false); }
+TEST_F(GpuLayouts, UlyssesContextParallelTwoGpusMatchOne) { ulysses(); }
 TEST_F(GpuLayoutsFour, ContextParallelWithTensorParallelFourGpusMatchOne) { context_parallel(2, 1, false); }
 TEST_F(GpuLayoutsFour, ContextParallelWithSequenceParallelFourGpusMatchOne) { context_parallel(2, 1, true); }
 TEST_F(GpuLayoutsFour, ContextParallelWithDataParallelFourGpusMatchOne) { context_parallel(1, 2, false); }

@@ -82,7 +82,9 @@ std::string describe(const config::JobConfig& j) {
   return j.model.name + (j.train.seq_len_warmup > 0 ? " seq_len_warmup" : "") + " tp" + std::to_string(p.tp) +
          " pp" + std::to_string(p.pp) + " dp" + std::to_string(p.dp) + " " + config::to_string(p.schedule) +
          " v" + std::to_string(p.virtual_stages) + " zero" + std::to_string(p.zero_stage) +
-         (p.cp > 1 ? " cp" + std::to_string(p.cp) : "") + (p.sequence_parallel ? " sp" : "") +
+         (p.cp > 1 ? " cp" + std::to_string(p.cp) + (p.cp_mode == config::CpMode::ulysses ? " ulysses" : "")
+                   : "") +
+         (p.sequence_parallel ? " sp" : "") +
          (j.model.recompute == config::RecomputeKind::full ? " recompute" : "");
 }
 
@@ -362,6 +364,47 @@ TEST(Layouts, ContextParallelMatchesOneRank) {
   const Reference ref = reference(mlm);
   mlm.parallel.cp = world_size();
   expect_matches(mlm, ref);
+}
+
+// Context parallelism in the Ulysses mode (parallel.cp_mode: ulysses: all-to-all to whole
+// sequences of 1/cp of the heads, the backend's own attention, all-to-all back), GPT-style (4
+// heads) and LLaMA-style with GQA (8 heads over 4 KV heads); np2: cp 2; np4: cp 4, and cp 2 with
+// tp 2 (sequence parallel), pp 2 (1F1B; LLaMA also zb_h1's split backward) or dp 2 (ZeRO-1);
+// np8: cp 2 with tp 2 x pp 2 and tp 2 x dp 2. LLaMA with full recomputation on cp = world size.
+TEST(Layouts, UlyssesMatchesOneRank) {
+  if (world_size() < 2) GTEST_SKIP();
+  struct Case {
+    int cp, tp, pp, dp;
+  };
+  std::vector<Case> cases;
+  if (world_size() == 2) cases = {{2, 1, 1, 1}};
+  if (world_size() == 4) cases = {{4, 1, 1, 1}, {2, 2, 1, 1}, {2, 1, 2, 1}, {2, 1, 1, 2}};
+  if (world_size() == 8) cases = {{2, 2, 2, 1}, {2, 2, 1, 2}};
+  for (const bool llama : {false, true}) {
+    config::JobConfig base = base_job(llama);
+    if (llama)
+      base.model.num_heads = 8, base.model.num_kv_heads = 4;  // head size 4, 2 query heads per KV head
+    const Reference ref = reference(base);
+    for (const Case& c : cases) {
+      config::JobConfig j = base;
+      j.parallel.cp = c.cp;
+      j.parallel.cp_mode = config::CpMode::ulysses;
+      j.parallel.tp = c.tp;
+      j.parallel.pp = c.pp;
+      j.parallel.dp = c.dp;
+      j.parallel.sequence_parallel = c.tp > 1;
+      j.parallel.zero_stage = c.dp > 1 ? 1 : 0;
+      expect_matches(j, ref);
+      if (llama && c.cp == world_size()) {
+        j.model.recompute = config::RecomputeKind::full;
+        expect_matches(j, ref);
+      }
+      if (llama && c.pp == 2 && c.tp == 1) {
+        j.parallel.schedule = config::PipelineSchedule::zb_h1;
+        expect_matches(j, ref);
+      }
+    }
+  }
 }
 
 // Context parallelism's purpose: cp = 8 on 8 ranks trains sequences of 512 tokens whose memory

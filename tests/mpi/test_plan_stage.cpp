@@ -30,6 +30,8 @@ struct Case {
   config::PipelineSchedule schedule;
   bool sp;
   int zero;
+  int cp = 1;
+  config::CpMode cp_mode = config::CpMode::ring;
 };
 
 void check(const Case& c) {
@@ -38,8 +40,9 @@ void check(const Case& c) {
   config::ParallelConfig par;
   par.tp = c.tp, par.pp = c.pp, par.dp = c.dp, par.virtual_stages = c.v, par.schedule = c.schedule;
   par.micro_batch_size = 2, par.sequence_parallel = c.sp, par.zero_stage = c.zero;
+  par.cp = c.cp, par.cp_mode = c.cp_mode;
   const int seq = 128, microbatches = 16 / (2 * c.dp);
-  comm::RankGrid grid(MPI_COMM_WORLD, c.tp, c.pp, c.dp);
+  comm::RankGrid grid(MPI_COMM_WORLD, c.tp, c.pp, c.dp, 600.0, c.cp);
   const parallel::CpuEngine engine(model, par, config::OptimConfig{}, seq, microbatches, grid);
   // On the CPU the host staging is the engine's memory too.
   const double host = double(engine.plan().host.total_bytes());
@@ -48,7 +51,8 @@ void check(const Case& c) {
   const plan::CpuStagePlan p =
       plan::strata_cpu_stage_plan(model, par, c.schedule, microbatches, seq, grid.coord().pp_rank);
   SCOPED_TRACE("tp" + std::to_string(c.tp) + " pp" + std::to_string(c.pp) + " dp" + std::to_string(c.dp) +
-               " v" + std::to_string(c.v) + " stage " + std::to_string(grid.coord().pp_rank));
+               " v" + std::to_string(c.v) + " cp" + std::to_string(c.cp) + " " +
+               config::to_string(c.cp_mode) + " stage " + std::to_string(grid.coord().pp_rank));
   EXPECT_EQ(p.parameters_and_grads + p.activations + p.pipeline_buffers,
             double(engine.parameter_bytes() + engine.activation_bytes()) + host);
   EXPECT_LE(std::fabs(p.optimizer - double(engine.optimizer_bytes())), 128.0 * c.v);
@@ -73,10 +77,16 @@ TEST(PlanStage, CpuStagePlanEqualsThePipelineEngineOnEveryRank) {
       {1, 2, 2, 2, S::interleaved_1f1b, false, 3},
       {1, 2, 2, 1, S::zb_h1, false, 2},
       {2, 2, 2, 1, S::zb_h1, true, 3},
+      // Context parallelism: the ring's K/V blocks, or Ulysses' all-to-all buffers and its
+      // whole-sequence attention buffers of 1/cp of the heads (bench_layouts: 8 heads).
+      {1, 2, 1, 1, S::one_f_one_b, false, 0, 2, config::CpMode::ring},
+      {1, 2, 1, 1, S::one_f_one_b, false, 0, 2, config::CpMode::ulysses},
+      {2, 2, 1, 1, S::one_f_one_b, true, 0, 2, config::CpMode::ulysses},
+      {1, 1, 2, 1, S::one_f_one_b, false, 1, 4, config::CpMode::ulysses},
   };
   int ran = 0;
   for (const Case& c : cases) {
-    if (c.tp * c.pp * c.dp != n) continue;
+    if (c.tp * c.pp * c.dp * c.cp != n) continue;
     check(c);
     ++ran;
   }

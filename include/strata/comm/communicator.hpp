@@ -90,6 +90,11 @@ class Communicator {
   // throw strata::Error naming the group.
   virtual void all_gatherv(const void* send, std::size_t send_count, void* recv,
                            const std::size_t* recv_counts, DType dtype);
+  // All-to-all (blocking): send holds size() blocks of `count` elements, block r for rank r;
+  // recv receives size() blocks, block r from rank r. send and recv must not overlap.
+  // Context parallelism's Ulysses mode (model/ulysses_attention_impl.hpp) calls it on the cp
+  // group, twice per layer and pass.
+  virtual void all_to_all(const void* send, void* recv, std::size_t count, DType dtype) = 0;
   void send(const void* buf, std::size_t count, DType dtype, int peer, int tag = 0) {
     Work w = isend(buf, count, dtype, peer, tag);
     wait(w);

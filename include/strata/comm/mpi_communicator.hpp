@@ -123,7 +123,8 @@ enum class CollectiveKind : std::uint64_t {
   broadcast,
   barrier,
   gather,
-  all_gatherv
+  all_gatherv,
+  all_to_all
 };
 const char* to_string(CollectiveKind kind);
 
@@ -181,6 +182,7 @@ class MpiCommunicator final : public Communicator {
   void gather(const void* send, void* recv, std::size_t send_count, DType dtype, int root) override;
   void all_gatherv(const void* send, std::size_t send_count, void* recv, const std::size_t* recv_counts,
                    DType dtype) override;
+  void all_to_all(const void* send, void* recv, std::size_t count, DType dtype) override;
   using Communicator::all_reduce;
 
   // Collectives this rank has entered on the group.

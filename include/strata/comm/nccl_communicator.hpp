@@ -71,6 +71,8 @@ class NcclCommunicator final : public Communicator {
                       ReduceOp op = ReduceOp::sum) override;
   void all_gather(const void* send, void* recv, std::size_t send_count, DType dtype) override;
   void broadcast(void* buf, std::size_t count, DType dtype, int root) override;
+  // NCCL has no all-to-all call: one group of size() ncclSend/ncclRecv pairs on the compute stream.
+  void all_to_all(const void* send, void* recv, std::size_t count, DType dtype) override;
   using Communicator::all_reduce;  // the typed form
 
   // Non-blocking operations that may be pending at once on one communicator.

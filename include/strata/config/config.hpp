@@ -44,6 +44,9 @@ struct ModelConfig {
 
 enum class PipelineSchedule { gpipe, one_f_one_b, interleaved_1f1b, zb_h1 };
 enum class ReduceDType { fp32, bf16 };  // data type of the DP gradient reduction on GPUs
+// How context parallelism computes attention (docs/parallelism.md): ring (K/V blocks passed
+// around the cp ranks) or ulysses (all-to-all to whole sequences of 1/cp of the heads and back).
+enum class CpMode { ring, ulysses };
 
 struct ParallelConfig {
   int tp = 1;
@@ -63,6 +66,7 @@ struct ParallelConfig {
   // Context parallelism: each sequence split over cp ranks in 2 cp chunks (rank r holds chunks
   // r and 2 cp - 1 - r), ring attention over them (docs/parallelism.md). World = tp x cp x dp x pp.
   int cp = 1;
+  CpMode cp_mode = CpMode::ring;  // ulysses needs heads / tp and KV heads / tp divisible by cp
 };
 
 enum class ScheduleKind { cosine, constant, linear };

@@ -41,6 +41,7 @@ const char* to_string(PipelineSchedule v);
 const char* to_string(DataSource v);
 const char* to_string(DeviceKind v);
 const char* to_string(ReduceDType v);
+const char* to_string(CpMode v);
 const char* to_string(CurriculumOrder v);
 const char* to_string(CurriculumPacing v);
 const char* to_string(ObjectiveKind v);

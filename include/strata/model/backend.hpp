@@ -8,7 +8,7 @@
 //   types    Act (activations, compute weights), Grad (weight gradients, residual-stream
 //            gradient), Stat (norm/softmax statistics, losses), Host (host-side results)
 //   memory   allocate(plan), upload/download (host <-> backend memory, in stream order),
-//            synchronize(), fill/copy/accumulate, cast_grad_to_act, a Mark for timing
+//            synchronize(), fill/copy/copy_2d/accumulate, cast_grad_to_act, a Mark for timing
 //   kernels  linear_forward/backward, bias_grad, norm_forward/backward, rope, attention
 //            forward/backward/cached, gelu/swiglu forward/backward, embedding forward/backward,
 //            cross-entropy (one rank and vocab-parallel), add_bias, add, sum_squares, adamw

@@ -59,6 +59,12 @@ class CpuBackend {
   void copy(U* y, const U* x, index_t n) const {
     kernels::cpu::copy(y, x, n);
   }
+  // y[r ld_y + j] = x[r ld_x + j] for r < rows, j < cols: a block of rows between strided
+  // buffers (Ulysses context parallelism packs heads for its all-to-all with it).
+  template <class U>
+  void copy_2d(U* y, index_t ld_y, const U* x, index_t ld_x, index_t rows, index_t cols) const {
+    for (index_t r = 0; r < rows; ++r) std::memcpy(y + r * ld_y, x + r * ld_x, std::size_t(cols) * sizeof(U));
+  }
   void accumulate(T* y, const T* x, index_t n) const { kernels::cpu::accumulate(y, x, n); }
   void add(T* y, const T* a, const T* b, index_t n) const { kernels::cpu::add(y, a, b, n); }
   void add_bias(T* y, const T* bias, index_t rows, index_t cols) const {

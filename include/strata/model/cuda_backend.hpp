@@ -106,6 +106,13 @@ class CudaBackend {
   void copy(U* y, const U* x, index_t n) const {
     STRATA_CUDA_CHECK(cudaMemcpyAsync(y, x, std::size_t(n) * sizeof(U), cudaMemcpyDeviceToDevice, stream()));
   }
+  // y[r ld_y + j] = x[r ld_x + j] for r < rows, j < cols (one strided copy on the stream).
+  template <class U>
+  void copy_2d(U* y, index_t ld_y, const U* x, index_t ld_x, index_t rows, index_t cols) const {
+    STRATA_CUDA_CHECK(cudaMemcpy2DAsync(y, std::size_t(ld_y) * sizeof(U), x, std::size_t(ld_x) * sizeof(U),
+                                        std::size_t(cols) * sizeof(U), std::size_t(rows),
+                                        cudaMemcpyDeviceToDevice, stream()));
+  }
   void accumulate(bf16* y, const bf16* x, index_t n) const { kernels::cuda::add_bf16(y, y, x, n, stream()); }
   void accumulate(float* y, const float* x, index_t n) const {
     kernels::cuda::accumulate_f32(y, x, n, stream());

@@ -61,6 +61,8 @@ struct ChunkPlacement {
   // Context parallelism: this rank holds chunks cp_rank and 2 cp_size - 1 - cp_rank of each
   // sequence (the stage's seq_len is the local 2 chunks), ring attention over cp_size ranks.
   int cp_size = 1, cp_rank = 0;
+  // ulysses: all-to-all to whole sequences of cp_size-th of the heads instead of the ring.
+  config::CpMode cp_mode = config::CpMode::ring;
   // ZeRO-2: every layer and the tensors after the last layer start at a multiple of this (dp),
   // so each is a unit of equal DP pieces; the gaps stay zero. 1: tensors packed.
   int unit_multiple = 1;

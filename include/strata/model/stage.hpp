@@ -214,6 +214,7 @@ class Stage {
     S *ln2_mean, *ln2_rstd;
     A *ln2, *fc, *up, *act;
     A *dy_w2, *dy_wo;  // split backward: output gradients kept for the W pass (else null)
+    A* cp_y;           // Ulysses: the attention output over whole sequences (else null)
   };
   struct SlotBuffers {
     std::vector<A*> resid;          // L + 1 residual streams [Nsp, C]
@@ -260,6 +261,22 @@ class Stage {
   void rope_rows(bool backward, A* x, std::int64_t heads, std::int64_t pos);
   void position_embedding_rows(A* out, std::int64_t pos);
   void position_embedding_grad_rows(const G* d);
+  // Context parallelism, Ulysses mode (ulysses_attention_impl.hpp): all-to-all over the cp group
+  // to whole sequences of NH / cp heads, the backend's own attention, all-to-all back. A part
+  // is one tensor in both layouts: seq [B, 2c, cp w] (this rank's chunks, every head of the TP
+  // rank) and heads [B, cp 2c, w] (whole sequences in order, this rank's cp-th of the heads);
+  // they may be one buffer.
+  bool ulysses() const { return context_parallel() && plan_.place.cp_mode == config::CpMode::ulysses; }
+  struct UlyssesPart {
+    A* seq;
+    A* heads;
+    std::int64_t w;  // elements per row in the heads layout (heads / cp x HS)
+  };
+  void ulysses_to_heads(const UlyssesPart* parts, int n);
+  void ulysses_to_sequence(const UlyssesPart* parts, int n);
+  AttentionDims ulysses_dims() const;
+  void ulysses_attention_forward(const LayerActs& a);
+  void ulysses_attention_backward(const LayerActs& a);
 
   StagePlan plan_;
   comm::Communicator* tp_;
@@ -286,6 +303,7 @@ class Stage {
   A* cp_ring_{};
   G *cp_grad_{}, *cp_dq_{};  // the ring's dK/dV accumulators; dQ's where A != G
   S* cp_work_{};
+  A *cp_send_{}, *cp_recv_{};  // Ulysses: the all-to-all's buffers
 };
 
 }  // namespace strata::model

@@ -85,6 +85,10 @@ class StagePlan {
   // (context_parallel.cpp); called by the constructor.
   void plan_ring_attention(bool train);
   void plan_held_grads();  // held_grads, held_layout; called by the constructor
+  // Context parallelism in the Ulysses mode (place.cp_mode): checks that the heads split over
+  // cp and adds the all-to-all buffers (cp_send, cp_recv); context_parallel.cpp.
+  void check_ulysses_heads() const;
+  void plan_ulysses_attention();
 
   // Indices into acts of one layer's saved activations (all slots alias one set under full
   // recomputation and in inference). attn_saved: P (probabilities) or the log-sum-exp (flash).
@@ -94,6 +98,10 @@ class StagePlan {
     // place.split_backward: the output gradients of the MLP's and the attention's last GEMM
     // [N, C], kept from the B pass for the W pass (q, k, v, fc, up then hold their gradients).
     std::size_t dy_w2 = none, dy_wo = none;
+    // Ulysses context parallelism: the attention's output [B, cp T, NH / cp heads] (the layout
+    // it was computed in; the backward reads it), before the all-to-all back into attn_y. q, k
+    // and v then hold the layer's gathered queries, keys and values in that layout.
+    std::size_t cp_y = none;
   };
   struct Slot {
     std::vector<std::size_t> resid;  // L + 1 residual streams [Nsp, C]: each layer's input, then the output
@@ -136,6 +144,10 @@ class StagePlan {
   // where act != grad, the dQ accumulator [N, Q] (grad dtype); the block-attention work space.
   // attn_saved is then the row log-sum-exp [N, NH].
   std::size_t cp_ring = none, cp_grad = none, cp_dq = none, cp_work = none;
+  // Ulysses (place.cp_mode): the all-to-all's send and receive buffers, [N, Q + 2 KV] each (q,
+  // k and v of a layer in one exchange). attn_saved and attn_work are then sized for whole
+  // sequences (cp T positions) of NH / cp heads.
+  std::size_t cp_send = none, cp_recv = none;
   std::vector<std::size_t> k_cache, v_cache;  // inference: per layer [seq_len, KV]
   std::size_t logits_gathered = none;         // inference with tp > 1: [tp, seq_len, V]
 

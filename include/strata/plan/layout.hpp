@@ -9,6 +9,7 @@
 //   gpipe  the GPipe schedule instead of 1F1B (all m micro-batches in flight; strata's CPU plan)
 //   cpN    context parallelism: each sequence split over N ranks (ring attention; written only when N > 1)
 //   zb     the zero-bubble schedule zb_h1 instead of 1F1B (Qi et al. 2023; parallel/schedule.hpp)
+//   ulysses  context parallelism by all-to-all (parallel.cp_mode: ulysses) instead of the ring (cp > 1)
 //
 // The number of micro-batches per step follows from the global batch: m = B / (mb · dp).
 #pragma once
@@ -42,7 +43,8 @@ struct Layout {
   // The gradient reduction overlaps the backward (strata, PyTorch DDP, Megatron-LM's
   // --overlap-grad-reduce); false: it runs after the backward (Megatron-LM 2021's local DDP).
   bool overlap_grad_reduce = true;
-  int cp = 1;  // context parallelism (ring attention over cp ranks, 1/cp of each sequence per rank)
+  int cp = 1;            // context parallelism (ring attention over cp ranks, 1/cp of each sequence per rank)
+  bool ulysses = false;  // cp by all-to-all to whole sequences of 1/cp of the heads (parallel.cp_mode)
 
   int gpus() const { return tp * pp * dp * cp; }
   int global_batch() const { return micro_batch * micro_batches * dp; }

@@ -46,7 +46,7 @@ struct StepTime {
   double dp_comm = 0;     // total DP collective time
   double dp_exposed = 0;  // the part not hidden behind compute
   double optimizer = 0;
-  double cp_comm = 0;        // context parallelism: ring K/V (dK/dV) exchanges and the gradient sum over cp
+  double cp_comm = 0;        // context parallelism: ring or Ulysses exchanges and the gradient sum over cp
   double cp_exposed = 0;     // the part not hidden behind the attention blocks
   double critical_path = 0;  // compute + tp + bubble + pp + dp_exposed + optimizer + cp_exposed
   double node_work = 0;      // oversubscribed CPU node: mean busy time of its ranks (else 0)

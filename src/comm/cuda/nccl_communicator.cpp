@@ -581,6 +581,25 @@ void NcclCommunicator::broadcast(void* buf, std::size_t count, DType dtype, int 
                  [&](cudaStream_t st) { return ncclBroadcast(buf, buf, count, t, root, m.comm, st); });
 }
 
+// One group of a send and a receive per peer (NCCL's documented all-to-all), on the compute
+// stream like the other blocking collectives. The group is closed even after an error.
+void NcclCommunicator::all_to_all(const void* send, void* recv, std::size_t count, DType dtype) {
+  Impl& m = *impl_;
+  const ncclDataType_t t = m.type(dtype, "all_to_all");
+  const std::size_t block = count * dtype_size(dtype);
+  m.run_blocking("all_to_all", [&](cudaStream_t st) {
+    ncclResult_t res = ncclGroupStart();
+    if (res != ncclSuccess) return res;
+    for (int r = 0; r < m.size && res == ncclSuccess; ++r) {
+      res = ncclSend(static_cast<const char*>(send) + std::size_t(r) * block, count, t, r, m.comm, st);
+      if (res == ncclSuccess)
+        res = ncclRecv(static_cast<char*>(recv) + std::size_t(r) * block, count, t, r, m.comm, st);
+    }
+    const ncclResult_t end = ncclGroupEnd();
+    return res != ncclSuccess ? res : end;
+  });
+}
+
 // NCCL has no barrier: a one-int all-reduce on the communication stream after the compute
 // stream's current point, and the host waits for it. So every rank has reached this call and
 // its compute so far has completed.

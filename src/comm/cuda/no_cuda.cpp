@@ -42,6 +42,7 @@ void NcclCommunicator::reduce_scatter(const void*, void*, std::size_t, DType, Re
 }
 void NcclCommunicator::all_gather(const void*, void*, std::size_t, DType) { not_compiled("all_gather"); }
 void NcclCommunicator::broadcast(void*, std::size_t, DType, int) { not_compiled("broadcast"); }
+void NcclCommunicator::all_to_all(const void*, void*, std::size_t, DType) { not_compiled("all_to_all"); }
 void NcclCommunicator::synchronize() { not_compiled("synchronize"); }
 std::string NcclCommunicator::version() { not_compiled("version"); }
 

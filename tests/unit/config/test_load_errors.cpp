@@ -104,6 +104,8 @@ TEST(ConfigErrors, BadEnumListsTheAllowedNames) {
       mentions(parse_error("optim:\n  schedule: wsd\n"), {"optim.schedule", "cosine|constant|linear"}));
   EXPECT_TRUE(mentions(parse_error("hardware:\n  device: rocm\n"), {"hardware.device", "cpu|cuda"}));
   EXPECT_TRUE(mentions(parse_error("data:\n  source: parquet\n"), {"data.source", "synthetic|text|hdf5"}));
+  EXPECT_EQ(parse_error("parallel:\n  cp_mode: alltoall\n"),
+            "job.yaml:2:12: parallel.cp_mode: expected one of ring|ulysses, got 'alltoall'");
 }
 
 TEST(ConfigErrors, DuplicateKeyIsRejected) {

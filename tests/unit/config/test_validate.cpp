@@ -288,6 +288,37 @@ TEST(ConfigValidate, ContextParallelNeedsEvenChunksAndAFixedLength) {
   EXPECT_TRUE(mentions(invalid(j), {"head size 96"}));
 }
 
+// parallel.cp_mode: ulysses splits each TP rank's heads and KV heads over cp (whole GQA groups
+// per rank), and runs on both backends (the GPU's flash attention and NCCL's all-to-all), as
+// the ring does (the flash kernel's block form).
+TEST(ConfigValidate, UlyssesNeedsTheHeadsOfATpRankDivisibleByCpAndRunsOnTheGpu) {
+  JobConfig j;
+  EXPECT_EQ(j.parallel.cp_mode, CpMode::ring);  // the default
+  j.model.d_model = 64;
+  j.model.num_heads = 8;
+  j.model.num_kv_heads = 4;
+  j.parallel.cp = 2;
+  j.parallel.tp = 2;
+  j.parallel.cp_mode = CpMode::ulysses;
+  EXPECT_NO_THROW(validate(j));  // 4 heads and 2 KV heads per TP rank, over 2 cp ranks
+  j.parallel.cp = 4;             // 2 KV heads per TP rank do not split over 4
+  EXPECT_TRUE(mentions(invalid(j), {"parallel.cp_mode: ulysses", "parallel.cp = 4",
+                                    "model.num_heads / parallel.tp = 8 / 2 = 4",
+                                    "model.num_kv_heads / parallel.tp = 4 / 2 = 2", "divisible by 4"}));
+  j.parallel.cp_mode = CpMode::ring;  // the ring splits the sequence only
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.tp = 1;
+  j.parallel.cp = 2;
+  j.parallel.cp_mode = CpMode::ulysses;
+  j.model.d_model = 768;
+  j.model.num_heads = 12;  // head size 64
+  j.model.num_kv_heads = 0;
+  j.hardware.device = DeviceKind::cuda;
+  EXPECT_NO_THROW(validate(j));
+  j.parallel.cp_mode = CpMode::ring;
+  EXPECT_NO_THROW(validate(j));
+}
+
 TEST(ConfigValidate, ZeroTwoAndThreeRunWithContextParallelAndZeroBubble) {
   JobConfig j;
   j.model.num_layers = 4;
@@ -308,8 +339,12 @@ TEST(ConfigValidate, ZeroTwoAndThreeRunWithContextParallelAndZeroBubble) {
   }
   j.parallel.dp = 0;  // derived from the world size at launch
   EXPECT_NO_THROW(validate(j));
-  j.hardware.device = DeviceKind::cuda;  // the CUDA backend states ZeRO-1 until its GPU tests run
+  j.hardware.device = DeviceKind::cuda;  // the same engine code over the CUDA backend
   j.model.d_model = 768;
   j.model.num_heads = 12;
-  EXPECT_TRUE(mentions(invalid(j), {"parallel.zero_stage = 3", "ZeRO stages 0 to 1"}));
+  for (const int zero : {2, 3}) {
+    j.parallel.zero_stage = zero;
+    EXPECT_NO_THROW(validate(j)) << "zero_stage " << zero;
+    EXPECT_TRUE(unsupported(j).empty()) << "zero_stage " << zero;
+  }
 }

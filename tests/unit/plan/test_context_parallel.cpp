@@ -1,5 +1,6 @@
 // The planner's context parallelism (layout part cpN): names, memory (the engine's plan at
-// seq_len / cp), time (1/cp of the compute, the ring's exchanges) and the search over cp.
+// seq_len / cp), time (1/cp of the compute, the ring's exchanges or Ulysses' all-to-alls) and the
+// search over cp and its two modes.
 #include <gtest/gtest.h>
 
 #include <set>
@@ -56,6 +57,35 @@ TEST(PlanContextParallel, ActivationsShrinkWithCpAndTheWeightsDoNot) {
   EXPECT_EQ(t1.cp_comm, 0.0);
 }
 
+// Ulysses (part "ulysses", parallel.cp_mode: ulysses): named and parsed, only with cp > 1 and
+// where cp divides the heads and KV heads of a TP rank (tiny_llama: 4 heads over 2 KV heads);
+// its time is its all-to-alls, none hidden; its memory the engine's Ulysses plan.
+TEST(PlanContextParallel, UlyssesIsNamedSplitsTheHeadsAndPaysItsAllToAlls) {
+  const PlanRequest r = cpu_request(2, 2);
+  const Layout u = parse_layout("tp1-pp1-cp2-mb1-z0-ulysses", 2, 8, config::Precision::fp32);
+  EXPECT_TRUE(u.ulysses);
+  EXPECT_EQ(to_string(u), "tp1-pp1-dp1-cp2-v1-mb1-z0-rnone-ulysses");
+  EXPECT_TRUE(parse_layout(to_string(u), 2, 8, config::Precision::fp32).ulysses);
+  EXPECT_THROW(parse_layout("tp1-pp1-ulysses", 2, 8, config::Precision::fp32), Error);
+  EXPECT_EQ(layout_unsupported(r, u), "");
+  Layout ring = u;
+  ring.ulysses = false;
+  const MemoryBreakdown mu = predict_memory(r.workload, u, r.cluster),
+                        mr = predict_memory(r.workload, ring, r.cluster);
+  EXPECT_EQ(mu.weights, mr.weights);
+  EXPECT_NE(mu.activations, mr.activations);  // whole-sequence attention, the all-to-all buffers
+  const StepTime tu = predict_step_time(r.workload, u, r.cluster, mu),
+                 tr = predict_step_time(r.workload, ring, r.cluster, mr);
+  EXPECT_NEAR(tu.attention, tr.attention, 1e-9 * tr.attention);  // the same attention work per rank
+  EXPECT_GT(tu.cp_comm, 0.0);
+  EXPECT_EQ(tu.cp_exposed, tu.cp_comm);  // blocking all-to-alls
+  PlanRequest r4 = cpu_request(4, 4);
+  Layout u4 = parse_layout("tp1-pp1-cp4-ulysses", 4, 8, config::Precision::fp32);
+  EXPECT_NE(layout_unsupported(r4, u4).find("ulysses cp 4"), std::string::npos);  // 2 KV heads
+  for (const Layout& l : enumerate_layouts(r4))
+    if (l.ulysses) EXPECT_EQ(l.cp, 2);
+}
+
 TEST(PlanContextParallel, SearchTriesCpUpToMaxCpOnCpusAndGpus) {
   auto cps = [](const std::vector<Layout>& ls) {
     std::set<int> s;
@@ -76,10 +106,18 @@ TEST(PlanContextParallel, SearchTriesCpUpToMaxCpOnCpusAndGpus) {
   g.workload = Workload::of(test::model("gpt2_124m"), 1024);
   g.cluster = test::cluster("h100_sxm_80gb");
   g.max_cp = 8;
-  const std::vector<Layout> gpu = enumerate_layouts(g);  // the CUDA backend runs cp too
-  EXPECT_EQ(cps(gpu), (std::set<int>{1, 2, 4, 8}));
-  for (const Layout& l : gpu) EXPECT_EQ(layout_unsupported(g, l), "") << to_string(l);
+  const std::vector<Layout> gpu = enumerate_layouts(g);  // the CUDA backend runs cp in both modes
+  EXPECT_EQ(cps(gpu), (std::set<int>{1, 2, 4, 8}));      // ring up to 8; Ulysses where 12 heads split
+  bool ulysses = false;
+  for (const Layout& l : gpu) {
+    EXPECT_EQ(layout_unsupported(g, l), "") << to_string(l);
+    if (l.ulysses) EXPECT_TRUE(l.cp == 2 || l.cp == 4) << to_string(l);
+    ulysses = ulysses || l.ulysses;
+  }
+  EXPECT_TRUE(ulysses);
   Layout l = parse_layout("tp1-pp1-cp2", 8, 8, config::Precision::bf16);
+  EXPECT_EQ(layout_unsupported(g, l), "");
+  l.ulysses = true;
   EXPECT_EQ(layout_unsupported(g, l), "");
 }
 

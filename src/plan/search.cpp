@@ -106,7 +106,6 @@ Candidate evaluate(const PlanRequest& r, const Layout& layout) {
 }
 
 std::vector<Layout> enumerate_layouts(const PlanRequest& r, int* expressible) {
-  const config::ModelConfig& m = r.workload.model;
   std::vector<Layout> out;
   int shapes = 0;
   for (int tp : divisors(std::gcd(r.gpus, r.cluster.gpus_per_node))) {

@@ -82,8 +82,11 @@ TEST(PlanContextParallel, UlyssesIsNamedSplitsTheHeadsAndPaysItsAllToAlls) {
   PlanRequest r4 = cpu_request(4, 4);
   Layout u4 = parse_layout("tp1-pp1-cp4-ulysses", 4, 8, config::Precision::fp32);
   EXPECT_NE(layout_unsupported(r4, u4).find("ulysses cp 4"), std::string::npos);  // 2 KV heads
-  for (const Layout& l : enumerate_layouts(r4))
-    if (l.ulysses) EXPECT_EQ(l.cp, 2);
+  for (const Layout& l : enumerate_layouts(r4)) {
+    if (l.ulysses) {
+      EXPECT_EQ(l.cp, 2);
+    }
+  }
 }
 
 TEST(PlanContextParallel, SearchTriesCpUpToMaxCpOnCpusAndGpus) {
@@ -111,7 +114,9 @@ TEST(PlanContextParallel, SearchTriesCpUpToMaxCpOnCpusAndGpus) {
   bool ulysses = false;
   for (const Layout& l : gpu) {
     EXPECT_EQ(layout_unsupported(g, l), "") << to_string(l);
-    if (l.ulysses) EXPECT_TRUE(l.cp == 2 || l.cp == 4) << to_string(l);
+    if (l.ulysses) {
+      EXPECT_TRUE(l.cp == 2 || l.cp == 4) << to_string(l);
+    }
     ulysses = ulysses || l.ulysses;
   }
   EXPECT_TRUE(ulysses);

@@ -49,8 +49,8 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
     par_flops += 2.0 * M * N * K;
   } else {
     int i = 0;
-    while (i < nshapes && !(shapes[i].ta == ta && shapes[i].tb == tb && shapes[i].M == M && shapes[i].N == N &&
-                            shapes[i].K == K))
+    while (i < nshapes && !(shapes[i].ta == ta && shapes[i].tb == tb && shapes[i].M == M &&
+                            shapes[i].N == N && shapes[i].K == K))
       ++i;
     if (i == nshapes && nshapes < kMaxShapes) {
       shapes[i].ta = ta, shapes[i].tb = tb, shapes[i].M = M, shapes[i].N = N, shapes[i].K = K;
@@ -63,19 +63,23 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
 }
 
 __attribute__((destructor)) static void report(void) {
-  if (nshapes == 0 && par_calls == 0) return;  /* a child process that ran no GEMM */
+  if (nshapes == 0 && par_calls == 0) return; /* a child process that ran no GEMM */
   const char* base = getenv("SGEMM_TIMER_OUT");
   char path[512];
   snprintf(path, sizeof path, "%s.%d", base ? base : "/tmp/sgemm_timer", (int)getpid());
   FILE* f = fopen(path, "w");
   if (!f) return;
-  fprintf(f, "transA transB      M      N      K    calls   seconds  GFLOP/s   (CblasNoTrans 111, CblasTrans 112)\n");
+  fprintf(f,
+          "transA transB      M      N      K    calls   seconds  GFLOP/s   (CblasNoTrans 111, CblasTrans "
+          "112)\n");
   for (int i = 0; i < nshapes; ++i)
     fprintf(f, "%6d %6d %6d %6d %6d %8ld %9.3f %8.1f\n", shapes[i].ta, shapes[i].tb, shapes[i].M, shapes[i].N,
             shapes[i].K, shapes[i].calls, shapes[i].seconds,
             2.0 * shapes[i].M * shapes[i].N * shapes[i].K * shapes[i].calls / shapes[i].seconds / 1e9);
   fprintf(f, "outside parallel regions: %.3f s\n", total);
-  fprintf(f, "inside OpenMP parallel regions: %ld calls, %.3f s of thread time, %.2f GFLOP, %.1f GFLOP/s per thread\n",
+  fprintf(f,
+          "inside OpenMP parallel regions: %ld calls, %.3f s of thread time, %.2f GFLOP, %.1f GFLOP/s per "
+          "thread\n",
           par_calls, par_seconds, par_flops / 1e9, par_seconds > 0 ? par_flops / par_seconds / 1e9 : 0.0);
   fclose(f);
 }

@@ -14,13 +14,15 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 printf "| layout | schedule | step ms | tokens/s | compute ms | pipeline wait ms | DP wait ms | bubble | optimizer state/rank | planned step ms | planned bubble |\n"
 printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
-while read -r tp pp dp sched v zero sp cp; do
-  cp="${cp:-1}"  # the optional 8th column: context parallelism
+while read -r tp pp dp sched v zero sp cp mode; do
+  cp="${cp:-1}"        # the optional 8th column: context parallelism
+  mode="${mode:-ring}" # the optional 9th: its mode (ring | ulysses)
   name="tp${tp}-pp${pp}-dp${dp}"
   [ "$cp" -gt 1 ] && name="$name-cp$cp"
+  [ "$mode" = ulysses ] && name="$name-ulysses"
   set_args=(--set parallel.tp=$tp --set parallel.pp=$pp --set parallel.dp=$dp --set parallel.schedule=$sched
     --set parallel.virtual_stages=$v --set parallel.zero_stage=$zero --set parallel.sequence_parallel=$sp
-    --set parallel.cp=$cp)
+    --set parallel.cp=$cp --set parallel.cp_mode=$mode)
   mpiexec -n 8 --oversubscribe "$build/strata" train --config "$root/configs/bench_layouts.yaml" "${set_args[@]}" \
     --set train.steps=$steps --set "train.out_dir=$out/$name-$sched" </dev/null >/dev/null 2>&1
   "$build/strata" plan --config "$root/configs/bench_layouts.yaml" --gpus 8 --gpus-per-node 8 --cluster local \

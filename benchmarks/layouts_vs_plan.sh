@@ -11,14 +11,14 @@ build="${1:-$root/build}"; steps="${2:-6}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 printf "| layout | schedule | planned (log) | peak RSS | step ms (median, 2nd half) | min step ms | MFU (median) | load before |\n|---|---|---|---|---|---|---|---|\n"
-while read -r tp pp dp sched v zero sp cp; do
-  cp="${cp:-1}"
-  name="tp${tp}-pp${pp}-dp${dp}-cp$cp-$sched-v$v-z$zero-sp$sp"
+while read -r tp pp dp sched v zero sp cp mode; do
+  cp="${cp:-1}" mode="${mode:-ring}"
+  name="tp${tp}-pp${pp}-dp${dp}-cp$cp-$mode-$sched-v$v-z$zero-sp$sp"
   load=$(cut -d' ' -f1 /proc/loadavg)
   mpiexec -n 8 --oversubscribe "$build/strata" train --config "$root/configs/bench_layouts.yaml" \
     --set parallel.tp=$tp --set parallel.pp=$pp --set parallel.dp=$dp --set parallel.schedule=$sched \
     --set parallel.virtual_stages=$v --set parallel.zero_stage=$zero --set parallel.sequence_parallel=$sp \
-    --set parallel.cp=$cp --set train.steps=$steps --set "train.out_dir=$out/$name" </dev/null >"$out/$name.log" 2>&1
+    --set parallel.cp=$cp --set parallel.cp_mode=$mode --set train.steps=$steps --set "train.out_dir=$out/$name" </dev/null >"$out/$name.log" 2>&1
   python3 - "$out/$name/metrics.jsonl" "$out/$name.log" "$name" "$load" <<'PY'
 import json, re, statistics, sys
 rows = [r for r in map(json.loads, open(sys.argv[1])) if "step_ms" in r]  # step lines, not validation

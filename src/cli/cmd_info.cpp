@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "strata/config.hpp"
+#include "strata/kernels/cpu/elementwise.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 #include "strata/kernels/cpu/peak.hpp"
 #include "strata/kernels/cuda/device.hpp"
@@ -46,8 +47,10 @@ Action add_info_command(CLI::App& app) {
       isas += std::string(" ") + to_string(isa);
     std::printf("  CPU target    %s (%s); vector instruction sets of this CPU:%s\n", build::cpu_target,
                 *build::cpu_flags ? build::cpu_flags : "no -march flag", isas.c_str());
-    std::printf("  CPU kernels   %s\n", build::have_openmp ? "threaded with OpenMP where Kokkos is Serial"
-                                                           : "threaded only by a threaded Kokkos backend");
+    std::printf("  CPU kernels   %s; element-wise loops: %s\n",
+                build::have_openmp ? "threaded with OpenMP where Kokkos is Serial"
+                                   : "threaded only by a threaded Kokkos backend",
+                kernels::cpu::loop_isa());
     if (*peak) {
       const int n =
           *peak_threads > 0 ? *peak_threads : int(std::max(1u, std::thread::hardware_concurrency()));

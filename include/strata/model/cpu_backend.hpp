@@ -88,8 +88,7 @@ class CpuBackend {
   }
   void linear_backward(T* dx, bool accumulate_dx, T* dw, T* db, const T* dy, const T* x, const T* w,
                        index_t rows, index_t in, index_t out) const {
-    if (dx && !accumulate_dx) kernels::cpu::fill(dx, T(0), rows * in);
-    kernels::cpu::linear_backward(dx, dw, db, dy, x, w, rows, in, out);
+    kernels::cpu::linear_backward(dx, dw, db, dy, x, w, rows, in, out, accumulate_dx);
   }
   // db += sum over rows of dy
   void bias_grad(T* db, const T* dy, index_t rows, index_t cols) const {
@@ -149,16 +148,13 @@ class CpuBackend {
   }
   void gelu_forward(T* y, const T* x, index_t n) const { kernels::cpu::gelu_forward(y, x, n); }
   void gelu_backward(T* dx, const T* dy, const T* x, index_t n) const {  // dx =
-    kernels::cpu::fill(dx, T(0), n);
-    kernels::cpu::gelu_backward(dx, dy, x, n);
+    kernels::cpu::gelu_backward(dx, dy, x, n, /*accumulate=*/false);
   }
   void swiglu_forward(T* y, const T* gate, const T* up, index_t n) const {
     kernels::cpu::swiglu_forward(y, gate, up, n);
   }
   void swiglu_backward(T* dgate, T* dup, const T* dy, const T* gate, const T* up, index_t n) const {  // =
-    kernels::cpu::fill(dgate, T(0), n);
-    kernels::cpu::fill(dup, T(0), n);
-    kernels::cpu::swiglu_backward(dgate, dup, dy, gate, up, n);
+    kernels::cpu::swiglu_backward(dgate, dup, dy, gate, up, n, /*accumulate=*/false);
   }
   void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, index_t N, index_t C,
                          index_t vocab_start, index_t V) const {

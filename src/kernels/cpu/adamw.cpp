@@ -29,7 +29,7 @@ void adamw(const char* label, T* param, G grad, T* m, T* v, index_t n, const Ada
   const T lr = static_cast<T>(p.lr), eps = static_cast<T>(p.eps);
   const T lr_wd = static_cast<T>(p.lr * p.weight_decay);
   const T gs = static_cast<T>(p.grad_scale);
-  detail::for_blocks(label, n, [=](index_t i0, index_t i1) {
+  detail::for_blocks(label, n, [=](index_t i0, index_t i1) STRATA_ISA_CLONES {
     for (index_t i = i0; i < i1; ++i) {
       const T g = grad[i] * gs;
       if constexpr (kZeroGrad) grad[i] = T(0);

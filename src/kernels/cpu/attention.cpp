@@ -89,7 +89,7 @@ void head_forward(T* ob, T* P, const T* qb, const T* kb, const T* vb, const Atte
     gemm<T>(false, true, i1 - i0, causal ? i1 : Tn, HS, scale, qb + i0 * s.ld_q, s.ld_q, kb, s.ld_kv, T(0),
             P + i0 * Tn, Tn);
   }
-  rows("kernels::attention_softmax_fwd", Tn, parallel_rows, Tn, [=](index_t t) {
+  rows("kernels::attention_softmax_fwd", Tn, parallel_rows, Tn, [=](index_t t) STRATA_ISA_CLONES {
     T* p = P + t * Tn;
     const index_t len = causal ? t + 1 : Tn;
     const T mx = detail::lane_max(p, len);
@@ -123,7 +123,7 @@ void head_backward(T* dqb, T* dkb, T* dvb, T* work, index_t R, const T* dob, con
     // dP = dO V^T for rows i0..i1, columns < c (row stride c in `work`)
     gemm<T>(false, true, i1 - i0, c, HS, T(1), dob + i0 * ld_o, ld_o, vb, s.ld_kv, T(0), work, c);
     // dS = P * (dP - rowsum(dP * P)), zero where P is masked
-    rows("kernels::attention_softmax_bwd", i1 - i0, parallel_rows, c, [=](index_t r) {
+    rows("kernels::attention_softmax_bwd", i1 - i0, parallel_rows, c, [=](index_t r) STRATA_ISA_CLONES {
       const index_t t = i0 + r;
       T* d = work + r * c;
       const T* p = P + t * Tn;
@@ -194,7 +194,7 @@ void attention_forward_cached(T* out, T* scratch, const T* q, const T* k, const 
     gemm<T>(false, true, Tq, Tk, HS, scale, q + h * HS, s.ld_q, kb, s.ld_kv, T(0), P, Tk);
     detail::for_each(
         "kernels::attention_softmax_cached", Tq,
-        [=](index_t i) {
+        [=](index_t i) STRATA_ISA_CLONES {
           T* p = P + i * Tk;
           const index_t len = causal ? pos + i + 1 : Tk;
           const T mx = detail::lane_max(p, len);

@@ -41,7 +41,7 @@ void row_max_sumexp(const T* x, index_t V, T& mx, double& s) {
     const index_t len = std::min<index_t>(kChunk, V - v0);
     const T* xc = x + v0;
     for (index_t i = 0; i < len; ++i) buf[i] = detail::exp_fast(xc[i] - mx);
-    s += detail::lane_sum<double>(len, [&buf](index_t i) { return static_cast<double>(buf[i]); });
+    s += detail::long_sum(len, [&buf](index_t i) { return static_cast<double>(buf[i]); });
   }
 }
 
@@ -53,7 +53,7 @@ void cross_entropy_forward(T* losses, const T* logits, const std::int32_t* targe
   check_targets(targets, N, V, ld);
   detail::for_each(
       "kernels::cross_entropy_fwd", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         const std::int32_t tgt = targets[n];
         if (tgt < 0) {
           losses[n] = T(0);
@@ -74,7 +74,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const std::int32_t* tar
   check_targets(targets, N, V, ld);
   detail::for_each(
       "kernels::cross_entropy_bwd", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         const std::int32_t tgt = targets[n];
         if (tgt < 0) return;
         const T* x = logits + n * ld;
@@ -96,7 +96,7 @@ void cross_entropy_fused(T* logits_to_grad, T* losses, const std::int32_t* targe
   check_targets(targets, N, V, ld);
   detail::for_each(
       "kernels::cross_entropy_fused", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         T* x = logits_to_grad + n * ld;
         const std::int32_t tgt = targets[n];
         if (tgt < 0) {
@@ -107,7 +107,7 @@ void cross_entropy_fused(T* logits_to_grad, T* losses, const std::int32_t* targe
         const T mx = detail::lane_max(x, V);
         const T xt = x[tgt];
         for (index_t v = 0; v < V; ++v) x[v] = detail::exp_fast(x[v] - mx);
-        const double s = detail::lane_sum<double>(V, [x](index_t v) { return static_cast<double>(x[v]); });
+        const double s = detail::long_sum(V, [x](index_t v) { return static_cast<double>(x[v]); });
         losses[n] = static_cast<T>(std::log(s) + static_cast<double>(mx) - static_cast<double>(xt));
         const T sc = static_cast<T>(static_cast<double>(dloss) / s);
         for (index_t v = 0; v < V; ++v) x[v] *= sc;
@@ -121,7 +121,7 @@ template <class T>
 void vocab_parallel_ce_max(T* row_max, const T* logits, index_t N, index_t V_real, index_t ld) {
   detail::for_each(
       "kernels::vocab_ce_max", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         // A rank whose slice is all padding contributes -inf-like (lowest) to the max.
         row_max[n] =
             V_real > 0 ? detail::lane_max(logits + n * ld, V_real) : std::numeric_limits<T>::lowest();
@@ -135,7 +135,7 @@ void vocab_parallel_ce_sumexp(T* sumexp, T* target_logit, const T* logits, const
                               index_t vocab_start) {
   detail::for_each(
       "kernels::vocab_ce_sumexp", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         const T* x = logits + n * ld;
         const T mx = row_max[n];
         double s = 0.0;
@@ -143,7 +143,7 @@ void vocab_parallel_ce_sumexp(T* sumexp, T* target_logit, const T* logits, const
         for (index_t v0 = 0; v0 < V_real; v0 += kChunk) {
           const index_t len = std::min<index_t>(kChunk, V_real - v0);
           for (index_t i = 0; i < len; ++i) buf[i] = detail::exp_fast(x[v0 + i] - mx);
-          s += detail::lane_sum<double>(len, [&buf](index_t i) { return static_cast<double>(buf[i]); });
+          s += detail::long_sum(len, [&buf](index_t i) { return static_cast<double>(buf[i]); });
         }
         sumexp[n] = static_cast<T>(s);
         const index_t local = index_t(targets[n]) - vocab_start;
@@ -158,7 +158,7 @@ void vocab_parallel_ce_finish(T* logits_to_grad, T* losses, const T* row_max, co
                               index_t N, index_t V_real, index_t ld, index_t vocab_start) {
   detail::for_each(
       "kernels::vocab_ce_finish", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         T* x = logits_to_grad + n * ld;
         const std::int32_t tgt = targets[n];
         if (tgt < 0) {

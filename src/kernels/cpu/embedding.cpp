@@ -23,7 +23,7 @@ void embedding_forward(T* out, const std::int32_t* tokens, const T* wte, index_t
                        index_t vocab_start, index_t V_local) {
   detail::for_each(
       "kernels::embedding_fwd", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         const index_t row = static_cast<index_t>(tokens[n]) - vocab_start;
         T* o = out + n * C;
         if (row >= 0 && row < V_local) {
@@ -43,7 +43,7 @@ void embedding_backward(T* dwte, const T* dout, const std::int32_t* tokens, inde
   const index_t nblk = (C + CB - 1) / CB;
   detail::for_each(
       "kernels::embedding_bwd", nblk,
-      [=](index_t blk) {
+      [=](index_t blk) STRATA_ISA_CLONES {
         const index_t c0 = blk * CB, nc = std::min<index_t>(C, c0 + CB) - c0;
         for (index_t n = 0; n < N; ++n) {
           const index_t row = static_cast<index_t>(tokens[n]) - vocab_start;
@@ -60,7 +60,7 @@ template <class T>
 void position_embedding_forward(T* out, const T* wpe, index_t B, index_t Tlen, index_t C) {
   detail::for_each(
       "kernels::position_embedding_fwd", B * Tlen,
-      [=](index_t bt) {
+      [=](index_t bt) STRATA_ISA_CLONES {
         T* o = out + bt * C;
         const T* w = wpe + (bt % Tlen) * C;
         for (index_t c = 0; c < C; ++c) o[c] += w[c];
@@ -73,7 +73,7 @@ void position_embedding_backward(T* dwpe, const T* dout, index_t B, index_t Tlen
   // One thread per position t: dwpe rows are disjoint, the sum over b is sequential.
   detail::for_each(
       "kernels::position_embedding_bwd", Tlen,
-      [=](index_t t) {
+      [=](index_t t) STRATA_ISA_CLONES {
         T* d = dwpe + t * C;
         for (index_t b = 0; b < B; ++b) {
           const T* g = dout + (b * Tlen + t) * C;

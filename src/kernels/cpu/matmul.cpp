@@ -6,7 +6,8 @@
 //
 // Linear layer, PyTorch layout W[out, in]:
 //   forward   Y[N,out] = X[N,in] W^T + b          (beta = 0, or Y pre-filled with b, beta = 1)
-//   backward  dX[N,in]  += dY[N,out] W[out,in]     (GEMM, beta = 1)
+//   backward  dX[N,in]  += dY[N,out] W[out,in]     (GEMM, beta = 1; beta = 0 assigns when the
+//                                                   caller says dX starts here)
 //             dW[out,in] += dY^T X                  (GEMM, beta = 1)
 //             db[out]    += sum_n dY[n, :]          (column-blocked Kokkos loop)
 //   Gradients accumulate (+=) so that weights shared by several consumers and successive
@@ -86,8 +87,8 @@ void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, i
 
 template <class T>
 void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows, index_t in,
-                     index_t out) {
-  if (dx) gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, T(1), dx, in);
+                     index_t out, bool accumulate_dx) {
+  if (dx) gemm<T>(false, false, rows, in, out, T(1), dy, out, w, in, accumulate_dx ? T(1) : T(0), dx, in);
   if (dw) gemm<T>(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
   if (dbias) {
     // Threads own disjoint column blocks of db; each walks all rows.
@@ -176,7 +177,7 @@ void ensure_blas_coretype(char** argv) {
   template void gemm<T>(bool, bool, index_t, index_t, index_t, T, const T*, index_t, const T*, index_t, T, \
                         T*, index_t);                                                                      \
   template void linear_forward<T>(T*, const T*, const T*, const T*, index_t, index_t, index_t);            \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, index_t, index_t, index_t);
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, index_t, index_t, index_t, bool);
 STRATA_INSTANTIATE(float)
 STRATA_INSTANTIATE(double)
 #undef STRATA_INSTANTIATE

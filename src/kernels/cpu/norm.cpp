@@ -66,7 +66,9 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
                        T eps) {
   detail::for_each(
       "kernels::layernorm_fwd", N,
-      [=](index_t n) { layernorm_row(y + n * C, mean[n], rstd[n], x + n * C, w, b, C, eps); }, C);
+      [=](index_t n)
+          STRATA_ISA_CLONES { layernorm_row(y + n * C, mean[n], rstd[n], x + n * C, w, b, C, eps); },
+      C);
 }
 
 template <class T>
@@ -74,7 +76,7 @@ void residual_layernorm_forward(T* r, T* y, T* mean, T* rstd, const T* x, const 
                                 const T* b, index_t N, index_t C, T eps) {
   detail::for_each(
       "kernels::residual_layernorm_fwd", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         residual_row(r + n * C, x + n * C, bias, C);
         layernorm_row(y + n * C, mean[n], rstd[n], r + n * C, w, b, C, eps);
       },
@@ -87,7 +89,7 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
   if (dx) {
     detail::for_each(
         "kernels::layernorm_bwd_dx", N,
-        [=](index_t n) {
+        [=](index_t n) STRATA_ISA_CLONES {
           const T* xr = x + n * C;
           const T* dyr = dy + n * C;
           T* dxr = dx + n * C;
@@ -107,7 +109,7 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
     const index_t nblk = (C + CB - 1) / CB;
     detail::for_each(
         "kernels::layernorm_bwd_dw", nblk,
-        [=](index_t blk) {
+        [=](index_t blk) STRATA_ISA_CLONES {
           const index_t c0 = blk * CB, nc = std::min<index_t>(C, c0 + CB) - c0;
           T aw[CB] = {}, ab[CB] = {};
           for (index_t n = 0; n < N; ++n) {
@@ -131,8 +133,8 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
 template <class T>
 void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, index_t N, index_t C, T eps) {
   detail::for_each(
-      "kernels::rmsnorm_fwd", N, [=](index_t n) { rmsnorm_row(y + n * C, rstd[n], x + n * C, w, C, eps); },
-      C);
+      "kernels::rmsnorm_fwd", N,
+      [=](index_t n) STRATA_ISA_CLONES { rmsnorm_row(y + n * C, rstd[n], x + n * C, w, C, eps); }, C);
 }
 
 template <class T>
@@ -140,7 +142,7 @@ void residual_rmsnorm_forward(T* r, T* y, T* rstd, const T* x, const T* bias, co
                               index_t C, T eps) {
   detail::for_each(
       "kernels::residual_rmsnorm_fwd", N,
-      [=](index_t n) {
+      [=](index_t n) STRATA_ISA_CLONES {
         residual_row(r + n * C, x + n * C, bias, C);
         rmsnorm_row(y + n * C, rstd[n], r + n * C, w, C, eps);
       },
@@ -153,7 +155,7 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T
   if (dx) {
     detail::for_each(
         "kernels::rmsnorm_bwd_dx", N,
-        [=](index_t n) {
+        [=](index_t n) STRATA_ISA_CLONES {
           const T* xr = x + n * C;
           const T* dyr = dy + n * C;
           T* dxr = dx + n * C;
@@ -168,7 +170,7 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const T
     const index_t nblk = (C + CB - 1) / CB;
     detail::for_each(
         "kernels::rmsnorm_bwd_dw", nblk,
-        [=](index_t blk) {
+        [=](index_t blk) STRATA_ISA_CLONES {
           const index_t c0 = blk * CB, nc = std::min<index_t>(C, c0 + CB) - c0;
           T aw[CB] = {};
           for (index_t n = 0; n < N; ++n) {

@@ -25,7 +25,7 @@ void rope_apply(const char* label, T* x, index_t B, index_t Tlen, index_t H, ind
   const index_t half = HS / 2;
   detail::for_each(
       label, Tlen,
-      [=](index_t t) {
+      [=](index_t t) STRATA_ISA_CLONES {
         const double pos = static_cast<double>(t + pos_offset);
         T cs[kPairs], sn[kPairs];
         for (index_t i0 = 0; i0 < half; i0 += kPairs) {

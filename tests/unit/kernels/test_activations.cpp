@@ -3,6 +3,9 @@
 #include "../../../src/kernels/cpu/detail.hpp"
 #include "kernel_test_util.hpp"
 #include "strata/kernels/cpu/activations.hpp"
+#include "strata/kernels/cpu/elementwise.hpp"
+
+#include <string>
 
 using namespace strata::kernels::cpu;
 using namespace strata::kernels::cpu::test;
@@ -30,6 +33,21 @@ TEST(FastMath, FloatExpIsWithinThreeUlpOfExpOverItsRange) {
   EXPECT_EQ(detail::tanh_fast(-50.f), -1.f);
 }
 
+// The element-wise loops run their x86-64-v4 clones exactly where the build made them and the
+// CPU has x86-64-v4 (detail.hpp, "ISA clones"); the kernel tests in this program then test
+// those copies here and the default copies on the emulated AVX2 CPU (emulated.avx2_cpu).
+TEST(IsaClones, TheX86_64V4CopiesRunWhereTheCpuHasThem) {
+  const std::string loops = loop_isa();
+#if STRATA_HAVE_ISA_CLONES
+  if (__builtin_cpu_supports("x86-64-v4"))
+    EXPECT_EQ(loops.rfind("x86-64-v4", 0), 0u) << loops;
+  else
+    EXPECT_EQ(loops.rfind("the build target's", 0), 0u) << loops;
+#else
+  EXPECT_EQ(loops.rfind("the build target's", 0), 0u) << loops;
+#endif
+}
+
 TEST(Gelu, ForwardMatchesTanhFormulaInDoubleAndFloat) {
   const index_t n = 20000 + 5;
   auto x = randn(n, 1, 3.0);
@@ -52,7 +70,7 @@ TEST(Gelu, ForwardMatchesTanhFormulaInDoubleAndFloat) {
   EXPECT_LT(ferr, 4e-6);
 }
 
-TEST(Gelu, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(Gelu, BackwardMatchesFiniteDifferencesAndAccumulatesOrAssigns) {
   const index_t n = 300;
   auto x = randn(n, 2, 2.0);
   const auto r = randn(n, 3), g0 = randn(n, 4);
@@ -68,6 +86,13 @@ TEST(Gelu, BackwardMatchesFiniteDifferencesAndAccumulates) {
   std::vector<float> gf(n, 0.f);
   gelu_backward(gf.data(), rf.data(), xf.data(), n);
   EXPECT_LT(max_abs_diff(gf, once(g, g0)), 1e-5);
+  // accumulate = false assigns: what was in dx (NaN here) is not read.
+  std::vector<double> ga(n, std::nan(""));
+  gelu_backward(ga.data(), r.data(), x.data(), n, /*accumulate=*/false);
+  EXPECT_LT(max_abs_diff(ga, once(g, g0)), 1e-12);
+  std::vector<float> gfa(n, std::nanf(""));
+  gelu_backward(gfa.data(), rf.data(), xf.data(), n, /*accumulate=*/false);
+  EXPECT_EQ(gfa, gf);
 }
 
 TEST(SwiGlu, ForwardMatchesLoopsInDoubleAndFloat) {
@@ -88,7 +113,7 @@ TEST(SwiGlu, ForwardMatchesLoopsInDoubleAndFloat) {
   EXPECT_LT(ferr, 1e-6);  // a few float ulp of O(1..10) values
 }
 
-TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndAccumulatesOrAssigns) {
   const index_t n = 200;
   auto g = randn(n, 7, 2.0), u = randn(n, 8);
   const auto r = randn(n, 9), dg0 = randn(n, 10), du0 = randn(n, 11);
@@ -101,4 +126,9 @@ TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndAccumulates) {
   };
   expect_matches_fd("dgate", g, once(dg, dg0), loss);
   expect_matches_fd("dup", u, once(du, du0), loss);
+  // accumulate = false assigns: what was in dgate and dup (NaN here) is not read.
+  std::vector<double> dga(n, std::nan("")), dua(n, std::nan(""));
+  swiglu_backward(dga.data(), dua.data(), r.data(), g.data(), u.data(), n, /*accumulate=*/false);
+  EXPECT_LT(max_abs_diff(dga, once(dg, dg0)), 1e-12);
+  EXPECT_LT(max_abs_diff(dua, once(du, du0)), 1e-12);
 }

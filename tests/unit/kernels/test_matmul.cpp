@@ -66,7 +66,7 @@ TEST(Linear, ForwardWithAndWithoutBiasMatchesLoops) {
   EXPECT_LT(max_abs_diff(yf, linear_ref(x, w, b.data(), rows, in, out)), 1e-4);
 }
 
-TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulates) {
+TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulatesOrAssignsDx) {
   const index_t rows = 5, in = 6, out = 67;
   auto x = randn(rows * in, 30), w = randn(out * in, 31), b = randn(out, 32);
   const auto r = randn(rows * out, 33);
@@ -88,6 +88,14 @@ TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulates) {
   std::vector<double> g(w.size());
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = dw2[i] - dw0[i];
   EXPECT_LT(max_abs_diff(g, once(dw, dw0)), 1e-12);
+  // accumulate_dx = false assigns dX (GEMM beta = 0: the NaN in it is not read); dW and db add.
+  std::vector<double> dxa(x.size(), std::nan(""));
+  auto dw3 = dw0, db3 = db0;
+  linear_backward(dxa.data(), dw3.data(), db3.data(), r.data(), x.data(), w.data(), rows, in, out,
+                  /*accumulate_dx=*/false);
+  EXPECT_LT(max_abs_diff(dxa, once(dx, dx0)), 1e-12);
+  EXPECT_LT(max_abs_diff(dw3, dw2), 1e-12);
+  for (std::size_t i = 0; i < db3.size(); ++i) EXPECT_NEAR(db3[i] - db0[i], once(db, db0)[i], 1e-12);
 }
 
 TEST(Blas, ReportsItsNameAndThreadCount) {

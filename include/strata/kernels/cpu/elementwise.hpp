@@ -20,4 +20,9 @@ double sum_squares(const T* x, index_t n);  // sum x^2 (in double)
 template <class T>
 void add_bias(T* y, const T* bias, index_t rows, index_t cols);
 
+// Which copy of the kernels' element-wise loops this process runs (src/kernels/cpu/detail.hpp,
+// "ISA clones"): "x86-64-v4 (AVX-512)" where the build made the clones and the CPU has
+// x86-64-v4, else "the build target's" with the reason; for `strata info`.
+const char* loop_isa();
+
 }  // namespace strata::kernels::cpu

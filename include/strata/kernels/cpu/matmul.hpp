@@ -22,9 +22,11 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, T alpha, 
 template <class T>
 void linear_forward(T* y, const T* x, const T* w, const T* bias, index_t rows, index_t in, index_t out);
 
+// accumulate_dx = false: dX is assigned (GEMM beta = 0) instead of added to; dW and db always
+// accumulate.
 template <class T>
 void linear_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, index_t rows, index_t in,
-                     index_t out);
+                     index_t out, bool accumulate_dx = true);
 
 // Threads of the BLAS (OpenBLAS) and of the threaded CPU kernels (element-wise, norms,
 // attention, cross-entropy, AdamW: OpenMP or Kokkos, kernels/cpu/detail.hpp); 0 leaves both

@@ -67,7 +67,7 @@ int flag(int argc, char** argv, const std::string& name, int fallback) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kernels::cpu::ensure_blas_coretype(argv);
+  kernels::cpu::ensure_blas_environment(argv);
   MPI_Init(&argc, &argv);
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

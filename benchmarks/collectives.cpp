@@ -64,7 +64,7 @@ class NullReporter : public benchmark::BenchmarkReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
-  kernels::cpu::ensure_blas_coretype(argv);
+  kernels::cpu::ensure_blas_environment(argv);
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);  // as strata's main (cli/run_cli.cpp)
   int rank = 0;

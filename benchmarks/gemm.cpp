@@ -57,7 +57,7 @@ void bm_sgemm(benchmark::State& state, GemmShape g) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  strata::bench::ensure_blas_coretype(argv);
+  strata::bench::ensure_blas_environment(argv);
   int threads = 2;
   if (argc > 1 && std::strncmp(argv[1], "--threads=", 10) == 0) {
     threads = std::atoi(argv[1] + 10);

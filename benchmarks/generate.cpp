@@ -65,7 +65,7 @@ BENCHMARK(BM_Generate)
     ->UseRealTime();
 
 int main(int argc, char** argv) {
-  strata::bench::ensure_blas_coretype(argv);
+  strata::bench::ensure_blas_environment(argv);
   Kokkos::ScopeGuard kokkos(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -154,7 +154,7 @@ BENCHMARK(BM_cross_entropy_fused)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_adamw)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
 int main(int argc, char** argv) {
-  strata::bench::ensure_blas_coretype(argv);
+  strata::bench::ensure_blas_environment(argv);
   Kokkos::ScopeGuard kokkos(argc, argv);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -77,7 +77,7 @@ BENCHMARK(BM_TrainStepGpt2Small)
     ->UseRealTime();
 
 int main(int argc, char** argv) {
-  strata::kernels::cpu::ensure_blas_coretype(argv);
+  strata::kernels::cpu::ensure_blas_environment(argv);
   Kokkos::ScopeGuard kokkos(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

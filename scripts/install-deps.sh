@@ -10,6 +10,7 @@ packages=(
   hdf5-tools python3                  # tests: an independent reader (h5ls/h5dump + a stdlib script) for the HF export
   libtrilinos-kokkos-dev              # Kokkos 3.4 (Serial backend)
   libopenblas-dev                     # BLAS with the CBLAS interface
+  libopenblas-openmp-dev              # the OpenMP-threaded OpenBLAS, linked where present (STRATA_OPENMP_BLAS)
   libyaml-cpp-dev                     # configs
   libcli11-dev                        # command line
   nlohmann-json3-dev                  # metrics and JSON I/O

@@ -18,7 +18,7 @@
 namespace strata::cli {
 
 int run_cli(int argc, char** argv, const FaultHooks* faults) {
-  strata::kernels::cpu::ensure_blas_coretype(argv);  // may re-exec: before MPI and threads
+  strata::kernels::cpu::ensure_blas_environment(argv);  // may re-exec: before MPI and threads
   CLI::App app{"strata: pre-train transformer language models on CPU and GPU clusters"};
   app.set_version_flag("--version", std::string("strata ") + strata::build::version);
   app.require_subcommand(1);

@@ -108,7 +108,7 @@ PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& g
     return p;
   };
 
-  // A core type forced through the environment stands (ensure_blas_coretype leaves it), but
+  // A core type forced through the environment stands (ensure_blas_environment leaves it), but
   // say so when it is narrower than the CPU: it halves the GEMMs, so the MFU, on AVX-512 CPUs.
   if (lead && hw.device == config::DeviceKind::cpu) {
     if (const char* wider = kernels::cpu::blas_suggested_coretype()) {

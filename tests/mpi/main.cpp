@@ -16,7 +16,7 @@
 #include "strata/kernels/cpu/matmul.hpp"
 
 int main(int argc, char** argv) {
-  strata::kernels::cpu::ensure_blas_coretype(argv);
+  strata::kernels::cpu::ensure_blas_environment(argv);
   int provided = 0;  // as strata's main (cli/run_cli.cpp): the watchdog thread may read progress windows
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   ::testing::InitGoogleTest(&argc, argv);

@@ -155,22 +155,32 @@ const char* blas_suggested_coretype() {
 #endif
 }
 
-void ensure_blas_coretype(char** argv) {
+void ensure_blas_environment(char** argv) {
   const char* core = blas_suggested_coretype();
   const bool retype = core && !std::getenv("OPENBLAS_CORETYPE");  // a user's choice stands
-  // OpenMP kernels next to a pthreads BLAS: libgomp's workers spin for ~5 ms after each
-  // parallel region, on the cores the BLAS threads need for the GEMM that follows (measured:
-  // an MLP block 2x slower on 2 threads). Passive workers sleep at once; the kernels' regions
-  // are long enough that the wake-up (~10-20 us) does not count. libgomp reads the variable
-  // when it loads, hence the re-run. openblas_get_parallel(): 1 = pthreads.
-  const bool passive = detail::kUseOpenMP && openblas_get_parallel() == 1 && !std::getenv("OMP_WAIT_POLICY");
-  if (!retype && !passive) return;
+  // OpenMP kernels next to a pthreads BLAS (openblas_get_parallel() == 1): two sets of
+  // threads take turns on the same cores, dozens of times a step. libgomp's idle workers spin
+  // for ~5 ms after each parallel region, on the cores the next GEMM needs (measured: an MLP
+  // block 2x slower on 2 threads); passive ones sleep at once, and the kernels' regions are
+  // long enough that the wake-up (~10-20 us) does not count. OpenBLAS's idle workers spin
+  // (sched_yield) for 2^28 TSC cycles, ~0.1 s, after each GEMM, on the cores the attention,
+  // AdamW and element-wise kernels then run on (measured, GPT-2 124M on 2 threads: those took
+  // ~1.6x their time, the step ~4 % longer); 2^22 cycles (~1.5 ms) still bridges the short
+  // gaps between a layer's GEMMs. Both runtimes read the variables when they load, hence the
+  // re-run. An OpenMP BLAS (STRATA_OPENMP_BLAS) runs on the kernels' own pool: nothing to set.
+  const bool pthreads_blas = detail::kUseOpenMP && openblas_get_parallel() == 1;
+  const bool passive = pthreads_blas && !std::getenv("OMP_WAIT_POLICY");
+  const bool timeout = pthreads_blas && !std::getenv("OPENBLAS_THREAD_TIMEOUT");
+  if (!retype && !passive && !timeout) return;
   if (retype) setenv("OPENBLAS_CORETYPE", core, 1);
   if (passive) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  if (timeout) setenv("OPENBLAS_THREAD_TIMEOUT", "22", 1);
   execv("/proc/self/exe", argv);
   std::fprintf(stderr,
-               "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s (%s)\n",
-               retype ? core : "(unchanged)", passive ? "PASSIVE" : "(unchanged)", std::strerror(errno));
+               "strata: warning: could not re-run with OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s "
+               "OPENBLAS_THREAD_TIMEOUT=%s (%s)\n",
+               retype ? core : "(unchanged)", passive ? "PASSIVE" : "(unchanged)",
+               timeout ? "22" : "(unchanged)", std::strerror(errno));
 }
 
 #define STRATA_INSTANTIATE(T)                                                                              \

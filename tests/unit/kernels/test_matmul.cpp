@@ -1,3 +1,4 @@
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -6,6 +7,7 @@
 #include <string>
 
 #include "kernel_test_util.hpp"
+#include "strata/config.hpp"
 #include "strata/kernels/cpu/matmul.hpp"
 
 using namespace strata::kernels::cpu;
@@ -126,7 +128,7 @@ TEST(Blas, CoreTypeRuleAsksForTheWidestKernelsTheCpuHas) {
 }
 
 TEST(Blas, TheTestProgramRunsTheWidestKernelsOrTheCoreTypeTheCallerForced) {
-  // The test main called ensure_blas_coretype(), as strata's main does: OpenBLAS runs the
+  // The test main called ensure_blas_environment(), as strata's main does: OpenBLAS runs the
   // widest kernels the CPU has, unless the caller set OPENBLAS_CORETYPE, whose choice stands
   // (the trainer warns then: train/peak.cpp).
   const char* forced = std::getenv("OPENBLAS_CORETYPE");
@@ -137,5 +139,23 @@ TEST(Blas, TheTestProgramRunsTheWidestKernelsOrTheCoreTypeTheCallerForced) {
     for (std::string* s : {&want, &got})
       for (char& c : *s) c = char(std::tolower(static_cast<unsigned char>(c)));
     EXPECT_NE(got.find(want), std::string::npos) << "OPENBLAS_CORETYPE=" << forced << ", " << blas_name();
+  }
+}
+
+TEST(Blas, TheGemmThreadsAndTheKernelThreadsDoNotSpinOnEachOthersCores) {
+  // A build that linked an OpenMP OpenBLAS (STRATA_OPENMP_BLAS) loads it, not the system's
+  // default libopenblas.so.0 (the run path CMake wrote): its GEMMs run on the kernels' pool.
+  if (strata::build::openmp_blas) {
+    EXPECT_EQ(openblas_get_parallel(), 2) << blas_name();
+  }
+  // With a pthreads OpenBLAS next to OpenMP kernels, the test main's ensure_blas_environment()
+  // re-ran the program with both runtimes' idle workers told to sleep soon (a caller's own
+  // values stand).
+  if (strata::build::have_openmp && openblas_get_parallel() == 1) {
+    EXPECT_NE(std::getenv("OMP_WAIT_POLICY"), nullptr);
+    const char* timeout = std::getenv("OPENBLAS_THREAD_TIMEOUT");
+    ASSERT_NE(timeout, nullptr);
+    EXPECT_LE(std::atoi(timeout), 22)
+        << "OpenBLAS's workers spin for 2^" << timeout << " cycles after a GEMM";
   }
 }

@@ -51,11 +51,13 @@ const char* coretype_for(std::string_view chosen, bool avx512, bool avx2);
 // Call first thing in main(), before MPI or threads start. Sets, where unset, what the BLAS
 // and OpenMP runtimes read only when they load, and re-execs this program with it (same pid
 // and arguments, so it works under mpirun/srun too):
-//   OPENBLAS_CORETYPE  where blas_suggested_coretype() names a core type;
-//   OMP_WAIT_POLICY    PASSIVE where the kernels use OpenMP and the BLAS has its own pthreads
-//                      (spinning OpenMP workers would steal the BLAS threads' cores).
+//   OPENBLAS_CORETYPE        where blas_suggested_coretype() names a core type;
+//   OMP_WAIT_POLICY          PASSIVE  } where the kernels use OpenMP and the BLAS has its own
+//   OPENBLAS_THREAD_TIMEOUT  22       } pthreads (an OpenMP BLAS shares the kernels' pool):
+//     each runtime's idle workers would spin on the cores the other's threads need; OpenMP's
+//     sleep at once, OpenBLAS's after 2^22 cycles (~1.5 ms) instead of 2^28 (~0.1 s).
 // A variable the user set is left as it is (`strata info` shows the OpenBLAS core). Returns when
 // nothing was needed or the re-exec failed (the program then runs as it is, after a warning).
-void ensure_blas_coretype(char** argv);
+void ensure_blas_environment(char** argv);
 
 }  // namespace strata::kernels::cpu

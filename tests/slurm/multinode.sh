@@ -134,6 +134,8 @@ for r in rows:
     per_rank, probe, sharing = float(m.group(1)) / 1e3, float(m.group(2)) / 1e3, int(m.group(3))
     assert sharing == ranks and abs(per_rank * ranks - probe) <= 1e-3 * probe, (m.group(0), r)
     # MFU: below 100%; the time-weighted MFU is the achieved FLOP/s over that peak.
+    assert r["mfu"] != "", ("run %s reported no MFU: the trainer stops reporting it once a step exceeds the peak it "
+                            "measured at start, which other work on the host can make too low" % r["run"], r)
     mfu, tflops = float(r["mfu"]), float(r["tflops_per_rank"])
     assert 0 < mfu < 1, r
     assert abs(mfu - tflops / per_rank) <= 0.01 * mfu, (mfu, tflops / per_rank, r)

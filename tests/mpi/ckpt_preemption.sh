@@ -31,14 +31,17 @@ for how in usr1-to-mpiexec term-to-one-rank; do
   train "$run" --set train.steps=100000
   wait_for 60 steps_done "$run" 3 || fail "$how: the run did not start"
   if [ "$how" = usr1-to-mpiexec ]; then
-    signal=SIGUSR1; kill -USR1 "$job"
+    signal=SIGUSR1; sent="SIGUSR1 to mpiexec (pid $job)"; kill -USR1 "$job"
   else
-    signal=SIGTERM; rank=$(pgrep -P "$job" | tail -n 1); kill -TERM "$rank"
+    children=$(pgrep -P "$job" | tr '\n' ' ')
+    signal=SIGTERM; rank=$(pgrep -P "$job" | tail -n 1)
+    sent="SIGTERM to pid $rank, of mpiexec (pid $job)'s children: $children"
+    kill -TERM "$rank" || fail "$how: could not send $sent"
   fi
-  wait_for 60 bash -c "! kill -0 $job 2>/dev/null" || fail "$how: the job did not stop within 60 s"
+  wait_for 60 bash -c "! kill -0 $job 2>/dev/null" || fail "$how: the job did not stop within 60 s of $sent"
   wait "$job"; rc=$?
   [ $rc -eq 0 ] || fail "$how: exit code $rc, expected 0"
-  line=$(grep "strata: stopped at step" "$run.log") || fail "$how: no stop message"
+  line=$(grep "strata: stopped at step" "$run.log") || fail "$how: no stop message after $sent"
   step=$(echo "$line" | sed -n "s/.*stopped at step \([0-9]*\) on signal $signal; checkpoint saved to .*/\1/p")
   [ -n "$step" ] || fail "$how: unexpected stop message: $line"
   saved=$(printf "%s/checkpoints/step_%08d.h5" "$run" "$step")

@@ -24,10 +24,11 @@ fi
 cpu=EPYC-Rome
 work=$(mktemp -d "${TMPDIR:-/tmp}/strata-avx2.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# The programs re-exec themselves once to set OMP_WAIT_POLICY and OPENBLAS_CORETYPE where
-# unset (kernels/cpu/matmul.hpp); that exec would run natively, outside the emulator. Set what
-# they would set, and leave OpenBLAS to pick its kernels from the emulated CPU.
-export OMP_WAIT_POLICY=PASSIVE
+# The programs re-exec themselves once to set OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT (with a
+# pthreads OpenBLAS) and OPENBLAS_CORETYPE where unset (kernels/cpu/matmul.hpp); that exec would
+# run natively, outside the emulator. Set what they would set, and leave OpenBLAS to pick its
+# kernels from the emulated CPU.
+export OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=22
 unset OPENBLAS_CORETYPE
 # QEMU warns once per CPU feature of the model that it cannot emulate (rdseed, sha-ni, ...).
 emu() { qemu-x86_64 -cpu "$cpu" "$@" 2> >(grep -v "TCG doesn't support" >&2); }

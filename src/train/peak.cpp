@@ -1,7 +1,6 @@
 // The per-rank peak for MFU (train/peak.hpp has the rules and why).
 #include "strata/train/peak.hpp"
 
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,15 +29,6 @@ std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
-}
-
-// CPUs this process may run on (its affinity mask), at least 1.
-int affinity_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0)
-    return int(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, CPU_COUNT(&set));
 }
 
 std::string fmt_tflops(double t) {
@@ -150,7 +140,7 @@ PeakFlops resolve_peak_flops(const config::HardwareConfig& hw, comm::RankGrid& g
 
   // CPU: the host's lead measures on the cores it may use; the others wait without spinning,
   // so that they leave those cores to the probe.
-  const int probe_cores = affinity_cores();
+  const int probe_cores = kernels::cpu::process_cpu_count();
   double mine =
       grid.global_rank() == host_lead ? kernels::cpu::measure_fp32_peak_gflops(probe_cores, 0.3) / 1e3 : 0.0;
   double probe_cores_d = double(probe_cores);

@@ -34,6 +34,11 @@
 // start to its last end; the result is the best window. See peak.hpp for why.
 #include "strata/kernels/cpu/peak.hpp"
 
+#include <sched.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <barrier>
@@ -237,6 +242,34 @@ std::string PeakMeasurement::describe() const {
   return buf;
 }
 
+namespace {
+
+// The process's CPUs (process_cpu_count()); false where they cannot be read.
+bool process_cpus(cpu_set_t& set) {
+  CPU_ZERO(&set);
+#if defined(_OPENMP)
+  if (omp_get_proc_bind() != omp_proc_bind_false) {
+    std::vector<int> ids;
+    for (int p = 0; p < omp_get_num_places(); ++p) {
+      ids.resize(std::size_t(std::max(0, omp_get_place_num_procs(p))));
+      omp_get_place_proc_ids(p, ids.data());
+      for (int id : ids)
+        if (id >= 0 && id < CPU_SETSIZE) CPU_SET(id, &set);
+    }
+    if (CPU_COUNT(&set) > 0) return true;
+  }
+#endif
+  return sched_getaffinity(0, sizeof set, &set) == 0;
+}
+
+}  // namespace
+
+int process_cpu_count() {
+  cpu_set_t set;
+  if (!process_cpus(set)) return int(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, CPU_COUNT(&set));
+}
+
 PeakMeasurement measure_fp32_peak(SimdIsa isa, int threads, double seconds) {
   STRATA_CHECK(cpu_has(isa) && variant_of(isa).fn, "fp32 peak: this CPU (or this build) has no ",
                to_string(isa), " variant of the FMA loop");
@@ -264,7 +297,12 @@ PeakMeasurement measure_fp32_peak(SimdIsa isa, int threads, double seconds) {
       stop.store(true, std::memory_order_relaxed);
   };
   std::barrier sync(threads, on_phase);
+  // The calling thread keeps its affinity; the others may run on any of the process's CPUs
+  // (wider than the caller's one core where libgomp bound it: process_cpu_count()).
+  cpu_set_t cpus;
+  const bool spread = process_cpus(cpus);
   auto worker = [&](int i) {
+    if (i > 0 && spread) sched_setaffinity(0, sizeof cpus, &cpus);  // 0: the calling thread
     for (std::size_t w = 0;; ++w) {
       const std::size_t k = w * std::size_t(threads) + std::size_t(i);
       start[k] = Clock::now();

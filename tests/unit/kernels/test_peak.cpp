@@ -10,6 +10,10 @@
 // window that overlaps someone else's work reads low and is discarded on both sides. This
 // file is compiled with -O2 whatever the build type (tests/CMakeLists.txt), like peak.cpp.
 #include <gtest/gtest.h>
+#include <sched.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -232,3 +236,27 @@ TEST(Peak, RefusesAnIsaThisCpuLacks) {
 
 }  // namespace
 }  // namespace strata::kernels::cpu
+
+// A rank pinned to its cores, as slurm/bind.sh pins one (OMP_PLACES=cores OMP_PROC_BIND=close;
+// ctest runs this test so as kernels.peak_bound_rank): libgomp bound this, the initial, thread
+// to its first place before main, yet the process's CPUs, which the trainer's peak probe counts
+// and runs on, are all the places. (Before: the probe read this thread's one core and ran all
+// its threads there, half the peak on 2 cores, and the trainer's MFU went past 100 %.)
+TEST(Peak, ARankBoundByOpenMpCountsAllItsCoresNotTheInitialThreadsOne) {
+  cpu_set_t mine;
+  ASSERT_EQ(sched_getaffinity(0, sizeof mine, &mine), 0);
+#if defined(_OPENMP)
+  if (omp_get_proc_bind() != omp_proc_bind_false && omp_get_num_places() > 0) {
+    int procs = 0;  // the places are cores: disjoint
+    for (int p = 0; p < omp_get_num_places(); ++p) procs += omp_get_place_num_procs(p);
+    EXPECT_EQ(strata::kernels::cpu::process_cpu_count(), procs);
+    if (omp_get_num_places() > 1) {
+      EXPECT_LT(CPU_COUNT(&mine), strata::kernels::cpu::process_cpu_count())
+          << "the initial thread was not bound: not the case under test";
+    }
+    return;
+  }
+#endif
+  EXPECT_EQ(strata::kernels::cpu::process_cpu_count(),
+            CPU_COUNT(&mine));  // unbound: the process's mask is this thread's
+}

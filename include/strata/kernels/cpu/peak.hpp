@@ -48,4 +48,12 @@ PeakMeasurement measure_fp32_peak(int threads, double seconds);
 // measure_fp32_peak(threads, seconds).gflops (the original interface).
 double measure_fp32_peak_gflops(int threads, double seconds);
 
+// CPUs this process may run on, at least 1. Not the calling thread's affinity: with
+// OMP_PROC_BIND set (slurm/bind.sh sets it for a rank pinned to its cores) libgomp binds the
+// initial thread to the first of its places when it loads, before main, so that thread's mask
+// is then one core; the process's CPUs are the union of the places, which libgomp built from
+// the mask the process started with. The probe's threads run on these CPUs, so a bound rank
+// measures all its cores, not one core shared by all the probe's threads.
+int process_cpu_count();
+
 }  // namespace strata::kernels::cpu
